@@ -1,0 +1,79 @@
+"""pluggy hook specifications: one factory hook per slot, plus event hooks.
+
+Hooks are synchronous (pluggy cannot await). A factory hook receives the :class:`~butter.node.Node` being
+built and returns the slot object (see :mod:`butter.slots`). An event hook may return ``None`` or an
+awaitable, which the node awaits in its own task group.
+
+Write an implementation with ``@butter.hookimpl`` on a method of your plugin class::
+
+    class MyTransportPlugin:
+        class Options(pydantic.BaseModel): ...
+        def __init__(self, options: Options) -> None: ...
+        @butter.hookimpl
+        def butter_transport(self, node): return MyTransport(...)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .node import Node
+    from .peers import PeerInfo
+    from .slots import Discovery, HostManager, Persistence, Retrieval, Transport
+
+PROJECT = "butter"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec(firstresult=True)
+def butter_transport(node: Node) -> Transport:  # type: ignore[empty-body]
+    """Build the node's transport (slot ``transport``, group ``butter.transport``)."""
+
+
+@hookspec
+def butter_discovery(node: Node) -> Discovery:  # type: ignore[empty-body]
+    """Build one discovery service; several drivers may answer (slot ``discovery``)."""
+
+
+@hookspec(firstresult=True)
+def butter_host_manager(node: Node) -> HostManager:  # type: ignore[empty-body]
+    """Build the known-host manager (slot ``host_manager``, group ``butter.host_manager``)."""
+
+
+@hookspec(firstresult=True)
+def butter_persistence(node: Node) -> Persistence:  # type: ignore[empty-body]
+    """Build the persistence service (slot ``persistence``, group ``butter.persistence``)."""
+
+
+@hookspec(firstresult=True)
+def butter_retrieval(node: Node) -> Retrieval:  # type: ignore[empty-body]
+    """Build the retrieval service (slot ``retrieval``, group ``butter.retrieval``)."""
+
+
+@hookspec
+def butter_node_started(node: Node) -> Any:
+    """The node is listening and every service has started."""
+
+
+@hookspec
+def butter_node_stopping(node: Node) -> Any:
+    """The node is about to exit (graceful exit has begun)."""
+
+
+@hookspec
+def butter_peer_discovered(node: Node, peer: PeerInfo) -> Any:
+    """A peer entered the node's known hosts."""
+
+
+@hookspec
+def butter_peer_lost(node: Node, peer: PeerInfo) -> Any:
+    """A peer left the node's known hosts (dead, or evicted for diversity)."""
+
+
+@hookspec
+def butter_block_stored(node: Node, address: str) -> Any:
+    """A block (content address, hex) was stored on this node."""

@@ -1,0 +1,81 @@
+"""A node's persistent identity: an Ed25519 key pair kept in its data directory.
+
+The node id is the first 16 bytes of SHA-256 over the raw 32-byte public key, as 32 hex characters. Other
+modules use it to tell nodes apart (PCG leader choice, duplicate suppression), never the address, which can
+change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .errors import ButterConfigError
+
+__all__ = ["KEY_FILE", "Identity", "node_id_from_public_key"]
+
+KEY_FILE = "node_key.pem"
+
+
+def node_id_from_public_key(public_bytes: bytes) -> str:
+    return hashlib.sha256(public_bytes).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An Ed25519 private key and the node id derived from it."""
+
+    private_key: Ed25519PrivateKey
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.private_key.public_key()
+
+    @property
+    def public_bytes(self) -> bytes:
+        return self.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    @property
+    def node_id(self) -> str:
+        return node_id_from_public_key(self.public_bytes)
+
+    @classmethod
+    def generate(cls) -> Identity:
+        """A fresh, unsaved identity (for tests, simulation and ephemeral nodes)."""
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load_or_create(cls, data_dir: Path) -> Identity:
+        """Load ``data_dir/node_key.pem``, creating it (mode 0600) on first use.
+
+        Raises :class:`ButterConfigError` if the file exists but is not an Ed25519 private key, or the
+        directory cannot be written.
+        """
+        path = Path(data_dir) / KEY_FILE
+        if path.exists():
+            try:
+                key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            except (ValueError, TypeError, OSError) as exc:
+                raise ButterConfigError(f"cannot read node key {path}: {exc}") from exc
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ButterConfigError(f"node key {path} is not an Ed25519 private key")
+            return cls(key)
+        identity = cls.generate()
+        pem = identity.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+        except FileExistsError:  # another process created it first: use theirs
+            return cls.load_or_create(data_dir)
+        except OSError as exc:
+            raise ButterConfigError(f"cannot write node key {path}: {exc}") from exc
+        return identity

@@ -1,0 +1,418 @@
+"""The Butter node: a peer that serves named routes and runs client behaviours (SPEC §1).
+
+A node is an async context manager owning one anyio task group::
+
+    async with butter.open_node(settings) as node:
+        @node.route("reverse")
+        async def reverse(request: RouteRequest) -> bytes:
+            return request.body[::-1]
+
+        print(await node.request(peer_address, "reverse", b"olleh"))
+
+Start-up (SPEC §1.5, made structured): load the configured drivers, register the built-in routes
+(``ping``, ``host-quality``, ``known-hosts``), start the transport (bind errors reach the caller), then host
+management, persistence, retrieval and discovery, then the client behaviours.
+
+Graceful exit (SPEC §1.7, the report's design rather than the original code, which only closed the
+listener): new requests are refused with ``shutting-down``, persistence hands its data off, open requests
+get up to ``shutdown_timeout`` seconds to finish, then every task is cancelled.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .errors import ButterConfigError, ButterError, ProtocolError, RouteError
+from .identity import Identity
+from .peers import HostQuality, PeerAddress, PeerInfo
+from .plugins import PluginStack
+from .settings import ButterSettings, load_settings
+from .slots import Discovery, HostManager, Persistence, Retrieval, Transport
+from .wire import MAX_ROUTE_LENGTH, ErrorInfo, Reply, Request, decode_payload, encode_payload
+
+__all__ = ["ClientBehaviour", "Handler", "Node", "NodeStats", "RouteRequest", "open_node"]
+
+log = logging.getLogger("butter.node")
+
+EXCHANGE_SAMPLE = 16  # known hosts sent per known-hosts exchange
+KNOWN_BY_WINDOW = 30.0  # seconds a host-quality poll counts toward this node's ``known_by``
+INTRODUCTION_QUEUE = 256  # addresses waiting to be offered to host management; more are dropped
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """What a route handler receives: the ``node`` serving it, the ``route`` name and the ``body`` bytes."""
+
+    node: Node
+    route: str
+    body: bytes
+
+
+Handler = Callable[[RouteRequest], Awaitable[bytes]]
+ClientBehaviour = Callable[["Node"], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class NodeStats:
+    """Counters since start: requests this node sent and answered, and error replies it gave."""
+
+    requests_sent: int = 0
+    requests_failed: int = 0
+    requests_served: int = 0
+    error_replies: int = 0
+    protocol_errors: int = 0
+    introductions_dropped: int = 0
+
+
+PeerLike = PeerAddress | PeerInfo | str
+
+
+def as_address(peer: PeerLike) -> PeerAddress:
+    """Accept a :class:`PeerAddress`, a :class:`PeerInfo` or ``"host:port"``."""
+    if isinstance(peer, PeerAddress):
+        return peer
+    if isinstance(peer, PeerInfo):
+        return peer.address
+    return PeerAddress.parse(peer)
+
+
+class Node:
+    """One peer. Build it with :func:`open_node`; do not instantiate directly."""
+
+    def __init__(self, settings: ButterSettings, identity: Identity, plugins: PluginStack) -> None:
+        self.settings = settings
+        self.identity = identity
+        self.node_id = identity.node_id
+        self.plugins = plugins
+        self.stats = NodeStats()
+        self._routes: dict[str, Handler] = {}
+        self._behaviours: list[ClientBehaviour] = []
+        self._tg: TaskGroup | None = None
+        self._address: PeerAddress | None = None
+        self._started_at = 0.0
+        self._closing = False
+        self._closed = anyio.Event()
+        self._in_flight = 0
+        self._idle = anyio.Event()
+        self._pollers: dict[str, float] = {}
+        self._introductions_send, self._introductions = anyio.create_memory_object_stream[PeerAddress](
+            INTRODUCTION_QUEUE
+        )
+        hook = plugins.hook
+        self.transport: Transport = self._required(hook.butter_transport(node=self), "transport")
+        self.hosts: HostManager = self._required(hook.butter_host_manager(node=self), "host_manager")
+        self.persistence: Persistence | None = hook.butter_persistence(node=self)
+        self.retrieval: Retrieval | None = hook.butter_retrieval(node=self)
+        self.discoveries: list[Discovery] = list(hook.butter_discovery(node=self))
+        self.route("ping", self._serve_ping)
+        self.route("host-quality", self._serve_host_quality)
+        self.route("known-hosts", self._serve_known_hosts)
+
+    def _required(self, obj: Any, slot: str) -> Any:
+        if obj is None:
+            raise ButterConfigError(f"the {slot} driver {self.plugins.selected(slot)} built no {slot} object")
+        return obj
+
+    # -- public API -------------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> PeerAddress:
+        """The address peers dial to reach this node. Raises ``RuntimeError`` before start."""
+        if self._address is None:
+            raise RuntimeError("node is not started")
+        return self._address
+
+    @property
+    def uptime(self) -> float:
+        """Seconds since the node started listening."""
+        return anyio.current_time() - self._started_at if self._address else 0.0
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def task_group(self) -> TaskGroup:
+        """The node's task group, for services that spawn their own tasks."""
+        if self._tg is None:
+            raise RuntimeError("node is not started")
+        return self._tg
+
+    def route(self, name: str, handler: Handler | None = None) -> Any:
+        """Register ``handler`` (``async (RouteRequest) -> bytes``) for route ``name``; usable as a decorator.
+
+        Registering a name again replaces the handler (SPEC §1.1). Raises ``ValueError`` for a name that is
+        empty or longer than 128 characters.
+        """
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_ROUTE_LENGTH:
+            raise ValueError(f"route name must be 1 to {MAX_ROUTE_LENGTH} characters, got {name!r}")
+
+        def register(fn: Handler) -> Handler:
+            self._routes[name] = fn
+            return fn
+
+        return register if handler is None else register(handler)
+
+    @property
+    def routes(self) -> list[str]:
+        return sorted(self._routes)
+
+    def behaviour(self, fn: ClientBehaviour) -> ClientBehaviour:
+        """Register a client behaviour, ``async (node) -> None``, run for the node's lifetime (SPEC §1.1).
+
+        Usable as a decorator. Registered after start, it starts at once. An exception escaping it is
+        logged; the node keeps running.
+        """
+        self._behaviours.append(fn)
+        if self._tg is not None and not self._closing:
+            self._tg.start_soon(self._run_behaviour, fn)
+        return fn
+
+    async def request(self, peer: PeerLike, route: str, body: bytes = b"", *, timeout: float | None = None) -> bytes:
+        """Send ``body`` to ``route`` on ``peer`` and return the reply body.
+
+        ``timeout`` is in seconds (default ``settings.request_timeout``). Raises
+        :class:`~butter.errors.PeerUnreachable`, :class:`~butter.errors.RequestTimeout`,
+        :class:`~butter.errors.RemoteError` (an error reply, e.g. code ``unknown-route``) or
+        :class:`~butter.errors.FrameTooLarge`.
+        """
+        address = as_address(peer)
+        self.stats.requests_sent += 1
+        try:
+            return await self.transport.request(
+                address, route, bytes(body), timeout=self.settings.request_timeout if timeout is None else timeout
+            )
+        except ButterError:
+            self.stats.requests_failed += 1
+            raise
+
+    def quality(self) -> HostQuality:
+        """This node's host-quality record (SPEC §4.2)."""
+        now = anyio.current_time()
+        self._pollers = {k: t for k, t in self._pollers.items() if now - t <= KNOWN_BY_WINDOW}
+        return HostQuality(
+            uptime=self.uptime,
+            available_storage=self.persistence.available_storage() if self.persistence else 0,
+            known_hosts=len(self.hosts.peers()),
+            known_by=len(self._pollers),
+        )
+
+    def info(self) -> PeerInfo:
+        """This node as peers see it: id, address and quality."""
+        return PeerInfo(self.node_id, self.address, self.quality(), anyio.current_time())
+
+    def introduce(self, addresses: list[PeerAddress]) -> None:
+        """Queue addresses to be offered to host management in the background, without waiting.
+
+        Used by discovery and by the known-hosts exchange. When the queue (256) is full the rest are
+        dropped and counted in ``stats.introductions_dropped``.
+        """
+        for address in addresses:
+            if self._address is not None and address == self._address:
+                continue
+            try:
+                self._introductions_send.send_nowait(address)
+            except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self.stats.introductions_dropped += 1
+
+    def emit(self, event: str, **kwargs: Any) -> None:
+        """Call event hook ``event`` (e.g. ``"butter_peer_lost"``) and await any awaitable results in the
+        node's task group. An observer's exception is logged, never raised."""
+        try:
+            results = getattr(self.plugins.hook, event)(node=self, **kwargs)
+        except Exception:
+            log.exception("event hook %s failed", event)
+            return
+        if self._tg is None:
+            return
+        for result in results or ():
+            if inspect.isawaitable(result):
+                self._tg.start_soon(self._await_observer, event, result)
+
+    async def wait_for_exit(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        """Return when one of ``signals`` arrives or :meth:`aclose` is called; for long-running processes."""
+        async with anyio.create_task_group() as tg:
+
+            async def on_signal() -> None:
+                with anyio.open_signal_receiver(*signals) as received:
+                    async for signum in received:
+                        log.info("received %s, leaving gracefully", signal.Signals(signum).name)
+                        break
+                tg.cancel_scope.cancel()
+
+            async def on_close() -> None:
+                await self._closed.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(on_signal)
+            tg.start_soon(on_close)
+
+    async def aclose(self) -> None:
+        """Leave gracefully: refuse new requests, let persistence hand off, drain open requests (up to
+        ``shutdown_timeout`` seconds in all), then cancel every task. Calling it twice is harmless."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        log.info("node %s leaving", self.node_id[:8])
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.settings.shutdown_timeout):
+            self.emit("butter_node_stopping")
+            if self.persistence is not None:
+                try:
+                    await self.persistence.hand_off()
+                except Exception:
+                    log.exception("persistence hand-off failed")
+            if self._in_flight:
+                await self._idle.wait()
+        self._introductions_send.close()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+        self._closed.set()
+
+    # -- internals --------------------------------------------------------------------------------------
+
+    async def _start(self, tg: TaskGroup) -> None:
+        self._tg = tg
+        self._address = await tg.start(self.transport.serve, self._dispatch)
+        self._started_at = anyio.current_time()
+        await tg.start(self.hosts.run)
+        if self.persistence is not None:
+            await tg.start(self.persistence.run)
+        if self.retrieval is not None:
+            await tg.start(self.retrieval.run)
+        tg.start_soon(self._offer_introductions)
+        for discovery in self.discoveries:
+            await tg.start(discovery.run)
+        for fn in self._behaviours:
+            tg.start_soon(self._run_behaviour, fn)
+        log.info(
+            "node %s listening on %s (transport %s, discovery %s, host manager %s, persistence %s, retrieval %s)",
+            self.node_id[:8],
+            self._address,
+            *(",".join(self.plugins.selected(s)) or "-" for s in
+              ("transport", "discovery", "host_manager", "persistence", "retrieval")),
+        )
+        self.emit("butter_node_started")
+
+    async def _dispatch(self, request: Request) -> Reply:
+        if self._closing:
+            return Reply(request.id, error=ErrorInfo("shutting-down", "node is leaving"))
+        handler = self._routes.get(request.route)
+        if handler is None:
+            self.stats.error_replies += 1
+            return Reply(request.id, error=ErrorInfo("unknown-route", f"no route {request.route!r}"))
+        self._in_flight += 1
+        self._idle = anyio.Event() if self._in_flight == 1 else self._idle
+        try:
+            body = await handler(RouteRequest(self, request.route, request.body))
+            if not isinstance(body, bytes | bytearray | memoryview):
+                raise TypeError(f"handler returned {type(body).__name__}, not bytes")
+            self.stats.requests_served += 1
+            return Reply(request.id, bytes(body))
+        except RouteError as exc:
+            self.stats.error_replies += 1
+            return Reply(request.id, error=ErrorInfo(exc.code, exc.message))
+        except ProtocolError as exc:
+            self.stats.error_replies += 1
+            return Reply(request.id, error=ErrorInfo("bad-request", str(exc)))
+        except Exception as exc:
+            self.stats.error_replies += 1
+            log.exception("handler for route %r raised", request.route)
+            return Reply(request.id, error=ErrorInfo("handler-error", f"{type(exc).__name__}: {exc}"))
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _run_behaviour(self, fn: ClientBehaviour) -> None:
+        try:
+            await fn(self)
+        except Exception:
+            log.exception("client behaviour %s failed", getattr(fn, "__qualname__", fn))
+
+    async def _await_observer(self, event: str, awaitable: Awaitable[Any]) -> None:
+        try:
+            await awaitable
+        except Exception:
+            log.exception("event hook %s failed", event)
+
+    async def _offer_introductions(self) -> None:
+        async with self._introductions:
+            async for address in self._introductions:
+                if self.hosts.capacity and address not in {p.address for p in self.hosts.peers()}:
+                    try:
+                        await self.hosts.offer(address)
+                    except ButterError as exc:
+                        log.debug("offer of %s failed: %s", address, exc)
+
+    # -- built-in routes --------------------------------------------------------------------------------
+
+    async def _serve_ping(self, request: RouteRequest) -> bytes:
+        return encode_payload({"id": self.node_id, "addr": self.address.to_wire()})
+
+    async def _serve_host_quality(self, request: RouteRequest) -> bytes:
+        """Body: optional ``{"id": caller node id}``; reply: this node's :class:`PeerInfo`."""
+        if request.body:
+            caller = decode_payload(request.body, self.settings.max_frame)
+            if isinstance(caller, dict) and isinstance(caller.get("id"), str) and len(caller["id"]) <= 128:
+                if caller["id"] != self.node_id:
+                    self._pollers[caller["id"]] = anyio.current_time()
+        return encode_payload(self.info().to_wire())
+
+    async def _serve_known_hosts(self, request: RouteRequest) -> bytes:
+        """Body: optional ``{"from": PeerInfo, "sample": [PeerInfo]}``; reply ``{"sample": [PeerInfo]}``.
+
+        The caller and its sample are offered to host management in the background (SPEC §4.8, made a
+        two-way exchange).
+        """
+        if request.body:
+            offer = decode_payload(request.body, self.settings.max_frame)
+            if not isinstance(offer, dict):
+                raise ProtocolError("known-hosts body must be a map")
+            entries = ([offer["from"]] if "from" in offer else []) + list(offer.get("sample") or [])[:EXCHANGE_SAMPLE]
+            addresses = []
+            for entry in entries:
+                try:
+                    addresses.append(PeerInfo.from_wire(entry).address)
+                except ValueError:
+                    continue
+            self.introduce(addresses)
+        sample = self.hosts.sample(EXCHANGE_SAMPLE)
+        return encode_payload({"sample": [p.to_wire() for p in sample]})
+
+
+@asynccontextmanager
+async def open_node(
+    settings: ButterSettings | None = None,
+    *,
+    identity: Identity | None = None,
+    plugins: tuple[object, ...] = (),
+) -> AsyncIterator[Node]:
+    """Start a node with the configured stack and yield it; leave gracefully on exit.
+
+    ``settings`` default to :func:`~butter.settings.load_settings` (``butter.toml``, ``BUTTER_*``).
+    ``identity`` defaults to the key in ``settings.data_dir`` (created on first use), or a fresh
+    ephemeral one when no data directory is set. ``plugins`` are extra pluggy plugin objects.
+
+    Raises :class:`~butter.errors.ButterConfigError` for a missing driver, invalid options or a port that
+    cannot be bound.
+    """
+    settings = settings if settings is not None else load_settings()
+    if identity is None:
+        identity = Identity.load_or_create(settings.data_dir) if settings.data_dir else Identity.generate()
+    node = Node(settings, identity, PluginStack(settings, plugins))
+    async with anyio.create_task_group() as tg:
+        await node._start(tg)
+        try:
+            yield node
+        finally:
+            await node.aclose()

@@ -1,0 +1,171 @@
+"""Node settings (pydantic-settings): defaults < ``butter.toml`` < ``BUTTER_*`` environment < CLI flags.
+
+* File: the ``[butter]`` table of ``butter.toml`` in the working directory, or of the file named by
+  ``load_settings(config_file=...)`` / ``butter --config``; tables are deep-merged with the defaults.
+* Environment: ``BUTTER_PORT=9000``, nested keys joined by ``__``: ``BUTTER_TRANSPORT__DRIVER=tcp``,
+  ``BUTTER_HOST_MANAGER__OPTIONS__CAPACITY=32``.
+* CLI: ``--port 9000 --transport.driver memory --discovery.drivers '["static"]'``.
+
+Invalid values raise :class:`~butter.errors.ButterConfigError` naming the key, at start, before any socket
+is opened.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    CliSettingsSource,
+    PydanticBaseSettingsSource,
+    PyprojectTomlConfigSettingsSource,
+    SettingsConfigDict,
+)
+
+from .errors import ButterConfigError
+
+__all__ = [
+    "ButterSettings",
+    "DiscoverySettings",
+    "OptionalSlotSettings",
+    "SlotSettings",
+    "describe_validation_error",
+    "load_settings",
+]
+
+DEFAULT_CONFIG_FILE = Path("butter.toml")
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("butter_config_file", default=None)
+
+
+class SlotSettings(BaseModel):
+    """One slot's driver (an entry-point name) and that driver's raw options (validated by the driver)."""
+
+    model_config = ConfigDict(extra="forbid")
+    driver: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptionalSlotSettings(BaseModel):
+    """A slot that may be left empty (``driver = ""``): the node then runs without that capability."""
+
+    model_config = ConfigDict(extra="forbid")
+    driver: str = ""
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DiscoverySettings(BaseModel):
+    """Discovery runs several drivers at once; ``options`` maps a driver name to its options."""
+
+    model_config = ConfigDict(extra="forbid")
+    drivers: list[str] = Field(default_factory=lambda: ["static"])
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ButterSettings(BaseSettings):
+    """Everything that configures one node. Units: bytes for sizes (``"4MiB"`` accepted), seconds for time."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BUTTER_",
+        env_nested_delimiter="__",
+        pyproject_toml_table_header=("butter",),
+        extra="forbid",
+        validate_default=True,
+    )
+
+    host: str = Field("0.0.0.0", description="interface address to listen on (0.0.0.0: every interface)")
+    advertise_host: str = Field(
+        "", description="address peers should dial; empty: the listening address, or the outbound one"
+    )
+    port: int = Field(0, ge=0, le=65535, description="TCP port to listen on; 0 lets the OS pick")
+    data_dir: Path | None = Field(
+        None, description="where the node keeps its identity key and durable data; unset: ephemeral"
+    )
+    memory_budget: ByteSize = Field(
+        ByteSize(512 * 1024 * 1024), description="bytes the node may use; sizes known hosts and storage (SPEC §1.3)"
+    )
+    connect_timeout: float = Field(5.0, gt=0, description="seconds to establish a connection to a peer")
+    request_timeout: float = Field(10.0, gt=0, description="seconds to wait for a reply, by default")
+    shutdown_timeout: float = Field(10.0, ge=0, description="seconds a graceful exit may take before tasks are cancelled")
+    max_frame: ByteSize = Field(ByteSize(4 * 1024 * 1024), description="largest frame accepted or sent, bytes")
+    peers: list[str] = Field(default_factory=list, description="HOST:PORT addresses for static discovery")
+    transport: SlotSettings = Field(default_factory=lambda: SlotSettings(driver="tcp"))
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    host_manager: SlotSettings = Field(default_factory=lambda: SlotSettings(driver="diversity"))
+    persistence: OptionalSlotSettings = Field(default_factory=OptionalSlotSettings)
+    retrieval: OptionalSlotSettings = Field(default_factory=OptionalSlotSettings)
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _budget_floor(cls, value: ByteSize) -> ByteSize:
+        if value < 1024 * 1024:
+            raise ValueError("must be at least 1 MiB")
+        return value
+
+    @field_validator("max_frame")
+    @classmethod
+    def _frame_floor(cls, value: ByteSize) -> ByteSize:
+        if not 1024 <= value <= 2**31:
+            raise ValueError("must be between 1 KiB and 2 GiB")
+        return value
+
+    @field_validator("peers")
+    @classmethod
+    def _peers_parse(cls, value: list[str]) -> list[str]:
+        from .peers import PeerAddress
+
+        for text in value:
+            PeerAddress.parse(text)  # raises ValueError naming the bad entry
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _config_file.get() or DEFAULT_CONFIG_FILE
+        return (init_settings, env_settings, PyprojectTomlConfigSettingsSource(settings_cls, toml_file))
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, each naming the dotted key: ``port: Input should be less than or equal to 65535``."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(settings)"
+        lines.append(f"{key}: {error['msg']} (got {error.get('input')!r})")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(
+    *, config_file: Path | str | None = None, cli_args: Sequence[str] = (), **overrides: Any
+) -> ButterSettings:
+    """Build settings from every source, highest priority first: ``overrides``, ``cli_args``, environment,
+    the config file, defaults.
+
+    ``config_file`` defaults to ``./butter.toml`` (ignored when absent; an explicit path must exist).
+    Raises :class:`ButterConfigError` naming each invalid key.
+    """
+    path = Path(config_file) if config_file is not None else None
+    if path is not None and not path.is_file():
+        raise ButterConfigError(f"config file {path} does not exist")
+    token = _config_file.set(path)
+    try:
+        if cli_args:
+            cli = CliSettingsSource(ButterSettings, cli_parse_args=list(cli_args), cli_exit_on_error=False)
+            return ButterSettings(_cli_settings_source=cli, **overrides)  # type: ignore[call-arg]
+        return ButterSettings(**overrides)
+    except ValidationError as exc:
+        raise ButterConfigError(describe_validation_error(exc)) from None
+    except Exception as exc:  # CLI parse errors and TOML syntax errors arrive as assorted types
+        if isinstance(exc, ButterConfigError):
+            raise
+        raise ButterConfigError(f"invalid settings: {exc}") from None
+    finally:
+        _config_file.reset(token)

@@ -1,0 +1,8 @@
+"""Every async test runs on asyncio and on trio (DESIGN "Runtime model")."""
+
+import pytest
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
