@@ -23,13 +23,13 @@ from __future__ import annotations
 import inspect
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
 from .errors import ButterConfigError, ButterError, ProtocolError, RouteError
 from .identity import Identity
@@ -44,7 +44,9 @@ __all__ = ["ClientBehaviour", "Handler", "Node", "NodeStats", "RouteRequest", "o
 log = logging.getLogger("butter.node")
 
 EXCHANGE_SAMPLE = 16  # known hosts sent per known-hosts exchange
-KNOWN_BY_WINDOW = 30.0  # seconds a host-quality poll counts toward this node's ``known_by``
+KNOWN_BY_DEFAULT_TTL = 30.0  # seconds a holder's poll counts toward ``known_by`` when it names no ttl
+KNOWN_BY_MAX_TTL = 3600.0
+SLOTS = ("transport", "discovery", "host_manager", "persistence", "retrieval")
 INTRODUCTION_QUEUE = 256  # addresses waiting to be offered to host management; more are dropped
 
 
@@ -198,7 +200,7 @@ class Node:
     def quality(self) -> HostQuality:
         """This node's host-quality record (SPEC §4.2)."""
         now = anyio.current_time()
-        self._pollers = {k: t for k, t in self._pollers.items() if now - t <= KNOWN_BY_WINDOW}
+        self._pollers = {k: expiry for k, expiry in self._pollers.items() if expiry >= now}
         return HostQuality(
             uptime=self.uptime,
             available_storage=self.persistence.available_storage() if self.persistence else 0,
@@ -280,8 +282,18 @@ class Node:
 
     # -- internals --------------------------------------------------------------------------------------
 
-    async def _start(self, tg: TaskGroup) -> None:
-        self._tg = tg
+    async def _run(self, *, task_status: TaskStatus[None]) -> None:
+        """Own the services' task group: start them in order, then wait until :meth:`aclose` cancels it.
+
+        The services live in this inner task group, not in the one running the ``async with`` body, so
+        closing the node never cancels the caller's own code.
+        """
+        with unwrap_single_error():
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                await self._start_services(tg, task_status)
+
+    async def _start_services(self, tg: TaskGroup, task_status: TaskStatus[None]) -> None:
         self._address = await tg.start(self.transport.serve, self._dispatch)
         self._started_at = anyio.current_time()
         await tg.start(self.hosts.run)
@@ -295,13 +307,14 @@ class Node:
         for fn in self._behaviours:
             tg.start_soon(self._run_behaviour, fn)
         log.info(
-            "node %s listening on %s (transport %s, discovery %s, host manager %s, persistence %s, retrieval %s)",
+            "node %s listening on %s (transport %s, discovery %s, host manager %s, persistence %s, "
+            "retrieval %s)",
             self.node_id[:8],
             self._address,
-            *(",".join(self.plugins.selected(s)) or "-" for s in
-              ("transport", "discovery", "host_manager", "persistence", "retrieval")),
+            *(",".join(self.plugins.selected(slot)) or "-" for slot in SLOTS),
         )
         self.emit("butter_node_started")
+        task_status.started()
 
     async def _dispatch(self, request: Request) -> Reply:
         if self._closing:
@@ -360,12 +373,20 @@ class Node:
         return encode_payload({"id": self.node_id, "addr": self.address.to_wire()})
 
     async def _serve_host_quality(self, request: RouteRequest) -> bytes:
-        """Body: optional ``{"id": caller node id}``; reply: this node's :class:`PeerInfo`."""
+        """Body: optional ``{"id": caller node id, "holds": bool, "ttl": seconds}``; reply: this node's
+        :class:`PeerInfo`.
+
+        A caller that says it ``holds`` this node in its known hosts counts toward ``known_by`` for ``ttl``
+        seconds (default 30, at most 3,600): it promises to poll again before then.
+        """
         if request.body:
             caller = decode_payload(request.body, self.settings.max_frame)
-            if isinstance(caller, dict) and isinstance(caller.get("id"), str) and len(caller["id"]) <= 128:
-                if caller["id"] != self.node_id:
-                    self._pollers[caller["id"]] = anyio.current_time()
+            if isinstance(caller, dict) and caller.get("holds") is True:
+                caller_id, ttl = caller.get("id"), caller.get("ttl", KNOWN_BY_DEFAULT_TTL)
+                if not isinstance(ttl, int | float) or isinstance(ttl, bool) or not ttl >= 0:
+                    ttl = KNOWN_BY_DEFAULT_TTL
+                if isinstance(caller_id, str) and 0 < len(caller_id) <= 128 and caller_id != self.node_id:
+                    self._pollers[caller_id] = anyio.current_time() + min(float(ttl), KNOWN_BY_MAX_TTL)
         return encode_payload(self.info().to_wire())
 
     async def _serve_known_hosts(self, request: RouteRequest) -> bytes:
@@ -410,9 +431,22 @@ async def open_node(
     if identity is None:
         identity = Identity.load_or_create(settings.data_dir) if settings.data_dir else Identity.generate()
     node = Node(settings, identity, PluginStack(settings, plugins))
-    async with anyio.create_task_group() as tg:
-        await node._start(tg)
-        try:
-            yield node
-        finally:
-            await node.aclose()
+    with unwrap_single_error():
+        async with anyio.create_task_group() as tg:
+            await tg.start(node._run)
+            try:
+                yield node
+            finally:
+                await node.aclose()
+
+
+@contextmanager
+def unwrap_single_error() -> Iterator[None]:
+    """Let a lone error out of a task group as itself, not wrapped in an ``ExceptionGroup``, so that a
+    start-up failure (a port that is taken) or an error in the caller's own code reads as it was raised."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+            raise group.exceptions[0] from None
+        raise

@@ -1,0 +1,132 @@
+"""Shared plumbing for the ``butter`` command: consoles, settings, logging, running async code, errors.
+
+Every command follows one shape: build settings with :func:`load_or_exit`, set up logging, then run one
+coroutine with :func:`run_async`. Errors become a one-line red message and an exit status, never a traceback:
+
+* 2: invalid settings or usage (:class:`~butter.errors.ButterConfigError`);
+* 1: a runtime failure (an unreachable peer, a bind failure, any other :class:`~butter.errors.ButterError`);
+* 130: interrupted before a graceful exit could be arranged.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+
+from .errors import ButterConfigError, ButterError
+from .settings import ButterSettings, load_settings
+
+__all__ = [
+    "EXTRA_ARGS",
+    "Backend",
+    "LogLevel",
+    "console",
+    "err_console",
+    "fail",
+    "load_or_exit",
+    "run_async",
+    "setup_logging",
+]
+
+T = TypeVar("T")
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXTRA_ARGS: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
+"""``context_settings`` for commands that forward unknown ``--section.key VALUE`` pairs to the settings."""
+
+
+class LogLevel(str, enum.Enum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class Backend(str, enum.Enum):
+    asyncio = "asyncio"
+    trio = "trio"
+
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    """Print ``error: message`` in red on stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def load_or_exit(config: Path | None, extra_args: list[str], **overrides: Any) -> ButterSettings:
+    """Settings from every source (see :mod:`butter.settings`); ``overrides`` that are ``None`` are dropped.
+
+    ``extra_args`` are the command line's unknown ``--section.key VALUE`` pairs. Exits with status 2 on
+    invalid settings, naming each bad key.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return load_settings(config_file=config, cli_args=extra_args, **given)
+    except ButterConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def setup_logging(level: LogLevel | str = LogLevel.INFO) -> None:
+    """Send log records at ``level`` and above to stderr: through rich on a terminal, plain text otherwise
+    (so that piped logs are not wrapped at 80 columns). Third-party chatter stays at WARNING unless DEBUG."""
+    name = level.value if isinstance(level, LogLevel) else str(level).upper()
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=True, markup=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s", datefmt="[%X]"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=name, handlers=[handler], force=True)
+    if name != "DEBUG":
+        for noisy in ("stevedore", "asyncio", "trio"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def run_async(fn: Callable[..., Awaitable[T]], *args: Any, backend: Backend | str = Backend.asyncio) -> T:
+    """``anyio.run(fn, *args)`` with Butter errors turned into a red message and an exit status.
+
+    Errors are looked for inside exception groups too (a task group wraps what its tasks raise).
+    """
+    name = backend.value if isinstance(backend, Backend) else backend
+    try:
+        return anyio.run(fn, *args, backend=name)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except LookupError as exc:
+        if "no such backend" in str(exc).lower():
+            fail(f"async backend {name!r} is not available ({exc}); install it or use --backend asyncio", 2)
+        raise
+    except (ButterError, OSError, BaseExceptionGroup) as exc:
+        leaves = _leaves(exc)
+        for leaf in leaves:
+            if isinstance(leaf, ButterConfigError):
+                fail(str(leaf), EXIT_USAGE)
+        for leaf in leaves:
+            if isinstance(leaf, ButterError | OSError):
+                fail(f"{type(leaf).__name__}: {leaf}" if isinstance(leaf, OSError) else str(leaf))
+        raise

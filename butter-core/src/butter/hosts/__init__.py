@@ -1,0 +1,21 @@
+"""Known-host management (SPEC §4): the default ``diversity`` driver and its sans-IO optimiser."""
+
+from ._diversity import CLASS_NAMES as CLASS_NAMES
+from ._diversity import Decision as Decision
+from ._diversity import classify as classify
+from ._diversity import decide as decide
+from ._manager import DiversityHostManager as DiversityHostManager
+from ._manager import DiversityHostManagerPlugin as DiversityHostManagerPlugin
+from ._manager import DiversityOptions as DiversityOptions
+from ._manager import capacity_for_budget as capacity_for_budget
+
+__all__ = [
+    "CLASS_NAMES",
+    "Decision",
+    "DiversityHostManager",
+    "DiversityHostManagerPlugin",
+    "DiversityOptions",
+    "capacity_for_budget",
+    "classify",
+    "decide",
+]

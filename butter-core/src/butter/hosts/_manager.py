@@ -1,0 +1,218 @@
+"""The ``diversity`` host manager: a bounded known-host list kept diverse, fresh and exchanged (SPEC §4).
+
+* Capacity: ``⌊0.0001 × memory budget (bytes) ÷ 6⌋`` hosts (SPEC §1.3, 8,947 at 512 MiB), or the
+  ``capacity`` option.
+* Admission: :func:`butter.hosts.decide`. A candidate is asked for its quality record first; one that does
+  not answer is not admitted (the original admitted it with an all-zero record, SPEC §10.4 item 10).
+* Refresh (every ``refresh_interval`` s, with jitter): every known host is asked for its quality record;
+  one that fails ``max_failures`` times in a row is removed (SPEC §4.4). These polls are what lets a host
+  count how many peers know it (``known_by``).
+* Exchange (every ``exchange_interval`` s): one random known host gets this node's record and a sample of
+  its list on route ``known-hosts`` and answers with a sample of its own, which is offered for admission
+  (SPEC §4.8, made a periodic two-way gossip). A node that nobody polls (``known_by == 0``) also introduces
+  itself to the hosts in that answer, so it gets known (SPEC §4.1).
+* Hosts found dead by other modules are removed through :meth:`DiversityHostManager.report_dead`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.abc import TaskStatus
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import ButterError
+from ..hookspecs import hookimpl
+from ..peers import PeerAddress, PeerInfo
+from ..wire import decode_payload, encode_payload
+from ._diversity import decide
+
+if TYPE_CHECKING:
+    from ..node import Node
+
+__all__ = ["DiversityHostManager", "DiversityHostManagerPlugin", "DiversityOptions", "capacity_for_budget"]
+
+log = logging.getLogger("butter.hosts")
+
+KNOWN_HOST_FRACTION = 0.0001  # of the memory budget (SPEC §1.3, §12 item 2)
+BYTES_PER_HOST = 6  # nominal IPv4 socket address (SPEC §1.3, §12 item 3)
+
+
+def capacity_for_budget(budget: int) -> int:
+    """Known-host capacity for a memory budget in bytes (SPEC §1.3); at least 1."""
+    return max(1, int(KNOWN_HOST_FRACTION * budget) // BYTES_PER_HOST)
+
+
+class DiversityOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    capacity: int | None = Field(None, ge=1, description="hosts kept; unset: from the memory budget")
+    refresh_interval: float = Field(10.0, gt=0, description="seconds between quality refreshes (SPEC §4.4)")
+    exchange_interval: float = Field(10.0, gt=0, description="seconds between known-host exchanges")
+    random_factor: float = Field(0.1, ge=0, le=1, description="probability of a random admission (SPEC §4.6)")
+    max_failures: int = Field(1, ge=1, description="failed refreshes in a row before a host is removed")
+    quality_timeout: float = Field(3.0, gt=0, description="seconds to wait for a quality record")
+    max_concurrency: int = Field(32, ge=1, description="quality requests in flight at once")
+    seed: int | None = Field(None, description="random seed, for reproducible simulations")
+
+
+class DiversityHostManager:
+    """A :class:`~butter.slots.HostManager` optimising the diversity of the known-host list."""
+
+    def __init__(self, node: Node, options: DiversityOptions) -> None:
+        self.node = node
+        self.options = options
+        self._capacity = options.capacity or capacity_for_budget(int(node.settings.memory_budget))
+        self._hosts: dict[PeerAddress, PeerInfo] = {}
+        self._failures: dict[PeerAddress, int] = {}
+        self._pending: set[PeerAddress] = set()
+        self._rng = random.Random(options.seed)
+        self._limiter = anyio.CapacityLimiter(options.max_concurrency)
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def peers(self) -> list[PeerInfo]:
+        return list(self._hosts.values())
+
+    def sample(self, k: int) -> list[PeerInfo]:
+        hosts = list(self._hosts.values())
+        return self._rng.sample(hosts, min(k, len(hosts)))
+
+    async def offer(self, address: PeerAddress) -> bool:
+        """Consider ``address`` for admission; returns whether it is now known. Never raises for a peer
+        that is unreachable or answers nonsense: it is just not admitted."""
+        if address in self._hosts or address in self._pending or self._is_self(address):
+            return address in self._hosts
+        self._pending.add(address)
+        try:
+            info = await self._fetch(address, holds=False)
+        finally:
+            self._pending.discard(address)
+        if info is None or info.node_id == self.node.node_id or address in self._hosts:
+            return address in self._hosts
+        decision = decide(self.peers(), info, self._capacity, self.options.random_factor, self._rng)
+        if not decision.admit:
+            log.debug("not admitting %s: %s", address, decision.reason)
+            return False
+        if decision.evict is not None:
+            self._remove(decision.evict.address, f"evicted for diversity ({decision.reason})")
+        self._hosts[address] = info
+        log.info("peer joined: %s (%s) [%s]", info.node_id[:8], address, decision.reason)
+        self.node.emit("butter_peer_discovered", peer=info)
+        return True
+
+    def report_dead(self, address: PeerAddress) -> None:
+        """Remove ``address`` at once; another module found it unreachable."""
+        self._remove(address, "reported dead")
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._every, self.options.refresh_interval, self.refresh)
+            tg.start_soon(self._every, self.options.exchange_interval, self.exchange)
+            task_status.started()
+
+    async def refresh(self) -> None:
+        """Ask every known host for its quality record; remove the ones that keep failing (SPEC §4.4)."""
+
+        async def one(address: PeerAddress) -> None:
+            info = await self._fetch(address, holds=True)
+            if address not in self._hosts:
+                return
+            if info is None:
+                self._failures[address] = self._failures.get(address, 0) + 1
+                if self._failures[address] >= self.options.max_failures:
+                    self._remove(address, "unreachable")
+                return
+            self._failures.pop(address, None)
+            self._hosts[address] = info
+
+        async with anyio.create_task_group() as tg:
+            for address in list(self._hosts):
+                tg.start_soon(one, address)
+
+    async def exchange(self) -> None:
+        """Swap samples of known hosts with one random known host (SPEC §4.8)."""
+        if not self._hosts:
+            return
+        partner = self._rng.choice(list(self._hosts.values()))
+        sample = await self._exchange_with(partner.address)
+        if sample is None:
+            return
+        self.node.introduce(sample)
+        lonely = self.node.quality().known_by == 0 and self.node.uptime >= self.options.refresh_interval
+        if lonely:
+            for address in sample[:4]:
+                if address not in self._hosts and not self._is_self(address):
+                    await self._exchange_with(address)
+
+    async def _exchange_with(self, address: PeerAddress) -> list[PeerAddress] | None:
+        body = encode_payload(
+            {"from": self.node.info().to_wire(), "sample": [p.to_wire() for p in self.sample(16)]}
+        )
+        try:
+            reply = decode_payload(
+                await self.node.request(address, "known-hosts", body, timeout=self.options.quality_timeout),
+                self.node.settings.max_frame,
+            )
+            entries = reply["sample"] if isinstance(reply, dict) and isinstance(reply.get("sample"), list) else []
+        except ButterError as exc:
+            log.debug("known-hosts exchange with %s failed: %s", address, exc)
+            return None
+        addresses = []
+        for entry in entries[:16]:
+            try:
+                addresses.append(PeerInfo.from_wire(entry).address)
+            except ValueError:
+                continue
+        return addresses
+
+    async def _every(self, interval: float, action: object) -> None:
+        while True:
+            await anyio.sleep(interval * self._rng.uniform(0.8, 1.2))
+            await action()  # type: ignore[operator]
+
+    async def _fetch(self, address: PeerAddress, *, holds: bool) -> PeerInfo | None:
+        """The host's quality record, or ``None`` if it cannot be had. ``holds`` tells the host whether
+        this node keeps it in its list, so that only real holders count toward its ``known_by``."""
+        body = encode_payload({"id": self.node.node_id, "holds": holds, "ttl": 2.5 * self.options.refresh_interval})
+        async with self._limiter:
+            try:
+                reply = await self.node.request(address, "host-quality", body, timeout=self.options.quality_timeout)
+                info = PeerInfo.from_wire(decode_payload(reply, self.node.settings.max_frame))
+            except (ButterError, ValueError) as exc:
+                log.debug("no quality record from %s: %s", address, exc)
+                return None
+        return PeerInfo(info.node_id, address, info.quality, anyio.current_time())
+
+    def _is_self(self, address: PeerAddress) -> bool:
+        try:
+            return address == self.node.address
+        except RuntimeError:
+            return False
+
+    def _remove(self, address: PeerAddress, why: str) -> None:
+        info = self._hosts.pop(address, None)
+        self._failures.pop(address, None)
+        if info is not None:
+            log.info("peer left: %s (%s): %s", info.node_id[:8], address, why)
+            self.node.emit("butter_peer_lost", peer=info)
+
+
+class DiversityHostManagerPlugin:
+    """Entry point ``butter.host_manager:diversity``."""
+
+    Options = DiversityOptions
+
+    def __init__(self, options: DiversityOptions) -> None:
+        self.options = options
+
+    @hookimpl
+    def butter_host_manager(self, node: Node) -> DiversityHostManager:
+        return DiversityHostManager(node, self.options)
+
+
+
