@@ -40,8 +40,10 @@ def test_garbage_never_raises(data: bytes) -> None:
             assert isinstance(event.error, ProtocolError)
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text() | st.binary() | st.floats(),
-                    lambda c: st.lists(c) | st.dictionaries(st.text(), c), max_leaves=20))
+scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text() | st.binary() | st.floats()
+
+
+@given(st.recursive(scalars, lambda c: st.lists(c) | st.dictionaries(st.text(), c), max_leaves=20))
 def test_wrong_envelopes_are_rejected_and_framing_survives(obj: object) -> None:
     payload = msgpack.packb(obj, use_bin_type=True)
     decoder = FrameDecoder()

@@ -11,6 +11,7 @@ coroutine with :func:`run_async`. Errors become a one-line red message and an ex
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -40,8 +41,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-console = Console()
-err_console = Console(stderr=True)
+PIPED_WIDTH = 200  # columns when not on a terminal: tables shrink to their content, so this only stops wrapping
+
+console = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else PIPED_WIDTH)
 
 EXTRA_ARGS: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
 """``context_settings`` for commands that forward unknown ``--section.key VALUE`` pairs to the settings."""
@@ -106,14 +109,22 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def run_async(fn: Callable[..., Awaitable[T]], *args: Any, backend: Backend | str = Backend.asyncio) -> T:
-    """``anyio.run(fn, *args)`` with Butter errors turned into a red message and an exit status.
+def run_async(
+    fn: Callable[..., Awaitable[T]],
+    *args: Any,
+    backend: Backend | str = Backend.asyncio,
+    context: str = "",
+    **kwargs: Any,
+) -> T:
+    """``anyio.run(fn, *args, **kwargs)`` with Butter errors turned into a red message and an exit status.
 
-    Errors are looked for inside exception groups too (a task group wraps what its tasks raise).
+    ``context`` prefixes runtime error messages (``"cannot query 1.2.3.4:9000: ..."``). Errors are looked
+    for inside exception groups too (a task group wraps what its tasks raise).
     """
     name = backend.value if isinstance(backend, Backend) else backend
+    prefix = f"{context}: " if context else ""
     try:
-        return anyio.run(fn, *args, backend=name)
+        return anyio.run(functools.partial(fn, *args, **kwargs), backend=name)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -128,5 +139,5 @@ def run_async(fn: Callable[..., Awaitable[T]], *args: Any, backend: Backend | st
                 fail(str(leaf), EXIT_USAGE)
         for leaf in leaves:
             if isinstance(leaf, ButterError | OSError):
-                fail(f"{type(leaf).__name__}: {leaf}" if isinstance(leaf, OSError) else str(leaf))
+                fail(prefix + (f"{type(leaf).__name__}: {leaf}" if isinstance(leaf, OSError) else str(leaf)))
         raise

@@ -240,7 +240,9 @@ class Node:
             if inspect.isawaitable(result):
                 self._tg.start_soon(self._await_observer, event, result)
 
-    async def wait_for_exit(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+    async def wait_for_exit(
+        self, signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+    ) -> None:
         """Return when one of ``signals`` arrives or :meth:`aclose` is called; for long-running processes."""
         async with anyio.create_task_group() as tg:
 

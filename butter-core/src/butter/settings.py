@@ -89,7 +89,9 @@ class ButterSettings(BaseSettings):
     )
     connect_timeout: float = Field(5.0, gt=0, description="seconds to establish a connection to a peer")
     request_timeout: float = Field(10.0, gt=0, description="seconds to wait for a reply, by default")
-    shutdown_timeout: float = Field(10.0, ge=0, description="seconds a graceful exit may take before tasks are cancelled")
+    shutdown_timeout: float = Field(
+        10.0, ge=0, description="seconds a graceful exit may take before tasks are cancelled"
+    )
     max_frame: ByteSize = Field(ByteSize(4 * 1024 * 1024), description="largest frame accepted or sent, bytes")
     peers: list[str] = Field(default_factory=list, description="HOST:PORT addresses for static discovery")
     transport: SlotSettings = Field(default_factory=lambda: SlotSettings(driver="tcp"))
@@ -158,8 +160,8 @@ def load_settings(
     token = _config_file.set(path)
     try:
         if cli_args:
-            cli = CliSettingsSource(ButterSettings, cli_parse_args=list(cli_args), cli_exit_on_error=False)
-            return ButterSettings(_cli_settings_source=cli, **overrides)  # type: ignore[call-arg]
+            cli: CliSettingsSource[ButterSettings] = CliSettingsSource(ButterSettings, cli_parse_args=list(cli_args), cli_exit_on_error=False)
+            return ButterSettings(_cli_settings_source=cli, **overrides)
         return ButterSettings(**overrides)
     except ValidationError as exc:
         raise ButterConfigError(describe_validation_error(exc)) from None

@@ -1,0 +1,330 @@
+"""The ``butter`` command: run a node and look inside a running overlay.
+
+One function per command; shared plumbing (settings, logging, running async code, error exits) lives in
+:mod:`butter._cli_support` and what the inspection commands gather in :mod:`butter._cli_inspect`. To add a
+command: write ``@app.command()`` here, build settings with ``load_or_exit``, run a coroutine with
+``run_async``.
+
+Settings come, highest priority first, from explicit flags (``--port``), extra ``--section.key VALUE`` pairs,
+``BUTTER_*`` environment variables, the ``[butter]`` table of ``--config`` (default ``./butter.toml``), and
+the defaults (see :mod:`butter.settings`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from ._cli_inspect import installed_plugins, probe_settings, query_peers, settings_rows, settings_toml
+from ._cli_support import (
+    EXTRA_ARGS,
+    Backend,
+    LogLevel,
+    console,
+    err_console,
+    fail,
+    load_or_exit,
+    run_async,
+    setup_logging,
+)
+from .node import Node, open_node
+from .peers import PeerAddress
+from .settings import ButterSettings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="butter",
+    help="Butter: build decentralised applications on an unstructured peer-to-peer overlay.",
+    epilog="Settings: flags > --section.key VALUE > BUTTER_* environment > butter.toml [butter] > defaults. "
+    "Run `butter settings` to see them all.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+
+# -- options shared by several commands ---------------------------------------------------------------------
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="TOML file whose [butter] table holds settings. Default: ./butter.toml if present.",
+        dir_okay=False,
+    ),
+]
+BackendOption = Annotated[
+    Backend, typer.Option("--backend", help="Async library to run on.", case_sensitive=False)
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table, for scripts.")]
+
+SLOTS_SHOWN = ("transport", "discovery", "host_manager", "persistence", "retrieval")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"butter {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Butter: build decentralised applications on an unstructured peer-to-peer overlay."""
+
+
+# -- butter node --------------------------------------------------------------------------------------------
+
+
+@app.command(
+    "node",
+    context_settings=EXTRA_ARGS,
+    epilog="""**Examples**
+
+  butter node --host 127.0.0.1 --port 9000
+
+  butter node --host 127.0.0.1 --port 9001 --peer 127.0.0.1:9000
+
+  butter node --memory_budget 1GiB --host_manager.options '{"capacity": 8}'
+
+  BUTTER_TRANSPORT__DRIVER=tcp butter node --config ./butter.toml
+
+Any other setting is accepted as --section.key VALUE (dots for nesting, JSON for lists and tables);
+list them with `butter settings`. Exit status: 0 after a graceful exit, 1 on a runtime failure,
+2 on invalid settings.""",
+)
+def node(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface address to listen on (0.0.0.0: every interface).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on, 0 to 65535; 0 lets the OS pick.")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Directory for the node's identity key and durable data. Unset: ephemeral node."),
+    ] = None,
+    peer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--peer", "-p", metavar="HOST:PORT", help="Peer to contact at start (static discovery). Repeatable."
+        ),
+    ] = None,
+    transport: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Transport driver, e.g. tcp or memory (see `butter plugins`).")
+    ] = None,
+    discovery: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME",
+            help="Discovery driver, e.g. static. Repeatable; replaces the configured list. "
+            "Disable all with --discovery.drivers '[]'.",
+        ),
+    ] = None,
+    log_level: Annotated[LogLevel, typer.Option(help="Least severe log level shown.", case_sensitive=False)] = (
+        LogLevel.INFO
+    ),
+    backend: BackendOption = Backend.asyncio,
+) -> None:
+    """Run a node with the configured stack until Ctrl-C / SIGTERM, then leave gracefully.
+
+    Prints the node id, the address peers should dial and the selected drivers, then logs peers joining
+    and leaving.
+    """
+    settings = load_or_exit(
+        config,
+        ctx.args,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        peers=peer or None,
+        transport={"driver": transport} if transport else None,
+        discovery={"drivers": discovery} if discovery else None,
+    )
+    setup_logging(log_level)
+    run_async(_run_node, settings, backend=backend)
+    console.print("[green]left gracefully[/]")
+
+
+async def _run_node(settings: ButterSettings) -> None:
+    async with open_node(settings) as running:
+        _print_started(running)
+        await running.wait_for_exit()
+
+
+def _print_started(running: Node) -> None:
+    drivers = "  ".join(
+        f"{slot.replace('_', ' ')} [b]{escape(','.join(running.plugins.selected(slot)) or '-')}[/]"
+        for slot in SLOTS_SHOWN
+    )
+    console.print(f"butter node [b]{running.node_id}[/]", highlight=False)
+    console.print(f"  listening on [b cyan]{running.address}[/]", highlight=False)
+    console.print(f"  {drivers}", highlight=False)
+    if running.settings.peers:
+        console.print(f"  peers to contact: {', '.join(running.settings.peers)}", highlight=False)
+    console.print("  press Ctrl-C to leave", style="dim")
+
+
+# -- butter peers -------------------------------------------------------------------------------------------
+
+
+@app.command(
+    "peers",
+    context_settings=EXTRA_ARGS,
+    epilog="""**Examples**
+
+  butter peers 127.0.0.1:9000
+
+  butter peers 127.0.0.1:9000 --json --timeout 2
+
+The node answers route known-hosts with a random sample of at most 16 hosts, so it is asked up to
+--rounds times until every host it reports knowing has been seen; with a long list the table may
+still be a sample (the header says so). The query is invisible to the node: it is not introduced to
+it and does not count toward its known_by. Exit status 1 when the node cannot be reached.""",
+)
+def peers(
+    ctx: typer.Context,
+    address: Annotated[str, typer.Argument(metavar="ADDR", help="HOST:PORT of a running node.")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.", min=0.01)] = 5.0,
+    rounds: Annotated[int, typer.Option(help="Most known-hosts samples to ask for.", min=1)] = 8,
+    json_output: JsonOption = False,
+    host: Annotated[str, typer.Option(help="Address the short-lived client node listens on.")] = "127.0.0.1",
+    transport: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Transport driver to use. Default: the configured one (tcp).")
+    ] = None,
+    config: ConfigOption = None,
+    backend: BackendOption = Backend.asyncio,
+) -> None:
+    """Ask a running node for its known hosts and print them (id, address, uptime, storage, known hosts)."""
+    try:
+        target = PeerAddress.parse(address)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    base = load_or_exit(config, ctx.args, transport={"driver": transport} if transport else None)
+    setup_logging(LogLevel.WARNING)
+    settings = probe_settings(base, host=host, timeout=timeout)
+    report = run_async(
+        query_peers, settings, target, timeout=timeout, rounds=rounds, backend=backend,
+        context=f"cannot query {target}",
+    )
+    if json_output:
+        console.print_json(json.dumps(report.to_json()))
+        return
+    me = report.target
+    quality = me.quality
+    console.print(
+        f"node [b]{me.node_id}[/] at [b cyan]{report.dialled}[/] (advertises {me.address}): "
+        f"ping {report.rtt * 1000:.1f} ms, up {quality.uptime:.0f} s, {quality.available_storage} bytes free, "
+        f"knows {quality.known_hosts}, known by {quality.known_by}",
+        highlight=False,
+    )
+    table = Table("node id", "address", "uptime s", "storage bytes", "known hosts", "known by")
+    for info in report.hosts:
+        q = info.quality
+        table.add_row(
+            info.node_id, str(info.address), f"{q.uptime:.0f}", str(q.available_storage), str(q.known_hosts),
+            str(q.known_by),
+        )
+    console.print(table)
+    shown = f"{len(report.hosts)} of {quality.known_hosts} known hosts after {report.rounds} sample(s)"
+    console.print(shown if report.complete else f"{shown} (a sample: ask again or raise --rounds)", style="dim")
+
+
+# -- butter plugins -----------------------------------------------------------------------------------------
+
+
+@app.command(
+    "plugins",
+    context_settings=EXTRA_ARGS,
+    epilog="""**Examples**
+
+  butter plugins
+
+  BUTTER_TRANSPORT__DRIVER=memory butter plugins --json
+
+Drivers are read from installed package metadata (entry-point groups butter.transport,
+butter.discovery, butter.host_manager, butter.persistence, butter.retrieval, and butter.plugins for
+observers); none is imported. Select one with e.g. BUTTER_TRANSPORT__DRIVER=NAME or
+[butter.transport] driver = "NAME" in butter.toml.""",
+)
+def plugins(ctx: typer.Context, json_output: JsonOption = False, config: ConfigOption = None) -> None:
+    """List the installed drivers for every slot and mark the ones the current settings select."""
+    settings = load_or_exit(config, ctx.args)
+    rows = installed_plugins(settings)
+    if json_output:
+        console.print_json(json.dumps([row.to_json() for row in rows]))
+        return
+    table = Table("slot", "driver", "selected", "entry point", "distribution")
+    previous = None
+    for row in rows:
+        if previous is not None and row.slot != previous:
+            table.add_section()
+        mark = "[green]✓[/]" if row.selected and row.installed else ""
+        if not row.installed:
+            mark = "[red]✗ not installed[/]"
+        table.add_row(row.slot if row.slot != previous else "", row.name, mark, row.target, row.distribution)
+        previous = row.slot
+    console.print(table)
+
+
+# -- butter settings ----------------------------------------------------------------------------------------
+
+
+@app.command(
+    "settings",
+    context_settings=EXTRA_ARGS,
+    epilog="""**Examples**
+
+  butter settings
+
+  butter settings --port 9000 --toml > butter.toml
+
+  BUTTER_HOST_MANAGER__OPTIONS='{"capacity": 8}' butter settings --json
+
+Each key can be set in butter.toml under [butter] (nested keys in tables such as
+[butter.transport]), as the environment variable shown, or on the command line as --key VALUE
+(nested: --transport.driver tcp).""",
+)
+def settings(
+    ctx: typer.Context,
+    json_output: JsonOption = False,
+    toml_output: Annotated[bool, typer.Option("--toml", help="Print a butter.toml document.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Print the effective settings and where each one can be set."""
+    effective = load_or_exit(config, ctx.args)
+    if json_output:
+        console.print_json(effective.model_dump_json())
+        return
+    if toml_output:
+        print(settings_toml(effective), end="")
+        return
+    table = Table("key", "value", "environment variable", "meaning")
+    for row in settings_rows(effective):
+        value = json.dumps(row.value) if not isinstance(row.value, str) else row.value
+        table.add_row(row.key, escape(value), row.env, escape(row.description))
+    console.print(table)
+    err_console.print(
+        r"precedence: flags > BUTTER_* environment > butter.toml \[butter] > defaults", style="dim"
+    )
+
+
+def main() -> None:
+    """Console-script entry point (``butter``)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""One TCP connection carrying Butter frames (DESIGN "Wire", SPEC §2), in either role.
+
+Rules both roles keep:
+
+* Reading is done in chunks of ``read_chunk`` bytes, and every event the :class:`~butter.wire.FrameDecoder`
+  can produce from a chunk is handled before the next read, so a connection holds at most one frame
+  (``max_frame`` bytes) plus one chunk.
+* Frames are written whole under a per-connection write lock. A write that fails, or is cancelled after it
+  may have started, leaves the peer with part of a frame: framing is lost, so the connection is closed.
+* The connection ends by cancelling its :attr:`Connection.scope`; the socket is then closed with a shielded
+  forceful close, so cancellation never leaks a socket.
+
+:class:`InboundConnection` answers a peer's requests, each in its own task so a slow handler does not hold
+up the others. :class:`OutgoingConnection` carries this node's requests to one peer, multiplexed by request
+id: one reader task matches replies to waiting requests, and when the connection dies every waiting request
+fails at once with :class:`~butter.errors.PeerUnreachable`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import ByteStream
+
+from butter.errors import FrameTooLarge, PeerUnreachable
+from butter.slots import Dispatcher
+from butter.wire import ErrorInfo, Event, FrameDecoder, FrameRejected, Reply, Request, encode
+
+from ._errors import NETWORK_ERRORS, describe
+from ._stats import TcpStats
+
+__all__ = ["Connection", "InboundConnection", "OutgoingConnection"]
+
+log = logging.getLogger("butter.transport.tcp")
+
+CONNECTION_ERROR_ID = 0  # the id of an error reply that concerns the connection, not one request
+_CONNECTION_LOST: tuple[type[Exception], ...] = (PeerUnreachable, *NETWORK_ERRORS)
+
+
+class Connection:
+    """A framed byte stream: the write lock, the decoder, and how the connection ends.
+
+    ``peer`` is a printable name for logs; ``max_frame`` (bytes) bounds one frame both ways; ``read_chunk``
+    (bytes) is the most read from the socket at once.
+    """
+
+    def __init__(self, stream: ByteStream, *, peer: str, max_frame: int, read_chunk: int, stats: TcpStats) -> None:
+        self.stream = stream
+        self.peer = peer
+        self.max_frame = max_frame
+        self.read_chunk = read_chunk
+        self.stats = stats
+        self.decoder = FrameDecoder(max_frame)
+        self.scope = anyio.CancelScope()
+        self.closed = False
+        self.reason = ""
+        self.last_active = anyio.current_time()  # seconds, on the event loop's clock
+        self.released = False  # set by the transport once this connection no longer counts toward its cap
+        self._write_lock = anyio.Lock(fast_acquire=True)
+
+    def close(self, reason: str) -> None:
+        """End the connection: stop its reader, which then closes the socket. Safe to call repeatedly."""
+        if not self.closed:
+            self.closed = True
+            self.reason = reason
+        self.scope.cancel()
+
+    async def write(self, frame: bytes) -> None:
+        """Send one whole frame. Raises :class:`PeerUnreachable` when the connection is or becomes closed."""
+        async with self._write_lock:
+            if self.closed:
+                raise PeerUnreachable(f"connection to {self.peer} is closed ({self.reason})")
+            # Be cancelled here, if at all, while nothing of the frame has been written.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            complete = False
+            try:
+                await self.stream.send(frame)
+                complete = True
+            except NETWORK_ERRORS as exc:
+                self.close(describe(exc))
+                raise PeerUnreachable(f"connection to {self.peer} failed: {self.reason}") from None
+            finally:
+                if not complete:
+                    self.close("a write was interrupted mid-frame")
+
+    async def aclose(self) -> None:
+        """Close the socket at once (shielded, so it also runs while the caller is being cancelled)."""
+        self.closed = True
+        with anyio.CancelScope(shield=True):
+            await anyio.aclose_forcefully(self.stream)
+
+
+class InboundConnection(Connection):
+    """A connection a peer opened to us: requests in, replies out.
+
+    Each request runs ``dispatch`` in its own task; at most ``max_concurrent`` at once, beyond which a
+    request is answered at once with error code ``overloaded``. A reply larger than ``max_frame`` is replaced
+    by error ``frame-too-large``; a frame the decoder rejects gets an error reply carrying the rejection's
+    code (with the request id when it could be read, else id 0) and the connection goes on.
+    """
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        *,
+        peer: str,
+        max_frame: int,
+        read_chunk: int,
+        stats: TcpStats,
+        dispatch: Dispatcher,
+        max_concurrent: int,
+    ) -> None:
+        super().__init__(stream, peer=peer, max_frame=max_frame, read_chunk=read_chunk, stats=stats)
+        self.dispatch = dispatch
+        self.max_concurrent = max_concurrent
+        self.active = 0  # requests being handled now
+
+    async def run(self) -> None:
+        """Serve the peer until it disconnects or :meth:`close` is called; never raises an ``Exception``.
+
+        When the peer closes its side cleanly, requests already received are still answered.
+        """
+        try:
+            with self.scope:
+                async with anyio.create_task_group() as tg:
+                    try:
+                        while True:
+                            data = await self.stream.receive(self.read_chunk)
+                            self.last_active = anyio.current_time()
+                            self.decoder.feed(data)
+                            while (event := self.decoder.next_event()) is not None:
+                                await self._on_event(event, tg)
+                    except anyio.EndOfStream:
+                        pass  # the peer is done sending; let the open requests finish
+                    except _CONNECTION_LOST as exc:
+                        self.close(describe(exc))
+        except Exception:  # a bug of ours must not take the server down with it
+            log.exception("connection from %s failed", self.peer)
+        finally:
+            await self.aclose()
+
+    async def _on_event(self, event: Event, tg: anyio.abc.TaskGroup) -> None:
+        if isinstance(event, Request):
+            if self.active >= self.max_concurrent:
+                self.stats.requests_overloaded += 1
+                message = f"{self.max_concurrent} requests already in progress on this connection"
+                await self.write(self._error_frame(event.id, "overloaded", message))
+                return
+            self.active += 1
+            tg.start_soon(self._answer, event)
+        elif isinstance(event, FrameRejected):
+            self.stats.frames_rejected += 1
+            log.debug("rejected a frame from %s: %s", self.peer, event.error)
+            request_id = CONNECTION_ERROR_ID if event.request_id is None else event.request_id
+            await self.write(self._error_frame(request_id, event.error.code, str(event.error)))
+        else:  # a Reply: nothing was asked on this connection
+            self.stats.frames_rejected += 1
+            await self.write(
+                self._error_frame(event.id, "protocol-error", "unexpected reply on a connection that carries requests")
+            )
+
+    async def _answer(self, request: Request) -> None:
+        try:
+            try:
+                reply = await self.dispatch(request)
+            except Exception as exc:  # a Dispatcher must not raise; answer anyway if one does
+                log.exception("dispatcher raised for route %r", request.route)
+                reply = Reply(request.id, error=ErrorInfo("handler-error", f"{type(exc).__name__}: {exc}"))
+            frame = self._reply_frame(request, reply)
+            await self.write(frame)
+            self.stats.requests_served += 1
+        except PeerUnreachable:
+            pass  # the peer left; write() already closed the connection
+        finally:
+            self.active -= 1
+            self.last_active = anyio.current_time()
+
+    def _reply_frame(self, request: Request, reply: Reply) -> bytes:
+        try:
+            return encode(reply, self.max_frame)
+        except FrameTooLarge as exc:
+            return self._error_frame(request.id, exc.code, str(exc))
+        except Exception as exc:  # a reply msgpack cannot encode (wrong id or body type): a handler bug
+            log.error("reply to route %r cannot be encoded: %s", request.route, exc)
+            return self._error_frame(request.id, "handler-error", "the reply could not be encoded")
+
+    def _error_frame(self, request_id: int, code: str, message: str) -> bytes:
+        return encode(Reply(request_id, error=ErrorInfo(code, message[:1000])), max(self.max_frame, 4096))
+
+
+class _Waiter:
+    """One request waiting for its reply: set ``reply`` or ``error``, then the event."""
+
+    __slots__ = ("error", "event", "reply")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.reply: Reply | None = None
+        self.error = ""
+
+
+class OutgoingConnection(Connection):
+    """A connection we opened to one peer: our requests out, their replies in, multiplexed by id.
+
+    ``on_closed`` is called once, when the reader stops, so the owner can drop the connection from its pool.
+    """
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        *,
+        peer: str,
+        max_frame: int,
+        read_chunk: int,
+        stats: TcpStats,
+        on_closed: Callable[[OutgoingConnection], None],
+    ) -> None:
+        super().__init__(stream, peer=peer, max_frame=max_frame, read_chunk=read_chunk, stats=stats)
+        self.pending: dict[int, _Waiter] = {}
+        self._on_closed = on_closed
+
+    async def call(self, request_id: int, frame: bytes) -> Reply:
+        """Send ``frame`` (an encoded request with id ``request_id``) and wait for its reply.
+
+        Raises :class:`PeerUnreachable` when the connection fails before the reply arrives. The caller
+        bounds the wait (``anyio.fail_after``); a reply that arrives after the caller gave up is dropped.
+        """
+        waiter = _Waiter()
+        self.pending[request_id] = waiter
+        try:
+            await self.write(frame)
+            self.stats.requests_sent += 1
+            await waiter.event.wait()
+        finally:
+            del self.pending[request_id]
+            self.last_active = anyio.current_time()
+        if waiter.reply is None:
+            raise PeerUnreachable(f"connection to {self.peer} lost before the reply: {waiter.error}")
+        return waiter.reply
+
+    async def run(self) -> None:
+        """Read replies until the connection ends, then fail every waiting request with the reason."""
+        try:
+            with self.scope:
+                while True:
+                    data = await self.stream.receive(self.read_chunk)
+                    self.decoder.feed(data)
+                    while (event := self.decoder.next_event()) is not None:
+                        self._on_event(event)
+        except NETWORK_ERRORS as exc:
+            self.close(describe(exc))
+        except Exception:
+            log.exception("connection to %s failed", self.peer)
+            self.close("internal error")
+        finally:
+            self.close(self.reason or "transport stopped")
+            for waiter in self.pending.values():
+                waiter.error = self.reason
+                waiter.event.set()
+            self._on_closed(self)
+            await self.aclose()
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Reply):
+            waiter = self.pending.get(event.id)
+            if waiter is not None:
+                waiter.reply = event
+                waiter.event.set()
+                self.last_active = anyio.current_time()
+            elif event.id == CONNECTION_ERROR_ID and event.error is not None:
+                log.warning("%s reported a connection error: %s: %s", self.peer, event.error.code, event.error.message)
+            # else: the reply to a request whose caller gave up (timeout, cancellation)
+        elif isinstance(event, FrameRejected):
+            waiter = self.pending.get(event.request_id) if event.request_id is not None else None
+            if waiter is not None:
+                error = ErrorInfo(event.error.code, f"malformed reply from {self.peer}: {event.error}")
+                waiter.reply = Reply(event.request_id or 0, error=error)
+                waiter.event.set()
+            else:
+                # A reply over our max_frame cannot be matched: its request will time out.
+                log.warning("discarded a frame from %s: %s", self.peer, event.error)
+        else:
+            log.warning("%s sent a request on our outgoing connection; ignored", self.peer)

@@ -1,0 +1,62 @@
+"""Shared helpers for the tcp transport tests: a loopback factory and raw-socket utilities.
+
+Every socket here is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from anyio.abc import SocketStream
+
+from butter.peers import PeerAddress
+from butter.slots import Dispatcher
+from butter.testing.conformance import echo_dispatcher
+from butter.wire import Event, FrameDecoder
+from butter_transport_tcp import TcpTransport
+
+LOOPBACK = "127.0.0.1"
+
+
+def unused_port() -> int:
+    """A port on 127.0.0.1 where nobody listens (bound, noted, released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+class TcpFactory:
+    """The conformance kit's factory (:class:`butter.testing.conformance.TransportFactory`) on loopback."""
+
+    def make(self, max_frame: int) -> TcpTransport:
+        return TcpTransport(LOOPBACK, 0, max_frame=max_frame, connect_timeout=2.0)
+
+    def unused_address(self) -> PeerAddress:
+        return PeerAddress(LOOPBACK, unused_port())
+
+
+@asynccontextmanager
+async def serving(transport: TcpTransport, dispatch: Dispatcher = echo_dispatcher) -> AsyncIterator[PeerAddress]:
+    """Run ``transport.serve`` for the duration of the block; yield its address."""
+    async with anyio.create_task_group() as tg:
+        address: PeerAddress = await tg.start(transport.serve, dispatch)
+        yield address
+        tg.cancel_scope.cancel()
+
+
+def header(length: int) -> bytes:
+    return struct.pack(">I", length)
+
+
+async def read_events(stream: SocketStream, count: int, max_frame: int = 1 << 20) -> list[Event]:
+    """Read until ``count`` events have arrived on a raw client stream."""
+    decoder = FrameDecoder(max_frame)
+    events: list[Event] = []
+    while len(events) < count:
+        decoder.feed(await stream.receive())
+        events.extend(decoder.events())
+    return events
