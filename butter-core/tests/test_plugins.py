@@ -131,7 +131,8 @@ async def test_third_party_plugin_is_selected_by_a_setting_alone(
     monkeypatch.setenv("BUTTER_HOST_MANAGER__DRIVER", third_party)
     monkeypatch.setenv("BUTTER_HOST_MANAGER__OPTIONS__LIMIT", "1")
     base = memory_settings()
-    settings = butter.load_settings(transport=base.transport.model_dump(), host="127.0.0.1")
+    settings = butter.load_settings(transport=base.transport.model_dump(), host="127.0.0.1",
+                                    discovery={"drivers": ["static"]})
     async with butter.open_node(settings) as a:
         assert type(a.hosts).__name__ == "FirstComeHostManager"
         assert a.hosts.capacity == 1

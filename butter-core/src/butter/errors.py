@@ -65,3 +65,63 @@ class RouteError(ButterError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+# -- content addressing and block stores (SPEC §6.2, §6.13; butter.blocks, butter.store) ----------------
+
+
+class InvalidManifest(ProtocolError):
+    """A manifest block is malformed or inconsistent (SPEC §6.2): wrong types, an address that is not 64
+    lowercase hex characters, a negative size, a block count that does not match ``size`` and ``block_size``,
+    more blocks than allowed, or a block whose length contradicts the manifest."""
+
+    code = "invalid-manifest"
+
+
+class ItemTooLarge(ButterError):
+    """Content would need more blocks than a manifest may list (``max_blocks``); nothing was produced."""
+
+
+class BlockCorrupted(ButterError):
+    """Block data does not hash to its address (SHA-256, SPEC §6.2); the data was discarded, never returned.
+
+    ``address`` is the hex address the data was supposed to have.
+    """
+
+    def __init__(self, address: str, message: str = "") -> None:
+        super().__init__(message or f"block {address} does not match its address")
+        self.address = address
+
+
+class IncompleteItem(ButterError):
+    """An item cannot be reassembled because blocks are missing; ``missing`` lists their addresses in
+    manifest order (each once)."""
+
+    def __init__(self, missing: tuple[str, ...], message: str = "") -> None:
+        super().__init__(message or f"{len(missing)} block(s) missing, first {missing[0] if missing else '-'}")
+        self.missing = missing
+
+
+class BlockNotFound(IncompleteItem):
+    """One block that was needed (``address``) could not be found; ``missing`` is ``(address,)``."""
+
+    def __init__(self, address: str, message: str = "") -> None:
+        super().__init__((address,), message or f"block {address} not found")
+        self.address = address
+
+
+class StoreError(ButterError):
+    """The local block store failed (I/O error, closed store, unreadable database file)."""
+
+
+class StoreFull(StoreError):
+    """The block store has too little room; nothing was stored (SPEC §6.13).
+
+    ``needed`` (bytes asked) and ``free`` (bytes free) are set when known; without a ``message`` the text
+    is built from them: ``StoreFull(needed=4096, free=100)``.
+    """
+
+    def __init__(self, message: str = "", *, needed: int | None = None, free: int | None = None) -> None:
+        super().__init__(message or f"block store full: {needed} bytes asked, {free} bytes free")
+        self.needed = needed
+        self.free = free

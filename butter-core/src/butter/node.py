@@ -36,6 +36,7 @@ from .identity import Identity
 from .peers import HostQuality, PeerAddress, PeerInfo
 from .plugins import PluginStack
 from .settings import ButterSettings, load_settings
+from .store import BlockStore, open_store
 from .slots import Discovery, HostManager, Persistence, Retrieval, Transport
 from .wire import MAX_ROUTE_LENGTH, ErrorInfo, Reply, Request, decode_payload, encode_payload
 
@@ -48,6 +49,11 @@ KNOWN_BY_DEFAULT_TTL = 30.0  # seconds a holder's poll counts toward ``known_by`
 KNOWN_BY_MAX_TTL = 3600.0
 SLOTS = ("transport", "discovery", "host_manager", "persistence", "retrieval")
 INTRODUCTION_QUEUE = 256  # addresses waiting to be offered to host management; more are dropped
+
+
+def storage_budget(settings: ButterSettings) -> int:
+    """Bytes of block storage: the memory budget less the known-host share (0.01 %, SPEC §1.3)."""
+    return int(settings.memory_budget) - int(0.0001 * int(settings.memory_budget))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +108,16 @@ class Node:
         self._address: PeerAddress | None = None
         self._started_at = 0.0
         self._closing = False
+        self._refusing = False
         self._closed = anyio.Event()
         self._in_flight = 0
         self._idle = anyio.Event()
         self._pollers: dict[str, float] = {}
         self._introductions_send, self._introductions = anyio.create_memory_object_stream[PeerAddress](
             INTRODUCTION_QUEUE
+        )
+        self.blocks: BlockStore = open_store(
+            settings.store, data_dir=settings.data_dir, default_capacity=storage_budget(settings)
         )
         hook = plugins.hook
         self.transport: Transport = self._required(hook.butter_transport(node=self), "transport")
@@ -197,6 +207,16 @@ class Node:
             self.stats.requests_failed += 1
             raise
 
+    async def store(self, data: bytes, *, media_type: str = "application/octet-stream") -> str:
+        """Store ``data`` (bytes) on the overlay through the persistence slot; returns its content id (hex).
+
+        Raises :class:`~butter.errors.ButterConfigError` when no persistence driver is configured and
+        :class:`~butter.errors.StoreFull` when this node has no room for it.
+        """
+        if self.persistence is None:
+            raise ButterConfigError("no persistence driver is configured (set persistence.driver, e.g. 'pcg')")
+        return await self.persistence.store(bytes(data), media_type=media_type)
+
     def quality(self) -> HostQuality:
         """This node's host-quality record (SPEC §4.2)."""
         now = anyio.current_time()
@@ -260,23 +280,28 @@ class Node:
             tg.start_soon(on_signal)
             tg.start_soon(on_close)
 
-    async def aclose(self) -> None:
-        """Leave gracefully: refuse new requests, let persistence hand off, drain open requests (up to
-        ``shutdown_timeout`` seconds in all), then cancel every task. Calling it twice is harmless."""
+    async def aclose(self, *, graceful: bool = True) -> None:
+        """Leave. Gracefully (the default): persistence hands its data off while the node still serves,
+        then new requests are refused with ``shutting-down`` and open ones get to finish, all within
+        ``shutdown_timeout`` seconds; then every task is cancelled. With ``graceful=False`` the node just
+        stops, as a crash would (for churn simulation). Calling it twice is harmless."""
         if self._closing:
             await self._closed.wait()
             return
         self._closing = True
-        log.info("node %s leaving", self.node_id[:8])
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self.settings.shutdown_timeout):
-            self.emit("butter_node_stopping")
-            if self.persistence is not None:
-                try:
-                    await self.persistence.hand_off()
-                except Exception:
-                    log.exception("persistence hand-off failed")
-            if self._in_flight:
-                await self._idle.wait()
+        log.info("node %s leaving%s", self.node_id[:8], "" if graceful else " (abruptly)")
+        if graceful:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.settings.shutdown_timeout):
+                self.emit("butter_node_stopping")
+                if self.persistence is not None:
+                    try:
+                        await self.persistence.hand_off()
+                    except Exception:
+                        log.exception("persistence hand-off failed")
+                self._refusing = True
+                if self._in_flight:
+                    await self._idle.wait()
+        self._refusing = True
         self._introductions_send.close()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
@@ -290,10 +315,14 @@ class Node:
         The services live in this inner task group, not in the one running the ``async with`` body, so
         closing the node never cancels the caller's own code.
         """
-        with unwrap_single_error():
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                await self._start_services(tg, task_status)
+        try:
+            with unwrap_single_error():
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    await self._start_services(tg, task_status)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.blocks.aclose()
 
     async def _start_services(self, tg: TaskGroup, task_status: TaskStatus[None]) -> None:
         self._address = await tg.start(self.transport.serve, self._dispatch)
@@ -319,7 +348,7 @@ class Node:
         task_status.started()
 
     async def _dispatch(self, request: Request) -> Reply:
-        if self._closing:
+        if self._refusing:
             return Reply(request.id, error=ErrorInfo("shutting-down", "node is leaving"))
         handler = self._routes.get(request.route)
         if handler is None:

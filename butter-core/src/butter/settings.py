@@ -33,6 +33,7 @@ __all__ = [
     "DiscoverySettings",
     "OptionalSlotSettings",
     "SlotSettings",
+    "StoreSettings",
     "describe_validation_error",
     "load_settings",
 ]
@@ -61,8 +62,27 @@ class DiscoverySettings(BaseModel):
     """Discovery runs several drivers at once; ``options`` maps a driver name to its options."""
 
     model_config = ConfigDict(extra="forbid")
-    drivers: list[str] = Field(default_factory=lambda: ["static"])
+    drivers: list[str] = Field(default_factory=lambda: ["multicast"])
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class StoreSettings(BaseModel):
+    """The node's local block store (DESIGN "Storage")."""
+
+    model_config = ConfigDict(extra="forbid")
+    driver: str = Field("memory", pattern="^(memory|sqlite)$", description="memory (default) or sqlite (durable)")
+    path: Path | None = Field(None, description="sqlite file; default <data_dir>/blocks.sqlite3")
+    capacity: ByteSize | None = Field(
+        None, description="bytes of block data kept; default the memory budget less the known-host share"
+    )
+    block_size: ByteSize = Field(ByteSize(4096), description="bytes per block when content is cut (SPEC §6.2)")
+
+    @field_validator("block_size")
+    @classmethod
+    def _block_size_range(cls, value: ByteSize) -> ByteSize:
+        if not 64 <= value <= 1024 * 1024:
+            raise ValueError("must be between 64 bytes and 1 MiB")
+        return value
 
 
 class ButterSettings(BaseSettings):
@@ -97,6 +117,7 @@ class ButterSettings(BaseSettings):
     transport: SlotSettings = Field(default_factory=lambda: SlotSettings(driver="tcp"))
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     host_manager: SlotSettings = Field(default_factory=lambda: SlotSettings(driver="diversity"))
+    store: StoreSettings = Field(default_factory=StoreSettings)
     persistence: OptionalSlotSettings = Field(default_factory=OptionalSlotSettings)
     retrieval: OptionalSlotSettings = Field(default_factory=OptionalSlotSettings)
 

@@ -75,12 +75,19 @@ class HostManager(Protocol):
 
 @runtime_checkable
 class Persistence(Protocol):
-    """Keeps items alive on the overlay (SPEC §6). ``hand_off`` is called on graceful exit, before the
-    transport closes, to move this node's data to peers."""
+    """Keeps items alive on the overlay (SPEC §6).
+
+    ``store`` keeps ``data`` (bytes) and returns its content id (hex SHA-256 of its manifest, see
+    :mod:`butter.blocks`); it raises :class:`~butter.errors.StoreFull`. ``available_storage`` is the bytes
+    this node can still accept (advertised in host quality). ``hand_off`` is called on graceful exit, while
+    the node still serves, to move this node's data to peers.
+    """
 
     def available_storage(self) -> int: ...
 
     async def run(self, *, task_status: TaskStatus[None]) -> None: ...
+
+    async def store(self, data: bytes, *, media_type: str = "application/octet-stream") -> str: ...
 
     async def hand_off(self) -> None: ...
 

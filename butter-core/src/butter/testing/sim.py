@@ -1,0 +1,208 @@
+"""A churn simulator: hundreds to thousands of real nodes in one process, on the memory transport, under a
+virtual clock (DESIGN "Testing tiers" 4; the testbed of SPEC §9.1 to §9.4, made reproducible).
+
+Every node runs the real protocol code (host management, persistence). Time is virtual: run it on trio with
+``trio.testing.MockClock(autojump_threshold=0)`` (see :func:`run_churn_sync`), and a 30-second churn
+takes only as long as the CPU needs. The churn model is the original harness's (SPEC §9.2): each second every
+node past its ``grace`` period dies with probability ``death_rate``, abruptly and with its data; a
+replacement node (storing nothing) starts so the population stays at ``nodes``.
+
+Retention is measured against ground truth: an item is retained when at least one live node holds its
+manifest and every block.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from ..node import Node, open_node
+from ..settings import ButterSettings
+
+__all__ = ["ChurnConfig", "ChurnResult", "run_churn", "run_churn_sync"]
+
+
+@dataclass(frozen=True)
+class ChurnConfig:
+    """One churn experiment. Units: seconds, bytes, probability per node per second."""
+
+    nodes: int = 250
+    death_rate: float = 0.02
+    churn: float = 30.0
+    grace: float = 10.0
+    warmup: float = 10.0
+    settle: float = 30.0
+    heartbeat: float = 2.0
+    replicas: int = 3
+    items_per_node: int = 1
+    item_size: int = 100
+    bootstrap_peers: int = 4
+    replace: bool = True
+    latency: float = 0.0
+    loss: float = 0.0
+    seed: int = 1
+    persistence_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChurnResult:
+    config: ChurnConfig
+    items: int = 0
+    retained: int = 0
+    deaths: int = 0
+    replacements: int = 0
+    replicas_per_item: float = 0.0
+    maintenance_per_node_second: float = 0.0
+    requests_per_node_second: float = 0.0
+    virtual_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    timeline: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def retention(self) -> float:
+        return self.retained / self.items if self.items else 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["retention"] = self.retention
+        return out
+
+
+class _Population:
+    def __init__(self, config: ChurnConfig, network: str, on_progress: Callable[[str, float], None] | None):
+        self.config = config
+        self.network = network
+        self.rng = random.Random(config.seed)
+        self.alive: dict[str, tuple[Node, anyio.CancelScope, float]] = {}
+        self.on_progress = on_progress
+        self.counter = 0
+        self.requests_of_dead = 0
+        self.maintenance_of_dead = 0
+
+    def settings(self) -> ButterSettings:
+        self.counter += 1
+        peers = [str(n.address) for n, _, _ in self.rng.sample(list(self.alive.values()),
+                                                                  min(self.config.bootstrap_peers, len(self.alive)))]
+        seed = self.config.seed * 1_000_003 + self.counter
+        return ButterSettings(
+            host="127.0.0.1",
+            peers=peers,
+            transport={"driver": "memory", "options": {"network": self.network}},
+            discovery={"drivers": ["static"], "options": {"static": {"interval": 1.0}}},
+            host_manager={"driver": "diversity", "options": {"seed": seed}},
+            persistence={"driver": "pcg", "options": {
+                "replicas": self.config.replicas, "heartbeat_interval": self.config.heartbeat, "seed": seed,
+                **self.config.persistence_options}},
+        )
+
+    async def spawn(self, tg: anyio.abc.TaskGroup) -> Node:
+        node: Node = await tg.start(self._life, self.settings())
+        return node
+
+    async def _life(self, settings: ButterSettings, *, task_status: TaskStatus[Node]) -> None:
+        scope = anyio.CancelScope()
+        with scope:
+            async with open_node(settings) as node:
+                self.alive[node.node_id] = (node, scope, anyio.current_time())
+                task_status.started(node)
+                await anyio.sleep_forever()
+
+    async def kill(self, node_id: str) -> None:
+        node, scope, _ = self.alive.pop(node_id)
+        self.requests_of_dead += node.stats.requests_sent
+        self.maintenance_of_dead += _maintenance(node)
+        await node.aclose(graceful=False)
+        scope.cancel()
+
+
+def _maintenance(node: Node) -> int:
+    stats = getattr(node.persistence, "stats", {})
+    return int(stats.get("heartbeats_sent", 0) + stats.get("joins_sent", 0) + stats.get("sheds", 0))
+
+
+async def _holders(population: _Population, content_id: str) -> int:
+    count = 0
+    for node, _, _ in population.alive.values():
+        persistence = node.persistence
+        if persistence is None or not getattr(persistence, "holds", lambda _: False)(content_id):
+            continue
+        if await node.blocks.has(content_id):
+            count += 1
+    return count
+
+
+async def run_churn(config: ChurnConfig, on_progress: Callable[[str, float], None] | None = None) -> ChurnResult:
+    """Run one experiment; ``on_progress(phase, fraction)`` is called as virtual time passes."""
+    from .memory import MemoryNetwork
+
+    wall = time.perf_counter()
+    network_name = f"sim-{config.seed}-{id(config)}"
+    network = MemoryNetwork.named(network_name)
+    network.latency, network.loss = config.latency, config.loss
+    network._random.seed(config.seed)
+    population = _Population(config, network_name, on_progress)
+    result = ChurnResult(config)
+    start = anyio.current_time()
+    progress = on_progress or (lambda phase, fraction: None)
+    async with anyio.create_task_group() as tg:
+        for i in range(config.nodes):
+            await population.spawn(tg)
+            progress("starting", (i + 1) / config.nodes)
+        content_ids: list[str] = []
+        payload_rng = random.Random(config.seed)
+        for node, _, _ in list(population.alive.values()):
+            for _ in range(config.items_per_node):
+                data = bytes(payload_rng.getrandbits(8) for _ in range(config.item_size))
+                content_ids.append(await node.store(data))
+        result.items = len(content_ids)
+        await anyio.sleep(config.warmup)
+        for second in range(int(config.churn)):
+            now = anyio.current_time()
+            for node_id, (_, _, born) in list(population.alive.items()):
+                if now - born >= config.grace and population.rng.random() < config.death_rate:
+                    await population.kill(node_id)
+                    result.deaths += 1
+                    if config.replace:
+                        await population.spawn(tg)
+                        result.replacements += 1
+            if second % 5 == 0:
+                result.timeline.append({"t": second, "alive": len(population.alive)})
+            progress("churn", (second + 1) / config.churn)
+            await anyio.sleep(1.0)
+        await anyio.sleep(config.settle)
+        progress("measuring", 1.0)
+        holders = [await _holders(population, cid) for cid in content_ids]
+        result.retained = sum(1 for h in holders if h > 0)
+        kept = [h for h in holders if h > 0]
+        result.replicas_per_item = sum(kept) / len(kept) if kept else 0.0
+        result.virtual_seconds = anyio.current_time() - start
+        node_seconds = (config.nodes + result.replacements) * result.virtual_seconds or 1.0
+        alive = [n for n, _, _ in population.alive.values()]
+        requests = population.requests_of_dead + sum(n.stats.requests_sent for n in alive)
+        maintenance = population.maintenance_of_dead + sum(_maintenance(n) for n in alive)
+        result.requests_per_node_second = requests / node_seconds
+        result.maintenance_per_node_second = maintenance / node_seconds
+        tg.cancel_scope.cancel()
+    result.wall_seconds = time.perf_counter() - wall
+    return result
+
+
+def run_churn_sync(config: ChurnConfig, on_progress: Callable[[str, float], None] | None = None) -> ChurnResult:
+    """Run :func:`run_churn` on trio under a virtual clock (``MockClock(autojump_threshold=0)``)."""
+    from trio.testing import MockClock
+
+    return anyio.run(run_churn, config, on_progress, backend="trio",
+                     backend_options={"clock": MockClock(autojump_threshold=0)})
+
+
+def write_results(results: list[ChurnResult], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([r.to_json() for r in results], indent=2))

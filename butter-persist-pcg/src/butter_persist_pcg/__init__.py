@@ -1,0 +1,35 @@
+"""Peer Content Groups (SPEC §6): Butter's default persistence driver, entry point ``butter.persistence:pcg``.
+
+Each stored item is kept by a small group of peers that heartbeat each other; the group's leader recruits
+when replicas are missing and sheds when there are too many. Select it with
+``BUTTER_PERSISTENCE__DRIVER=pcg`` (the default once installed).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from butter.hookspecs import hookimpl
+
+from ._group import GroupState as GroupState
+from ._group import GroupView as GroupView
+from ._options import PcgOptions as PcgOptions
+from ._service import PcgPersistence as PcgPersistence
+
+if TYPE_CHECKING:
+    from butter.node import Node
+
+__all__ = ["GroupState", "GroupView", "PcgOptions", "PcgPersistence", "PcgPersistencePlugin"]
+
+
+class PcgPersistencePlugin:
+    """Entry point ``butter.persistence:pcg``."""
+
+    Options = PcgOptions
+
+    def __init__(self, options: PcgOptions) -> None:
+        self.options = options
+
+    @hookimpl
+    def butter_persistence(self, node: Node) -> PcgPersistence:
+        return PcgPersistence(node, self.options)

@@ -1,0 +1,135 @@
+"""One Peer Content Group as a member sees it, sans-IO (SPEC §6.3 to §6.9).
+
+Rules this class keeps:
+
+* A view maps node id -> (address, last heard), self included; time is the caller's clock in seconds.
+* A member not heard for ``timeout`` seconds is dropped (the report's localGroupView, SPEC §6.5); a member
+  that cannot be reached, or says it is not a member, is dropped at once.
+* Members learn of each other through heartbeats: a heartbeat lists the sender's view with the age of each
+  entry, and a receiver adopts entries younger than ``timeout`` (so views converge and dead members are not
+  resurrected by stale gossip). A member dropped for a reason (unreachable, left, shed, not a member) leaves
+  a tombstone: gossip about it older than its departure is ignored until it is heard from directly.
+* State is cold (n < target), goldilocks (n = target) or hot (n > target) (SPEC §6.3).
+* The leader is the member with the highest node id in the view (SPEC §6.6 recommendation). Several members
+  may briefly think they lead while views differ; recruiting and shedding are idempotent, so that only
+  costs messages.
+* The target is ``replicas`` plus one per ``popularity_hits`` hits in the current window over all members,
+  capped at ``max_replicas`` (SPEC §6.9 recommendation); it decays as the window slides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from butter.peers import PeerAddress
+
+__all__ = ["GroupState", "GroupView", "Member"]
+
+
+class GroupState(Enum):
+    COLD = "cold"
+    GOLDILOCKS = "goldilocks"
+    HOT = "hot"
+
+
+@dataclass(slots=True)
+class Member:
+    address: PeerAddress
+    last_heard: float
+    hits: int = 0  # this member's recent retrieval hits, as it last reported
+
+
+@dataclass
+class GroupView:
+    """``content_id`` (hex), ``size`` (bytes of the item, manifest included) and the member view."""
+
+    content_id: str
+    size: int
+    self_id: str
+    self_address: PeerAddress
+    replicas: int
+    members: dict[str, Member] = field(default_factory=dict)
+    hot_ticks: int = 0  # consecutive checks in the hot state
+    departed: dict[str, float] = field(default_factory=dict)  # node id -> when it was dropped
+
+    def __post_init__(self) -> None:
+        self.members.setdefault(self.self_id, Member(self.self_address, float("inf")))
+
+    @property
+    def count(self) -> int:
+        return len(self.members)
+
+    def others(self) -> dict[str, Member]:
+        return {node_id: m for node_id, m in self.members.items() if node_id != self.self_id}
+
+    def heard(self, node_id: str, address: PeerAddress, now: float, hits: int | None = None) -> bool:
+        """Record a heartbeat from ``node_id``; returns whether it was new to the view."""
+        self.departed.pop(node_id, None)
+        member = self.members.get(node_id)
+        if member is None:
+            self.members[node_id] = Member(address, now, hits or 0)
+            return True
+        member.address, member.last_heard = address, max(member.last_heard, now)
+        if hits is not None:
+            member.hits = hits
+        return False
+
+    def merge(self, entries: list[tuple[str, PeerAddress, float]], now: float, timeout: float) -> list[str]:
+        """Adopt ``(node_id, address, age seconds)`` entries younger than ``timeout``; returns the new ids."""
+        added = []
+        for node_id, address, age in entries:
+            if node_id == self.self_id or age >= timeout:
+                continue
+            heard_at = now - max(age, 0.0)
+            if heard_at <= self.departed.get(node_id, float("-inf")):
+                continue
+            member = self.members.get(node_id)
+            if member is None:
+                self.members[node_id] = Member(address, heard_at)
+                added.append(node_id)
+            elif heard_at > member.last_heard:
+                member.last_heard = heard_at
+        return added
+
+    def drop(self, node_id: str, now: float) -> bool:
+        """Remove ``node_id`` and leave a tombstone at ``now``; returns whether it was a member."""
+        if node_id == self.self_id:
+            return False
+        self.departed[node_id] = now
+        return self.members.pop(node_id, None) is not None
+
+    def expire(self, now: float, timeout: float) -> list[str]:
+        """Drop members not heard for ``timeout`` seconds; returns their ids."""
+        gone = [i for i, m in self.others().items() if now - m.last_heard > timeout]
+        for node_id in gone:
+            del self.members[node_id]
+        self.departed = {i: t for i, t in self.departed.items() if now - t <= timeout}
+        return gone
+
+    def entries(self, now: float) -> list[tuple[str, PeerAddress, float]]:
+        """This view as ``(node_id, address, age seconds)``, self with age 0."""
+        return [(i, m.address, 0.0 if i == self.self_id else max(now - m.last_heard, 0.0))
+                for i, m in self.members.items()]
+
+    def target(self, own_hits: int, popularity_hits: int, max_replicas: int) -> int:
+        hits = own_hits + sum(m.hits for m in self.others().values())
+        return min(max_replicas, self.replicas + hits // popularity_hits) if popularity_hits else self.replicas
+
+    def state(self, target: int) -> GroupState:
+        if self.count < target:
+            return GroupState.COLD
+        return GroupState.HOT if self.count > target else GroupState.GOLDILOCKS
+
+    @property
+    def leader(self) -> str:
+        return max(self.members)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leader == self.self_id
+
+    def shed_candidates(self, target: int) -> list[str]:
+        """Members the leader asks to leave so the group returns to ``target``: the lowest ids, never self."""
+        excess = self.count - target
+        return sorted(self.others())[:excess] if excess > 0 else []

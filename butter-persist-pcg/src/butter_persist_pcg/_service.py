@@ -1,0 +1,419 @@
+"""The PCG persistence service: routes, the heartbeat loop, recruitment, shedding and hand-off.
+
+See ``_group.py`` for the group rules and this package's README for the messages and timers.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.abc import TaskStatus
+
+from butter.blocks import Manifest, address_of, chunk
+from butter.errors import ButterError, PeerUnreachable, RouteError, StoreFull
+from butter.hosts import classify
+from butter.node import RouteRequest
+from butter.peers import PeerAddress, PeerInfo
+
+from ._group import GroupState, GroupView
+from ._messages import (
+    GroupBeat,
+    Heartbeat,
+    HeartbeatReply,
+    Join,
+    StoreRequest,
+    block_body,
+    content_id_body,
+    decode_block_address,
+    decode_content_id,
+)
+from ._options import PcgOptions
+
+if TYPE_CHECKING:
+    from butter.node import Node
+
+__all__ = ["PcgPersistence"]
+
+log = logging.getLogger("butter.pcg")
+
+ROUTE_STORE = "pcg-store"
+ROUTE_JOIN = "pcg-join"
+ROUTE_LEAVE = "pcg-leave"
+ROUTE_HEARTBEAT = "pcg-heartbeat"
+ROUTE_FETCH = "pcg-fetch-block"
+
+
+class PcgPersistence:
+    """A :class:`~butter.slots.Persistence` keeping each item in a Peer Content Group (SPEC §6)."""
+
+    def __init__(self, node: Node, options: PcgOptions) -> None:
+        self.node = node
+        self.options = options
+        self.timeout = options.member_timeout or 2.5 * options.heartbeat_interval
+        self.groups: dict[str, GroupView] = {}
+        self._block_refs: dict[str, set[str]] = defaultdict(set)  # block address -> content ids using it
+        self._hits: dict[str, list[float]] = defaultdict(list)  # content id -> times it was fetched
+        self._recruiting: set[str] = set()
+        self._rng = random.Random(options.seed)
+        self.stats = {"heartbeats_sent": 0, "joins_sent": 0, "joins_accepted": 0, "sheds": 0, "blocks_served": 0}
+        node.route(ROUTE_STORE, self._serve_store)
+        node.route(ROUTE_JOIN, self._serve_join)
+        node.route(ROUTE_LEAVE, self._serve_leave)
+        node.route(ROUTE_HEARTBEAT, self._serve_heartbeat)
+        node.route(ROUTE_FETCH, self._serve_fetch)
+
+    # -- Persistence protocol ---------------------------------------------------------------------------
+
+    def available_storage(self) -> int:
+        return self.node.blocks.free
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        await self._adopt_stored_groups()
+        task_status.started()
+        await anyio.sleep(self._rng.uniform(0, self.options.heartbeat_interval))
+        while True:
+            await self.tick()
+            delay = self.options.heartbeat_interval
+            if self._rng.random() < self.options.palpitation:  # SPEC §6.5: an early, random heartbeat
+                delay = self._rng.uniform(0, delay)
+            await anyio.sleep(delay)
+
+    async def store(self, data: bytes, *, media_type: str = "application/octet-stream") -> str:
+        """Store ``data`` (bytes) on this node and start its group; returns the content id (hex).
+
+        Replicas are recruited in the background right away. Raises :class:`~butter.errors.StoreFull`.
+        """
+        item = chunk(data, block_size=int(self.node.settings.store.block_size), media_type=media_type)
+        needed = len(item.manifest_block) + sum(len(b) for b in item.blocks.values())
+        missing = [(a, b) for a, b in item.blocks.items() if not await self.node.blocks.has(a)]
+        if sum(len(b) for _, b in missing) + len(item.manifest_block) > self.node.blocks.free:
+            raise StoreFull(f"storing {needed} bytes needs more than the {self.node.blocks.free} bytes free")
+        for address, block in missing:
+            await self.node.blocks.put(address, block)
+        await self.node.blocks.put(item.content_id, item.manifest_block)
+        self._create_group(item.content_id, item.manifest, needed)
+        self.node.emit("butter_block_stored", address=item.content_id)
+        log.info("stored item %s (%d bytes, %d blocks)", item.content_id[:12], item.manifest.size,
+                 len(item.manifest.blocks))
+        self.node.task_group.start_soon(self._maintain, self.groups[item.content_id])
+        return item.content_id
+
+    async def hand_off(self) -> None:
+        """Graceful exit (SPEC §1.7, §6.10): for each group, recruit a replacement outside the group, then
+        tell the other members this node is leaving, so no group goes cold because of it."""
+        if not self.groups:
+            return
+        log.info("handing off %d groups before leaving", len(self.groups))
+        async with anyio.create_task_group() as tg:
+            for view in list(self.groups.values()):
+                tg.start_soon(self._recruit, view, 1)
+        await self._send_heartbeats(leaving=True)
+
+    # -- queries used by retrieval and tools -----------------------------------------------------------
+
+    def holds(self, content_id: str) -> bool:
+        return content_id in self.groups
+
+    def members(self, content_id: str) -> list[PeerAddress]:
+        """Addresses of the group members this node knows of (itself included), or [] if not a member."""
+        view = self.groups.get(content_id)
+        return [m.address for m in view.members.values()] if view else []
+
+    def group_state(self, content_id: str) -> tuple[int, int, GroupState] | None:
+        """``(replicas in view, target, state)`` for a group this node belongs to."""
+        view = self.groups.get(content_id)
+        if view is None:
+            return None
+        target = self._target(view)
+        return view.count, target, view.state(target)
+
+    # -- the heartbeat loop -----------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """One heartbeat round: expire silent members, heartbeat every peer we share a group with (one
+        message per peer), then let the leader of each group recruit or shed (SPEC §6.5 to §6.9)."""
+        now = anyio.current_time()
+        for view in self.groups.values():
+            for gone in view.expire(now, self.timeout):
+                log.debug("group %s: member %s timed out", view.content_id[:12], gone[:8])
+        await self._send_heartbeats(leaving=False)
+        for view in list(self.groups.values()):
+            if view.content_id in self.groups:
+                await self._maintain(view)
+
+    async def _send_heartbeats(self, *, leaving: bool) -> None:
+        now = anyio.current_time()
+        batches: dict[str, list[GroupBeat]] = defaultdict(list)
+        addresses: dict[str, PeerAddress] = {}
+        for view in self.groups.values():
+            beat = GroupBeat(view.content_id, view.size, self._own_hits(view.content_id), view.entries(now))
+            for node_id, member in view.others().items():
+                batches[node_id].append(beat)
+                addresses[node_id] = member.address
+        if not batches:
+            return
+        limiter = anyio.CapacityLimiter(self.options.max_concurrency)
+
+        async def send(node_id: str) -> None:
+            message = Heartbeat(self.node.node_id, self.node.address, leaving, batches[node_id])
+            async with limiter:
+                self.stats["heartbeats_sent"] += 1
+                try:
+                    reply = HeartbeatReply.decode(await self.node.request(
+                        addresses[node_id], ROUTE_HEARTBEAT, message.encode(), timeout=self.options.request_timeout))
+                except PeerUnreachable:
+                    self._member_dead(node_id, addresses[node_id])
+                    return
+                except ButterError as exc:
+                    log.debug("heartbeat to %s failed: %s", node_id[:8], exc)
+                    return
+            for content_id in reply.unknown:
+                view = self.groups.get(content_id)
+                if view is not None and view.drop(node_id, anyio.current_time()):
+                    log.debug("group %s: %s says it is not a member", content_id[:12], node_id[:8])
+
+        async with anyio.create_task_group() as tg:
+            for node_id in batches:
+                tg.start_soon(send, node_id)
+
+    def _member_dead(self, node_id: str, address: PeerAddress) -> None:
+        now = anyio.current_time()
+        for view in self.groups.values():
+            view.drop(node_id, now)
+        self.node.hosts.report_dead(address)
+
+    async def _maintain(self, view: GroupView) -> None:
+        if not view.is_leader or view.content_id not in self.groups:
+            return
+        target = self._target(view)
+        state = view.state(target)
+        if state is GroupState.COLD:
+            view.hot_ticks = 0
+            await self._recruit(view, target - view.count)
+        elif state is GroupState.HOT:
+            view.hot_ticks += 1
+            if view.hot_ticks >= self.options.hot_ticks:
+                await self._shed(view, target)
+        else:
+            view.hot_ticks = 0
+
+    # -- recruitment (SPEC §6.7) and shedding (SPEC §6.8) -------------------------------------------------
+
+    def _candidates(self, view: GroupView) -> list[PeerInfo]:
+        """Known hosts outside the group with room for the item, members' missing classes first, so
+        replicas land on diverse hosts (the README's promise, which the original never kept)."""
+        member_addresses = {m.address for m in view.members.values()}
+        pool = [p for p in self.node.hosts.peers()
+                if p.address not in member_addresses and p.node_id not in view.members
+                and p.quality.available_storage >= view.size]
+        if not pool:
+            return []
+        qualities = [p.quality for p in pool]
+        n = len(qualities)
+        means = (sum(q.uptime for q in qualities) / n, sum(q.available_storage for q in qualities) / n,
+                 sum(q.known_hosts for q in qualities) / n)
+        member_classes = {classify(p.quality, means) for p in self.node.hosts.peers() if p.node_id in view.members}
+        self._rng.shuffle(pool)
+        pool.sort(key=lambda p: classify(p.quality, means) in member_classes)
+        return pool
+
+    async def _recruit(self, view: GroupView, wanted: int) -> None:
+        if wanted <= 0 or view.content_id in self._recruiting:
+            return
+        self._recruiting.add(view.content_id)
+        try:
+            attempts = 0
+            for candidate in self._candidates(view):
+                if wanted <= 0 or attempts >= self.options.max_join_attempts:
+                    break
+                attempts += 1
+                if await self._invite(view, candidate.address, candidate.node_id):
+                    wanted -= 1
+        finally:
+            self._recruiting.discard(view.content_id)
+
+    async def _invite(self, view: GroupView, address: PeerAddress, node_id: str) -> bool:
+        self.stats["joins_sent"] += 1
+        join = Join(view.content_id, view.size, view.entries(anyio.current_time()))
+        try:
+            await self.node.request(address, ROUTE_JOIN, join.encode(), timeout=self.options.join_timeout)
+        except PeerUnreachable:
+            self.node.hosts.report_dead(address)
+            return False
+        except ButterError as exc:
+            log.debug("group %s: %s refused to join: %s", view.content_id[:12], node_id[:8], exc)
+            return False
+        view.heard(node_id, address, anyio.current_time())
+        self.stats["joins_accepted"] += 1
+        log.debug("group %s: recruited %s (%d members)", view.content_id[:12], node_id[:8], view.count)
+        return True
+
+    async def _shed(self, view: GroupView, target: int) -> None:
+        for node_id in view.shed_candidates(target):
+            member = view.members[node_id]
+            try:
+                await self.node.request(member.address, ROUTE_LEAVE, content_id_body(view.content_id),
+                                        timeout=self.options.request_timeout)
+            except ButterError as exc:
+                log.debug("group %s: shedding %s failed: %s", view.content_id[:12], node_id[:8], exc)
+            view.drop(node_id, anyio.current_time())
+            self.stats["sheds"] += 1
+        view.hot_ticks = 0
+
+    # -- local group bookkeeping ------------------------------------------------------------------------
+
+    def _create_group(self, content_id: str, manifest: Manifest, size: int) -> GroupView:
+        view = self.groups.get(content_id)
+        if view is None:
+            view = GroupView(content_id, size, self.node.node_id, self.node.address, self.options.replicas)
+            self.groups[content_id] = view
+            for address in [content_id, *manifest.blocks]:
+                self._block_refs[address].add(content_id)
+        return view
+
+    async def _forget(self, content_id: str) -> None:
+        """Leave a group and delete the blocks no other group on this node uses."""
+        if self.groups.pop(content_id, None) is None:
+            return
+        for address, users in list(self._block_refs.items()):
+            users.discard(content_id)
+            if not users:
+                del self._block_refs[address]
+                await self.node.blocks.delete(address)
+
+    async def _adopt_stored_groups(self) -> None:
+        """After a restart with a durable store, rejoin as a lone member of every item whose manifest and
+        blocks are all still here; heartbeats from the old group (or recruitment) do the rest."""
+        for address in await self.node.blocks.addresses():
+            data = await self.node.blocks.get(address)
+            if data is None:
+                continue
+            try:
+                manifest = Manifest.decode(data)
+            except ButterError:
+                continue
+            if all([await self.node.blocks.has(b) for b in manifest.blocks]):
+                self._create_group(address, manifest, len(data) + manifest.size)
+        if self.groups:
+            log.info("resumed %d groups from the local store", len(self.groups))
+
+    def _target(self, view: GroupView) -> int:
+        return view.target(self._own_hits(view.content_id), self.options.popularity_hits, self.options.max_replicas)
+
+    def _own_hits(self, content_id: str) -> int:
+        hits = self._hits.get(content_id)
+        if not hits:
+            return 0
+        horizon = anyio.current_time() - self.options.popularity_window
+        hits[:] = [t for t in hits if t >= horizon]
+        return len(hits)
+
+    # -- routes -----------------------------------------------------------------------------------------
+
+    async def _serve_heartbeat(self, request: RouteRequest) -> bytes:
+        beat = Heartbeat.decode(request.body)
+        now = anyio.current_time()
+        unknown = []
+        for group in beat.groups:
+            view = self.groups.get(group.content_id)
+            if view is None:
+                unknown.append(group.content_id)
+                continue
+            if beat.leaving:
+                view.drop(beat.sender, now)
+                continue
+            view.heard(beat.sender, beat.address, now, group.hits)
+            view.merge(group.members, now, self.timeout)
+        return HeartbeatReply(unknown).encode()
+
+    async def _serve_join(self, request: RouteRequest) -> bytes:
+        join = Join.decode(request.body)
+        now = anyio.current_time()
+        view = self.groups.get(join.content_id)
+        if view is None:
+            manifest = await self._fetch_item(join)
+            view = self._create_group(join.content_id, manifest, join.size)
+            log.debug("joined group %s", join.content_id[:12])
+        view.merge(join.members, now, self.timeout)
+        return b""
+
+    async def _fetch_item(self, join: Join) -> Manifest:
+        sources = [address for node_id, address, _ in join.members if node_id != self.node.node_id]
+        if join.size > self.node.blocks.free:
+            raise RouteError("store-full", f"{join.size} bytes asked, {self.node.blocks.free} free")
+        manifest_block = await self._fetch_block(join.content_id, sources)
+        manifest = Manifest.decode(manifest_block)
+        missing = [a for a in dict.fromkeys(manifest.blocks) if not await self.node.blocks.has(a)]
+        fetched: dict[str, bytes] = {}
+        limiter = anyio.CapacityLimiter(self.options.fetch_concurrency)
+
+        async def one(address: str) -> None:
+            async with limiter:
+                fetched[address] = await self._fetch_block(address, sources)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for address in missing:
+                    tg.start_soon(one, address)
+        except BaseExceptionGroup as group:
+            raise RouteError("fetch-failed", f"could not fetch the item's blocks: {group.exceptions[0]}") from None
+        try:
+            for address, data in fetched.items():
+                await self.node.blocks.put(address, data)
+            await self.node.blocks.put(join.content_id, manifest_block)
+        except StoreFull as exc:
+            raise RouteError("store-full", str(exc)) from None
+        return manifest
+
+    async def _fetch_block(self, address: str, sources: list[PeerAddress]) -> bytes:
+        for source in sources:
+            try:
+                data = await self.node.request(source, ROUTE_FETCH, block_body(address),
+                                               timeout=self.options.request_timeout)
+            except ButterError:
+                continue
+            if address_of(data) == address:
+                return data
+            log.warning("block %s from %s failed verification; trying another member", address[:12], source)
+        raise RouteError("fetch-failed", f"no member could provide block {address[:12]}")
+
+    async def _serve_leave(self, request: RouteRequest) -> bytes:
+        content_id = decode_content_id(request.body)
+        log.debug("asked to leave group %s", content_id[:12])
+        await self._forget(content_id)
+        return b""
+
+    async def _serve_fetch(self, request: RouteRequest) -> bytes:
+        address = decode_block_address(request.body)
+        data = await self.node.blocks.get(address)
+        if data is None:
+            raise RouteError("not-found", f"no block {address}")
+        if address in self.groups:
+            self._hits[address].append(anyio.current_time())
+        self.stats["blocks_served"] += 1
+        return data
+
+    async def _serve_store(self, request: RouteRequest) -> bytes:
+        upload = StoreRequest.decode(request.body)
+        for data in upload.blocks:
+            try:
+                await self.node.blocks.put(address_of(data), data)
+            except StoreFull as exc:
+                raise RouteError("store-full", str(exc)) from None
+        if upload.manifest is None:
+            return b""
+        manifest = Manifest.decode(upload.manifest)
+        missing = [a for a in manifest.blocks if not await self.node.blocks.has(a)]
+        if missing:
+            raise RouteError("incomplete", f"{len(missing)} blocks of the item were not uploaded")
+        content_id = address_of(upload.manifest)
+        await self.node.blocks.put(content_id, upload.manifest)
+        view = self._create_group(content_id, manifest, len(upload.manifest) + manifest.size)
+        self.node.task_group.start_soon(self._maintain, view)
+        return content_id_body(content_id)
+
+

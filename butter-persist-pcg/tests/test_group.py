@@ -1,0 +1,82 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from butter.errors import ProtocolError
+from butter.peers import PeerAddress
+from butter_persist_pcg import GroupState, GroupView
+from butter_persist_pcg._messages import GroupBeat, Heartbeat, HeartbeatReply, Join, StoreRequest
+
+CID = "ab" * 32
+HERE = PeerAddress("m", 1)
+
+
+def view(self_id: str = "m5", replicas: int = 3) -> GroupView:
+    return GroupView(CID, 100, self_id, HERE, replicas)
+
+
+def test_states_and_leader() -> None:
+    v = view("m5")
+    assert v.count == 1 and v.state(3) is GroupState.COLD and v.is_leader
+    v.heard("m9", PeerAddress("m", 9), now=0.0)
+    assert not v.is_leader and v.leader == "m9"
+    v.heard("m1", PeerAddress("m", 2), now=0.0)
+    assert v.state(3) is GroupState.GOLDILOCKS
+    v.heard("m2", PeerAddress("m", 3), now=0.0)
+    assert v.state(3) is GroupState.HOT
+    assert v.shed_candidates(3) == ["m1"]
+
+
+def test_silent_members_expire_but_self_never_does() -> None:
+    v = view()
+    v.heard("a", PeerAddress("m", 2), now=0.0)
+    v.heard("b", PeerAddress("m", 3), now=4.0)
+    assert v.expire(now=6.0, timeout=5.0) == ["a"]
+    assert set(v.members) == {"m5", "b"}
+    assert not v.drop("m5", 6.0)
+
+
+def test_merge_adopts_fresh_entries_only() -> None:
+    v = view()
+    added = v.merge([("x", PeerAddress("m", 7), 1.0), ("y", PeerAddress("m", 8), 9.0), ("m5", HERE, 0.0)],
+                    now=100.0, timeout=5.0)
+    assert added == ["x"]
+    assert v.members["x"].last_heard == 99.0
+    assert "y" not in v.members  # stale gossip does not resurrect a dead member
+
+
+def test_popularity_raises_the_target_with_a_cap() -> None:
+    v = view()
+    v.heard("a", PeerAddress("m", 2), now=0.0, hits=30)
+    assert v.target(own_hits=10, popularity_hits=20, max_replicas=8) == 5
+    assert v.target(own_hits=1000, popularity_hits=20, max_replicas=8) == 8
+    assert v.target(own_hits=1000, popularity_hits=0, max_replicas=8) == 3
+
+
+def test_messages_round_trip() -> None:
+    beat = Heartbeat("n1", HERE, False, [GroupBeat(CID, 10, 2, [("n1", HERE, 0.0), ("n2", PeerAddress("m", 2), 1.5)])])
+    assert Heartbeat.decode(beat.encode()) == beat
+    assert HeartbeatReply.decode(HeartbeatReply([CID]).encode()) == HeartbeatReply([CID])
+    join = Join(CID, 10, [("n1", HERE, 0.0)])
+    assert Join.decode(join.encode()) == join
+    store = StoreRequest([b"a", b"b"], b"m")
+    assert StoreRequest.decode(store.encode()) == store
+
+
+@given(st.binary(max_size=300))
+def test_garbage_bodies_raise_protocol_error_only(body: bytes) -> None:
+    for decoder in (Heartbeat.decode, HeartbeatReply.decode, Join.decode, StoreRequest.decode):
+        try:
+            decoder(body)
+        except ProtocolError:
+            pass
+
+
+def test_tombstones_stop_stale_gossip_until_heard_directly() -> None:
+    v = view()
+    v.heard("x", PeerAddress("m", 7), now=10.0)
+    assert v.drop("x", now=11.0)
+    assert v.merge([("x", PeerAddress("m", 7), 0.5)], now=11.2, timeout=5.0) == []  # heard 10.7 < 11.0
+    assert v.merge([("x", PeerAddress("m", 7), 0.1)], now=11.2, timeout=5.0) == ["x"]  # fresher than the drop
+    v.drop("x", now=12.0)
+    v.heard("x", PeerAddress("m", 7), now=12.5)
+    assert "x" in v.members and "x" not in v.departed

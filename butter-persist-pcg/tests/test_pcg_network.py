@@ -1,0 +1,135 @@
+"""PCG on real nodes over the memory transport (fast timers), on asyncio and trio."""
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+import butter
+from butter.settings import ButterSettings
+from butter_persist_pcg import GroupState, PcgPersistence
+
+pytestmark = pytest.mark.anyio
+MakeSettings = Callable[..., ButterSettings]
+FAST_HOSTS = {"refresh_interval": 0.5, "exchange_interval": 0.2, "quality_timeout": 1.0}
+
+
+def pcg(node: butter.Node) -> PcgPersistence:
+    assert isinstance(node.persistence, PcgPersistence)
+    return node.persistence
+
+
+class Network:
+    def __init__(self, make: MakeSettings, stack: AsyncExitStack, **pcg_options: Any) -> None:
+        self.make, self.stack, self.pcg_options = make, stack, pcg_options
+        self.nodes: list[butter.Node] = []
+        self.scopes: dict[str, anyio.CancelScope] = {}
+
+    async def add(self) -> butter.Node:
+        peers = [str(self.nodes[0].address)] if self.nodes else []
+        options = {"heartbeat_interval": 0.2, "request_timeout": 1.0, **self.pcg_options}
+        settings = self.make(peers=peers, host_manager={"driver": "diversity", "options": FAST_HOSTS},
+                             persistence={"driver": "pcg", "options": options})
+        node = await self.stack.enter_async_context(butter.open_node(settings))
+        self.nodes.append(node)
+        return node
+
+    async def kill(self, node: butter.Node) -> None:
+        await node.aclose(graceful=False)
+        self.nodes.remove(node)
+
+    def holders(self, content_id: str) -> list[butter.Node]:
+        return [n for n in self.nodes if pcg(n).holds(content_id)]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
+        with anyio.fail_after(timeout):
+            while not predicate():
+                await anyio.sleep(0.05)
+
+
+@asynccontextmanager
+async def network(make: MakeSettings, size: int, **pcg_options: Any) -> AsyncIterator[Network]:
+    async with AsyncExitStack() as stack:
+        net = Network(make, stack, **pcg_options)
+        for _ in range(size):
+            await net.add()
+        await net.wait_for(lambda: all(len(n.hosts.peers()) >= size - 1 for n in net.nodes))
+        yield net
+
+
+async def test_a_stored_item_gets_three_replicas_and_agreeing_views(memory_settings: MakeSettings) -> None:
+    async with network(memory_settings, 6) as net:
+        content_id = await net.nodes[0].store(b"hello, group" * 100)
+        await net.wait_for(lambda: len(net.holders(content_id)) == 3)
+        await net.wait_for(lambda: all(pcg(n).group_state(content_id) == (3, 3, GroupState.GOLDILOCKS)
+                                       for n in net.holders(content_id)))
+        for holder in net.holders(content_id):
+            assert len(await holder.blocks.addresses()) == 2  # the manifest and one 1,200-byte block
+        await anyio.sleep(1.0)  # and it stays at three
+        assert len(net.holders(content_id)) == 3
+
+
+async def test_the_item_survives_the_abrupt_death_of_every_first_holder(memory_settings: MakeSettings) -> None:
+    async with network(memory_settings, 8) as net:
+        data = bytes(range(256)) * 40  # 10 KiB: 3 blocks
+        content_id = await net.nodes[0].store(data)
+        await net.wait_for(lambda: len(net.holders(content_id)) == 3)
+        first = net.holders(content_id)
+        for holder in first:  # one after another, leaving time to repair
+            await net.kill(holder)
+            await net.wait_for(lambda: len(net.holders(content_id)) == 3)
+        survivors = net.holders(content_id)
+        assert not set(survivors) & set(first)
+        manifest = await survivors[0].blocks.get(content_id)
+        assert manifest is not None
+
+
+async def test_hot_groups_shed_back_to_target(memory_settings: MakeSettings) -> None:
+    async with network(memory_settings, 6, replicas=2, hot_ticks=2) as net:
+        content_id = await net.nodes[0].store(b"x" * 500)
+        await net.wait_for(lambda: len(net.holders(content_id)) == 2)
+        view = pcg(net.holders(content_id)[0]).groups[content_id]
+        outsiders = [n for n in net.nodes if n not in net.holders(content_id)]
+        for extra in outsiders[:2]:  # force the group hot by inviting two more members
+            assert await pcg(net.holders(content_id)[0])._invite(view, extra.address, extra.node_id)
+        assert len(net.holders(content_id)) == 4
+        await net.wait_for(lambda: len(net.holders(content_id)) == 2)
+
+
+async def test_popular_items_get_more_replicas(memory_settings: MakeSettings) -> None:
+    async with network(memory_settings, 7, popularity_hits=5, max_replicas=5) as net:
+        content_id = await net.nodes[0].store(b"popular" * 50)
+        await net.wait_for(lambda: len(net.holders(content_id)) == 3)
+        holder = net.holders(content_id)[0]
+        reader = [n for n in net.nodes if n not in net.holders(content_id)][0]
+        from butter_persist_pcg._messages import block_body
+        for _ in range(12):
+            await reader.request(holder.address, "pcg-fetch-block", block_body(content_id))
+        await net.wait_for(lambda: len(net.holders(content_id)) == 5)
+
+
+async def test_graceful_exit_hands_the_replica_off(memory_settings: MakeSettings) -> None:
+    async with network(memory_settings, 6, member_timeout=60.0) as net:
+        content_id = await net.nodes[0].store(b"hand me off" * 10)
+        await net.wait_for(lambda: len(net.holders(content_id)) == 3)
+        leaver = [h for h in net.holders(content_id) if h is not net.nodes[0]][0]
+        await leaver.aclose()
+        net.nodes.remove(leaver)
+        # the member timeout is a minute: only the hand-off can restore three replicas this fast
+        await net.wait_for(lambda: len(net.holders(content_id)) == 3, timeout=5)
+        await net.wait_for(lambda: all(pcg(h).group_state(content_id) == (3, 3, GroupState.GOLDILOCKS)
+                                       for h in net.holders(content_id)), timeout=5)
+        assert leaver.node_id not in pcg(net.holders(content_id)[0]).groups[content_id].members
+
+
+async def test_store_without_room_fails_cleanly(memory_settings: MakeSettings) -> None:
+    settings = memory_settings(store={"capacity": 10_000}, persistence={"driver": "pcg"})
+    async with butter.open_node(settings) as node:
+        with pytest.raises(butter.ButterError, match="free"):
+            await node.store(os.urandom(20_000))
+        assert node.blocks.used == 0
+        content_id = await node.store(b"fits")
+        assert await node.blocks.has(content_id)
