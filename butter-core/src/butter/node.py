@@ -112,7 +112,8 @@ class Node:
         self._closed = anyio.Event()
         self._in_flight = 0
         self._idle = anyio.Event()
-        self._pollers: dict[str, float] = {}
+        self._pollers: dict[str, float] = {}  # node id of a peer holding this node -> when that lapses
+        self._pollers_pruned = float("-inf")
         self._introductions_send, self._introductions = anyio.create_memory_object_stream[PeerAddress](
             INTRODUCTION_QUEUE
         )
@@ -220,7 +221,9 @@ class Node:
     def quality(self) -> HostQuality:
         """This node's host-quality record (SPEC §4.2)."""
         now = anyio.current_time()
-        self._pollers = {k: expiry for k, expiry in self._pollers.items() if expiry >= now}
+        if now - self._pollers_pruned >= 1.0:
+            self._pollers = {k: expiry for k, expiry in self._pollers.items() if expiry >= now}
+            self._pollers_pruned = now
         return HostQuality(
             uptime=self.uptime,
             available_storage=self.persistence.available_storage() if self.persistence else 0,
@@ -408,10 +411,13 @@ class Node:
         :class:`PeerInfo`.
 
         A caller that says it ``holds`` this node in its known hosts counts toward ``known_by`` for ``ttl``
-        seconds (default 30, at most 3,600): it promises to poll again before then.
+        seconds (default 30, at most 3,600): it promises to poll again before then. One that says it does not
+        (``holds: false``: a probe, or a release after eviction) stops counting at once.
         """
         if request.body:
             caller = decode_payload(request.body, self.settings.max_frame)
+            if isinstance(caller, dict) and caller.get("holds") is False and isinstance(caller.get("id"), str):
+                self._pollers.pop(caller["id"], None)
             if isinstance(caller, dict) and caller.get("holds") is True:
                 caller_id, ttl = caller.get("id"), caller.get("ttl", KNOWN_BY_DEFAULT_TTL)
                 if not isinstance(ttl, int | float) or isinstance(ttl, bool) or not ttl >= 0:

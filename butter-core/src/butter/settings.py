@@ -31,9 +31,12 @@ from .errors import ButterConfigError
 __all__ = [
     "ButterSettings",
     "DiscoverySettings",
-    "OptionalSlotSettings",
+    "HostManagerSettings",
+    "PersistenceSettings",
+    "RetrievalSettings",
     "SlotSettings",
     "StoreSettings",
+    "TransportSettings",
     "describe_validation_error",
     "load_settings",
 ]
@@ -50,12 +53,24 @@ class SlotSettings(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class OptionalSlotSettings(BaseModel):
-    """A slot that may be left empty (``driver = ""``): the node then runs without that capability."""
+class TransportSettings(SlotSettings):
+    driver: str = "tcp"
 
-    model_config = ConfigDict(extra="forbid")
+
+class HostManagerSettings(SlotSettings):
+    driver: str = "diversity"
+
+
+class PersistenceSettings(SlotSettings):
+    """``driver = ""`` runs the node without persistence."""
+
+    driver: str = "pcg"
+
+
+class RetrievalSettings(SlotSettings):
+    """``driver = ""`` runs the node without retrieval."""
+
     driver: str = ""
-    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class DiscoverySettings(BaseModel):
@@ -114,12 +129,12 @@ class ButterSettings(BaseSettings):
     )
     max_frame: ByteSize = Field(ByteSize(4 * 1024 * 1024), description="largest frame accepted or sent, bytes")
     peers: list[str] = Field(default_factory=list, description="HOST:PORT addresses for static discovery")
-    transport: SlotSettings = Field(default_factory=lambda: SlotSettings(driver="tcp"))
+    transport: TransportSettings = Field(default_factory=TransportSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
-    host_manager: SlotSettings = Field(default_factory=lambda: SlotSettings(driver="diversity"))
+    host_manager: HostManagerSettings = Field(default_factory=HostManagerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
-    persistence: OptionalSlotSettings = Field(default_factory=OptionalSlotSettings)
-    retrieval: OptionalSlotSettings = Field(default_factory=OptionalSlotSettings)
+    persistence: PersistenceSettings = Field(default_factory=PersistenceSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
 
     @field_validator("memory_budget")
     @classmethod

@@ -95,15 +95,31 @@ class DiversityHostManager:
         if info is None or info.node_id == self.node.node_id or address in self._hosts:
             return address in self._hosts
         decision = decide(self.peers(), info, self._capacity, self.options.random_factor, self._rng)
-        if not decision.admit:
-            log.debug("not admitting %s: %s", address, decision.reason)
-            return False
         if decision.evict is not None:
+            # The victim's record may be stale: refresh it, and decide again if others no longer know it.
+            fresh = await self._fetch(decision.evict.address, holds=True)
+            if fresh is not None and decision.evict.address in self._hosts:
+                self._hosts[decision.evict.address] = fresh
+                if fresh.quality.known_by < 2:
+                    decision = decide(self.peers(), info, self._capacity, self.options.random_factor, self._rng)
+        if not decision.admit or address in self._hosts or len(self._hosts) > self._capacity:
+            log.debug("not admitting %s: %s", address, decision.reason)
+            return address in self._hosts
+        if decision.evict is not None:
+            if decision.evict.address not in self._hosts:
+                return False
             self._remove(decision.evict.address, f"evicted for diversity ({decision.reason})")
+            self.node.task_group.start_soon(self._release, decision.evict.address)
+        elif len(self._hosts) >= self._capacity:
+            return False
         self._hosts[address] = info
         log.info("peer joined: %s (%s) [%s]", info.node_id[:8], address, decision.reason)
         self.node.emit("butter_peer_discovered", peer=info)
         return True
+
+    async def _release(self, address: PeerAddress) -> None:
+        """Tell an evicted host this node no longer holds it, so its ``known_by`` drops at once."""
+        await self._fetch(address, holds=False)
 
     def report_dead(self, address: PeerAddress) -> None:
         """Remove ``address`` at once; another module found it unreachable."""

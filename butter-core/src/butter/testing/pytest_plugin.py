@@ -1,7 +1,8 @@
 """The ``butter`` pytest plugin (entry point ``pytest11``): fixtures for testing dapps and plugins.
 
 * ``memory_settings``: a factory ``(**overrides) -> ButterSettings`` for nodes on one fresh, private
-  memory network with static discovery, loopback only, so tests never touch a real network.
+  memory network with static discovery, so tests never touch a real network. The stack is minimal (no
+  persistence, no retrieval) unless ``persistence=...`` or ``retrieval=...`` is passed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ def memory_settings_factory(network: str) -> Callable[..., ButterSettings]:
             "host": "127.0.0.1",
             "transport": {"driver": "memory", "options": {"network": network}},
             "discovery": {"drivers": ["static"]},
+            "persistence": {"driver": ""},
+            "retrieval": {"driver": ""},
         }
         values.update(overrides)
         return ButterSettings(**values)

@@ -49,6 +49,7 @@ class ChurnConfig:
     latency: float = 0.0
     loss: float = 0.0
     seed: int = 1
+    persistence: str = "pcg"
     persistence_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,7 +99,7 @@ class _Population:
             transport={"driver": "memory", "options": {"network": self.network}},
             discovery={"drivers": ["static"], "options": {"static": {"interval": 1.0}}},
             host_manager={"driver": "diversity", "options": {"seed": seed}},
-            persistence={"driver": "pcg", "options": {
+            persistence={"driver": self.config.persistence, "options": {
                 "replicas": self.config.replicas, "heartbeat_interval": self.config.heartbeat, "seed": seed,
                 **self.config.persistence_options}},
         )
