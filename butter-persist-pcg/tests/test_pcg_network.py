@@ -105,9 +105,8 @@ async def test_popular_items_get_more_replicas(memory_settings: MakeSettings) ->
         await net.wait_for(lambda: len(net.holders(content_id)) == 3)
         holder = net.holders(content_id)[0]
         reader = [n for n in net.nodes if n not in net.holders(content_id)][0]
-        from butter_persist_pcg._messages import block_body
         for _ in range(12):
-            await reader.request(holder.address, "pcg-fetch-block", block_body(content_id))
+            await reader.fetch_block(holder.address, content_id)
         await net.wait_for(lambda: len(net.holders(content_id)) == 5)
 
 

@@ -7,7 +7,10 @@ retrieval) are plugins chosen by settings; see :mod:`butter.hookspecs` to write 
 
 from .errors import ButterConfigError as ButterConfigError
 from .errors import ButterError as ButterError
+from .errors import BlockCorrupted as BlockCorrupted
 from .errors import FrameTooLarge as FrameTooLarge
+from .errors import ItemNotFound as ItemNotFound
+from .errors import StoreFull as StoreFull
 from .errors import PeerUnreachable as PeerUnreachable
 from .errors import ProtocolError as ProtocolError
 from .errors import RemoteError as RemoteError
@@ -28,11 +31,13 @@ from .settings import load_settings as load_settings
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlockCorrupted",
     "ButterConfigError",
     "ButterError",
     "ButterSettings",
     "FrameTooLarge",
     "HostQuality",
+    "ItemNotFound",
     "Identity",
     "Node",
     "PeerAddress",
@@ -43,6 +48,7 @@ __all__ = [
     "RequestTimeout",
     "RouteError",
     "RouteRequest",
+    "StoreFull",
     "TransportError",
     "hookimpl",
     "load_settings",

@@ -125,3 +125,7 @@ class StoreFull(StoreError):
         super().__init__(message or f"block store full: {needed} bytes asked, {free} bytes free")
         self.needed = needed
         self.free = free
+
+
+class ItemNotFound(ButterError):
+    """A search for a content id ended without finding the item (or every holder failed)."""

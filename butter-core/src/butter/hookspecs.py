@@ -76,4 +76,10 @@ def butter_peer_lost(node: Node, peer: PeerInfo) -> Any:
 
 @hookspec
 def butter_block_stored(node: Node, address: str) -> Any:
-    """A block (content address, hex) was stored on this node."""
+    """An item (its content id, hex) was stored on this node."""
+
+
+@hookspec
+def butter_block_served(node: Node, address: str) -> Any:
+    """This node served the block at ``address`` (hex) on route ``fetch-block`` (persistence counts these
+    hits on manifests to raise the replication of popular items, SPEC §6.9)."""

@@ -31,7 +31,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from .errors import ButterConfigError, ButterError, ProtocolError, RouteError
+from .blocks import is_address, verify
+from .errors import BlockCorrupted, ButterConfigError, ButterError, ProtocolError, RouteError
 from .identity import Identity
 from .peers import HostQuality, PeerAddress, PeerInfo
 from .plugins import PluginStack
@@ -129,6 +130,7 @@ class Node:
         self.route("ping", self._serve_ping)
         self.route("host-quality", self._serve_host_quality)
         self.route("known-hosts", self._serve_known_hosts)
+        self.route("fetch-block", self._serve_fetch_block)
 
     def _required(self, obj: Any, slot: str) -> Any:
         if obj is None:
@@ -217,6 +219,23 @@ class Node:
         if self.persistence is None:
             raise ButterConfigError("no persistence driver is configured (set persistence.driver, e.g. 'pcg')")
         return await self.persistence.store(bytes(data), media_type=media_type)
+
+    async def retrieve(self, content_id: str) -> bytes:
+        """Find and return the item ``content_id`` (hex) through the retrieval slot, verified block by block.
+
+        Raises :class:`~butter.errors.ButterConfigError` when no retrieval driver is configured and
+        :class:`~butter.errors.ItemNotFound` when the search fails.
+        """
+        return await self._retrieval().retrieve(content_id)
+
+    def retrieve_stream(self, content_id: str) -> AsyncIterator[bytes]:
+        """Like :meth:`retrieve`, but yield the verified blocks in order, for large items."""
+        return self._retrieval().stream(content_id)
+
+    def _retrieval(self) -> Retrieval:
+        if self.retrieval is None:
+            raise ButterConfigError("no retrieval driver is configured (set retrieval.driver, e.g. 'bfs')")
+        return self.retrieval
 
     def quality(self) -> HostQuality:
         """This node's host-quality record (SPEC §4.2)."""
@@ -425,6 +444,29 @@ class Node:
                 if isinstance(caller_id, str) and 0 < len(caller_id) <= 128 and caller_id != self.node_id:
                     self._pollers[caller_id] = anyio.current_time() + min(float(ttl), KNOWN_BY_MAX_TTL)
         return encode_payload(self.info().to_wire())
+
+    async def _serve_fetch_block(self, request: RouteRequest) -> bytes:
+        """Body ``{"address": hex}``; reply: the block's bytes, verified on read, or error ``not-found``."""
+        body = decode_payload(request.body, self.settings.max_frame)
+        address = body.get("address") if isinstance(body, dict) else None
+        if not is_address(address):
+            raise ProtocolError("fetch-block body must be {address: 64 lowercase hex characters}")
+        data = await self.blocks.get(address)
+        if data is None:
+            raise RouteError("not-found", f"no block {address}")
+        self.emit("butter_block_served", address=address)
+        return data
+
+    async def fetch_block(self, peer: PeerLike, address: str, *, timeout: float | None = None) -> bytes:
+        """Fetch one block from ``peer`` and verify it against ``address``.
+
+        Raises :class:`~butter.errors.BlockCorrupted` when the bytes do not match (they are discarded),
+        :class:`~butter.errors.RemoteError` with code ``not-found``, or a transport error.
+        """
+        data = await self.request(peer, "fetch-block", encode_payload({"address": address}), timeout=timeout)
+        if not verify(address, data):
+            raise BlockCorrupted(address, f"block from {as_address(peer)} does not match its address {address[:16]}")
+        return data
 
     async def _serve_known_hosts(self, request: RouteRequest) -> bytes:
         """Body: optional ``{"from": PeerInfo, "sample": [PeerInfo]}``; reply ``{"sample": [PeerInfo]}``.

@@ -10,7 +10,7 @@ Conformance kits for implementations live in :mod:`butter.testing`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
 from anyio.abc import TaskStatus
@@ -94,8 +94,15 @@ class Persistence(Protocol):
 
 @runtime_checkable
 class Retrieval(Protocol):
-    """Finds items on the overlay by content id (SPEC §7)."""
+    """Finds items on the overlay by content id (SPEC §7).
+
+    ``retrieve`` returns the item's bytes, every block verified against its address; ``stream`` yields the
+    verified block data in order, for items too large to hold at once. Both raise
+    :class:`~butter.errors.ItemNotFound` when the search ends without the item.
+    """
 
     async def run(self, *, task_status: TaskStatus[None]) -> None: ...
 
     async def retrieve(self, content_id: str) -> bytes: ...
+
+    def stream(self, content_id: str) -> AsyncIterator[bytes]: ...

@@ -173,11 +173,3 @@ def content_id_body(content_id: str) -> bytes:
 
 def decode_content_id(body: bytes) -> str:
     return _content_id(_map(body).get("cid"))
-
-
-def block_body(address: str) -> bytes:
-    return encode_payload({"address": address})
-
-
-def decode_block_address(body: bytes) -> str:
-    return _content_id(_map(body).get("address"))

@@ -8,15 +8,14 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
-from typing import TYPE_CHECKING
-
 import anyio
 from anyio.abc import TaskStatus
 
 from butter.blocks import Manifest, address_of, chunk
-from butter.errors import ButterError, PeerUnreachable, RouteError, StoreFull
+from butter.errors import BlockCorrupted, ButterError, PeerUnreachable, RouteError, StoreFull
+from butter.hookspecs import hookimpl
 from butter.hosts import classify
-from butter.node import RouteRequest
+from butter.node import Node, RouteRequest
 from butter.peers import PeerAddress, PeerInfo
 
 from ._group import GroupState, GroupView
@@ -26,15 +25,10 @@ from ._messages import (
     HeartbeatReply,
     Join,
     StoreRequest,
-    block_body,
     content_id_body,
-    decode_block_address,
     decode_content_id,
 )
 from ._options import PcgOptions
-
-if TYPE_CHECKING:
-    from butter.node import Node
 
 __all__ = ["PcgPersistence"]
 
@@ -44,7 +38,6 @@ ROUTE_STORE = "pcg-store"
 ROUTE_JOIN = "pcg-join"
 ROUTE_LEAVE = "pcg-leave"
 ROUTE_HEARTBEAT = "pcg-heartbeat"
-ROUTE_FETCH = "pcg-fetch-block"
 
 
 class PcgPersistence:
@@ -64,7 +57,7 @@ class PcgPersistence:
         node.route(ROUTE_JOIN, self._serve_join)
         node.route(ROUTE_LEAVE, self._serve_leave)
         node.route(ROUTE_HEARTBEAT, self._serve_heartbeat)
-        node.route(ROUTE_FETCH, self._serve_fetch)
+        node.plugins.pm.register(self, name=f"butter_persist_pcg:{node.node_id}")  # for butter_block_served
 
     # -- Persistence protocol ---------------------------------------------------------------------------
 
@@ -372,13 +365,11 @@ class PcgPersistence:
     async def _fetch_block(self, address: str, sources: list[PeerAddress]) -> bytes:
         for source in sources:
             try:
-                data = await self.node.request(source, ROUTE_FETCH, block_body(address),
-                                               timeout=self.options.request_timeout)
+                return await self.node.fetch_block(source, address, timeout=self.options.request_timeout)
+            except BlockCorrupted:
+                log.warning("block %s from %s failed verification; trying another member", address[:12], source)
             except ButterError:
                 continue
-            if address_of(data) == address:
-                return data
-            log.warning("block %s from %s failed verification; trying another member", address[:12], source)
         raise RouteError("fetch-failed", f"no member could provide block {address[:12]}")
 
     async def _serve_leave(self, request: RouteRequest) -> bytes:
@@ -387,15 +378,12 @@ class PcgPersistence:
         await self._forget(content_id)
         return b""
 
-    async def _serve_fetch(self, request: RouteRequest) -> bytes:
-        address = decode_block_address(request.body)
-        data = await self.node.blocks.get(address)
-        if data is None:
-            raise RouteError("not-found", f"no block {address}")
+    @hookimpl
+    def butter_block_served(self, node: Node, address: str) -> None:
+        """Count a retrieval hit when this node serves the manifest of an item it keeps (SPEC §6.9)."""
         if address in self.groups:
             self._hits[address].append(anyio.current_time())
         self.stats["blocks_served"] += 1
-        return data
 
     async def _serve_store(self, request: RouteRequest) -> bytes:
         upload = StoreRequest.decode(request.body)
