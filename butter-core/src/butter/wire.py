@@ -183,9 +183,10 @@ class FrameDecoder:
             )
         if len(self._buffer) < HEADER_SIZE + length:
             return None
-        payload = bytes(self._buffer[HEADER_SIZE : HEADER_SIZE + length])
+        with memoryview(self._buffer) as view, view[HEADER_SIZE : HEADER_SIZE + length] as payload:
+            event = self._parse(payload)  # no copy of the payload: msgpack reads the buffer in place
         del self._buffer[: HEADER_SIZE + length]
-        return self._parse(payload)
+        return event
 
     def events(self) -> list[Event]:
         """Every complete event available now."""
@@ -194,7 +195,7 @@ class FrameDecoder:
             out.append(event)
         return out
 
-    def _parse(self, payload: bytes) -> Event:
+    def _parse(self, payload: memoryview) -> Event:
         try:
             obj = msgpack.unpackb(payload, **self._limits)
         except Exception as exc:  # any msgpack failure is the peer's fault, never ours

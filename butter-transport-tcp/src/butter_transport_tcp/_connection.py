@@ -5,8 +5,14 @@ Rules both roles keep:
 * Reading is done in chunks of ``read_chunk`` bytes, and every event the :class:`~butter.wire.FrameDecoder`
   can produce from a chunk is handled before the next read, so a connection holds at most one frame
   (``max_frame`` bytes) plus one chunk.
-* Frames are written whole under a per-connection write lock. A write that fails, or is cancelled after it
-  may have started, leaves the peer with part of a frame: framing is lost, so the connection is closed.
+* Frames are written whole, by one writer task per connection, from a bounded outbox (this serialises
+  writes like a per-connection write lock would). Callers queue a frame and go on; they are never the ones
+  inside ``send``, so a caller that is cancelled (a request timing out) cannot leave half a frame on the
+  wire. Frames queued during one event-loop tick leave in one ``send``, which is what makes many small
+  requests in flight cheap. A failed ``send`` closes the connection.
+* Memory per connection is bounded: one frame plus one read chunk on the way in; on the way out, the batch
+  being sent plus at most ``OUTBOX_HIGH_WATER`` and one frame queued (writers wait beyond that); plus the
+  requests being handled.
 * The connection ends by cancelling its :attr:`Connection.scope`; the socket is then closed with a shielded
   forceful close, so cancellation never leaks a socket.
 
@@ -22,7 +28,6 @@ import logging
 from collections.abc import Callable
 
 import anyio
-import anyio.lowlevel
 from anyio.abc import ByteStream
 
 from butter.errors import FrameTooLarge, PeerUnreachable
@@ -38,10 +43,12 @@ log = logging.getLogger("butter.transport.tcp")
 
 CONNECTION_ERROR_ID = 0  # the id of an error reply that concerns the connection, not one request
 _CONNECTION_LOST: tuple[type[Exception], ...] = (PeerUnreachable, *NETWORK_ERRORS)
+OUTBOX_HIGH_WATER = 1024 * 1024  # bytes queued for a socket before writers wait
+COALESCE_LIMIT = 256 * 1024  # bytes of queued frames joined into one send
 
 
 class Connection:
-    """A framed byte stream: the write lock, the decoder, and how the connection ends.
+    """A framed byte stream: the outbox and its writer task, the decoder, and how the connection ends.
 
     ``peer`` is a printable name for logs; ``max_frame`` (bytes) bounds one frame both ways; ``read_chunk``
     (bytes) is the most read from the socket at once.
@@ -59,32 +66,85 @@ class Connection:
         self.reason = ""
         self.last_active = anyio.current_time()  # seconds, on the event loop's clock
         self.released = False  # set by the transport once this connection no longer counts toward its cap
-        self._write_lock = anyio.Lock(fast_acquire=True)
+        self._outbox: list[bytes] = []  # whole frames waiting for the writer task
+        self._outbox_bytes = 0
+        self._sending = False  # the writer task is inside send()
+        # Events are made only when someone waits on them (anyio.Event() is not free on the hot path).
+        self._wake = anyio.Event()  # set when the outbox gets a frame
+        self._space: anyio.Event | None = None  # set when the writer takes the outbox (for writers held back)
+        self._drained: anyio.Event | None = None  # set when the outbox is empty and nothing is being sent
 
     def close(self, reason: str) -> None:
-        """End the connection: stop its reader, which then closes the socket. Safe to call repeatedly."""
+        """End the connection: stop its tasks, then the socket is closed. Safe to call repeatedly."""
         if not self.closed:
             self.closed = True
             self.reason = reason
+            self._notify_space()
+            self._notify_drained()
         self.scope.cancel()
 
     async def write(self, frame: bytes) -> None:
-        """Send one whole frame. Raises :class:`PeerUnreachable` when the connection is or becomes closed."""
-        async with self._write_lock:
-            if self.closed:
-                raise PeerUnreachable(f"connection to {self.peer} is closed ({self.reason})")
-            # Be cancelled here, if at all, while nothing of the frame has been written.
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            complete = False
-            try:
-                await self.stream.send(frame)
-                complete = True
-            except NETWORK_ERRORS as exc:
-                self.close(describe(exc))
-                raise PeerUnreachable(f"connection to {self.peer} failed: {self.reason}") from None
-            finally:
-                if not complete:
-                    self.close("a write was interrupted mid-frame")
+        """Queue one whole frame for the writer task and return without waiting for the socket.
+
+        Waits only while more than :data:`OUTBOX_HIGH_WATER` bytes are queued (the peer reads slower than
+        we write). Raises :class:`PeerUnreachable` when the connection is closed; a frame queued on a
+        connection that then fails is lost, and the reader fails the requests waiting on it.
+        """
+        while self._outbox_bytes >= OUTBOX_HIGH_WATER and not self.closed:
+            if self._space is None:
+                self._space = anyio.Event()
+            await self._space.wait()
+        if self.closed:
+            raise PeerUnreachable(f"connection to {self.peer} is closed ({self.reason})")
+        self._outbox.append(frame)
+        self._outbox_bytes += len(frame)
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until every queued frame has been handed to the socket (or the connection closed)."""
+        while (self._outbox or self._sending) and not self.closed:
+            if self._drained is None:
+                self._drained = anyio.Event()
+            await self._drained.wait()
+
+    def _notify_space(self) -> None:
+        if self._space is not None:
+            self._space.set()
+            self._space = None
+
+    def _notify_drained(self) -> None:
+        if self._drained is not None:
+            self._drained.set()
+            self._drained = None
+
+    async def _write_loop(self) -> None:
+        """The only task that sends on this socket, so frames never interleave and a caller that is
+        cancelled (a request timing out) never leaves half a frame behind. Frames queued during one
+        event-loop tick leave in one ``send``."""
+        try:
+            while True:
+                if not self._outbox:
+                    self._notify_drained()
+                    await self._wake.wait()
+                    self._wake = anyio.Event()
+                    continue
+                frames = self._outbox
+                self._outbox, self._outbox_bytes = [], 0
+                self._notify_space()
+                self._sending = True
+                # Consecutive frames are joined up to COALESCE_LIMIT bytes; a larger frame goes alone, as is.
+                batch: list[bytes] = []
+                size = 0
+                for frame in frames:
+                    if batch and size + len(frame) > COALESCE_LIMIT:
+                        await self.stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
+                        batch, size = [], 0
+                    batch.append(frame)
+                    size += len(frame)
+                await self.stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
+                self._sending = False
+        except NETWORK_ERRORS as exc:
+            self.close(describe(exc))
 
     async def aclose(self) -> None:
         """Close the socket at once (shielded, so it also runs while the caller is being cancelled)."""
@@ -126,17 +186,21 @@ class InboundConnection(Connection):
         try:
             with self.scope:
                 async with anyio.create_task_group() as tg:
-                    try:
-                        while True:
-                            data = await self.stream.receive(self.read_chunk)
-                            self.last_active = anyio.current_time()
-                            self.decoder.feed(data)
-                            while (event := self.decoder.next_event()) is not None:
-                                await self._on_event(event, tg)
-                    except anyio.EndOfStream:
-                        pass  # the peer is done sending; let the open requests finish
-                    except _CONNECTION_LOST as exc:
-                        self.close(describe(exc))
+                    tg.start_soon(self._write_loop)
+                    async with anyio.create_task_group() as answers:
+                        try:
+                            while True:
+                                data = await self.stream.receive(self.read_chunk)
+                                self.last_active = anyio.current_time()
+                                self.decoder.feed(data)
+                                while (event := self.decoder.next_event()) is not None:
+                                    await self._on_event(event, answers)
+                        except anyio.EndOfStream:
+                            pass  # the peer is done sending; answer what it asked, then stop
+                        except _CONNECTION_LOST as exc:
+                            self.close(describe(exc))
+                    await self.flush()
+                    tg.cancel_scope.cancel()
         except Exception:  # a bug of ours must not take the server down with it
             log.exception("connection from %s failed", self.peer)
         finally:
@@ -245,13 +309,16 @@ class OutgoingConnection(Connection):
         """Read replies until the connection ends, then fail every waiting request with the reason."""
         try:
             with self.scope:
-                while True:
-                    data = await self.stream.receive(self.read_chunk)
-                    self.decoder.feed(data)
-                    while (event := self.decoder.next_event()) is not None:
-                        self._on_event(event)
-        except NETWORK_ERRORS as exc:
-            self.close(describe(exc))
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._write_loop)
+                    try:
+                        while True:
+                            data = await self.stream.receive(self.read_chunk)
+                            self.decoder.feed(data)
+                            while (event := self.decoder.next_event()) is not None:
+                                self._on_event(event)
+                    except NETWORK_ERRORS as exc:
+                        self.close(describe(exc))
         except Exception:
             log.exception("connection to %s failed", self.peer)
             self.close("internal error")

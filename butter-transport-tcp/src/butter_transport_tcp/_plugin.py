@@ -32,7 +32,7 @@ class TcpTransportPlugin:
             "(incoming: twice this without traffic)"
         )
         read_chunk: int = Field(
-            64 * 1024, ge=1024, le=16 * 1024 * 1024, description="bytes read from a socket at once; memory per "
+            256 * 1024, ge=1024, le=16 * 1024 * 1024, description="bytes read from a socket at once; memory per "
             "connection is about max_frame plus this"
         )
         max_concurrent_requests: int = Field(

@@ -3,8 +3,9 @@
 Model:
 
 * ``serve`` binds a listener, then owns one task group holding every task of the transport: the accept
-  loops, one task per incoming connection (plus one per request being answered), one reader task per
-  outgoing connection, and a sweeper that closes idle connections. Cancelling ``serve`` closes every socket.
+  loops, per incoming connection a reader, a writer and one task per request being answered, per outgoing
+  connection a reader and a writer, and a sweeper that closes idle connections. Cancelling ``serve``
+  closes every socket.
 * ``request`` uses one outgoing connection per peer address, opened on first use and reused; requests to
   that peer share it, multiplexed by id. Concurrent first requests to a peer share one connect attempt.
 * ``max_connections`` caps incoming plus outgoing connections. An incoming connection over the cap is
@@ -73,8 +74,9 @@ class TcpTransport:
     * ``idle_timeout``: seconds after which an outgoing connection with no request in flight is closed
       (default 60); an incoming connection is closed after twice that without traffic, so the dialling side
       normally closes first.
-    * ``read_chunk``: bytes read from a socket at once (default 64 KiB). Memory per connection is about
-      ``max_frame + read_chunk`` plus the requests being handled.
+    * ``read_chunk``: bytes read from a socket at once (default 256 KiB, asyncio's own read size, so chunks
+      are not split and copied). Memory per connection is about ``max_frame + read_chunk`` in, twice
+      (1 MiB + ``max_frame``) out, plus the requests being handled.
     * ``max_concurrent_requests``: requests one incoming connection may have being handled at once
       (default 256); further ones are answered with error code ``overloaded``.
 
@@ -92,7 +94,7 @@ class TcpTransport:
         connect_timeout: float = 5.0,
         max_connections: int = 1024,
         idle_timeout: float = 60.0,
-        read_chunk: int = 64 * 1024,
+        read_chunk: int = 256 * 1024,
         max_concurrent_requests: int = 256,
     ) -> None:
         if not isinstance(port, int) or not 0 <= port <= 65535:
