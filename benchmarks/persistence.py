@@ -3,6 +3,7 @@
     uv run python benchmarks/persistence.py                 # full: 5 seeds per setting (about an hour of CPU)
     uv run python benchmarks/persistence.py --quick         # 1 seed, P2 at 1/50 and 1/1000 only
     uv run python benchmarks/persistence.py --jobs 2        # runs in parallel processes
+    uv run python benchmarks/persistence.py --seeds 3       # fewer seeds per setting
 
 P1: 100 nodes, 60 s churn, death probability 1/50 per node per second, heartbeat 10, 5, 2, 1 s.
 P2: 250 nodes, 30 s churn, heartbeat 2 s, death probability 1/50, 1/100, 1/1000, 1/10000 per second.
@@ -41,8 +42,8 @@ def one(config: ChurnConfig) -> dict[str, float]:
     }
 
 
-def experiments(quick: bool) -> list[tuple[str, str, ChurnConfig]]:
-    seeds = [1] if quick else [1, 2, 3, 4, 5]
+def experiments(quick: bool, seed_count: int) -> list[tuple[str, str, ChurnConfig]]:
+    seeds = [1] if quick else list(range(1, seed_count + 1))
     runs = []
     p1 = [] if quick else [10.0, 5.0, 2.0, 1.0]
     for heartbeat in p1:
@@ -62,9 +63,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one seed, P2 at 1/50 and 1/1000 only")
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes (default 1)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per setting (default 5)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    runs = experiments(args.quick)
+    runs = experiments(args.quick, args.seeds)
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(one, config) for _, _, config in runs]

@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 from butter.errors import ProtocolError
 from butter.peers import PeerAddress
 from butter_persist_pcg import GroupState, GroupView
-from butter_persist_pcg._messages import GroupBeat, Heartbeat, HeartbeatReply, Join, StoreRequest
+from butter_persist_pcg._messages import GroupBeat, Heartbeat, HeartbeatReply, Join
 
 CID = "ab" * 32
 HERE = PeerAddress("m", 1)
@@ -58,13 +58,11 @@ def test_messages_round_trip() -> None:
     assert HeartbeatReply.decode(HeartbeatReply([CID]).encode()) == HeartbeatReply([CID])
     join = Join(CID, 10, [("n1", HERE, 0.0)])
     assert Join.decode(join.encode()) == join
-    store = StoreRequest([b"a", b"b"], b"m")
-    assert StoreRequest.decode(store.encode()) == store
 
 
 @given(st.binary(max_size=300))
 def test_garbage_bodies_raise_protocol_error_only(body: bytes) -> None:
-    for decoder in (Heartbeat.decode, HeartbeatReply.decode, Join.decode, StoreRequest.decode):
+    for decoder in (Heartbeat.decode, HeartbeatReply.decode, Join.decode):
         try:
             decoder(body)
         except ProtocolError:

@@ -64,21 +64,24 @@ class PeersReport:
 
 
 def probe_settings(base: ButterSettings, *, host: str, timeout: float) -> ButterSettings:
-    """Settings for a short-lived client node: no discovery and no configured peers, so it stays invisible to
-    the overlay; it listens on ``host`` at an OS-chosen port only because every node must serve."""
-    return base.model_copy(
-        update={
-            "host": host,
-            "advertise_host": "",
-            "port": 0,
-            "peers": [],
-            "data_dir": None,
-            "discovery": DiscoverySettings(drivers=[]),
-            "connect_timeout": timeout,
-            "request_timeout": timeout,
-            "shutdown_timeout": min(base.shutdown_timeout, 2.0),
-        }
+    """Settings for a short-lived client node: ``base``'s transport and frame limit, every other setting at
+    its default, no discovery, no persistence and no peers, so that it stays invisible to the overlay and
+    never touches a running node's data. It listens on ``host`` at an OS-chosen port only because every
+    node serves."""
+    fresh = {name: info.get_default(call_default_factory=True) for name, info in type(base).model_fields.items()}
+    fresh.update(
+        transport=base.transport,
+        max_frame=base.max_frame,
+        host=host,
+        port=0,
+        discovery=DiscoverySettings(drivers=[]),
+        persistence=base.persistence.model_copy(update={"driver": "", "options": {}}),
+        retrieval=base.retrieval.model_copy(update={"driver": "", "options": {}}),
+        connect_timeout=float(timeout),
+        request_timeout=float(timeout),
+        shutdown_timeout=2.0,
     )
+    return base.model_copy(update=fresh)
 
 
 async def query_peers(settings: ButterSettings, address: PeerAddress, *, timeout: float, rounds: int) -> PeersReport:
@@ -222,19 +225,15 @@ def _env(key: str) -> str:
 
 def settings_toml(settings: ButterSettings) -> str:
     """The effective settings as a ``butter.toml`` document (unset values commented out)."""
+
+    def assignment(key: str, value: Any) -> str:
+        return f"# {key} = ...  (unset)" if value is None else f"{key} = {_toml_value(value)}"
+
     data = settings.model_dump(mode="json")
-    lines = ["[butter]"]
-    tables = []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            tables.append((key, value))
-        elif value is None:
-            lines.append(f"# {key} = ...  (unset)")
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    for name, table in tables:
-        lines += ["", f"[butter.{name}]"]
-        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+    sections = [name for name in data if isinstance(getattr(settings, name), BaseModel)]
+    lines = ["[butter]", *(assignment(key, value) for key, value in data.items() if key not in sections)]
+    for name in sections:
+        lines += ["", f"[butter.{name}]", *(assignment(key, value) for key, value in data[name].items())]
     return "\n".join(lines) + "\n"
 
 

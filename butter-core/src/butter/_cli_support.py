@@ -50,14 +50,14 @@ EXTRA_ARGS: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options"
 """``context_settings`` for commands that forward unknown ``--section.key VALUE`` pairs to the settings."""
 
 
-class LogLevel(str, enum.Enum):
+class LogLevel(enum.StrEnum):
     DEBUG = "DEBUG"
     INFO = "INFO"
     WARNING = "WARNING"
     ERROR = "ERROR"
 
 
-class Backend(str, enum.Enum):
+class Backend(enum.StrEnum):
     asyncio = "asyncio"
     trio = "trio"
 

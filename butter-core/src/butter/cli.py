@@ -13,9 +13,12 @@ the defaults (see :mod:`butter.settings`).
 from __future__ import annotations
 
 import json
+import logging
+import signal
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -33,11 +36,14 @@ from ._cli_support import (
     run_async,
     setup_logging,
 )
+from .errors import ButterError
 from .node import Node, open_node
 from .peers import PeerAddress
 from .settings import ButterSettings
 
 __all__ = ["app", "main"]
+
+log = logging.getLogger("butter.cli")
 
 app = typer.Typer(
     name="butter",
@@ -159,9 +165,15 @@ def node(
 
 
 async def _run_node(settings: ButterSettings) -> None:
-    async with open_node(settings) as running:
-        _print_started(running)
-        await running.wait_for_exit()
+    # The signal receiver is opened before the node starts, so that Ctrl-C or SIGTERM at any moment means a
+    # graceful exit. (Node.wait_for_exit installs its receiver only once awaited, after start-up: a signal
+    # arriving in between would kill the process abruptly.)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_node(settings) as running:
+            _print_started(running)
+            async for signum in signals:
+                log.info("received %s, leaving gracefully", signal.Signals(signum).name)
+                break
 
 
 def _print_started(running: Node) -> None:
@@ -220,7 +232,7 @@ def peers(
         context=f"cannot query {target}",
     )
     if json_output:
-        console.print_json(json.dumps(report.to_json()))
+        typer.echo(json.dumps(report.to_json(), indent=2))
         return
     me = report.target
     quality = me.quality
@@ -230,6 +242,9 @@ def peers(
         f"knows {quality.known_hosts}, known by {quality.known_by}",
         highlight=False,
     )
+    if not report.hosts:
+        console.print("it knows no hosts yet", style="dim")
+        return
     table = Table("node id", "address", "uptime s", "storage bytes", "known hosts", "known by")
     for info in report.hosts:
         q = info.quality
@@ -264,7 +279,7 @@ def plugins(ctx: typer.Context, json_output: JsonOption = False, config: ConfigO
     settings = load_or_exit(config, ctx.args)
     rows = installed_plugins(settings)
     if json_output:
-        console.print_json(json.dumps([row.to_json() for row in rows]))
+        typer.echo(json.dumps([row.to_json() for row in rows], indent=2))
         return
     table = Table("slot", "driver", "selected", "entry point", "distribution")
     previous = None
@@ -306,10 +321,10 @@ def settings(
     """Print the effective settings and where each one can be set."""
     effective = load_or_exit(config, ctx.args)
     if json_output:
-        console.print_json(effective.model_dump_json())
+        typer.echo(effective.model_dump_json(indent=2))
         return
     if toml_output:
-        print(settings_toml(effective), end="")
+        typer.echo(settings_toml(effective), nl=False)
         return
     table = Table("key", "value", "environment variable", "meaning")
     for row in settings_rows(effective):
@@ -319,6 +334,190 @@ def settings(
     err_console.print(
         r"precedence: flags > BUTTER_* environment > butter.toml \[butter] > defaults", style="dim"
     )
+
+
+# -- butter demo --------------------------------------------------------------------------------------------
+
+
+@app.command(
+    "demo",
+    epilog="""**Examples**
+
+  butter demo
+
+  butter demo --nodes 20 --transport memory
+
+Every node runs in this process and listens on 127.0.0.1 only (static discovery: nothing is sent
+anywhere else). Exit status 0 when every node came to know every other and every request was answered.""",
+)
+def demo(
+    nodes: Annotated[int, typer.Option(help="How many nodes to start.", min=2, max=200)] = 8,
+    transport: Annotated[str, typer.Option(metavar="NAME", help="tcp (loopback sockets) or memory.")] = "tcp",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every node to know every other.")] = 30.0,
+    log_level: Annotated[LogLevel, typer.Option(help="Least severe log level shown.", case_sensitive=False)] = (
+        LogLevel.WARNING
+    ),
+    backend: BackendOption = Backend.asyncio,
+) -> None:
+    """Run a small local network on 127.0.0.1: nodes find each other and exchange requests."""
+    from .demo import run_demo
+
+    setup_logging(log_level)
+    result = run_async(run_demo, nodes, transport=transport, timeout=timeout, console=console, backend=backend)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+# -- butter put ---------------------------------------------------------------------------------------------
+
+
+@app.command(
+    "put",
+    context_settings=EXTRA_ARGS,
+    epilog="""**Examples**
+
+  butter put notes.txt --node 127.0.0.1:9000
+
+  echo hello | butter put - --node 127.0.0.1:9000 --media-type text/plain
+
+The file is cut into blocks here and uploaded to the node's `store` route in batches of about 1 MiB;
+the node then keeps it with its persistence driver (PCG: three replicas by default). Prints the
+content id. Exit status 1 if the node cannot be reached or has no room.""",
+)
+def put(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(metavar="FILE", help="File to store; - reads standard input.")],
+    node_address: Annotated[str, typer.Option("--node", "-n", metavar="HOST:PORT", help="A running node.")] = (
+        "127.0.0.1:9000"
+    ),
+    media_type: Annotated[str, typer.Option(help="Media type recorded in the manifest.")] = (
+        "application/octet-stream"
+    ),
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.", min=0.01)] = 30.0,
+    host: Annotated[str, typer.Option(help="Address the short-lived client node listens on.")] = "127.0.0.1",
+    config: ConfigOption = None,
+    backend: BackendOption = Backend.asyncio,
+) -> None:
+    """Store a file on the overlay through a running node and print its content id."""
+    import sys
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from ._cli_data import upload
+
+    try:
+        target = PeerAddress.parse(node_address)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    try:
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc}", 2)
+    base = load_or_exit(config, ctx.args)
+    setup_logging(LogLevel.WARNING)
+    settings = probe_settings(base, host=host, timeout=timeout)
+    with Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console,
+                  transient=True, disable=len(data) < UPLOAD_PROGRESS_FROM) as progress:
+        task = progress.add_task("upload", total=len(data))
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        content_id = run_async(upload, settings, target, data, media_type=media_type, timeout=timeout,
+                               on_progress=advance, backend=backend, context=f"cannot store on {target}")
+    typer.echo(content_id)
+
+
+UPLOAD_PROGRESS_FROM = 4 * 1024 * 1024  # bytes: smaller uploads show no progress bar
+
+
+# -- butter sim ---------------------------------------------------------------------------------------------
+
+sim_app = typer.Typer(help="Simulate many nodes in one process under a virtual clock.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+
+
+@sim_app.command(
+    "churn",
+    epilog="""**Examples**
+
+  butter sim churn --nodes 250 --death-rate 0.02 --churn 30 --heartbeat 2 --seed 1
+
+  butter sim churn --death-rate 0.02 --death-rate 0.01 --death-rate 0.001 --out results/
+
+Reproduces experiment P2 of SPEC §9.4: the nodes run the real protocol code on the in-process memory
+transport, on trio with a virtual clock, so 30 s of churn take seconds. Each death is abrupt (no
+hand-off); a replacement node keeps the population constant. Each rate is also run with a single copy
+per item (the naive baseline) unless --no-baseline.""",
+)
+def sim_churn(
+    nodes: Annotated[int, typer.Option(help="Live nodes at all times.", min=2)] = 250,
+    death_rate: Annotated[
+        list[float] | None,
+        typer.Option(help="Probability a node dies in a given second. Repeatable.", min=0.0, max=1.0),
+    ] = None,
+    churn: Annotated[float, typer.Option(help="Seconds of churn.", min=0)] = 30.0,
+    heartbeat: Annotated[float, typer.Option(help="PCG heartbeat interval, seconds.", min=0.01)] = 2.0,
+    replicas: Annotated[int, typer.Option(help="PCG target replicas r.", min=1)] = 3,
+    grace: Annotated[float, typer.Option(help="Seconds a new node is immune.", min=0)] = 10.0,
+    settle: Annotated[float, typer.Option(help="Seconds after churn before measuring.", min=0)] = 30.0,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same run.")] = 1,
+    baseline: Annotated[bool, typer.Option(help="Also run the single-copy baseline.")] = True,
+    out: Annotated[
+        Path | None, typer.Option(help="Directory for churn.json, churn.csv and churn.png.", file_okay=False)
+    ] = None,
+) -> None:
+    """Run the churn experiment and print the retention table (SPEC §9.4)."""
+    from dataclasses import replace
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ._cli_data import write_churn_outputs
+    from .testing.sim import ChurnConfig, run_churn_sync
+
+    rates = death_rate or [0.02]
+    setup_logging(LogLevel.WARNING)
+    configs = [ChurnConfig(nodes=nodes, death_rate=r, churn=churn, heartbeat=heartbeat, replicas=replicas,
+                           grace=grace, settle=settle, seed=seed) for r in rates]
+    rows: list[dict[str, object]] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err_console,
+                  transient=True) as progress:
+        for config in configs:
+            runs = [("PCG", config)] + ([("baseline", replace(config, replicas=1))] if baseline else [])
+            outcome = {}
+            for label, run in runs:
+                task = progress.add_task(f"{label} at {run.death_rate:g}/s", total=1.0)
+
+                def show(phase: str, fraction: float, task: int = task, label: str = label) -> None:
+                    progress.update(task, completed=fraction, description=f"{label} at {config.death_rate:g}/s: "
+                                    f"{phase}")
+
+                try:
+                    outcome[label] = run_churn_sync(run, show)
+                except ButterError as exc:
+                    fail(str(exc))
+                progress.remove_task(task)
+            pcg = outcome["PCG"]
+            rows.append({
+                "nodes": nodes, "churn": churn, "heartbeat": heartbeat, "death_rate": config.death_rate,
+                "items": pcg.items, "deaths": pcg.deaths, "retention": pcg.retention,
+                "replicas_per_item": round(pcg.replicas_per_item, 3),
+                "maintenance_per_node_second": round(pcg.maintenance_per_node_second, 3),
+                "baseline_retention": outcome["baseline"].retention if baseline else None,
+                "wall_seconds": round(pcg.wall_seconds, 1),
+            })
+    table = Table("death rate /s", "items", "deaths", "retained (PCG)", "single copy", "replicas/item",
+                  "PCG msgs/node/s", "wall s", title=f"Retention under churn: {nodes} nodes, {churn:g} s, "
+                  f"heartbeat {heartbeat:g} s, r = {replicas}, seed {seed}")
+    for row in rows:
+        base = row["baseline_retention"]
+        table.add_row(f"{row['death_rate']:g}", str(row["items"]), str(row["deaths"]), f"{row['retention']:.1%}",
+                      "-" if base is None else f"{base:.1%}", f"{row['replicas_per_item']:.2f}",
+                      f"{row['maintenance_per_node_second']:.2f}", f"{row['wall_seconds']:.0f}")
+    console.print(table)
+    if out is not None:
+        for path in write_churn_outputs(rows, out):
+            console.print(f"wrote {path}", style="dim")
 
 
 def main() -> None:

@@ -31,8 +31,16 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from .blocks import is_address, verify
-from .errors import BlockCorrupted, ButterConfigError, ButterError, ProtocolError, RouteError
+from .blocks import address_of, chunk, is_address, load_manifest, verify
+from .errors import (
+    BlockCorrupted,
+    ButterConfigError,
+    ButterError,
+    IncompleteItem,
+    ProtocolError,
+    RouteError,
+    StoreFull,
+)
 from .identity import Identity
 from .peers import HostQuality, PeerAddress, PeerInfo
 from .plugins import PluginStack
@@ -131,6 +139,7 @@ class Node:
         self.route("host-quality", self._serve_host_quality)
         self.route("known-hosts", self._serve_known_hosts)
         self.route("fetch-block", self._serve_fetch_block)
+        self.route("store", self._serve_store)
 
     def _required(self, obj: Any, slot: str) -> Any:
         if obj is None:
@@ -211,14 +220,29 @@ class Node:
             raise
 
     async def store(self, data: bytes, *, media_type: str = "application/octet-stream") -> str:
-        """Store ``data`` (bytes) on the overlay through the persistence slot; returns its content id (hex).
+        """Store ``data`` (bytes) on the overlay; returns its content id (hex).
 
+        The data is cut into blocks (``settings.store.block_size``, SPEC §6.2), put in this node's block
+        store, then handed to the persistence slot, which keeps it alive (PCG recruits replicas at once).
         Raises :class:`~butter.errors.ButterConfigError` when no persistence driver is configured and
-        :class:`~butter.errors.StoreFull` when this node has no room for it.
+        :class:`~butter.errors.StoreFull` when this node has no room for it (nothing is stored then).
         """
+        persistence = self._persistence()
+        item = chunk(bytes(data), block_size=int(self.settings.store.block_size), media_type=media_type)
+        new = {a: b for a, b in item.all_blocks.items() if not await self.blocks.has(a)}
+        needed = sum(len(b) for b in new.values())
+        if needed > self.blocks.free:
+            raise StoreFull(needed=needed, free=self.blocks.free)
+        for address, block in new.items():
+            await self.blocks.put(address, block)
+        await persistence.keep(item.content_id)
+        self.emit("butter_block_stored", address=item.content_id)
+        return item.content_id
+
+    def _persistence(self) -> Persistence:
         if self.persistence is None:
             raise ButterConfigError("no persistence driver is configured (set persistence.driver, e.g. 'pcg')")
-        return await self.persistence.store(bytes(data), media_type=media_type)
+        return self.persistence
 
     async def retrieve(self, content_id: str) -> bytes:
         """Find and return the item ``content_id`` (hex) through the retrieval slot, verified block by block.
@@ -456,6 +480,34 @@ class Node:
             raise RouteError("not-found", f"no block {address}")
         self.emit("butter_block_served", address=address)
         return data
+
+    async def _serve_store(self, request: RouteRequest) -> bytes:
+        """Body ``{"blocks": [bytes], "manifest": bytes | None}``: upload blocks (each verified); with the
+        manifest the item is complete and persistence keeps it; reply ``{"cid": hex}`` then, else empty.
+        Errors: ``store-full``, ``incomplete``, ``bad-request``."""
+        body = decode_payload(request.body, self.settings.max_frame)
+        blocks = body.get("blocks", []) if isinstance(body, dict) else None
+        manifest = body.get("manifest") if isinstance(body, dict) else None
+        if not isinstance(blocks, list) or not all(isinstance(b, bytes) for b in blocks):
+            raise ProtocolError("store body must be {blocks: [bytes], manifest: bytes | nil}")
+        if manifest is not None and not isinstance(manifest, bytes):
+            raise ProtocolError("manifest must be bytes")
+        persistence = self._persistence()
+        try:
+            for block in blocks:
+                await self.blocks.put(address_of(block), block)
+            if manifest is None:
+                return b""
+            content_id = address_of(manifest)
+            load_manifest(content_id, manifest)
+            await self.blocks.put(content_id, manifest)
+            await persistence.keep(content_id)
+        except StoreFull as exc:
+            raise RouteError("store-full", str(exc)) from None
+        except IncompleteItem as exc:
+            raise RouteError("incomplete", str(exc)) from None
+        self.emit("butter_block_stored", address=content_id)
+        return encode_payload({"cid": content_id})
 
     async def fetch_block(self, peer: PeerLike, address: str, *, timeout: float | None = None) -> bytes:
         """Fetch one block from ``peer`` and verify it against ``address``.

@@ -101,7 +101,13 @@ class PluginStack:
             slot_settings = getattr(settings, slot)
             if slot_settings.driver:
                 self._add(slot, slot_settings.driver, slot_settings.options)
-        for name in dict.fromkeys(settings.discovery.drivers):
+        discovery = list(dict.fromkeys(settings.discovery.drivers))
+        if settings.peers and "static" not in discovery:
+            # Configured peers are contacted by the static driver: a `peers` setting that silently did
+            # nothing because another discovery driver is the default would be a trap.
+            log.info("peers are configured: enabling static discovery beside %s", discovery or "nothing")
+            discovery.append("static")
+        for name in discovery:
             self._add("discovery", name, settings.discovery.options.get(name, {}))
         unknown = set(settings.discovery.options) - set(settings.discovery.drivers)
         if unknown:

@@ -77,17 +77,19 @@ class HostManager(Protocol):
 class Persistence(Protocol):
     """Keeps items alive on the overlay (SPEC §6).
 
-    ``store`` keeps ``data`` (bytes) and returns its content id (hex SHA-256 of its manifest, see
-    :mod:`butter.blocks`); it raises :class:`~butter.errors.StoreFull`. ``available_storage`` is the bytes
-    this node can still accept (advertised in host quality). ``hand_off`` is called on graceful exit, while
-    the node still serves, to move this node's data to peers.
+    ``keep`` starts keeping alive the item ``content_id`` (hex SHA-256 of its manifest, see
+    :mod:`butter.blocks`) whose manifest and blocks the node has just put in its block store
+    (:meth:`Node.store` and the built-in ``store`` route do that); it raises
+    :class:`~butter.errors.IncompleteItem` when a block is missing. ``available_storage`` is the bytes this
+    node can still accept (advertised in host quality). ``hand_off`` is called on graceful exit, while the
+    node still serves, to move this node's data to peers.
     """
 
     def available_storage(self) -> int: ...
 
     async def run(self, *, task_status: TaskStatus[None]) -> None: ...
 
-    async def store(self, data: bytes, *, media_type: str = "application/octet-stream") -> str: ...
+    async def keep(self, content_id: str) -> None: ...
 
     async def hand_off(self) -> None: ...
 

@@ -13,7 +13,7 @@ from butter.errors import ProtocolError
 from butter.peers import PeerAddress
 from butter.wire import decode_payload, encode_payload
 
-__all__ = ["GroupBeat", "Heartbeat", "HeartbeatReply", "Join", "StoreRequest"]
+__all__ = ["GroupBeat", "Heartbeat", "HeartbeatReply", "Join"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_GROUPS_PER_BEAT = 100_000
@@ -143,28 +143,6 @@ class Join:
     def decode(cls, body: bytes) -> Join:
         obj = _map(body)
         return cls(_content_id(obj.get("cid")), _nonneg_int(obj.get("size"), "size"), _entries(obj.get("members")))
-
-
-@dataclass(frozen=True, slots=True)
-class StoreRequest:
-    """Route ``pcg-store``: upload ``blocks``; with a ``manifest`` the item is complete and gets a group."""
-
-    blocks: list[bytes]
-    manifest: bytes | None
-    media_type: str = "application/octet-stream"
-
-    def encode(self) -> bytes:
-        return encode_payload({"blocks": self.blocks, "manifest": self.manifest})
-
-    @classmethod
-    def decode(cls, body: bytes) -> StoreRequest:
-        obj = _map(body)
-        blocks, manifest = obj.get("blocks", []), obj.get("manifest")
-        if not isinstance(blocks, list) or not all(isinstance(b, bytes) for b in blocks):
-            raise ProtocolError("blocks must be a list of bytes")
-        if manifest is not None and not isinstance(manifest, bytes):
-            raise ProtocolError("manifest must be bytes")
-        return cls(blocks, manifest)
 
 
 def content_id_body(content_id: str) -> bytes:

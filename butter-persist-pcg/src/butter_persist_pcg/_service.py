@@ -11,8 +11,8 @@ from collections import defaultdict
 import anyio
 from anyio.abc import TaskStatus
 
-from butter.blocks import Manifest, address_of, chunk
-from butter.errors import BlockCorrupted, ButterError, PeerUnreachable, RouteError, StoreFull
+from butter.blocks import Manifest, load_manifest
+from butter.errors import BlockCorrupted, ButterError, IncompleteItem, PeerUnreachable, RouteError, StoreFull
 from butter.hookspecs import hookimpl
 from butter.hosts import classify
 from butter.node import Node, RouteRequest
@@ -24,7 +24,6 @@ from ._messages import (
     Heartbeat,
     HeartbeatReply,
     Join,
-    StoreRequest,
     content_id_body,
     decode_content_id,
 )
@@ -34,7 +33,6 @@ __all__ = ["PcgPersistence"]
 
 log = logging.getLogger("butter.pcg")
 
-ROUTE_STORE = "pcg-store"
 ROUTE_JOIN = "pcg-join"
 ROUTE_LEAVE = "pcg-leave"
 ROUTE_HEARTBEAT = "pcg-heartbeat"
@@ -53,7 +51,6 @@ class PcgPersistence:
         self._recruiting: set[str] = set()
         self._rng = random.Random(options.seed)
         self.stats = {"heartbeats_sent": 0, "joins_sent": 0, "joins_accepted": 0, "sheds": 0, "blocks_served": 0}
-        node.route(ROUTE_STORE, self._serve_store)
         node.route(ROUTE_JOIN, self._serve_join)
         node.route(ROUTE_LEAVE, self._serve_leave)
         node.route(ROUTE_HEARTBEAT, self._serve_heartbeat)
@@ -75,25 +72,21 @@ class PcgPersistence:
                 delay = self._rng.uniform(0, delay)
             await anyio.sleep(delay)
 
-    async def store(self, data: bytes, *, media_type: str = "application/octet-stream") -> str:
-        """Store ``data`` (bytes) on this node and start its group; returns the content id (hex).
-
-        Replicas are recruited in the background right away. Raises :class:`~butter.errors.StoreFull`.
-        """
-        item = chunk(data, block_size=int(self.node.settings.store.block_size), media_type=media_type)
-        needed = len(item.manifest_block) + sum(len(b) for b in item.blocks.values())
-        missing = [(a, b) for a, b in item.blocks.items() if not await self.node.blocks.has(a)]
-        if sum(len(b) for _, b in missing) + len(item.manifest_block) > self.node.blocks.free:
-            raise StoreFull(f"storing {needed} bytes needs more than the {self.node.blocks.free} bytes free")
-        for address, block in missing:
-            await self.node.blocks.put(address, block)
-        await self.node.blocks.put(item.content_id, item.manifest_block)
-        self._create_group(item.content_id, item.manifest, needed)
-        self.node.emit("butter_block_stored", address=item.content_id)
-        log.info("stored item %s (%d bytes, %d blocks)", item.content_id[:12], item.manifest.size,
-                 len(item.manifest.blocks))
-        self.node.task_group.start_soon(self._maintain, self.groups[item.content_id])
-        return item.content_id
+    async def keep(self, content_id: str) -> None:
+        """Start the group of an item whose manifest and blocks are in the node's store; replicas are
+        recruited in the background right away. Raises :class:`~butter.errors.IncompleteItem` if a block is
+        missing."""
+        data = await self.node.blocks.get(content_id)
+        if data is None:
+            raise IncompleteItem((content_id,), f"manifest {content_id} is not in the store")
+        manifest = load_manifest(content_id, data)
+        missing = tuple([a for a in dict.fromkeys(manifest.blocks) if not await self.node.blocks.has(a)])
+        if missing:
+            raise IncompleteItem(missing)
+        size = len(data) + manifest.size
+        view = self._create_group(content_id, manifest, size)
+        log.info("keeping item %s (%d bytes, %d blocks)", content_id[:12], manifest.size, len(manifest.blocks))
+        self.node.task_group.start_soon(self._maintain, view)
 
     async def hand_off(self) -> None:
         """Graceful exit (SPEC §1.7, §6.10): for each group, recruit a replacement outside the group, then
@@ -384,24 +377,3 @@ class PcgPersistence:
         if address in self.groups:
             self._hits[address].append(anyio.current_time())
         self.stats["blocks_served"] += 1
-
-    async def _serve_store(self, request: RouteRequest) -> bytes:
-        upload = StoreRequest.decode(request.body)
-        for data in upload.blocks:
-            try:
-                await self.node.blocks.put(address_of(data), data)
-            except StoreFull as exc:
-                raise RouteError("store-full", str(exc)) from None
-        if upload.manifest is None:
-            return b""
-        manifest = Manifest.decode(upload.manifest)
-        missing = [a for a in manifest.blocks if not await self.node.blocks.has(a)]
-        if missing:
-            raise RouteError("incomplete", f"{len(missing)} blocks of the item were not uploaded")
-        content_id = address_of(upload.manifest)
-        await self.node.blocks.put(content_id, upload.manifest)
-        view = self._create_group(content_id, manifest, len(upload.manifest) + manifest.size)
-        self.node.task_group.start_soon(self._maintain, view)
-        return content_id_body(content_id)
-
-

@@ -1,0 +1,91 @@
+"""What ``butter put`` and ``butter sim`` do, apart from printing (see :mod:`butter.cli`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .blocks import chunk
+from .errors import ProtocolError
+from .node import open_node
+from .peers import PeerAddress
+from .settings import ButterSettings
+from .wire import decode_payload, encode_payload
+
+__all__ = ["UPLOAD_BATCH", "upload", "write_churn_outputs"]
+
+UPLOAD_BATCH = 1024 * 1024  # bytes of blocks per `store` request
+
+
+async def upload(
+    settings: ButterSettings,
+    target: PeerAddress,
+    data: bytes,
+    *,
+    media_type: str,
+    timeout: float,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+) -> str:
+    """Cut ``data`` into blocks and upload them to the node at ``target`` on its built-in ``store`` route, in
+    batches of about 1 MiB, the manifest last; returns the content id the node answers.
+
+    ``on_progress(bytes sent, total bytes)`` is called after each batch. Raises
+    :class:`~butter.errors.RemoteError` (``store-full``, ``incomplete``, ``unknown-route``),
+    :class:`~butter.errors.PeerUnreachable` or :class:`~butter.errors.RequestTimeout`.
+    """
+    item = chunk(data, block_size=int(settings.store.block_size), media_type=media_type)
+    total = item.stored_size
+    sent = 0
+    async with open_node(settings) as client:
+        batch: list[bytes] = []
+        for block in item.blocks.values():
+            batch.append(block)
+            if sum(map(len, batch)) >= UPLOAD_BATCH:
+                await client.request(target, "store", encode_payload({"blocks": batch}), timeout=timeout)
+                sent += sum(map(len, batch))
+                on_progress(sent, total)
+                batch = []
+        body = encode_payload({"blocks": batch, "manifest": item.manifest_block})
+        reply = decode_payload(await client.request(target, "store", body, timeout=timeout))
+        on_progress(total, total)
+    if not isinstance(reply, dict) or reply.get("cid") != item.content_id:
+        raise ProtocolError(f"the node answered {reply!r}, not the content id {item.content_id}")
+    return item.content_id
+
+
+def write_churn_outputs(rows: list[dict[str, Any]], directory: Path) -> list[Path]:
+    """Write ``churn.json``, ``churn.csv`` and, when matplotlib is installed, ``churn.png`` (retention vs
+    death rate, PCG against the single-copy baseline) into ``directory``; returns the files written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [directory / "churn.json", directory / "churn.csv"]
+    written[0].write_text(json.dumps(rows, indent=2))
+    with written[1].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return written
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, key in (("PCG", "retention"), ("single copy", "baseline_retention")):
+        points = sorted((r["death_rate"], r[key]) for r in rows if r.get(key) is not None)
+        if points:
+            ax.plot([p[0] for p in points], [100 * p[1] for p in points], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("death probability per node per second")
+    ax.set_ylabel("items retained (%)")
+    ax.set_title(f"Retention under churn ({rows[0]['nodes']} nodes, {rows[0]['churn']:g} s)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(directory / "churn.png", dpi=120)
+    plt.close(fig)
+    written.append(directory / "churn.png")
+    return written

@@ -1,0 +1,348 @@
+"""The ``butter`` command: help, plugins, settings, error exits, ``peers`` against a live node, and ``node``
+run as a real process. Every socket is on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from typer.testing import CliRunner, Result
+
+import butter
+from butter.cli import app
+from butter.settings import ButterSettings
+
+runner = CliRunner()
+Pair = tuple[BlockingPortal, butter.Node, butter.Node]
+TCP_MISSING = "butter_transport_tcp is not installed"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No stray butter.toml or BUTTER_* variable; logging configuration restored after each test."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("BUTTER_"):
+            monkeypatch.delenv(name)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    return runner.invoke(app, list(args), env=env)
+
+
+def tcp_installed() -> bool:
+    try:
+        import butter_transport_tcp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# -- help and version --------------------------------------------------------------------------------------
+
+
+def test_help_lists_every_command() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("node", "peers", "plugins", "settings"):
+        assert re.search(rf"\b{command}\b", result.output)
+
+
+def test_no_arguments_shows_help() -> None:
+    result = invoke()
+    assert "Usage" in result.output and "node" in result.output
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"butter {butter.__version__}"
+
+
+@pytest.mark.parametrize("command", ["node", "peers", "plugins", "settings"])
+def test_command_help_has_examples(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    assert "Examples" in result.output and f"butter {command}" in result.output
+
+
+def test_node_help_names_its_options() -> None:
+    output = invoke("node", "--help").output
+    for option in ("--config", "--host", "--port", "--data-dir", "--peer", "--transport", "--discovery",
+                   "--log-level", "--backend"):
+        assert option in output
+
+
+# -- plugins -----------------------------------------------------------------------------------------------
+
+
+def plugin_rows(*args: str, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    result = invoke("plugins", "--json", *args, env=env)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert isinstance(rows, list)
+    return rows
+
+
+def test_plugins_lists_the_core_drivers() -> None:
+    rows = plugin_rows()
+    by_slot = {(row["slot"], row["name"]): row for row in rows}
+    assert by_slot["transport", "memory"]["target"] == "butter.testing.memory:MemoryTransportPlugin"
+    assert by_slot["discovery", "static"]["target"] == "butter.discovery_static:StaticDiscoveryPlugin"
+    assert by_slot["host_manager", "diversity"]["selected"] is True
+    assert by_slot["transport", "memory"]["selected"] is False  # tcp is the default transport
+    table = invoke("plugins").output
+    for name in ("memory", "static", "diversity", "butter.hosts:DiversityHostManagerPlugin"):
+        assert name in table
+
+
+@pytest.mark.skipif(not tcp_installed(), reason=TCP_MISSING)
+def test_plugins_lists_tcp_once_installed() -> None:
+    rows = {(row["slot"], row["name"]): row for row in plugin_rows()}
+    assert rows["transport", "tcp"]["installed"] is True
+    assert rows["transport", "tcp"]["distribution"].startswith("butter-transport-tcp")
+
+
+def test_plugins_selection_follows_env_config_and_extra_args(tmp_path: Path) -> None:
+    def selected(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        return {(row["slot"], row["name"]) for row in rows if row["selected"]}
+
+    rows = plugin_rows(env={"BUTTER_TRANSPORT__DRIVER": "memory", "BUTTER_DISCOVERY__DRIVERS": '["static"]'})
+    assert {("transport", "memory"), ("discovery", "static")} <= selected(rows)
+    config = tmp_path / "other.toml"
+    config.write_text('[butter.transport]\ndriver = "memory"\n')
+    assert ("transport", "memory") in selected(plugin_rows("--config", str(config)))
+    assert ("transport", "memory") in selected(plugin_rows("--transport.driver", "memory"))
+
+
+def test_plugins_marks_a_selected_driver_that_is_missing() -> None:
+    rows = plugin_rows(env={"BUTTER_TRANSPORT__DRIVER": "carrier-pigeon"})
+    missing = [row for row in rows if row["name"] == "carrier-pigeon"]
+    assert missing == [
+        {"slot": "transport", "group": "butter.transport", "name": "carrier-pigeon", "target": "-",
+         "distribution": "-", "selected": True, "installed": False}
+    ]
+    assert "not installed" in invoke("plugins", env={"BUTTER_TRANSPORT__DRIVER": "carrier-pigeon"}).output
+
+
+# -- settings and error exits ------------------------------------------------------------------------------
+
+
+def test_settings_json_merges_file_env_and_extra_args(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text("[butter]\nport = 1234\nrequest_timeout = 7\n")
+    result = invoke("settings", "--json", "--config", str(config), "--request_timeout", "3",
+                    env={"BUTTER_CONNECT_TIMEOUT": "2"})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["port"], data["request_timeout"], data["connect_timeout"]) == (1234, 3, 2)
+
+
+def test_settings_toml_round_trips(tmp_path: Path) -> None:
+    result = invoke("settings", "--toml", "--port", "4321", "--peers", '["127.0.0.1:9"]')
+    assert result.exit_code == 0, result.output
+    assert tomllib.loads(result.stdout)["butter"]["port"] == 4321
+    config = tmp_path / "written.toml"
+    config.write_text(result.stdout)
+    again = json.loads(invoke("settings", "--json", "--config", str(config)).stdout)
+    expected = json.loads(invoke("settings", "--json", "--port", "4321", "--peers", '["127.0.0.1:9"]').stdout)
+    assert again == expected
+
+
+def test_settings_table_shows_where_to_set_each_key() -> None:
+    output = invoke("settings").output
+    assert "BUTTER_TRANSPORT__DRIVER" in output and "transport.driver" in output and "memory_budget" in output
+
+
+def test_slot_options_alone_keep_the_default_driver() -> None:
+    result = invoke("settings", "--json", "--host_manager.options", '{"capacity": 8}')
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["host_manager"] == {"driver": "diversity", "options": {"capacity": 8}}
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["node", "--port", "99999"], "port"),
+        (["node", "--memory_budget", "1KiB"], "memory_budget"),
+        (["node", "--peer", "nonsense"], "peers"),
+        (["node", "--no_such_setting", "1"], "no_such_setting"),
+        (["node", "--config", "missing.toml"], "missing.toml"),
+        (["settings", "--request_timeout", "soon"], "request_timeout"),
+        (["plugins", "--port", "-1"], "port"),
+    ],
+)
+def test_invalid_settings_exit_2_naming_the_key(args: list[str], key: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert "error" in result.stderr and key in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_node_with_a_missing_driver_exits_2() -> None:
+    result = invoke("node", "--transport", "carrier-pigeon", "--discovery", "static", "--host", "127.0.0.1")
+    assert result.exit_code == 2
+    assert "carrier-pigeon" in result.stderr and "memory" in result.stderr  # names the installed ones
+
+
+def test_peers_rejects_a_malformed_address() -> None:
+    result = invoke("peers", "not-an-address")
+    assert result.exit_code == 2 and "HOST:PORT" in result.stderr
+
+
+# -- peers against a live node -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def tcp_pair() -> Iterator[tuple[BlockingPortal, butter.Node, butter.Node]]:
+    """Two TCP nodes on 127.0.0.1 served by an event loop in another thread (reach it through the portal);
+    ``b`` knows ``a``."""
+    pytest.importorskip("butter_transport_tcp", reason=TCP_MISSING)
+    settings = ButterSettings(host="127.0.0.1", transport={"driver": "tcp"}, discovery={"drivers": []},
+                              persistence={"driver": ""})
+    with (
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(butter.open_node(settings)) as a,
+        portal.wrap_async_context_manager(butter.open_node(settings)) as b,
+    ):
+        assert portal.call(b.hosts.offer, a.address)
+        yield portal, a, b
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_peers_shows_the_known_hosts_of_a_running_node(tcp_pair: Pair, backend: str) -> None:
+    _, a, b = tcp_pair
+    result = invoke("peers", str(b.address), "--json", "--timeout", "5", "--backend", backend)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["node"]["id"] == b.node_id and report["node"]["known_hosts"] == 1
+    assert [host["id"] for host in report["hosts"]] == [a.node_id]
+    assert report["hosts"][0]["address"] == str(a.address) and report["complete"] is True
+    table = invoke("peers", str(b.address)).output
+    assert b.node_id in table and a.node_id in table and "1 of 1 known hosts" in table
+
+
+def test_peers_is_invisible_to_the_node(tcp_pair: Pair) -> None:
+    portal, a, _ = tcp_pair
+    assert invoke("peers", str(a.address)).exit_code == 0
+    assert portal.call(a.hosts.peers) == [] and portal.call(a.quality).known_by == 0
+
+
+def test_peers_of_an_unreachable_node_exits_1() -> None:
+    pytest.importorskip("butter_transport_tcp", reason=TCP_MISSING)
+    address = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    result = invoke("peers", address, "--timeout", "2")
+    assert result.exit_code == 1
+    assert f"cannot query {address}" in result.stderr and "Traceback" not in result.output
+    assert time.monotonic() - started < 15
+
+
+# -- butter node as a real process -------------------------------------------------------------------------
+
+
+class Running:
+    """A subprocess whose merged stdout/stderr lines are collected by a thread, so that a test can wait for
+    one with a deadline."""
+
+    def __init__(self, *args: str, cwd: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BUTTER_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "butter.cli", *args], cwd=cwd, env=env, text=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = 20) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    if match := re.search(pattern, line):
+                        return match
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._reader.is_alive():  # timed out, or the process exited
+                    raise AssertionError(f"no line matching {pattern!r}; output so far:\n" + "\n".join(self.lines))
+                self._changed.wait(min(remaining, 0.2))
+
+    def stop(self, signum: int = signal.SIGINT, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def test_node_runs_until_sigint_then_leaves_gracefully(tmp_path: Path) -> None:
+    node = Running("node", "--transport", "memory", "--discovery", "static", "--host", "127.0.0.1", cwd=tmp_path)
+    try:
+        node.wait_for(r"butter node [0-9a-f]{32}")
+        node.wait_for(r"listening on \S+")
+        node.wait_for(r"transport memory +discovery static +host manager diversity")
+        node.wait_for(r"INFO .*butter\.node")  # INFO logs are shown by default
+        assert node.stop(signal.SIGINT) == 0, node.output
+        node.wait_for("left gracefully")
+    finally:
+        node.stop(signal.SIGKILL)
+
+
+@pytest.mark.skipif(not tcp_installed(), reason=TCP_MISSING)
+def test_two_nodes_log_peers_joining_and_leaving(tmp_path: Path) -> None:
+    fast = ["--host_manager.driver", "diversity", "--host_manager.options", '{"refresh_interval": 0.5}']
+    first = Running("node", "--host", "127.0.0.1", "--discovery", "static", cwd=tmp_path)
+    second = None
+    try:
+        address = first.wait_for(r"listening on (127\.0\.0\.1:\d+)").group(1)
+        second = Running("node", "--host", "127.0.0.1", "--peer", address, "--discovery", "static", *fast,
+                         cwd=tmp_path)
+        second.wait_for(rf"peer joined: .*{re.escape(address)}")
+        assert first.stop(signal.SIGTERM) == 0, first.output
+        second.wait_for(rf"peer left: .*{re.escape(address)}")
+        assert second.stop(signal.SIGTERM) == 0, second.output
+    finally:
+        for node in (first, second):
+            if node is not None:
+                node.stop(signal.SIGKILL)

@@ -1,0 +1,64 @@
+"""CLI commands that need the whole stack (TCP transport, PCG): put, demo, sim. Loopback only."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from typer.testing import CliRunner
+
+import butter
+import butter.blocks
+from butter.cli import app
+from butter.settings import ButterSettings
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def tcp_node() -> Iterator[tuple[BlockingPortal, butter.Node]]:
+    settings = ButterSettings(host="127.0.0.1", discovery={"drivers": []})
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(butter.open_node(settings)) as node:
+        yield portal, node
+
+
+def test_put_stores_a_file_and_prints_its_content_id(tcp_node: tuple[BlockingPortal, butter.Node],
+                                                     tmp_path: Path) -> None:
+    portal, node = tcp_node
+    data = os.urandom(1_500_000)  # two upload batches
+    (tmp_path / "f.bin").write_bytes(data)
+    result = runner.invoke(app, ["put", str(tmp_path / "f.bin"), "--node", str(node.address)])
+    assert result.exit_code == 0, result.output
+    content_id = result.stdout.strip()
+    assert portal.call(node.persistence.holds, content_id)  # type: ignore[union-attr]
+    item = butter.blocks.chunk(data)
+    assert item.content_id == content_id
+    for address in item.all_blocks:
+        assert portal.call(node.blocks.has, address)
+
+
+def test_put_to_an_unreachable_node_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    result = runner.invoke(app, ["put", str(tmp_path / "f"), "--node", "127.0.0.1:1", "--timeout", "2"])
+    assert result.exit_code == 1 and "cannot store on 127.0.0.1:1" in result.stderr
+
+
+def test_demo_runs_a_local_network() -> None:
+    result = runner.invoke(app, ["demo", "--nodes", "4", "--timeout", "20"])
+    assert result.exit_code == 0, result.output
+    assert "4 nodes, full view after" in result.stdout and "4/4 requests answered correctly" in result.stdout
+
+
+def test_sim_churn_prints_the_table_and_writes_outputs(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["sim", "churn", "--nodes", "20", "--death-rate", "0.05", "--churn", "10",
+                                 "--settle", "10", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "Retention under churn: 20 nodes" in result.stdout
+    rows = json.loads((tmp_path / "churn.json").read_text())
+    assert rows[0]["items"] == 20 and rows[0]["deaths"] > 0
+    assert rows[0]["baseline_retention"] < rows[0]["retention"]
+    assert (tmp_path / "churn.csv").exists() and (tmp_path / "churn.png").stat().st_size > 1000

@@ -1,0 +1,258 @@
+"""The ohce and chat examples, end to end: as real processes over TCP on 127.0.0.1, and in-process on the
+memory transport (which needs no sockets). Every wait is bounded; every process is killed in a finally."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import anyio
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OHCE = ROOT / "examples" / "ohce" / "ohce.py"
+CHAT = ROOT / "examples" / "chat" / "chat.py"
+LISTENING = r"listening on (127\.0\.0\.1:\d+)"
+
+
+def tcp_installed() -> bool:
+    try:
+        import butter_transport_tcp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_tcp = pytest.mark.skipif(not tcp_installed(), reason="butter_transport_tcp is not installed")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No stray butter.toml or BUTTER_* variable, and no discovery beyond the addresses a test gives."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("BUTTER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("BUTTER_DISCOVERY__DRIVERS", "[]")
+
+
+# -- as real processes -------------------------------------------------------------------------------------
+
+
+class Running:
+    """An example running as a subprocess; its merged stdout/stderr lines are collected by a thread so that
+    a test can wait for one with a deadline."""
+
+    def __init__(self, script: Path, *args: str, stdin: int = subprocess.DEVNULL) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), *args], env=env, text=True, stdin=stdin,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = 20, *, after: int = 0) -> re.Match[str]:
+        """The first line (from index ``after``) matching ``pattern``; fails after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines[after:]:
+                    if match := re.search(pattern, line):
+                        return match
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._reader.is_alive():  # timed out, or the process exited
+                    raise AssertionError(f"no line matching {pattern!r}; output so far:\n" + "\n".join(self.lines))
+                self._changed.wait(min(remaining, 0.2))
+
+    def type(self, line: str) -> int:
+        """Write ``line`` to stdin; returns how many output lines existed before, for ``wait_for(after=)``."""
+        with self._changed:
+            seen = len(self.lines)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return seen
+
+    def stop(self, signum: int = signal.SIGINT, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run_once(script: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(script), *args], env={**os.environ, "PYTHONUNBUFFERED": "1"}, text=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+    )
+
+
+@pytest.fixture
+def started() -> Iterator[list[Running]]:
+    """Processes a test starts; all killed at the end, whatever happened."""
+    processes: list[Running] = []
+    yield processes
+    for process in processes:
+        process.stop(signal.SIGKILL, timeout=10)
+
+
+def start(started: list[Running], script: Path, *args: str, stdin: int = subprocess.DEVNULL) -> Running:
+    process = Running(script, *args, stdin=stdin)
+    started.append(process)
+    return process
+
+
+@pytest.mark.parametrize("script", [OHCE, CHAT], ids=["ohce", "chat"])
+def test_help(script: Path) -> None:
+    result = run_once(script, "--help", timeout=30)
+    assert result.returncode == 0
+    assert "--peer" in result.stdout and "--port" in result.stdout and "--transport" in result.stdout
+
+
+@needs_tcp
+@pytest.mark.parametrize(("server_backend", "client_backend"), [("asyncio", "trio"), ("trio", "asyncio")])
+def test_ohce_reverses_over_tcp(started: list[Running], server_backend: str, client_backend: str) -> None:
+    server = start(started, OHCE, "--host", "127.0.0.1", "--backend", server_backend)
+    address = server.wait_for(LISTENING).group(1)
+    result = run_once(OHCE, "--send", "héllo wörld", "--to", address, "--backend", client_backend)
+    assert result.returncode == 0, result.stdout
+    assert f"{address} responded with: dlröw olléh" in result.stdout
+    assert server.stop(signal.SIGINT) == 0, server.output
+
+
+@needs_tcp
+def test_ohce_interactive_client_and_prompt_exit(started: list[Running]) -> None:
+    server = start(started, OHCE, "--host", "127.0.0.1")
+    address = server.wait_for(LISTENING).group(1)
+    client = start(started, OHCE, "--host", "127.0.0.1", "--peer", address, stdin=subprocess.PIPE)
+    client.wait_for(LISTENING)
+    deadline = time.monotonic() + 20
+    while True:  # the peer is admitted in the background: until then the client answers "no known peers"
+        seen = client.type("stressed")
+        reply = client.wait_for(r"responded with: (.*)|no known peers", after=seen)
+        if reply.group(1) is not None:
+            assert reply.group(1) == "desserts"
+            break
+        assert time.monotonic() < deadline, client.output
+        time.sleep(0.3)
+    assert address in reply.string
+    # Ctrl-C leaves at once, even while a thread still waits for a line on the open stdin.
+    begun = time.monotonic()
+    assert client.stop(signal.SIGINT, timeout=15) == 0, client.output
+    assert time.monotonic() - begun < 10
+    assert server.stop(signal.SIGTERM) == 0, server.output
+
+
+@needs_tcp
+def test_ohce_reports_an_unreachable_peer() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    result = run_once(OHCE, "--send", "x", "--to", address, "--timeout", "2")
+    assert result.returncode == 1
+    assert f"unable to send to {address}" in result.stdout and "Traceback" not in result.stdout
+
+
+@needs_tcp
+def test_chat_delivers_a_message_over_tcp(started: list[Running]) -> None:
+    alice = start(started, CHAT, "--host", "127.0.0.1", "--name", "alice")
+    address = alice.wait_for(LISTENING).group(1)
+    result = run_once(CHAT, "--peer", address, "--name", "bob", "--say", "hi alice", "--wait", "20")
+    assert result.returncode == 0, result.stdout
+    assert f"* {address} joined" in result.stdout and f"{address}: received" in result.stdout
+    alice.wait_for(r"^bob: hi alice$")
+    assert alice.stop(signal.SIGINT) == 0, alice.output
+
+
+@needs_tcp
+def test_chat_interactive_lines_reach_the_peer(started: list[Running]) -> None:
+    alice = start(started, CHAT, "--host", "127.0.0.1", "--name", "alice")
+    address = alice.wait_for(LISTENING).group(1)
+    bob = start(started, CHAT, "--host", "127.0.0.1", "--name", "bob", "--peer", address, stdin=subprocess.PIPE)
+    bob.wait_for(rf"\* {re.escape(address)} joined")  # the event hook fired
+    seen = bob.type("anyone there?")
+    bob.wait_for(rf"{re.escape(address)}: received", after=seen)
+    alice.wait_for(r"^bob: anyone there\?$")
+    assert bob.stop(signal.SIGTERM) == 0, bob.output
+    assert alice.stop(signal.SIGINT) == 0, alice.output
+
+
+@needs_tcp
+def test_chat_say_without_peers_gives_up(started: list[Running]) -> None:
+    result = run_once(CHAT, "--say", "hello?", "--wait", "1")
+    assert result.returncode == 1 and "no peers found within 1.0 s" in result.stdout
+
+
+# -- in-process, on the memory transport -------------------------------------------------------------------
+
+def load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def until_ok(coro_fn: object, *args: object, timeout: float = 10) -> None:
+    """Call ``await coro_fn(*args)`` until it returns 0 (the server may not be listening yet)."""
+    with anyio.fail_after(timeout):
+        while await coro_fn(*args) != 0:  # type: ignore[operator]
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.anyio
+async def test_ohce_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    ohce = load(OHCE)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # the server's stdin is at its end at once
+    port = 40000 + os.getpid() % 20000
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ohce.main, ohce.parse_args(["--transport", "memory", "--port", str(port)]))
+        client = ohce.parse_args(["--transport", "memory", "--send", "abc → ✓", "--to", f"default:{port}"])
+        await until_ok(ohce.main, client)
+        tg.cancel_scope.cancel()
+    assert f"default:{port} responded with: ✓ → cba" in capsys.readouterr().out
+
+
+@pytest.mark.anyio
+async def test_chat_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    chat = load(CHAT)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    port = 40000 + (os.getpid() + 1) % 20000
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(chat.main, chat.parse_args(["--transport", "memory", "--port", str(port), "--name", "alice"]))
+        bob = chat.parse_args(["--transport", "memory", "--peer", f"default:{port}", "--name", "bob",
+                               "--say", "hi", "--wait", "0.5"])
+        await until_ok(chat.main, bob)
+        tg.cancel_scope.cancel()
+    out = capsys.readouterr().out
+    assert "bob: hi" in out and f"default:{port}: received" in out
