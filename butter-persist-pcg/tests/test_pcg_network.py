@@ -104,7 +104,7 @@ async def test_popular_items_get_more_replicas(memory_settings: MakeSettings) ->
         content_id = await net.nodes[0].store(b"popular" * 50)
         await net.wait_for(lambda: len(net.holders(content_id)) == 3)
         holder = net.holders(content_id)[0]
-        reader = [n for n in net.nodes if n not in net.holders(content_id)][0]
+        reader = next(n for n in net.nodes if n not in net.holders(content_id))
         for _ in range(12):
             await reader.fetch_block(holder.address, content_id)
         await net.wait_for(lambda: len(net.holders(content_id)) == 5)
@@ -114,7 +114,7 @@ async def test_graceful_exit_hands_the_replica_off(memory_settings: MakeSettings
     async with network(memory_settings, 6, member_timeout=60.0) as net:
         content_id = await net.nodes[0].store(b"hand me off" * 10)
         await net.wait_for(lambda: len(net.holders(content_id)) == 3)
-        leaver = [h for h in net.holders(content_id) if h is not net.nodes[0]][0]
+        leaver = next(h for h in net.holders(content_id) if h is not net.nodes[0])
         await leaver.aclose()
         net.nodes.remove(leaver)
         # the member timeout is a minute: only the hand-off can restore three replicas this fast

@@ -5,17 +5,17 @@ to peers with :meth:`Node.request`. Strategies (transport, discovery, host manag
 retrieval) are plugins chosen by settings; see :mod:`butter.hookspecs` to write one.
 """
 
+from .errors import BlockCorrupted as BlockCorrupted
 from .errors import ButterConfigError as ButterConfigError
 from .errors import ButterError as ButterError
-from .errors import BlockCorrupted as BlockCorrupted
 from .errors import FrameTooLarge as FrameTooLarge
 from .errors import ItemNotFound as ItemNotFound
-from .errors import StoreFull as StoreFull
 from .errors import PeerUnreachable as PeerUnreachable
 from .errors import ProtocolError as ProtocolError
 from .errors import RemoteError as RemoteError
 from .errors import RequestTimeout as RequestTimeout
 from .errors import RouteError as RouteError
+from .errors import StoreFull as StoreFull
 from .errors import TransportError as TransportError
 from .hookspecs import hookimpl as hookimpl
 from .identity import Identity as Identity
@@ -37,8 +37,8 @@ __all__ = [
     "ButterSettings",
     "FrameTooLarge",
     "HostQuality",
-    "ItemNotFound",
     "Identity",
+    "ItemNotFound",
     "Node",
     "PeerAddress",
     "PeerInfo",

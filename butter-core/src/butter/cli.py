@@ -470,7 +470,7 @@ def sim_churn(
     """Run the churn experiment and print the retention table (SPEC §9.4)."""
     from dataclasses import replace
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from ._cli_data import write_churn_outputs
     from .testing.sim import ChurnConfig, run_churn_sync
@@ -488,9 +488,9 @@ def sim_churn(
             for label, run in runs:
                 task = progress.add_task(f"{label} at {run.death_rate:g}/s", total=1.0)
 
-                def show(phase: str, fraction: float, task: int = task, label: str = label) -> None:
-                    progress.update(task, completed=fraction, description=f"{label} at {config.death_rate:g}/s: "
-                                    f"{phase}")
+                def show(phase: str, fraction: float, task: TaskID = task, title: str = f"{label} at "
+                         f"{run.death_rate:g}/s") -> None:
+                    progress.update(task, completed=fraction, description=f"{title}: {phase}")
 
                 try:
                     outcome[label] = run_churn_sync(run, show)

@@ -45,8 +45,8 @@ from .identity import Identity
 from .peers import HostQuality, PeerAddress, PeerInfo
 from .plugins import PluginStack
 from .settings import ButterSettings, load_settings
-from .store import BlockStore, open_store
 from .slots import Discovery, HostManager, Persistence, Retrieval, Transport
+from .store import BlockStore, open_store
 from .wire import MAX_ROUTE_LENGTH, ErrorInfo, Reply, Request, decode_payload, encode_payload
 
 __all__ = ["ClientBehaviour", "Handler", "Node", "NodeStats", "RouteRequest", "open_node"]
@@ -473,7 +473,7 @@ class Node:
         """Body ``{"address": hex}``; reply: the block's bytes, verified on read, or error ``not-found``."""
         body = decode_payload(request.body, self.settings.max_frame)
         address = body.get("address") if isinstance(body, dict) else None
-        if not is_address(address):
+        if not isinstance(address, str) or not is_address(address):
             raise ProtocolError("fetch-block body must be {address: 64 lowercase hex characters}")
         data = await self.blocks.get(address)
         if data is None:

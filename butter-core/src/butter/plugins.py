@@ -112,7 +112,9 @@ class PluginStack:
         unknown = set(settings.discovery.options) - set(settings.discovery.drivers)
         if unknown:
             raise ButterConfigError(f"discovery.options names drivers that are not enabled: {sorted(unknown)}")
-        observers: ExtensionManager[object] = ExtensionManager(OBSERVER_GROUP, invoke_on_load=True, propagate_map_exceptions=True)
+        observers: ExtensionManager[object] = ExtensionManager(
+            OBSERVER_GROUP, invoke_on_load=True, propagate_map_exceptions=True
+        )
         for extension in observers:
             self.pm.register(extension.obj, name=f"{OBSERVER_GROUP}:{extension.name}")
         for index, plugin in enumerate(extra):

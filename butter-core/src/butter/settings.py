@@ -196,7 +196,9 @@ def load_settings(
     token = _config_file.set(path)
     try:
         if cli_args:
-            cli: CliSettingsSource[ButterSettings] = CliSettingsSource(ButterSettings, cli_parse_args=list(cli_args), cli_exit_on_error=False)
+            cli: CliSettingsSource[ButterSettings] = CliSettingsSource(
+                ButterSettings, cli_parse_args=list(cli_args), cli_exit_on_error=False
+            )
             return ButterSettings(_cli_settings_source=cli, **overrides)
         return ButterSettings(**overrides)
     except ValidationError as exc:

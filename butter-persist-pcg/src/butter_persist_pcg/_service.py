@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
+
 import anyio
 from anyio.abc import TaskStatus
 
