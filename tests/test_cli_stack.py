@@ -47,10 +47,13 @@ def test_put_to_an_unreachable_node_exits_1(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "cannot store on 127.0.0.1:1" in result.stderr
 
 
-def test_demo_runs_a_local_network() -> None:
-    result = runner.invoke(app, ["demo", "--nodes", "4", "--timeout", "20"])
+def test_demo_stores_kills_and_retrieves_everything(tmp_path: Path) -> None:
+    pytest.importorskip("butter_retrieve_bfs", reason="butter-retrieve-bfs is not installed")
+    for i in range(12):
+        (tmp_path / f"m{i}.py").write_text(f"# module {i}\n" + "x = 1\n" * (i * 900))  # up to 3 blocks
+    result = runner.invoke(app, ["demo", "--nodes", "6", "--corpus", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "4 nodes, full view after" in result.stdout and "4/4 requests answered correctly" in result.stdout
+    assert "OK: 12/12 items retrieved byte for byte after 2 of 6 nodes died" in result.stdout
 
 
 def test_sim_churn_prints_the_table_and_writes_outputs(tmp_path: Path) -> None:

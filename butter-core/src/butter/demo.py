@@ -1,136 +1,242 @@
-"""``butter demo``: a small local network on 127.0.0.1 that shows nodes finding each other and talking.
+"""``butter demo``: the main job end to end on a local network on 127.0.0.1.
 
-Every node runs in this process with its own port on loopback (TCP by default) and ``static`` discovery:
-node 0 knows nobody, every other node is told node 0's address. The known-host exchange (SPEC §4.8) then
-spreads the view until every node knows every other; each node finally sends a ``reverse`` request to a
-random peer and checks the answer. Nothing leaves 127.0.0.1, and every loop is bounded in time.
+1. Start ``nodes`` nodes in this process, each with its own TCP port on loopback and ``static`` discovery
+   (node 0 knows nobody, every other node is told node 0's address); wait until the known-host exchange has
+   connected them.
+2. Store a real corpus (default: every ``.py`` file of the running Python's standard library), each file
+   on a random node; Peer Content Groups replicate every item to ``replicas`` nodes.
+3. Kill a third of the nodes one after another, with their data and without a word (no graceful exit),
+   leaving between kills the repair time the configuration implies (member timeout + one heartbeat round +
+   a margin).
+4. Start a fresh node that never held anything and retrieve every item from it (random TTL breadth-first
+   search, then the blocks in parallel, each verified), and compare byte for byte with the files.
+
+Nothing leaves 127.0.0.1, and every phase is bounded in time.
 """
 
 from __future__ import annotations
 
 import random
+import sysconfig
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .errors import ButterError
-from .node import Node, RouteRequest, open_node
+from .node import Node, open_node
 from .settings import ButterSettings
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "default_corpus", "run_demo"]
+
+HEARTBEAT = 1.0  # seconds between PCG heartbeat rounds in the demo
+MEMBER_TIMEOUT = 2.5 * HEARTBEAT
 
 
 @dataclass
 class DemoResult:
-    """What the demo saw: ``nodes`` started, seconds to a full view (``None`` if never), requests sent and
-    answered correctly."""
+    """What the demo saw. ``retrieved`` counts items retrieved and equal byte for byte to their file."""
 
     nodes: int
-    full_view_after: float | None
-    requests: int = 0
-    correct: int = 0
-    errors: list[str] = field(default_factory=list)
+    items: int = 0
+    bytes: int = 0
+    killed: int = 0
+    retrieved: int = 0
+    search_requests: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def retention(self) -> float:
+        return self.retrieved / self.items if self.items else 0.0
 
     @property
     def ok(self) -> bool:
-        return self.full_view_after is not None and self.correct == self.requests == self.nodes
+        return self.items > 0 and self.retrieved == self.items
 
 
-def _settings(transport: str, peers: list[str]) -> ButterSettings:
+def default_corpus() -> Path:
+    """The running Python's standard library directory."""
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def corpus_files(root: Path, limit: int | None = None) -> list[Path]:
+    """Every ``.py`` file under ``root`` (third-party ``site-packages`` excluded), sorted; the first
+    ``limit`` when given."""
+    files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts and p.is_file())
+    return files[:limit] if limit else files
+
+
+def _settings(transport: str, peers: list[str], seed: int) -> ButterSettings:
     return ButterSettings(
         host="127.0.0.1",
-        port=0,
         peers=peers,
-        transport={"driver": transport, "options": {"network": "demo"} if transport == "memory" else {}},
+        transport={"driver": transport, "options": {"network": f"demo-{seed}"} if transport == "memory" else {}},
         discovery={"drivers": ["static"], "options": {"static": {"interval": 0.5}}},
         host_manager={"driver": "diversity", "options": {"refresh_interval": 2.0, "exchange_interval": 0.3}},
+        persistence={"driver": "pcg", "options": {"heartbeat_interval": HEARTBEAT, "member_timeout": MEMBER_TIMEOUT}},
+        retrieval={"driver": "bfs"},
+        request_timeout=10.0,
     )
 
 
-async def _reverse(request: RouteRequest) -> bytes:
-    return request.body[::-1]
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
 
 
 async def run_demo(
-    nodes: int = 8, *, transport: str = "tcp", timeout: float = 30.0, console: Console | None = None
+    nodes: int = 20,
+    *,
+    corpus: Path | None = None,
+    limit: int | None = None,
+    transport: str = "tcp",
+    kill_fraction: float = 1 / 3,
+    seed: int = 1,
+    console: Console | None = None,
 ) -> DemoResult:
-    """Start ``nodes`` nodes, wait (at most ``timeout`` seconds) for every node to know all the others,
-    exchange one request per node, print what happened and return it.
+    """Run the four phases above and print a summary; returns what happened.
 
-    Raises :class:`~butter.errors.ButterConfigError` if the transport driver is not installed.
+    ``corpus`` is a directory whose ``.py`` files are stored (default :func:`default_corpus`), ``limit`` caps
+    how many. Raises :class:`~butter.errors.ButterConfigError` if a driver (tcp, pcg, bfs) is missing.
     """
     console = console or Console()
-    started = time.perf_counter()
+    rng = random.Random(seed)
+    files = corpus_files(corpus or default_corpus(), limit)
+    result = DemoResult(nodes)
+    clock = time.perf_counter()
+
+    def phase(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        result.phases[name] = now - clock
+        clock = now
+
     async with AsyncExitStack() as stack:
-        first = await stack.enter_async_context(open_node(_settings(transport, [])))
+        first = await stack.enter_async_context(open_node(_settings(transport, [], seed)))
         network: list[Node] = [first]
         for _ in range(nodes - 1):
-            network.append(await stack.enter_async_context(open_node(_settings(transport, [str(first.address)]))))
-        for node in network:
-            node.route("reverse", _reverse)
-        console.print(f"[bold]Started {nodes} nodes[/] on {transport} (node 0 at {first.address}); "
-                      "every other node was told only node 0's address.")
+            network.append(await stack.enter_async_context(open_node(_settings(transport, [str(first.address)], seed))))
+        console.print(f"[bold]1. Started {nodes} nodes[/] on {transport}, 127.0.0.1 only "
+                      f"(node 0 at {first.address}; the others were told only its address)")
+        await _wait_for_overlay(network, console)
+        phase("overlay")
 
-        full_view_after = await _wait_for_full_view(network, timeout, console, started)
-        console.print(_table(network))
-        result = DemoResult(nodes, full_view_after)
-        rng = random.Random(1)
-        for node in network:
-            peers = node.hosts.peers()
-            if not peers:
-                result.errors.append(f"{node.node_id[:8]} knows nobody")
-                continue
-            target = rng.choice(peers)
-            text = f"hello from {node.node_id[:8]}"
-            result.requests += 1
-            try:
-                answer = await node.request(target, "reverse", text.encode(), timeout=5)
-            except ButterError as exc:
-                result.errors.append(f"{node.node_id[:8]} -> {target.node_id[:8]}: {exc}")
-                continue
-            if answer == text[::-1].encode():
-                result.correct += 1
-            console.print(f"  {node.node_id[:8]} -> {target.node_id[:8]}  reverse({text!r}) = {answer.decode()!r}")
+        console.print(f"[bold]2. Storing {len(files)} files[/] from {corpus or default_corpus()}, each on a random node")
+        stored: dict[str, Path] = {}
+        with _progress(console) as progress:
+            task = progress.add_task("stored", total=len(files))
+            for path in files:
+                data = path.read_bytes()
+                node = rng.choice(network)
+                try:
+                    stored[await node.store(data, media_type="text/x-python")] = path
+                except ButterError as exc:
+                    result.failures.append(f"store {path.name}: {exc}")
+                result.bytes += len(data)
+                progress.advance(task)
+        result.items = len(stored)
+        await _wait_for_replicas(network, list(stored), console)
+        phase("store")
+
+        victims = rng.sample(network[1:], int(nodes * kill_fraction))
+        repair = MEMBER_TIMEOUT + HEARTBEAT + 1.5
+        console.print(f"[bold]3. Killing {len(victims)} nodes[/] one after another, with their data, "
+                      f"{repair:.1f} s apart (member timeout {MEMBER_TIMEOUT:g} s + one heartbeat + margin)")
+        with _progress(console) as progress:
+            task = progress.add_task("killed", total=len(victims))
+            for victim in victims:
+                await victim.aclose(graceful=False)
+                network.remove(victim)
+                result.killed += 1
+                progress.advance(task)
+                await anyio.sleep(repair)
+        phase("churn")
+
+        reader = await stack.enter_async_context(open_node(_settings(transport, [str(network[0].address)], seed)))
+        console.print(f"[bold]4. Retrieving every item[/] from a fresh node ({reader.node_id[:8]}) that never held any")
+        with anyio.fail_after(30):
+            while not reader.hosts.peers():
+                await anyio.sleep(0.1)
+        await anyio.sleep(1.0)
+        before = reader.stats.requests_sent
+        with _progress(console) as progress:
+            task = progress.add_task("retrieved and verified", total=len(stored))
+            limiter = anyio.CapacityLimiter(16)
+
+            async def fetch(content_id: str, path: Path) -> None:
+                async with limiter:
+                    try:
+                        data = await reader.retrieve(content_id)
+                    except ButterError as exc:
+                        result.failures.append(f"{path.name}: {exc}")
+                        return
+                if data == path.read_bytes():
+                    result.retrieved += 1
+                else:
+                    result.failures.append(f"{path.name}: retrieved bytes differ from the file")
+                progress.advance(task)
+
+            async with anyio.create_task_group() as tg:
+                for content_id, path in stored.items():
+                    tg.start_soon(fetch, content_id, path)
+        result.search_requests = reader.stats.requests_sent - before
+        phase("retrieve")
     _summary(result, console)
     return result
 
 
-async def _wait_for_full_view(network: list[Node], timeout: float, console: Console, started: float) -> float | None:
-    goal = len(network) * (len(network) - 1)
-    with Progress(TextColumn("known-host links"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True) as progress:
-        task = progress.add_task("links", total=goal)
+async def _wait_for_overlay(network: list[Node], console: Console, timeout: float = 60.0) -> None:
+    want = min(len(network) - 1, 8)
+    with _progress(console) as progress:
+        task = progress.add_task(f"nodes knowing ≥ {want} peers", total=len(network))
         with anyio.move_on_after(timeout):
             while True:
-                links = sum(len(n.hosts.peers()) for n in network)
-                progress.update(task, completed=links)
-                if links >= goal:
-                    return time.perf_counter() - started
+                ready = sum(len(n.hosts.peers()) >= want for n in network)
+                progress.update(task, completed=ready)
+                if ready == len(network):
+                    return
                 await anyio.sleep(0.1)
-    return None
 
 
-def _table(network: list[Node]) -> Table:
-    table = Table(title="Known hosts per node")
-    for column in ("node", "address", "known hosts", "known by", "uptime (s)"):
-        table.add_column(column)
-    holders = [{p.node_id for p in node.hosts.peers()} for node in network]
-    for node in network:
-        known_by = sum(node.node_id in held for held in holders)
-        table.add_row(node.node_id[:8], str(node.address), str(len(node.hosts.peers())), str(known_by),
-                      f"{node.uptime:.1f}")
-    return table
+async def _wait_for_replicas(network: list[Node], content_ids: list[str], console: Console,
+                             timeout: float = 60.0) -> None:
+    """Wait until every item has its target replicas, as its groups' members see it."""
+    with _progress(console) as progress:
+        task = progress.add_task("items with 3 replicas", total=len(content_ids))
+        with anyio.move_on_after(timeout):
+            while True:
+                holders = {cid: 0 for cid in content_ids}
+                for node in network:
+                    for cid in getattr(node.persistence, "groups", {}):
+                        if cid in holders:
+                            holders[cid] += 1
+                done = sum(count >= 3 for count in holders.values())
+                progress.update(task, completed=done)
+                if done == len(content_ids):
+                    return
+                await anyio.sleep(0.2)
 
 
 def _summary(result: DemoResult, console: Console) -> None:
-    view = f"full view after {result.full_view_after:.1f} s" if result.full_view_after else "no full view"
+    table = Table(title="butter demo", show_header=False)
+    table.add_row("nodes (killed)", f"{result.nodes} ({result.killed})")
+    table.add_row("items stored", f"{result.items} ({result.bytes / 1e6:.1f} MB)")
+    table.add_row("retrieved and verified", f"{result.retrieved} ({result.retention:.1%})")
+    per_query = result.search_requests / result.items if result.items else 0
+    table.add_row("requests per item (search + blocks)", f"{per_query:.1f}")
+    table.add_row("time", ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.phases.items())
+                  + f"; total {sum(result.phases.values()):.1f} s")
+    console.print(table)
+    for failure in result.failures[:10]:
+        console.print(f"[red]  {failure}[/]")
+    if len(result.failures) > 10:
+        console.print(f"[red]  ... and {len(result.failures) - 10} more[/]")
     style = "green" if result.ok else "red"
-    console.print(f"[{style}]{result.nodes} nodes, {view}, {result.correct}/{result.requests} requests answered "
-                  "correctly[/]")
-    for error in result.errors:
-        console.print(f"[red]  {error}[/]")
+    console.print(f"[{style}]{'OK' if result.ok else 'FAILED'}: {result.retrieved}/{result.items} items "
+                  f"retrieved byte for byte after {result.killed} of {result.nodes} nodes died[/]")
