@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-
 from collections.abc import Iterator
 from pathlib import Path
 
