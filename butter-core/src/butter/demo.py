@@ -133,7 +133,7 @@ async def run_demo(
         with _progress(console) as progress:
             task = progress.add_task("stored", total=len(files))
             for path in files:
-                data = await anyio.Path(path).read_bytes()
+                data = path.read_bytes()
                 node = rng.choice(network)
                 try:
                     stored[await node.store(data, media_type="text/x-python")] = path
@@ -142,13 +142,15 @@ async def run_demo(
                 result.bytes += len(data)
                 progress.advance(task)
         result.items = len(stored)
-        await _wait_for_replicas(network, list(stored), console)
         phase("store")
+        await _wait_for_replicas(network, list(stored), console)
+        phase("replicate")
 
         victims = rng.sample(network[1:], int(nodes * kill_fraction))
         repair = MEMBER_TIMEOUT + HEARTBEAT + 1.5
-        console.print(f"[bold]3. Killing {len(victims)} nodes[/] one after another, with their data, "
-                      f"{repair:.1f} s apart (member timeout {MEMBER_TIMEOUT:g} s + one heartbeat + margin)")
+        console.print(f"[bold]3. Killing {len(victims)} nodes[/] one after another, with their data; after each, "
+                      f"at least {repair:.1f} s (member timeout {MEMBER_TIMEOUT:g} s + one heartbeat + margin) "
+                      "and until every group is back to 3 replicas (at most 60 s)")
         with _progress(console) as progress:
             task = progress.add_task("killed", total=len(victims))
             for victim in victims:
@@ -157,6 +159,7 @@ async def run_demo(
                 result.killed += 1
                 progress.advance(task)
                 await anyio.sleep(repair)
+                await _wait_for_replicas(network, list(stored), console, timeout=60.0, quiet=True)
         phase("churn")
 
         reader = await stack.enter_async_context(open_node(_settings(transport, [str(network[0].address)], seed)))
@@ -206,9 +209,10 @@ async def _wait_for_overlay(network: list[Node], console: Console, timeout: floa
 
 
 async def _wait_for_replicas(network: list[Node], content_ids: list[str], console: Console,
-                             timeout: float = 60.0) -> None:
-    """Wait until every item has its target replicas, as its groups' members see it."""
+                             timeout: float = 60.0, quiet: bool = False) -> None:
+    """Wait (at most ``timeout`` seconds) until every item is held by 3 live nodes."""
     with _progress(console) as progress:
+        progress.disable = quiet
         task = progress.add_task("items with 3 replicas", total=len(content_ids))
         with anyio.move_on_after(timeout):
             while True:

@@ -12,7 +12,9 @@ Rules this class keeps:
 * State is cold (n < target), goldilocks (n = target) or hot (n > target) (SPEC §6.3).
 * The leader is the member with the highest node id in the view (SPEC §6.6 recommendation). Several members
   may briefly think they lead while views differ; recruiting and shedding are idempotent, so that only
-  costs messages.
+  costs messages. A member that has just joined does not act as leader until it has had two heartbeat rounds
+  to hear from the others (``settled_at``): otherwise every fresh recruit, seeing only part of the group,
+  would recruit again.
 * The target is ``replicas`` plus one per ``popularity_hits`` hits in the current window over all members,
   capped at ``max_replicas`` (SPEC §6.9 recommendation); it decays as the window slides.
 """
@@ -52,6 +54,7 @@ class GroupView:
     members: dict[str, Member] = field(default_factory=dict)
     hot_ticks: int = 0  # consecutive checks in the hot state
     departed: dict[str, float] = field(default_factory=dict)  # node id -> when it was dropped
+    settled_at: float = float("-inf")  # before this time the member does not act as leader
 
     def __post_init__(self) -> None:
         self.members.setdefault(self.self_id, Member(self.self_address, float("inf")))

@@ -49,7 +49,7 @@ class PcgPersistence:
         self.groups: dict[str, GroupView] = {}
         self._block_refs: dict[str, set[str]] = defaultdict(set)  # block address -> content ids using it
         self._hits: dict[str, list[float]] = defaultdict(list)  # content id -> times it was fetched
-        self._recruiting: set[str] = set()
+        self._busy: set[str] = set()  # groups with a recruit/shed job under way
         self._rng = random.Random(options.seed)
         self.stats = {"heartbeats_sent": 0, "joins_sent": 0, "joins_accepted": 0, "sheds": 0, "blocks_served": 0}
         node.route(ROUTE_JOIN, self._serve_join)
@@ -67,7 +67,10 @@ class PcgPersistence:
         task_status.started()
         await anyio.sleep(self._rng.uniform(0, self.options.heartbeat_interval))
         while True:
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("heartbeat round failed; trying again next round")
             delay = self.options.heartbeat_interval
             if self._rng.random() < self.options.palpitation:  # SPEC §6.5: an early, random heartbeat
                 delay = self._rng.uniform(0, delay)
@@ -129,8 +132,7 @@ class PcgPersistence:
                 log.debug("group %s: member %s timed out", view.content_id[:12], gone[:8])
         await self._send_heartbeats(leaving=False)
         for view in list(self.groups.values()):
-            if view.content_id in self.groups:
-                await self._maintain(view)
+            await self._maintain(view)
 
     async def _send_heartbeats(self, *, leaving: bool) -> None:
         now = anyio.current_time()
@@ -174,8 +176,21 @@ class PcgPersistence:
         self.node.hosts.report_dead(address)
 
     async def _maintain(self, view: GroupView) -> None:
-        if not view.is_leader or view.content_id not in self.groups:
+        """Recruit or shed for one group if this node leads it; one job per group at a time. A failure is
+        logged and the group is tried again next round: it never stops the node (SPEC §0.3 theme 4)."""
+        if not view.is_leader or view.content_id not in self.groups or anyio.current_time() < view.settled_at:
             return
+        if view.content_id in self._busy:
+            return
+        self._busy.add(view.content_id)
+        try:
+            await self._maintain_now(view)
+        except Exception:
+            log.exception("group %s: maintenance failed", view.content_id[:12])
+        finally:
+            self._busy.discard(view.content_id)
+
+    async def _maintain_now(self, view: GroupView) -> None:
         target = self._target(view)
         state = view.state(target)
         if state is GroupState.COLD:
@@ -209,19 +224,13 @@ class PcgPersistence:
         return pool
 
     async def _recruit(self, view: GroupView, wanted: int) -> None:
-        if wanted <= 0 or view.content_id in self._recruiting:
-            return
-        self._recruiting.add(view.content_id)
-        try:
-            attempts = 0
-            for candidate in self._candidates(view):
-                if wanted <= 0 or attempts >= self.options.max_join_attempts:
-                    break
-                attempts += 1
-                if await self._invite(view, candidate.address, candidate.node_id):
-                    wanted -= 1
-        finally:
-            self._recruiting.discard(view.content_id)
+        attempts = 0
+        for candidate in self._candidates(view):
+            if wanted <= 0 or attempts >= self.options.max_join_attempts or view.content_id not in self.groups:
+                break
+            attempts += 1
+            if await self._invite(view, candidate.address, candidate.node_id):
+                wanted -= 1
 
     async def _invite(self, view: GroupView, address: PeerAddress, node_id: str) -> bool:
         self.stats["joins_sent"] += 1
@@ -241,7 +250,9 @@ class PcgPersistence:
 
     async def _shed(self, view: GroupView, target: int) -> None:
         for node_id in view.shed_candidates(target):
-            member = view.members[node_id]
+            member = view.members.get(node_id)
+            if member is None:
+                continue
             try:
                 await self.node.request(member.address, ROUTE_LEAVE, content_id_body(view.content_id),
                                         timeout=self.options.request_timeout)
@@ -324,6 +335,7 @@ class PcgPersistence:
         if view is None:
             manifest = await self._fetch_item(join)
             view = self._create_group(join.content_id, manifest, join.size)
+            view.settled_at = now + 2 * self.options.heartbeat_interval
             log.debug("joined group %s", join.content_id[:12])
         view.merge(join.members, now, self.timeout)
         return b""

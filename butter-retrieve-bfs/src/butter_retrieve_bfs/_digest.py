@@ -1,0 +1,115 @@
+"""Digests of what peers hold: this node's own (served on ``bfs-digest``) and the ones it pulled from its known
+hosts, used to name likely holders in searches (SPEC §4.2's proposed "digest of the information a peer
+hosts", §7.7's informed search). Pure bookkeeping, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from butter.peers import PeerAddress
+
+from ._bloom import BloomFilter
+from ._messages import MAX_DIGEST_BYTES, TAG_BYTES, DigestReply
+
+__all__ = ["DigestBook", "LocalDigest"]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalDigest:
+    """This node's digest: a Bloom filter of the ``count`` content ids it holds, versioned by ``tag`` (the
+    first 8 bytes of the SHA-256 of the sorted ids, so equal sets give equal tags)."""
+
+    tag: bytes
+    count: int
+    bloom: BloomFilter
+
+    @classmethod
+    def build(cls, content_ids: Iterable[str], fp_rate: float) -> LocalDigest:
+        ids = sorted(set(content_ids))
+        tag = hashlib.sha256("\n".join(ids).encode()).digest()[:TAG_BYTES]
+        return cls(tag, len(ids), BloomFilter.build(ids, fp_rate, max_bytes=MAX_DIGEST_BYTES))
+
+    def reply(self, have: bytes | None) -> DigestReply:
+        if have == self.tag:
+            return DigestReply(same=True)
+        return DigestReply(self.tag, self.bloom.hashes, self.count, self.bloom.bits)
+
+
+@dataclass(slots=True)
+class _Entry:
+    tag: bytes
+    bloom: BloomFilter
+    fetched_at: float
+    interval: float  # seconds until the next pull is due
+
+
+class DigestBook:
+    """The digests of known hosts, at most ``max_bytes`` bytes of filters in all (further ones are not kept).
+
+    Pulls back off: a host whose digest came back unchanged is next due after twice the previous interval,
+    from ``interval`` up to ``max_interval`` seconds; a changed digest resets it to ``interval``. Digests
+    change only when a host gains or loses an item, so in a steady network the pulls fade to one per host per
+    ``max_interval``, and a digest is never staler than that.
+    """
+
+    def __init__(self, max_bytes: int, *, interval: float = 10.0, max_interval: float = 160.0) -> None:
+        self.max_bytes = max_bytes
+        self.interval = interval
+        self.max_interval = max(interval, max_interval)
+        self._entries: dict[PeerAddress, _Entry] = {}
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """Bytes of filters kept."""
+        return self._bytes
+
+    def tag(self, address: PeerAddress) -> bytes | None:
+        entry = self._entries.get(address)
+        return entry.tag if entry else None
+
+    def due(self, address: PeerAddress, now: float) -> bool:
+        """Whether the host's digest should be pulled now (never pulled, or its interval has passed)."""
+        entry = self._entries.get(address)
+        return entry is None or now - entry.fetched_at >= 0.9 * entry.interval
+
+    def update(self, address: PeerAddress, reply: DigestReply, now: float) -> bool:
+        """Record ``reply`` from ``address``; returns whether a digest for it is now kept."""
+        entry = self._entries.get(address)
+        if reply.same or (entry is not None and reply.tag == entry.tag):
+            if entry is not None:
+                entry.fetched_at = now
+                entry.interval = min(self.max_interval, 2 * entry.interval)
+            return entry is not None
+        size = len(reply.bits)
+        old = entry.bloom.nbits // 8 if entry else 0
+        if self._bytes - old + size > self.max_bytes:
+            self.forget(address)
+            return False
+        self._entries[address] = _Entry(reply.tag, BloomFilter(reply.bits, reply.hashes), now, self.interval)
+        self._bytes += size - old
+        return True
+
+    def forget(self, address: PeerAddress) -> None:
+        entry = self._entries.pop(address, None)
+        if entry is not None:
+            self._bytes -= entry.bloom.nbits // 8
+
+    def prune(self, keep: set[PeerAddress]) -> None:
+        """Drop the digests of hosts no longer known."""
+        for address in [a for a in self._entries if a not in keep]:
+            self.forget(address)
+
+    def matching(self, content_id: str, among: Iterable[PeerAddress]) -> list[PeerAddress]:
+        """The addresses in ``among`` whose digest says they may hold ``content_id``."""
+        out = []
+        for address in among:
+            entry = self._entries.get(address)
+            if entry is not None and content_id in entry.bloom:
+                out.append(address)
+        return out

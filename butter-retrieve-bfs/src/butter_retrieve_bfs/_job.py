@@ -1,0 +1,306 @@
+"""One retrieval: drive the search rings (:class:`~._protocol.Search`) over the network, then fetch the
+manifest and the blocks from the holders found, retrying failed blocks on other holders."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+
+from butter.blocks import BlockAddress, Manifest, load_manifest
+from butter.errors import (
+    BlockCorrupted,
+    ButterError,
+    InvalidManifest,
+    ItemNotFound,
+    PeerUnreachable,
+    ProtocolError,
+    RemoteError,
+)
+from butter.peers import PeerAddress
+
+from ._messages import QueryReply, decode_reply
+from ._options import Ring
+from ._protocol import Ask, Search
+from ._stats import QueryStats
+
+if TYPE_CHECKING:
+    from ._service import BfsRetrieval
+
+__all__ = ["Job", "Policy"]
+
+log = logging.getLogger("butter.bfs")
+
+ROUTE_QUERY = "bfs-query"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How one retrieval searches: the rings of the expanding ring, requests in flight, digest hints."""
+
+    rings: tuple[Ring, ...]
+    parallelism: int
+    hints: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    replied: bool
+    unreachable: bool
+    why: str
+
+
+_Outcomes = MemoryObjectSendStream[tuple[Ask, "QueryReply | _Failed"]]
+
+
+class Job:
+    """The state of one retrieval of ``content_id``: holders found, holders that failed, the current ring."""
+
+    def __init__(self, service: BfsRetrieval, content_id: str, policy: Policy) -> None:
+        self.service = service
+        self.node = service.node
+        self.content_id = content_id
+        self.policy = policy
+        self.stats = QueryStats(content_id)
+        self.started = anyio.current_time()
+        self.holders: list[PeerAddress] = []
+        self.bad: set[PeerAddress] = set()
+        self.dead: set[PeerAddress] = set()
+        self.generation = 0  # bumped whenever new holders arrive
+        self._rings = iter(policy.rings)
+        self._searches: list[Search] = []
+        self._visited: set[PeerAddress] = set()
+        self._lock = anyio.Lock()
+
+    # -- finding holders ----------------------------------------------------------------------------------
+
+    async def find_more(self, seen_generation: int) -> bool:
+        """Search until a holder not known before turns up; ``False`` once every ring is exhausted.
+
+        Concurrent callers share the work: one that waited while another found holders returns at once.
+        """
+        async with self._lock:
+            if self.generation != seen_generation:
+                return True
+            known = set(self.holders)
+            while True:
+                search = self._searches[-1] if self._searches else None
+                if search is None or search.exhausted:
+                    ring = next(self._rings, None)
+                    if ring is None:
+                        return False
+                    search = self._new_search(ring)
+                await self._drive(search, lambda s: any(h not in known for h in s.holders))
+                fresh = [h for h in search.holders if h not in known and h not in self.holders]
+                if fresh:
+                    self.holders.extend(fresh)
+                    self.generation += 1
+                    return True
+
+    def _new_search(self, ring: Ring) -> Search:
+        known = [p.address for p in self.node.hosts.peers()]
+        hinted = self.service.book.matching(self.content_id, known) if self.policy.hints else []
+        search = Search(
+            self.content_id,
+            query_id=secrets.token_bytes(16),
+            ttl=ring.ttl,
+            fraction=ring.fraction,
+            known=known,
+            hinted=hinted,
+            hints=self.policy.hints,
+            rng=self.service.rng,
+            skip=[self.node.address, *self.dead, *self.bad, *self.holders],
+            max_frontier=self.service.options.max_frontier,
+        )
+        self._searches.append(search)
+        self.stats.rings = len(self._searches)
+        self.stats.ttl = ring.ttl
+        return search
+
+    async def _drive(self, search: Search, should_stop: Callable[[Search], bool]) -> None:
+        """Send the search's asks, at most ``parallelism`` at once, until ``should_stop(search)`` or exhaustion."""
+        send, receive = anyio.create_memory_object_stream[tuple[Ask, QueryReply | _Failed]](self.policy.parallelism)
+        with send, receive:
+            async with anyio.create_task_group() as tg:
+                self._fill(search, tg, send)
+                while search.in_flight and not should_stop(search):
+                    ask, outcome = await receive.receive()
+                    self._feed(search, ask, outcome)
+                    if should_stop(search):
+                        break
+                    self._fill(search, tg, send)
+                tg.cancel_scope.cancel()
+        search.abandon()
+        self._visited |= search.visited
+
+    def _fill(self, search: Search, tg: TaskGroup, send: _Outcomes) -> None:
+        while (ask := search.next_ask(self.policy.parallelism)) is not None:
+            tg.start_soon(self._ask, ask, send)
+
+    async def _ask(self, ask: Ask, send: _Outcomes) -> None:
+        outcome: QueryReply | _Failed
+        try:
+            body = await self.node.request(
+                ask.address, ROUTE_QUERY, ask.query.encode(), timeout=self.service.options.query_timeout
+            )
+            outcome = decode_reply(body)
+        except PeerUnreachable as exc:
+            outcome = _Failed(replied=False, unreachable=True, why=str(exc))
+        except (RemoteError, ProtocolError) as exc:  # an error reply, or a reply we cannot read
+            outcome = _Failed(replied=True, unreachable=False, why=str(exc))
+        except ButterError as exc:  # timeout, or a request too large to send
+            outcome = _Failed(replied=False, unreachable=False, why=str(exc))
+        await send.send((ask, outcome))
+
+    def _feed(self, search: Search, ask: Ask, outcome: QueryReply | _Failed) -> None:
+        if isinstance(outcome, _Failed):
+            log.debug("query %s to %s failed: %s", self.content_id[:12], ask.address, outcome.why)
+            search.on_failure(ask, replied=outcome.replied, unreachable=outcome.unreachable)
+            if outcome.unreachable:
+                self._report_dead(ask.address)
+        else:
+            search.on_reply(ask, outcome)
+
+    def _report_dead(self, address: PeerAddress) -> None:
+        if address not in self.dead:
+            self.dead.add(address)
+            self.stats.dead_reported += 1
+            self.node.hosts.report_dead(address)
+
+    # -- fetching -----------------------------------------------------------------------------------------
+
+    async def block(self, address: BlockAddress, index: int) -> bytes:
+        """Block ``address`` (verified), from the local store or a holder; holders are tried in turn,
+        starting at ``index`` so that blocks spread over them, and more are searched for when all failed."""
+        local = await self.node.blocks.get(address)
+        if local is not None:
+            return local
+        while True:
+            generation = self.generation
+            candidates = [h for h in self.holders if h not in self.bad]
+            if not candidates:
+                if not await self.find_more(generation):
+                    raise ItemNotFound(self._not_found(address))
+                continue
+            start = index % len(candidates)
+            for holder in candidates[start:] + candidates[:start]:
+                if holder in self.bad:
+                    continue
+                data = await self._fetch_from(holder, address)
+                if data is not None:
+                    return data
+
+    async def _fetch_from(self, holder: PeerAddress, address: BlockAddress) -> bytes | None:
+        self.stats.fetch_requests += 1
+        try:
+            data = await self.node.fetch_block(holder, address, timeout=self.service.options.fetch_timeout)
+        except BlockCorrupted:
+            self.stats.fetch_replies += 1
+            self.stats.corrupted += 1
+            log.warning("block %s from %s failed verification; trying another holder", address[:12], holder)
+        except PeerUnreachable:
+            self._report_dead(holder)
+        except RemoteError as exc:
+            self.stats.fetch_replies += 1
+            log.debug("holder %s refused block %s: %s", holder, address[:12], exc)
+        except ButterError as exc:
+            log.debug("fetching block %s from %s failed: %s", address[:12], holder, exc)
+        else:
+            self.stats.fetch_replies += 1
+            return data
+        self.bad.add(holder)
+        return None
+
+    async def manifest(self) -> tuple[Manifest, list[BlockAddress]]:
+        """The item's manifest (local or fetched, verified) and the distinct blocks not stored here.
+
+        A node that holds the whole item answers from its own store without a message."""
+        data = await self.node.blocks.get(self.content_id)
+        if data is None:
+            if not await self.find_more(self.generation):
+                raise ItemNotFound(self._not_found())
+            data = await self.block(self.content_id, 0)
+        try:
+            manifest = load_manifest(self.content_id, data)
+        except (InvalidManifest, BlockCorrupted) as exc:
+            raise ItemNotFound(f"{self.content_id} names a block that is not an item manifest: {exc}") from None
+        missing = [a for a in dict.fromkeys(manifest.blocks) if not await self.node.blocks.has(a)]
+        self.stats.blocks = len(manifest.blocks)
+        self.stats.local = not self._searches and not missing
+        return manifest, missing
+
+    async def many(self, addresses: Sequence[BlockAddress], first_index: int, concurrency: int) -> dict[str, bytes]:
+        """Fetch ``addresses`` with at most ``concurrency`` in flight; raises the first failure."""
+        out: dict[str, bytes] = {}
+        work = iter(enumerate(addresses, first_index))
+
+        async def worker() -> None:
+            for index, address in work:
+                out[address] = await self.block(address, index)
+
+        with first_error():
+            async with anyio.create_task_group() as tg:
+                for _ in range(min(concurrency, len(addresses))):
+                    tg.start_soon(worker)
+        return out
+
+    # -- reporting ----------------------------------------------------------------------------------------
+
+    def _not_found(self, block: str | None = None) -> str:
+        asked = len(self._visited)
+        last = self.policy.rings[min(len(self._searches), len(self.policy.rings)) - 1]
+        ttl = "no limit" if last.ttl is None else f"{last.ttl}"
+        depth = max((s.max_depth for s in self._searches), default=0)
+        where = (
+            f"asked {asked} node(s) in {len(self._searches)} ring(s), reaching {depth} hop(s) (last ring: TTL "
+            f"{ttl}, fraction {last.fraction:g})"
+        )
+        if block is not None and self.holders:
+            return (
+                f"item {self.content_id} could not be retrieved: none of the {len(self.holders)} holder(s) found "
+                f"could supply block {block[:16]}; {where}"
+            )
+        return f"item {self.content_id} not found: {where}"
+
+    def finish(self, error: BaseException | None = None) -> QueryStats:
+        stats = self.stats
+        stats.search_requests = sum(s.requests for s in self._searches)
+        stats.search_replies = sum(s.replies for s in self._searches)
+        stats.duplicates = sum(s.duplicates for s in self._searches)
+        stats.nodes_asked = len(self._visited)
+        stats.max_depth = max((s.max_depth for s in self._searches), default=0)
+        stats.holders = len(self.holders)
+        stats.seconds = anyio.current_time() - self.started
+        if error is not None:
+            stats.found = False
+            stats.error = f"{type(error).__name__}: {error}"
+        return stats
+
+
+@contextmanager
+def first_error() -> Iterator[None]:
+    """Let the first :class:`~butter.ButterError` out of a task group as itself, not in an ExceptionGroup."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        matched, _ = group.split(ButterError)
+        if matched is not None:
+            leaves = list(_leaves(matched))
+            if leaves:
+                raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc

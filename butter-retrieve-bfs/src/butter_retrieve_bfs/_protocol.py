@@ -1,0 +1,272 @@
+"""BFS query handling, sans-IO: the answering side (:class:`QueryHandler`) and the asking side (:class:`Search`).
+
+Rules these classes keep (SPEC §7.2 iterative model, §7.4 RBFS with its recommendation, §7.7 hints):
+
+* **Iterative.** The querier asks each node itself; a node answers and never forwards. A node that holds the
+  item answers :class:`~._messages.Hit` with the other holders it knows; one that does not answers
+  :class:`~._messages.Miss` with a random sample, without replacement, of ``⌈fraction × known⌉`` of its
+  known hosts (at most ``max_sample``), plus the known hosts whose digest says they may hold the item.
+* **TTL per hop.** The querier's own known hosts are hop 1; an address learnt from a hop-``d`` node is hop
+  ``d + 1``. A hop-``d`` node is sent ``ttl - d``, the hops still allowed beyond it; at 0 it is on the
+  horizon and returns no addresses, so nothing beyond ``ttl`` hops is ever asked.
+* **Duplicate suppression, twice.** The querier asks an address at most once per search (its visited set),
+  and a node handles a query id at most once: a repeat within ``seen_ttl`` seconds is answered
+  :class:`~._messages.Seen` and counted, never handled again (a bounded cache of ``seen_capacity`` ids).
+* **Order.** Hinted addresses first (their digest says they may hold the item), then by hop, then at
+  random: breadth-first, with ties broken at random so the work spreads over the overlay.
+* Counting: every ask is a request; every answer, error replies included, is a reply; asks abandoned when
+  the search stops early are requests without replies.
+
+Times are seconds on any monotonic clock; randomness comes from the ``rng`` the caller passes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from butter.peers import PeerAddress
+
+from ._messages import MAX_ADDRESSES, MAX_TTL, Hit, Miss, Query, QueryReply, Seen
+
+__all__ = ["Ask", "HandlerStats", "QueryHandler", "Search"]
+
+
+# -- the answering side -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class HandlerStats:
+    """What a node answered: ``handled`` distinct queries (``hits`` + ``misses``) and ``duplicates``
+    refused because their query id was already handled."""
+
+    handled: int = 0
+    hits: int = 0
+    misses: int = 0
+    duplicates: int = 0
+    addresses_sent: int = 0
+    hints_sent: int = 0
+
+
+class QueryHandler:
+    """Answers ``bfs-query`` requests from a snapshot of the node's state; holds only the seen-id cache."""
+
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        max_sample: int = 64,
+        max_hints: int = 8,
+        seen_capacity: int = 4096,
+        seen_ttl: float = 120.0,
+    ) -> None:
+        self.rng = rng
+        self.max_sample = min(max_sample, MAX_ADDRESSES)
+        self.max_hints = min(max_hints, MAX_ADDRESSES)
+        self.seen_capacity = seen_capacity
+        self.seen_ttl = seen_ttl
+        self.stats = HandlerStats()
+        self._seen: OrderedDict[bytes, float] = OrderedDict()  # query id -> when it was first handled
+
+    def first_time(self, query_id: bytes, now: float) -> bool:
+        """Record ``query_id``; ``False`` when it was already handled within ``seen_ttl`` seconds."""
+        while self._seen:
+            oldest, at = next(iter(self._seen.items()))
+            if now - at < self.seen_ttl and len(self._seen) < self.seen_capacity:
+                break
+            del self._seen[oldest]
+        if query_id in self._seen:
+            return False
+        self._seen[query_id] = now
+        return True
+
+    def handle(
+        self,
+        query: Query,
+        now: float,
+        *,
+        holds: bool,
+        members: Callable[[], Sequence[PeerAddress]],
+        known: Callable[[], Sequence[PeerAddress]],
+        hinted: Callable[[], Sequence[PeerAddress]],
+    ) -> QueryReply:
+        """The answer to ``query``. ``holds``: whether this node has the item; the callables are only called
+        when their answer is needed: ``members`` (other holders) on a hit, ``known`` (known hosts) and
+        ``hinted`` (known hosts whose digest matches) on a miss with ``ttl > 0``."""
+        if not self.first_time(query.query_id, now):
+            self.stats.duplicates += 1
+            return Seen()
+        self.stats.handled += 1
+        if holds:
+            self.stats.hits += 1
+            return Hit(tuple(dict.fromkeys(members()))[:MAX_ADDRESSES])
+        self.stats.misses += 1
+        if query.ttl <= 0:
+            return Miss()
+        hosts = list(dict.fromkeys(known()))
+        size = min(self.max_sample, len(hosts), math.ceil(query.fraction * len(hosts)))
+        sample = tuple(self.rng.sample(hosts, size))
+        hints: tuple[PeerAddress, ...] = ()
+        if query.hints and self.max_hints:
+            matches = list(dict.fromkeys(hinted()))
+            hints = tuple(self.rng.sample(matches, min(self.max_hints, len(matches))))
+        self.stats.addresses_sent += len(sample)
+        self.stats.hints_sent += len(hints)
+        return Miss(sample, hints)
+
+
+# -- the asking side ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One request the driver must send: ``query`` to ``address``, a node ``depth`` hops away."""
+
+    address: PeerAddress
+    query: Query
+    depth: int
+    hinted: bool
+
+
+class Search:
+    """One ring of an iterative breadth-first search for ``content_id``.
+
+    ``known`` are the querier's known hosts (hop 1; a random ``fraction`` of them is asked) and ``hinted``
+    those of them whose digest matches (all asked, first). ``ttl`` is the hop limit (``None``: no limit, sent
+    as :data:`~._messages.MAX_TTL`). ``skip`` are addresses never to ask (the querier itself, hosts found
+    dead). At most ``max_frontier`` addresses wait in the queue; further unhinted ones are dropped.
+
+    Drive it: ``ask = search.next_ask(parallelism)`` (``None``: nothing to start now), send it, then feed the outcome
+    with :meth:`on_reply` or :meth:`on_failure`; stop when the caller has the holders it wants or
+    :attr:`exhausted` is true.
+    """
+
+    def __init__(
+        self,
+        content_id: str,
+        *,
+        query_id: bytes,
+        ttl: int | None,
+        fraction: float,
+        known: Sequence[PeerAddress],
+        hinted: Sequence[PeerAddress] = (),
+        hints: bool = True,
+        rng: random.Random,
+        skip: Sequence[PeerAddress] = (),
+        max_frontier: int = 10_000,
+    ) -> None:
+        self.content_id = content_id
+        self.query_id = query_id
+        self.ttl = MAX_TTL if ttl is None else max(0, min(ttl, MAX_TTL))
+        self.fraction = fraction
+        self.hints = hints
+        self.rng = rng
+        self.max_frontier = max_frontier
+        self.holders: list[PeerAddress] = []
+        self.dead: list[PeerAddress] = []
+        self.requests = 0
+        self.replies = 0
+        self.hits = 0
+        self.duplicates = 0  # "seen" answers: a node had already handled this query id
+        self.dropped = 0  # addresses not queued because the frontier was full
+        self.max_depth = 0  # deepest hop asked
+        self.in_flight = 0
+        self.hinted_in_flight = 0
+        self._skip = set(skip)
+        self.visited: set[PeerAddress] = set()  # addresses asked (read-only for callers)
+        self._queued: dict[PeerAddress, tuple[int, int]] = {}  # best (class, depth) queued per address
+        self._heap: list[tuple[int, int, float, int, PeerAddress]] = []
+        self._counter = 0
+        hosts = [a for a in dict.fromkeys(known) if a not in self._skip]
+        for address in rng.sample(hosts, math.ceil(fraction * len(hosts))):
+            self._discover(address, 1, hinted=False)
+        for address in hinted:
+            self._discover(address, 1, hinted=True)
+
+    @property
+    def asked(self) -> int:
+        """Distinct nodes asked so far."""
+        return len(self.visited)
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for entry in self._heap if entry[4] not in self.visited)
+
+    @property
+    def exhausted(self) -> bool:
+        """Nothing left to ask and nothing in flight: this ring is over."""
+        return self.in_flight == 0 and self._peek() is None
+
+    def _discover(self, address: PeerAddress, depth: int, *, hinted: bool) -> None:
+        if depth > self.ttl or address in self.visited or address in self._skip:
+            return
+        rank = (0 if hinted else 1, depth)
+        best = self._queued.get(address)
+        if best is not None and best <= rank:
+            return
+        if not hinted and len(self._queued) >= self.max_frontier:
+            self.dropped += 1
+            return
+        self._queued[address] = rank
+        self._counter += 1
+        heapq.heappush(self._heap, (rank[0], depth, self.rng.random(), self._counter, address))
+
+    def _peek(self) -> tuple[int, int, float, int, PeerAddress] | None:
+        while self._heap and self._heap[0][4] in self.visited:
+            heapq.heappop(self._heap)
+        return self._heap[0] if self._heap else None
+
+    def next_ask(self, parallelism: int = 1) -> Ask | None:
+        """The next request to send, or ``None`` when none should start now: the queue is empty (answers in
+        flight may refill it), ``parallelism`` asks are in flight, or a hinted ask is. A hinted ask is an
+        expected hit, so nothing else starts until it is answered: that saves ``parallelism - 1`` requests
+        per search for one round trip when the hint was wrong."""
+        if self.hinted_in_flight or self.in_flight >= parallelism or self._peek() is None:
+            return None
+        klass, depth, _, _, address = heapq.heappop(self._heap)
+        self.visited.add(address)
+        self._queued.pop(address, None)
+        self.in_flight += 1
+        self.hinted_in_flight += klass == 0
+        self.requests += 1
+        self.max_depth = max(self.max_depth, depth)
+        query = Query(self.query_id, self.content_id, self.ttl - depth, self.fraction, self.hints)
+        return Ask(address, query, depth, klass == 0)
+
+    def on_reply(self, ask: Ask, reply: QueryReply) -> None:
+        """Feed the answer to ``ask``."""
+        self._landed(ask)
+        self.replies += 1
+        if isinstance(reply, Hit):
+            self.hits += 1
+            for address in (ask.address, *reply.members):
+                if address not in self._skip and address not in self.holders:
+                    self.holders.append(address)
+        elif isinstance(reply, Miss):
+            for address in reply.hints:
+                self._discover(address, ask.depth + 1, hinted=True)
+            for address in reply.peers:
+                self._discover(address, ask.depth + 1, hinted=False)
+        elif isinstance(reply, Seen):
+            self.duplicates += 1
+
+    def on_failure(self, ask: Ask, *, replied: bool, unreachable: bool) -> None:
+        """``ask`` failed: with an error reply (``replied``), or none at all; ``unreachable`` marks the
+        address dead (it is not asked again by this search)."""
+        self._landed(ask)
+        if replied:
+            self.replies += 1
+        if unreachable and ask.address not in self.dead:
+            self.dead.append(ask.address)
+
+    def _landed(self, ask: Ask) -> None:
+        self.in_flight -= 1
+        self.hinted_in_flight -= ask.hinted
+
+    def abandon(self) -> None:
+        """Forget the asks still in flight (the driver cancelled them): they stay requests without replies."""
+        self.in_flight = self.hinted_in_flight = 0

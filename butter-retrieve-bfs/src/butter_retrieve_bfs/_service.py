@@ -1,0 +1,304 @@
+"""The ``bfs`` retrieval service: its two routes, the digest pulls, and ``retrieve`` / ``stream`` / ``locate``.
+
+See ``_protocol.py`` for the search rules and this package's README for the messages and the measurements
+behind the defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from butter.blocks import assemble, is_address
+from butter.errors import ButterError, InvalidManifest, ItemNotFound, PeerUnreachable, ProtocolError
+from butter.hookspecs import hookimpl
+from butter.peers import PeerAddress, PeerInfo
+
+from ._digest import DigestBook, LocalDigest
+from ._job import ROUTE_QUERY, Job, Policy
+from ._messages import DigestAsk, DigestReply, Query
+from ._options import BfsOptions, Ring
+from ._protocol import QueryHandler
+from ._stats import QueryStats, RetrievalTotals
+
+if TYPE_CHECKING:
+    from butter.node import Node, RouteRequest
+
+__all__ = ["ROUTE_DIGEST", "ROUTE_QUERY", "BfsRetrieval"]
+
+log = logging.getLogger("butter.bfs")
+
+ROUTE_DIGEST = "bfs-digest"
+DIGEST_REBUILD = 1.0  # seconds: this node's own digest is rebuilt at most this often
+
+
+class BfsRetrieval:
+    """A :class:`~butter.slots.Retrieval` by iterative random breadth-first search (SPEC §7.2, §7.4).
+
+    * ``last_query``: the :class:`QueryStats` of the last retrieval that ended (``None`` before any).
+    * ``totals``: counters since start (:class:`RetrievalTotals`), digest pulls included.
+    * ``handler.stats``: what this node answered to others' queries (handled, duplicates refused, ...).
+    """
+
+    def __init__(self, node: Node, options: BfsOptions) -> None:
+        self.node = node
+        self.options = options
+        self.rng = random.Random(options.seed)
+        self.handler = QueryHandler(
+            rng=self.rng,
+            max_sample=options.max_sample,
+            max_hints=options.max_hints,
+            seen_capacity=options.seen_capacity,
+            seen_ttl=options.seen_ttl,
+        )
+        self.book = DigestBook(
+            options.digest_memory, interval=options.digest_interval, max_interval=options.digest_max_interval
+        )
+        self.last_query: QueryStats | None = None
+        self.totals = RetrievalTotals()
+        self._digest: LocalDigest | None = None
+        self._digest_built = float("-inf")
+        self._pulls = anyio.CapacityLimiter(options.max_concurrency)
+        node.route(ROUTE_QUERY, self._serve_query)
+        node.route(ROUTE_DIGEST, self._serve_digest)
+        node.plugins.pm.register(self, name=f"butter_retrieve_bfs:{node.node_id}")  # peer discovered / lost
+
+    # -- Retrieval protocol -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Pull the digests of known hosts as they fall due (checked every ``digest_interval`` seconds ± 20 %),
+        when hints are on."""
+        task_status.started()
+        if not self.options.hints:
+            return
+        interval = self.options.digest_interval
+        await anyio.sleep(self.rng.uniform(0, interval))
+        while True:
+            await self.pull_digests()
+            await anyio.sleep(interval * self.rng.uniform(0.8, 1.2))
+
+    async def retrieve(
+        self,
+        content_id: str,
+        *,
+        rings: Sequence[Ring] | None = None,
+        parallelism: int | None = None,
+        hints: bool | None = None,
+    ) -> bytes:
+        """Find item ``content_id`` (hex) and return its bytes, every block verified.
+
+        The keyword arguments override the options for this call (the benchmark compares strategies with
+        them). Raises :class:`~butter.errors.ItemNotFound` when the search fails or no holder found can supply
+        a block; the message says how many nodes were asked and how far the search went.
+        """
+        job = self._job(content_id, rings, parallelism, hints)
+        error: BaseException | None = None
+        try:
+            manifest, missing = await job.manifest()
+            fetched = await job.many(missing, 1, self.options.fetch_concurrency) if missing else {}
+            blocks = {**fetched}
+            for address in dict.fromkeys(manifest.blocks):
+                if address not in blocks:
+                    local = await self.node.blocks.get(address)
+                    blocks[address] = local if local is not None else await job.block(address, 0)
+            data = assemble(manifest, blocks)
+            job.stats.found = True
+            return data
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._finish(job, error)
+
+    async def stream(
+        self,
+        content_id: str,
+        *,
+        rings: Sequence[Ring] | None = None,
+        parallelism: int | None = None,
+        hints: bool | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Like :meth:`retrieve`, but yield the item's blocks in order, each verified. At most
+        ``stream_window`` blocks are fetched (in parallel) and held at a time."""
+        job = self._job(content_id, rings, parallelism, hints)
+        error: BaseException | None = None
+        try:
+            manifest, _ = await job.manifest()
+            window = self.options.stream_window
+            for start in range(0, len(manifest.blocks), window):
+                addresses = manifest.blocks[start : start + window]
+                fetched = await job.many(list(dict.fromkeys(addresses)), start, window)
+                for offset, address in enumerate(addresses):
+                    data = fetched[address]
+                    expected = manifest.block_length(start + offset)
+                    if len(data) != expected:
+                        raise InvalidManifest(
+                            f"block {start + offset} ({address}) is {len(data)} bytes, the manifest implies {expected}"
+                        )
+                    yield data
+                del fetched
+            job.stats.found = True
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._finish(job, error)
+
+    async def locate(
+        self,
+        content_id: str,
+        *,
+        rings: Sequence[Ring] | None = None,
+        parallelism: int | None = None,
+        hints: bool | None = None,
+    ) -> list[PeerAddress]:
+        """Search only: the holders of ``content_id`` found by the first successful ring (this node's own
+        address when it holds the item). Raises :class:`~butter.errors.ItemNotFound`."""
+        job = self._job(content_id, rings, parallelism, hints)
+        error: BaseException | None = None
+        try:
+            if await self.node.blocks.has(content_id):
+                job.stats.local = job.stats.found = True
+                return [self.node.address]
+            if not await job.find_more(job.generation):
+                raise ItemNotFound(job._not_found())
+            job.stats.found = True
+            return list(job.holders)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._finish(job, error)
+
+    def _job(
+        self, content_id: str, rings: Sequence[Ring] | None, parallelism: int | None, hints: bool | None
+    ) -> Job:
+        if not is_address(content_id):
+            raise ItemNotFound(f"{content_id!r:.80} is not a content id (64 lowercase hex characters)")
+        policy = Policy(
+            tuple(rings) if rings is not None else tuple(self.options.rings),
+            parallelism if parallelism is not None else self.options.parallelism,
+            hints if hints is not None else self.options.hints,
+        )
+        if not policy.rings or policy.parallelism < 1:
+            raise ValueError("a retrieval needs at least one ring and a parallelism of at least 1")
+        return Job(self, content_id, policy)
+
+    def _finish(self, job: Job, error: BaseException | None) -> None:
+        stats = job.finish(error)
+        self.last_query = stats
+        self.totals.add(stats)
+        log.debug("retrieval %s", stats.summary())
+
+    # -- routes -------------------------------------------------------------------------------------------
+
+    async def _serve_query(self, request: RouteRequest) -> bytes:
+        query = Query.decode(request.body)
+        holds = await self.node.blocks.has(query.content_id)
+
+        def known() -> list[PeerAddress]:
+            return [p.address for p in self.node.hosts.peers()]
+
+        reply = self.handler.handle(
+            query,
+            anyio.current_time(),
+            holds=holds,
+            members=lambda: self._members(query.content_id),
+            known=known,
+            hinted=lambda: self.book.matching(query.content_id, known()),
+        )
+        return reply.encode()
+
+    def _members(self, content_id: str) -> list[PeerAddress]:
+        members = getattr(self.node.persistence, "members", None)
+        if not callable(members):
+            return []
+        try:
+            addresses = members(content_id)
+        except Exception:  # a third-party persistence driver: its failure must not fail the hit
+            log.exception("persistence.members failed")
+            return []
+        return [a for a in addresses if isinstance(a, PeerAddress) and a != self.node.address]
+
+    async def _serve_digest(self, request: RouteRequest) -> bytes:
+        ask = DigestAsk.decode(request.body)
+        digest = await self.local_digest()
+        return digest.reply(ask.have).encode()
+
+    # -- digests ------------------------------------------------------------------------------------------
+
+    async def local_digest(self) -> LocalDigest:
+        """This node's digest, rebuilt at most once a second from the items it holds: its persistence
+        groups when the driver exposes them (``groups``), otherwise every address in its block store."""
+        now = anyio.current_time()
+        if self._digest is None or now - self._digest_built >= DIGEST_REBUILD:
+            self._digest_built = now
+            ids = await self._held_ids()
+            digest = LocalDigest.build(ids, self.options.digest_fp_rate)
+            if self._digest is None or digest.tag != self._digest.tag:
+                self._digest = digest
+        return self._digest
+
+    async def _held_ids(self) -> list[str]:
+        groups = getattr(self.node.persistence, "groups", None)
+        if isinstance(groups, Mapping):
+            return [cid for cid in groups if isinstance(cid, str)]
+        return await self.node.blocks.addresses()
+
+    async def pull_digests(self) -> None:
+        """Pull the digest of every known host that is due (see :class:`DigestBook`); forget the digests of
+        hosts no longer known."""
+        known = [p.address for p in self.node.hosts.peers()]
+        self.book.prune(set(known))
+        now = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            for address in known:
+                if self.book.due(address, now):
+                    tg.start_soon(self.pull_digest, address)
+
+    async def pull_digest(self, address: PeerAddress) -> None:
+        """Pull one host's digest (conditionally: an unchanged digest costs a few bytes). Never raises."""
+        if not self.book.due(address, anyio.current_time()):
+            return
+        async with self._pulls:
+            self.totals.digest_requests += 1
+            try:
+                body = await self.node.request(
+                    address, ROUTE_DIGEST, DigestAsk(self.book.tag(address)).encode(),
+                    timeout=self.options.query_timeout,
+                )
+            except PeerUnreachable:
+                self.book.forget(address)
+                self.node.hosts.report_dead(address)
+                return
+            except ButterError as exc:
+                log.debug("no digest from %s: %s", address, exc)
+                return
+        self.totals.digest_replies += 1
+        self.totals.digest_bytes += len(body)
+        try:
+            reply = DigestReply.decode(body)
+        except ProtocolError as exc:
+            log.debug("bad digest from %s: %s", address, exc)
+            return
+        self.book.update(address, reply, anyio.current_time())
+
+    # -- event hooks --------------------------------------------------------------------------------------
+
+    @hookimpl
+    def butter_peer_discovered(self, node: Node, peer: PeerInfo) -> Any:
+        """Pull a new host's digest at once, so it can be hinted before the next round."""
+        if node is self.node and self.options.hints and not node.closing:
+            return self.pull_digest(peer.address)
+        return None
+
+    @hookimpl
+    def butter_peer_lost(self, node: Node, peer: PeerInfo) -> None:
+        if node is self.node:
+            self.book.forget(peer.address)
+

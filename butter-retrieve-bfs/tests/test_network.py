@@ -1,0 +1,215 @@
+"""Retrieval on real nodes over the memory transport (fast timers), on asyncio and trio."""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+import pytest
+
+import butter
+from butter.errors import ButterConfigError, ItemNotFound
+from butter.node import RouteRequest
+from butter.wire import decode_payload
+from butter_retrieve_bfs import ROUTE_QUERY, Query, Ring, Seen, decode_reply
+
+from .conftest import MakeSettings, bfs, clique, line
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_an_item_is_found_several_hops_away(memory_settings: MakeSettings) -> None:
+    with anyio.fail_after(20):
+        async with line(memory_settings, 6) as net:
+            data = os.urandom(3000)
+            content_id = await net.nodes[-1].store(data)
+            querier = bfs(net.nodes[0])
+            assert await querier.retrieve(content_id, rings=[Ring(ttl=5, fraction=1.0)]) == data
+            stats = querier.last_query
+            assert stats is not None and stats.found and stats.max_depth == 5
+            assert stats.search_requests == 5 and stats.fetch_requests == 2 and stats.nodes_asked == 5
+
+
+async def test_the_ttl_bounds_the_search_and_a_wider_ring_finds_it(memory_settings: MakeSettings) -> None:
+    with anyio.fail_after(20):
+        async with line(memory_settings, 6) as net:
+            content_id = await net.nodes[-1].store(b"beyond the horizon")
+            querier = bfs(net.nodes[0])
+            with pytest.raises(ItemNotFound, match=r"asked 3 node\(s\) in 1 ring\(s\), reaching 3 hop\(s\).*TTL 3"):
+                await querier.retrieve(content_id, rings=[Ring(ttl=3, fraction=1.0)])
+            assert querier.last_query is not None and querier.last_query.max_depth == 3
+            # the expanding ring: TTL 3 fails, then the unlimited ring finds it
+            found = await querier.retrieve(content_id, rings=[Ring(ttl=3, fraction=1.0), Ring(ttl=None, fraction=1.0)])
+            assert found == b"beyond the horizon"
+            assert querier.last_query is not None and querier.last_query.rings == 2
+            assert querier.last_query.search_requests == 3 + 5
+
+
+async def test_no_node_handles_a_query_twice(memory_settings: MakeSettings) -> None:
+    with anyio.fail_after(20):
+        async with clique(memory_settings, 7) as net:
+            before = [bfs(n).handler.stats.handled for n in net.nodes]
+            querier = bfs(net.nodes[0])
+            with pytest.raises(ItemNotFound):
+                await querier.retrieve("cd" * 32, rings=[Ring(ttl=None, fraction=1.0)], parallelism=8)
+            stats = querier.last_query
+            assert stats is not None and stats.nodes_asked == 6 and stats.search_requests == 6
+            handled = [bfs(n).handler.stats.handled - b for n, b in zip(net.nodes, before, strict=True)]
+            assert handled == [0] + [1] * 6  # every other node exactly once, although each named all the others
+            assert all(bfs(n).handler.stats.duplicates == 0 for n in net.nodes)
+            # a repeated query id is refused, and counted
+            query = Query(b"d" * 16, "cd" * 32, 2, 1.0)
+            peer = net.nodes[1]
+            first = decode_reply(await net.nodes[0].request(peer.address, ROUTE_QUERY, query.encode()))
+            again = decode_reply(await net.nodes[0].request(peer.address, ROUTE_QUERY, query.encode()))
+            assert not isinstance(first, Seen) and isinstance(again, Seen)
+            assert bfs(peer).handler.stats.duplicates == 1
+
+
+async def test_a_multi_block_item_reassembles_and_streams_byte_for_byte(memory_settings: MakeSettings) -> None:
+    with anyio.fail_after(20):
+        async with clique(memory_settings, 5) as net:
+            data = os.urandom(100 * 1024)  # 25 distinct blocks
+            content_id = await net.nodes[0].store(data)
+            await net.replicated(content_id)
+            reader = next(n for n in net.nodes if n not in net.holders(content_id))
+            assert await reader.retrieve(content_id) == data
+            stats = bfs(reader).last_query
+            assert stats is not None and stats.found and stats.blocks == 25 and stats.holders == 3
+            assert stats.fetch_requests == 26 and stats.corrupted == 0  # the manifest and 25 blocks, once each
+            pieces = [piece async for piece in reader.retrieve_stream(content_id)]
+            assert b"".join(pieces) == data and len(pieces) == 25
+            assert all(len(p) == 4096 for p in pieces)
+            streamed = bfs(reader).last_query
+            assert streamed is not None and streamed.found and streamed.fetch_requests == 26
+
+
+async def test_a_stream_abandoned_early_stops_fetching(memory_settings: MakeSettings) -> None:
+    with anyio.fail_after(20):
+        async with clique(memory_settings, 4, retrieval={"stream_window": 4}) as net:
+            content_id = await net.nodes[0].store(os.urandom(40 * 4096))
+            await net.replicated(content_id)
+            reader = next(n for n in net.nodes if n not in net.holders(content_id))
+            stream = reader.retrieve_stream(content_id)
+            async for _ in stream:
+                break
+            await stream.aclose()  # type: ignore[attr-defined]
+            stats = bfs(reader).last_query
+            assert stats is not None and not stats.found
+            assert stats.fetch_requests == 1 + 4  # the manifest and one window
+
+
+async def test_a_local_hit_costs_no_message(memory_settings: MakeSettings) -> None:
+    with anyio.fail_after(20):
+        async with clique(memory_settings, 3) as net:
+            data = os.urandom(9000)
+            content_id = await net.nodes[0].store(data)
+            assert await net.nodes[0].retrieve(content_id) == data
+            stats = bfs(net.nodes[0]).last_query
+            assert stats is not None and stats.local and stats.requests == 0 and stats.replies == 0
+
+
+async def test_digests_point_straight_at_a_holder(memory_settings: MakeSettings) -> None:
+    with anyio.fail_after(20):
+        async with clique(memory_settings, 8) as net:
+            content_id = await net.nodes[0].store(b"hinted")
+            await net.replicated(content_id)
+            reader = next(n for n in net.nodes if n not in net.holders(content_id))
+            holders = {h.address for h in net.holders(content_id)}
+            await net.wait_for(lambda: set(bfs(reader).book.matching(content_id, holders)) == holders)
+            assert await reader.retrieve(content_id) == b"hinted"
+            stats = bfs(reader).last_query
+            assert stats is not None and stats.search_requests == 1 and stats.fetch_requests == 2
+            assert bfs(reader).totals.digest_requests > 0
+
+
+async def test_a_holder_serving_corrupted_blocks_is_bypassed(memory_settings: MakeSettings) -> None:
+    with anyio.fail_after(20):
+        async with clique(memory_settings, 5) as net:
+            data = os.urandom(60 * 1024)  # 15 blocks, spread over the three holders
+            content_id = await net.nodes[0].store(data)
+            await net.replicated(content_id)
+            liar = net.holders(content_id)[1]
+            served = []
+
+            async def corrupted(request: RouteRequest) -> bytes:
+                served.append(decode_payload(request.body)["address"])
+                return b"not what you asked for"
+
+            liar.route("fetch-block", corrupted)
+            reader = next(n for n in net.nodes if n not in net.holders(content_id))
+            assert await reader.retrieve(content_id) == data
+            stats = bfs(reader).last_query
+            # tried only by the fetches already under way when its first bad block arrived, then avoided
+            assert stats is not None and 1 <= stats.corrupted == len(served) <= bfs(reader).options.fetch_concurrency
+            assert b"".join([p async for p in reader.retrieve_stream(content_id)]) == data
+
+
+async def test_a_holder_killed_mid_transfer_does_not_fail_the_retrieval(memory_settings: MakeSettings) -> None:
+    with anyio.fail_after(20):
+        async with clique(memory_settings, 5, retrieval={"fetch_concurrency": 2}) as net:
+            data = os.urandom(200 * 1024)  # 50 blocks
+            content_id = await net.nodes[0].store(data)
+            await net.replicated(content_id)
+            victim = net.holders(content_id)[0]
+            original = victim._routes["fetch-block"]
+            served = anyio.Event()
+            count = 0
+
+            async def slow(request: RouteRequest) -> bytes:
+                nonlocal count
+                count += 1
+                if count == 3:
+                    served.set()
+                await anyio.sleep(0.05)
+                return await original(request)
+
+            victim.route("fetch-block", slow)
+            reader = next(n for n in net.nodes if n not in net.holders(content_id))
+            result: list[bytes] = []
+
+            async def read() -> None:
+                result.append(await reader.retrieve(content_id))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                await served.wait()
+                await victim.aclose(graceful=False)
+            assert result == [data]
+            stats = bfs(reader).last_query
+            assert stats is not None and stats.found and stats.dead_reported >= 1
+            assert victim.address not in {p.address for p in reader.hosts.peers()}
+
+
+async def test_dead_hosts_met_during_a_search_are_reported(memory_settings: MakeSettings) -> None:
+    with anyio.fail_after(20):
+        async with clique(memory_settings, 5, hosts={"refresh_interval": 60.0}) as net:
+            querier, dead = net.nodes[0], net.nodes[3]
+            await dead.aclose(graceful=False)
+            assert dead.address in {p.address for p in querier.hosts.peers()}  # nobody noticed yet
+            with pytest.raises(ItemNotFound):
+                await bfs(querier).retrieve("ee" * 32, rings=[Ring(ttl=None, fraction=1.0)])
+            stats = bfs(querier).last_query
+            assert stats is not None and stats.dead_reported == 1
+            assert dead.address not in {p.address for p in querier.hosts.peers()}
+
+
+async def test_an_unknown_id_raises_item_not_found_with_the_extent_of_the_search(memory_settings: MakeSettings) -> None:
+    with anyio.fail_after(20):
+        async with clique(memory_settings, 4) as net:
+            with pytest.raises(ItemNotFound, match=r"not found: asked 3 node\(s\) in 2 ring\(s\)"):
+                await net.nodes[0].retrieve("ab" * 32)
+            with pytest.raises(ItemNotFound, match="not a content id"):
+                await net.nodes[0].retrieve("nope")
+            with pytest.raises(ItemNotFound):
+                [piece async for piece in net.nodes[0].retrieve_stream("ab" * 32)]
+            stats = bfs(net.nodes[0]).last_query
+            assert stats is not None and not stats.found and "ItemNotFound" in stats.error
+
+
+async def test_options_are_validated_at_start(memory_settings: MakeSettings) -> None:
+    bad = memory_settings(retrieval={"driver": "bfs", "options": {"rings": [{"ttl": 4, "fraction": 1.0},
+                                                                            {"ttl": 2, "fraction": 1.0}]}})
+    with pytest.raises(ButterConfigError, match="ring"):
+        async with butter.open_node(bad):
+            pass
