@@ -65,3 +65,25 @@ def test_sim_churn_prints_the_table_and_writes_outputs(tmp_path: Path) -> None:
     assert rows[0]["items"] == 20 and rows[0]["deaths"] > 0
     assert rows[0]["baseline_retention"] < rows[0]["retention"]
     assert (tmp_path / "churn.csv").exists() and (tmp_path / "churn.png").stat().st_size > 1000
+
+
+def test_get_retrieves_what_put_stored_through_another_node(tmp_path: Path) -> None:
+    pytest.importorskip("butter_retrieve_bfs", reason="butter-retrieve-bfs is not installed")
+    fast = {"heartbeat_interval": 0.3}
+    settings = ButterSettings(host="127.0.0.1", discovery={"drivers": []}, persistence={"options": fast},
+                              host_manager={"options": {"refresh_interval": 1.0, "exchange_interval": 0.3}})
+    with start_blocking_portal() as portal, \
+            portal.wrap_async_context_manager(butter.open_node(settings)) as a, \
+            portal.wrap_async_context_manager(butter.open_node(
+                settings.model_copy(update={"peers": [str(a.address)]}))) as b:
+        data = os.urandom(30_000)
+        (tmp_path / "in.bin").write_bytes(data)
+        put = runner.invoke(app, ["put", str(tmp_path / "in.bin"), "--node", str(a.address)])
+        assert put.exit_code == 0, put.output
+        content_id = put.stdout.strip()
+        out = tmp_path / "out.bin"
+        got = runner.invoke(app, ["get", content_id, "--node", str(b.address), "-o", str(out)])
+        assert got.exit_code == 0, got.output
+        assert out.read_bytes() == data
+        missing = runner.invoke(app, ["get", "0" * 64, "--node", str(b.address), "-o", str(tmp_path / "x")])
+        assert missing.exit_code == 1 and "not found" in missing.stderr

@@ -6,7 +6,9 @@ import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+import anyio
 
 from .blocks import chunk
 from .errors import ProtocolError
@@ -15,7 +17,7 @@ from .peers import PeerAddress
 from .settings import ButterSettings
 from .wire import decode_payload, encode_payload
 
-__all__ = ["UPLOAD_BATCH", "upload", "write_churn_outputs"]
+__all__ = ["UPLOAD_BATCH", "download", "upload", "write_churn_outputs"]
 
 UPLOAD_BATCH = 1024 * 1024  # bytes of blocks per `store` request
 
@@ -54,6 +56,30 @@ async def upload(
     if not isinstance(reply, dict) or reply.get("cid") != item.content_id:
         raise ProtocolError(f"the node answered {reply!r}, not the content id {item.content_id}")
     return item.content_id
+
+
+async def download(
+    settings: ButterSettings,
+    content_id: str,
+    sink: BinaryIO,
+    *,
+    on_progress: Callable[[int], None] = lambda done: None,
+    join_timeout: float = 10.0,
+) -> int:
+    """Start a client node with ``settings`` (its ``peers`` say where to join), wait until it knows a host
+    (at most ``join_timeout`` seconds), then stream the item ``content_id`` into ``sink``, every block
+    verified; returns the bytes written. Raises :class:`~butter.errors.ItemNotFound` or a transport error."""
+    written = 0
+    async with open_node(settings) as client:
+        with anyio.fail_after(join_timeout):
+            while not client.hosts.peers():  # noqa: ASYNC110 (static discovery fills it; bounded)
+                await anyio.sleep(0.05)
+        async for block in client.retrieve_stream(content_id):
+            sink.write(block)
+            written += len(block)
+            on_progress(written)
+    sink.flush()
+    return written
 
 
 def write_churn_outputs(rows: list[dict[str, Any]], directory: Path) -> list[Path]:

@@ -36,6 +36,7 @@ from ._cli_support import (
     run_async,
     setup_logging,
 )
+from .blocks import is_address
 from .errors import ButterError
 from .node import Node, open_node
 from .peers import PeerAddress
@@ -442,6 +443,68 @@ def put(
 
 
 UPLOAD_PROGRESS_FROM = 4 * 1024 * 1024  # bytes: smaller uploads show no progress bar
+
+
+# -- butter get ---------------------------------------------------------------------------------------------
+
+
+@app.command(
+    "get",
+    context_settings=EXTRA_ARGS,
+    epilog="""**Examples**
+
+  butter get 3f2a...e9 --node 127.0.0.1:9000 -o notes.txt
+
+  butter get 3f2a...e9 --node 127.0.0.1:9000 > notes.txt
+
+A short-lived client node joins through --node, searches the overlay for the content id (random TTL
+breadth-first search, bfs driver), then fetches the blocks in parallel from the holders, each verified
+against its address, and writes them in order. Exit status 1 when the item cannot be found.""",
+)
+def get(
+    ctx: typer.Context,
+    content_id: Annotated[str, typer.Argument(metavar="CID", help="Content id printed by `butter put`.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write; default standard output.", dir_okay=False)
+    ] = None,
+    node_address: Annotated[str, typer.Option("--node", "-n", metavar="HOST:PORT", help="A running node.")] = (
+        "127.0.0.1:9000"
+    ),
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.", min=0.01)] = 10.0,
+    host: Annotated[str, typer.Option(help="Address the short-lived client node listens on.")] = "127.0.0.1",
+    config: ConfigOption = None,
+    backend: BackendOption = Backend.asyncio,
+) -> None:
+    """Retrieve an item by content id through a running node and write it out, verified block by block."""
+    import sys
+
+    from rich.progress import DownloadColumn, Progress, SpinnerColumn, TransferSpeedColumn
+
+    from ._cli_data import download
+
+    try:
+        target = PeerAddress.parse(node_address)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    if not is_address(content_id):
+        fail(f"a content id is 64 lowercase hex characters, got {content_id!r}", 2)
+    base = load_or_exit(config, ctx.args)
+    setup_logging(LogLevel.WARNING)
+    settings = probe_settings(base, host=host, timeout=timeout).model_copy(update={
+        "retrieval": base.retrieval, "peers": [str(target)]})
+    sink = output.open("wb") if output is not None else sys.stdout.buffer
+    try:
+        with Progress(SpinnerColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console,
+                      transient=True, disable=output is None) as progress:
+            task = progress.add_task("download", total=None)
+            written = run_async(download, settings, content_id, sink,
+                               on_progress=lambda done: progress.update(task, completed=done),
+                               backend=backend, context=f"cannot retrieve {content_id[:16]}")
+    finally:
+        if output is not None:
+            sink.close()
+    if output is not None:
+        err_console.print(f"wrote {written} bytes to {output}", style="dim")
 
 
 # -- butter sim ---------------------------------------------------------------------------------------------
