@@ -20,7 +20,7 @@ def test_no_false_negatives_and_about_the_false_positive_rate_it_was_sized_for()
     rate = sum(o in bloom for o in outsiders) / len(outsiders)
     assert rate < 0.02
     assert 0.3 < bloom.fill_ratio() < 0.7
-    assert 1 not in bloom  # type: ignore[comparison-overlap]
+    assert 1 not in bloom
 
 
 def test_small_and_capped_filters() -> None:

@@ -70,7 +70,7 @@ class PersistenceSettings(SlotSettings):
 class RetrievalSettings(SlotSettings):
     """``driver = ""`` runs the node without retrieval."""
 
-    driver: str = ""
+    driver: str = "bfs"
 
 
 class DiscoverySettings(BaseModel):
