@@ -74,7 +74,18 @@ BackendOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table, for scripts.")]
 
+NodeOption = Annotated[str, typer.Option("--node", "-n", metavar="HOST:PORT", help="A running node.")]
+ClientHostOption = Annotated[str, typer.Option(help="Address the short-lived client node listens on.")]
+
 SLOTS_SHOWN = ("transport", "discovery", "host_manager", "persistence", "retrieval")
+
+
+def address_or_exit(text: str) -> PeerAddress:
+    """Parse ``HOST:PORT`` or exit with status 2 saying why."""
+    try:
+        return PeerAddress.parse(text)
+    except ValueError as exc:
+        fail(str(exc), 2)
 
 
 def _version(value: bool) -> None:
@@ -213,7 +224,7 @@ def peers(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.", min=0.01)] = 5.0,
     rounds: Annotated[int, typer.Option(help="Most known-hosts samples to ask for.", min=1)] = 8,
     json_output: JsonOption = False,
-    host: Annotated[str, typer.Option(help="Address the short-lived client node listens on.")] = "127.0.0.1",
+    host: ClientHostOption = "127.0.0.1",
     transport: Annotated[
         str | None, typer.Option(metavar="NAME", help="Transport driver to use. Default: the configured one (tcp).")
     ] = None,
@@ -221,10 +232,7 @@ def peers(
     backend: BackendOption = Backend.asyncio,
 ) -> None:
     """Ask a running node for its known hosts and print them (id, address, uptime, storage, known hosts)."""
-    try:
-        target = PeerAddress.parse(address)
-    except ValueError as exc:
-        fail(str(exc), 2)
+    target = address_or_exit(address)
     base = load_or_exit(config, ctx.args, transport={"driver": transport} if transport else None)
     setup_logging(LogLevel.WARNING)
     settings = probe_settings(base, host=host, timeout=timeout)
@@ -401,14 +409,12 @@ content id. Exit status 1 if the node cannot be reached or has no room.""",
 def put(
     ctx: typer.Context,
     file: Annotated[str, typer.Argument(metavar="FILE", help="File to store; - reads standard input.")],
-    node_address: Annotated[str, typer.Option("--node", "-n", metavar="HOST:PORT", help="A running node.")] = (
-        "127.0.0.1:9000"
-    ),
+    node_address: NodeOption = "127.0.0.1:9000",
     media_type: Annotated[str, typer.Option(help="Media type recorded in the manifest.")] = (
         "application/octet-stream"
     ),
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.", min=0.01)] = 30.0,
-    host: Annotated[str, typer.Option(help="Address the short-lived client node listens on.")] = "127.0.0.1",
+    host: ClientHostOption = "127.0.0.1",
     config: ConfigOption = None,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
@@ -419,10 +425,7 @@ def put(
 
     from ._cli_data import upload
 
-    try:
-        target = PeerAddress.parse(node_address)
-    except ValueError as exc:
-        fail(str(exc), 2)
+    target = address_or_exit(node_address)
     try:
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as exc:
@@ -467,11 +470,9 @@ def get(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write; default standard output.", dir_okay=False)
     ] = None,
-    node_address: Annotated[str, typer.Option("--node", "-n", metavar="HOST:PORT", help="A running node.")] = (
-        "127.0.0.1:9000"
-    ),
+    node_address: NodeOption = "127.0.0.1:9000",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.", min=0.01)] = 10.0,
-    host: Annotated[str, typer.Option(help="Address the short-lived client node listens on.")] = "127.0.0.1",
+    host: ClientHostOption = "127.0.0.1",
     config: ConfigOption = None,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
@@ -482,10 +483,7 @@ def get(
 
     from ._cli_data import download
 
-    try:
-        target = PeerAddress.parse(node_address)
-    except ValueError as exc:
-        fail(str(exc), 2)
+    target = address_or_exit(node_address)
     if not is_address(content_id):
         fail(f"a content id is 64 lowercase hex characters, got {content_id!r}", 2)
     base = load_or_exit(config, ctx.args)
