@@ -13,12 +13,10 @@ manifest and every block.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -78,12 +76,11 @@ class ChurnResult:
 
 
 class _Population:
-    def __init__(self, config: ChurnConfig, network: str, on_progress: Callable[[str, float], None] | None):
+    def __init__(self, config: ChurnConfig, network: str) -> None:
         self.config = config
         self.network = network
         self.rng = random.Random(config.seed)
         self.alive: dict[str, tuple[Node, anyio.CancelScope, float]] = {}
-        self.on_progress = on_progress
         self.counter = 0
         self.requests_of_dead = 0
         self.maintenance_of_dead = 0
@@ -149,7 +146,7 @@ async def run_churn(config: ChurnConfig, on_progress: Callable[[str, float], Non
     network = MemoryNetwork.named(network_name)
     network.latency, network.loss = config.latency, config.loss
     network._random.seed(config.seed)
-    population = _Population(config, network_name, on_progress)
+    population = _Population(config, network_name)
     result = ChurnResult(config)
     start = anyio.current_time()
     progress = on_progress or (lambda phase, fraction: None)
@@ -202,8 +199,3 @@ def run_churn_sync(config: ChurnConfig, on_progress: Callable[[str, float], None
 
     return anyio.run(run_churn, config, on_progress, backend="trio",
                      backend_options={"clock": MockClock(autojump_threshold=0)})
-
-
-def write_results(results: list[ChurnResult], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([r.to_json() for r in results], indent=2))
