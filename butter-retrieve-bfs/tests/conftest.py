@@ -13,8 +13,9 @@ from butter.settings import ButterSettings
 from butter_retrieve_bfs import BfsRetrieval
 
 MakeSettings = Callable[..., ButterSettings]
-FAST_HOSTS = {"refresh_interval": 0.5, "exchange_interval": 0.2, "quality_timeout": 1.0}
-FAST_PCG = {"heartbeat_interval": 0.2, "request_timeout": 1.0}
+# Fast timers, but tolerant ones: a loaded CI machine must not make hosts or group members look dead.
+FAST_HOSTS = {"refresh_interval": 0.5, "exchange_interval": 0.2, "quality_timeout": 2.0, "max_failures": 3}
+FAST_PCG = {"heartbeat_interval": 0.2, "member_timeout": 3.0, "request_timeout": 1.0}
 FAST_BFS = {"digest_interval": 0.3, "digest_max_interval": 1.0, "query_timeout": 1.0, "fetch_timeout": 2.0}
 
 
