@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,8 @@ from types import ModuleType
 
 import anyio
 import pytest
+
+from butter.testing.process import RunningProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 OHCE = ROOT / "examples" / "ohce" / "ohce.py"
@@ -50,64 +51,9 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # -- as real processes -------------------------------------------------------------------------------------
 
 
-class Running:
-    """An example running as a subprocess; its merged stdout/stderr lines are collected by a thread so that
-    a test can wait for one with a deadline."""
-
-    def __init__(self, script: Path, *args: str, stdin: int = subprocess.DEVNULL) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, str(script), *args], env=env, text=True, stdin=stdin,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        with self._changed:
-            return "\n".join(self.lines)
-
-    def wait_for(self, pattern: str, timeout: float = 20, *, after: int = 0) -> re.Match[str]:
-        """The first line (from index ``after``) matching ``pattern``; fails after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self.lines[after:]:
-                    if match := re.search(pattern, line):
-                        return match
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._reader.is_alive():  # timed out, or the process exited
-                    raise AssertionError(f"no line matching {pattern!r}; output so far:\n" + "\n".join(self.lines))
-                self._changed.wait(min(remaining, 0.2))
-
-    def type(self, line: str) -> int:
-        """Write ``line`` to stdin; returns how many output lines existed before, for ``wait_for(after=)``."""
-        with self._changed:
-            seen = len(self.lines)
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        return seen
-
-    def stop(self, signum: int = signal.SIGINT, timeout: float = 20) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signum)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+def Running(script: Path, *args: str, stdin: int = subprocess.DEVNULL) -> RunningProcess:
+    """An example running as a real process."""
+    return RunningProcess([sys.executable, str(script), *args], stdin=stdin)
 
 
 def run_once(script: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

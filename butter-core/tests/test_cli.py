@@ -9,9 +9,7 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 import tomllib
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ from typer.testing import CliRunner, Result
 import butter
 from butter.cli import app
 from butter.settings import ButterSettings
+from butter.testing.process import RunningProcess
 
 runner = CliRunner()
 Pair = tuple[BlockingPortal, butter.Node, butter.Node]
@@ -265,55 +264,10 @@ def test_peers_of_an_unreachable_node_exits_1() -> None:
 # -- butter node as a real process -------------------------------------------------------------------------
 
 
-class Running:
-    """A subprocess whose merged stdout/stderr lines are collected by a thread, so that a test can wait for
-    one with a deadline."""
-
-    def __init__(self, *args: str, cwd: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BUTTER_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "butter.cli", *args], cwd=cwd, env=env, text=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        with self._changed:
-            return "\n".join(self.lines)
-
-    def wait_for(self, pattern: str, timeout: float = 20) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self.lines:
-                    if match := re.search(pattern, line):
-                        return match
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._reader.is_alive():  # timed out, or the process exited
-                    raise AssertionError(f"no line matching {pattern!r}; output so far:\n" + "\n".join(self.lines))
-                self._changed.wait(min(remaining, 0.2))
-
-    def stop(self, signum: int = signal.SIGINT, timeout: float = 20) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signum)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+def Running(*args: str, cwd: Path) -> RunningProcess:
+    """``butter ARGS`` as a real process, without any BUTTER_* variable from the test environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUTTER_")}
+    return RunningProcess([sys.executable, "-m", "butter.cli", *args], cwd=cwd, env=env)
 
 
 def test_node_runs_until_sigint_then_leaves_gracefully(tmp_path: Path) -> None:
