@@ -1,0 +1,109 @@
+"""Wiki nodes (examples/wiki) as real processes on 127.0.0.1, for the tests of its pages and its command line.
+
+Every node uses static discovery only (``--peer``; the first one ``--discovery static``) and fast timers, so
+the tests never send beyond loopback and do not wait long. Every process is SIGKILLed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from butter.testing.process import RunningProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = {  # seconds: heartbeats, quality polls and known-host exchanges a few times faster than the defaults
+    "BUTTER_PERSISTENCE__OPTIONS__HEARTBEAT_INTERVAL": "0.5",
+    "BUTTER_PERSISTENCE__OPTIONS__REQUEST_TIMEOUT": "1.0",
+    "BUTTER_HOST_MANAGER__OPTIONS__REFRESH_INTERVAL": "1.0",
+    "BUTTER_HOST_MANAGER__OPTIONS__EXCHANGE_INTERVAL": "0.5",
+    "BUTTER_HOST_MANAGER__OPTIONS__QUALITY_TIMEOUT": "1.0",
+}
+# urllib would use an http_proxy from the environment, even for 127.0.0.1.
+HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def wiki_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUTTER_")}
+    return {**env, **FAST, "PYTHONPATH": str(ROOT), "NO_PROXY": "*"}
+
+
+def run_wiki(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """A one-shot wiki command (``write``, ``read``, ``list``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "examples.wiki", *args], env={**wiki_env(), "PYTHONUNBUFFERED": "1"}, text=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+    )
+
+
+@dataclass
+class WikiNode:
+    process: RunningProcess
+    address: str  # the node's HOST:PORT
+    url: str  # its web page, ending in "/"
+
+    def get(self, path: str) -> tuple[int, str, str]:
+        """GET ``path``: (status, final URL after redirects, body)."""
+        return self._open(urllib.request.Request(self.url + path.lstrip("/")))
+
+    def post(self, path: str, form: dict[str, str]) -> tuple[int, str, str]:
+        data = urllib.parse.urlencode(form).encode()
+        return self._open(urllib.request.Request(self.url + path.lstrip("/"), data=data, method="POST"))
+
+    def _open(self, request: urllib.request.Request) -> tuple[int, str, str]:
+        try:
+            with HTTP.open(request, timeout=60) as reply:
+                return reply.status, reply.url, reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.url, exc.read().decode()
+
+
+class WikiNodes:
+    """What the ``wiki_nodes`` fixture gives: ``start()`` a node, ``kill()`` it, ``run()`` a one-shot command."""
+
+    def __init__(self) -> None:
+        self.started: list[WikiNode] = []
+
+    def start(self, *, peer: WikiNode | None = None, backend: str = "asyncio") -> WikiNode:
+        """Start ``serve`` on free ports; the first node uses static discovery with no peer, the others
+        ``--peer`` the given node (default: the first one)."""
+        peer = peer or (self.started[0] if self.started else None)
+        where = ["--peer", peer.address] if peer else ["--discovery", "static"]
+        process = RunningProcess(
+            [sys.executable, "-m", "examples.wiki", "serve", "--port", "0", "--web-port", "0", "--backend", backend,
+             *where], env=wiki_env(),
+        )
+        node = WikiNode(process, "", "")
+        self.started.append(node)
+        node.address = process.wait_for(r"listening on (127\.0\.0\.1:\d+)", timeout=30).group(1)
+        node.url = process.wait_for(r"wiki page on (http://\S+/)", timeout=30).group(1)
+        return node
+
+    def kill(self, node: WikiNode) -> None:
+        node.process.stop(signal.SIGKILL, timeout=10)
+
+    run = staticmethod(run_wiki)
+
+
+@pytest.fixture
+def wiki_nodes() -> Iterator[WikiNodes]:
+    pytest.importorskip("butter_transport_tcp", reason="butter-transport-tcp is not installed")
+    pytest.importorskip("butter_persist_pcg", reason="butter-persist-pcg is not installed")
+    pytest.importorskip("butter_retrieve_bfs", reason="butter-retrieve-bfs is not installed")
+    pytest.importorskip("hypercorn", reason="hypercorn (the wiki's web server) is not installed")
+    nodes = WikiNodes()
+    try:
+        yield nodes
+    finally:
+        for node in nodes.started:
+            node.process.stop(signal.SIGKILL, timeout=10)
