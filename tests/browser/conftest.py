@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,3 +108,41 @@ def wiki_nodes() -> Iterator[WikiNodes]:
     finally:
         for node in nodes.started:
             node.process.stop(signal.SIGKILL, timeout=10)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Keep each phase's report on the test item, so a fixture can tell at teardown whether the test failed."""
+    report: pytest.TestReport = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic", "--no-proxy-server",
+]
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture
+def page(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A fresh Chromium page; on failure its screenshot and HTML go to ``tmp_path`` (paths printed)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"chromium is not installed ({CHROMIUM}; .ci/run installs Debian's chromium package)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python package) is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page()
+            tab.set_default_timeout(TIMEOUT_MS)
+            yield tab
+            report = getattr(request.node, "report_call", None)
+            if report is None or report.failed:
+                screenshot, html = tmp_path / "failure.png", tmp_path / "failure.html"
+                tab.screenshot(path=str(screenshot), full_page=True)
+                html.write_text(tab.content())
+                print(f"browser artefacts: {screenshot} {html} (page {tab.url})")
+        finally:
+            browser.close()
