@@ -85,6 +85,12 @@ def test_help(script: Path) -> None:
     assert "--peer" in result.stdout and "--port" in result.stdout and "--transport" in result.stdout
 
 
+@pytest.mark.parametrize("script", [OHCE, CHAT], ids=["ohce", "chat"])
+def test_a_bad_peer_address_is_a_usage_error(script: Path) -> None:
+    result = run_once(script, "--peer", "no-port-here", timeout=30)
+    assert result.returncode == 2 and "--peer" in result.stdout and "Traceback" not in result.stdout
+
+
 @needs_tcp
 @pytest.mark.parametrize(("server_backend", "client_backend"), [("asyncio", "trio"), ("trio", "asyncio")])
 def test_ohce_reverses_over_tcp(started: list[Running], server_backend: str, client_backend: str) -> None:

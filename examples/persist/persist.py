@@ -23,6 +23,7 @@ import os
 import stat
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 
@@ -136,9 +137,12 @@ async def stdin_lines() -> AsyncIterator[str]:
 
 
 async def main(args: argparse.Namespace) -> int:
-    discovery = args.discovery or (["static"] if args.peer else ["multicast"])
-    settings = butter.load_settings(host=args.host, port=args.port, peers=[str(p) for p in args.peer],
-                                    discovery={"drivers": discovery}, memory_budget="512MiB")
+    # Flags override butter.toml and BUTTER_* variables. With --peer: static discovery (and the node learns
+    # more peers from them); without, discovery is as configured (default: multicast on the LAN).
+    overrides: dict[str, Any] = {"host": args.host, "port": args.port, "peers": [str(p) for p in args.peer]}
+    if args.discovery or args.peer:
+        overrides["discovery"] = {"drivers": args.discovery or ["static"]}
+    settings = butter.load_settings(**overrides)
     async with butter.open_node(settings) as node:
         pcg(node)  # fail early without PCG
         print(f"listening on {node.address}")
@@ -154,7 +158,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peer", action="append", default=[], type=butter.PeerAddress.parse, metavar="HOST:PORT",
                         help="a peer to contact (static discovery); repeatable")
     parser.add_argument("--discovery", action="append", metavar="DRIVER",
-                        help="discovery driver, repeatable (default: static with --peer, else multicast)")
+                        help="discovery driver, repeatable (default: static with --peer, else as configured)")
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio", help="async library to run on")
     return parser.parse_args(argv)
 

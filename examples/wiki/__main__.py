@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import anyio
 
@@ -29,12 +30,12 @@ ROUTE_ARTICLES = "wiki-articles"  # reply: msgpack list of {"id": content id, "t
 
 def wiki_node_settings(args: argparse.Namespace) -> butter.ButterSettings:
     """Flags override ``butter.toml`` and ``BUTTER_*`` variables. With ``--peer`` the node contacts those
-    peers (static discovery); without, it finds peers on the LAN by multicast, unless ``--discovery``
-    says otherwise."""
-    discovery = args.discovery or (["static"] if args.peer else ["multicast"])
-    return butter.load_settings(
-        host=args.host, port=args.port, peers=[str(p) for p in args.peer], discovery={"drivers": discovery}
-    )
+    peers (static discovery) and learns more from them; without, discovery is as configured (default:
+    multicast on the LAN). ``--discovery`` names the drivers."""
+    overrides: dict[str, Any] = {"host": args.host, "port": args.port, "peers": [str(p) for p in args.peer]}
+    if args.discovery or args.peer:
+        overrides["discovery"] = {"drivers": args.discovery or ["static"]}
+    return butter.load_settings(**overrides)
 
 
 async def joined(node: butter.Node, timeout: float) -> None:
@@ -128,7 +129,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     node_flags.add_argument("--peer", action="append", default=[], type=butter.PeerAddress.parse,
                             metavar="HOST:PORT", help="a peer to contact (static discovery); repeatable")
     node_flags.add_argument("--discovery", action="append", metavar="DRIVER",
-                            help="discovery driver, repeatable (default: static with --peer, else multicast)")
+                            help="discovery driver, repeatable (default: static with --peer, else as configured)")
     node_flags.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for peers (default: 20)")
     node_flags.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio", help="async library")
 
