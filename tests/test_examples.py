@@ -271,3 +271,34 @@ def test_persist_add_kill_get(started: list[Running], monkeypatch: pytest.Monkey
     b.type("quit")  # leaves gracefully, handing its replicas over
     assert b.proc.wait(20) == 0, b.output
     assert c.stop(signal.SIGINT) == 0, c.output
+
+
+# -- examples/README.md: its code is correct against the current API -------------------------------------------
+
+README = ROOT / "examples" / "README.md"
+
+
+def test_readme_code_compiles() -> None:
+    import ast
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 4
+    for block in blocks:  # fragments may await at top level and name things defined elsewhere
+        compile(block, str(README), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+@needs_tcp
+def test_readme_dapp_and_its_test_run(tmp_path: Path) -> None:
+    """The complete files in the README (``# NAME.py: ...``) run: the dapp over TCP on 127.0.0.1, its test
+    on the memory transport."""
+    pytest.importorskip("butter_persist_pcg", reason="butter-persist-pcg is not installed")
+    for block in re.findall(r"```python\n(# (\w+\.py):.*?)```", README.read_text(), re.S):
+        (tmp_path / block[1]).write_text(block[0])
+    result = subprocess.run([sys.executable, "mydapp.py"], cwd=tmp_path, text=True, timeout=60,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"127\.0\.0\.1:\d+ shouted HELLO", result.stdout), result.stdout
+    assert re.search(r"stored [0-9a-f]{64}\nfound b'a note the network keeps'", result.stdout), result.stdout
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mydapp.py"],
+                            cwd=tmp_path, text=True, timeout=60, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout
