@@ -245,10 +245,11 @@ def test_persist_add_kill_get(started: list[Running], monkeypatch: pytest.Monkey
     for process in (b, c):
         process.wait_for(LISTENING)
 
-    deadline = time.monotonic() + 30
-    while int(ask(a, "groups", r"known hosts: (\d+)").group(1)) < 2:
-        assert time.monotonic() < deadline, a.output  # until A knows B and C (peers join in the background)
-        time.sleep(0.3)
+    for process in (a, b, c):  # until everyone knows everyone (peers are admitted in the background)
+        deadline = time.monotonic() + 30
+        while int(ask(process, "groups", r"known hosts: (\d+)").group(1)) < 2:
+            assert time.monotonic() < deadline, process.output
+            time.sleep(0.3)
     stored = ask(a, "add hello, persistent world", r"stored ([0-9a-f]{64}) \(23 bytes\); group: 1 of 3")
     content_id = stored.group(1)
     deadline = time.monotonic() + 30

@@ -28,11 +28,11 @@ from .articles import ArticleNotFound, Wiki
 ROUTE_ARTICLES = "wiki-articles"  # reply: msgpack list of {"id": content id, "title": str}
 
 
-def wiki_node_settings(args: argparse.Namespace) -> butter.ButterSettings:
-    """Flags override ``butter.toml`` and ``BUTTER_*`` variables. With ``--peer`` the node contacts those
-    peers (static discovery) and learns more from them; without, discovery is as configured (default:
-    multicast on the LAN). ``--discovery`` names the drivers."""
-    overrides: dict[str, Any] = {"host": args.host, "port": args.port, "peers": [str(p) for p in args.peer]}
+def wiki_node_settings(args: argparse.Namespace, **more: Any) -> butter.ButterSettings:
+    """Flags (and ``more`` settings) override ``butter.toml`` and ``BUTTER_*`` variables. With ``--peer`` the
+    node contacts those peers (static discovery) and learns more from them; without, discovery is as
+    configured (default: multicast on the LAN). ``--discovery`` names the drivers."""
+    overrides: dict[str, Any] = {"host": args.host, "port": args.port, "peers": [str(p) for p in args.peer], **more}
     if args.discovery or args.peer:
         overrides["discovery"] = {"drivers": args.discovery or ["static"]}
     return butter.load_settings(**overrides)
@@ -99,7 +99,8 @@ async def write(args: argparse.Namespace) -> int:
 
 
 async def read(args: argparse.Namespace) -> int:
-    async with butter.open_node(wiki_node_settings(args)) as node:
+    # A pure client: no persistence, so no group recruits this short-lived node to keep a replica.
+    async with butter.open_node(wiki_node_settings(args, persistence={"driver": ""})) as node:
         await joined(node, args.timeout)
         try:
             article = await Wiki(node).read(args.id)

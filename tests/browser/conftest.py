@@ -7,9 +7,11 @@ the tests never send beyond loopback and do not wait long. Every process is SIGK
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -60,6 +62,13 @@ class WikiNode:
     def post(self, path: str, form: dict[str, str]) -> tuple[int, str, str]:
         data = urllib.parse.urlencode(form).encode()
         return self._open(urllib.request.Request(self.url + path.lstrip("/"), data=data, method="POST"))
+
+    def wait_for_peers(self, count: int, timeout: float = 30) -> None:
+        """Until the home page says this node knows ``count`` peers (they are admitted in the background)."""
+        deadline = time.monotonic() + timeout
+        while not re.search(rf"\b{count} known peers", page := self.get("/")[2]):
+            assert time.monotonic() < deadline, f"{self.address} never knew {count} peers:\n{page}"
+            time.sleep(0.2)
 
     def _open(self, request: urllib.request.Request) -> tuple[int, str, str]:
         try:

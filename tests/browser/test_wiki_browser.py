@@ -38,7 +38,8 @@ def test_write_on_a_read_on_b_kill_a_read_on_c(wiki_nodes: Any, page: Any) -> No
     a = wiki_nodes.start(backend="asyncio")
     b = wiki_nodes.start(backend="trio")
     c = wiki_nodes.start(peer=b, backend="asyncio")
-    reload_until(page, a.url, r"\b2 known peers")  # A knows B and C: its article can be replicated on them
+    for node in (a, b, c):  # everyone knows everyone: A's article can be replicated on B and C
+        node.wait_for_peers(2)
 
     page.goto(a.url)
     page.click("text=Write an article")

@@ -27,6 +27,8 @@ def test_help(wiki_nodes: Any) -> None:
 def test_write_on_one_page_read_on_another_and_from_the_cli(wiki_nodes: Any) -> None:
     a = wiki_nodes.start(backend="asyncio")
     b = wiki_nodes.start(backend="trio")
+    a.wait_for_peers(1)
+    b.wait_for_peers(1)
 
     status, url, page = a.post("/write", {"title": "Fruit <i>&</i> more", "body": SCRIPT_BODY})
     assert status == 200, page  # after the 303 to the article
