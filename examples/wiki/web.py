@@ -81,7 +81,7 @@ and no central database. Every article has an id, its content address; anyone wi
 any node.</p>
 <p><a class="button" href="/write">Write an article</a><a class="button" href="/find">Find an article</a>
 <a class="button" href="/articles">Articles seen here ({len(wiki.seen)})</a></p>
-<p>This node: <code>{escape(str(wiki.node.address))}</code>, {len(wiki.node.hosts.peers())} known peers.</p>""")
+<p>This node: <code>{escape(str(wiki.node.address))}</code>; peers it knows: {len(wiki.node.hosts.peers())}.</p>""")
 
     async def write(request: Request) -> Response:
         if request.method == "GET":

@@ -66,7 +66,7 @@ class WikiNode:
     def wait_for_peers(self, count: int, timeout: float = 30) -> None:
         """Until the home page says this node knows ``count`` peers (they are admitted in the background)."""
         deadline = time.monotonic() + timeout
-        while not re.search(rf"\b{count} known peers", page := self.get("/")[2]):
+        while not re.search(rf"peers it knows: {count}\b", page := self.get("/")[2]):
             assert time.monotonic() < deadline, f"{self.address} never knew {count} peers:\n{page}"
             time.sleep(0.2)
 
