@@ -17,6 +17,7 @@ from __future__ import annotations
 import socket
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import sniffio
@@ -29,11 +30,13 @@ from starlette.routing import Route
 
 import butter
 
-from .articles import ArticleNotFound, Wiki
+from .articles import MAX_BODY, ArticleNotFound, Wiki
 from .render import markdown_to_html
 
 # No script may run on these pages, whatever an article contains (inline style only, for the page layout).
 HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src *; form-action 'self'"}
+
+MAX_FORM = 4 * MAX_BODY + 4096  # bytes of a posted form: the body's characters, URL-encoded UTF-8 at worst
 
 STYLE = """body{font-family:sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.5}
 header a{text-decoration:none;color:inherit}footer{margin-top:3rem;color:#777;font-size:.9rem}
@@ -86,6 +89,8 @@ any node.</p>
     async def write(request: Request) -> Response:
         if request.method == "GET":
             return page("Write", WRITE_FORM)
+        if int(request.headers.get("content-length") or 0) > MAX_FORM:
+            return page("Too large", f"<h1>Too large</h1><p>An article form is at most {MAX_FORM} bytes.</p>", 413)
         form = await request.form()
         title, body = form.get("title"), form.get("body")
         try:
@@ -100,7 +105,7 @@ any node.</p>
         content_id = request.query_params.get("id", "").strip()
         if not content_id:
             return page("Find", FIND_FORM)
-        return RedirectResponse(f"/article/{escape(content_id.lower())}", status_code=303)
+        return RedirectResponse(f"/article/{quote(content_id.lower(), safe='')}", status_code=303)
 
     async def article(request: Request) -> Response:
         content_id = request.path_params["content_id"]

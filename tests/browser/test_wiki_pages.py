@@ -73,5 +73,9 @@ def test_not_found_pages(wiki_nodes: Any) -> None:
         assert status == 404 and 'id="not-found"' in page and says in page, (path, page)
     status, _, page = a.post("/write", {"title": " ", "body": "x"})
     assert status == 400 and "Not stored" in page
+    status, _, page = a.post("/write", {"title": "big", "body": "x" * 2_000_000})
+    assert status == 413 and "Too large" in page
+    status, _, page = a.get("/find?id=../../etc")  # whatever is typed, the answer is a clear 404
+    assert status == 404 and 'id="not-found"' in page
     read = wiki_nodes.run("read", "f" * 64, "--peer", a.address, "--timeout", "10")
     assert read.returncode == 1 and "not found: no article" in read.stdout, read.stdout
