@@ -65,7 +65,7 @@ async def serve(args: argparse.Namespace) -> int:
 
         async def web_page(node: butter.Node) -> None:  # a client behaviour: runs in the node's task group
             try:
-                await web.serve(web.build_app(wiki), sock, stop_web)
+                await web.serve(web.build_app(wiki), sock, stop_web, args.backend)
             finally:
                 web_stopped.set()
 

@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import quote
 
 import anyio
-import sniffio
 from hypercorn.config import Config
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -149,10 +148,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(app: Any, sock: socket.socket, stop: anyio.Event) -> None:
+async def serve(app: Any, sock: socket.socket, stop: anyio.Event, backend: str) -> None:
     """Serve ``app`` on ``sock`` until ``stop`` is set (then finish open requests) or the task is cancelled.
 
-    hypercorn runs on asyncio and on trio; pick its flavour for the running event loop. Giving it a
+    hypercorn runs on asyncio and on trio: ``backend`` names the running event loop's. Giving it a
     ``shutdown_trigger`` also keeps it from installing signal handlers of its own: the node owns Ctrl-C.
     """
     config = Config()
@@ -160,7 +159,7 @@ async def serve(app: Any, sock: socket.socket, stop: anyio.Event) -> None:
     config.accesslog = None
     config.loglevel = "WARNING"
     config.graceful_timeout = 3.0  # seconds open requests get once ``stop`` is set
-    if sniffio.current_async_library() == "trio":
+    if backend == "trio":
         from hypercorn.trio import serve as hypercorn_serve
     else:
         from hypercorn.asyncio import serve as hypercorn_serve  # type: ignore[assignment]
