@@ -85,6 +85,12 @@ def test_help(script: Path) -> None:
     assert "--peer" in result.stdout and "--port" in result.stdout and "--transport" in result.stdout
 
 
+@pytest.mark.parametrize("script", [OHCE, CHAT], ids=["ohce", "chat"])
+def test_a_bad_peer_address_is_a_usage_error(script: Path) -> None:
+    result = run_once(script, "--peer", "no-port-here", timeout=30)
+    assert result.returncode == 2 and "--peer" in result.stdout and "Traceback" not in result.stdout
+
+
 @needs_tcp
 @pytest.mark.parametrize(("server_backend", "client_backend"), [("asyncio", "trio"), ("trio", "asyncio")])
 def test_ohce_reverses_over_tcp(started: list[Running], server_backend: str, client_backend: str) -> None:
@@ -202,3 +208,98 @@ async def test_chat_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
         tg.cancel_scope.cancel()
     out = capsys.readouterr().out
     assert "bob: hi" in out and f"default:{port}: received" in out
+
+
+# -- persist ------------------------------------------------------------------------------------------------
+
+PERSIST = ROOT / "examples" / "persist" / "persist.py"
+FAST_PCG = {  # seconds: heartbeats and host-management polls a few times faster than the defaults
+    "BUTTER_PERSISTENCE__OPTIONS__HEARTBEAT_INTERVAL": "0.5",
+    "BUTTER_HOST_MANAGER__OPTIONS__REFRESH_INTERVAL": "1.0",
+    "BUTTER_HOST_MANAGER__OPTIONS__EXCHANGE_INTERVAL": "0.5",
+    "BUTTER_HOST_MANAGER__OPTIONS__QUALITY_TIMEOUT": "1.0",
+}
+
+
+def ask(process: RunningProcess, command: str, pattern: str, timeout: float = 20) -> re.Match[str]:
+    return process.wait_for(pattern, timeout, after=process.type(command))
+
+
+@needs_tcp
+def test_persist_help() -> None:
+    result = run_once(PERSIST, "--help", timeout=30)
+    assert result.returncode == 0 and "--peer" in result.stdout and "--discovery" in result.stdout
+
+
+@needs_tcp
+def test_persist_add_kill_get(started: list[Running], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Add on A, watch its group fill up to 3 replicas, SIGKILL A, get it on C; a file stored on B comes back
+    byte for byte on C."""
+    pytest.importorskip("butter_persist_pcg", reason="butter-persist-pcg is not installed")
+    for name, value in FAST_PCG.items():
+        monkeypatch.setenv(name, value)
+    a = start(started, PERSIST, "--discovery", "static", stdin=subprocess.PIPE)
+    address = a.wait_for(LISTENING).group(1)
+    b = start(started, PERSIST, "--peer", address, "--backend", "trio", stdin=subprocess.PIPE)
+    c = start(started, PERSIST, "--peer", address, stdin=subprocess.PIPE)
+    for process in (b, c):
+        process.wait_for(LISTENING)
+
+    for process in (a, b, c):  # until everyone knows everyone (peers are admitted in the background)
+        deadline = time.monotonic() + 30
+        while int(ask(process, "groups", r"known hosts: (\d+)").group(1)) < 2:
+            assert time.monotonic() < deadline, process.output
+            time.sleep(0.3)
+    stored = ask(a, "add hello, persistent world", r"stored ([0-9a-f]{64}) \(23 bytes\); group: 1 of 3")
+    content_id = stored.group(1)
+    deadline = time.monotonic() + 30
+    while "3 of 3 replicas (goldilocks)" not in ask(a, "groups", rf"^{content_id} ").string:
+        assert time.monotonic() < deadline, a.output
+        time.sleep(0.3)
+
+    a.stop(signal.SIGKILL)
+    found = ask(c, f"get {content_id}", r"^found (\d+) bytes: (.*)$")
+    assert found.groups() == ("23", "hello, persistent world")
+
+    original = tmp_path / "in.bin"
+    original.write_bytes(os.urandom(50_000))  # 13 blocks of 4 KiB
+    file_id = ask(b, f"file {original}", r"stored ([0-9a-f]{64}) \(50000 bytes\)").group(1)
+    ask(c, f"get {file_id} {tmp_path / 'out.bin'}", r"^wrote 50000 bytes")
+    assert (tmp_path / "out.bin").read_bytes() == original.read_bytes()
+    ask(c, "get " + "0" * 64, r"^not found: ")
+    ask(c, "nonsense", r"^Commands: ")
+
+    b.type("quit")  # leaves gracefully, handing its replicas over
+    assert b.proc.wait(20) == 0, b.output
+    assert c.stop(signal.SIGINT) == 0, c.output
+
+
+# -- examples/README.md: its code is correct against the current API -------------------------------------------
+
+README = ROOT / "examples" / "README.md"
+
+
+def test_readme_code_compiles() -> None:
+    import ast
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 4
+    for block in blocks:  # fragments may await at top level and name things defined elsewhere
+        compile(block, str(README), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+@needs_tcp
+def test_readme_dapp_and_its_test_run(tmp_path: Path) -> None:
+    """The complete files in the README (``# NAME.py: ...``) run: the dapp over TCP on 127.0.0.1, its test
+    on the memory transport."""
+    pytest.importorskip("butter_persist_pcg", reason="butter-persist-pcg is not installed")
+    for block in re.findall(r"```python\n(# (\w+\.py):.*?)```", README.read_text(), re.S):
+        (tmp_path / block[1]).write_text(block[0])
+    result = subprocess.run([sys.executable, "mydapp.py"], cwd=tmp_path, text=True, timeout=60,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"127\.0\.0\.1:\d+ shouted HELLO", result.stdout), result.stdout
+    assert re.search(r"stored [0-9a-f]{64}\nfound b'a note the network keeps'", result.stdout), result.stdout
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mydapp.py"],
+                            cwd=tmp_path, text=True, timeout=60, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout

@@ -8,7 +8,7 @@ What it shows, beyond ohce:
 
 Two terminals on one machine::
 
-    python examples/chat/chat.py --port 9001 --name alice
+    python examples/chat/chat.py --port 9001 --name alice --discovery static
     python examples/chat/chat.py --port 9002 --name bob --peer 127.0.0.1:9001
 
 Or say one thing to every peer found and exit (what the tests do)::
@@ -22,6 +22,7 @@ import argparse
 import sys
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import anyio.from_thread
@@ -117,11 +118,10 @@ async def stdin_lines() -> AsyncIterator[str]:
 
 
 async def main(args: argparse.Namespace) -> int:
-    settings = butter.load_settings(host=args.host, port=args.port, transport={"driver": args.transport})
+    settings = node_settings(args)
     announcer = Announcer()
     async with butter.open_node(settings, plugins=(announcer,)) as node:
         node.route(ROUTE, on_message)
-        node.introduce(args.peer)  # offer the --peer addresses to host management (discovery finds more)
         name = args.name or f"node-{node.node_id[:6]}"
         print(f"listening on {node.address} as {name}")
 
@@ -145,19 +145,22 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def address(text: str) -> butter.PeerAddress:
-    try:
-        return butter.PeerAddress.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def node_settings(args: argparse.Namespace) -> butter.ButterSettings:
+    """As in ohce: the flags override butter.toml and BUTTER_* variables; --peer means static discovery."""
+    static = args.discovery or args.peer
+    discovery: dict[str, Any] = {"discovery": {"drivers": args.discovery or ["static"]}} if static else {}
+    return butter.load_settings(host=args.host, port=args.port, transport={"driver": args.transport},
+                                peers=[str(peer) for peer in args.peer], **discovery)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Chat over Butter: lines you type go to every known peer.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: 0, the OS picks)")
-    parser.add_argument("--peer", action="append", default=[], type=address, metavar="HOST:PORT",
-                        help="a peer to contact at start; repeatable")
+    parser.add_argument("--peer", action="append", default=[], type=butter.PeerAddress.parse, metavar="HOST:PORT",
+                        help="a peer to contact at start (static discovery); repeatable")
+    parser.add_argument("--discovery", action="append", metavar="DRIVER",
+                        help="discovery driver, repeatable (default: static with --peer, else as configured)")
     parser.add_argument("--transport", default="tcp", help="transport driver (default: tcp)")
     parser.add_argument("--name", default="", help="name shown with your messages (default: from the node id)")
     parser.add_argument("--say", metavar="TEXT", help="send TEXT to every peer found, print replies, exit")

@@ -7,12 +7,12 @@ Every node is a server and a client at once:
 
 Two terminals on one machine::
 
-    python examples/ohce/ohce.py --port 9001
+    python examples/ohce/ohce.py --port 9001 --discovery static
     python examples/ohce/ohce.py --port 9002 --peer 127.0.0.1:9001
 
 Or send once and exit (what the tests do)::
 
-    python examples/ohce/ohce.py --send hello --to 127.0.0.1:9001
+    python examples/ohce/ohce.py --send hello --to 127.0.0.1:9001 --discovery static
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import sys
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import anyio.from_thread
@@ -91,11 +92,9 @@ async def type_and_reverse(node: butter.Node) -> None:
 
 
 async def main(args: argparse.Namespace) -> int:
-    # Settings also come from butter.toml and BUTTER_* variables; the flags below override them.
-    settings = butter.load_settings(host=args.host, port=args.port, transport={"driver": args.transport})
+    settings = node_settings(args)
     async with butter.open_node(settings) as node:  # listening from here; leaves gracefully on exit
         node.route(ROUTE, reverse)
-        node.introduce(args.peer)  # offer the --peer addresses to host management (discovery finds more)
         print(f"listening on {node.address}")
 
         if args.send is not None:  # one-shot mode: ask each --to address once, then leave
@@ -115,22 +114,28 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def address(text: str) -> butter.PeerAddress:
-    try:
-        return butter.PeerAddress.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def node_settings(args: argparse.Namespace) -> butter.ButterSettings:
+    """Settings also come from butter.toml and BUTTER_* variables; the flags override them. With --peer the
+    node contacts those peers (static discovery, and it learns more from them); without, discovery is as
+    configured (default: multicast on the LAN). --discovery names the drivers."""
+    overrides: dict[str, Any] = {"host": args.host, "port": args.port, "transport": {"driver": args.transport},
+                                 "peers": [str(peer) for peer in args.peer]}
+    if args.discovery or args.peer:
+        overrides["discovery"] = {"drivers": args.discovery or ["static"]}
+    return butter.load_settings(**overrides)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Reverse echo over Butter: peers answer with your text reversed.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: 0, the OS picks)")
-    parser.add_argument("--peer", action="append", default=[], type=address, metavar="HOST:PORT",
-                        help="a peer to contact at start; repeatable")
+    parser.add_argument("--peer", action="append", default=[], type=butter.PeerAddress.parse, metavar="HOST:PORT",
+                        help="a peer to contact at start (static discovery); repeatable")
+    parser.add_argument("--discovery", action="append", metavar="DRIVER",
+                        help="discovery driver, repeatable (default: static with --peer, else as configured)")
     parser.add_argument("--transport", default="tcp", help="transport driver (default: tcp)")
     parser.add_argument("--send", metavar="TEXT", help="send TEXT to each --to address once, print replies, exit")
-    parser.add_argument("--to", action="append", default=[], type=address, metavar="HOST:PORT",
+    parser.add_argument("--to", action="append", default=[], type=butter.PeerAddress.parse, metavar="HOST:PORT",
                         help="target of --send; repeatable")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each reply (default: 5)")
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio", help="async library to run on")

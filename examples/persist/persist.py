@@ -1,0 +1,171 @@
+"""persist: store text or files on the overlay and find them again by id, watching their groups (SPEC §8.3).
+
+Each node is a full peer: it keeps replicas of others' items in Peer Content Groups (PCG) and answers
+searches (BFS). At its prompt::
+
+    add TEXT          store TEXT; prints its content id and its group's state
+    file PATH         store a file
+    get ID [PATH]     find an item by id, from any node; print it, or write it to PATH
+    groups            the groups this node is a member of: replicas, target, state, members
+    help, quit
+
+Three terminals on one machine, then add on one, kill it (Ctrl-C, or ``kill -9``), get on another::
+
+    python examples/persist/persist.py --port 9001 --discovery static
+    python examples/persist/persist.py --port 9002 --peer 127.0.0.1:9001
+    python examples/persist/persist.py --port 9003 --peer 127.0.0.1:9001
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+
+import butter
+from butter.blocks import is_address
+from butter_persist_pcg import PcgPersistence
+
+HELP = "Commands: add TEXT | file PATH | get ID [PATH] | groups | help | quit"
+
+
+# -- what the commands do ---------------------------------------------------------------------------------
+
+
+def pcg(node: butter.Node) -> PcgPersistence:
+    """The node's PCG driver, for its group queries (they are not part of the persistence slot's interface)."""
+    if not isinstance(node.persistence, PcgPersistence):
+        raise SystemExit("this example needs the pcg persistence driver (persistence.driver = 'pcg')")
+    return node.persistence
+
+
+def group_line(node: butter.Node, content_id: str) -> str:
+    state = pcg(node).group_state(content_id)
+    if state is None:
+        return "not a member of its group"
+    count, target, kind = state
+    return f"group: {count} of {target} replicas ({kind.value})"
+
+
+async def add(node: butter.Node, data: bytes, media_type: str) -> None:
+    try:
+        content_id = await node.store(data, media_type=media_type)
+    except butter.StoreFull as exc:
+        print(f"not stored: {exc}")
+        return
+    print(f"stored {content_id} ({len(data)} bytes); {group_line(node, content_id)}")
+
+
+async def get(node: butter.Node, content_id: str, path: str | None) -> None:
+    if not is_address(content_id):
+        print("an id is 64 hexadecimal characters")
+        return
+    try:
+        data = await node.retrieve(content_id)  # every block verified against its address
+    except butter.ItemNotFound as exc:
+        print(f"not found: {exc}")
+        return
+    if path:
+        await anyio.Path(path).write_bytes(data)
+        print(f"wrote {len(data)} bytes to {path}")
+    else:
+        print(f"found {len(data)} bytes: {data.decode('utf-8', 'replace')}")
+
+
+def groups(node: butter.Node) -> None:
+    views = pcg(node).groups  # content id -> GroupView
+    print(f"{len(views)} groups; known hosts: {len(node.hosts.peers())}")
+    for content_id, view in views.items():
+        members = ", ".join(str(m.address) for m in view.members.values())
+        print(f"{content_id} {view.size} bytes; {group_line(node, content_id)}; members {members}")
+
+
+async def prompt(node: butter.Node) -> None:
+    """The client behaviour: one command per line from stdin."""
+    print(HELP)
+    async for line in stdin_lines():
+        command, _, rest = line.strip().partition(" ")
+        if command == "add" and rest:
+            await add(node, rest.encode("utf-8"), "text/plain; charset=utf-8")
+        elif command == "file" and rest:
+            try:
+                data = await anyio.Path(rest).read_bytes()
+            except OSError as exc:
+                print(f"cannot read {rest}: {exc.strerror}")
+                continue
+            await add(node, data, "application/octet-stream")
+        elif command == "get" and rest:
+            content_id, _, path = rest.partition(" ")
+            await get(node, content_id, path.strip() or None)
+        elif command == "groups":
+            groups(node)
+        elif command == "quit":
+            await node.aclose()  # leave gracefully: PCG hands this node's replicas over first
+            return
+        elif command:
+            print(HELP)
+    print("stdin closed: still serving; press Ctrl-C to leave")
+
+
+async def stdin_lines() -> AsyncIterator[str]:
+    """Lines from stdin until end of input, read without blocking the event loop: the loop waits until
+    stdin (a terminal or a pipe; Unix) has data, so Ctrl-C works at any time. A regular file is read at once."""
+    fd = sys.stdin.fileno()
+    if stat.S_ISREG(os.fstat(fd).st_mode):  # `< commands.txt`: event loops cannot wait on files
+        for line in sys.stdin.read().splitlines():
+            yield line
+        return
+    pending = b""
+    while True:
+        await anyio.wait_readable(fd)
+        data = os.read(fd, 65536)
+        if not data:
+            break
+        *lines, pending = (pending + data).split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+# -- putting it together ----------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> int:
+    # Flags override butter.toml and BUTTER_* variables. With --peer: static discovery (and the node learns
+    # more peers from them); without, discovery is as configured (default: multicast on the LAN).
+    overrides: dict[str, Any] = {"host": args.host, "port": args.port, "peers": [str(p) for p in args.peer]}
+    if args.discovery or args.peer:
+        overrides["discovery"] = {"drivers": args.discovery or ["static"]}
+    settings = butter.load_settings(**overrides)
+    async with butter.open_node(settings) as node:
+        pcg(node)  # fail early without PCG
+        print(f"listening on {node.address}")
+        node.behaviour(prompt)
+        await node.wait_for_exit()  # Ctrl-C, SIGTERM, or `quit`
+    return 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Store and find data on Butter; watch its Peer Content Groups.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: 0, the OS picks)")
+    parser.add_argument("--peer", action="append", default=[], type=butter.PeerAddress.parse, metavar="HOST:PORT",
+                        help="a peer to contact (static discovery); repeatable")
+    parser.add_argument("--discovery", action="append", metavar="DRIVER",
+                        help="discovery driver, repeatable (default: static with --peer, else as configured)")
+    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio", help="async library to run on")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    try:
+        sys.exit(anyio.run(main, arguments, backend=arguments.backend))
+    except butter.ButterConfigError as exc:
+        sys.exit(f"error: {exc}")

@@ -1,0 +1,138 @@
+"""The flooding search and the route that answers it.
+
+A query ``{"q": 16-byte id, "cid": content id, "ttl": hops left}`` goes to every known host at once. A host
+that holds the item's manifest answers with its own address; one that does not, and has hops left, floods
+its own known hosts with ``ttl - 1`` and passes the first holder back; one that has seen the query id
+already answers "no" at once, so each node works on a query once. The first holder found wins: the others
+are cancelled. Then the manifest and the blocks are fetched from it, each verified against its address.
+
+Flooding finds anything within ``ttl`` hops, at the price of a message to every node in range: compare
+Butter's default ``bfs``, which asks a random fraction of hosts per ring.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+
+import anyio
+from anyio.abc import TaskStatus
+
+from butter.blocks import aiter_assemble, is_address, load_manifest
+from butter.errors import BlockCorrupted, ButterError, ItemNotFound, ProtocolError
+from butter.node import Node, RouteRequest
+from butter.peers import PeerAddress
+from butter.wire import decode_payload, encode_payload
+
+__all__ = ["ROUTE_FLOOD", "FloodRetrieval"]
+
+ROUTE_FLOOD = "flood-query"
+
+
+class FloodRetrieval:
+    """A :class:`butter.slots.Retrieval` that floods queries up to ``ttl`` hops."""
+
+    def __init__(self, node: Node, *, ttl: int, hop_timeout: float, fetch_timeout: float, seen_capacity: int) -> None:
+        self.node = node
+        self.ttl = ttl
+        self.hop_timeout = hop_timeout
+        self.fetch_timeout = fetch_timeout
+        self.seen_capacity = seen_capacity
+        self._seen: OrderedDict[bytes, None] = OrderedDict()  # query ids handled, oldest first
+        self.queries_answered = 0
+        node.route(ROUTE_FLOOD, self._serve)  # a plugin registers its routes like any dapp
+
+    # -- the Retrieval protocol -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()  # nothing to do in the background: searches run when asked
+        await anyio.sleep_forever()
+
+    async def retrieve(self, content_id: str) -> bytes:
+        return b"".join([block async for block in self.stream(content_id)])
+
+    async def stream(self, content_id: str) -> AsyncIterator[bytes]:
+        """Find a holder, then yield the item's blocks in order, each verified. Raises
+        :class:`~butter.errors.ItemNotFound` when no holder is found within ``ttl`` hops or it fails."""
+        if not is_address(content_id):
+            raise ItemNotFound(f"{content_id!r} is not a content id")
+        holder = await self.locate(content_id)
+        if holder is None:
+            raise ItemNotFound(f"item {content_id} not found within {self.ttl} hops")
+
+        async def get(address: str) -> bytes | None:
+            local = await self.node.blocks.get(address)
+            if local is not None or holder == self.node.address:
+                return local
+            try:
+                return await self.node.fetch_block(holder, address, timeout=self.fetch_timeout)  # verified
+            except BlockCorrupted:
+                raise  # wrong bytes: discarded, and the search fails saying so
+            except ButterError:  # unreachable, timed out, or "not-found"
+                return None
+
+        try:
+            manifest_block = await get(content_id)
+            if manifest_block is None:
+                raise ItemNotFound(f"holder {holder} of {content_id} did not supply its manifest")
+            async for block in aiter_assemble(load_manifest(content_id, manifest_block), get):
+                yield block
+        except ItemNotFound:
+            raise
+        except ButterError as exc:  # a block missing or corrupted, an invalid manifest
+            raise ItemNotFound(f"item {content_id} from {holder}: {exc}") from exc
+
+    async def locate(self, content_id: str) -> PeerAddress | None:
+        """An address holding ``content_id``: this node's, or the first found by flooding."""
+        if await self.node.blocks.has(content_id):
+            return self.node.address
+        query_id = os.urandom(16)
+        self._remember(query_id)
+        return await self._flood(query_id, content_id, self.ttl)
+
+    # -- flooding ---------------------------------------------------------------------------------------
+
+    async def _flood(self, query_id: bytes, content_id: str, ttl: int) -> PeerAddress | None:
+        """Ask every known host at once; the first holder named wins and the other requests are cancelled."""
+        found: list[PeerAddress] = []
+        body = encode_payload({"q": query_id, "cid": content_id, "ttl": ttl})
+
+        async with anyio.create_task_group() as tg:
+
+            async def ask(peer: PeerAddress) -> None:
+                try:
+                    reply = decode_payload(await self.node.request(
+                        peer, ROUTE_FLOOD, body, timeout=self.hop_timeout * (ttl + 1)))
+                    holder = PeerAddress.from_wire(reply.get("holder")) if isinstance(reply, dict) else None
+                except (ButterError, ValueError):  # unreachable, timed out, refused, or a malformed reply
+                    return
+                if holder is not None:
+                    found.append(holder)
+                    tg.cancel_scope.cancel()
+
+            for peer in self.node.hosts.peers():
+                tg.start_soon(ask, peer.address)
+        return found[0] if found else None
+
+    async def _serve(self, request: RouteRequest) -> bytes:
+        """Route ``flood-query``: reply ``{"holder": [host, port]}`` or ``{"holder": None}``."""
+        query = decode_payload(request.body, self.node.settings.max_frame)
+        if not (isinstance(query, dict) and isinstance(query.get("q"), bytes) and is_address(query.get("cid"))
+                and isinstance(query.get("ttl"), int) and 0 <= query["ttl"] <= 16):
+            raise ProtocolError('flood-query body must be {"q": bytes, "cid": hex, "ttl": 0..16}')
+        if query["q"] in self._seen:
+            return encode_payload({"holder": None})
+        self._remember(query["q"])
+        self.queries_answered += 1
+        holder: PeerAddress | None = None
+        if await self.node.blocks.has(query["cid"]):
+            holder = self.node.address
+        elif query["ttl"] > 0:
+            holder = await self._flood(query["q"], query["cid"], query["ttl"] - 1)
+        return encode_payload({"holder": holder.to_wire() if holder else None})
+
+    def _remember(self, query_id: bytes) -> None:
+        self._seen[query_id] = None
+        while len(self._seen) > self.seen_capacity:
+            self._seen.popitem(last=False)
