@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import anyio
 from anyio.abc import ByteStream
 
 from butter.errors import PeerUnreachable
@@ -48,7 +49,15 @@ def adopt_outgoing(transport: TcpTransport, address: PeerAddress, stream: ByteSt
         on_closed=on_closed,
     )
     stale = transport._outgoing.pop(address, None)
-    if stale is not None:
-        transport._discard(address, stale, "replaced by an adopted connection")
     transport._outgoing[address] = connection
     tg.start_soon(connection.run)
+    if stale is not None:
+        tg.start_soon(_retire, transport, address, stale)
+
+
+async def _retire(transport: TcpTransport, address: PeerAddress, stale: OutgoingConnection) -> None:
+    """Close a replaced connection once the requests in flight on it are answered (at most 30 s)."""
+    with anyio.move_on_after(30):
+        while stale.pending and not stale.closed:  # noqa: ASYNC110 (replies arrive without an event to wait on)
+            await anyio.sleep(0.05)
+    transport._discard(address, stale, "replaced by an adopted connection")

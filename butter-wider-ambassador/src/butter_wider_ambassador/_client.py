@@ -86,6 +86,7 @@ class AmbassadorClient:
         self._services: dict[PeerAddress, PeerAddress] = {}  # ambassador node address -> its service address
         self._relay_of: dict[PeerAddress, tuple[PeerAddress, Introduction]] = {}  # relayed peer -> its service
         self._reserving: set[PeerAddress] = set()
+        self._introduced: set[PeerAddress] = set()  # addresses already logged as introduced
         self._punched: dict[PeerAddress, float] = {}  # target -> when a punch was last tried
         self._upnp_tried = False
         self._punch_limiter = anyio.CapacityLimiter(2)
@@ -195,16 +196,28 @@ class AmbassadorClient:
                 self._tg.start_soon(self._hold_reservation, ambassador)
         mine = set(self.relayed.values())
         fresh = [p for p in welcome.peers if p.address not in mine and p.node_id != self.node.node_id]
-        if fresh:
-            log.info("ambassador %s introduced %d peers: %s", ambassador, len(fresh),
-                     ", ".join(f"{p.address}{' (relayed)' if p.relayed else ''}" for p in fresh))
+        new = [p for p in fresh if p.address not in self._introduced]
+        if new:
+            log.info("ambassador %s introduced %d new peers: %s", ambassador, len(new),
+                     ", ".join(f"{p.address}{' (relayed)' if p.relayed else ''}" for p in new))
+        self._introduced.update(p.address for p in new)
         self.stats.introductions += len(fresh)
-        self.node.introduce([p.address for p in fresh])
+        direct = []
         for peer in fresh:
             if peer.relayed:
                 self._relay_of[peer.address] = (self._services[ambassador], peer)
-                if self._should_punch(peer.address):
-                    self._tg.start_soon(self.punch, peer.address)
+            if peer.relayed and self._should_punch(peer.address):
+                self._tg.start_soon(self._punch_then_introduce, peer.address)
+            else:
+                direct.append(peer.address)
+        self.node.introduce(direct)
+
+    async def _punch_then_introduce(self, target: PeerAddress) -> None:
+        """Punch first, so that host management's first contact already uses the direct connection."""
+        try:
+            await self.punch(target)
+        finally:
+            self.node.introduce([target])
 
     async def _map_port(self) -> None:
         self.mapping = await map_port(self.node.address.port)
@@ -247,8 +260,9 @@ class AmbassadorClient:
                 message = await channel.receive()
                 if isinstance(message, Open):
                     tg.start_soon(self._serve_circuit, service, reserved.token, message.circuit)
-                elif isinstance(message, PunchCall):
-                    tg.start_soon(self._answer_punch, service, reserved.token, message.punch)
+                elif isinstance(message, PunchCall) and self._tg is not None:
+                    # in the client's own task group: a punched connection outlives the reservation
+                    self._tg.start_soon(self._answer_punch, service, reserved.token, message.punch)
         except ButterError as exc:
             return str(exc)
 

@@ -71,5 +71,5 @@ async def map_port(
     try:
         return await anyio.to_thread.run_sync(attempt, abandon_on_cancel=True)
     except Exception as exc:  # miniupnpc raises bare Exception for every failure
-        log.info("UPnP: port %d not mapped: %s", port, exc)
+        log.info("UPnP: port %d not mapped (no usable gateway: %s)", port, exc)
         return None
