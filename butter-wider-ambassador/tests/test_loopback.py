@@ -25,13 +25,15 @@ pytestmark = pytest.mark.anyio
 FAST_HOSTS = {"refresh_interval": 0.5, "exchange_interval": 0.3, "quality_timeout": 2.0, "max_failures": 3}
 
 
-def settings(host: str, ambassador: dict[str, Any], peers: tuple[str, ...] = ()) -> butter.ButterSettings:
+def settings(
+    host: str, ambassador: dict[str, Any], peers: tuple[str, ...] = (), hosts: dict[str, Any] | None = None
+) -> butter.ButterSettings:
     return butter.load_settings(
         host=host,
         port=0,
         peers=list(peers),
         discovery={"drivers": ["static", "ambassador"], "options": {"ambassador": ambassador}},
-        host_manager={"driver": "diversity", "options": FAST_HOSTS},
+        host_manager={"driver": "diversity", "options": {**FAST_HOSTS, **(hosts or {})}},
         persistence={"driver": ""},
         retrieval={"driver": ""},
         shutdown_timeout=0.5,
@@ -75,7 +77,9 @@ class World:
 
     async def client(self, host: str, ambassador: butter.Node, **options: Any) -> butter.Node:
         opts = {"ambassadors": [str(ambassador.address)], "interval": 0.5, "upnp": False, "timeout": 2.0, **options}
-        return await self.stack.enter_async_context(butter.open_node(settings(host, opts)))
+        # a node "behind NAT" must not gossip its own loopback address, which loopback cannot hide as NAT does
+        hosts = {"exchange_interval": 3600.0} if "source_host" in options else None
+        return await self.stack.enter_async_context(butter.open_node(settings(host, opts, hosts=hosts)))
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from butter.peers import PeerAddress
 from butter_wider_ambassador import (
     MAX_MESSAGE,
     Accept,
+    Dialed,
     Hello,
     Introduction,
     Malformed,
@@ -37,7 +38,8 @@ tokens = st.binary(max_size=64)
 introductions = st.builds(Introduction, ids, addresses, st.booleans())
 messages = st.one_of(
     st.builds(Hello, ids, addresses, ports, st.integers(0, 64)),
-    st.builds(Welcome, addresses, st.none() | addresses, ids, st.lists(introductions, max_size=8).map(tuple)),
+    st.builds(Welcome, addresses, ids, st.lists(introductions, max_size=8).map(tuple)),
+    st.builds(Dialed, st.none() | addresses),
     st.builds(Reserve, ids, addresses),
     st.builds(Reserved, addresses, tokens, st.floats(0, 1e6), counts),
     st.builds(Open, counts),

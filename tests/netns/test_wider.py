@@ -136,6 +136,9 @@ def test_two_nated_lans_meet_through_an_ambassador(lab: Lab) -> None:
     wait_until(lambda: ids[b0] in net.peers(a0, net.aobs), 30, "a0 knows b0 (relayed)")
     assert a0.matches(rf"sees this node at {net.ra.wan_ip} .*reachable at {public_a0}")
     assert b0.matches(r"not reachable from outside") and b0.matches(r"relay reservation at ambassador")
+    # no UPnP gateway in these namespaces: the attempt is logged and the node goes on
+    b0.wait_for(rf"UPnP: port {PORT} not mapped: .*; going on without it", 15)
+    assert b0.alive
     relayed_b0 = net.peers(a0, net.aobs)[ids[b0]]
     assert relayed_b0.startswith(f"{net.amb_host.ip}:71"), relayed_b0
     # a1 was never configured with the ambassador: it found it in its neighbours' known hosts

@@ -26,6 +26,7 @@ from ._limits import RelayLimits as RelayLimits
 from ._limits import RelayStats as RelayStats
 from ._messages import MAX_MESSAGE as MAX_MESSAGE
 from ._messages import Accept as Accept
+from ._messages import Dialed as Dialed
 from ._messages import Hello as Hello
 from ._messages import Introduction as Introduction
 from ._messages import Malformed as Malformed
@@ -60,6 +61,7 @@ __all__ = [
     "AmbassadorService",
     "CircuitBudget",
     "ClientStats",
+    "Dialed",
     "Hello",
     "IndexEntry",
     "Introduction",

@@ -34,6 +34,7 @@ from butter.wire import decode_payload
 from ._io import Channel, connect, local_address, splice
 from ._messages import (
     Accept,
+    Dialed,
     Hello,
     Introduction,
     Open,
@@ -144,13 +145,12 @@ class AmbassadorClient:
         answered = False
         for ambassador in self.ambassadors()[: self.options.max_ambassadors]:
             try:
-                welcome = await self._hello(ambassador)
+                await self._hello(ambassador)
             except (ButterError, ValueError) as exc:
                 log.info("ambassador %s did not answer: %s", ambassador, exc)
                 self._services.pop(ambassador, None)
                 continue
             answered = True
-            self._welcomed(ambassador, welcome)
         return answered
 
     async def _service(self, ambassador: PeerAddress) -> PeerAddress:
@@ -166,34 +166,41 @@ class AmbassadorClient:
             service = self._services[ambassador] = PeerAddress(ambassador.host, port)
         return service
 
-    async def _hello(self, ambassador: PeerAddress) -> Welcome:
+    async def _hello(self, ambassador: PeerAddress) -> None:
+        """Publish to ``ambassador``: admit its introductions as soon as they come, then learn from the
+        dial-back whether this node is reachable, and act on it."""
         service = await self._service(ambassador)
         port = self.options.public_port or (self.mapping.external_port if self.mapping else self.node.address.port)
         hello = Hello(self.node.node_id, self.node.address, port, self.options.introductions)
         channel = Channel(await connect(service, timeout=self.options.timeout, local=(self.bind_host, 0)))
         try:
             await channel.send(hello)
-            return await channel.expect(Welcome, self.options.timeout * 2)  # the dial-back takes a timeout
+            welcome = await channel.expect(Welcome, self.options.timeout)
+            self._introduce(ambassador, welcome)
+            dialed = await channel.expect(Dialed, self.options.timeout * 2)  # the dial-back may take a timeout
         finally:
             await channel.aclose()
+        self._reachability(ambassador, welcome, dialed.reachable)
 
-    def _welcomed(self, ambassador: PeerAddress, welcome: Welcome) -> None:
+    def _reachability(self, ambassador: PeerAddress, welcome: Welcome, reachable: PeerAddress | None) -> None:
         self.stats.welcomes += 1
-        if (welcome.observed.host, welcome.reachable) != (self.observed and self.observed.host, self.reachable):
+        if (welcome.observed.host, reachable) != (self.observed and self.observed.host, self.reachable):
             log.info(
                 "ambassador %s sees this node at %s (subnet %s): %s", ambassador, welcome.observed.host,
-                welcome.subnet,
-                f"reachable at {welcome.reachable}" if welcome.reachable else "not reachable from outside",
+                welcome.subnet, f"reachable at {reachable}" if reachable else "not reachable from outside",
             )
-        self.observed, self.reachable = welcome.observed, welcome.reachable
+        self.observed, self.reachable = welcome.observed, reachable
         assert self._tg is not None
-        if welcome.reachable is None:
+        if reachable is None:
             if self.options.upnp and not self._upnp_tried and not _is_loopback(self.node.address.host):
                 self._upnp_tried = True
                 self._tg.start_soon(self._map_port)
             if self.options.relay and ambassador not in self.relayed and ambassador not in self._reserving:
                 self._reserving.add(ambassador)
                 self._tg.start_soon(self._hold_reservation, ambassador)
+
+    def _introduce(self, ambassador: PeerAddress, welcome: Welcome) -> None:
+        assert self._tg is not None
         mine = set(self.relayed.values())
         fresh = [p for p in welcome.peers if p.address not in mine and p.node_id != self.node.node_id]
         new = [p for p in fresh if p.address not in self._introduced]

@@ -17,7 +17,8 @@ Rules this module keeps:
 
 Conversation shapes (client → ambassador unless noted), one per connection:
 
-* ``hello`` → ``welcome``: publish, learn the observed address and reachability, get introductions.
+* ``hello`` → ``welcome`` (at once: observed address, introductions) → ``dialed`` (after the dial-back:
+  whether the node is reachable from outside).
 * ``reserve`` → ``reserved``, then the connection stays as the reservation's control channel: the
   ambassador sends ``open`` (a peer dialled the relayed address) and ``punch-call``; the client sends
   ``ping`` keepalives.
@@ -40,6 +41,7 @@ from butter.wire import decode_payload, encode_payload
 __all__ = [
     "MAX_MESSAGE",
     "Accept",
+    "Dialed",
     "Hello",
     "Introduction",
     "Malformed",
@@ -140,35 +142,39 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
-    """The answer to :class:`Hello`: the connection's ``observed`` address, the ``reachable`` public address
-    the ambassador dialled back successfully (``None``: not reachable from outside), the ``subnet`` key the
-    ambassador files the node under, and ``peers`` of other subnetworks."""
+    """The first answer to :class:`Hello`, sent at once: the connection's ``observed`` address, the
+    ``subnet`` key the ambassador files the node under, and ``peers`` of other subnetworks."""
 
     KIND: ClassVar[str] = "welcome"
     observed: PeerAddress
-    reachable: PeerAddress | None
     subnet: str
     peers: tuple[Introduction, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "observed": self.observed.to_wire(),
-            "reachable": None if self.reachable is None else self.reachable.to_wire(),
-            "subnet": self.subnet,
-            "peers": [p.to_wire() for p in self.peers],
-        }
+        return {"observed": self.observed.to_wire(), "subnet": self.subnet, "peers": [p.to_wire() for p in self.peers]}
 
     @classmethod
     def from_wire(cls, obj: dict[str, Any]) -> Welcome:
         peers = obj.get("peers")
         if not isinstance(peers, list) or len(peers) > MAX_INTRODUCTIONS:
             raise ValueError(f"peers must be a list of at most {MAX_INTRODUCTIONS}")
-        return cls(
-            _address(obj, "observed"),
-            _optional_address(obj, "reachable"),
-            _str(obj, "subnet"),
-            tuple(Introduction.from_wire(p) for p in peers),
-        )
+        return cls(_address(obj, "observed"), _str(obj, "subnet"), tuple(Introduction.from_wire(p) for p in peers))
+
+
+@dataclass(frozen=True, slots=True)
+class Dialed:
+    """The second answer to :class:`Hello`, after the dial-back: the public address at which the ambassador
+    reached the node (``reachable``), or ``None``: not reachable from outside."""
+
+    KIND: ClassVar[str] = "dialed"
+    reachable: PeerAddress | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"reachable": None if self.reachable is None else self.reachable.to_wire()}
+
+    @classmethod
+    def from_wire(cls, obj: dict[str, Any]) -> Dialed:
+        return cls(_optional_address(obj, "reachable"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,11 +337,14 @@ class Refused:
 
 
 Message = (
-    Hello | Welcome | Reserve | Reserved | Open | Accept | Ping | Punch | PunchCall | PunchReady | PunchGo | Refused
+    Hello | Welcome | Dialed | Reserve | Reserved | Open | Accept | Ping | Punch | PunchCall | PunchReady | PunchGo
+    | Refused
 )
 _KINDS: dict[str, Any] = {
     cls.KIND: cls
-    for cls in (Hello, Welcome, Reserve, Reserved, Open, Accept, Ping, Punch, PunchCall, PunchReady, PunchGo, Refused)
+    for cls in (
+        Hello, Welcome, Dialed, Reserve, Reserved, Open, Accept, Ping, Punch, PunchCall, PunchReady, PunchGo, Refused
+    )
 }
 
 

@@ -4,12 +4,13 @@ they look from outside, relays for the unreachable ones and coordinates hole pun
 It sets the ``ambassador`` flag of the node's host-quality record, registers route ``ambassador`` (reply
 ``{"service": port}``: where its service port is) and serves the :mod:`._messages` protocol there:
 
-* ``hello``: the connection's remote address is the node's **observed address** (libp2p identify). The
-  ambassador then **dials back** the node's public address (observed host, the port the node says is open)
-  on the ordinary transport and asks for its host-quality record; only an answer carrying the same node id
-  counts (AutoNAT, with the identity check that keeps a node behind the same NAT from passing for another).
-  A reachable node enters the :class:`~._index.PeerIndex` under its subnetwork key and is offered to the
-  ambassador's own host management; the ``welcome`` carries up to k peers of other subnetworks.
+* ``hello``: the connection's remote address is the node's **observed address** (libp2p identify); it is
+  sent back at once with up to k peers of other subnetworks (``welcome``). The ambassador then **dials
+  back** the node's public address (observed host, the port the node says is open) on the ordinary
+  transport and asks for its host-quality record; only an answer carrying the same node id counts
+  (AutoNAT, with the identity check that keeps a node behind the same NAT from passing for another). A
+  reachable node enters the :class:`~._index.PeerIndex` under its subnetwork key and is offered to the
+  ambassador's own host management; the result is sent as ``dialed``.
 * ``reserve``: a relay reservation (limits in :class:`~._limits.RelayLimits`). The ambassador listens on a
   relay port for the node and files ``public_host:relay_port`` in the index as the node's relayed address.
   A peer that dials it is held while the ambassador sends ``open`` on the control connection; the node
@@ -43,6 +44,7 @@ from ._io import NETWORK_ERRORS, Channel, remote_address, splice
 from ._limits import CircuitBudget, Refusal, RelayLedger, RelayLimits
 from ._messages import (
     Accept,
+    Dialed,
     Hello,
     Open,
     Ping,
@@ -216,6 +218,9 @@ class AmbassadorService:
 
     async def _hello(self, channel: Channel, observed: PeerAddress, hello: Hello) -> None:
         subnet = subnet_key(observed.host, hello.local.host, self.options.public_prefix)
+        now = anyio.current_time()
+        peers = self.index.pick(hello.k, exclude_subnet=subnet, now=now, rng=self._rng, exclude_id=hello.node_id)
+        await channel.send(Welcome(observed, subnet, tuple(e.introduction() for e in peers)))
         natted = observed.host != hello.local.host
         candidate = PeerAddress(observed.host, hello.port if natted else hello.local.port)
         reachable = candidate if await self._dial_back(candidate, hello.node_id) else None
@@ -227,13 +232,12 @@ class AmbassadorService:
             reservation = self._reservations.get(hello.node_id)
             if reservation is not None:  # renew the relayed entry
                 self.index.add(hello.node_id, reservation.relayed, subnet, relayed=True, now=now)
-        peers = self.index.pick(hello.k, exclude_subnet=subnet, now=now, rng=self._rng, exclude_id=hello.node_id)
         log.info(
             "hello from %s: observed %s, %s, subnet %s; %d introductions",
             hello.node_id[:8], observed, f"reachable at {reachable}" if reachable else "not reachable", subnet,
             len(peers),
         )
-        await channel.send(Welcome(observed, reachable, subnet, tuple(e.introduction() for e in peers)))
+        await channel.send(Dialed(reachable))
 
     async def _dial_back(self, address: PeerAddress, node_id: str) -> bool:
         """Whether ``address`` answers host-quality with ``node_id`` (AutoNAT-style dial-back)."""

@@ -54,22 +54,30 @@ async def map_port(
         log.info("UPnP: miniupnpc is not installed (pip install butter-wider-ambassador[upnp]); no port mapping")
         return None
 
-    def attempt() -> PortMapping | None:
-        upnp = miniupnpc.UPnP()
-        upnp.discoverdelay = delay_ms
-        if upnp.discover() == 0:
-            log.info("UPnP: no gateway answered; port %d not mapped", port)
-            return None
-        upnp.selectigd()
-        external = upnp.externalipaddress()
-        if not upnp.addportmapping(port, "TCP", upnp.lanaddr, port, description, ""):
-            log.info("UPnP: the gateway refused to map port %d", port)
-            return None
+    def attempt() -> PortMapping | str:
+        step = "the gateway search (SSDP)"
+        try:
+            upnp = miniupnpc.UPnP()
+            upnp.discoverdelay = delay_ms
+            if upnp.discover() == 0:
+                return "no gateway answered the search"
+            step = "choosing a gateway"
+            upnp.selectigd()
+            step = "asking the external address"
+            external = upnp.externalipaddress()
+            step = "adding the mapping"
+            if not upnp.addportmapping(port, "TCP", upnp.lanaddr, port, description, ""):
+                return "the gateway refused the mapping"
+        except Exception as exc:  # miniupnpc raises bare Exception for every failure
+            return f"{step} failed ({exc})"
         log.info("UPnP: mapped %s:%d -> %s:%d", external, port, upnp.lanaddr, port)
         return PortMapping(str(external), port, port, upnp)
 
     try:
-        return await anyio.to_thread.run_sync(attempt, abandon_on_cancel=True)
-    except Exception as exc:  # miniupnpc raises bare Exception for every failure
-        log.info("UPnP: port %d not mapped (no usable gateway: %s)", port, exc)
+        result = await anyio.to_thread.run_sync(attempt, abandon_on_cancel=True)
+    except Exception as exc:
+        result = f"{type(exc).__name__}: {exc}"
+    if isinstance(result, str):
+        log.info("UPnP: port %d not mapped: %s; going on without it", port, result)
         return None
+    return result
