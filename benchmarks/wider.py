@@ -9,13 +9,17 @@ and a public segment with two ambassadors: ``p0`` with libp2p's default byte lim
 and a 10 s circuit duration (instead of 120 s, so the bench does not wait two minutes), and ``p1`` with
 generous limits (256 MiB, 120 s) for the throughput measurement. In a: ``a0`` (not reachable: relayed at
 both ambassadors), ``a1`` (port-forwarded by a DNAT rule), and a host for newcomers. In b: ``b0`` (not
-reachable) and an observer from which the probes run. Client rounds every ``--interval`` s (default 10).
+reachable) and an observer from which the probes run; LAN c, behind a third NAT, for newcomers alone. Client rounds
+every ``--interval`` s (default 5).
 
 Measured:
 
-* **time to know**: ``--joins`` times, a new node starts behind a's NAT with only the ambassador configured;
-  time from its process start (and from "listening") until host management admits ``b0`` (a peer of the
-  other LAN), and until ``b0`` admits it (at b0's next round, so up to one interval later).
+* **time to know**: ``--joins`` times, a new node starts behind NAT with only the ambassador configured,
+  once in LAN a (whose nodes already know b: the newcomer may learn b0 from them by the ordinary known-host
+  exchange) and once alone in LAN c behind its own NAT (only the ambassador can introduce it); time from
+  its process start until host management admits ``b0`` (a peer of the other LAN), and until ``b0``
+  admits it (at b0's next round, so up to one interval later, plus the newcomer's dial-back timeout
+  before it reserves a relay).
 * **relay throughput**: a probe node in b fetches every block of a 4 MiB item (1,024 random blocks, 8
   requests in flight) from ``a0`` through ``p1``'s relay, and the same item stored on the port-forwarded
   ``a1`` directly, for reference.
@@ -63,9 +67,9 @@ def _load_harness() -> Any:
 
 @dataclass(frozen=True)
 class Plan:
-    joins: int = 5
+    joins: int = 4
     punches: int = 30
-    interval: float = 10.0
+    interval: float = 5.0
     item_mib: int = 4
     timeout: float = 60.0
 
@@ -216,16 +220,46 @@ def probe(harness: Any, host: Any, mode: str, *args: str, timeout: float = 120) 
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def join(
+    harness: Any, lab: Any, host: Any, index: int, amb: str, peer: Any, peer_id: str, plan: Plan
+) -> dict[str, Any]:
+    """Start a newcomer on ``host`` (only ``amb`` configured); seconds from its process start until it admits
+    ``peer``, until ``peer`` admits it, and until its first introduction from the ambassador."""
+    port = PORT + 10 + index
+    newcomer = lab.start(
+        host, [*harness.butter_command(), "node", "--port", str(port), *node_args([amb], plan.interval)],
+        port=port, log_name=f"newcomer-{host.name}-{index}",
+    )
+    record: dict[str, Any] = {"host": host.name}
+    try:
+        new_id = newcomer.wait_started(plan.timeout)
+        listening = newcomer.wait_for(r"listening on", 1).at - newcomer.started_at
+        record["listening_from_start_s"] = round(listening, 3)
+        line = newcomer.wait_for(rf"peer joined: {peer_id[:8]} ", plan.timeout)
+        record["knows_peer_from_start_s"] = round(line.at - newcomer.started_at, 3)
+        intro = newcomer.matches(r"introduced \d+ new peers")
+        record["first_introduction_from_start_s"] = round(intro[0].at - newcomer.started_at, 3) if intro else None
+        back = peer.wait_for(rf"peer joined: {new_id[:8]} ", plan.interval * 2 + 15, since=newcomer.started_at)
+        record["known_by_peer_from_start_s"] = round(back.at - newcomer.started_at, 3)
+    except TimeoutError as exc:
+        record["error"] = str(exc).splitlines()[0]
+    newcomer.stop()
+    print(f"  join {host.name} {index + 1}/{plan.joins}: {record}", file=sys.stderr)
+    return record
+
+
 def bench(plan: Plan, workdir: Path) -> dict[str, Any]:
     harness = _load_harness()
     out: dict[str, Any] = {}
     with harness.Lab(workdir) as lab:
         a = lab.add_lan("a", 3, subnet="10.1.0.0/24")
         b = lab.add_lan("b", 1, subnet="10.2.0.0/24")
+        c = lab.add_lan("c", 1, subnet="10.3.0.0/24")
         aobs, bobs = lab.add_host(a, name="aobs"), lab.add_host(b, name="bobs")
         public = lab.add_lan("p", 2, subnet="203.0.113.0/24")
         ra = lab.add_nat_router(a, public)
         lab.add_nat_router(b, public)
+        lab.add_nat_router(c, public)
         ra.forward_port(PORT, a.hosts[1])
         p0 = lab.start_node(public.hosts[0], *ambassador_args(circuit_duration=10.0), port=PORT)
         p1 = lab.start_node(public.hosts[1], *ambassador_args(circuit_bytes=256 * 2**20), port=PORT)
@@ -241,38 +275,21 @@ def bench(plan: Plan, workdir: Path) -> dict[str, Any]:
         relayed0, relayed1 = relayed_at(a0, amb0, plan.timeout), relayed_at(a0, amb1, plan.timeout)
         relayed_at(b0, amb0, plan.timeout)
 
-        # time for a newcomer behind NAT to know a peer of the other LAN, and to be known by it
-        joins = []
-        for index in range(plan.joins):
-            port = PORT + 10 + index
-            newcomer = lab.start(
-                a.hosts[2], [*harness.butter_command(), "node", "--port", str(port), *node_args([amb0], plan.interval)],
-                port=port, log_name=f"newcomer{index}",
-            )
-            record: dict[str, float | None] = {"knows_peer_from_start_s": None, "known_by_peer_from_start_s": None}
-            try:
-                new_id = newcomer.wait_started(plan.timeout)
-                listening = newcomer.wait_for(r"listening on", 1).at - newcomer.started_at
-                record["listening_from_start_s"] = round(listening, 3)
-                line = newcomer.wait_for(rf"peer joined: {b0_id[:8]} ", plan.timeout)
-                record["knows_peer_from_start_s"] = round(line.at - newcomer.started_at, 3)
-                record["knows_peer_from_listening_s"] = round(line.at - newcomer.started_at - listening, 3)
-                back = b0.wait_for(rf"peer joined: {new_id[:8]} ", plan.interval * 2 + 10, since=newcomer.started_at)
-                record["known_by_peer_from_start_s"] = round(back.at - newcomer.started_at, 3)
-            except TimeoutError as exc:
-                record["error"] = str(exc).splitlines()[0]
-            newcomer.stop()
-            joins.append(record)
-            print(f"  join {index + 1}/{plan.joins}: {record}", file=sys.stderr)
-        knows = [j["knows_peer_from_start_s"] for j in joins if j.get("knows_peer_from_start_s") is not None]
-        known = [j["known_by_peer_from_start_s"] for j in joins if j.get("known_by_peer_from_start_s") is not None]
-        out["time_to_know"] = {
-            "runs": joins,
-            "knows_peer_from_start_p50_s": percentile(knows, 50),  # type: ignore[arg-type]
-            "knows_peer_from_start_max_s": max(knows) if knows else None,
-            "known_by_peer_from_start_p50_s": percentile(known, 50),  # type: ignore[arg-type]
-            "missing": plan.joins - len(knows),
-        }
+        # time for a newcomer behind NAT to know a peer of the other LAN, and to be known by it: beside
+        # neighbours that already know the other LAN (a), and alone behind its own NAT (c)
+        out["time_to_know"] = {}
+        for case, host in (("with_neighbours", a.hosts[2]), ("alone", c.hosts[0])):
+            joins = [join(harness, lab, host, index, amb0, b0, b0_id, plan) for index in range(plan.joins)]
+            knows = [j["knows_peer_from_start_s"] for j in joins if j.get("knows_peer_from_start_s") is not None]
+            known = [j["known_by_peer_from_start_s"] for j in joins if j.get("known_by_peer_from_start_s") is not None]
+            out["time_to_know"][case] = {
+                "runs": joins,
+                "knows_peer_from_start_p50_s": percentile(knows, 50),
+                "knows_peer_from_start_max_s": max(knows) if knows else None,
+                "known_by_peer_from_start_p50_s": percentile(known, 50),
+                "known_by_peer_from_start_max_s": max(known) if known else None,
+                "missing": plan.joins - len(knows),
+            }
 
         # relay throughput (p1, generous limits) vs the port-forwarded direct path
         data = random.Random(7).randbytes(plan.item_mib * 2**20)

@@ -86,7 +86,7 @@ class AmbassadorClient:
         self.mapping: PortMapping | None = None
         self._services: dict[PeerAddress, PeerAddress] = {}  # ambassador node address -> its service address
         self._relay_of: dict[PeerAddress, tuple[PeerAddress, Introduction]] = {}  # relayed peer -> its service
-        self._reserving: set[PeerAddress] = set()
+        self._reserving: dict[PeerAddress, anyio.CancelScope] = {}  # ambassador -> its reservation task's scope
         self._introduced: set[PeerAddress] = set()  # addresses already logged as introduced
         self._punched: dict[PeerAddress, float] = {}  # target -> when a punch was last tried
         self._upnp_tried = False
@@ -177,6 +177,8 @@ class AmbassadorClient:
             await channel.send(hello)
             welcome = await channel.expect(Welcome, self.options.timeout)
             self._introduce(ambassador, welcome)
+            if welcome.observed.host != self.node.address.host and self.reachable is None:
+                self._reserve(ambassador)  # behind NAT: reserve now rather than after the dial-back timeout
             dialed = await channel.expect(Dialed, self.options.timeout * 2)  # the dial-back may take a timeout
         finally:
             await channel.aclose()
@@ -195,9 +197,16 @@ class AmbassadorClient:
             if self.options.upnp and not self._upnp_tried and not _is_loopback(self.node.address.host):
                 self._upnp_tried = True
                 self._tg.start_soon(self._map_port)
-            if self.options.relay and ambassador not in self.relayed and ambassador not in self._reserving:
-                self._reserving.add(ambassador)
-                self._tg.start_soon(self._hold_reservation, ambassador)
+            self._reserve(ambassador)
+        elif ambassador in self._reserving:
+            log.info("reachable from outside: releasing the relay reservation at %s", ambassador)
+            self._reserving[ambassador].cancel()
+
+    def _reserve(self, ambassador: PeerAddress) -> None:
+        """Start holding a reservation at ``ambassador`` unless relaying is off or one is held already."""
+        if self.options.relay and ambassador not in self._reserving and self._tg is not None:
+            self._reserving[ambassador] = anyio.CancelScope()
+            self._tg.start_soon(self._hold_reservation, ambassador)
 
     def _introduce(self, ambassador: PeerAddress, welcome: Welcome) -> None:
         assert self._tg is not None
@@ -232,13 +241,21 @@ class AmbassadorClient:
     # -- relay reservation (this node is not reachable) ---------------------------------------------------
 
     async def _hold_reservation(self, ambassador: PeerAddress) -> None:
-        """Keep a reservation at ``ambassador`` until it fails; the next round makes a new one if needed."""
+        """Keep a reservation at ``ambassador`` until it fails or is released; the next round makes a new
+        one if this node is still not reachable."""
+        try:
+            with self._reserving[ambassador]:
+                await self._reservation(ambassador)
+        finally:
+            self.relayed.pop(ambassador, None)
+            self._reserving.pop(ambassador, None)
+
+    async def _reservation(self, ambassador: PeerAddress) -> None:
         try:
             service = await self._service(ambassador)
             channel = Channel(await connect(service, timeout=self.options.timeout, local=(self.bind_host, 0)))
         except (ButterError, ValueError) as exc:
             log.info("no relay reservation at %s: %s", ambassador, exc)
-            self._reserving.discard(ambassador)
             return
         try:
             await channel.send(Reserve(self.node.node_id, self.node.address))
@@ -256,8 +273,6 @@ class AmbassadorClient:
         except ButterError as exc:
             log.info("relay reservation at %s ended: %s", ambassador, exc)
         finally:
-            self.relayed.pop(ambassador, None)
-            self._reserving.discard(ambassador)
             await channel.aclose()
 
     async def _control_loop(self, channel: Channel, service: PeerAddress, reserved: Reserved, tg: TaskGroup) -> str:
