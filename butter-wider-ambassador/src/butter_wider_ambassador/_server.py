@@ -68,6 +68,7 @@ __all__ = ["AmbassadorService", "parse_port_range"]
 log = logging.getLogger("butter.discovery.ambassador")
 
 WILDCARD = frozenset({"", "0.0.0.0", "::"})
+MAX_SERVICE_CONNECTIONS = 1024  # service connections handled at once; more are closed at once (and counted)
 SERVICE_ERRORS: tuple[type[Exception], ...] = (ButterError, *NETWORK_ERRORS)
 
 
@@ -140,6 +141,8 @@ class AmbassadorService:
         self._ids = itertools.count(1)
         self._rng = random.Random()
         self._tg: TaskGroup | None = None
+        self._handling = 0
+        self.refused_connections = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -195,6 +198,11 @@ class AmbassadorService:
 
     async def _handle(self, stream: ByteStream) -> None:
         channel = Channel(stream)
+        if self._handling >= MAX_SERVICE_CONNECTIONS:
+            self.refused_connections += 1
+            await channel.aclose()
+            return
+        self._handling += 1
         try:
             observed = remote_address(stream)
             message = await channel.receive(self.options.timeout)
@@ -214,6 +222,7 @@ class AmbassadorService:
         except SERVICE_ERRORS as exc:
             log.debug("service connection ended: %s", exc)
         finally:
+            self._handling -= 1
             await channel.aclose()
 
     async def _hello(self, channel: Channel, observed: PeerAddress, hello: Hello) -> None:
