@@ -48,6 +48,7 @@ __all__ = [
     "Lab",
     "Lan",
     "LogLine",
+    "NatRouter",
     "NodeProcess",
     "Router",
     "butter_command",
@@ -68,6 +69,13 @@ def missing_requirements() -> str | None:
     if shutil.which("ip") is None:
         return "network-namespace tests need the `ip` command (iproute2)"
     return None
+
+
+def missing_nat_requirements() -> str | None:
+    """Why NAT routers cannot be built here (see :func:`missing_requirements`; no ``iptables``), or ``None``."""
+    return missing_requirements() or (
+        None if shutil.which("iptables") else "NAT routers need the `iptables` command (Debian package iptables)"
+    )
 
 
 def butter_command() -> list[str]:
@@ -175,6 +183,24 @@ class Router:
 
     def exec(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run("ip", "netns", "exec", self.ns, *argv, check=check)
+
+
+@dataclass(eq=False)
+class NatRouter(Router):
+    """A home router: ``.1`` on its ``inside`` LAN, ``wan_ip`` on the ``outside`` one, NAT (iptables
+    MASQUERADE) from inside to outside, and a stateful firewall: from outside only replies and forwarded
+    ports get in; anything unsolicited is dropped silently (no reset), as home routers do."""
+
+    inside: Lan
+    outside: Lan
+    wan_ip: str
+
+    def forward_port(self, port: int, host: Host, host_port: int | None = None) -> None:
+        """Manual port forwarding: TCP ``wan_ip:port`` → ``host:host_port`` (DNAT)."""
+        self.exec(
+            "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "wan", "-p", "tcp", "--dport", str(port),
+            "-j", "DNAT", "--to-destination", f"{host.ip}:{host_port or port}",
+        )
 
 
 class NodeProcess:
@@ -389,6 +415,37 @@ class Lab:
             for host in lan.hosts:
                 ip("route", "replace", "default", "via", gateway, ns=host.ns)
         router = Router(ns, addresses)
+        self.routers.append(router)
+        return router
+
+    def add_nat_router(self, inside: Lan, outside: Lan, name: str | None = None) -> NatRouter:
+        """A :class:`NatRouter` between ``inside`` (it becomes the default gateway of its hosts, present and
+        future) and ``outside`` (its WAN address is the next free host address there; its default route is
+        the outside LAN's gateway, or on-link)."""
+        ns = self._namespace(name or f"nat{inside.name}")
+        run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        gateway = str(inside.network.network_address + 1)
+        self._plug(inside, "rt", ns, "lan", gateway)
+        inside.gateway = gateway
+        for host in inside.hosts:
+            ip("route", "replace", "default", "via", gateway, ns=host.ns)
+        wan_ip = str(outside.network.network_address + outside._next_host)
+        outside._next_host += 1
+        self._plug(outside, f"n{inside.name}"[:15], ns, "wan", wan_ip)
+        if outside.gateway:
+            ip("route", "add", "default", "via", outside.gateway, ns=ns)
+        else:
+            ip("route", "add", "default", "dev", "wan", ns=ns)
+        rules = [
+            ("-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"),
+            ("-A", "FORWARD", "-i", "wan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED,DNAT", "-j", "ACCEPT"),
+            ("-A", "FORWARD", "-i", "wan", "-j", "DROP"),
+            ("-A", "INPUT", "-i", "wan", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"),
+            ("-A", "INPUT", "-i", "wan", "-j", "DROP"),
+        ]
+        for rule in rules:
+            run("ip", "netns", "exec", ns, "iptables", *rule)
+        router = NatRouter(ns, {inside.name: gateway, outside.name: wan_ip}, inside, outside, wan_ip)
         self.routers.append(router)
         return router
 

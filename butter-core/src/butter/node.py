@@ -111,6 +111,7 @@ class Node:
         self.node_id = identity.node_id
         self.plugins = plugins
         self.stats = NodeStats()
+        self.ambassador = False  # set by an ambassador role (butter-wider-ambassador); advertised in quality()
         self._routes: dict[str, Handler] = {}
         self._behaviours: list[ClientBehaviour] = []
         self._tg: TaskGroup | None = None
@@ -272,6 +273,7 @@ class Node:
             available_storage=self.persistence.available_storage() if self.persistence else 0,
             known_hosts=len(self.hosts.peers()),
             known_by=len(self._pollers),
+            ambassador=self.ambassador,
         )
 
     def info(self) -> PeerInfo:

@@ -28,6 +28,7 @@ from butter.slots import Dispatcher
 from butter.wire import DEFAULT_MAX_FRAME, Request, encode
 
 from ._address import WILDCARD_HOSTS, advertised_address
+from ._adopt import adopt_outgoing
 from ._connection import Connection, InboundConnection, OutgoingConnection
 from ._errors import NETWORK_ERRORS, describe
 from ._stats import TcpStats
@@ -361,3 +362,8 @@ class TcpTransport:
             f"cannot connect to {address}: {self.max_connections} connections open (max_connections) "
             "and none is idle"
         )
+
+    def adopt_outgoing(self, address: PeerAddress, stream: ByteStream) -> None:
+        """Use ``stream``, connected elsewhere (a hole punch), as the outgoing connection to ``address``
+        (see :mod:`._adopt`). Raises :class:`~butter.errors.PeerUnreachable` when not serving or full."""
+        adopt_outgoing(self, address, stream)

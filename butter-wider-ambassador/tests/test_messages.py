@@ -1,0 +1,100 @@
+"""The service protocol's codec: every message round-trips, any byte string decodes to messages or one
+``Malformed`` event (never an exception), and a data connection's first raw bytes are handed over."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from butter.peers import PeerAddress
+from butter_wider_ambassador import (
+    MAX_MESSAGE,
+    Accept,
+    Dialed,
+    Hello,
+    Introduction,
+    Malformed,
+    MessageDecoder,
+    Open,
+    Ping,
+    Punch,
+    PunchCall,
+    PunchGo,
+    PunchReady,
+    Refused,
+    Reserve,
+    Reserved,
+    Welcome,
+    encode_message,
+)
+
+ids = st.text(min_size=1, max_size=64)
+addresses = st.builds(PeerAddress, st.from_regex(r"[0-9a-z.:]{1,40}", fullmatch=True), st.integers(0, 65535))
+ports = st.integers(1, 65535)
+counts = st.integers(0, 2**63 - 1)
+tokens = st.binary(max_size=64)
+introductions = st.builds(Introduction, ids, addresses, st.booleans())
+messages = st.one_of(
+    st.builds(Hello, ids, addresses, ports, st.integers(0, 64)),
+    st.builds(Welcome, addresses, ids, st.lists(introductions, max_size=8).map(tuple)),
+    st.builds(Dialed, st.none() | addresses),
+    st.builds(Reserve, ids, addresses),
+    st.builds(Reserved, addresses, tokens, st.floats(0, 1e6), counts),
+    st.builds(Open, counts),
+    st.builds(Accept, counts, tokens),
+    st.just(Ping()),
+    st.builds(Punch, ids, addresses),
+    st.builds(PunchCall, counts),
+    st.builds(PunchReady, counts, tokens),
+    st.builds(PunchGo, addresses),
+    st.builds(Refused, ids, st.text(max_size=100)),
+)
+
+
+@given(st.lists(messages, max_size=5), st.binary(max_size=50), st.integers(1, 64))
+def test_messages_round_trip_in_any_chunking(batch: list[object], tail: bytes, chunk: int) -> None:
+    data = b"".join(encode_message(m) for m in batch) + tail
+    decoder = MessageDecoder()
+    out = []
+    for i in range(0, len(data), chunk):
+        decoder.feed(data[i : i + chunk])
+        while (event := decoder.next_message()) is not None:
+            out.append(event)
+    assert out[: len(batch)] == batch  # the tail decodes to more messages, a Malformed, or stays buffered
+
+
+@given(st.binary(max_size=300))
+def test_garbage_gives_messages_or_one_malformed_never_an_exception(data: bytes) -> None:
+    decoder = MessageDecoder()
+    decoder.feed(data)
+    events = []
+    while (event := decoder.next_message()) is not None:
+        events.append(event)
+    assert sum(isinstance(e, Malformed) for e in events) <= 1
+    assert not events or not isinstance(events[-1], Malformed) or events.count(events[-1]) == 1
+
+
+def test_an_oversized_frame_is_malformed_at_once() -> None:
+    decoder = MessageDecoder()
+    decoder.feed(struct.pack(">I", MAX_MESSAGE + 1) + b"x")
+    assert isinstance(decoder.next_message(), Malformed)
+    assert decoder.next_message() is None
+
+
+def test_unknown_kind_and_bad_fields_are_malformed() -> None:
+    from butter.wire import encode_payload
+
+    for payload in ({"t": "nope"}, {"t": "open", "circuit": -1}, {"t": "hello", "id": "", "local": [], "port": 1}):
+        body = encode_payload(payload)
+        decoder = MessageDecoder()
+        decoder.feed(struct.pack(">I", len(body)) + body)
+        assert isinstance(decoder.next_message(), Malformed)
+
+
+def test_rest_hands_over_the_raw_bytes_after_an_accept() -> None:
+    decoder = MessageDecoder()
+    decoder.feed(encode_message(Accept(7, b"t" * 16)) + b"\x00\x00raw bytes")
+    assert decoder.next_message() == Accept(7, b"t" * 16)
+    assert decoder.rest() == b"\x00\x00raw bytes"
