@@ -58,6 +58,7 @@ KNOWN_BY_DEFAULT_TTL = 30.0  # seconds a holder's poll counts toward ``known_by`
 KNOWN_BY_MAX_TTL = 3600.0
 SLOTS = ("transport", "discovery", "host_manager", "persistence", "retrieval")
 INTRODUCTION_QUEUE = 256  # addresses waiting to be offered to host management; more are dropped
+INTRODUCTION_OFFERS = 8  # introduced addresses offered to host management at once
 
 
 def storage_budget(settings: ButterSettings) -> int:
@@ -438,13 +439,23 @@ class Node:
             log.exception("event hook %s failed", event)
 
     async def _offer_introductions(self) -> None:
-        async with self._introductions:
+        """Offer introduced addresses to host management, up to ``INTRODUCTION_OFFERS`` at once: an address
+        that does not answer (a private address of another LAN, a dead peer) costs a connect timeout, and
+        must not hold up the offers queued behind it."""
+        offers = anyio.Semaphore(INTRODUCTION_OFFERS)
+        async with self._introductions, anyio.create_task_group() as tg:
             async for address in self._introductions:
                 if self.hosts.capacity and address not in {p.address for p in self.hosts.peers()}:
-                    try:
-                        await self.hosts.offer(address)
-                    except ButterError as exc:
-                        log.debug("offer of %s failed: %s", address, exc)
+                    await offers.acquire()
+                    tg.start_soon(self._offer_one, address, offers)
+
+    async def _offer_one(self, address: PeerAddress, offers: anyio.Semaphore) -> None:
+        try:
+            await self.hosts.offer(address)
+        except ButterError as exc:
+            log.debug("offer of %s failed: %s", address, exc)
+        finally:
+            offers.release()
 
     # -- built-in routes --------------------------------------------------------------------------------
 
