@@ -169,7 +169,7 @@ async def well_behaved(client: Client, deadline: float, latencies: list[float], 
 # -- the abusive client ---------------------------------------------------------------------------------
 
 
-async def abuse(port: int, channel: SecureChannel | None, deadline: float, counts: dict[str, int]) -> None:
+async def abuse(port: int, channel: SecureChannel | None, deadline: float, counts: dict[str, float]) -> None:
     """Flood, slow-loris and bad frames at once, from ABUSER_IP, until ``deadline`` (bounded rates)."""
 
     async def attempt(make: Any) -> ByteStream | None:
@@ -214,6 +214,8 @@ async def abuse(port: int, channel: SecureChannel | None, deadline: float, count
         try:
             await stream.send((1000).to_bytes(4, "big"))
             counts["slowloris_started"] += 1
+            if not counts["slowloris_first_started_s"]:  # how long before the phase's end it began
+                counts["slowloris_first_started_s"] = round(deadline - time.perf_counter(), 2)
             while time.perf_counter() < deadline:
                 await anyio.sleep(0.5)
                 await stream.send(b"\xa1")
@@ -268,8 +270,9 @@ async def phase(clients: int, seconds: float, port: int, pid: int, secure: bool)
     stats_before = await node_stats(port, channel)
     errors: list[str] = []
     latencies: list[float] = []
-    counts = {k: 0 for k in ("flood_connections", "abuser_refused", "slowloris_started", "slowloris_cut_off",
-                             "bad_frames", "oversized_frames")}
+    counts: dict[str, float] = {k: 0 for k in (
+        "flood_connections", "abuser_refused", "slowloris_started", "slowloris_first_started_s",
+        "slowloris_cut_off", "bad_frames", "oversized_frames")}
     connected: list[Client] = []
     connect_start = time.perf_counter()
 

@@ -36,11 +36,13 @@ from butter.slots import Dispatcher
 from butter.wire import ErrorInfo, Event, FrameDecoder, FrameRejected, Reply, Request, encode
 
 from ._errors import NETWORK_ERRORS, describe
+from ._limits import RateLimitedLog
 from ._stats import TcpStats
 
 __all__ = ["Connection", "InboundConnection", "OutgoingConnection"]
 
 log = logging.getLogger("butter.transport.tcp")
+limits_log = RateLimitedLog(log)  # limits hit on any connection: at most one line per kind per 10 s
 
 CONNECTION_ERROR_ID = 0  # the id of an error reply that concerns the connection, not one request
 _CONNECTION_LOST: tuple[type[Exception], ...] = (PeerUnreachable, *NETWORK_ERRORS)
@@ -245,6 +247,10 @@ class InboundConnection(Connection):
         if isinstance(event, Request):
             if self.active >= self.max_concurrent:
                 self.stats.requests_overloaded += 1
+                limits_log.warning(
+                    "overloaded", "answered a request from %s 'overloaded': %d already being handled on its "
+                    "connection (max_concurrent_requests)", self.peer, self.active,
+                )
                 message = f"{self.max_concurrent} requests already in progress on this connection"
                 await self.write(self._error_frame(event.id, "overloaded", message))
                 return
@@ -252,7 +258,10 @@ class InboundConnection(Connection):
             tg.start_soon(self._answer, event)
         elif isinstance(event, FrameRejected):
             self.stats.frames_rejected += 1
-            log.debug("rejected a frame from %s: %s", self.peer, event.error)
+            if isinstance(event.error, FrameTooLarge):
+                limits_log.warning("max_frame", "refused a frame from %s: %s (max_frame)", self.peer, event.error)
+            else:
+                log.debug("rejected a frame from %s: %s", self.peer, event.error)
             request_id = CONNECTION_ERROR_ID if event.request_id is None else event.request_id
             await self.write(self._error_frame(request_id, event.error.code, str(event.error)))
         else:  # a Reply: nothing was asked on this connection
