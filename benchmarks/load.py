@@ -16,7 +16,9 @@ What it does, for each N in ``--clients`` (default 10, 100, 1,000), for ``--seco
   round trips until the phase ends: N requests in flight. They connect from 127.0.0.2 to 127.0.0.201 (the
   whole of 127.0.0.0/8 is loopback on Linux), at most 5 per address, so the per-IP cap does not hit them.
   Every failed or wrong reply is an error; the expected number of errors is zero.
-* **One abusive client**, from 127.0.0.250, runs three attacks at once for the whole phase: a connection
+* **One abusive client**, in a process of its own (``--abuse``, so that 1,000 busy clients do not starve
+  it), runs three attacks at once for the whole phase, each from its own address (127.0.0.250 to .252,
+  so the per-IP cap meets each attack separately): a connection
   flood (bursts of 100 connections held for half a second), slow-loris (up to 80 secured connections that
   send a frame header and then one byte every 0.5 s, reopened when cut off) and bad frames (frames
   announcing 2 GiB, and undecodable frames, on secured connections). Every loop is bounded in rate and time.
@@ -53,7 +55,7 @@ from butter.wire import FrameDecoder, Reply, Request, decode_payload, encode, en
 from butter_transport_tcp import SecureChannel
 
 LOOPBACK = "127.0.0.1"
-ABUSER_IP = "127.0.0.250"
+ABUSER_IPS = {"flood": "127.0.0.250", "slowloris": "127.0.0.251", "bad_frames": "127.0.0.252"}
 BODY = 256  # bytes per echo request
 REQUEST_TIMEOUT = 10.0  # seconds
 MAX_FRAME = 4 * 1024 * 1024  # the node's default, bytes
@@ -170,7 +172,7 @@ async def well_behaved(client: Client, deadline: float, latencies: list[float], 
 
 
 async def abuse(port: int, channel: SecureChannel | None, deadline: float, counts: dict[str, float]) -> None:
-    """Flood, slow-loris and bad frames at once, from ABUSER_IP, until ``deadline`` (bounded rates)."""
+    """Flood, slow-loris and bad frames at once, from ABUSER_IPS, until ``deadline`` (bounded rates)."""
 
     async def attempt(make: Any) -> ByteStream | None:
         try:
@@ -180,11 +182,11 @@ async def abuse(port: int, channel: SecureChannel | None, deadline: float, count
             counts["abuser_refused"] += 1
             return None
 
-    async def raw() -> ByteStream:
-        return await anyio.connect_tcp(LOOPBACK, port, local_host=ABUSER_IP)
+    async def raw(kind: str = "flood") -> ByteStream:
+        return await anyio.connect_tcp(LOOPBACK, port, local_host=ABUSER_IPS[kind])
 
-    async def secured() -> ByteStream:
-        stream = await raw()
+    async def secured(kind: str) -> ByteStream:
+        stream = await raw(kind)
         if channel is not None:
             stream, _ = await channel.secure_client(stream)
         return stream
@@ -207,7 +209,7 @@ async def abuse(port: int, channel: SecureChannel | None, deadline: float, count
                 await anyio.aclose_forcefully(stream)
 
     async def loris() -> None:
-        stream = await attempt(secured)
+        stream = await attempt(lambda: secured("slowloris"))
         if stream is None:
             await anyio.sleep(0.5)
             return
@@ -236,7 +238,7 @@ async def abuse(port: int, channel: SecureChannel | None, deadline: float, count
 
     async def bad_frames() -> None:
         while time.perf_counter() < deadline:
-            stream = await attempt(secured)
+            stream = await attempt(lambda: secured("bad_frames"))
             if stream is None:
                 await anyio.sleep(0.2)
                 continue
@@ -261,18 +263,27 @@ async def abuse(port: int, channel: SecureChannel | None, deadline: float, count
         tg.start_soon(bad_frames)
 
 
+async def run_abuser(port: int, seconds: float, secure: bool) -> dict[str, float]:
+    """The abusive client's process: attack for ``seconds``, return the counts."""
+    raise_fd_limit()
+    counts: dict[str, float] = {k: 0 for k in (
+        "flood_connections", "abuser_refused", "slowloris_started", "slowloris_first_started_s",
+        "slowloris_cut_off", "bad_frames", "oversized_frames")}
+    channel = SecureChannel(Identity.generate()) if secure else None
+    with anyio.move_on_after(seconds + 20):  # bounded even if a connection hangs
+        await abuse(port, channel, time.perf_counter() + seconds, counts)
+    return counts
+
+
 # -- phases ---------------------------------------------------------------------------------------------
 
 
-async def phase(clients: int, seconds: float, port: int, pid: int, secure: bool) -> dict[str, Any]:
+async def phase(clients: int, seconds: float, port: int, pid: int, secure: bool, backend: str) -> dict[str, Any]:
     channel = SecureChannel(Identity.generate()) if secure else None
     before = rss_kib(pid)
     stats_before = await node_stats(port, channel)
     errors: list[str] = []
     latencies: list[float] = []
-    counts: dict[str, float] = {k: 0 for k in (
-        "flood_connections", "abuser_refused", "slowloris_started", "slowloris_first_started_s",
-        "slowloris_cut_off", "bad_frames", "oversized_frames")}
     connected: list[Client] = []
     connect_start = time.perf_counter()
 
@@ -295,11 +306,21 @@ async def phase(clients: int, seconds: float, port: int, pid: int, secure: bool)
     connect_seconds = time.perf_counter() - connect_start
     start = time.perf_counter()
     deadline = start + seconds
+    abuser = await anyio.open_process(
+        [sys.executable, __file__, "--abuse", str(port), "--seconds", str(seconds), "--backend", backend]
+        + ([] if secure else ["--plaintext"]), stdout=subprocess.PIPE, stderr=None,
+    )
     async with anyio.create_task_group() as tg:
-        tg.start_soon(abuse, port, channel, deadline, counts)
         for client in connected:
             tg.start_soon(well_behaved, client, deadline, latencies, errors)
     elapsed = time.perf_counter() - start
+    assert abuser.stdout is not None
+    report = b""
+    with anyio.fail_after(30):
+        async for chunk in abuser.stdout:
+            report += chunk
+        await abuser.wait()
+    counts = json.loads(report or b"{}")
     for client in connected:
         await client.aclose()
     await anyio.sleep(1.0)  # let the node close what we dropped
@@ -344,7 +365,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for index, clients in enumerate(sizes):
             print(f"  phase {index + 1}/{len(sizes)}: {clients} clients for {args.seconds} s ...", file=sys.stderr,
                   flush=True)
-            phases.append(await phase(clients, args.seconds, port, node.pid, not args.plaintext))
+            phases.append(await phase(clients, args.seconds, port, node.pid, not args.plaintext, args.backend))
             print(f"    {phases[-1]['requests_per_s']} req/s, p99 {phases[-1]['latency_p99_ms']} ms, "
                   f"{phases[-1]['errors']} errors, node RSS {phases[-1]['node_memory_after']['rss_kib']} KiB",
                   file=sys.stderr, flush=True)
@@ -369,9 +390,14 @@ def main() -> None:
     parser.add_argument("--plaintext", action="store_true", help="the node and clients without the secure channel")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "load.json")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--abuse", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.backend, not args.plaintext)
+        return
+    if args.abuse:
+        print(json.dumps(anyio.run(run_abuser, args.abuse, float(args.seconds), not args.plaintext,
+                                   backend=args.backend)))
         return
     args.clients = args.clients or ([10, 100] if args.quick else [10, 100, 1000])
     args.clients = [max(1, min(n, 2000)) for n in args.clients]
