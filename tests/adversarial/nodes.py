@@ -16,9 +16,14 @@ ITEM = os.urandom(5 * 4096 + 77)  # bytes the target stores before each attack
 
 
 def tcp_settings(
-    *, peers: list[str] | None = None, port: int = 0, refresh: float = 0.5, **transport_options: Any
+    *, peers: list[str] | None = None, port: int = 0, refresh: float = 0.5, stack: bool = True,
+    **transport_options: Any,
 ) -> ButterSettings:
+    """Settings for a node on 127.0.0.1; ``stack=False``: no persistence and no retrieval (so nothing but host
+    management talks to peers, and no module reports a failing peer dead behind the test's back)."""
+    extra: dict[str, Any] = {} if stack else {"persistence": {"driver": ""}, "retrieval": {"driver": ""}}
     return ButterSettings(
+        **extra,
         host="127.0.0.1",
         port=port,
         peers=peers or [],

@@ -28,10 +28,11 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import socket
 from collections import OrderedDict, defaultdict
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, SocketListener, TaskGroup, TaskStatus
+from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream, TaskGroup, TaskStatus
 
 from butter.errors import (
     ButterConfigError,
@@ -60,6 +61,7 @@ log = logging.getLogger("butter.transport.tcp")
 
 MIN_FRAME = 1024  # bytes; the same floor ButterSettings.max_frame enforces
 ACCEPT_BACKOFF = 0.1  # seconds to wait after accept() fails (e.g. out of file descriptors)
+ACCEPT_BATCH = 64  # connections taken from the backlog per wake-up of the accept loop
 IDENTITY_CAPACITY = 16384  # addresses whose expected node id is remembered (pinned or told by the node), LRU
 
 
@@ -293,7 +295,15 @@ class TcpTransport:
         return list(multi.listeners)  # type: ignore[arg-type]  # TCP listeners are SocketListeners
 
     async def _accept_loop(self, listener: SocketListener, dispatch: Dispatcher) -> None:
+        """Accept connections; after each one, drain the backlog without waiting (up to ``ACCEPT_BATCH``).
+
+        An event loop under load runs a waiting ``accept`` once per iteration, so a flood arriving faster
+        than that would queue ahead of honest new connections; draining the backlog and refusing over-cap
+        connections before any await keeps the cost of a refused connection to one ``accept`` and ``close``.
+        """
         assert self._tg is not None
+        raw = listener.extra(SocketAttribute.raw_socket)
+        batch = 0 if raw.getblocking() else ACCEPT_BATCH  # never block the event loop in accept()
         while True:
             try:
                 stream = await listener.accept()
@@ -303,25 +313,37 @@ class TcpTransport:
                 self._limits.warning("accept", "accept() failed: %s; retrying in %s s", describe(exc), ACCEPT_BACKOFF)
                 await anyio.sleep(ACCEPT_BACKOFF)
                 continue
-            if not self._admit(stream):
+            if self._admit(stream):
+                self._tg.start_soon(self._serve_inbound, stream, dispatch)
+            else:
                 with anyio.CancelScope(shield=True):
                     await anyio.aclose_forcefully(stream)
-                continue
-            self._tg.start_soon(self._serve_inbound, stream, dispatch)
+            for _ in range(batch):
+                try:
+                    sock, remote = raw.accept()
+                except OSError:  # BlockingIOError: the backlog is empty (or a transient accept error)
+                    break
+                ip = str(remote[0]) if isinstance(remote, tuple) else "?"
+                if self._admit_ip(ip):
+                    self._tg.start_soon(self._serve_accepted_socket, sock, ip, dispatch)
+                else:
+                    sock.close()
 
     def _admit(self, stream: ByteStream) -> bool:
         """Apply the caps on incoming connections to a connected ``stream``. Admitted: it is counted in
         (:meth:`_serve_inbound` counts it out) and ``True`` is returned. Refused: counted, logged
         (rate-limited), ``False``; the caller closes the stream."""
         remote = _remote(stream)
-        ip = remote[0] if remote is not None else "?"
+        return self._admit_ip(remote[0] if remote is not None else "?")
+
+    def _admit_ip(self, ip: str) -> bool:
         if self._open >= self.max_connections:
             self.stats.connections_refused += 1
             kind, count = "max_connections", self._open
         elif self._inbound_open >= self.max_inbound:
             self.stats.connections_refused_inbound += 1
             kind, count = "max_inbound", self._inbound_open
-        elif self._per_ip[ip] >= self.max_inbound_per_ip:
+        elif self._per_ip.get(ip, 0) >= self.max_inbound_per_ip:
             self.stats.connections_refused_per_ip += 1
             kind, count = "max_inbound_per_ip", self._per_ip[ip]
         else:
@@ -330,16 +352,41 @@ class TcpTransport:
             self._per_ip[ip] += 1
             self.stats.connections_accepted += 1
             return True
-        if self._per_ip.get(ip) == 0:
-            del self._per_ip[ip]
         self._limits.warning(kind, "refused a connection from %s: %d already open (%s)", ip, count, kind)
         return False
 
-    async def _serve_inbound(self, stream: ByteStream, dispatch: Dispatcher) -> None:
+    def _count_out(self, ip: str) -> None:
+        self._open -= 1
+        self._inbound_open -= 1
+        self._per_ip[ip] -= 1
+        if self._per_ip[ip] <= 0:
+            del self._per_ip[ip]
+
+    async def _serve_accepted_socket(self, sock: socket.socket, ip: str, dispatch: Dispatcher) -> None:
+        """:meth:`_serve_inbound` for a socket taken from the backlog directly (admitted by ``_admit_ip``)."""
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            stream = await SocketStream.from_socket(sock)
+        except (OSError, ValueError) as exc:  # the peer already left
+            sock.close()
+            self._count_out(ip)
+            log.debug("dropped an accepted connection from %s: %s", ip, exc)
+            return
+        except BaseException:
+            sock.close()
+            self._count_out(ip)
+            raise
+        await self._serve_inbound(stream, dispatch, ip=ip)
+
+    async def _serve_inbound(self, stream: ByteStream, dispatch: Dispatcher, *, ip: str | None = None) -> None:
         """Secure (unless plaintext) and serve one incoming connection that :meth:`_admit` let in, until it
-        ends; then count it out. Never raises an ``Exception``."""
+        ends; then count it out (under ``ip``, default the stream's remote address, as ``_admit`` counted
+        it). Never raises an ``Exception``."""
         remote = _remote(stream)
-        ip, peer = (remote[0], str(PeerAddress(*remote))) if remote is not None else ("?", "?")
+        peer = str(PeerAddress(*remote)) if remote is not None else "?"
+        if ip is None:
+            ip = remote[0] if remote is not None else "?"
         connection: InboundConnection | None = None
         try:
             peer_id: str | None = None
@@ -371,11 +418,7 @@ class TcpTransport:
         finally:
             if connection is not None:
                 self._inbound.discard(connection)
-            self._open -= 1
-            self._inbound_open -= 1
-            self._per_ip[ip] -= 1
-            if self._per_ip[ip] <= 0:
-                del self._per_ip[ip]
+            self._count_out(ip)
 
     def _on_slow(self, connection: InboundConnection) -> None:
         self.stats.connections_slow_closed += 1
