@@ -12,12 +12,17 @@ Three measurements, each on every implementation in the same run:
     ``--requests`` in total are done; requests per second. Always 64 requests in flight.
 (c) large bodies: sequential round trips of a 1 MiB body; MiB/s counted one way (each request also
     carries 1 MiB back, so the bytes moved are twice that, for every implementation alike).
+(d) handshake (Butter transports only): ``handshake_requests`` fresh connections, each opened, secured
+    (TLS 1.3 with Ed25519 certificates, or nothing in plaintext) and used for one 64-byte round trip, then
+    closed; milliseconds per connection, p50 and mean. This is the cost of a new peer, before pooling.
 
 Implementations:
 
 * ``butter-transport``: two :class:`butter_transport_tcp.TcpTransport`, the client's requests go to the
   server's ``echo`` dispatcher (a tiny function returning the body). (b) multiplexes the 64 in-flight
-  requests over one connection, as the transport does for any peer.
+  requests over one connection, as the transport does for any peer. The secure channel is on (default).
+* ``butter-transport-plaintext``: the same with ``secure=False``, so the two columns side by side are the
+  cost of the secure channel (``ratios["secure_over_plaintext"]``).
 * ``butter-node``: the same through two real nodes (``butter.open_node``, route ``echo``). Skipped, with
   the reason in the results, if the node cannot start.
 * ``raw`` (the baseline): a 4-byte big-endian length prefix and the body, written directly on anyio
@@ -57,8 +62,9 @@ import anyio
 from anyio.abc import SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from butter.wire import Reply, Request
-from butter_transport_tcp import TcpTransport
+from butter.identity import Identity
+from butter.wire import FrameDecoder, Reply, Request, encode
+from butter_transport_tcp import SecureChannel, TcpTransport
 
 LOOPBACK = "127.0.0.1"
 MAX_FRAME = 4 * 1024 * 1024  # bytes
@@ -77,12 +83,13 @@ class Plan:
     throughput_requests: int = 20000
     concurrency: int = 64
     large_requests: int = 100
+    handshake_requests: int = 200
     rounds: int = 3
     phase_limit: float = 30.0  # seconds
 
 
-QUICK = Plan(latency_requests=500, warmup=50, throughput_requests=5000, large_requests=30, rounds=1,
-             phase_limit=15.0)
+QUICK = Plan(latency_requests=500, warmup=50, throughput_requests=5000, large_requests=30, handshake_requests=50,
+             rounds=1, phase_limit=15.0)
 
 
 @dataclass
@@ -93,6 +100,7 @@ class Implementation:
     call: Call
     senders: Callable[[int], Awaitable[list[Call]]]
     results: dict[str, Any] = field(default_factory=dict)
+    handshake: Callable[[], Awaitable[None]] | None = None  # open, secure, one round trip, close
 
 
 # -- measurements ---------------------------------------------------------------------------------------
@@ -159,6 +167,21 @@ async def measure_large(call: Call, plan: Plan) -> dict[str, Any]:
             "cpu_us_per_request": round(cpu / done * 1e6, 1)}
 
 
+async def measure_handshake(handshake: Callable[[], Awaitable[None]], plan: Plan) -> dict[str, Any]:
+    samples: list[float] = []
+    cpu = time.process_time()
+    with anyio.move_on_after(plan.phase_limit):
+        for _ in range(plan.handshake_requests):
+            start = time.perf_counter()
+            await handshake()
+            samples.append(time.perf_counter() - start)
+    cpu = time.process_time() - cpu
+    samples.sort()
+    milli = [s * 1e3 for s in samples]
+    return {"connections": len(samples), "p50_ms": round(milli[len(milli) // 2], 3),
+            "mean_ms": round(statistics.fmean(milli), 3), "cpu_ms_per_connection": round(cpu / len(samples) * 1e3, 3)}
+
+
 # -- implementations ------------------------------------------------------------------------------------
 
 
@@ -167,9 +190,10 @@ async def echo_dispatch(request: Request) -> Reply:
 
 
 @asynccontextmanager
-async def butter_transport() -> AsyncIterator[Implementation]:
-    server = TcpTransport(LOOPBACK, 0, max_frame=MAX_FRAME)
-    client = TcpTransport(LOOPBACK, 0, max_frame=MAX_FRAME)
+async def butter_transport(secure: bool = True) -> AsyncIterator[Implementation]:
+    server = TcpTransport(LOOPBACK, 0, max_frame=MAX_FRAME, secure=secure)
+    client = TcpTransport(LOOPBACK, 0, max_frame=MAX_FRAME, secure=secure)
+    channel = SecureChannel(Identity.generate()) if secure else None
     async with anyio.create_task_group() as tg:
         address = await tg.start(server.serve, echo_dispatch)
         await tg.start(client.serve, echo_dispatch)
@@ -180,7 +204,20 @@ async def butter_transport() -> AsyncIterator[Implementation]:
         async def senders(n: int) -> list[Call]:
             return [call] * n
 
-        yield Implementation("butter-transport", call, senders)
+        async def handshake() -> None:
+            stream: Any = await anyio.connect_tcp(LOOPBACK, address.port)
+            if channel is not None:
+                stream, _ = await channel.secure_client(stream, server.node_id)
+            body = os.urandom(SMALL_BODY)
+            await stream.send(encode(Request(1, "echo", body)))
+            decoder = FrameDecoder(MAX_FRAME)
+            while not (events := decoder.events()):
+                decoder.feed(await stream.receive())
+            assert events == [Reply(1, body)]
+            await anyio.aclose_forcefully(stream)
+
+        name = "butter-transport" if secure else "butter-transport-plaintext"
+        yield Implementation(name, call, senders, handshake=handshake)
         assert client.stats.connections_opened == 1, "the transport should have reused one connection"
         tg.cancel_scope.cancel()
 
@@ -301,6 +338,8 @@ async def run_once(factory: Callable[[], Any], phases: tuple[str, ...], plan: Pl
                 impl.results["throughput"] = await measure_throughput(await impl.senders(plan.concurrency), plan)
             if "large" in phases:
                 impl.results["large"] = await measure_large(impl.call, plan)
+            if "handshake" in phases and impl.handshake is not None:
+                impl.results["handshake"] = await measure_handshake(impl.handshake, plan)
             results: dict[str, Any] = impl.results
             return results
 
@@ -318,7 +357,9 @@ def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 async def run_all(plan: Plan, backend: str, include_node: bool) -> dict[str, Any]:
     factories: list[tuple[str, Callable[[], Any], tuple[str, ...]]] = [
         ("raw", lambda: raw(), ("latency", "throughput", "large")),
-        ("butter-transport", butter_transport, ("latency", "throughput", "large")),
+        ("butter-transport", butter_transport, ("latency", "throughput", "large", "handshake")),
+        ("butter-transport-plaintext", lambda: butter_transport(secure=False),
+         ("latency", "throughput", "large", "handshake")),
         ("raw-64-connections", lambda: raw("raw-64-connections", many_connections=True), ("throughput",)),
     ]
     if include_node:
@@ -337,6 +378,20 @@ async def run_all(plan: Plan, backend: str, include_node: bool) -> dict[str, Any
                 skipped[name] = f"{type(exc).__name__}: {exc}"
     return {name: {"skipped": skipped[name]} if name in skipped else median_of(rounds)
             for name, rounds in per_round.items()}
+
+
+def secure_over_plaintext(results: dict[str, Any]) -> dict[str, float]:
+    """The secure channel's cost: secure / plaintext per metric (throughputs below 1 and times above 1 are
+    what the channel costs)."""
+    secure, plain = results.get("butter-transport", {}), results.get("butter-transport-plaintext", {})
+    if "skipped" in secure or "skipped" in plain or not secure or not plain:
+        return {}
+    return {
+        "latency_p50": round(secure["latency"]["p50_us"] / plain["latency"]["p50_us"], 3),
+        "throughput": round(secure["throughput"]["requests_per_s"] / plain["throughput"]["requests_per_s"], 3),
+        "large_mib_per_s": round(secure["large"]["mib_per_s"] / plain["large"]["mib_per_s"], 3),
+        "handshake_p50": round(secure["handshake"]["p50_ms"] / plain["handshake"]["p50_ms"], 3),
+    }
 
 
 def ratios(results: dict[str, Any], name: str) -> dict[str, float]:
@@ -360,13 +415,14 @@ def ratios(results: dict[str, Any], name: str) -> dict[str, float]:
 
 def table(report: dict[str, Any]) -> str:
     results = report["results"]
-    columns = [n for n in ("butter-transport", "butter-node", "raw", "raw-64-connections") if n in results]
+    columns = [n for n in ("butter-transport", "butter-transport-plaintext", "butter-node", "raw",
+                           "raw-64-connections") if n in results]
 
     def cell(name: str, phase: str, key: str) -> str:
         value = results[name].get(phase, {}).get(key)
         if value is None:
             return "-"
-        return f"{value:,.0f}" if value >= 1000 else f"{value:,.1f}"
+        return f"{value:,.0f}" if value >= 1000 else f"{value:,.1f}" if value >= 10 else f"{value:,.3f}"
 
     rows = [
         ("(a) latency p50, us (64 B)", "latency", "p50_us"),
@@ -376,15 +432,23 @@ def table(report: dict[str, Any]) -> str:
         ("(b) CPU us per request", "throughput", "cpu_us_per_request"),
         ("(c) MiB/s (1 MiB bodies)", "large", "mib_per_s"),
         ("(c) CPU us per request", "large", "cpu_us_per_request"),
+        ("(d) new connection + 1 request, ms p50", "handshake", "p50_ms"),
+        ("(d) CPU ms per new connection", "handshake", "cpu_ms_per_connection"),
     ]
-    width = 38
-    lines = [f"{'':<{width}}" + "".join(f"{c:>20}" for c in columns)]
+    width = 40
+    lines = [f"{'':<{width}}" + "".join(f"{c:>28}" for c in columns)]
     for label, phase, key in rows:
-        lines.append(f"{label:<{width}}" + "".join(f"{cell(c, phase, key):>20}" for c in columns))
+        lines.append(f"{label:<{width}}" + "".join(f"{cell(c, phase, key):>28}" for c in columns))
     for name in columns:
         if "skipped" in results[name]:
             lines.append(f"{name} skipped: {results[name]['skipped']}")
     lines.append("")
+    cost = report.get("secure_over_plaintext") or {}
+    if cost:
+        lines.append(
+            f"secure channel / plaintext: latency p50 x{cost['latency_p50']}, throughput x{cost['throughput']}, "
+            f"1 MiB x{cost['large_mib_per_s']}, new connection x{cost['handshake_p50']}"
+        )
     for name, values in report["ratios"].items():
         if values:
             lines.append(
@@ -422,7 +486,9 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "plan": asdict(plan),
         "results": results,
-        "ratios": {name: ratios(results, name) for name in ("butter-transport", "butter-node") if name in results},
+        "ratios": {name: ratios(results, name) for name in ("butter-transport", "butter-transport-plaintext",
+                                                             "butter-node") if name in results},
+        "secure_over_plaintext": secure_over_plaintext(results),
         "targets": {"throughput_butter_over_raw": 0.5, "large_butter_over_raw": 0.7},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,10 +30,14 @@ def unused_port() -> int:
 
 
 class TcpFactory:
-    """The conformance kit's factory (:class:`butter.testing.conformance.TransportFactory`) on loopback."""
+    """The conformance kit's factory (:class:`butter.testing.conformance.TransportFactory`) on loopback;
+    ``secure=False`` makes plaintext transports."""
+
+    def __init__(self, *, secure: bool = True) -> None:
+        self.secure = secure
 
     def make(self, max_frame: int) -> TcpTransport:
-        return TcpTransport(LOOPBACK, 0, max_frame=max_frame, connect_timeout=2.0)
+        return TcpTransport(LOOPBACK, 0, max_frame=max_frame, connect_timeout=2.0, secure=self.secure)
 
     def unused_address(self) -> PeerAddress:
         return PeerAddress(LOOPBACK, unused_port())

@@ -9,7 +9,7 @@ import anyio
 import pytest
 from anyio.abc import SocketStream
 
-from butter.errors import PeerUnreachable, RemoteError, RequestTimeout
+from butter.errors import PeerUnreachable, RemoteError, RequestTimeout, TransportBusy
 from butter.peers import PeerAddress
 from butter.wire import FrameDecoder, Request, encode_payload
 from butter_transport_tcp import TcpTransport
@@ -63,15 +63,16 @@ async def test_full_pool_evicts_the_least_recently_used_idle_connection() -> Non
             assert client.stats.connections_opened == 3
 
 
-async def test_full_pool_with_every_connection_busy_is_unreachable() -> None:
+async def test_full_pool_with_every_connection_busy_is_a_local_transport_busy() -> None:
     with anyio.fail_after(10):
         b, c, client = transport(), transport(), transport(max_connections=1)
         async with serving(b) as address_b, serving(c) as address_c, serving(client):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(functools.partial(client.request, address_b, "slow", b"5", timeout=6))
                 await anyio.sleep(0.1)
-                with pytest.raises(PeerUnreachable, match="max_connections"):
+                with pytest.raises(TransportBusy, match="max_connections"):
                     await client.request(address_c, "echo", b"c", timeout=5)
+                assert client.stats.requests_busy == 1
                 tg.cancel_scope.cancel()
 
 
@@ -113,7 +114,7 @@ async def test_peer_closing_the_connection_fails_pending_requests_at_once() -> N
 
     with anyio.fail_after(10):
         listener, address = await raw_server()
-        client = transport()
+        client = transport(secure=False)  # the raw server speaks plaintext frames
         async with listener, serving(client), anyio.create_task_group() as tg:
             tg.start_soon(listener.serve, read_then_hang_up)
             start = anyio.current_time()
@@ -137,7 +138,7 @@ async def test_malformed_reply_is_a_remote_protocol_error() -> None:
 
     with anyio.fail_after(10):
         listener, address = await raw_server()
-        client = transport()
+        client = transport(secure=False)  # the raw server speaks plaintext frames
         async with listener, serving(client), anyio.create_task_group() as tg:
             tg.start_soon(listener.serve, answer_badly)
             with pytest.raises(RemoteError) as info:
@@ -192,7 +193,7 @@ async def test_a_peer_that_never_reads_holds_back_writers_with_bounded_memory() 
 
     with anyio.fail_after(15):
         listener, address = await raw_server()
-        client = TcpTransport(LOOPBACK, 0, max_frame=1024 * 1024)
+        client = TcpTransport(LOOPBACK, 0, max_frame=1024 * 1024, secure=False)  # the raw peer speaks plaintext
         body = b"q" * (512 * 1024)
         peak = 0
         timeouts = 0

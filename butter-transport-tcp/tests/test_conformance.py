@@ -12,7 +12,8 @@ from .helpers import TcpFactory
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.parametrize("secure", [True, False], ids=["secure", "plaintext"])
 @pytest.mark.parametrize("check", TRANSPORT_CHECKS, ids=lambda c: c.__name__)
-async def test_tcp_transport_conformance(check: Callable[[TransportFactory], Awaitable[None]]) -> None:
+async def test_tcp_transport_conformance(check: Callable[[TransportFactory], Awaitable[None]], secure: bool) -> None:
     with anyio.fail_after(20):
-        await check(TcpFactory())
+        await check(TcpFactory(secure=secure))

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 
 
 def test_public_api_is_pinned() -> None:
-    assert butter_transport_tcp.__all__ == ["TcpStats", "TcpTransport", "TcpTransportPlugin"]
+    assert butter_transport_tcp.__all__ == ["SecureChannel", "TcpStats", "TcpTransport", "TcpTransportPlugin"]
     assert isinstance(TcpTransport("127.0.0.1", 0), Transport)
 
 

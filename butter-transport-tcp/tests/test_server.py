@@ -28,6 +28,8 @@ SMALL = 64 * 1024
 
 
 def transport(**options: object) -> TcpTransport:
+    """A plaintext transport: these tests speak raw frames to it (the secure channel has its own tests)."""
+    options.setdefault("secure", False)
     return TcpTransport(LOOPBACK, 0, max_frame=SMALL, connect_timeout=2.0, **options)  # type: ignore[arg-type]
 
 

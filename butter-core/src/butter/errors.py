@@ -42,6 +42,21 @@ class RequestTimeout(TransportError):
     """The peer did not answer within the timeout (seconds) given to the request."""
 
 
+class TransportBusy(TransportError):
+    """A local resource limit was reached (e.g. the transport's ``max_connections`` with every connection
+    busy): the request was not sent. Nothing is known about the peer; retry later or raise the limit."""
+
+
+class PeerIdentityMismatch(PeerUnreachable):
+    """The peer at an address authenticated as another node than the one expected there (the secure channel
+    refused the connection). ``expected`` and ``actual`` are node ids (hex)."""
+
+    def __init__(self, message: str, *, expected: str = "", actual: str = "") -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
 class RemoteError(ButterError):
     """The peer answered with an error reply.
 

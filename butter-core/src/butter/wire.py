@@ -161,6 +161,11 @@ class FrameDecoder:
         """Bytes held, waiting for the rest of their frame."""
         return len(self._buffer)
 
+    @property
+    def in_frame(self) -> bool:
+        """Whether a frame has begun and not yet been completed (or, if oversized, fully discarded)."""
+        return bool(self._skip or self._buffer)
+
     def feed(self, data: bytes) -> None:
         if self._skip:
             dropped = min(self._skip, len(data))

@@ -25,6 +25,7 @@ fails at once with :class:`~butter.errors.PeerUnreachable`.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import anyio
@@ -35,11 +36,13 @@ from butter.slots import Dispatcher
 from butter.wire import ErrorInfo, Event, FrameDecoder, FrameRejected, Reply, Request, encode
 
 from ._errors import NETWORK_ERRORS, describe
+from ._limits import RateLimitedLog
 from ._stats import TcpStats
 
 __all__ = ["Connection", "InboundConnection", "OutgoingConnection"]
 
 log = logging.getLogger("butter.transport.tcp")
+limits_log = RateLimitedLog(log)  # limits hit on any connection: at most one line per kind per 10 s
 
 CONNECTION_ERROR_ID = 0  # the id of an error reply that concerns the connection, not one request
 _CONNECTION_LOST: tuple[type[Exception], ...] = (PeerUnreachable, *NETWORK_ERRORS)
@@ -54,9 +57,19 @@ class Connection:
     (bytes) is the most read from the socket at once.
     """
 
-    def __init__(self, stream: ByteStream, *, peer: str, max_frame: int, read_chunk: int, stats: TcpStats) -> None:
+    def __init__(
+        self,
+        stream: ByteStream,
+        *,
+        peer: str,
+        max_frame: int,
+        read_chunk: int,
+        stats: TcpStats,
+        peer_id: str | None = None,
+    ) -> None:
         self.stream = stream
         self.peer = peer
+        self.peer_id = peer_id  # the node id the secure channel authenticated; None in plaintext
         self.max_frame = max_frame
         self.read_chunk = read_chunk
         self.stats = stats
@@ -157,7 +170,10 @@ class InboundConnection(Connection):
     """A connection a peer opened to us: requests in, replies out.
 
     Each request runs ``dispatch`` in its own task; at most ``max_concurrent`` at once, beyond which a
-    request is answered at once with error code ``overloaded``. A reply larger than ``max_frame`` is replaced
+    request is answered at once with error code ``overloaded``. Once a frame has begun, the rest of it must
+    arrive within ``frame_timeout`` seconds, or the connection is cut off as a slow peer (``on_slow`` is
+    called, then the connection closes): a peer that sends a header and then trickles bytes holds a
+    frame buffer only that long. A reply larger than ``max_frame`` is replaced
     by error ``frame-too-large``; a frame the decoder rejects gets an error reply carrying the rejection's
     code (with the request id when it could be read, else id 0) and the connection goes on.
     """
@@ -172,10 +188,17 @@ class InboundConnection(Connection):
         stats: TcpStats,
         dispatch: Dispatcher,
         max_concurrent: int,
+        frame_timeout: float = math.inf,
+        on_slow: Callable[[InboundConnection], None] | None = None,
+        peer_id: str | None = None,
     ) -> None:
-        super().__init__(stream, peer=peer, max_frame=max_frame, read_chunk=read_chunk, stats=stats)
+        super().__init__(
+            stream, peer=peer, max_frame=max_frame, read_chunk=read_chunk, stats=stats, peer_id=peer_id
+        )
         self.dispatch = dispatch
         self.max_concurrent = max_concurrent
+        self.frame_timeout = frame_timeout
+        self.on_slow = on_slow
         self.active = 0  # requests being handled now
 
     async def run(self) -> None:
@@ -188,17 +211,31 @@ class InboundConnection(Connection):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._write_loop)
                     async with anyio.create_task_group() as answers:
-                        try:
-                            while True:
-                                data = await self.stream.receive(self.read_chunk)
-                                self.last_active = anyio.current_time()
-                                self.decoder.feed(data)
-                                while (event := self.decoder.next_event()) is not None:
-                                    await self._on_event(event, answers)
-                        except anyio.EndOfStream:
-                            pass  # the peer is done sending; answer what it asked, then stop
-                        except _CONNECTION_LOST as exc:
-                            self.close(describe(exc))
+                        # The deadline of the frame in progress: infinite between frames (idleness is the
+                        # sweeper's business), set when a frame begins, so only partial frames pay for it.
+                        with anyio.CancelScope() as reading:
+                            try:
+                                while True:
+                                    data = await self.stream.receive(self.read_chunk)
+                                    now = self.last_active = anyio.current_time()
+                                    self.decoder.feed(data)
+                                    completed = False
+                                    while (event := self.decoder.next_event()) is not None:
+                                        completed = True
+                                        await self._on_event(event, answers)
+                                    if self.decoder.in_frame:
+                                        if completed or reading.deadline == math.inf:
+                                            reading.deadline = now + self.frame_timeout
+                                    elif reading.deadline != math.inf:
+                                        reading.deadline = math.inf
+                            except anyio.EndOfStream:
+                                pass  # the peer is done sending; answer what it asked, then stop
+                            except _CONNECTION_LOST as exc:
+                                self.close(describe(exc))
+                        if reading.cancelled_caught:
+                            if self.on_slow is not None:
+                                self.on_slow(self)
+                            self.close(f"slow peer: a frame took longer than {self.frame_timeout} s")
                     await self.flush()
                     tg.cancel_scope.cancel()
         except Exception:  # a bug of ours must not take the server down with it
@@ -210,6 +247,10 @@ class InboundConnection(Connection):
         if isinstance(event, Request):
             if self.active >= self.max_concurrent:
                 self.stats.requests_overloaded += 1
+                limits_log.warning(
+                    "overloaded", "answered a request from %s 'overloaded': %d already being handled on its "
+                    "connection (max_concurrent_requests)", self.peer, self.active,
+                )
                 message = f"{self.max_concurrent} requests already in progress on this connection"
                 await self.write(self._error_frame(event.id, "overloaded", message))
                 return
@@ -217,7 +258,10 @@ class InboundConnection(Connection):
             tg.start_soon(self._answer, event)
         elif isinstance(event, FrameRejected):
             self.stats.frames_rejected += 1
-            log.debug("rejected a frame from %s: %s", self.peer, event.error)
+            if isinstance(event.error, FrameTooLarge):
+                limits_log.warning("max_frame", "refused a frame from %s: %s (max_frame)", self.peer, event.error)
+            else:
+                log.debug("rejected a frame from %s: %s", self.peer, event.error)
             request_id = CONNECTION_ERROR_ID if event.request_id is None else event.request_id
             await self.write(self._error_frame(request_id, event.error.code, str(event.error)))
         else:  # a Reply: nothing was asked on this connection
@@ -281,8 +325,11 @@ class OutgoingConnection(Connection):
         read_chunk: int,
         stats: TcpStats,
         on_closed: Callable[[OutgoingConnection], None],
+        peer_id: str | None = None,
     ) -> None:
-        super().__init__(stream, peer=peer, max_frame=max_frame, read_chunk=read_chunk, stats=stats)
+        super().__init__(
+            stream, peer=peer, max_frame=max_frame, read_chunk=read_chunk, stats=stats, peer_id=peer_id
+        )
         self.pending: dict[int, _Waiter] = {}
         self._on_closed = on_closed
 

@@ -21,6 +21,18 @@ class TcpStats:
       with an error reply.
     * ``requests_overloaded``: incoming requests answered ``overloaded`` because their connection already
       had ``max_concurrent_requests`` being handled.
+    * ``connections_refused_inbound``: incoming connections closed at once because ``max_inbound`` incoming
+      connections were open (``connections_refused`` counts the ``max_connections`` cap).
+    * ``connections_refused_per_ip``: incoming connections closed at once because their IP address already
+      had ``max_inbound_per_ip`` open.
+    * ``handshakes_failed``: secure-channel handshakes that failed or took longer than
+      ``handshake_timeout`` (either role).
+    * ``identity_mismatches``: outgoing connections refused because the peer authenticated as another node
+      than the one expected at that address.
+    * ``connections_slow_closed``: incoming connections cut off because a frame that had begun did not
+      complete within ``frame_timeout`` (a slow or trickling peer).
+    * ``requests_busy``: requests refused locally with ``TransportBusy`` (``max_connections`` reached with
+      every connection busy).
     """
 
     connections_accepted: int = 0
@@ -32,3 +44,9 @@ class TcpStats:
     requests_served: int = 0
     frames_rejected: int = 0
     requests_overloaded: int = 0
+    connections_refused_inbound: int = 0
+    connections_refused_per_ip: int = 0
+    handshakes_failed: int = 0
+    identity_mismatches: int = 0
+    connections_slow_closed: int = 0
+    requests_busy: int = 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import SocketStream, TaskGroup, TaskStatus
@@ -328,7 +328,9 @@ class AmbassadorClient:
         async with self._punch_limiter:
             try:
                 direct, peer, port = await self._punch_via(service, Punch(self.node.node_id, target))
-                self.node.transport.adopt_outgoing(target, direct)  # type: ignore[attr-defined]
+                transport: Any = self.node.transport
+                transport.expect_identity(target, intro.node_id)  # the TLS handshake checks who answers
+                await transport.adopt_outgoing(target, direct)
                 reply = await self.node.request(target, "host-quality", b"", timeout=self.options.timeout)
                 node_id = PeerInfo.from_wire(decode_payload(reply, self.node.settings.max_frame)).node_id
                 if node_id != intro.node_id:

@@ -1,0 +1,436 @@
+"""Load benchmark: one Butter node under N concurrent clients on loopback, with one abusive client beside them.
+
+Run::
+
+    python benchmarks/load.py [--quick] [--clients 10 100 1000] [--seconds 10] [--backend asyncio|trio]
+                              [--plaintext] [--out benchmarks/results/load.json]
+
+What it does, for each N in ``--clients`` (default 10, 100, 1,000), for ``--seconds`` each (default 10):
+
+* The **node** runs in a subprocess (``--serve``), so its memory is measured alone: a real
+  :func:`butter.open_node` with the ``tcp`` transport (secure channel on unless ``--plaintext``), no
+  discovery, persistence or retrieval, and a route ``echo``. Its transport options are the defaults except
+  ``max_connections`` 4,096 and ``max_inbound`` 2,048 (1,000 clients need more than the default 768) and
+  ``frame_timeout`` 2 s (the default is 30 s, longer than a phase). The per-IP cap stays at its default 64.
+* **N well-behaved clients**, each one TLS connection (its own handshake), do sequential 256-byte ``echo``
+  round trips until the phase ends: N requests in flight. They connect from 127.0.0.2 to 127.0.0.201 (the
+  whole of 127.0.0.0/8 is loopback on Linux), at most 5 per address, so the per-IP cap does not hit them.
+  Every failed or wrong reply is an error; the expected number of errors is zero.
+* **One abusive client**, in a process of its own (``--abuse``, so that 1,000 busy clients do not starve
+  it), runs three attacks at once for the whole phase, each from its own address (127.0.0.250 to .252,
+  so the per-IP cap meets each attack separately): a connection
+  flood (bursts of 100 connections held for half a second), slow-loris (up to 80 secured connections that
+  send a frame header and then one byte every 0.5 s, reopened when cut off) and bad frames (frames
+  announcing 2 GiB, and undecodable frames, on secured connections). Every loop is bounded in rate and time.
+* Measured: requests, requests/s, latency p50/p99 (ms) of the well-behaved clients, their errors; the
+  node's resident memory (``VmRSS`` from ``/proc``) before and after each phase and its peak (``VmHWM``);
+  the node's transport counters for the phase (what the limits refused or cut off).
+
+After the three phases the largest N is run again, so the node's memory after a repeated phase (against
+after its first run) shows whether it grows without bound or stays at its high-water mark.
+``RLIMIT_NOFILE`` is raised to its hard limit in both processes (1,000 clients plus the attacker need
+more than 1,024 descriptors). All traffic stays on 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream
+
+from butter.identity import Identity
+from butter.wire import FrameDecoder, Reply, Request, decode_payload, encode, encode_payload
+from butter_transport_tcp import SecureChannel
+
+LOOPBACK = "127.0.0.1"
+ABUSER_IPS = {"flood": "127.0.0.250", "slowloris": "127.0.0.251", "bad_frames": "127.0.0.252"}
+BODY = 256  # bytes per echo request
+REQUEST_TIMEOUT = 10.0  # seconds
+MAX_FRAME = 4 * 1024 * 1024  # the node's default, bytes
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# -- the node, in its own process -----------------------------------------------------------------------
+
+
+def serve(backend: str, secure: bool) -> None:
+    """Run the node; print its port, then serve until stdin closes."""
+    import butter
+    from butter.settings import ButterSettings
+
+    raise_fd_limit()
+    settings = ButterSettings(
+        host=LOOPBACK, port=0, discovery={"drivers": []}, persistence={"driver": ""}, retrieval={"driver": ""},
+        transport={"driver": "tcp", "options": {
+            "secure": secure, "max_connections": 4096, "max_inbound": 2048, "frame_timeout": 2.0,
+        }},
+    )
+
+    async def main() -> None:
+        async with butter.open_node(settings) as node:
+
+            @node.route("echo")
+            async def echo(request: butter.RouteRequest) -> bytes:
+                return request.body
+
+            @node.route("load-stats")
+            async def stats(request: butter.RouteRequest) -> bytes:
+                from dataclasses import asdict
+
+                return encode_payload(asdict(node.transport.stats))  # type: ignore[attr-defined]
+
+            print(node.address.port, flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.read)  # until the benchmark closes our stdin
+
+    anyio.run(main, backend=backend)
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    return {"rss_kib": fields.get("VmRSS", 0), "peak_kib": fields.get("VmHWM", 0)}
+
+
+# -- clients --------------------------------------------------------------------------------------------
+
+
+class Client:
+    """One connection speaking Butter frames: sequential requests, replies read with a FrameDecoder."""
+
+    def __init__(self, stream: ByteStream) -> None:
+        self.stream = stream
+        self.decoder = FrameDecoder(MAX_FRAME)
+        self.next_id = 1
+
+    @classmethod
+    async def open(cls, port: int, channel: SecureChannel | None, local_host: str) -> Client:
+        stream: ByteStream = await anyio.connect_tcp(LOOPBACK, port, local_host=local_host)
+        if channel is not None:
+            stream, _ = await channel.secure_client(stream)
+        return cls(stream)
+
+    async def call(self, route: str, body: bytes) -> Reply:
+        request_id, self.next_id = self.next_id, self.next_id + 1
+        await self.stream.send(encode(Request(request_id, route, body)))
+        while True:
+            event = self.decoder.next_event()
+            if event is not None:
+                assert isinstance(event, Reply) and event.id == request_id, event
+                return event
+            self.decoder.feed(await self.stream.receive())
+
+    async def aclose(self) -> None:
+        await anyio.aclose_forcefully(self.stream)
+
+
+async def node_stats(port: int, channel: SecureChannel | None) -> dict[str, int]:
+    client = await Client.open(port, channel, LOOPBACK)
+    try:
+        reply = await client.call("load-stats", b"")
+        return dict(decode_payload(reply.body))
+    finally:
+        await client.aclose()
+
+
+async def well_behaved(client: Client, deadline: float, latencies: list[float], errors: list[str]) -> None:
+    body = os.urandom(BODY)
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        try:
+            with anyio.fail_after(REQUEST_TIMEOUT):
+                reply = await client.call("echo", body)
+            if reply.body != body:
+                raise ValueError(f"wrong reply {reply!r:.80}")
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}"[:200])
+            return
+        latencies.append(time.perf_counter() - start)
+
+
+# -- the abusive client ---------------------------------------------------------------------------------
+
+
+async def abuse(port: int, channel: SecureChannel | None, deadline: float, counts: dict[str, float]) -> None:
+    """Flood, slow-loris and bad frames at once, from ABUSER_IPS, until ``deadline`` (bounded rates)."""
+
+    async def attempt(make: Any) -> ByteStream | None:
+        try:
+            with anyio.fail_after(5):
+                return await make()  # type: ignore[no-any-return]
+        except (OSError, TimeoutError, anyio.BrokenResourceError, anyio.EndOfStream, Exception):
+            counts["abuser_refused"] += 1
+            return None
+
+    async def raw(kind: str = "flood") -> ByteStream:
+        return await anyio.connect_tcp(LOOPBACK, port, local_host=ABUSER_IPS[kind])
+
+    async def secured(kind: str) -> ByteStream:
+        stream = await raw(kind)
+        if channel is not None:
+            stream, _ = await channel.secure_client(stream)
+        return stream
+
+    async def flood() -> None:
+        while time.perf_counter() < deadline:
+            held: list[ByteStream] = []
+
+            async def one(held: list[ByteStream]) -> None:
+                stream = await attempt(raw)
+                counts["flood_connections"] += 1
+                if stream is not None:
+                    held.append(stream)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(100):
+                    tg.start_soon(one, held)
+            await anyio.sleep(0.5)
+            for stream in held:
+                await anyio.aclose_forcefully(stream)
+
+    async def loris() -> None:
+        stream = await attempt(lambda: secured("slowloris"))
+        if stream is None:
+            await anyio.sleep(0.5)
+            return
+        try:
+            await stream.send((1000).to_bytes(4, "big"))
+            counts["slowloris_started"] += 1
+            if not counts["slowloris_first_started_s"]:  # how long before the phase's end it began
+                counts["slowloris_first_started_s"] = round(deadline - time.perf_counter(), 2)
+            while time.perf_counter() < deadline:
+                await anyio.sleep(0.5)
+                await stream.send(b"\xa1")
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            counts["slowloris_cut_off"] += 1
+        finally:
+            await anyio.aclose_forcefully(stream)
+
+    async def loris_pool() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(80):
+
+                async def keep_one() -> None:
+                    while time.perf_counter() < deadline:
+                        await loris()
+
+                tg.start_soon(keep_one)
+
+    async def bad_frames() -> None:
+        while time.perf_counter() < deadline:
+            stream = await attempt(lambda: secured("bad_frames"))
+            if stream is None:
+                await anyio.sleep(0.2)
+                continue
+            try:
+                for _ in range(100):  # undecodable frames: each gets an error reply
+                    await stream.send(b"\x00\x00\x00\x05\xc1\xc1\xc1\xc1\xc1")
+                    counts["bad_frames"] += 1
+                    await anyio.sleep(0.005)
+                await stream.send((2**31).to_bytes(4, "big") + b"\x00" * 1024)  # announces 2 GiB
+                counts["oversized_frames"] += 1
+                with anyio.move_on_after(max(0.0, deadline - time.perf_counter())):
+                    while True:  # drain error replies until the node cuts us off (frame_timeout)
+                        await stream.receive()
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError):
+                pass
+            finally:
+                await anyio.aclose_forcefully(stream)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(flood)
+        tg.start_soon(loris_pool)
+        tg.start_soon(bad_frames)
+
+
+async def run_abuser(port: int, seconds: float, secure: bool) -> dict[str, float]:
+    """The abusive client's process: attack for ``seconds``, return the counts."""
+    raise_fd_limit()
+    counts: dict[str, float] = {k: 0 for k in (
+        "flood_connections", "abuser_refused", "slowloris_started", "slowloris_first_started_s",
+        "slowloris_cut_off", "bad_frames", "oversized_frames")}
+    channel = SecureChannel(Identity.generate()) if secure else None
+    with anyio.move_on_after(seconds + 20):  # bounded even if a connection hangs
+        await abuse(port, channel, time.perf_counter() + seconds, counts)
+    return counts
+
+
+# -- phases ---------------------------------------------------------------------------------------------
+
+
+async def phase(clients: int, seconds: float, port: int, pid: int, secure: bool, backend: str) -> dict[str, Any]:
+    channel = SecureChannel(Identity.generate()) if secure else None
+    before = rss_kib(pid)
+    stats_before = await node_stats(port, channel)
+    errors: list[str] = []
+    latencies: list[float] = []
+    connected: list[Client] = []
+    connect_start = time.perf_counter()
+
+    async def connect(i: int) -> None:
+        try:
+            with anyio.fail_after(30):
+                connected.append(await Client.open(port, channel, f"127.0.0.{2 + i % 200}"))
+        except Exception as exc:
+            errors.append(f"connect: {type(exc).__name__}: {exc}"[:200])
+
+    async with anyio.create_task_group() as tg:
+        limiter = anyio.CapacityLimiter(100)  # at most 100 handshakes in progress at once
+
+        async def limited(i: int) -> None:
+            async with limiter:
+                await connect(i)
+
+        for i in range(clients):
+            tg.start_soon(limited, i)
+    connect_seconds = time.perf_counter() - connect_start
+    start = time.perf_counter()
+    deadline = start + seconds
+    abuser = await anyio.open_process(
+        [sys.executable, __file__, "--abuse", str(port), "--seconds", str(seconds), "--backend", backend]
+        + ([] if secure else ["--plaintext"]), stdout=subprocess.PIPE, stderr=None,
+    )
+    async with anyio.create_task_group() as tg:
+        for client in connected:
+            tg.start_soon(well_behaved, client, deadline, latencies, errors)
+    elapsed = time.perf_counter() - start
+    assert abuser.stdout is not None
+    report = b""
+    with anyio.fail_after(30):
+        async for chunk in abuser.stdout:
+            report += chunk
+        await abuser.wait()
+    counts = json.loads(report or b"{}")
+    for client in connected:
+        await client.aclose()
+    await anyio.sleep(1.0)  # let the node close what we dropped
+    stats_after = await node_stats(port, channel)
+    after = rss_kib(pid)
+    latencies.sort()
+    millis = [x * 1e3 for x in latencies] or [0.0]
+    return {
+        "clients": clients,
+        "connected": len(connected),
+        "connect_seconds": round(connect_seconds, 2),
+        "seconds": round(elapsed, 2),
+        "requests": len(latencies),
+        "requests_per_s": round(len(latencies) / elapsed),
+        "latency_p50_ms": round(millis[len(millis) // 2], 2),
+        "latency_p99_ms": round(millis[min(len(millis) - 1, int(len(millis) * 0.99))], 2),
+        "latency_mean_ms": round(statistics.fmean(millis), 2),
+        "errors": len(errors),
+        "error_samples": errors[:5],
+        "node_memory_before": before,
+        "node_memory_after": after,
+        "node_rss_growth_kib": after["rss_kib"] - before["rss_kib"],
+        "node_limits_hit": {k: stats_after[k] - stats_before.get(k, 0) for k in stats_after
+                            if stats_after[k] != stats_before.get(k, 0)},
+        "abuser": counts,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--serve", "--backend", args.backend] + (["--plaintext"] if args.plaintext
+                                                                                  else [])
+    node = await anyio.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
+    try:
+        assert node.stdout is not None and node.stdin is not None
+        line = b""
+        with anyio.fail_after(30):
+            while not line.endswith(b"\n"):
+                line += await node.stdout.receive(1)
+        port = int(line)
+        phases = []
+        sizes = [*args.clients, max(args.clients)]  # the largest again: memory after a repeat
+        for index, clients in enumerate(sizes):
+            print(f"  phase {index + 1}/{len(sizes)}: {clients} clients for {args.seconds} s ...", file=sys.stderr,
+                  flush=True)
+            phases.append(await phase(clients, args.seconds, port, node.pid, not args.plaintext, args.backend))
+            print(f"    {phases[-1]['requests_per_s']} req/s, p99 {phases[-1]['latency_p99_ms']} ms, "
+                  f"{phases[-1]['errors']} errors, node RSS {phases[-1]['node_memory_after']['rss_kib']} KiB",
+                  file=sys.stderr, flush=True)
+        return {"phases": phases, "node_peak_kib": rss_kib(node.pid)["peak_kib"]}
+    finally:
+        with anyio.CancelScope(shield=True):
+            if node.stdin is not None:
+                await node.stdin.aclose()
+            with anyio.move_on_after(15) as waiting:
+                await node.wait()
+            if waiting.cancelled_caught:
+                node.kill()
+                await node.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 s phases with 10 and 100 clients (a smoke run)")
+    parser.add_argument("--clients", type=int, nargs="+", help="client counts (default 10 100 1000)")
+    parser.add_argument("--seconds", type=float, help="seconds per phase (default 10, quick 3)")
+    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    parser.add_argument("--plaintext", action="store_true", help="the node and clients without the secure channel")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "load.json")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--abuse", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.backend, not args.plaintext)
+        return
+    if args.abuse:
+        print(json.dumps(anyio.run(run_abuser, args.abuse, float(args.seconds), not args.plaintext,
+                                   backend=args.backend)))
+        return
+    args.clients = args.clients or ([10, 100] if args.quick else [10, 100, 1000])
+    args.clients = [max(1, min(n, 2000)) for n in args.clients]
+    args.seconds = max(1.0, min(args.seconds or (3.0 if args.quick else 10.0), 120.0))
+    fds = raise_fd_limit()
+    print(f"load benchmark on {args.backend}, 127.0.0.0/8, clients {args.clients}, {args.seconds} s each, "
+          f"{'plaintext' if args.plaintext else 'secure channel'}, RLIMIT_NOFILE {fds}", file=sys.stderr)
+    results = anyio.run(run, args, backend=args.backend)
+    largest = max(args.clients)
+    first = next(p for p in results["phases"] if p["clients"] == largest)
+    repeat = results["phases"][-1]
+    report = {
+        "benchmark": "load",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "backend": args.backend,
+        "secure": not args.plaintext,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "seconds_per_phase": args.seconds,
+        "well_behaved_errors": sum(p["errors"] for p in results["phases"]),
+        "node_rss_after_largest_first_vs_repeat_kib": [first["node_memory_after"]["rss_kib"],
+                                                      repeat["node_memory_after"]["rss_kib"]],
+        **results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'clients':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'RSS before':>11} {'RSS after':>10}")
+    for p in results["phases"]:
+        print(f"{p['clients']:>8} {p['requests_per_s']:>8} {p['latency_p50_ms']:>8} {p['latency_p99_ms']:>8} "
+              f"{p['errors']:>7} {p['node_memory_before']['rss_kib']:>9} K {p['node_memory_after']['rss_kib']:>8} K")
+    print(f"node peak RSS {results['node_peak_kib']} KiB; written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Hypothesis strategies for hostile route bodies: random bytes, and msgpack maps that look almost right.
+
+A body that is nearly valid (the right keys with values of the wrong type, size or range) reaches deeper
+into a decoder than random bytes do, so most examples are maps built from the field names Butter's routes
+actually use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from butter.wire import encode_payload
+
+# Field names used by the bodies of every route (core, PCG, BFS, multicast beacons).
+KEYS = [
+    "v", "id", "addr", "address", "blocks", "manifest", "holds", "ttl", "from", "sample", "quality", "uptime",
+    "available_storage", "known_hosts", "known_by", "ambassador", "cid", "size", "hits", "members", "groups",
+    "leaving", "unknown", "qid", "fraction", "hints", "kind", "try", "have", "tag", "k", "n", "bits", "same",
+    "t", "media_type", "block_size", "route", "body", "ok", "error", "code", "message",
+]
+HEX64 = st.text("0123456789abcdef", min_size=64, max_size=64)
+NUMBERS = st.one_of(
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0, -1, 1, 2**31, 2**63 - 1, 1e308, -1e308]),
+)
+SCALARS = st.one_of(
+    st.none(), st.booleans(), NUMBERS, st.text(max_size=80), st.binary(max_size=80), HEX64,
+    st.sampled_from(["127.0.0.1", "", "hit", "miss", "seen", "ping", "x" * 300]),
+)
+ADDRESSES = st.one_of(
+    st.tuples(st.sampled_from(["127.0.0.1", "", "::1", "x" * 300]), st.integers(-5, 70000)).map(list),
+    st.lists(SCALARS, max_size=3),
+)
+VALUES: st.SearchStrategy[Any] = st.recursive(
+    st.one_of(SCALARS, ADDRESSES),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=6), st.dictionaries(st.sampled_from(KEYS), inner, max_size=6)
+    ),
+    max_leaves=12,
+)
+MAPS = st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=10)), VALUES, max_size=8)
+
+
+def bodies() -> st.SearchStrategy[bytes]:
+    """Bytes a hostile peer might send as a route body."""
+    return st.one_of(
+        st.binary(max_size=300),
+        MAPS.map(encode_payload),
+        VALUES.map(encode_payload),
+        MAPS.map(encode_payload).flatmap(lambda b: st.integers(0, len(b)).map(lambda n: b[:n])),  # truncated
+    )
