@@ -31,7 +31,7 @@ from butter.errors import ButterError, PeerUnreachable
 from butter.peers import PeerAddress, PeerInfo
 from butter.wire import decode_payload
 
-from ._io import Channel, connect, local_address, splice
+from ._io import WILDCARD, Channel, connect, local_address, splice
 from ._messages import (
     Accept,
     Dialed,
@@ -59,7 +59,6 @@ __all__ = ["AmbassadorClient", "ClientStats"]
 
 log = logging.getLogger("butter.discovery.ambassador")
 
-WILDCARD = frozenset({"", "0.0.0.0", "::"})
 RETRY = 2.0  # seconds between rounds while no ambassador answers (at most ``interval``)
 
 

@@ -27,7 +27,7 @@ from butter.peers import PeerAddress
 from ._limits import CircuitBudget, LimitExceeded
 from ._messages import Malformed, Message, MessageDecoder, Refused, encode_message
 
-__all__ = ["NETWORK_ERRORS", "Channel", "connect", "local_address", "remote_address", "splice"]
+__all__ = ["NETWORK_ERRORS", "WILDCARD", "Channel", "connect", "local_address", "remote_address", "splice"]
 
 NETWORK_ERRORS: tuple[type[Exception], ...] = (
     OSError,
@@ -38,6 +38,7 @@ NETWORK_ERRORS: tuple[type[Exception], ...] = (
     anyio.BusyResourceError,
 )
 READ_CHUNK = 64 * 1024
+WILDCARD = frozenset({"", "0.0.0.0", "::"})  # hosts that mean "every interface"
 M = TypeVar("M", bound=Message)
 
 

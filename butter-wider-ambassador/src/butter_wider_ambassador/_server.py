@@ -40,7 +40,7 @@ from butter.peers import PeerAddress, PeerInfo
 from butter.wire import decode_payload, encode_payload
 
 from ._index import PeerIndex, subnet_key
-from ._io import NETWORK_ERRORS, Channel, remote_address, splice
+from ._io import NETWORK_ERRORS, WILDCARD, Channel, remote_address, splice
 from ._limits import CircuitBudget, Refusal, RelayLedger, RelayLimits
 from ._messages import (
     Accept,
@@ -67,7 +67,6 @@ __all__ = ["AmbassadorService", "parse_port_range"]
 
 log = logging.getLogger("butter.discovery.ambassador")
 
-WILDCARD = frozenset({"", "0.0.0.0", "::"})
 MAX_SERVICE_CONNECTIONS = 1024  # service connections handled at once; more are closed at once (and counted)
 SERVICE_ERRORS: tuple[type[Exception], ...] = (ButterError, *NETWORK_ERRORS)
 
