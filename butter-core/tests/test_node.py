@@ -8,8 +8,9 @@ import pytest
 
 import butter
 from butter import RemoteError, RouteError, RouteRequest
+from butter.node import SENDER_MISMATCH
 from butter.settings import ButterSettings
-from butter.wire import decode_payload
+from butter.wire import Request, decode_payload, encode_payload
 
 pytestmark = pytest.mark.anyio
 MakeSettings = Callable[..., ButterSettings]
@@ -191,3 +192,42 @@ async def test_closing_does_not_cancel_the_callers_code(memory_settings: MakeSet
         await anyio.sleep(0.01)  # would raise Cancelled if aclose() had cancelled this body
         reached = True
     assert reached
+
+
+def _whoami(node: butter.Node) -> None:
+    @node.route("whoami")
+    async def whoami(request: RouteRequest) -> bytes:
+        remote = request.remote.to_wire() if request.remote is not None else None
+        return encode_payload({"id": request.caller_id, "remote": remote})
+
+
+async def test_handlers_see_the_caller_the_transport_names(memory_settings: MakeSettings) -> None:
+    async with butter.open_node(memory_settings()) as a, butter.open_node(memory_settings()) as b:
+        _whoami(a)
+        seen = decode_payload(await b.request(a.address, "whoami"))
+        assert seen == {"id": b.node_id, "remote": b.address.to_wire()}
+        # a transport that says nothing about the caller (as third-party ones may): unknown, not refused
+        reply = await a._dispatch(Request(1, "whoami", b""))
+        assert decode_payload(reply.body) == {"id": None, "remote": None}
+        assert RouteRequest(a, "r", b"").caller_id is None  # handlers' own constructions keep working
+
+
+async def test_a_body_naming_another_sender_is_refused_counted_and_logged_once(
+    memory_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with butter.open_node(memory_settings()) as a, butter.open_node(memory_settings()) as b:
+        posing = encode_payload({"id": "someone-else", "holds": True, "ttl": 60})
+        for _ in range(3):
+            with pytest.raises(RemoteError) as info:
+                await b.request(a.address, "host-quality", posing)
+            assert info.value.code == SENDER_MISMATCH and b.node_id in info.value.message
+        assert a.quality().known_by == 0 and a.stats.sender_mismatches == 3
+        assert len([r for r in caplog.records if "refused route 'host-quality'" in r.getMessage()]) == 1
+        other = butter.PeerInfo("someone-else", b.address, butter.HostQuality(), 0.0).to_wire()
+        with pytest.raises(RemoteError, match=SENDER_MISMATCH):
+            await b.request(a.address, "known-hosts", encode_payload({"from": other, "sample": []}))
+        await b.request(a.address, "host-quality", encode_payload({"id": b.node_id, "holds": True, "ttl": 60}))
+        assert a.quality().known_by == 1  # the honest path
+        # unauthenticated (no caller known): the body is taken at its word, as before
+        reply = await a._dispatch(Request(2, "host-quality", posing))
+        assert reply.ok and a.quality().known_by == 2 and a.stats.sender_mismatches == 4

@@ -1,63 +1,16 @@
 """PCG on real nodes over the memory transport (fast timers), on asyncio and trio."""
 
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 import anyio
 import pytest
 
 import butter
-from butter.settings import ButterSettings
-from butter_persist_pcg import GroupState, PcgPersistence
+from butter_persist_pcg import GroupState
+
+from .helpers import MakeSettings, network, pcg
 
 pytestmark = pytest.mark.anyio
-MakeSettings = Callable[..., ButterSettings]
-FAST_HOSTS = {"refresh_interval": 0.5, "exchange_interval": 0.2, "quality_timeout": 1.0}
-
-
-def pcg(node: butter.Node) -> PcgPersistence:
-    assert isinstance(node.persistence, PcgPersistence)
-    return node.persistence
-
-
-class Network:
-    def __init__(self, make: MakeSettings, stack: AsyncExitStack, **pcg_options: Any) -> None:
-        self.make, self.stack, self.pcg_options = make, stack, pcg_options
-        self.nodes: list[butter.Node] = []
-        self.scopes: dict[str, anyio.CancelScope] = {}
-
-    async def add(self) -> butter.Node:
-        peers = [str(self.nodes[0].address)] if self.nodes else []
-        options = {"heartbeat_interval": 0.2, "request_timeout": 1.0, **self.pcg_options}
-        settings = self.make(peers=peers, host_manager={"driver": "diversity", "options": FAST_HOSTS},
-                             persistence={"driver": "pcg", "options": options})
-        node = await self.stack.enter_async_context(butter.open_node(settings))
-        self.nodes.append(node)
-        return node
-
-    async def kill(self, node: butter.Node) -> None:
-        await node.aclose(graceful=False)
-        self.nodes.remove(node)
-
-    def holders(self, content_id: str) -> list[butter.Node]:
-        return [n for n in self.nodes if pcg(n).holds(content_id)]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
-        with anyio.fail_after(timeout):
-            while not predicate():
-                await anyio.sleep(0.05)
-
-
-@asynccontextmanager
-async def network(make: MakeSettings, size: int, **pcg_options: Any) -> AsyncIterator[Network]:
-    async with AsyncExitStack() as stack:
-        net = Network(make, stack, **pcg_options)
-        for _ in range(size):
-            await net.add()
-        await net.wait_for(lambda: all(len(n.hosts.peers()) >= size - 1 for n in net.nodes))
-        yield net
 
 
 async def test_a_stored_item_gets_three_replicas_and_agreeing_views(memory_settings: MakeSettings) -> None:

@@ -2,7 +2,8 @@
 
 A node's known hosts carry node ids; the ``tcp`` plugin makes the transport expect those ids at those
 addresses, so another node taking over a known address (same IP and port, other key) is refused, and the
-node learns the newcomer only under its own id once the old host has been dropped.
+node learns the newcomer only under its own id once the old host has been dropped. And a body naming
+another node as its sender is refused when the connection authenticated someone else.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import pytest
 
 import butter
 from butter.errors import PeerIdentityMismatch
+from butter.wire import Reply, Request, encode, encode_payload
 
-from .nodes import tcp_settings
+from .nodes import target_node, tcp_settings
+from .test_hostile_peers import events, secure_raw
 
 pytestmark = pytest.mark.anyio
 
@@ -50,3 +53,17 @@ async def test_each_side_of_a_node_connection_knows_who_the_other_is() -> None:
             assert b.transport.peer_id(a.address) == a.node_id  # type: ignore[attr-defined]
             (inbound,) = a.transport._inbound  # type: ignore[attr-defined]
             assert inbound.peer_id == b.node_id
+
+
+async def test_a_peer_cannot_release_the_hold_of_another_node() -> None:
+    with anyio.fail_after(20):
+        async with target_node() as (node, _), butter.open_node(tcp_settings(refresh=60.0, stack=False)) as holder:
+            holds = encode_payload({"id": holder.node_id, "holds": True, "ttl": 600})
+            await holder.request(node.address, "host-quality", holds, timeout=3)
+            assert node.quality().known_by == 1
+            release = encode_payload({"id": holder.node_id, "holds": False})  # posing as the holder
+            async with await secure_raw(node.address) as stream:  # a throwaway identity
+                await stream.send(encode(Request(1, "host-quality", release)))
+                (reply,) = await events(stream, 1)
+            assert isinstance(reply, Reply) and reply.error is not None and reply.error.code == "sender-mismatch"
+            assert node.quality().known_by == 1 and node.stats.sender_mismatches == 1

@@ -49,7 +49,7 @@ from .slots import Discovery, HostManager, Persistence, Retrieval, Transport
 from .store import BlockStore, open_store
 from .wire import MAX_ROUTE_LENGTH, ErrorInfo, Reply, Request, decode_payload, encode_payload
 
-__all__ = ["ClientBehaviour", "Handler", "Node", "NodeStats", "RouteRequest", "open_node"]
+__all__ = ["SENDER_MISMATCH", "ClientBehaviour", "Handler", "Node", "NodeStats", "RouteRequest", "open_node"]
 
 log = logging.getLogger("butter.node")
 
@@ -59,6 +59,8 @@ KNOWN_BY_MAX_TTL = 3600.0
 SLOTS = ("transport", "discovery", "host_manager", "persistence", "retrieval")
 INTRODUCTION_QUEUE = 256  # addresses waiting to be offered to host management; more are dropped
 INTRODUCTION_OFFERS = 8  # introduced addresses offered to host management at once
+SENDER_MISMATCH = "sender-mismatch"  # error code: a body names another sender than the authenticated caller
+MISMATCH_LOG_INTERVAL = 10.0  # seconds between two warnings about refused sender mismatches
 
 
 def storage_budget(settings: ButterSettings) -> int:
@@ -68,11 +70,35 @@ def storage_budget(settings: ButterSettings) -> int:
 
 @dataclass(frozen=True, slots=True)
 class RouteRequest:
-    """What a route handler receives: the ``node`` serving it, the ``route`` name and the ``body`` bytes."""
+    """What a route handler receives: the ``node`` serving it, the ``route`` name and the ``body`` bytes,
+    and who sent it, as the transport knows it (:class:`~butter.wire.Caller`):
+
+    * ``caller_id``: the sender's node id (hex), **authenticated** by the transport (the ``tcp`` transport's
+      TLS 1.3 channel with Ed25519 identities; the ``memory`` transport's in-process sender). ``None`` when
+      nothing is authenticated (plaintext TCP, a transport without identities): a node id in the body is
+      then only a claim, as it always was. Use :meth:`check_sender` where a body names its sender.
+    * ``remote``: the address the request came from, **not authenticated** and not where the peer listens
+      (for TCP the peer's IP and an ephemeral port); ``None`` when the transport does not say.
+    """
 
     node: Node
     route: str
     body: bytes
+    caller_id: str | None = None
+    remote: PeerAddress | None = None
+
+    def check_sender(self, claimed: str) -> None:
+        """Refuse a body that names ``claimed`` (a node id) as its sender when the transport authenticated
+        another node: raises :class:`~butter.errors.RouteError` with code ``sender-mismatch``
+        (:data:`SENDER_MISMATCH`), which the node answers, counts (``stats.sender_mismatches``) and logs
+        (a warning at most every 10 s). Does nothing when the caller is not authenticated (``caller_id`` is
+        ``None``). Call it before changing any state."""
+        if self.caller_id is not None and claimed != self.caller_id:
+            raise RouteError(
+                SENDER_MISMATCH,
+                f"the body names sender {claimed[:64]!r}, but this connection is authenticated as node "
+                f"{self.caller_id}",
+            )
 
 
 Handler = Callable[[RouteRequest], Awaitable[bytes]]
@@ -89,6 +115,7 @@ class NodeStats:
     error_replies: int = 0
     protocol_errors: int = 0
     introductions_dropped: int = 0
+    sender_mismatches: int = 0  # requests refused: the body named another sender than the authenticated caller
 
 
 PeerLike = PeerAddress | PeerInfo | str
@@ -125,6 +152,8 @@ class Node:
         self._idle = anyio.Event()
         self._pollers: dict[str, float] = {}  # node id of a peer holding this node -> when that lapses
         self._pollers_pruned = float("-inf")
+        self._mismatch_logged = float("-inf")  # when the last sender-mismatch warning was logged
+        self._mismatches_unlogged = 0
         self._introductions_send, self._introductions = anyio.create_memory_object_stream[PeerAddress](
             INTRODUCTION_QUEUE
         )
@@ -406,13 +435,21 @@ class Node:
         self._in_flight += 1
         self._idle = anyio.Event() if self._in_flight == 1 else self._idle
         try:
-            body = await handler(RouteRequest(self, request.route, request.body))
+            caller = request.caller
+            route_request = (
+                RouteRequest(self, request.route, request.body)
+                if caller is None
+                else RouteRequest(self, request.route, request.body, caller.node_id, caller.address)
+            )
+            body = await handler(route_request)
             if not isinstance(body, bytes | bytearray | memoryview):
                 raise TypeError(f"handler returned {type(body).__name__}, not bytes")
             self.stats.requests_served += 1
             return Reply(request.id, bytes(body))
         except RouteError as exc:
             self.stats.error_replies += 1
+            if exc.code == SENDER_MISMATCH:
+                self._sender_mismatch(request, exc)
             return Reply(request.id, error=ErrorInfo(exc.code, exc.message))
         except ProtocolError as exc:
             self.stats.error_replies += 1
@@ -425,6 +462,20 @@ class Node:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
+
+    def _sender_mismatch(self, request: Request, exc: RouteError) -> None:
+        """Count a refused sender mismatch; warn at most every ``MISMATCH_LOG_INTERVAL`` seconds."""
+        self.stats.sender_mismatches += 1
+        now = anyio.current_time()
+        if now - self._mismatch_logged < MISMATCH_LOG_INTERVAL:
+            self._mismatches_unlogged += 1
+            return
+        address = request.caller.address if request.caller is not None else None
+        log.warning(
+            "refused route %r from %s: %s (%d more refused since the last warning)",
+            request.route, address or "?", exc.message, self._mismatches_unlogged,
+        )
+        self._mismatch_logged, self._mismatches_unlogged = now, 0
 
     async def _run_behaviour(self, fn: ClientBehaviour) -> None:
         try:
@@ -468,10 +519,14 @@ class Node:
 
         A caller that says it ``holds`` this node in its known hosts counts toward ``known_by`` for ``ttl``
         seconds (default 30, at most 3,600): it promises to poll again before then. One that says it does not
-        (``holds: false``: a probe, or a release after eviction) stops counting at once.
+        (``holds: false``: a probe, or a release after eviction) stops counting at once. An authenticated
+        caller naming another ``id`` is refused (``sender-mismatch``), so it can neither count as others nor
+        release their holds.
         """
         if request.body:
             caller = decode_payload(request.body, self.settings.max_frame)
+            if isinstance(caller, dict) and isinstance(caller.get("id"), str):
+                request.check_sender(caller["id"])
             if isinstance(caller, dict) and caller.get("holds") is False and isinstance(caller.get("id"), str):
                 self._pollers.pop(caller["id"], None)
             if isinstance(caller, dict) and caller.get("holds") is True:
@@ -537,12 +592,16 @@ class Node:
         """Body: optional ``{"from": PeerInfo, "sample": [PeerInfo]}``; reply ``{"sample": [PeerInfo]}``.
 
         The caller and its sample are offered to host management in the background (SPEC §4.8, made a
-        two-way exchange).
+        two-way exchange). An authenticated caller whose ``from`` names another node is refused
+        (``sender-mismatch``).
         """
         if request.body:
             offer = decode_payload(request.body, self.settings.max_frame)
             if not isinstance(offer, dict):
                 raise ProtocolError("known-hosts body must be a map")
+            sender = offer["from"].get("id") if isinstance(offer.get("from"), dict) else None
+            if isinstance(sender, str):
+                request.check_sender(sender)
             entries = ([offer["from"]] if "from" in offer else []) + list(offer.get("sample") or [])[:EXCHANGE_SAMPLE]
             addresses = []
             for entry in entries:

@@ -21,7 +21,11 @@ from .wire import Reply, Request
 __all__ = ["Discovery", "Dispatcher", "HostManager", "Persistence", "Retrieval", "Transport"]
 
 Dispatcher = Callable[[Request], Awaitable[Reply]]
-"""What a transport calls for each incoming request: the node's route table. It never raises."""
+"""What a transport calls for each incoming request: the node's route table. It never raises.
+
+The transport sets the request's :attr:`~butter.wire.Request.caller` to a :class:`~butter.wire.Caller`
+saying who sent it (the authenticated node id, or ``None``, and the remote address), or leaves it ``None``
+when it knows nothing; the node hands both to route handlers (:class:`~butter.node.RouteRequest`)."""
 
 
 @runtime_checkable
@@ -31,6 +35,12 @@ class Transport(Protocol):
     ``serve`` binds, reports the address peers should dial through ``task_status.started(address)``,
     then answers incoming requests with ``dispatch`` until cancelled; it also owns the transport's
     outgoing connections, so ``request`` works only while ``serve`` runs.
+
+    Each request given to ``dispatch`` should carry a :class:`~butter.wire.Caller` (``request.caller``):
+    ``node_id`` only when the transport *authenticated* the sender's identity (as the ``tcp`` transport's
+    secure channel does; plaintext: ``None``), never a node id the sender merely claimed; ``address`` the
+    remote address the request came from (not authenticated), or ``None``. A transport that knows neither
+    may leave ``caller`` ``None``; handlers then behave as with any unauthenticated peer.
 
     ``request`` sends ``body`` (bytes) to ``route`` at ``address`` and returns the reply body. It raises
     :class:`~butter.errors.PeerUnreachable`, :class:`~butter.errors.RequestTimeout` (after ``timeout``

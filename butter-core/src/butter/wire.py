@@ -14,6 +14,9 @@ terminator, which truncated any binary body holding byte 26, SPEC §10.4 item 7)
 
 Use :func:`encode` to turn a message into bytes and :class:`FrameDecoder` to turn bytes into events. Nothing
 here does I/O or raises on bad input from the network: errors are events.
+
+A :class:`Request` may carry a :class:`Caller`: who sent it, as the receiving transport knows it. That is
+never on the wire (:func:`encode` leaves it out, the decoder never sets it); the transport attaches it.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from typing import Any
 import msgpack
 
 from .errors import FrameTooLarge, ProtocolError
+from .peers import PeerAddress
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
     "HEADER_SIZE",
     "MAX_ROUTE_LENGTH",
     "PROTOCOL_VERSION",
+    "Caller",
     "ErrorInfo",
     "Event",
     "FrameDecoder",
@@ -52,12 +57,34 @@ HEADER_SIZE = _HEADER.size
 
 
 @dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request, as the transport that received it knows it. Never on the wire.
+
+    * ``node_id``: the sender's node id (hex) **authenticated by the transport**: the TCP transport's secure
+      channel proved that the peer holds this Ed25519 key (TLS 1.3, mutual authentication). ``None`` when
+      the transport authenticated nobody (plaintext TCP, a transport without identities): then nothing is
+      known about who sent the request, and a node id written in the body is only a claim.
+    * ``address``: where the request came from, **not authenticated**: for TCP the remote socket address
+      (the peer's IP and an ephemeral port, not the address it listens on; ``127.0.0.1`` for a connection
+      relayed by an ambassador); for the memory transport the sender's own address. ``None`` when unknown.
+    """
+
+    node_id: str | None = None
+    address: PeerAddress | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
-    """A request for ``route`` carrying ``body`` (bytes); ``id`` is unique among one connection's requests."""
+    """A request for ``route`` carrying ``body`` (bytes); ``id`` is unique among one connection's requests.
+
+    ``caller`` (default ``None``: unknown) is who sent it, attached by the receiving transport; it is not
+    part of the wire format, so :func:`encode` ignores it and :class:`FrameDecoder` leaves it ``None``.
+    """
 
     id: int
     route: str
     body: bytes
+    caller: Caller | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,11 @@
 """The PCG persistence service: routes, the heartbeat loop, recruitment, shedding and hand-off.
 
 See ``_group.py`` for the group rules and this package's README for the messages and timers.
+
+Who may say what (when the transport authenticates callers, ``RouteRequest.caller_id``; otherwise every
+body is taken at its word, as before): a heartbeat's ``from`` must be the caller, a join must list the
+caller (its inviter) among the members, and only a member of the group may ask this node to leave it.
+A refused message changes nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from butter.blocks import Manifest, load_manifest
 from butter.errors import BlockCorrupted, ButterError, IncompleteItem, PeerUnreachable, RouteError, StoreFull
 from butter.hookspecs import hookimpl
 from butter.hosts import classify
-from butter.node import Node, RouteRequest
+from butter.node import SENDER_MISMATCH, Node, RouteRequest
 from butter.peers import PeerAddress, PeerInfo
 
 from ._group import GroupState, GroupView
@@ -37,6 +42,7 @@ log = logging.getLogger("butter.pcg")
 ROUTE_JOIN = "pcg-join"
 ROUTE_LEAVE = "pcg-leave"
 ROUTE_HEARTBEAT = "pcg-heartbeat"
+NOT_A_MEMBER = "not-a-member"  # error code: an authenticated caller outside the group asked this node to leave it
 
 
 class PcgPersistence:
@@ -51,7 +57,8 @@ class PcgPersistence:
         self._hits: dict[str, list[float]] = defaultdict(list)  # content id -> times it was fetched
         self._busy: set[str] = set()  # groups with a recruit/shed job under way
         self._rng = random.Random(options.seed)
-        self.stats = {"heartbeats_sent": 0, "joins_sent": 0, "joins_accepted": 0, "sheds": 0, "blocks_served": 0}
+        self.stats = {"heartbeats_sent": 0, "joins_sent": 0, "joins_accepted": 0, "sheds": 0, "blocks_served": 0,
+                      "leaves_refused": 0}
         node.route(ROUTE_JOIN, self._serve_join)
         node.route(ROUTE_LEAVE, self._serve_leave)
         node.route(ROUTE_HEARTBEAT, self._serve_heartbeat)
@@ -313,7 +320,11 @@ class PcgPersistence:
     # -- routes -----------------------------------------------------------------------------------------
 
     async def _serve_heartbeat(self, request: RouteRequest) -> bytes:
+        """A member's heartbeat. An authenticated caller must be the ``from`` it names, or the heartbeat is
+        refused (``sender-mismatch``) before any view changes: no one can speak, or leave, for another
+        member."""
         beat = Heartbeat.decode(request.body)
+        request.check_sender(beat.sender)
         now = anyio.current_time()
         unknown = []
         for group in beat.groups:
@@ -329,7 +340,13 @@ class PcgPersistence:
         return HeartbeatReply(unknown).encode()
 
     async def _serve_join(self, request: RouteRequest) -> bytes:
+        """An invitation. The inviter lists itself among the members; an authenticated caller that does not
+        is refused (``sender-mismatch``) before anything is fetched."""
         join = Join.decode(request.body)
+        if request.caller_id is not None and all(node_id != request.caller_id for node_id, _, _ in join.members):
+            raise RouteError(
+                SENDER_MISMATCH, f"the invitation does not list its sender, node {request.caller_id}, as a member"
+            )
         now = anyio.current_time()
         view = self.groups.get(join.content_id)
         if view is None:
@@ -379,7 +396,15 @@ class PcgPersistence:
         raise RouteError("fetch-failed", f"no member could provide block {address[:12]}")
 
     async def _serve_leave(self, request: RouteRequest) -> bytes:
+        """The leader sheds this node from a group. An authenticated caller must be a member of the group as
+        this node sees it, or the request is refused (``not-a-member``, counted in
+        ``stats["leaves_refused"]``) and the replica kept."""
         content_id = decode_content_id(request.body)
+        view = self.groups.get(content_id)
+        if request.caller_id is not None and view is not None and request.caller_id not in view.members:
+            self.stats["leaves_refused"] += 1
+            log.debug("group %s: refused a leave from non-member %s", content_id[:12], request.caller_id[:8])
+            raise RouteError(NOT_A_MEMBER, f"node {request.caller_id} is not a member of group {content_id}")
         log.debug("asked to leave group %s", content_id[:12])
         await self._forget(content_id)
         return b""

@@ -32,8 +32,9 @@ import anyio
 from anyio.abc import ByteStream
 
 from butter.errors import FrameTooLarge, PeerUnreachable
+from butter.peers import PeerAddress
 from butter.slots import Dispatcher
-from butter.wire import ErrorInfo, Event, FrameDecoder, FrameRejected, Reply, Request, encode
+from butter.wire import Caller, ErrorInfo, Event, FrameDecoder, FrameRejected, Reply, Request, encode
 
 from ._errors import NETWORK_ERRORS, describe
 from ._limits import RateLimitedLog
@@ -176,6 +177,10 @@ class InboundConnection(Connection):
     frame buffer only that long. A reply larger than ``max_frame`` is replaced
     by error ``frame-too-large``; a frame the decoder rejects gets an error reply carrying the rejection's
     code (with the request id when it could be read, else id 0) and the connection goes on.
+
+    Every request reaches ``dispatch`` with :attr:`caller` (a :class:`~butter.wire.Caller`): ``peer_id``,
+    the node id the secure channel authenticated (``None`` in plaintext), and ``remote``, the socket's
+    remote address (not authenticated).
     """
 
     def __init__(
@@ -191,10 +196,12 @@ class InboundConnection(Connection):
         frame_timeout: float = math.inf,
         on_slow: Callable[[InboundConnection], None] | None = None,
         peer_id: str | None = None,
+        remote: PeerAddress | None = None,
     ) -> None:
         super().__init__(
             stream, peer=peer, max_frame=max_frame, read_chunk=read_chunk, stats=stats, peer_id=peer_id
         )
+        self.caller = Caller(peer_id, remote)  # one per connection, shared by its requests
         self.dispatch = dispatch
         self.max_concurrent = max_concurrent
         self.frame_timeout = frame_timeout
@@ -255,7 +262,7 @@ class InboundConnection(Connection):
                 await self.write(self._error_frame(event.id, "overloaded", message))
                 return
             self.active += 1
-            tg.start_soon(self._answer, event)
+            tg.start_soon(self._answer, Request(event.id, event.route, event.body, self.caller))
         elif isinstance(event, FrameRejected):
             self.stats.frames_rejected += 1
             if isinstance(event.error, FrameTooLarge):

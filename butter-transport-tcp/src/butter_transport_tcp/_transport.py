@@ -17,6 +17,8 @@ Model:
   :meth:`TcpTransport._admit` + :meth:`TcpTransport._serve_inbound` (incoming) take any connected stream,
   so a stream obtained another way (a TCP hole punch, :meth:`TcpTransport.adopt_outgoing`) is secured and
   served exactly like a dialled or accepted one.
+* Each incoming request reaches the dispatcher with a :class:`~butter.wire.Caller`: the node id its
+  connection authenticated (``None`` in plaintext) and the connection's remote address.
 * Incoming connections are capped in total (``max_inbound``) and per IP address (``max_inbound_per_ip``)
   before any work is done for them; the handshake is bounded (``handshake_timeout``), and so is a frame
   once it has begun (``frame_timeout``). Hitting a limit is counted in :attr:`TcpTransport.stats` and
@@ -384,7 +386,8 @@ class TcpTransport:
         ends; then count it out (under ``ip``, default the stream's remote address, as ``_admit`` counted
         it). Never raises an ``Exception``."""
         remote = _remote(stream)
-        peer = str(PeerAddress(*remote)) if remote is not None else "?"
+        remote_address = PeerAddress(*remote) if remote is not None else None
+        peer = str(remote_address) if remote_address is not None else "?"
         if ip is None:
             ip = remote[0] if remote is not None else "?"
         connection: InboundConnection | None = None
@@ -412,6 +415,7 @@ class TcpTransport:
                 frame_timeout=self.frame_timeout,
                 on_slow=self._on_slow,
                 peer_id=peer_id,
+                remote=remote_address,
             )
             self._inbound.add(connection)
             await connection.run()

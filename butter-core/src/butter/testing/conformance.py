@@ -11,7 +11,9 @@ A transport author runs them with pytest on asyncio and trio::
         await check(MyTransportFactory())
 
 A factory is any object with ``make(max_frame: int) -> Transport`` (a fresh, unstarted transport that
-listens on loopback) and ``unused_address() -> PeerAddress`` (an address where nobody listens).
+listens on loopback) and ``unused_address() -> PeerAddress`` (an address where nobody listens). A factory
+whose transports authenticate their peers sets ``authenticates = True`` and gives each transport a
+``node_id`` attribute: then :func:`check_caller` insists that every request carries its sender's id.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import anyio
 from ..errors import FrameTooLarge, PeerUnreachable, RemoteError, RequestTimeout
 from ..peers import PeerAddress
 from ..slots import Transport
-from ..wire import ErrorInfo, Reply, Request
+from ..wire import ErrorInfo, Reply, Request, decode_payload, encode_payload
 
 __all__ = ["TRANSPORT_CHECKS", "TransportFactory", "echo_dispatcher"]
 
@@ -40,7 +42,8 @@ class TransportFactory(Protocol):
 
 async def echo_dispatcher(request: Request) -> Reply:
     """Routes used by the kit: ``echo`` (body back), ``reverse``, ``fail`` (error reply ``boom``),
-    ``slow`` (sleeps the number of seconds in the body, then echoes), ``grow`` (the body repeated 4 times)."""
+    ``slow`` (sleeps the number of seconds in the body, then echoes), ``grow`` (the body repeated 4 times),
+    ``caller`` (``{id, addr}``: what the transport said about the sender, ``request.caller``; nil when unknown)."""
     if request.route == "echo":
         return Reply(request.id, request.body)
     if request.route == "reverse":
@@ -52,6 +55,11 @@ async def echo_dispatcher(request: Request) -> Reply:
         return Reply(request.id, request.body)
     if request.route == "grow":
         return Reply(request.id, request.body * 4)
+    if request.route == "caller":
+        caller = request.caller
+        node_id = caller.node_id if caller is not None else None
+        address = caller.address.to_wire() if caller is not None and caller.address is not None else None
+        return Reply(request.id, encode_payload({"id": node_id, "addr": address}))
     return Reply(request.id, error=ErrorInfo("unknown-route", request.route))
 
 
@@ -149,6 +157,24 @@ async def check_large_body(factory: TransportFactory) -> None:
         assert await a.request(address_b, "echo", body, timeout=10) == body
 
 
+async def check_caller(factory: TransportFactory) -> None:
+    """The dispatcher learns who sent each request (``request.caller``): a node id only if it is the sender's
+    own (required when the factory ``authenticates``), and an address, if any, on the sender's host."""
+    async with _pair(factory) as (a, address_a, b, address_b, _):
+        for sender, address_sender, receiver_address in ((a, address_a, address_b), (b, address_b, address_a)):
+            seen = decode_payload(await sender.request(receiver_address, "caller", b"", timeout=5))
+            expected = getattr(sender, "node_id", None)
+            if getattr(factory, "authenticates", False):
+                assert isinstance(expected, str) and expected, "an authenticating transport needs a node_id"
+                assert seen["id"] == expected, f"the dispatcher saw caller {seen['id']!r}, not {expected!r}"
+            else:
+                assert seen["id"] is None or seen["id"] == expected, f"caller {seen['id']!r} is not the sender"
+            if seen["addr"] is not None:
+                assert PeerAddress.from_wire(seen["addr"]).host == address_sender.host, seen["addr"]
+        if getattr(factory, "authenticates", False):
+            assert getattr(a, "node_id", None) != getattr(b, "node_id", None), "two transports, one id"
+
+
 async def check_peer_stops_mid_request(factory: TransportFactory) -> None:
     """A peer that stops while a request is open makes it fail with PeerUnreachable, not hang."""
     async with anyio.create_task_group() as outer:
@@ -185,5 +211,6 @@ TRANSPORT_CHECKS: list[Callable[[TransportFactory], Awaitable[None]]] = [
     check_timeout,
     check_frame_limits,
     check_large_body,
+    check_caller,
     check_peer_stops_mid_request,
 ]

@@ -5,7 +5,9 @@ Nodes on one :class:`MemoryNetwork` reach each other by :class:`~butter.peers.Pe
 sides, an unknown address is :class:`~butter.errors.PeerUnreachable`, a node that stops while a request
 is open makes that request fail with ``PeerUnreachable``, and handlers run in the serving node's task group.
 Optional ``latency`` (seconds, each way) and ``loss`` (probability a request is lost, so it times out) model
-links for simulation.
+links for simulation. Each request reaches the dispatcher with a :class:`~butter.wire.Caller`: the sending
+transport's ``node_id`` (the node's own id when built by the plugin; ``None`` when none was given) and its
+serving address.
 """
 
 from __future__ import annotations
@@ -23,10 +25,9 @@ from ..errors import ButterConfigError, FrameTooLarge, PeerUnreachable, RemoteEr
 from ..hookspecs import hookimpl
 from ..peers import PeerAddress
 from ..slots import Dispatcher
-from ..wire import ErrorInfo, Reply, Request, encode
+from ..wire import Caller, ErrorInfo, Reply, Request, encode
 
 __all__ = ["MemoryNetwork", "MemoryTransport", "MemoryTransportPlugin"]
-
 
 
 class _ReplySlot:
@@ -100,15 +101,24 @@ class MemoryTransport:
     A request spawns its handler straight into the serving transport's task group (no queue, no copy of
     the body), which keeps simulations of thousands of nodes cheap; ``inbox`` bounds the requests a node
     handles at once, further ones wait.
+
+    ``node_id`` is the id this transport's requests carry to the receiving dispatcher
+    (``request.caller.node_id``). In one process there is no one to authenticate against: the id is taken
+    as given, as trustworthy as the code that built the transport. ``None`` (the default): requests carry
+    no node id, like plaintext TCP.
     """
 
-    def __init__(self, network: MemoryNetwork, *, port: int = 0, max_frame: int, inbox: int = 1024) -> None:
+    def __init__(
+        self, network: MemoryNetwork, *, port: int = 0, max_frame: int, inbox: int = 1024, node_id: str | None = None
+    ) -> None:
         self.network = network
         self.port = port
         self.max_frame = max_frame
         self.inbox = inbox
+        self.node_id = node_id
         self._ids = itertools.count(1)
         self._serving = False
+        self._caller = Caller(node_id)  # what requests from this transport carry; the address is set in serve()
         self._slots = anyio.Semaphore(inbox)
 
     async def serve(self, dispatch: Dispatcher, *, task_status: TaskStatus[PeerAddress]) -> None:
@@ -116,6 +126,7 @@ class MemoryTransport:
         try:
             async with anyio.create_task_group() as tg:
                 self.network._listeners[address] = _Listener(self, dispatch, tg)
+                self._caller = Caller(self.node_id, address)
                 self._serving = True
                 task_status.started(address)
                 await anyio.sleep_forever()
@@ -142,7 +153,7 @@ class MemoryTransport:
     async def request(self, address: PeerAddress, route: str, body: bytes, *, timeout: float) -> bytes:
         if not self._serving:
             raise PeerUnreachable("transport is not serving (the node is not started or has stopped)")
-        request = Request(next(self._ids), route, body)
+        request = Request(next(self._ids), route, body, self._caller)
         if len(body) + len(route) + 64 > self.max_frame:
             encode(request, self.max_frame)  # raises FrameTooLarge before anything is sent
         slot = _ReplySlot()
@@ -188,4 +199,5 @@ class MemoryTransportPlugin:
             port=settings.port,
             max_frame=settings.max_frame,
             inbox=self.options.inbox,
+            node_id=getattr(node, "node_id", None),
         )
