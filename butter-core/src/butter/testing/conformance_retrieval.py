@@ -36,7 +36,6 @@ Each check takes well under 2 s with the drivers shipped here; ``bound`` only gu
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from ..peers import PeerAddress, PeerInfo
 from ..settings import ButterSettings
 from ..slots import Retrieval
 from ..wire import decode_payload
+from ._kit import kit_settings, private_network
 
 __all__ = ["RETRIEVAL_CHECKS", "Overlay", "PinnedHosts", "RetrievalFactory", "line", "pinned"]
 
@@ -82,27 +82,26 @@ class RetrievalFactory:
     settings: Mapping[str, Any] = field(default_factory=dict)
     plugins: tuple[object, ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.hops < 1 or self.bound <= 0:
+            raise ValueError(f"hops must be at least 1 and bound positive, got {self.hops} and {self.bound}")
+
     def node_settings(self, network: str) -> ButterSettings:
         """One node's settings: memory transport on ``network``, no discovery, no persistence, the kit's host
         manager (passed to ``open_node`` as a plugin), the driver under test."""
-        values: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "transport": {"driver": "memory", "options": {"network": network}},
-            "discovery": {"drivers": []},
-            "host_manager": {"driver": ""},
-            "persistence": {"driver": ""},
-            **self.settings,
-            "retrieval": {"driver": self.driver, "options": dict(self.options)},
-        }
-        return ButterSettings(**values)
+        return kit_settings(network, {"host_manager": {"driver": ""}, **self.settings},
+                            retrieval={"driver": self.driver, "options": dict(self.options)})
 
     @asynccontextmanager
     async def open_overlay(self, links: Mapping[int, Iterable[int]]) -> AsyncIterator[Overlay]:
-        """Start nodes ``0 .. len(links) - 1`` and make node ``i`` know exactly the nodes ``links[i]``."""
-        network = f"retrieval-kit-{uuid.uuid4().hex[:12]}"
+        """Start nodes ``0 .. len(links) - 1`` and make node ``i`` know exactly the nodes ``links[i]`` (the keys
+        of ``links`` are ``0 .. n-1``; knowing need not be mutual). Raises ``ValueError`` for other keys."""
+        if sorted(links) != list(range(len(links))):
+            raise ValueError(f"links must map each of 0 .. {len(links) - 1} to the nodes it knows")
+        network = private_network("retrieval")
         async with AsyncExitStack() as stack:
             nodes: list[Node] = []
-            for _ in links:
+            for _ in range(len(links)):
                 hosts = _PinnedHostsPlugin()
                 nodes.append(await stack.enter_async_context(
                     open_node(self.node_settings(network), plugins=(hosts, *self.plugins))))
