@@ -13,7 +13,7 @@ from anyio.abc import TaskStatus
 
 import butter
 from butter.blocks import aiter_assemble, is_address, load_manifest
-from butter.errors import BlockCorrupted, ButterError, ItemNotFound
+from butter.errors import BlockCorrupted, ButterError, ItemNotFound, PeerUnreachable
 from butter.peers import PeerAddress, PeerInfo
 from butter.testing import conformance_retrieval as kit
 from butter.testing.conformance_retrieval import RETRIEVAL_CHECKS, RetrievalFactory
@@ -30,6 +30,7 @@ class Flaws:
     lax_ids: bool = False  # searches for anything, content id or not
     near: bool = False  # looks one hop away only
     hangs: bool = False  # never gives up on an item nobody holds
+    fragile: bool = False  # gives up at the first host it cannot reach
 
 
 class WalkRetrieval:
@@ -111,6 +112,9 @@ class WalkRetrieval:
                 await self.node.request(address, "fetch-block", encode_payload({"address": content_id}), timeout=2)
                 holders.append(address)
                 continue
+            except PeerUnreachable as exc:
+                if self.flaws.fragile:
+                    raise ItemNotFound(f"item {content_id}: {exc}") from exc
             except ButterError:
                 pass
             if self.flaws.near and hops >= 1:
@@ -150,7 +154,9 @@ async def test_the_reference_driver_passes(check: Check) -> None:
     (Flaws(near=True), kit.check_retrieves_across_hops, ItemNotFound, "not found"),
     (Flaws(near=True), kit.check_concurrent_retrievals, ItemNotFound, "not found"),
     (Flaws(hangs=True), kit.check_missing_item_not_found, TimeoutError, None),
-], ids=["unverified-sole", "unverified-beside", "whole-stream", "lax-ids", "near-hops", "near-concurrent", "hangs"])
+    (Flaws(fragile=True), kit.check_unreachable_known_host, ItemNotFound, "no peer listening"),
+], ids=["unverified-sole", "unverified-beside", "whole-stream", "lax-ids", "near-hops", "near-concurrent", "hangs",
+        "fragile"])
 async def test_a_flawed_driver_fails_the_check_for_its_flaw(
     flaws: Flaws, check: Check, error: type[BaseException], match: str | None
 ) -> None:
