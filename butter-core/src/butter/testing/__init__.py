@@ -1,7 +1,24 @@
 """Test support for Butter and for plugin authors: the memory transport, conformance kits, and pytest
-fixtures (registered as the ``butter`` pytest plugin)."""
+fixtures (registered as the ``butter`` pytest plugin).
 
+Conformance kits, one per slot (each module's docstring shows the few lines a plugin's tests need):
+:mod:`.conformance` (transports, ``TRANSPORT_CHECKS``), :mod:`.conformance_retrieval`
+(``RETRIEVAL_CHECKS``, :class:`RetrievalFactory`) and :mod:`.conformance_hosts` (``HOST_MANAGER_CHECKS``,
+:class:`HostManagerFactory`).
+"""
+
+from .conformance_hosts import HOST_MANAGER_CHECKS as HOST_MANAGER_CHECKS
+from .conformance_hosts import HostManagerFactory as HostManagerFactory
+from .conformance_retrieval import RETRIEVAL_CHECKS as RETRIEVAL_CHECKS
+from .conformance_retrieval import RetrievalFactory as RetrievalFactory
 from .memory import MemoryNetwork as MemoryNetwork
 from .memory import MemoryTransport as MemoryTransport
 
-__all__ = ["MemoryNetwork", "MemoryTransport"]
+__all__ = [
+    "HOST_MANAGER_CHECKS",
+    "RETRIEVAL_CHECKS",
+    "HostManagerFactory",
+    "MemoryNetwork",
+    "MemoryTransport",
+    "RetrievalFactory",
+]

@@ -1,0 +1,177 @@
+"""The retrieval conformance kit (:mod:`butter.testing.conformance_retrieval`) checked against itself: a small
+reference driver passes every check, and each flawed variant of it fails the check meant to catch the flaw
+(a kit that cannot fail proves nothing). Runs on asyncio and trio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+import pytest
+from anyio.abc import TaskStatus
+
+import butter
+from butter.blocks import aiter_assemble, is_address, load_manifest
+from butter.errors import BlockCorrupted, ButterError, ItemNotFound, PeerUnreachable
+from butter.peers import PeerAddress, PeerInfo
+from butter.testing import conformance_retrieval as kit
+from butter.testing.conformance_retrieval import RETRIEVAL_CHECKS, RetrievalFactory
+from butter.wire import decode_payload, encode_payload
+
+pytestmark = pytest.mark.anyio
+Check = Callable[[RetrievalFactory], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Flaws:
+    trusting: bool = False  # takes fetched bytes without checking them against their address
+    whole: bool = False  # streams the whole item as one piece
+    lax_ids: bool = False  # searches for anything, content id or not
+    near: bool = False  # looks one hop away only
+    hangs: bool = False  # never gives up on an item nobody holds
+    fragile: bool = False  # gives up at the first host it cannot reach
+
+
+class WalkRetrieval:
+    """A reference driver: breadth first over the ``known-hosts`` route, asking each host for the manifest
+    on ``fetch-block``, then fetching each block from a holder that has not lied yet."""
+
+    def __init__(self, node: butter.Node, flaws: Flaws) -> None:
+        self.node, self.flaws = node, flaws
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await anyio.sleep_forever()
+
+    async def retrieve(self, content_id: str) -> bytes:
+        return b"".join([piece async for piece in self.stream(content_id)])
+
+    async def stream(self, content_id: str) -> AsyncIterator[bytes]:
+        if not self.flaws.lax_ids and not is_address(content_id):
+            raise ItemNotFound(f"{content_id!r} is not a content id")
+        holders = await self._holders(content_id)
+        manifest = None
+        for holder in list(holders):
+            data = await self._fetch(holder, content_id, holders)
+            if data is not None:
+                manifest = load_manifest(content_id, data)
+                break
+        if manifest is None:
+            if self.flaws.hangs:
+                await anyio.sleep_forever()
+            raise ItemNotFound(f"item {content_id} not found")
+
+        async def get(address: str) -> bytes | None:
+            local = await self.node.blocks.get(address)
+            for holder in list(holders) if local is None else []:
+                local = await self._fetch(holder, address, holders)
+                if local is not None:
+                    break
+            return local
+
+        if self.flaws.trusting:
+            pieces = [await get(address) or b"" for address in manifest.blocks]
+        else:
+            try:
+                pieces = None
+                async for piece in aiter_assemble(manifest, get):
+                    if not self.flaws.whole:
+                        yield piece
+                    else:
+                        pieces = [*(pieces or []), piece]
+            except ButterError as exc:
+                raise ItemNotFound(f"item {content_id}: {exc}") from exc
+        if pieces is not None:
+            yield b"".join(pieces)
+
+    async def _fetch(self, holder: PeerAddress, address: str, holders: list[PeerAddress]) -> bytes | None:
+        if holder == self.node.address:
+            return await self.node.blocks.get(address)
+        try:
+            if self.flaws.trusting:
+                return await self.node.request(holder, "fetch-block", encode_payload({"address": address}), timeout=2)
+            return await self.node.fetch_block(holder, address, timeout=2)
+        except BlockCorrupted:
+            holders.remove(holder)  # a liar is not asked again
+        except ButterError:
+            pass
+        return None
+
+    async def _holders(self, content_id: str) -> list[PeerAddress]:
+        if await self.node.blocks.has(content_id):
+            return [self.node.address]
+        seen, holders = {self.node.address}, []
+        frontier = [(p.address, 1) for p in self.node.hosts.peers()]
+        while frontier and len(seen) < 64:
+            address, hops = frontier.pop(0)
+            if address in seen:
+                continue
+            seen.add(address)
+            try:
+                await self.node.request(address, "fetch-block", encode_payload({"address": content_id}), timeout=2)
+                holders.append(address)
+                continue
+            except PeerUnreachable as exc:
+                if self.flaws.fragile:
+                    raise ItemNotFound(f"item {content_id}: {exc}") from exc
+            except ButterError:
+                pass
+            if self.flaws.near and hops >= 1:
+                continue
+            try:
+                reply = decode_payload(await self.node.request(address, "known-hosts", b"", timeout=2))
+            except ButterError:
+                continue
+            frontier += [(PeerInfo.from_wire(entry).address, hops + 1) for entry in reply["sample"]]
+        return holders
+
+
+class WalkPlugin:
+    def __init__(self, flaws: Flaws = Flaws()) -> None:
+        self.flaws = flaws
+
+    @butter.hookimpl
+    def butter_retrieval(self, node: butter.Node) -> WalkRetrieval:
+        return WalkRetrieval(node, self.flaws)
+
+
+def factory(flaws: Flaws = Flaws(), bound: float = 10.0) -> RetrievalFactory:
+    """The kit's factory for the reference driver: not an entry point, so ``driver=""`` and a plugin object."""
+    return RetrievalFactory("", plugins=(WalkPlugin(flaws),), bound=bound)
+
+
+@pytest.mark.parametrize("check", RETRIEVAL_CHECKS, ids=lambda c: c.__name__)
+async def test_the_reference_driver_passes(check: Check) -> None:
+    await check(factory())
+
+
+@pytest.mark.parametrize(("flaws", "check", "error", "match"), [
+    (Flaws(trusting=True), kit.check_sole_holder_serving_a_corrupted_block, AssertionError, "corrupted"),
+    (Flaws(trusting=True), kit.check_corrupted_holder_beside_an_honest_one, AssertionError, "not the item's"),
+    (Flaws(whole=True), kit.check_streams_in_order, AssertionError, "at most a block"),
+    (Flaws(lax_ids=True), kit.check_invalid_content_id, AssertionError, "not a content id"),
+    (Flaws(near=True), kit.check_retrieves_across_hops, ItemNotFound, "not found"),
+    (Flaws(near=True), kit.check_concurrent_retrievals, ItemNotFound, "not found"),
+    (Flaws(hangs=True), kit.check_missing_item_not_found, TimeoutError, None),
+    (Flaws(fragile=True), kit.check_unreachable_known_host, ItemNotFound, "no peer listening"),
+], ids=["unverified-sole", "unverified-beside", "whole-stream", "lax-ids", "near-hops", "near-concurrent", "hangs",
+        "fragile"])
+async def test_a_flawed_driver_fails_the_check_for_its_flaw(
+    flaws: Flaws, check: Check, error: type[BaseException], match: str | None
+) -> None:
+    with pytest.raises(error, match=match):
+        try:
+            await check(factory(flaws, bound=1.0))
+        except BaseExceptionGroup as group:  # concurrent retrievals fail in a task group
+            raise group.exceptions[0] from None
+
+
+async def test_the_kit_pins_the_overlay_shape() -> None:
+    async with factory().open_overlay(kit.line(4)) as net:
+        known = [{p.address for p in n.hosts.peers()} for n in net.nodes]
+        addresses = [n.address for n in net.nodes]
+        assert known == [{addresses[1]}, {addresses[0], addresses[2]}, {addresses[1], addresses[3]}, {addresses[2]}]
+        assert not await net.nodes[0].hosts.offer(addresses[3])  # admits no one
+        net.nodes[1].hosts.report_dead(addresses[0])
+        assert {p.address for p in net.nodes[1].hosts.peers()} == {addresses[2]}
