@@ -63,6 +63,7 @@ log = logging.getLogger("butter.transport.tcp")
 
 MIN_FRAME = 1024  # bytes; the same floor ButterSettings.max_frame enforces
 ACCEPT_BACKOFF = 0.1  # seconds to wait after accept() fails (e.g. out of file descriptors)
+RETIRE_TIMEOUT = 30.0  # seconds a replaced outgoing connection may take to finish its requests in flight
 ACCEPT_BATCH = 64  # connections taken from the backlog per wake-up of the accept loop
 IDENTITY_CAPACITY = 16384  # addresses whose expected node id is remembered (pinned or told by the node), LRU
 
@@ -601,10 +602,22 @@ class TcpTransport:
             peer_id=peer_id,
         )
         stale = self._outgoing.pop(address, None)
-        if stale is not None:
-            self._discard(address, stale, "replaced")
         self._outgoing[address] = connection
+        if stale is not None:
+            if stale.pending and not stale.closed and self._tg is not None:
+                self._tg.start_soon(self._retire, address, stale)
+            else:
+                self._discard(address, stale, "replaced")
         return connection
+
+    async def _retire(self, address: PeerAddress, stale: OutgoingConnection) -> None:
+        """Close a replaced connection (a hole punch replacing a relayed one) once the requests in flight on it
+        are answered, at most ``RETIRE_TIMEOUT`` seconds later: failing them would make callers report a live
+        peer dead."""
+        with anyio.move_on_after(RETIRE_TIMEOUT):
+            while stale.pending and not stale.closed:  # noqa: ASYNC110 (no event fires when the last reply lands)
+                await anyio.sleep(0.05)
+        self._discard(address, stale, "replaced")
 
     def _make_room(self, address: PeerAddress) -> None:
         """Evict the least recently used idle outgoing connection if the cap is reached.
