@@ -77,7 +77,10 @@ class Wiki:
         try:
             data = await self.node.retrieve(content_id)
         except butter.ItemNotFound:
-            raise ArticleNotFound(f"no article {content_id} was found on the network") from None
+            raise ArticleNotFound(
+                f"no article {content_id} was found on the network (an article written a moment ago may need a "
+                "few seconds to reach the peers this node knows: try again)"
+            ) from None
         try:
             article = Article.from_bytes(data)
         except ValueError as exc:
