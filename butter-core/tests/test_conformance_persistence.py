@@ -134,7 +134,7 @@ class CopyPlugin:
 
 def factory(flaws: Flaws = Flaws(), bound: float = 5.0) -> PersistenceFactory:
     """The kit's factory for the reference driver: not an entry point, so ``driver=""`` and a plugin object."""
-    return PersistenceFactory("", replicas=REPLICAS, bound=bound, plugins=(CopyPlugin(flaws),))
+    return PersistenceFactory("", replicas=REPLICAS, bound=bound, settle=0.2, plugins=(CopyPlugin(flaws),))
 
 
 @pytest.mark.parametrize("check", PERSISTENCE_CHECKS, ids=lambda c: c.__name__)
@@ -160,3 +160,5 @@ def test_the_factory_refuses_a_network_too_small_to_replicate() -> None:
         PersistenceFactory("pcg", replicas=6, size=6)
     with pytest.raises(ValueError, match="replicas"):
         PersistenceFactory("pcg", replicas=1)
+    with pytest.raises(ValueError, match="settle"):
+        PersistenceFactory("pcg", settle=-1)

@@ -25,15 +25,17 @@ What the checks hold a driver to, beyond the slot's docstring:
   node, comes back byte for byte (from a survivor's block store, and through ``node.retrieve`` on a
   non-holder when a ``retrieval`` driver is named), and is held by ``replicas`` live nodes again within
   ``bound``;
-* graceful exit (``aclose()``, which calls ``hand_off`` while the node still serves) leaves the item held by
-  at least ``replicas`` live nodes *when it returns*: the data has moved before the node stops serving;
+* graceful exit (``aclose()``, which calls ``hand_off`` while the node still serves) of a holder, ``settle``
+  seconds after replication, leaves the item held by at least ``replicas`` live nodes *when it returns*:
+  the data has moved before the node stops serving;
 * ``keep`` of an item whose manifest or a block is missing raises :class:`~butter.errors.IncompleteItem`
   and replicates nothing; once the block is there, ``keep`` succeeds;
 * ``available_storage()`` is a non-negative ``int`` that does not grow when the node stores an item;
 * on a node whose store has no room (``store.capacity``), ``store`` raises :class:`~butter.errors.StoreFull`
   and nothing is stored anywhere, while an item that fits is still replicated.
 
-Each check takes well under 2 s with pcg at a 0.2 s heartbeat; ``bound`` only guards against hangs.
+Each check takes well under 2 s (the graceful-exit check: ``settle`` more) with pcg at a 0.2 s heartbeat;
+``bound`` only guards against hangs.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ class PersistenceFactory:
     * ``replicas``: copies (>= 2) the driver keeps with these options (default 3).
     * ``size``: nodes in the kit's network (default 6, more than ``replicas``).
     * ``bound``: seconds replication, or repair after a death, may take (default 5); a guard against hangs.
+    * ``settle``: seconds the driver needs, once the replicas exist, before every holder knows the others
+      (default 1.0: five pcg heartbeats of 0.2 s); the graceful-exit check waits that long before a holder
+      leaves, as a holder that just joined may not yet know whom to hand off to.
     * ``retrieval``: a retrieval driver's entry-point name, to also check that a non-holder retrieves the item
       after a holder's death (default ``""``: none, the kit reads holders' block stores only).
     * ``settings``: other :class:`~butter.settings.ButterSettings` fields for every node, over the kit's.
@@ -78,14 +83,15 @@ class PersistenceFactory:
     replicas: int = 3
     size: int = 6
     bound: float = 5.0
+    settle: float = 1.0
     retrieval: str = ""
     settings: Mapping[str, Any] = field(default_factory=dict)
     plugins: tuple[object, ...] = ()
 
     def __post_init__(self) -> None:
-        if not 2 <= self.replicas < self.size or self.bound <= 0:
-            raise ValueError(f"need 2 <= replicas < size and a positive bound, got replicas {self.replicas}, "
-                             f"size {self.size}, bound {self.bound}")
+        if not 2 <= self.replicas < self.size or self.bound <= 0 or self.settle < 0:
+            raise ValueError(f"need 2 <= replicas < size, a positive bound and settle >= 0, got replicas "
+                             f"{self.replicas}, size {self.size}, bound {self.bound}, settle {self.settle}")
 
     @asynccontextmanager
     async def open_network(self, **settings: Any) -> AsyncIterator[Holders]:
@@ -195,11 +201,13 @@ async def check_abrupt_death_of_a_holder(factory: PersistenceFactory) -> None:
 
 
 async def check_graceful_exit_hands_off(factory: PersistenceFactory) -> None:
-    """A holder that is not the storer leaves gracefully: when its ``aclose()`` returns, at least ``replicas``
-    live nodes hold the item (``hand_off`` moved it; failure detection had no time to)."""
+    """Once the holders have had ``settle`` seconds to learn of each other, a holder that is not the storer
+    leaves gracefully: when its ``aclose()`` returns, at least ``replicas`` live nodes hold the item
+    (``hand_off`` moved it; failure detection had no time to)."""
     async with factory.open_network() as net:
         data = payload(ITEM_SIZE, seed=2)
         content_id = await net.store(0, data)
+        await anyio.sleep(factory.settle)
         leaver = next(h for h in await net.holders(content_id) if h is not net.nodes[0])
         await net.leave(leaver)
         holders = await net.holders(content_id)
