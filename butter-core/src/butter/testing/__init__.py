@@ -3,12 +3,15 @@ fixtures (registered as the ``butter`` pytest plugin).
 
 Conformance kits, one per slot (each module's docstring shows the few lines a plugin's tests need):
 :mod:`.conformance` (transports, ``TRANSPORT_CHECKS``), :mod:`.conformance_retrieval`
-(``RETRIEVAL_CHECKS``, :class:`RetrievalFactory`) and :mod:`.conformance_hosts` (``HOST_MANAGER_CHECKS``,
-:class:`HostManagerFactory`).
+(``RETRIEVAL_CHECKS``, :class:`RetrievalFactory`), :mod:`.conformance_hosts` (``HOST_MANAGER_CHECKS``,
+:class:`HostManagerFactory`) and :mod:`.conformance_persistence` (``PERSISTENCE_CHECKS``,
+:class:`PersistenceFactory`).
 """
 
 from .conformance_hosts import HOST_MANAGER_CHECKS as HOST_MANAGER_CHECKS
 from .conformance_hosts import HostManagerFactory as HostManagerFactory
+from .conformance_persistence import PERSISTENCE_CHECKS as PERSISTENCE_CHECKS
+from .conformance_persistence import PersistenceFactory as PersistenceFactory
 from .conformance_retrieval import RETRIEVAL_CHECKS as RETRIEVAL_CHECKS
 from .conformance_retrieval import RetrievalFactory as RetrievalFactory
 from .memory import MemoryNetwork as MemoryNetwork
@@ -16,9 +19,11 @@ from .memory import MemoryTransport as MemoryTransport
 
 __all__ = [
     "HOST_MANAGER_CHECKS",
+    "PERSISTENCE_CHECKS",
     "RETRIEVAL_CHECKS",
     "HostManagerFactory",
     "MemoryNetwork",
     "MemoryTransport",
+    "PersistenceFactory",
     "RetrievalFactory",
 ]
