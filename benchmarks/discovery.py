@@ -30,7 +30,6 @@ Every wait is bounded (``--run-timeout`` seconds); a node that never reaches a m
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -44,21 +43,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from _netns import load_harness, percentile, rounded
+
 TARGET_FIRST_PEER_P95 = 1.5  # seconds
 
 
-def _load_harness() -> Any:
-    """``tests/netns/harness.py`` by path (``tests`` is not an installed package)."""
-    spec = importlib.util.spec_from_file_location("butter_netns_harness", ROOT / "tests" / "netns" / "harness.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-harness = _load_harness()
+harness = load_harness()
 
 
 @dataclass(frozen=True)
@@ -83,12 +75,6 @@ class NodeTimes:
     answers_sent: int | None = None
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (``q`` in 0-100) of ``values``; ``None`` when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def node_times(process: Any, size: int) -> NodeTimes:
@@ -159,28 +145,24 @@ def summarise(nodes: list[NodeTimes], runs: list[list[NodeTimes]] | None = None)
 
     result: dict[str, Any] = {"samples": len(nodes)}
     ready = [t.ready for t in nodes if t.ready is not None]
-    result["ready_from_start_p50_s"] = _round(percentile(ready, 50))
-    result["ready_from_start_p95_s"] = _round(percentile(ready, 95))
+    result["ready_from_start_p50_s"] = rounded(percentile(ready, 50))
+    result["ready_from_start_p95_s"] = rounded(percentile(ready, 95))
     for attr in ("first_peer", "full_view"):
         for origin, since_ready in (("start", False), ("ready", True)):
             values = spans(attr, since_ready)
-            result[f"{attr}_from_{origin}_p50_s"] = _round(percentile(values, 50))
-            result[f"{attr}_from_{origin}_p95_s"] = _round(percentile(values, 95))
+            result[f"{attr}_from_{origin}_p50_s"] = rounded(percentile(values, 50))
+            result[f"{attr}_from_{origin}_p95_s"] = rounded(percentile(values, 95))
         result[f"{attr}_missing"] = sum(1 for times in nodes if getattr(times, attr) is None)
     result["pings_per_node_mean"] = round(sum(t.pings_sent or 0 for t in nodes) / max(1, len(nodes)), 2)
     result["answers_per_node_mean"] = round(sum(t.answers_sent or 0 for t in nodes) / max(1, len(nodes)), 2)
     result["summaries_missing"] = sum(1 for t in nodes if t.pings_sent is None)
     if runs is not None:
         whole = [max(t.full_view or 0.0 for t in run) for run in runs if all(t.full_view is not None for t in run)]
-        result["whole_lan_full_view_from_start_p50_s"] = _round(percentile(whole, 50))
-        result["whole_lan_full_view_from_start_p95_s"] = _round(percentile(whole, 95))
+        result["whole_lan_full_view_from_start_p50_s"] = rounded(percentile(whole, 50))
+        result["whole_lan_full_view_from_start_p95_s"] = rounded(percentile(whole, 95))
         result["pings_per_run_mean"] = round(sum(t.pings_sent or 0 for t in nodes) / max(1, len(runs)), 1)
         result["answers_per_run_mean"] = round(sum(t.answers_sent or 0 for t in nodes) / max(1, len(runs)), 1)
     return result
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
 
 
 ROWS = [

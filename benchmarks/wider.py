@@ -36,7 +36,6 @@ Every wait is bounded; a step that times out is reported as missing, not retried
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -51,18 +50,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from _netns import load_harness, percentile, rounded
+
 PORT = 7000
 RELAY_PORTS = "7100-7131"
 
 
-def _load_harness() -> Any:
-    spec = importlib.util.spec_from_file_location("butter_netns_harness", ROOT / "tests" / "netns" / "harness.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass(frozen=True)
@@ -77,11 +70,6 @@ class Plan:
 QUICK = Plan(joins=2, punches=10, item_mib=1)
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[max(0, -(-int(q * len(ordered)) // 100) - 1)], 3)
 
 
 # -- probes: run inside a namespace by the orchestrator -------------------------------------------------------
@@ -249,7 +237,7 @@ def join(
 
 
 def bench(plan: Plan, workdir: Path) -> dict[str, Any]:
-    harness = _load_harness()
+    harness = load_harness()
     out: dict[str, Any] = {}
     with harness.Lab(workdir) as lab:
         a = lab.add_lan("a", 3, subnet="10.1.0.0/24")
@@ -284,9 +272,9 @@ def bench(plan: Plan, workdir: Path) -> dict[str, Any]:
             known = [j["known_by_peer_from_start_s"] for j in joins if j.get("known_by_peer_from_start_s") is not None]
             out["time_to_know"][case] = {
                 "runs": joins,
-                "knows_peer_from_start_p50_s": percentile(knows, 50),
+                "knows_peer_from_start_p50_s": rounded(percentile(knows, 50)),
                 "knows_peer_from_start_max_s": max(knows) if knows else None,
-                "known_by_peer_from_start_p50_s": percentile(known, 50),
+                "known_by_peer_from_start_p50_s": rounded(percentile(known, 50)),
                 "known_by_peer_from_start_max_s": max(known) if known else None,
                 "missing": plan.joins - len(knows),
             }
@@ -322,7 +310,7 @@ def bench(plan: Plan, workdir: Path) -> dict[str, Any]:
         out["hole_punch"] = {
             "attempts": punch["attempts"], "succeeded": punch["succeeded"],
             "success_rate": round(punch["succeeded"] / max(1, punch["attempts"]), 3),
-            "time_p50_s": percentile(ok, 50), "time_max_s": max(ok) if ok else None,
+            "time_p50_s": rounded(percentile(ok, 50)), "time_max_s": max(ok) if ok else None,
             "mean_s": round(statistics.mean(ok), 4) if ok else None,
         }
         print(f"  hole punch: {out['hole_punch']}", file=sys.stderr)
@@ -350,7 +338,7 @@ def main() -> None:
     if args.probe:
         run_probe(args)
         return
-    harness = _load_harness()
+    harness = load_harness()
     reason = harness.missing_nat_requirements()
     if reason:
         sys.exit(f"cannot run: {reason}")

@@ -1,0 +1,35 @@
+"""What the network-namespace benchmarks (``discovery.py``, ``wider.py``) share: the test harness, loaded by
+path, and a nearest-rank percentile."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_harness() -> Any:
+    """``tests/netns/harness.py`` by path (``tests`` is not an installed package)."""
+    spec = importlib.util.spec_from_file_location("butter_netns_harness", ROOT / "tests" / "netns" / "harness.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in 0-100) of ``values``; ``None`` when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def rounded(value: float | None) -> float | None:
+    """``value`` to the millisecond (3 decimals), ``None`` kept."""
+    return None if value is None else round(value, 3)
