@@ -6,6 +6,8 @@ these, so a caller of Butter's API only ever needs to catch ``ButterError`` or o
 
 from __future__ import annotations
 
+import anyio
+
 
 class ButterError(Exception):
     """Base class of every error Butter raises on purpose."""
@@ -144,3 +146,31 @@ class StoreFull(StoreError):
 
 class ItemNotFound(ButterError):
     """A search for a content id ended without finding the item (or every holder failed)."""
+
+
+NETWORK_ERRORS: tuple[type[Exception], ...] = (
+    OSError,  # refused, reset, unreachable, name resolution (socket.gaierror), anyio.ConnectionFailed
+    ValueError,  # a host name that cannot be encoded (UnicodeError) or a malformed address
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+    anyio.IncompleteRead,
+    anyio.BusyResourceError,
+)
+"""The library exceptions that mean "the connection failed": a plugin doing its own socket I/O catches these at
+its boundary and raises :class:`PeerUnreachable` (or another :class:`TransportError`) instead."""
+
+
+def describe_network_error(exc: BaseException) -> str:
+    """A short human reason for a network failure (one of :data:`NETWORK_ERRORS`), e.g. ``"Connection
+    refused"`` or ``"connection closed by the peer"``, for error messages and logs."""
+    if isinstance(exc, anyio.EndOfStream):
+        return "connection closed by the peer"
+    if isinstance(exc, anyio.ClosedResourceError):
+        return "connection closed"
+    if isinstance(exc, anyio.BrokenResourceError):
+        cause = exc.__cause__
+        return f"connection broken ({describe_network_error(cause)})" if cause is not None else "connection broken"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

@@ -31,12 +31,11 @@ from collections.abc import Callable
 import anyio
 from anyio.abc import ByteStream
 
-from butter.errors import FrameTooLarge, PeerUnreachable
+from butter.errors import NETWORK_ERRORS, FrameTooLarge, PeerUnreachable, describe_network_error
 from butter.peers import PeerAddress
 from butter.slots import Dispatcher
 from butter.wire import Caller, ErrorInfo, Event, FrameDecoder, FrameRejected, Reply, Request, encode
 
-from ._errors import NETWORK_ERRORS, describe
 from ._limits import RateLimitedLog
 from ._stats import TcpStats
 
@@ -158,7 +157,7 @@ class Connection:
                 await self.stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
                 self._sending = False
         except NETWORK_ERRORS as exc:
-            self.close(describe(exc))
+            self.close(describe_network_error(exc))
 
     async def aclose(self) -> None:
         """Close the socket at once (shielded, so it also runs while the caller is being cancelled)."""
@@ -238,7 +237,7 @@ class InboundConnection(Connection):
                             except anyio.EndOfStream:
                                 pass  # the peer is done sending; answer what it asked, then stop
                             except _CONNECTION_LOST as exc:
-                                self.close(describe(exc))
+                                self.close(describe_network_error(exc))
                         if reading.cancelled_caught:
                             if self.on_slow is not None:
                                 self.on_slow(self)
@@ -372,7 +371,7 @@ class OutgoingConnection(Connection):
                             while (event := self.decoder.next_event()) is not None:
                                 self._on_event(event)
                     except NETWORK_ERRORS as exc:
-                        self.close(describe(exc))
+                        self.close(describe_network_error(exc))
         except Exception:
             log.exception("connection to %s failed", self.peer)
             self.close("internal error")

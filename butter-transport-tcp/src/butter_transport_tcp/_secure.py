@@ -44,10 +44,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
-from butter.errors import PeerIdentityMismatch, PeerUnreachable
+from butter.errors import NETWORK_ERRORS, PeerIdentityMismatch, PeerUnreachable, describe_network_error
 from butter.identity import Identity, node_id_from_public_key
-
-from ._errors import NETWORK_ERRORS, describe
 
 __all__ = ["ISSUER_SEED", "SecureChannel", "peer_node_id"]
 
@@ -193,7 +191,7 @@ class SecureChannel:
         except BaseException as exc:
             await _close(stream)
             if isinstance(exc, NETWORK_ERRORS):
-                raise PeerUnreachable(f"TLS handshake failed: {describe(exc)}") from None
+                raise PeerUnreachable(f"TLS handshake failed: {describe_network_error(exc)}") from None
             raise
 
 

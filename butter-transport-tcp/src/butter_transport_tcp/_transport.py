@@ -37,6 +37,7 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream, TaskGroup, TaskStatus
 
 from butter.errors import (
+    NETWORK_ERRORS,
     ButterConfigError,
     PeerIdentityMismatch,
     PeerUnreachable,
@@ -44,6 +45,7 @@ from butter.errors import (
     RequestTimeout,
     TransportBusy,
     TransportError,
+    describe_network_error,
 )
 from butter.identity import Identity
 from butter.peers import PeerAddress
@@ -52,7 +54,6 @@ from butter.wire import DEFAULT_MAX_FRAME, Request, encode
 
 from ._address import WILDCARD_HOSTS, advertised_address
 from ._connection import Connection, InboundConnection, OutgoingConnection
-from ._errors import NETWORK_ERRORS, describe
 from ._limits import RateLimitedLog
 from ._secure import SecureChannel
 from ._stats import TcpStats
@@ -313,7 +314,9 @@ class TcpTransport:
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return
             except OSError as exc:  # EMFILE, ENOBUFS, ECONNABORTED...: keep serving the connections we have
-                self._limits.warning("accept", "accept() failed: %s; retrying in %s s", describe(exc), ACCEPT_BACKOFF)
+                self._limits.warning(
+                    "accept", "accept() failed: %s; retrying in %s s", describe_network_error(exc), ACCEPT_BACKOFF
+                )
                 await anyio.sleep(ACCEPT_BACKOFF)
                 continue
             if self._admit(stream):
@@ -538,7 +541,7 @@ class TcpTransport:
             except TimeoutError:
                 raise RequestTimeout(f"connecting to {address} timed out after {self.connect_timeout} s") from None
             except NETWORK_ERRORS as exc:
-                raise PeerUnreachable(f"cannot connect to {address}: {describe(exc)}") from None
+                raise PeerUnreachable(f"cannot connect to {address}: {describe_network_error(exc)}") from None
             secured, peer_id = await self._secure_outgoing(stream, address)
         except BaseException:
             self._open -= 1

@@ -21,33 +21,17 @@ from typing import Any, TypeVar
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 
-from butter.errors import PeerUnreachable, ProtocolError, RequestTimeout
+from butter.errors import NETWORK_ERRORS, PeerUnreachable, ProtocolError, RequestTimeout, describe_network_error
 from butter.peers import PeerAddress
 
 from ._limits import CircuitBudget, LimitExceeded
 from ._messages import Malformed, Message, MessageDecoder, Refused, encode_message
 
-__all__ = ["NETWORK_ERRORS", "WILDCARD", "Channel", "connect", "local_address", "remote_address", "splice"]
+__all__ = ["WILDCARD", "Channel", "connect", "local_address", "remote_address", "splice"]
 
-NETWORK_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    anyio.BrokenResourceError,
-    anyio.ClosedResourceError,
-    anyio.EndOfStream,
-    anyio.IncompleteRead,
-    anyio.BusyResourceError,
-)
 READ_CHUNK = 64 * 1024
 WILDCARD = frozenset({"", "0.0.0.0", "::"})  # hosts that mean "every interface"
 M = TypeVar("M", bound=Message)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, anyio.EndOfStream):
-        return "connection closed by the peer"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
 
 
 async def connect(
@@ -83,7 +67,7 @@ async def connect(
         raise RequestTimeout(f"connecting to {remote} timed out after {timeout} s") from None
     except OSError as exc:
         sock.close()
-        raise PeerUnreachable(f"cannot connect to {remote}: {_describe(exc)}") from None
+        raise PeerUnreachable(f"cannot connect to {remote}: {describe_network_error(exc)}") from None
     except BaseException:
         sock.close()
         raise
@@ -118,7 +102,7 @@ class Channel:
             try:
                 await self.stream.send(encode_message(message))
             except NETWORK_ERRORS as exc:
-                raise PeerUnreachable(f"cannot send {message.KIND}: {_describe(exc)}") from None
+                raise PeerUnreachable(f"cannot send {message.KIND}: {describe_network_error(exc)}") from None
 
     async def receive(self, timeout: float | None = None) -> Message:
         try:
@@ -133,7 +117,7 @@ class Channel:
         except TimeoutError:
             raise RequestTimeout(f"no message within {timeout} s") from None
         except NETWORK_ERRORS as exc:
-            raise PeerUnreachable(f"connection lost: {_describe(exc)}") from None
+            raise PeerUnreachable(f"connection lost: {describe_network_error(exc)}") from None
 
     async def expect(self, kind: type[M], timeout: float) -> M:
         """Receive one message; raise :class:`ProtocolError` if it is not a ``kind`` (a ``refused`` message

@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import ByteStream, SocketListener, TaskGroup, TaskStatus
 
-from butter.errors import ButterConfigError, ButterError
+from butter.errors import NETWORK_ERRORS, ButterConfigError, ButterError
 from butter.peers import PeerAddress, PeerInfo
 from butter.wire import decode_payload, encode_payload
 
 from ._index import PeerIndex, subnet_key
-from ._io import NETWORK_ERRORS, WILDCARD, Channel, remote_address, splice
+from ._io import WILDCARD, Channel, remote_address, splice
 from ._limits import CircuitBudget, Refusal, RelayLedger, RelayLimits
 from ._messages import (
     Accept,
