@@ -209,7 +209,7 @@ def probe(harness: Any, host: Any, mode: str, *args: str, timeout: float = 120) 
 
 
 def join(
-    harness: Any, lab: Any, host: Any, index: int, amb: str, peer: Any, peer_id: str, plan: Plan
+    harness: Any, lab: Any, host: Any, index: int, amb: str, peer: Any, node_id: str, plan: Plan
 ) -> dict[str, Any]:
     """Start a newcomer on ``host`` (only ``amb`` configured); seconds from its process start until it admits
     ``peer``, until ``peer`` admits it, and until its first introduction from the ambassador."""
@@ -223,7 +223,7 @@ def join(
         new_id = newcomer.wait_started(plan.timeout)
         listening = newcomer.wait_for(r"listening on", 1).at - newcomer.started_at
         record["listening_from_start_s"] = round(listening, 3)
-        line = newcomer.wait_for(rf"peer joined: {peer_id[:8]} ", plan.timeout)
+        line = newcomer.wait_for(rf"peer joined: {node_id[:8]} ", plan.timeout)
         record["knows_peer_from_start_s"] = round(line.at - newcomer.started_at, 3)
         intro = newcomer.matches(r"introduced \d+ new peers")
         record["first_introduction_from_start_s"] = round(intro[0].at - newcomer.started_at, 3) if intro else None

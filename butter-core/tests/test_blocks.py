@@ -11,11 +11,11 @@ from butter.blocks import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_MAX_BLOCKS,
     Manifest,
-    address_of,
     aiter_assemble,
     assemble,
+    block_id_of,
     chunk,
-    is_address,
+    is_block_id,
     iter_assemble,
     load_manifest,
     verify,
@@ -48,7 +48,7 @@ def test_chunk_assemble_round_trip(data: bytes, block_size: int, media_type: str
     assert all(len(b.data) == block_size for b in ordered[:-1])
     assert all(0 < len(b.data) <= block_size for b in ordered)
     assert b"".join(b.data for b in ordered) == data
-    assert item.content_id == address_of(item.manifest_block) == hashlib.sha256(item.manifest_block).hexdigest()
+    assert item.content_id == block_id_of(item.manifest_block) == hashlib.sha256(item.manifest_block).hexdigest()
     assert Manifest.decode(item.manifest_block) == manifest
     assert load_manifest(item.content_id, item.manifest_block) == manifest
     assert assemble(manifest, item.all_blocks) == data
@@ -88,7 +88,7 @@ def test_empty_item_has_manifest_and_no_blocks() -> None:
 
 def test_content_id_is_deterministic_and_covers_metadata() -> None:
     a, b = chunk(b"hello" * 1000), chunk(b"hello" * 1000)
-    assert a.content_id == b.content_id and is_address(a.content_id)
+    assert a.content_id == b.content_id and is_block_id(a.content_id)
     assert a == b and hash(a) == hash(b)
     with pytest.raises(TypeError):
         a.blocks[a.manifest.blocks[0]] = b"x"  # type: ignore[index]
@@ -118,15 +118,15 @@ def test_manifest_wire_shape() -> None:
 
 
 def test_verify_and_is_address() -> None:
-    assert verify(address_of(b"x"), b"x")
-    assert not verify(address_of(b"x"), b"y")
+    assert verify(block_id_of(b"x"), b"x")
+    assert not verify(block_id_of(b"x"), b"y")
     assert not verify("not an address", b"x")
     assert not verify(None, b"x")  # type: ignore[arg-type]
-    assert is_address("a" * 64)
-    assert not is_address("A" * 64)
-    assert not is_address("a" * 63)
-    assert not is_address("a" * 64 + "\n")
-    assert not is_address(b"a" * 64)
+    assert is_block_id("a" * 64)
+    assert not is_block_id("A" * 64)
+    assert not is_block_id("a" * 63)
+    assert not is_block_id("a" * 64 + "\n")
+    assert not is_block_id(b"a" * 64)
 
 
 # -- tampering and missing blocks ----------------------------------------------------------------------
@@ -162,9 +162,9 @@ def test_assemble_lists_every_missing_block() -> None:
 def test_block_of_wrong_length_is_refused() -> None:
     # A self-consistent manifest that names a real block of the wrong length for its position.
     short = b"abc"
-    manifest = Manifest(size=10, blocks=(address_of(short),), block_size=10)
+    manifest = Manifest(size=10, blocks=(block_id_of(short),), block_size=10)
     with pytest.raises(InvalidManifest, match="3 bytes"):
-        assemble(manifest, {address_of(short): short})
+        assemble(manifest, {block_id_of(short): short})
 
 
 def test_iter_assemble_never_yields_bad_data() -> None:
@@ -223,7 +223,7 @@ def test_chunk_limits() -> None:
 
 
 def test_largest_default_manifest_fits_in_a_frame() -> None:
-    manifest = Manifest(DEFAULT_MAX_BLOCKS * 4096, (address_of(b""),) * DEFAULT_MAX_BLOCKS, 4096)
+    manifest = Manifest(DEFAULT_MAX_BLOCKS * 4096, (block_id_of(b""),) * DEFAULT_MAX_BLOCKS, 4096)
     encoded = manifest.encode()
     assert len(encoded) <= DEFAULT_MAX_FRAME
     assert Manifest.decode(encoded) == manifest
@@ -235,8 +235,8 @@ def test_largest_default_manifest_fits_in_a_frame() -> None:
 
 
 def valid_manifest_obj() -> dict[str, Any]:
-    a = address_of(b"a" * 10)
-    return {"v": 1, "size": 25, "media_type": "text/plain", "block_size": 10, "blocks": [a, a, address_of(b"x")]}
+    a = block_id_of(b"a" * 10)
+    return {"v": 1, "size": 25, "media_type": "text/plain", "block_size": 10, "blocks": [a, a, block_id_of(b"x")]}
 
 
 def mutate(**changes: Any) -> Callable[[], bytes]:
@@ -276,7 +276,7 @@ def mutate(**changes: Any) -> Callable[[], bytes]:
         (mutate(blocks=[b"\x00" * 32] * 3), "block 0"),
         (mutate(blocks=["A" * 64] * 3), "lowercase hex"),
         (mutate(blocks=["a" * 63] * 3), "block 0"),
-        (mutate(blocks=[address_of(b"")] * 3 + [1]), "block 3"),
+        (mutate(blocks=[block_id_of(b"")] * 3 + [1]), "block 3"),
     ],
 )
 def test_malformed_manifests_are_refused_with_a_reason(build: Callable[[], bytes], reason: str) -> None:
@@ -318,7 +318,7 @@ manifest_like = st.fixed_dictionaries(
         "size": st.one_of(st.integers(-5, 10_000), values),
         "media_type": st.one_of(st.just("a/b"), values),
         "block_size": st.one_of(st.integers(-1, 2_000_000), values),
-        "blocks": st.one_of(st.lists(st.sampled_from([address_of(b"")]) | values, max_size=6), values),
+        "blocks": st.one_of(st.lists(st.sampled_from([block_id_of(b"")]) | values, max_size=6), values),
     },
 )
 

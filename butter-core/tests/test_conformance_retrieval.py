@@ -12,7 +12,7 @@ import pytest
 from anyio.abc import TaskStatus
 
 import butter
-from butter.blocks import aiter_assemble, is_address, load_manifest
+from butter.blocks import aiter_assemble, is_block_id, load_manifest
 from butter.errors import BlockCorrupted, ButterError, ItemNotFound, PeerUnreachable
 from butter.peers import PeerAddress, PeerInfo
 from butter.testing import conformance_retrieval as kit
@@ -48,7 +48,7 @@ class WalkRetrieval:
         return b"".join([piece async for piece in self.stream(content_id)])
 
     async def stream(self, content_id: str) -> AsyncIterator[bytes]:
-        if not self.flaws.lax_ids and not is_address(content_id):
+        if not self.flaws.lax_ids and not is_block_id(content_id):
             raise ItemNotFound(f"{content_id!r} is not a content id")
         holders = await self._holders(content_id)
         manifest = None
@@ -90,7 +90,7 @@ class WalkRetrieval:
             return await self.node.blocks.get(address)
         try:
             if self.flaws.trusting:
-                return await self.node.request(holder, "fetch-block", encode_payload({"address": address}), timeout=2)
+                return await self.node.request(holder, "fetch-block", encode_payload({"block_id": address}), timeout=2)
             return await self.node.fetch_block(holder, address, timeout=2)
         except BlockCorrupted:
             holders.remove(holder)  # a liar is not asked again
@@ -109,7 +109,7 @@ class WalkRetrieval:
                 continue
             seen.add(address)
             try:
-                await self.node.request(address, "fetch-block", encode_payload({"address": content_id}), timeout=2)
+                await self.node.request(address, "fetch-block", encode_payload({"block_id": content_id}), timeout=2)
                 holders.append(address)
                 continue
             except PeerUnreachable as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from butter.blocks import address_of, aiter_assemble, chunk, load_manifest, verify
+from butter.blocks import aiter_assemble, block_id_of, chunk, load_manifest, verify
 from butter.errors import BlockCorrupted, ButterConfigError, ButterError, StoreError, StoreFull
 from butter.settings import StoreSettings
 from butter.store import DEFAULT_FILENAME, BlockStore, MemoryBlockStore, SqliteBlockStore, open_store
@@ -21,7 +21,7 @@ OpenStore = Callable[..., Awaitable[BlockStore]]
 
 def block(n: int, size: int = 1000) -> tuple[str, bytes]:
     data = n.to_bytes(4, "big") * (size // 4) + b"\xff" * (size % 4)
-    return address_of(data), data
+    return block_id_of(data), data
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -52,10 +52,10 @@ async def test_put_get_has_delete_addresses(make_store: OpenStore) -> None:
     assert await store.put(a, da) is True
     assert await store.put(b, db) is True
     assert await store.get(a) == da and await store.has(b)
-    assert await store.addresses() == sorted([a, b])
+    assert await store.block_ids() == sorted([a, b])
     await store.delete(a)
     await store.delete(a)  # absent: no-op
-    assert await store.get(a) is None and await store.addresses() == [b]
+    assert await store.get(a) is None and await store.block_ids() == [b]
     assert store.used == len(db)
 
 
@@ -65,7 +65,7 @@ async def test_put_is_idempotent(make_store: OpenStore) -> None:
     assert await store.put(a, data) is True
     assert await store.put(a, data) is False  # no double counting, and no StoreFull for a block already held
     assert store.used == 1000 and store.free == 500
-    assert await store.addresses() == [a]
+    assert await store.block_ids() == [a]
 
 
 async def test_put_refuses_data_that_does_not_match(make_store: OpenStore) -> None:
@@ -76,7 +76,7 @@ async def test_put_refuses_data_that_does_not_match(make_store: OpenStore) -> No
     assert info.value.address == a
     with pytest.raises(BlockCorrupted):
         await store.put("not-an-address", b"x")
-    assert store.used == 0 and await store.addresses() == []
+    assert store.used == 0 and await store.block_ids() == []
 
 
 async def test_store_full_refuses_and_stores_nothing(make_store: OpenStore) -> None:
@@ -92,7 +92,7 @@ async def test_store_full_refuses_and_stores_nothing(make_store: OpenStore) -> N
     assert "1000 bytes asked" in str(info.value) and "500 bytes free" in str(info.value)
     assert isinstance(info.value, StoreError) and isinstance(info.value, ButterError)
     assert not await store.has(c) and store.used == 2000
-    small, data = address_of(b"x" * 500), b"x" * 500
+    small, data = block_id_of(b"x" * 500), b"x" * 500
     assert await store.put(small, data)  # exactly fits
     assert store.free == 0 and store.used == store.capacity
     await store.delete(a)
@@ -106,7 +106,7 @@ async def test_zero_capacity_store_refuses_everything(make_store: OpenStore) -> 
     with pytest.raises(StoreFull):
         await store.put(a, data)
     assert store.free == 0 and store.used == 0
-    assert await store.put(address_of(b""), b"")  # an empty block takes no bytes
+    assert await store.put(block_id_of(b""), b"")  # an empty block takes no bytes
 
 
 async def test_concurrent_puts_never_overfill(make_store: OpenStore) -> None:
@@ -123,7 +123,7 @@ async def test_concurrent_puts_never_overfill(make_store: OpenStore) -> None:
         for n in range(12):
             tg.start_soon(put, n)
     assert results.count(True) == 5 and results.count("full") == 7
-    assert store.used == 5000 and store.free == 0 and len(await store.addresses()) == 5
+    assert store.used == 5000 and store.free == 0 and len(await store.block_ids()) == 5
 
 
 def corrupt(store: BlockStore, address: str, data: bytes) -> None:
@@ -195,7 +195,7 @@ async def test_sqlite_survives_reopen_and_recounts_used(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     async with SqliteBlockStore(path, 2500) as store:
         assert store.used == 3000 and store.free == 0  # a smaller capacity refuses new blocks, deletes nothing
-        assert await store.addresses() == sorted(block(n)[0] for n in range(3))
+        assert await store.block_ids() == sorted(block(n)[0] for n in range(3))
         for n in range(3):
             assert await store.get(block(n)[0]) == block(n)[1]
         with pytest.raises(StoreFull):
@@ -241,7 +241,7 @@ async def test_open_store_paths_and_errors(tmp_path: Path) -> None:
 
 CHILD = r"""
 import sys, anyio
-from butter.blocks import address_of
+from butter.blocks import block_id_of
 from butter.store import SqliteBlockStore
 
 async def main(path):
@@ -249,7 +249,7 @@ async def main(path):
     n = 0
     while True:
         data = n.to_bytes(8, "big") * 512
-        address = address_of(data)
+        address = block_id_of(data)
         await store.put(address, data)
         sys.stdout.write(address + "\n")  # acknowledged: put has returned
         sys.stdout.flush()
@@ -286,7 +286,7 @@ def test_sqlite_keeps_every_acknowledged_block_after_sigkill(tmp_path: Path) -> 
 
     async def check() -> None:
         async with SqliteBlockStore(path, 1 << 30) as store:
-            held = set(await store.addresses())
+            held = set(await store.block_ids())
             for address in acknowledged:
                 assert address in held
                 data = await store.get(address)

@@ -20,7 +20,7 @@ async def test_a_stored_item_gets_three_replicas_and_agreeing_views(memory_setti
         await net.wait_for(lambda: all(pcg(n).group_state(content_id) == (3, 3, GroupState.GOLDILOCKS)
                                        for n in net.holders(content_id)))
         for holder in net.holders(content_id):
-            assert len(await holder.blocks.addresses()) == 2  # the manifest and one 1,200-byte block
+            assert len(await holder.blocks.block_ids()) == 2  # the manifest and one 1,200-byte block
         await anyio.sleep(1.0)  # and it stays at three
         assert len(net.holders(content_id)) == 3
 

@@ -133,7 +133,7 @@ async def test_a_holder_serving_corrupted_blocks_is_bypassed(memory_settings: Ma
             served = []
 
             async def corrupted(request: RouteRequest) -> bytes:
-                served.append(decode_payload(request.body)["address"])
+                served.append(decode_payload(request.body)["block_id"])
                 return b"not what you asked for"
 
             liar.route("fetch-block", corrupted)

@@ -56,12 +56,12 @@ def test_a_node_on_the_horizon_returns_no_addresses() -> None:
 
 
 def test_a_query_id_is_handled_once_then_refused_as_seen() -> None:
-    handler = QueryHandler(rng=random.Random(0), seen_ttl=10.0)
+    handler = QueryHandler(rng=random.Random(0), seen_expiry=10.0)
     assert isinstance(handle(handler, query(), now=0.0), Miss)
     assert handle(handler, query(), now=1.0) == Seen()
     assert handle(handler, query(), holds=True, now=2.0) == Seen()  # not even a holder answers twice
     assert (handler.stats.handled, handler.stats.duplicates) == (1, 2)
-    assert isinstance(handle(handler, query(), now=11.0), Miss)  # forgotten after seen_ttl seconds
+    assert isinstance(handle(handler, query(), now=11.0), Miss)  # forgotten after seen_expiry seconds
 
 
 def test_the_seen_cache_is_bounded() -> None:

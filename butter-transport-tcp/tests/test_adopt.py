@@ -53,7 +53,7 @@ async def test_an_adopted_stream_replaces_the_pool_without_failing_requests_in_f
             direct = await anyio.connect_tcp(address.host, address.port)
             await client.adopt_outgoing(address, direct)
             adopted = client._outgoing[address]
-            assert adopted is not relayed and adopted.peer_id == server.node_id
+            assert adopted is not relayed and adopted.node_id == server.node_id
             assert await client.request(address, "echo", b"direct", timeout=5) == b"direct"
             assert not relayed.closed  # still answering its request in flight
             dispatch.release.set()

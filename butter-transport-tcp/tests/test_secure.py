@@ -50,11 +50,11 @@ async def test_both_sides_authenticate_each_other() -> None:
         assert server.node_id != client.node_id
         async with serving(server) as address, serving(client):
             assert await client.request(address, "echo", b"hi", timeout=5) == b"hi"
-            assert client.peer_id(address) == server.node_id  # pinned on first contact
+            assert client.expected_node_id(address) == server.node_id  # pinned on first contact
             (inbound,) = server._inbound
-            assert inbound.peer_id == client.node_id
+            assert inbound.node_id == client.node_id
             (outgoing,) = client._outgoing.values()
-            assert outgoing.peer_id == server.node_id
+            assert outgoing.node_id == server.node_id
 
 
 async def test_a_node_presenting_another_identity_is_refused_before_any_request() -> None:
@@ -83,7 +83,7 @@ async def test_a_new_node_at_a_pinned_address_is_refused_until_forgotten() -> No
                     await client.request(address, "echo", b"2", timeout=5)
                 client.forget(address)  # what the node does when the first host leaves its known hosts
                 assert await client.request(address, "echo", b"3", timeout=5) == b"3"
-                assert client.peer_id(address) == second.node_id
+                assert client.expected_node_id(address) == second.node_id
 
 
 async def test_expecting_another_identity_closes_an_open_connection() -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 
 import butter
-from butter.blocks import is_address
+from butter.blocks import is_block_id
 from butter_persist_pcg import PcgPersistence
 
 HELP = "Commands: add TEXT | file PATH | get ID [PATH] | groups | help | quit"
@@ -62,7 +62,7 @@ async def add(node: butter.Node, data: bytes, media_type: str) -> None:
 
 
 async def get(node: butter.Node, content_id: str, path: str | None) -> None:
-    if not is_address(content_id):
+    if not is_block_id(content_id):
         print("an id is 64 hexadecimal characters")
         return
     try:

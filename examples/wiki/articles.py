@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import butter
-from butter.blocks import is_address
+from butter.blocks import is_block_id
 
 MEDIA_TYPE = "application/vnd.butter-wiki+json"
 MAX_TITLE = 200  # characters
@@ -72,7 +72,7 @@ class Wiki:
         """Find the article ``content_id`` on the overlay (or in this node's store). Raises
         :class:`ArticleNotFound`."""
         content_id = content_id.strip().lower()
-        if not is_address(content_id):
+        if not is_block_id(content_id):
             raise ArticleNotFound("an article id is 64 hexadecimal characters")
         try:
             data = await self.node.retrieve(content_id)

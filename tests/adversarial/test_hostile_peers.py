@@ -189,9 +189,9 @@ async def test_a_peer_claiming_another_node_id_than_it_authenticates_as_is_cut_o
             while transport.stats.identity_mismatches < 1:  # admitted under the claimed id: connection closed
                 await anyio.sleep(0.05)
             # While the claim stands, every connection to the address is refused.
-            assert transport.peer_id(liar.address) == claimed
+            assert transport.expected_node_id(liar.address) == claimed
             with pytest.raises(PeerIdentityMismatch):
                 await node.request(liar.address, "ping", timeout=3)
             await node.hosts.refresh()  # the liar cannot answer as the claimed node: it is dropped
             assert claimed not in {p.node_id for p in node.hosts.peers()}
-            assert transport.peer_id(liar.address) is None  # and the claim forgotten with it
+            assert transport.expected_node_id(liar.address) is None  # and the claim forgotten with it

@@ -50,9 +50,9 @@ async def test_each_side_of_a_node_connection_knows_who_the_other_is() -> None:
         async with butter.open_node(tcp_settings()) as a, butter.open_node(tcp_settings()) as b:
             assert a.transport.node_id == a.node_id  # type: ignore[attr-defined]  # the node's own key
             await b.request(a.address, "ping", timeout=3)
-            assert b.transport.peer_id(a.address) == a.node_id  # type: ignore[attr-defined]
+            assert b.transport.expected_node_id(a.address) == a.node_id  # type: ignore[attr-defined]
             (inbound,) = a.transport._inbound  # type: ignore[attr-defined]
-            assert inbound.peer_id == b.node_id
+            assert inbound.node_id == b.node_id
 
 
 async def test_a_peer_cannot_release_the_hold_of_another_node() -> None:

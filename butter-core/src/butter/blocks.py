@@ -5,7 +5,7 @@ Rules this module keeps:
 * Content is cut into blocks of ``block_size`` bytes (default 4,096); the last block is shorter, never
   zero-padded, so an item comes back exactly as it went in (the original PCG overlay padded and lost the
   length, SPEC §6.2a). Empty content has no blocks.
-* A block's **address** is the SHA-256 of its bytes as 64 lowercase hex characters (:data:`BlockAddress`).
+* A block's **address** is the SHA-256 of its bytes as 64 lowercase hex characters (:data:`BlockId`).
 * A **manifest** is itself a block: the msgpack map ``{"v": 1, "size": bytes, "media_type": str,
   "block_size": bytes, "blocks": [addresses in order]}``. It records what the recommendation asks each
   chunk to carry (``total_parts`` is ``len(blocks)``, ``original_length`` is ``size``) once, for the whole
@@ -41,25 +41,25 @@ __all__ = [
     "MAX_BLOCK_SIZE",
     "MAX_MEDIA_TYPE_LENGTH",
     "Block",
-    "BlockAddress",
+    "BlockId",
     "ContentId",
     "Item",
     "Manifest",
-    "address_of",
     "aiter_assemble",
     "assemble",
+    "block_id_of",
     "chunk",
-    "is_address",
+    "is_block_id",
     "iter_assemble",
     "load_manifest",
     "verify",
 ]
 
-BlockAddress: TypeAlias = str
+BlockId: TypeAlias = str
 """SHA-256 of a block's bytes, 64 lowercase hex characters."""
 
 ContentId: TypeAlias = str
-"""The :data:`BlockAddress` of an item's manifest block; the id handed to users (SPEC §6.2)."""
+"""The :data:`BlockId` of an item's manifest block; the id handed to users (SPEC §6.2)."""
 
 MANIFEST_VERSION = 1
 DEFAULT_BLOCK_SIZE = 4096  # bytes (SPEC §6.2: keep the 4,096-byte chunk size as the default)
@@ -73,18 +73,18 @@ DEFAULT_MAX_BLOCKS = 60_000
 _ADDRESS = re.compile(r"[0-9a-f]{64}")
 
 
-def address_of(data: bytes | bytearray | memoryview) -> BlockAddress:
+def block_id_of(data: bytes | bytearray | memoryview) -> BlockId:
     """The address of ``data``: its SHA-256 as 64 lowercase hex characters."""
     return hashlib.sha256(data).hexdigest()
 
 
-def verify(address: BlockAddress, data: bytes | bytearray | memoryview) -> bool:
+def verify(address: BlockId, data: bytes | bytearray | memoryview) -> bool:
     """Whether ``data`` hashes to ``address``. Never raises: a malformed address simply does not match."""
-    return isinstance(address, str) and address_of(data) == address
+    return isinstance(address, str) and block_id_of(data) == address
 
 
-def is_address(value: object) -> bool:
-    """Whether ``value`` is a well-formed :data:`BlockAddress` (a str of 64 lowercase hex characters)."""
+def is_block_id(value: object) -> bool:
+    """Whether ``value`` is a well-formed :data:`BlockId` (a str of 64 lowercase hex characters)."""
     return isinstance(value, str) and _ADDRESS.fullmatch(value) is not None
 
 
@@ -92,7 +92,7 @@ def is_address(value: object) -> bool:
 class Block:
     """One block: its ``address`` and its ``data`` (at most ``block_size`` bytes)."""
 
-    address: BlockAddress
+    address: BlockId
     data: bytes
 
 
@@ -106,7 +106,7 @@ class Manifest:
     """
 
     size: int
-    blocks: tuple[BlockAddress, ...]
+    blocks: tuple[BlockId, ...]
     block_size: int = DEFAULT_BLOCK_SIZE
     media_type: str = DEFAULT_MEDIA_TYPE
 
@@ -122,7 +122,7 @@ class Manifest:
         if not isinstance(self.blocks, tuple):
             raise InvalidManifest("manifest blocks must be a tuple of addresses")
         for index, address in enumerate(self.blocks):
-            if not is_address(address):
+            if not is_block_id(address):
                 raise InvalidManifest(f"manifest block {index} is not 64 lowercase hex characters: {address!r:.80}")
         expected = -(-self.size // self.block_size)
         if len(self.blocks) != expected:
@@ -214,7 +214,7 @@ class Item:
     content_id: ContentId
     manifest: Manifest = field(compare=False)
     manifest_block: bytes = field(compare=False, repr=False)
-    blocks: Mapping[BlockAddress, bytes] = field(compare=False, repr=False)
+    blocks: Mapping[BlockId, bytes] = field(compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -222,7 +222,7 @@ class Item:
         return self.manifest.size
 
     @property
-    def all_blocks(self) -> Mapping[BlockAddress, bytes]:
+    def all_blocks(self) -> Mapping[BlockId, bytes]:
         """Every distinct block to store for this item, the manifest block first (address -> bytes)."""
         return {self.content_id: self.manifest_block, **self.blocks}
 
@@ -259,19 +259,19 @@ def chunk(
             f"{len(content)} bytes in blocks of {block_size} bytes need {count} blocks, more than the maximum of "
             f"{max_blocks}"
         )
-    addresses: list[BlockAddress] = []
-    blocks: dict[BlockAddress, bytes] = {}
+    addresses: list[BlockId] = []
+    blocks: dict[BlockId, bytes] = {}
     for start in range(0, len(content), block_size):
         piece = content[start : start + block_size]
-        address = address_of(piece)
+        address = block_id_of(piece)
         addresses.append(address)
         blocks.setdefault(address, piece)
     manifest = Manifest(len(content), tuple(addresses), block_size, media_type)
     manifest_block = manifest.encode()
-    return Item(address_of(manifest_block), manifest, manifest_block, MappingProxyType(blocks))
+    return Item(block_id_of(manifest_block), manifest, manifest_block, MappingProxyType(blocks))
 
 
-def assemble(manifest: Manifest, blocks: Mapping[BlockAddress, bytes]) -> bytes:
+def assemble(manifest: Manifest, blocks: Mapping[BlockId, bytes]) -> bytes:
     """Rebuild an item's bytes from ``blocks`` (address -> data), checking every block it uses.
 
     Raises :class:`~butter.errors.IncompleteItem` listing every missing address (in manifest order),
@@ -284,7 +284,7 @@ def assemble(manifest: Manifest, blocks: Mapping[BlockAddress, bytes]) -> bytes:
     return b"".join(_checked(manifest, i, address, blocks[address]) for i, address in enumerate(manifest.blocks))
 
 
-def iter_assemble(manifest: Manifest, get: Callable[[BlockAddress], bytes | None]) -> Iterator[bytes]:
+def iter_assemble(manifest: Manifest, get: Callable[[BlockId], bytes | None]) -> Iterator[bytes]:
     """Yield an item's blocks in order, each verified, fetching one at a time with ``get(address)``.
 
     For items too large to hold at once: only one block is in memory at a time. ``get`` returns the bytes
@@ -301,7 +301,7 @@ def iter_assemble(manifest: Manifest, get: Callable[[BlockAddress], bytes | None
 
 
 async def aiter_assemble(
-    manifest: Manifest, get: Callable[[BlockAddress], Awaitable[bytes | None]]
+    manifest: Manifest, get: Callable[[BlockId], Awaitable[bytes | None]]
 ) -> AsyncIterator[bytes]:
     """Like :func:`iter_assemble`, with an async getter such as a :class:`~butter.store.BlockStore`'s
     ``get``: ``async for piece in aiter_assemble(manifest, store.get): ...``."""
@@ -312,7 +312,7 @@ async def aiter_assemble(
         yield _checked(manifest, index, address, data)
 
 
-def _checked(manifest: Manifest, index: int, address: BlockAddress, data: bytes) -> bytes:
+def _checked(manifest: Manifest, index: int, address: BlockId, data: bytes) -> bytes:
     if not verify(address, data):
         raise BlockCorrupted(address, f"block {index} ({address}) does not match its address; discarded")
     expected = manifest.block_length(index)

@@ -36,7 +36,7 @@ from ._cli_support import (
     run_async,
     setup_logging,
 )
-from .blocks import is_address
+from .blocks import is_block_id
 from .errors import ButterError
 from .node import Node, open_node
 from .peers import PeerAddress
@@ -484,7 +484,7 @@ def get(
     from ._cli_data import download
 
     target = address_or_exit(node_address)
-    if not is_address(content_id):
+    if not is_block_id(content_id):
         fail(f"a content id is 64 lowercase hex characters, got {content_id!r}", 2)
     base = load_or_exit(config, ctx.args)
     setup_logging(LogLevel.WARNING)

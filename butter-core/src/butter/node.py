@@ -23,15 +23,16 @@ from __future__ import annotations
 import inspect
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
+import pluggy
 from anyio.abc import TaskGroup, TaskStatus
 
-from .blocks import address_of, chunk, is_address, load_manifest, verify
+from .blocks import block_id_of, chunk, is_block_id, load_manifest, verify
 from .errors import (
     BlockCorrupted,
     ButterConfigError,
@@ -45,7 +46,7 @@ from .identity import Identity
 from .peers import HostQuality, PeerAddress, PeerInfo
 from .plugins import PluginStack
 from .settings import ButterSettings, load_settings
-from .slots import Discovery, HostManager, Persistence, Retrieval, Transport
+from .slots import Discovery, EventName, HostManager, Persistence, Retrieval, Transport
 from .store import BlockStore, open_store
 from .wire import MAX_ROUTE_LENGTH, ErrorInfo, Reply, Request, decode_payload, encode_payload
 
@@ -119,6 +120,7 @@ class NodeStats:
 
 
 PeerLike = PeerAddress | PeerInfo | str
+C = TypeVar("C")
 
 
 def as_address(peer: PeerLike) -> PeerAddress:
@@ -267,7 +269,7 @@ class Node:
         for address, block in new.items():
             await self.blocks.put(address, block)
         await persistence.keep(item.content_id)
-        self.emit("butter_block_stored", address=item.content_id)
+        self.emit("butter_item_stored", content_id=item.content_id)
         return item.content_id
 
     def _persistence(self) -> Persistence:
@@ -300,7 +302,7 @@ class Node:
             self._pollers_pruned = now
         return HostQuality(
             uptime=self.uptime,
-            available_storage=self.persistence.available_storage() if self.persistence else 0,
+            available_storage=self.available_storage(),
             known_hosts=len(self.hosts.peers()),
             known_by=len(self._pollers),
             ambassador=self.ambassador,
@@ -310,7 +312,7 @@ class Node:
         """This node as peers see it: id, address and quality."""
         return PeerInfo(self.node_id, self.address, self.quality(), anyio.current_time())
 
-    def introduce(self, addresses: list[PeerAddress]) -> None:
+    def introduce(self, addresses: Iterable[PeerAddress]) -> None:
         """Queue addresses to be offered to host management in the background, without waiting.
 
         Used by discovery and by the known-hosts exchange. When the queue (256) is full the rest are
@@ -324,9 +326,10 @@ class Node:
             except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 self.stats.introductions_dropped += 1
 
-    def emit(self, event: str, **kwargs: Any) -> None:
-        """Call event hook ``event`` (e.g. ``"butter_peer_lost"``) and await any awaitable results in the
-        node's task group. An observer's exception is logged, never raised."""
+    def emit(self, event: EventName, **kwargs: Any) -> None:
+        """Call event hook ``event`` (e.g. ``"butter_peer_lost"``, see :mod:`butter.hookspecs`) on every
+        subscriber and observer plugin, and await any awaitable results in the node's task group. An
+        observer's exception is logged, never raised."""
         try:
             results = getattr(self.plugins.hook, event)(node=self, **kwargs)
         except Exception:
@@ -337,6 +340,40 @@ class Node:
         for result in results or ():
             if inspect.isawaitable(result):
                 self._tg.start_soon(self._await_observer, event, result)
+
+    def subscribe(self, observer: object) -> None:
+        """Register ``observer``, an object with ``@butter.hookimpl`` event methods, for this node's events.
+
+        Raises ``ValueError`` when one of its hook implementations names no event or takes arguments the
+        event does not have (pluggy's validation)."""
+        try:
+            self.plugins.pm.register(observer, name=f"subscriber:{id(observer)}")
+        except pluggy.PluginValidationError as exc:
+            raise ValueError(f"cannot subscribe {type(observer).__qualname__}: {exc}") from None
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``await fn(*args)`` in the node's task group; it is cancelled when the node stops. An
+        exception escaping it is logged, never fatal. Raises ``RuntimeError`` before start."""
+        self.task_group.start_soon(self._run_task, fn, args)
+
+    async def _run_task(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+        try:
+            await fn(*args)
+        except Exception:
+            log.exception("task %s failed", getattr(fn, "__qualname__", fn))
+
+    def capability(self, cls: type[C]) -> C | None:
+        """The first of this node's slot objects (persistence, retrieval, transport, host manager, then
+        discoveries) implementing capability ``cls`` (see :mod:`butter.capabilities`), or ``None``."""
+        candidates: list[object] = [self.persistence, self.retrieval, self.transport, self.hosts, *self.discoveries]
+        for candidate in candidates:
+            if candidate is not None and isinstance(candidate, cls):
+                return candidate
+        return None
+
+    def available_storage(self) -> int:
+        """Bytes of items this node can still accept: the persistence driver's figure, 0 without one."""
+        return self.persistence.available_storage() if self.persistence is not None else 0
 
     async def wait_for_exit(
         self, signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
@@ -538,15 +575,15 @@ class Node:
         return encode_payload(self.info().to_wire())
 
     async def _serve_fetch_block(self, request: RouteRequest) -> bytes:
-        """Body ``{"address": hex}``; reply: the block's bytes, verified on read, or error ``not-found``."""
+        """Body ``{"block_id": hex}``; reply: the block's bytes, verified on read, or error ``not-found``."""
         body = decode_payload(request.body, self.settings.max_frame)
-        address = body.get("address") if isinstance(body, dict) else None
-        if not isinstance(address, str) or not is_address(address):
-            raise ProtocolError("fetch-block body must be {address: 64 lowercase hex characters}")
+        address = body.get("block_id") if isinstance(body, dict) else None
+        if not isinstance(address, str) or not is_block_id(address):
+            raise ProtocolError("fetch-block body must be {block_id: 64 lowercase hex characters}")
         data = await self.blocks.get(address)
         if data is None:
             raise RouteError("not-found", f"no block {address}")
-        self.emit("butter_block_served", address=address)
+        self.emit("butter_block_served", block_id=address)
         return data
 
     async def _serve_store(self, request: RouteRequest) -> bytes:
@@ -563,10 +600,10 @@ class Node:
         persistence = self._persistence()
         try:
             for block in blocks:
-                await self.blocks.put(address_of(block), block)
+                await self.blocks.put(block_id_of(block), block)
             if manifest is None:
                 return b""
-            content_id = address_of(manifest)
+            content_id = block_id_of(manifest)
             load_manifest(content_id, manifest)
             await self.blocks.put(content_id, manifest)
             await persistence.keep(content_id)
@@ -574,18 +611,18 @@ class Node:
             raise RouteError("store-full", str(exc)) from None
         except IncompleteItem as exc:
             raise RouteError("incomplete", str(exc)) from None
-        self.emit("butter_block_stored", address=content_id)
+        self.emit("butter_item_stored", content_id=content_id)
         return encode_payload({"cid": content_id})
 
-    async def fetch_block(self, peer: PeerLike, address: str, *, timeout: float | None = None) -> bytes:
-        """Fetch one block from ``peer`` and verify it against ``address``.
+    async def fetch_block(self, peer: PeerLike, block_id: str, *, timeout: float | None = None) -> bytes:
+        """Fetch one block from ``peer`` and verify it against ``block_id``.
 
         Raises :class:`~butter.errors.BlockCorrupted` when the bytes do not match (they are discarded),
         :class:`~butter.errors.RemoteError` with code ``not-found``, or a transport error.
         """
-        data = await self.request(peer, "fetch-block", encode_payload({"address": address}), timeout=timeout)
-        if not verify(address, data):
-            raise BlockCorrupted(address, f"block from {as_address(peer)} does not match its address {address[:16]}")
+        data = await self.request(peer, "fetch-block", encode_payload({"block_id": block_id}), timeout=timeout)
+        if not verify(block_id, data):
+            raise BlockCorrupted(block_id, f"block from {as_address(peer)} does not match its id {block_id[:16]}")
         return data
 
     async def _serve_known_hosts(self, request: RouteRequest) -> bytes:

@@ -10,15 +10,42 @@ Conformance kits for implementations live in :mod:`butter.testing`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from anyio.abc import TaskStatus
 
-from .peers import PeerAddress, PeerInfo
+from .peers import HostQuality, PeerAddress, PeerInfo
 from .wire import Reply, Request
 
-__all__ = ["Discovery", "Dispatcher", "HostManager", "Persistence", "Retrieval", "Transport"]
+if TYPE_CHECKING:
+    from .identity import Identity
+    from .node import Handler
+    from .settings import ButterSettings
+    from .store import BlockStore
+
+__all__ = [
+    "Discovery",
+    "Dispatcher",
+    "EventName",
+    "HostManager",
+    "NodeServices",
+    "Persistence",
+    "Retrieval",
+    "Transport",
+]
+
+C = TypeVar("C")
+
+EventName = Literal[
+    "butter_node_started",
+    "butter_node_stopping",
+    "butter_peer_discovered",
+    "butter_peer_lost",
+    "butter_item_stored",
+    "butter_block_served",
+]
+"""The events a node emits: the event hooks of :mod:`butter.hookspecs`, whose signatures they follow."""
 
 Dispatcher = Callable[[Request], Awaitable[Reply]]
 """What a transport calls for each incoming request: the node's route table. It never raises.
@@ -26,6 +53,103 @@ Dispatcher = Callable[[Request], Awaitable[Reply]]
 The transport sets the request's :attr:`~butter.wire.Request.caller` to a :class:`~butter.wire.Caller`
 saying who sent it (the authenticated node id, or ``None``, and the remote address), or leaves it ``None``
 when it knows nothing; the node hands both to route handlers (:class:`~butter.node.RouteRequest`)."""
+
+
+class NodeServices(Protocol):
+    """Everything a plugin may use of the node it serves, and nothing else (the plugin contract).
+
+    Every factory hook (:mod:`butter.hookspecs`) receives the node as ``NodeServices``; plugins in this
+    repository touch no other member of :class:`~butter.Node` (import-linter and mypy keep it so). Slot
+    objects may offer more than their slot's protocol through the capabilities of
+    :mod:`butter.capabilities`, found with :meth:`capability`.
+
+    Identity and address:
+
+    * ``node_id``: this node's id (hex, derived from its Ed25519 key); ``identity``: the key itself (a
+      transport's secure channel proves it).
+    * ``address``: where peers dial this node; raises ``RuntimeError`` before the transport listens.
+    * ``settings``: the node's validated :class:`~butter.settings.ButterSettings` (read only).
+    * ``uptime`` (seconds since listening), ``closing`` (graceful exit has begun).
+    * ``ambassador``: set ``True`` by a service that makes this node an ambassador; advertised in
+      :meth:`quality`.
+
+    Talking to peers:
+
+    * ``route(name, handler)``: serve route ``name`` with ``async (RouteRequest) -> bytes``.
+    * ``request(peer, route, body, timeout=...)``: one request, the reply body back; raises
+      :class:`~butter.errors.TransportError` subclasses or :class:`~butter.errors.RemoteError`.
+    * ``fetch_block(peer, block_id, timeout=...)``: a block from a peer, verified against its id.
+
+    Local state:
+
+    * ``blocks``: the node's :class:`~butter.store.BlockStore`.
+    * ``hosts``: the node's :class:`HostManager` (its known hosts).
+    * ``introduce(addresses)``: offer addresses to host management in the background (bounded queue).
+    * ``quality()`` / ``info()``: this node's host-quality record / its :class:`~butter.peers.PeerInfo`.
+    * ``available_storage()``: bytes of items this node can still accept (from persistence; 0 without).
+
+    Tasks and events:
+
+    * ``spawn(fn, *args)``: run ``await fn(*args)`` in the node's task group (cancelled when the node
+      stops); an exception escaping it is logged, never fatal to the node.
+    * ``subscribe(observer)``: register an object whose ``@butter.hookimpl`` methods receive this node's
+      events (:data:`EventName`; pluggy checks their names and arguments against the hook specs).
+    * ``emit(event, **kwargs)``: emit an event to every subscriber and observer plugin.
+    * ``capability(cls)``: the first slot object of this node implementing capability ``cls`` (a
+      runtime-checkable protocol of :mod:`butter.capabilities`), or ``None``.
+    """
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def identity(self) -> Identity: ...
+
+    @property
+    def address(self) -> PeerAddress: ...
+
+    @property
+    def settings(self) -> ButterSettings: ...
+
+    @property
+    def uptime(self) -> float: ...
+
+    @property
+    def closing(self) -> bool: ...
+
+    ambassador: bool
+
+    @property
+    def blocks(self) -> BlockStore: ...
+
+    @property
+    def hosts(self) -> HostManager: ...
+
+    def route(self, name: str, handler: Handler) -> Handler: ...
+
+    async def request(
+        self, peer: PeerAddress | PeerInfo | str, route: str, body: bytes = b"", *, timeout: float | None = None
+    ) -> bytes: ...
+
+    async def fetch_block(
+        self, peer: PeerAddress | PeerInfo | str, block_id: str, *, timeout: float | None = None
+    ) -> bytes: ...
+
+    def introduce(self, addresses: Iterable[PeerAddress]) -> None: ...
+
+    def quality(self) -> HostQuality: ...
+
+    def info(self) -> PeerInfo: ...
+
+    def available_storage(self) -> int: ...
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None: ...
+
+    def subscribe(self, observer: object) -> None: ...
+
+    def emit(self, event: EventName, **kwargs: Any) -> None: ...
+
+    def capability(self, cls: type[C]) -> C | None: ...
 
 
 @runtime_checkable
@@ -62,11 +186,14 @@ class Discovery(Protocol):
 
 @runtime_checkable
 class HostManager(Protocol):
-    """Keeps the bounded list of known hosts, the node's view of the overlay (SPEC §4).
+    """Keeps the bounded list of known hosts, the node's view of the overlay (SPEC §4), and owns its
+    protocol: the driver registers its own routes (``diversity``: ``host-quality``, ``known-hosts``).
 
     ``offer`` considers a candidate (it may ask it for its quality record) and returns whether it was
     admitted; ``report_dead`` removes a host another module found unreachable; ``sample`` returns up to
-    ``k`` random known hosts; ``run`` does periodic maintenance (quality refresh, pruning, exchange).
+    ``k`` random known hosts; ``known_by`` is how many peers currently hold this node in their lists, as far
+    as this driver can tell (0 when it cannot); ``run`` does periodic maintenance (quality refresh, pruning,
+    exchange).
     """
 
     @property
@@ -79,6 +206,8 @@ class HostManager(Protocol):
     async def offer(self, address: PeerAddress) -> bool: ...
 
     def report_dead(self, address: PeerAddress) -> None: ...
+
+    def known_by(self) -> int: ...
 
     async def run(self, *, task_status: TaskStatus[None]) -> None: ...
 

@@ -17,7 +17,7 @@ from ._options import PcgOptions as PcgOptions
 from ._service import PcgPersistence as PcgPersistence
 
 if TYPE_CHECKING:
-    from butter.node import Node
+    from butter.slots import NodeServices
 
 __all__ = ["GroupState", "GroupView", "PcgOptions", "PcgPersistence", "PcgPersistencePlugin"]
 
@@ -31,5 +31,5 @@ class PcgPersistencePlugin:
         self.options = options
 
     @hookimpl
-    def butter_persistence(self, node: Node) -> PcgPersistence:
+    def butter_persistence(self, node: NodeServices) -> PcgPersistence:
         return PcgPersistence(node, self.options)

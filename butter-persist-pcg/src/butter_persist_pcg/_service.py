@@ -21,8 +21,9 @@ from butter.blocks import Manifest, load_manifest
 from butter.errors import BlockCorrupted, ButterError, IncompleteItem, PeerUnreachable, RouteError, StoreFull
 from butter.hookspecs import hookimpl
 from butter.hosts import classify
-from butter.node import SENDER_MISMATCH, Node, RouteRequest
+from butter.node import SENDER_MISMATCH, RouteRequest
 from butter.peers import PeerAddress, PeerInfo
+from butter.slots import NodeServices
 
 from ._group import GroupState, GroupView
 from ._messages import (
@@ -48,7 +49,7 @@ NOT_A_MEMBER = "not-a-member"  # error code: an authenticated caller outside the
 class PcgPersistence:
     """A :class:`~butter.slots.Persistence` keeping each item in a Peer Content Group (SPEC §6)."""
 
-    def __init__(self, node: Node, options: PcgOptions) -> None:
+    def __init__(self, node: NodeServices, options: PcgOptions) -> None:
         self.node = node
         self.options = options
         self.timeout = options.member_timeout or 2.5 * options.heartbeat_interval
@@ -62,7 +63,7 @@ class PcgPersistence:
         node.route(ROUTE_JOIN, self._serve_join)
         node.route(ROUTE_LEAVE, self._serve_leave)
         node.route(ROUTE_HEARTBEAT, self._serve_heartbeat)
-        node.plugins.pm.register(self, name=f"butter_persist_pcg:{node.node_id}")  # for butter_block_served
+        node.subscribe(self)  # for butter_block_served
 
     # -- Persistence protocol ---------------------------------------------------------------------------
 
@@ -97,7 +98,7 @@ class PcgPersistence:
         size = len(data) + manifest.size
         view = self._create_group(content_id, manifest, size)
         log.info("keeping item %s (%d bytes, %d blocks)", content_id[:12], manifest.size, len(manifest.blocks))
-        self.node.task_group.start_soon(self._maintain, view)
+        self.node.spawn(self._maintain, view)
 
     async def hand_off(self) -> None:
         """Graceful exit (SPEC §1.7, §6.10): for each group, recruit a replacement outside the group, then
@@ -293,7 +294,7 @@ class PcgPersistence:
     async def _adopt_stored_groups(self) -> None:
         """After a restart with a durable store, rejoin as a lone member of every item whose manifest and
         blocks are all still here; heartbeats from the old group (or recruitment) do the rest."""
-        for address in await self.node.blocks.addresses():
+        for address in await self.node.blocks.block_ids():
             data = await self.node.blocks.get(address)
             if data is None:
                 continue
@@ -410,8 +411,8 @@ class PcgPersistence:
         return b""
 
     @hookimpl
-    def butter_block_served(self, node: Node, address: str) -> None:
+    def butter_block_served(self, node: NodeServices, block_id: str) -> None:
         """Count a retrieval hit when this node serves the manifest of an item it keeps (SPEC §6.9)."""
-        if address in self.groups:
-            self._hits[address].append(anyio.current_time())
+        if block_id in self.groups:
+            self._hits[block_id].append(anyio.current_time())
         self.stats["blocks_served"] += 1

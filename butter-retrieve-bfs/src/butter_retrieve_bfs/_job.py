@@ -14,7 +14,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
-from butter.blocks import BlockAddress, Manifest, load_manifest
+from butter.blocks import BlockId, Manifest, load_manifest
 from butter.errors import (
     BlockCorrupted,
     ButterError,
@@ -176,7 +176,7 @@ class Job:
 
     # -- fetching -----------------------------------------------------------------------------------------
 
-    async def block(self, address: BlockAddress, index: int) -> bytes:
+    async def block(self, address: BlockId, index: int) -> bytes:
         """Block ``address`` (verified), from the local store or a holder; holders are tried in turn,
         starting at ``index`` so that blocks spread over them, and more are searched for when all failed."""
         local = await self.node.blocks.get(address)
@@ -197,7 +197,7 @@ class Job:
                 if data is not None:
                     return data
 
-    async def _fetch_from(self, holder: PeerAddress, address: BlockAddress) -> bytes | None:
+    async def _fetch_from(self, holder: PeerAddress, address: BlockId) -> bytes | None:
         self.stats.fetch_requests += 1
         try:
             data = await self.node.fetch_block(holder, address, timeout=self.service.options.fetch_timeout)
@@ -218,7 +218,7 @@ class Job:
         self.bad.add(holder)
         return None
 
-    async def manifest(self) -> tuple[Manifest, list[BlockAddress]]:
+    async def manifest(self) -> tuple[Manifest, list[BlockId]]:
         """The item's manifest (local or fetched, verified) and the distinct blocks not stored here.
 
         A node that holds the whole item answers from its own store without a message."""
@@ -236,7 +236,7 @@ class Job:
         self.stats.local = not self._searches and not missing
         return manifest, missing
 
-    async def many(self, addresses: Sequence[BlockAddress], first_index: int, concurrency: int) -> dict[str, bytes]:
+    async def many(self, addresses: Sequence[BlockId], first_index: int, concurrency: int) -> dict[str, bytes]:
         """Fetch ``addresses`` with at most ``concurrency`` in flight; raises the first failure."""
         out: dict[str, bytes] = {}
         work = iter(enumerate(addresses, first_index))

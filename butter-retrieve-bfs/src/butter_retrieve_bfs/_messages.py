@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from butter.blocks import is_address
+from butter.blocks import is_block_id
 from butter.errors import ProtocolError
 from butter.peers import PeerAddress
 from butter.wire import decode_payload, encode_payload
@@ -99,7 +99,7 @@ class Query:
     def __post_init__(self) -> None:
         if not isinstance(self.query_id, bytes) or len(self.query_id) != QID_BYTES:
             raise ProtocolError(f"query id must be {QID_BYTES} bytes")
-        if not is_address(self.content_id):
+        if not is_block_id(self.content_id):
             raise ProtocolError("content id must be 64 lowercase hex characters")
         _int(self.ttl, "ttl", 0, MAX_TTL)
         if (

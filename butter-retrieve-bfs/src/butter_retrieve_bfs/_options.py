@@ -48,7 +48,7 @@ class BfsOptions(BaseModel):
     fetch_concurrency: int = Field(8, ge=1, le=256, description="blocks fetched in parallel by retrieve()")
     stream_window: int = Field(16, ge=1, le=1024, description="blocks in flight (and held) by stream()")
     seen_capacity: int = Field(4096, ge=16, description="query ids remembered for duplicate suppression")
-    seen_ttl: float = Field(120.0, gt=0, description="seconds a handled query id is remembered")
+    seen_expiry: float = Field(120.0, gt=0, description="seconds a handled query id is remembered")
     max_concurrency: int = Field(8, ge=1, description="digest pulls in flight at once")
     seed: int | None = Field(None, description="random seed, for reproducible simulations")
 

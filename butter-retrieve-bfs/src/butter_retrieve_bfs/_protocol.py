@@ -10,7 +10,7 @@ Rules these classes keep (SPEC §7.2 iterative model, §7.4 RBFS with its recomm
   ``d + 1``. A hop-``d`` node is sent ``ttl - d``, the hops still allowed beyond it; at 0 it is on the
   horizon and returns no addresses, so nothing beyond ``ttl`` hops is ever asked.
 * **Duplicate suppression, twice.** The querier asks an address at most once per search (its visited set),
-  and a node handles a query id at most once: a repeat within ``seen_ttl`` seconds is answered
+  and a node handles a query id at most once: a repeat within ``seen_expiry`` seconds is answered
   :class:`~._messages.Seen` and counted, never handled again (a bounded cache of ``seen_capacity`` ids).
 * **Order.** Hinted addresses first (their digest says they may hold the item), then by hop, then at
   random: breadth-first, with ties broken at random so the work spreads over the overlay.
@@ -62,21 +62,21 @@ class QueryHandler:
         max_sample: int = 64,
         max_hints: int = 8,
         seen_capacity: int = 4096,
-        seen_ttl: float = 120.0,
+        seen_expiry: float = 120.0,
     ) -> None:
         self.rng = rng
         self.max_sample = min(max_sample, MAX_ADDRESSES)
         self.max_hints = min(max_hints, MAX_ADDRESSES)
         self.seen_capacity = seen_capacity
-        self.seen_ttl = seen_ttl
+        self.seen_expiry = seen_expiry
         self.stats = HandlerStats()
         self._seen: OrderedDict[bytes, float] = OrderedDict()  # query id -> when it was first handled
 
     def first_time(self, query_id: bytes, now: float) -> bool:
-        """Record ``query_id``; ``False`` when it was already handled within ``seen_ttl`` seconds."""
+        """Record ``query_id``; ``False`` when it was already handled within ``seen_expiry`` seconds."""
         while self._seen:
             oldest, at = next(iter(self._seen.items()))
-            if now - at < self.seen_ttl and len(self._seen) < self.seen_capacity:
+            if now - at < self.seen_expiry and len(self._seen) < self.seen_capacity:
                 break
             del self._seen[oldest]
         if query_id in self._seen:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskStatus
 
-from butter.blocks import assemble, is_address
+from butter.blocks import assemble, is_block_id
 from butter.errors import ButterError, InvalidManifest, ItemNotFound, PeerUnreachable, ProtocolError
 from butter.hookspecs import hookimpl
 from butter.peers import PeerAddress, PeerInfo
@@ -54,7 +54,7 @@ class BfsRetrieval:
             max_sample=options.max_sample,
             max_hints=options.max_hints,
             seen_capacity=options.seen_capacity,
-            seen_ttl=options.seen_ttl,
+            seen_expiry=options.seen_expiry,
         )
         self.book = DigestBook(
             options.digest_memory, interval=options.digest_interval, max_interval=options.digest_max_interval
@@ -178,7 +178,7 @@ class BfsRetrieval:
     def _job(
         self, content_id: str, rings: Sequence[Ring] | None, parallelism: int | None, hints: bool | None
     ) -> Job:
-        if not is_address(content_id):
+        if not is_block_id(content_id):
             raise ItemNotFound(f"{content_id!r:.80} is not a content id (64 lowercase hex characters)")
         policy = Policy(
             tuple(rings) if rings is not None else tuple(self.options.rings),
@@ -248,7 +248,7 @@ class BfsRetrieval:
         groups = getattr(self.node.persistence, "groups", None)
         if isinstance(groups, Mapping):
             return [cid for cid in groups if isinstance(cid, str)]
-        return await self.node.blocks.addresses()
+        return await self.node.blocks.block_ids()
 
     async def pull_digests(self) -> None:
         """Pull the digest of every known host that is due (see :class:`DigestBook`); forget the digests of

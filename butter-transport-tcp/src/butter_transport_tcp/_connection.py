@@ -65,11 +65,11 @@ class Connection:
         max_frame: int,
         read_chunk: int,
         stats: TcpStats,
-        peer_id: str | None = None,
+        node_id: str | None = None,
     ) -> None:
         self.stream = stream
         self.peer = peer
-        self.peer_id = peer_id  # the node id the secure channel authenticated; None in plaintext
+        self.node_id = node_id  # the node id the secure channel authenticated; None in plaintext
         self.max_frame = max_frame
         self.read_chunk = read_chunk
         self.stats = stats
@@ -177,7 +177,7 @@ class InboundConnection(Connection):
     by error ``frame-too-large``; a frame the decoder rejects gets an error reply carrying the rejection's
     code (with the request id when it could be read, else id 0) and the connection goes on.
 
-    Every request reaches ``dispatch`` with :attr:`caller` (a :class:`~butter.wire.Caller`): ``peer_id``,
+    Every request reaches ``dispatch`` with :attr:`caller` (a :class:`~butter.wire.Caller`): ``node_id``,
     the node id the secure channel authenticated (``None`` in plaintext), and ``remote``, the socket's
     remote address (not authenticated).
     """
@@ -194,13 +194,13 @@ class InboundConnection(Connection):
         max_concurrent: int,
         frame_timeout: float = math.inf,
         on_slow: Callable[[InboundConnection], None] | None = None,
-        peer_id: str | None = None,
+        node_id: str | None = None,
         remote: PeerAddress | None = None,
     ) -> None:
         super().__init__(
-            stream, peer=peer, max_frame=max_frame, read_chunk=read_chunk, stats=stats, peer_id=peer_id
+            stream, peer=peer, max_frame=max_frame, read_chunk=read_chunk, stats=stats, node_id=node_id
         )
-        self.caller = Caller(peer_id, remote)  # one per connection, shared by its requests
+        self.caller = Caller(node_id, remote)  # one per connection, shared by its requests
         self.dispatch = dispatch
         self.max_concurrent = max_concurrent
         self.frame_timeout = frame_timeout
@@ -331,10 +331,10 @@ class OutgoingConnection(Connection):
         read_chunk: int,
         stats: TcpStats,
         on_closed: Callable[[OutgoingConnection], None],
-        peer_id: str | None = None,
+        node_id: str | None = None,
     ) -> None:
         super().__init__(
-            stream, peer=peer, max_frame=max_frame, read_chunk=read_chunk, stats=stats, peer_id=peer_id
+            stream, peer=peer, max_frame=max_frame, read_chunk=read_chunk, stats=stats, node_id=node_id
         )
         self.pending: dict[int, _Waiter] = {}
         self._on_closed = on_closed

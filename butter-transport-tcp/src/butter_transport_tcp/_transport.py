@@ -207,7 +207,7 @@ class TcpTransport:
 
     # -- identities ---------------------------------------------------------------------------------------
 
-    def peer_id(self, address: PeerAddress) -> str | None:
+    def expected_node_id(self, address: PeerAddress) -> str | None:
         """The node id expected at ``address``: the one first authenticated there (pinned) or the one the node
         said to expect; ``None`` when nothing is known, or in plaintext."""
         return self._identities.get(address) if self.channel is not None else None
@@ -223,11 +223,11 @@ class TcpTransport:
             return
         self._remember(address, node_id)
         connection = self._outgoing.get(address)
-        if connection is not None and connection.peer_id is not None and connection.peer_id != node_id:
+        if connection is not None and connection.node_id is not None and connection.node_id != node_id:
             self.stats.identity_mismatches += 1
             self._limits.warning(
                 "identity", "closing the connection to %s: it authenticated as node %s, but %s is expected there",
-                address, connection.peer_id, node_id,
+                address, connection.node_id, node_id,
             )
             self._discard(address, connection, "the peer is not the node expected at this address")
 
@@ -396,11 +396,11 @@ class TcpTransport:
             ip = remote[0] if remote is not None else "?"
         connection: InboundConnection | None = None
         try:
-            peer_id: str | None = None
+            node_id: str | None = None
             if self.channel is not None:
                 try:
                     with anyio.fail_after(self.handshake_timeout):
-                        stream, peer_id = await self.channel.secure_server(stream)
+                        stream, node_id = await self.channel.secure_server(stream)
                 except (TimeoutError, PeerUnreachable) as exc:
                     self.stats.handshakes_failed += 1
                     why = f"no handshake within {self.handshake_timeout} s" if isinstance(exc, TimeoutError) else exc
@@ -418,7 +418,7 @@ class TcpTransport:
                 max_concurrent=self.max_concurrent_requests,
                 frame_timeout=self.frame_timeout,
                 on_slow=self._on_slow,
-                peer_id=peer_id,
+                node_id=node_id,
                 remote=remote_address,
             )
             self._inbound.add(connection)
@@ -542,16 +542,16 @@ class TcpTransport:
                 raise RequestTimeout(f"connecting to {address} timed out after {self.connect_timeout} s") from None
             except NETWORK_ERRORS as exc:
                 raise PeerUnreachable(f"cannot connect to {address}: {describe_network_error(exc)}") from None
-            secured, peer_id = await self._secure_outgoing(stream, address)
+            secured, node_id = await self._secure_outgoing(stream, address)
         except BaseException:
             self._open -= 1
             raise
-        return self._register_outgoing(address, secured, peer_id)
+        return self._register_outgoing(address, secured, node_id)
 
     async def _secure_outgoing(self, stream: ByteStream, address: PeerAddress) -> tuple[ByteStream, str | None]:
         """Secure a connected ``stream`` to the peer at ``address`` as the client: the TLS stream and the
         peer's authenticated node id (``stream`` and ``None`` in plaintext). The id must be the one expected
-        at ``address`` (:meth:`peer_id`); the first one seen there is pinned when ``pin_identities`` is set.
+        at ``address`` (:meth:`expected_node_id`); the first one seen there is pinned when ``pin_identities`` is set.
 
         Raises :class:`~butter.errors.PeerIdentityMismatch` or :class:`~butter.errors.PeerUnreachable`
         (handshake failed or took longer than ``handshake_timeout``); ``stream`` is closed then.
@@ -561,7 +561,7 @@ class TcpTransport:
         expected = self._identities.get(address)
         try:
             with anyio.fail_after(self.handshake_timeout):
-                secured, peer_id = await self.channel.secure_client(stream, expected)
+                secured, node_id = await self.channel.secure_client(stream, expected)
         except TimeoutError:
             self.stats.handshakes_failed += 1
             with anyio.CancelScope(shield=True):
@@ -581,10 +581,10 @@ class TcpTransport:
             self.stats.handshakes_failed += 1
             raise PeerUnreachable(f"cannot secure the connection to {address}: {exc}") from None
         if self.pin_identities and expected is None:
-            self._remember(address, peer_id)
-        return secured, peer_id
+            self._remember(address, node_id)
+        return secured, node_id
 
-    def _register_outgoing(self, address: PeerAddress, stream: ByteStream, peer_id: str | None) -> OutgoingConnection:
+    def _register_outgoing(self, address: PeerAddress, stream: ByteStream, node_id: str | None) -> OutgoingConnection:
         """Pool a secured ``stream`` as the outgoing connection to ``address`` (replacing any other one). The
         caller counted it toward ``max_connections`` (``_make_room``, then ``_open += 1``) and must run the
         returned connection's reader (``await connection.run()``) in the transport's task group."""
@@ -602,7 +602,7 @@ class TcpTransport:
             read_chunk=self.read_chunk,
             stats=self.stats,
             on_closed=on_closed,
-            peer_id=peer_id,
+            node_id=node_id,
         )
         stale = self._outgoing.pop(address, None)
         self._outgoing[address] = connection
@@ -660,8 +660,8 @@ class TcpTransport:
             raise
         self._open += 1
         try:
-            secured, peer_id = await self._secure_outgoing(stream, address)
+            secured, node_id = await self._secure_outgoing(stream, address)
         except BaseException:
             self._open -= 1
             raise
-        self._tg.start_soon(self._register_outgoing(address, secured, peer_id).run)
+        self._tg.start_soon(self._register_outgoing(address, secured, node_id).run)

@@ -121,6 +121,10 @@ class DiversityHostManager:
         """Tell an evicted host this node no longer holds it, so its ``known_by`` drops at once."""
         await self._fetch(address, holds=False)
 
+    def known_by(self) -> int:
+        """How many peers hold this node in their lists (their ``host-quality`` polls with ``holds``)."""
+        return self.node.quality().known_by
+
     def report_dead(self, address: PeerAddress) -> None:
         """Remove ``address`` at once; another module found it unreachable."""
         self._remove(address, "reported dead")

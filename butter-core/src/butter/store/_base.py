@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from ..blocks import BlockAddress, verify
+from ..blocks import BlockId, verify
 from ..errors import BlockCorrupted, StoreFull
 
 __all__ = ["BlockStore"]
@@ -26,7 +26,7 @@ class BlockStore(Protocol):
       is stored (for a durable store: it survives the process being killed).
     * ``get(address)``: the verified bytes, or ``None`` when absent. A block that no longer matches its
       address is deleted, logged as a warning and reported as ``None``: corrupted data is never returned.
-    * ``has(address)``, ``delete(address)`` (absent: no-op), ``addresses()`` (every stored address, sorted).
+    * ``has(address)``, ``delete(address)`` (absent: no-op), ``block_ids()`` (every stored block id, sorted).
     * ``capacity``, ``used`` and ``free`` (``max(0, capacity - used)``), in bytes of block data.
     * ``aclose()``: release resources; calling it twice is harmless. Other methods then raise
       :class:`~butter.errors.StoreError`, as they do for I/O failures.
@@ -41,20 +41,20 @@ class BlockStore(Protocol):
     @property
     def free(self) -> int: ...
 
-    async def put(self, address: BlockAddress, data: bytes) -> bool: ...
+    async def put(self, address: BlockId, data: bytes) -> bool: ...
 
-    async def get(self, address: BlockAddress) -> bytes | None: ...
+    async def get(self, address: BlockId) -> bytes | None: ...
 
-    async def has(self, address: BlockAddress) -> bool: ...
+    async def has(self, address: BlockId) -> bool: ...
 
-    async def delete(self, address: BlockAddress) -> None: ...
+    async def delete(self, address: BlockId) -> None: ...
 
-    async def addresses(self) -> list[BlockAddress]: ...
+    async def block_ids(self) -> list[BlockId]: ...
 
     async def aclose(self) -> None: ...
 
 
-def check_block(address: BlockAddress, data: bytes) -> None:
+def check_block(address: BlockId, data: bytes) -> None:
     """Raise :class:`BlockCorrupted` unless ``data`` hashes to ``address``."""
     if not verify(address, data):
         raise BlockCorrupted(address, f"refusing to store block: data does not match address {address!r:.80}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from ..blocks import BlockAddress, verify
+from ..blocks import BlockId, verify
 from ..errors import StoreError
 from ._base import check_block, check_capacity, check_room
 
@@ -22,7 +22,7 @@ class MemoryBlockStore:
 
     def __init__(self, capacity: int) -> None:
         self._capacity = check_capacity(capacity)
-        self._blocks: dict[BlockAddress, bytes] = {}
+        self._blocks: dict[BlockId, bytes] = {}
         self._used = 0
         self._closed = False
 
@@ -38,7 +38,7 @@ class MemoryBlockStore:
     def free(self) -> int:
         return max(0, self._capacity - self._used)
 
-    async def put(self, address: BlockAddress, data: bytes) -> bool:
+    async def put(self, address: BlockId, data: bytes) -> bool:
         self._check_open()
         data = bytes(data)
         check_block(address, data)
@@ -49,7 +49,7 @@ class MemoryBlockStore:
         self._used += len(data)
         return True
 
-    async def get(self, address: BlockAddress) -> bytes | None:
+    async def get(self, address: BlockId) -> bytes | None:
         self._check_open()
         data = self._blocks.get(address)
         if data is None:
@@ -62,15 +62,15 @@ class MemoryBlockStore:
             return None
         return data
 
-    async def has(self, address: BlockAddress) -> bool:
+    async def has(self, address: BlockId) -> bool:
         self._check_open()
         return address in self._blocks
 
-    async def delete(self, address: BlockAddress) -> None:
+    async def delete(self, address: BlockId) -> None:
         self._check_open()
         self._remove(address)
 
-    async def addresses(self) -> list[BlockAddress]:
+    async def block_ids(self) -> list[BlockId]:
         self._check_open()
         return sorted(self._blocks)
 
@@ -85,7 +85,7 @@ class MemoryBlockStore:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def _remove(self, address: BlockAddress) -> None:
+    def _remove(self, address: BlockId) -> None:
         data = self._blocks.pop(address, None)
         if data is not None:
             self._used = max(0, self._used - len(data))

@@ -27,7 +27,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 
-from ..blocks import BlockAddress, verify
+from ..blocks import BlockId, verify
 from ..errors import ButterConfigError, StoreError
 from ._base import check_block, check_capacity, check_room
 
@@ -93,19 +93,19 @@ class SqliteBlockStore:
     def free(self) -> int:
         return max(0, self._capacity - self._used)
 
-    async def put(self, address: BlockAddress, data: bytes) -> bool:
+    async def put(self, address: BlockId, data: bytes) -> bool:
         return await self._run(self._put, address, bytes(data))
 
-    async def get(self, address: BlockAddress) -> bytes | None:
+    async def get(self, address: BlockId) -> bytes | None:
         return await self._run(self._get, address)
 
-    async def has(self, address: BlockAddress) -> bool:
+    async def has(self, address: BlockId) -> bool:
         return await self._run(self._has, address)
 
-    async def delete(self, address: BlockAddress) -> None:
+    async def delete(self, address: BlockId) -> None:
         await self._run(self._delete, address)
 
-    async def addresses(self) -> list[BlockAddress]:
+    async def block_ids(self) -> list[BlockId]:
         return await self._run(self._addresses)
 
     async def aclose(self) -> None:
@@ -144,7 +144,7 @@ class SqliteBlockStore:
             raise StoreError(f"the sqlite block store {self._path} is closed")
         return self._conn
 
-    def _put(self, address: BlockAddress, data: bytes) -> bool:
+    def _put(self, address: BlockId, data: bytes) -> bool:
         conn = self._connection()
         check_block(address, data)
         if conn.execute("SELECT 1 FROM blocks WHERE address = ?", (address,)).fetchone() is not None:
@@ -154,7 +154,7 @@ class SqliteBlockStore:
         self._used += len(data)
         return True
 
-    def _get(self, address: BlockAddress) -> bytes | None:
+    def _get(self, address: BlockId) -> bytes | None:
         conn = self._connection()
         row = conn.execute("SELECT data FROM blocks WHERE address = ?", (address,)).fetchone()
         if row is None:
@@ -168,11 +168,11 @@ class SqliteBlockStore:
         self._used = int(conn.execute(_USED).fetchone()[0])
         return None
 
-    def _has(self, address: BlockAddress) -> bool:
+    def _has(self, address: BlockId) -> bool:
         conn = self._connection()
         return conn.execute("SELECT 1 FROM blocks WHERE address = ?", (address,)).fetchone() is not None
 
-    def _delete(self, address: BlockAddress) -> None:
+    def _delete(self, address: BlockId) -> None:
         conn = self._connection()
         row = conn.execute("SELECT LENGTH(data) FROM blocks WHERE address = ?", (address,)).fetchone()
         if row is None:
@@ -180,7 +180,7 @@ class SqliteBlockStore:
         conn.execute("DELETE FROM blocks WHERE address = ?", (address,))
         self._used = max(0, self._used - int(row[0]))
 
-    def _addresses(self) -> list[BlockAddress]:
+    def _addresses(self) -> list[BlockId]:
         conn = self._connection()
         return [row[0] for row in conn.execute("SELECT address FROM blocks ORDER BY address")]
 

@@ -44,7 +44,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
-from ..blocks import Item, chunk, is_address
+from ..blocks import Item, chunk, is_block_id
 from ..errors import BlockCorrupted, ItemNotFound, RouteError
 from ..hookspecs import hookimpl
 from ..node import Node, RouteRequest, open_node
@@ -180,8 +180,8 @@ class Overlay:
 
         async def serve(request: RouteRequest) -> bytes:
             body = decode_payload(request.body, node.settings.max_frame)
-            address = body.get("address") if isinstance(body, dict) else None
-            data = await node.blocks.get(address) if isinstance(address, str) and is_address(address) else None
+            address = body.get("block_id") if isinstance(body, dict) else None
+            data = await node.blocks.get(address) if isinstance(address, str) and is_block_id(address) else None
             if data is None:
                 raise RouteError("not-found", f"no block {address}")
             if address in bad:

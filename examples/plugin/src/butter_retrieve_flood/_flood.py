@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 import anyio
 from anyio.abc import TaskStatus
 
-from butter.blocks import aiter_assemble, is_address, load_manifest
+from butter.blocks import aiter_assemble, is_block_id, load_manifest
 from butter.errors import BlockCorrupted, ButterError, ItemNotFound, ProtocolError
 from butter.node import Node, RouteRequest
 from butter.peers import PeerAddress
@@ -55,7 +55,7 @@ class FloodRetrieval:
     async def stream(self, content_id: str) -> AsyncIterator[bytes]:
         """Find a holder, then yield the item's blocks in order, each verified. Raises
         :class:`~butter.errors.ItemNotFound` when no holder is found within ``ttl`` hops or it fails."""
-        if not is_address(content_id):
+        if not is_block_id(content_id):
             raise ItemNotFound(f"{content_id!r} is not a content id")
         holder = await self.locate(content_id)
         if holder is None:
@@ -118,7 +118,7 @@ class FloodRetrieval:
     async def _serve(self, request: RouteRequest) -> bytes:
         """Route ``flood-query``: reply ``{"holder": [host, port]}`` or ``{"holder": None}``."""
         query = decode_payload(request.body, self.node.settings.max_frame)
-        if not (isinstance(query, dict) and isinstance(query.get("q"), bytes) and is_address(query.get("cid"))
+        if not (isinstance(query, dict) and isinstance(query.get("q"), bytes) and is_block_id(query.get("cid"))
                 and isinstance(query.get("ttl"), int) and 0 <= query["ttl"] <= 16):
             raise ProtocolError('flood-query body must be {"q": bytes, "cid": hex, "ttl": 0..16}')
         if query["q"] in self._seen:

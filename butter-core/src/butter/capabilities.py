@@ -1,0 +1,92 @@
+"""Optional capabilities: what one plugin may offer another, declared and checked with ``isinstance``.
+
+A slot object (a transport, a persistence service, ...) may offer more than its slot's protocol. Another
+plugin that wants such an extra asks its node for it with :meth:`NodeServices.capability
+<butter.slots.NodeServices.capability>`, which returns the first of the node's slot objects that implements
+the protocol, or ``None``::
+
+    holders = node.capability(ItemHolders)
+    if holders is None:
+        log.info("retrieval hints are off: the persistence driver offers no ItemHolders")
+
+A consumer whose capability is missing degrades explicitly: it logs once, at start, what is off and why,
+never silently. Each capability is covered by a check in :mod:`butter.testing` for drivers that offer it.
+
+=====================  ==================================================  ==============================
+capability             what it answers                                     offered by (in this repository)
+=====================  ==================================================  ==============================
+:class:`ItemHolders`   which peers hold an item this node keeps            persistence ``pcg``, ``single``
+:class:`KeptItems`     which items this node keeps alive                   persistence ``pcg``, ``single``
+:class:`GroupStatus`   replicas, target and state of a kept item's group   persistence ``pcg``
+:class:`Counters`      a snapshot of a service's counters                  every driver in this repository
+:class:`OutgoingAdoption`  adopting a connected stream (hole punching)     transport ``tcp``
+=====================  ==================================================  ==============================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from anyio.abc import ByteStream
+
+from .peers import PeerAddress
+
+__all__ = ["Counters", "GroupState", "GroupStatus", "ItemHolders", "KeptItems", "OutgoingAdoption", "ReplicaStatus"]
+
+GroupState = Literal["cold", "goldilocks", "hot"]
+"""A group with fewer replicas than its target is ``cold``, more is ``hot``, as many is ``goldilocks``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaStatus:
+    """A kept item's group as this node sees it: ``replicas`` in view (this node included), the ``target``
+    number of replicas, the ``state``, and the ``members``' addresses."""
+
+    replicas: int
+    target: int
+    state: GroupState
+    members: tuple[PeerAddress, ...] = ()
+
+
+@runtime_checkable
+class ItemHolders(Protocol):
+    """``holders(content_id)``: addresses of the peers this node knows to hold the item (itself included),
+    or ``[]`` when this node does not keep it. Retrieval answers a search with them."""
+
+    def holders(self, content_id: str) -> list[PeerAddress]: ...
+
+
+@runtime_checkable
+class KeptItems(Protocol):
+    """``kept_items()``: the content ids this node keeps alive (a snapshot). Retrieval advertises them in its
+    digests; tools count them."""
+
+    def kept_items(self) -> Collection[str]: ...
+
+
+@runtime_checkable
+class GroupStatus(Protocol):
+    """``group_status(content_id)``: the :class:`ReplicaStatus` of a kept item's group, or ``None`` when this
+    node does not keep it. For display (examples, ``butter demo``) and tests."""
+
+    def group_status(self, content_id: str) -> ReplicaStatus | None: ...
+
+
+@runtime_checkable
+class Counters(Protocol):
+    """``counters()``: a snapshot of the service's counters since start, name -> count (plain ints), for
+    logs, the simulator and metrics."""
+
+    def counters(self) -> Mapping[str, int]: ...
+
+
+@runtime_checkable
+class OutgoingAdoption(Protocol):
+    """``await adopt_outgoing(address, stream)``: take an already connected byte stream to the peer at
+    ``address`` (e.g. a hole-punched TCP connection) as this transport's outgoing connection to it,
+    securing it as a dialled one would be. Raises :class:`~butter.errors.PeerUnreachable` (and
+    :class:`~butter.errors.PeerIdentityMismatch`) when the stream cannot be taken."""
+
+    async def adopt_outgoing(self, address: PeerAddress, stream: ByteStream) -> None: ...
