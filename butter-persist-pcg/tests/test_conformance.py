@@ -12,7 +12,7 @@ from butter.testing.conformance_persistence import PERSISTENCE_CHECKS, Persisten
 from butter.testing.conformance_persistence import check_abrupt_death_of_a_holder as check_abrupt_death
 
 pytestmark = pytest.mark.anyio
-FAST = {"heartbeat_interval": 0.2, "request_timeout": 1.0}
+FAST = {"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0, "fetch_timeout": 1.0}
 
 
 @pytest.mark.parametrize("check", PERSISTENCE_CHECKS, ids=lambda c: c.__name__)
