@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 import butter
+
 from .helpers import MakeSettings, goldilocks, network, pcg
 
 pytestmark = pytest.mark.anyio

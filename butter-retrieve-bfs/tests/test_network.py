@@ -233,7 +233,7 @@ async def test_without_persistence_capabilities_bfs_says_so_once_and_still_retri
             item = chunk(data, block_size=4096)
             for block_id, block in item.all_blocks.items():
                 await holder.blocks.put(block_id, block)
-            while not reader.hosts.peers():  # noqa: ASYNC110 (bounded poll of another object's state)
+            while not reader.hosts.peers():
                 await anyio.sleep(0.05)
             assert await reader.retrieve(item.content_id) == data
             assert bfs(holder).counters()["queries_hits"] == 1

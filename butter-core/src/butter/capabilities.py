@@ -84,9 +84,16 @@ class Counters(Protocol):
 
 @runtime_checkable
 class OutgoingAdoption(Protocol):
-    """``await adopt_outgoing(address, stream)``: take an already connected byte stream to the peer at
-    ``address`` (e.g. a hole-punched TCP connection) as this transport's outgoing connection to it,
-    securing it as a dialled one would be. Raises :class:`~butter.errors.PeerUnreachable` (and
-    :class:`~butter.errors.PeerIdentityMismatch`) when the stream cannot be taken."""
+    """A transport that can take a connection made elsewhere (a TCP hole punch) as its own:
+
+    * ``expect_identity(address, node_id)``: from now on refuse any peer at ``address`` that does not
+      authenticate as node ``node_id`` (hex); does nothing on a transport that authenticates no one.
+    * ``await adopt_outgoing(address, stream)``: take ``stream``, already connected to the peer at
+      ``address``, as this transport's outgoing connection to it, secured as a dialled one would be (the
+      identity expected at ``address`` is checked). Raises :class:`~butter.errors.PeerUnreachable` or
+      :class:`~butter.errors.PeerIdentityMismatch` (``stream`` is closed then).
+    """
+
+    def expect_identity(self, address: PeerAddress, node_id: str) -> None: ...
 
     async def adopt_outgoing(self, address: PeerAddress, stream: ByteStream) -> None: ...
