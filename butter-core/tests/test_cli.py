@@ -300,3 +300,12 @@ def test_two_nodes_log_peers_joining_and_leaving(tmp_path: Path) -> None:
         for node in (first, second):
             if node is not None:
                 node.stop(signal.SIGKILL)
+
+
+def test_node_with_a_data_dir_that_is_a_file_exits_2_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("x")
+    result = invoke("node", "--data-dir", str(tmp_path / "taken"), "--discovery", "static", "--transport", "memory",
+                    "--host", "127.0.0.1")
+    assert result.exit_code == 2, result.output
+    assert "is not a directory" in result.stderr and "Traceback" not in result.output
+    assert len(result.output.splitlines()) < 5, result.output

@@ -56,7 +56,10 @@ class Identity:
         Raises :class:`ButterConfigError` if the file exists but is not an Ed25519 private key, or the
         directory cannot be written.
         """
-        path = Path(data_dir) / KEY_FILE
+        directory = Path(data_dir)
+        if directory.exists() and not directory.is_dir():
+            raise ButterConfigError(f"data_dir {directory} is not a directory (it is a file): name a directory")
+        path = directory / KEY_FILE
         if path.exists():
             try:
                 key = serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -70,7 +73,10 @@ class Identity:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # FileExistsError too: a file stands where a parent directory should be
+            raise ButterConfigError(f"cannot create data_dir {directory}: {exc}") from exc
+        try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(pem)
