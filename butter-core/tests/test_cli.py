@@ -309,3 +309,13 @@ def test_node_with_a_data_dir_that_is_a_file_exits_2_in_one_line(tmp_path: Path)
     assert result.exit_code == 2, result.output
     assert "is not a directory" in result.stderr and "Traceback" not in result.output
     assert len(result.output.splitlines()) < 5, result.output
+
+
+def test_get_from_an_unreachable_node_names_the_reason() -> None:
+    with socket.socket() as unused:  # bound, never listening: nothing answers at this address
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+        result = invoke("get", "a" * 64, "--node", f"127.0.0.1:{port}", "--timeout", "1")
+    assert result.exit_code == 1, result.output
+    assert f"no answer from 127.0.0.1:{port}" in result.stderr and "is a node running there?" in result.stderr
+    assert "TimeoutError" not in result.output
