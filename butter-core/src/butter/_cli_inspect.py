@@ -11,10 +11,10 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
+from ._plugins import OBSERVER_GROUP, SLOT_GROUPS
 from .errors import ProtocolError
 from .node import open_node
 from .peers import PeerAddress, PeerInfo
-from .plugins import OBSERVER_GROUP, SLOT_GROUPS
 from .settings import ButterSettings, DiscoverySettings
 from .wire import decode_payload
 

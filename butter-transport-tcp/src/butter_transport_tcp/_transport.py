@@ -36,6 +36,7 @@ from collections import OrderedDict, defaultdict
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream, TaskGroup, TaskStatus
 
+from butter import Identity
 from butter.errors import (
     NETWORK_ERRORS,
     ButterConfigError,
@@ -47,7 +48,6 @@ from butter.errors import (
     TransportError,
     describe_network_error,
 )
-from butter.identity import Identity
 from butter.peers import PeerAddress
 from butter.slots import Dispatcher
 from butter.wire import DEFAULT_MAX_FRAME, Request, encode
@@ -108,7 +108,7 @@ class TcpTransport:
       (1 MiB + ``max_frame``) out, plus the requests being handled.
     * ``max_concurrent_requests``: requests one incoming connection may have being handled at once
       (default 256); further ones are answered with error code ``overloaded``.
-    * ``identity``: this node's :class:`~butter.identity.Identity` (Ed25519), presented to every peer;
+    * ``identity``: this node's :class:`~butter.Identity` (Ed25519), presented to every peer;
       default a fresh one.
     * ``secure``: secure every connection with TLS 1.3, mutually authenticated with the nodes' identities
       (default ``True``). ``False`` speaks plaintext, for debugging only: nothing is encrypted or
