@@ -38,7 +38,7 @@ from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream,
 
 from butter import Identity
 from butter.errors import (
-    NETWORK_ERRORS,
+    CONNECT_ERRORS,
     ButterConfigError,
     PeerIdentityMismatch,
     PeerUnreachable,
@@ -540,7 +540,7 @@ class TcpTransport:
                     stream = await anyio.connect_tcp(address.host, address.port)
             except TimeoutError:
                 raise RequestTimeout(f"connecting to {address} timed out after {self.connect_timeout} s") from None
-            except NETWORK_ERRORS as exc:
+            except CONNECT_ERRORS as exc:
                 raise PeerUnreachable(f"cannot connect to {address}: {describe_network_error(exc)}") from None
             secured, node_id = await self._secure_outgoing(stream, address)
         except BaseException:
