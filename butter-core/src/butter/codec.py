@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .errors import ProtocolError, map_exceptions
+from .errors import ProtocolError
 from .peers import PeerAddress, PeerInfo
 from .wire import DEFAULT_MAX_FRAME, decode_payload, encode_payload
 
@@ -79,14 +79,18 @@ def content_id(value: Any, name: str = "content id") -> str:
 
 def address(value: Any, name: str = "address") -> PeerAddress:
     """A network address ``[host, port]`` (:meth:`PeerAddress.from_wire`)."""
-    with map_exceptions({ValueError: ProtocolError}, name):
+    try:
         return PeerAddress.from_wire(value)
+    except ValueError as exc:
+        raise ProtocolError(f"{name}: {exc}") from None
 
 
 def peer_info(value: Any, name: str = "peer") -> PeerInfo:
     """A peer record ``{id, addr, quality}`` (:meth:`PeerInfo.from_wire`; quality values are clamped)."""
-    with map_exceptions({ValueError: ProtocolError}, name):
+    try:
         return PeerInfo.from_wire(value)
+    except ValueError as exc:
+        raise ProtocolError(f"{name}: {exc}") from None
 
 
 class Fields:
