@@ -228,6 +228,9 @@ class map_exceptions:  # lower case: a context manager used like a function, as 
     ``mapping[key](message)``, where ``message`` is ``"{context}: {reason}"`` (only the reason when
     ``context`` is empty) and ``reason`` is :func:`describe_network_error`'s; the original is kept as its
     ``__cause__``. Anything else, cancellation included, passes through unchanged.
+
+    Meant for an operation's boundary (opening a store, a listener, a key file); a reader called per item on
+    a hot path keeps a plain ``try``/``except``, which costs nothing until it raises (this costs ~1 µs a use).
     """
 
     __slots__ = ("_context", "_mapping")
