@@ -105,7 +105,7 @@ def test_plugins_lists_the_core_drivers() -> None:
     rows = plugin_rows()
     by_slot = {(row["slot"], row["name"]): row for row in rows}
     assert by_slot["transport", "memory"]["target"] == "butter.testing.memory:MemoryTransportPlugin"
-    assert by_slot["discovery", "static"]["target"] == "butter.discovery_static:StaticDiscoveryPlugin"
+    assert by_slot["discovery", "static"]["target"] == "butter._static:StaticDiscoveryPlugin"
     assert by_slot["host_manager", "diversity"]["selected"] is True
     assert by_slot["transport", "memory"]["selected"] is False  # tcp is the default transport
     table = invoke("plugins").output
