@@ -11,8 +11,8 @@ import anyio
 import pytest
 
 import butter
+from butter import Node
 from butter.capabilities import Counters
-from butter.node import Node
 from butter.peers import PeerAddress
 from butter.slots import NodeServices
 from butter_discover_multicast import MulticastDiscovery, MulticastOptions, Ping, encode_ping

@@ -18,12 +18,12 @@ from collections.abc import Mapping
 import anyio
 from anyio.abc import TaskStatus
 
+from butter import RouteRequest
 from butter.blocks import Manifest, load_manifest
 from butter.capabilities import ReplicaStatus
 from butter.errors import BlockCorrupted, ButterError, IncompleteItem, PeerUnreachable, RouteError, StoreFull
 from butter.hookspecs import hookimpl
 from butter.hosts import classify
-from butter.node import SENDER_MISMATCH, RouteRequest
 from butter.peers import PeerAddress, PeerInfo
 from butter.slots import NodeServices
 
@@ -46,6 +46,7 @@ ROUTE_JOIN = "pcg-join"
 ROUTE_LEAVE = "pcg-leave"
 ROUTE_HEARTBEAT = "pcg-heartbeat"
 NOT_A_MEMBER = "not-a-member"  # error code: an authenticated caller outside the group asked this node to leave it
+SENDER_MISMATCH = "sender-mismatch"  # RouteRequest.check_sender's code, which the node counts and logs
 
 
 COUNTERS = ("heartbeats_sent", "joins_sent", "joins_accepted", "sheds", "blocks_served", "leaves_refused")

@@ -32,7 +32,7 @@ from ._protocol import QueryHandler
 from ._stats import QueryStats, RetrievalTotals
 
 if TYPE_CHECKING:
-    from butter.node import RouteRequest
+    from butter import RouteRequest
     from butter.slots import NodeServices
 
 __all__ = ["ROUTE_DIGEST", "ROUTE_QUERY", "BfsRetrieval"]
