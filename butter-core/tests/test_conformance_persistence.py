@@ -1,11 +1,12 @@
 """The persistence conformance kit (:mod:`butter.testing.conformance_persistence`) checked against itself: a
 small reference driver passes every check, and each flawed variant of it fails the check meant to catch the
-flaw (a kit that cannot fail proves nothing). Runs on asyncio and trio."""
+flaw (a kit that cannot fail proves nothing); and run for the ``single`` driver, which promises one copy
+only. Runs on asyncio and trio."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import anyio
@@ -33,6 +34,7 @@ class Flaws:
     idle_hand_off: bool = False  # hand_off does nothing
     lax_keep: bool = False  # keeps whatever it is asked to, complete or not
     inflated: bool = False  # available_storage counts the bytes stored as free
+    forgetful: bool = False  # kept_items() leaves out what it keeps
 
 
 class CopyPersistence:
@@ -48,6 +50,15 @@ class CopyPersistence:
 
     def available_storage(self) -> int:
         return self.node.blocks.free + (2 * self.node.blocks.used if self.flaws.inflated else 0)
+
+    def holders(self, content_id: str) -> list[PeerAddress]:
+        return [self.node.address] if content_id in self.kept else []
+
+    def kept_items(self) -> Collection[str]:
+        return [] if self.flaws.forgetful else list(self.kept)
+
+    def counters(self) -> Mapping[str, int]:
+        return {"items_kept": len(self.kept)}
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -149,16 +160,31 @@ async def test_the_reference_driver_passes(check: Check) -> None:
     (Flaws(idle_hand_off=True), kit.check_graceful_exit_hands_off, "hand_off"),
     (Flaws(lax_keep=True), kit.check_keep_refuses_incomplete_items, "must raise IncompleteItem"),
     (Flaws(inflated=True), kit.check_available_storage, "grew"),
-], ids=["lonely-store", "lonely-death", "no-repair", "idle-hand-off", "lax-keep", "inflated-storage"])
+    (Flaws(forgetful=True), kit.check_capabilities, "kept_items"),
+], ids=["lonely-store", "lonely-death", "no-repair", "idle-hand-off", "lax-keep", "inflated-storage", "forgetful"])
 async def test_a_flawed_driver_fails_the_check_for_its_flaw(flaws: Flaws, check: Check, match: str) -> None:
     with pytest.raises(AssertionError, match=match):
         await check(factory(flaws, bound=1.0))
+
+
+@pytest.mark.parametrize("check", PERSISTENCE_CHECKS, ids=lambda c: c.__name__)
+async def test_single_persistence_conformance(check: Check) -> None:
+    await check(PersistenceFactory("single", replicas=1, survives_holder_death=False))
+
+
+async def test_a_check_the_driver_does_not_promise_is_skipped_naming_the_promise() -> None:
+    with pytest.raises(pytest.skip.Exception, match="survives_holder_death=False"):
+        await kit.check_abrupt_death_of_a_holder(PersistenceFactory("single", replicas=1, survives_holder_death=False))
+    with pytest.raises(pytest.skip.Exception, match="replicas=1"):
+        await kit.check_graceful_exit_hands_off(PersistenceFactory("single", replicas=1, survives_holder_death=False))
 
 
 def test_the_factory_refuses_a_network_too_small_to_replicate() -> None:
     with pytest.raises(ValueError, match="replicas"):
         PersistenceFactory("pcg", replicas=6, size=6)
     with pytest.raises(ValueError, match="replicas"):
-        PersistenceFactory("pcg", replicas=1)
+        PersistenceFactory("pcg", replicas=0)
+    with pytest.raises(ValueError, match="survives_holder_death=False"):
+        PersistenceFactory("single", replicas=1)
     with pytest.raises(ValueError, match="settle"):
         PersistenceFactory("pcg", settle=-1)
