@@ -6,7 +6,7 @@ only. Runs on asyncio and trio."""
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -34,7 +34,6 @@ class Flaws:
     idle_hand_off: bool = False  # hand_off does nothing
     lax_keep: bool = False  # keeps whatever it is asked to, complete or not
     inflated: bool = False  # available_storage counts the bytes stored as free
-    forgetful: bool = False  # kept_items() leaves out what it keeps
 
 
 class CopyPersistence:
@@ -50,15 +49,6 @@ class CopyPersistence:
 
     def available_storage(self) -> int:
         return self.node.blocks.free + (2 * self.node.blocks.used if self.flaws.inflated else 0)
-
-    def holders(self, content_id: str) -> list[PeerAddress]:
-        return [self.node.address] if content_id in self.kept else []
-
-    def kept_items(self) -> Collection[str]:
-        return [] if self.flaws.forgetful else list(self.kept)
-
-    def counters(self) -> Mapping[str, int]:
-        return {"items_kept": len(self.kept)}
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -160,8 +150,7 @@ async def test_the_reference_driver_passes(check: Check) -> None:
     (Flaws(idle_hand_off=True), kit.check_graceful_exit_hands_off, "hand_off"),
     (Flaws(lax_keep=True), kit.check_keep_refuses_incomplete_items, "must raise IncompleteItem"),
     (Flaws(inflated=True), kit.check_available_storage, "grew"),
-    (Flaws(forgetful=True), kit.check_capabilities, "kept_items"),
-], ids=["lonely-store", "lonely-death", "no-repair", "idle-hand-off", "lax-keep", "inflated-storage", "forgetful"])
+], ids=["lonely-store", "lonely-death", "no-repair", "idle-hand-off", "lax-keep", "inflated-storage"])
 async def test_a_flawed_driver_fails_the_check_for_its_flaw(flaws: Flaws, check: Check, match: str) -> None:
     with pytest.raises(AssertionError, match=match):
         await check(factory(flaws, bound=1.0))

@@ -31,17 +31,13 @@ What the checks hold a driver to, beyond the slot's docstring:
   ``node.retrieve`` on a non-holder when a ``retrieval`` driver is named), and is held by ``replicas``
   live nodes again within ``bound``;
 * (``replicas >= 2``) graceful exit (``aclose()``, which calls ``hand_off`` while the node still serves) of a
-  holder, ``settle``
-  seconds after replication, leaves the item held by at least ``replicas`` live nodes *when it returns*: the
-  data has moved before the node stops serving;
+  holder, ``settle`` seconds after replication, leaves the item held by at least ``replicas`` live nodes
+  *when it returns*: the data has moved before the node stops serving;
 * ``keep`` of an item whose manifest or a block is missing raises :class:`~butter.errors.IncompleteItem`
   and replicates nothing; once the block is there, ``keep`` succeeds;
 * ``available_storage()`` is a non-negative ``int`` that does not grow when the node stores an item;
 * on a node whose store has no room (``store.capacity``), ``store`` raises :class:`~butter.errors.StoreFull`
-  and nothing is stored anywhere, while an item that fits is still replicated;
-* the capabilities the slot object offers (:mod:`butter.capabilities`) tell the truth: ``holders`` of a kept
-  item name the node itself and only nodes of the network, ``kept_items`` lists what the storer keeps, an
-  item nobody stored is held and kept by no one, and ``counters`` are non-negative ints.
+  and nothing is stored anywhere, while an item that fits is still replicated.
 
 Each check takes well under 2 s (the graceful-exit check: ``settle`` more) with pcg at a 0.2 s heartbeat;
 ``bound`` only guards against hangs.
@@ -57,7 +53,6 @@ from typing import Any
 import anyio
 
 from ..blocks import chunk, load_manifest
-from ..capabilities import Counters, ItemHolders, KeptItems
 from ..errors import IncompleteItem, StoreFull
 from ..node import Node
 from ..slots import Persistence
@@ -283,36 +278,6 @@ async def check_store_full(factory: PersistenceFactory) -> None:
         await net.store(0, payload(ITEM_SIZE, seed=6))
 
 
-async def check_capabilities(factory: PersistenceFactory) -> None:
-    """ItemHolders, KeptItems and Counters, for those the slot object offers: on the storer, ``holders``
-    names the node itself and only nodes of the network, and ``kept_items`` lists the item; an item nobody
-    stored is held and kept by no node; ``counters`` are non-negative ints."""
-    async with factory.open_network() as net:
-        persistences = [net.persistence(i) for i in range(factory.size)]
-        offered = [c.__name__ for c in (ItemHolders, KeptItems, Counters) if isinstance(persistences[0], c)]
-        if not offered:
-            not_promised("the driver offers none of the capabilities ItemHolders, KeptItems, Counters")
-        content_id = await net.store(0, payload(ITEM_SIZE, seed=7))
-        absent = chunk(b"nobody stored this").content_id
-        addresses = {n.address for n in net.nodes}
-        storer = persistences[0]
-        if isinstance(storer, ItemHolders):
-            holders = storer.holders(content_id)
-            assert net.nodes[0].address in holders, f"the storer's holders() omits itself: {holders}"
-            assert set(holders) <= addresses, f"holders() names nodes outside the network: {holders}"
-        if isinstance(storer, KeptItems):
-            assert content_id in storer.kept_items(), "the storer's kept_items() omits the item it stored"
-        for index, persistence in enumerate(persistences):
-            if isinstance(persistence, ItemHolders):
-                assert persistence.holders(absent) == [], f"node {index} names holders of an item nobody stored"
-            if isinstance(persistence, KeptItems):
-                assert absent not in persistence.kept_items(), f"node {index} keeps an item nobody stored"
-            if isinstance(persistence, Counters):
-                counters = dict(persistence.counters())
-                assert all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in counters.items()), (
-                    f"node {index}'s counters() must map names to non-negative ints: {counters}")
-
-
 PERSISTENCE_CHECKS: list[Callable[[PersistenceFactory], Awaitable[None]]] = [
     check_store_replicates,
     check_abrupt_death_of_a_holder,
@@ -320,5 +285,4 @@ PERSISTENCE_CHECKS: list[Callable[[PersistenceFactory], Awaitable[None]]] = [
     check_keep_refuses_incomplete_items,
     check_available_storage,
     check_store_full,
-    check_capabilities,
 ]
