@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 import butter
-from butter.plugins import installed_drivers
+from butter import installed_drivers
 
 pytestmark = pytest.mark.anyio
 
