@@ -17,17 +17,22 @@ none needs trio's ``MockClock``)::
     async def test_conformance(check):
         await check(PersistenceFactory("pcg", {"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0}))
 
+The factory also says what the driver promises: ``replicas`` copies, and whether an item survives the
+abrupt death of a holder. A single-copy driver (``single``) says ``PersistenceFactory("single",
+replicas=1, survives_holder_death=False)``: the checks that need replication are then skipped, with a
+reason naming the promise it does not make.
+
 What the checks hold a driver to, beyond the slot's docstring:
 
 * after ``node.store(data)`` the item is held by at least ``replicas`` live nodes within ``bound``, each
   copy byte for byte;
-* when a holder dies abruptly (``aclose(graceful=False)``, as a crash) the item is still held by a live
-  node, comes back byte for byte (from a survivor's block store, and through ``node.retrieve`` on a
-  non-holder when a ``retrieval`` driver is named), and is held by ``replicas`` live nodes again within
-  ``bound``;
-* graceful exit (``aclose()``, which calls ``hand_off`` while the node still serves) of a holder, ``settle``
-  seconds after replication, leaves the item held by at least ``replicas`` live nodes *when it returns*:
-  the data has moved before the node stops serving;
+* (``survives_holder_death``) when a holder dies abruptly (``aclose(graceful=False)``, as a crash) the
+  item is still held by a live node, comes back byte for byte (from a survivor's block store, and through
+  ``node.retrieve`` on a non-holder when a ``retrieval`` driver is named), and is held by ``replicas``
+  live nodes again within ``bound``;
+* (``replicas >= 2``) graceful exit (``aclose()``, which calls ``hand_off`` while the node still serves) of a
+  holder, ``settle`` seconds after replication, leaves the item held by at least ``replicas`` live nodes
+  *when it returns*: the data has moved before the node stops serving;
 * ``keep`` of an item whose manifest or a block is missing raises :class:`~butter.errors.IncompleteItem`
   and replicates nothing; once the block is there, ``keep`` succeeds;
 * ``available_storage()`` is a non-negative ``int`` that does not grow when the node stores an item;
@@ -53,6 +58,7 @@ from ..errors import IncompleteItem, StoreFull
 from ..node import Node
 from ..peers import PeerAddress
 from ..slots import Persistence
+from ._kit import not_promised
 from .conformance_retrieval import Overlay, RetrievalFactory, _fails, payload
 
 __all__ = ["PERSISTENCE_CHECKS", "Holders", "PersistenceFactory"]
@@ -67,7 +73,9 @@ class PersistenceFactory:
     * ``driver``: its entry-point name in ``butter.persistence`` (the value of ``persistence.driver``).
     * ``options``: its ``persistence.options``; they must make it keep ``replicas`` copies and repair within
       ``bound`` (short timers: pcg needs ``heartbeat_interval`` 0.2 s).
-    * ``replicas``: copies (>= 2) the driver keeps with these options (default 3).
+    * ``replicas``: copies (>= 1) the driver keeps with these options (default 3).
+    * ``survives_holder_death``: whether an item outlives the abrupt death of one holder (default ``True``;
+      needs ``replicas >= 2``).
     * ``size``: nodes in the kit's network (default 6, more than ``replicas``).
     * ``bound``: seconds replication, or repair after a death, may take (default 5); a guard against hangs.
     * ``settle``: seconds the driver needs, once the replicas exist, before every holder knows the others
@@ -83,6 +91,7 @@ class PersistenceFactory:
     driver: str
     options: Mapping[str, Any] = field(default_factory=dict)
     replicas: int = 3
+    survives_holder_death: bool = True
     size: int = 6
     bound: float = 5.0
     settle: float = 1.0
@@ -91,9 +100,12 @@ class PersistenceFactory:
     plugins: tuple[object, ...] = ()
 
     def __post_init__(self) -> None:
-        if not 2 <= self.replicas < self.size or self.bound <= 0 or self.settle < 0:
-            raise ValueError(f"need 2 <= replicas < size, a positive bound and settle >= 0, got replicas "
+        if not 1 <= self.replicas < self.size or self.bound <= 0 or self.settle < 0:
+            raise ValueError(f"need 1 <= replicas < size, a positive bound and settle >= 0, got replicas "
                              f"{self.replicas}, size {self.size}, bound {self.bound}, settle {self.settle}")
+        if self.survives_holder_death and self.replicas < 2:
+            raise ValueError("an item survives the death of its holder only with replicas >= 2 "
+                             "(say survives_holder_death=False)")
 
     @asynccontextmanager
     async def open_network(self, **settings: Any) -> AsyncIterator[Holders]:
@@ -186,6 +198,9 @@ async def check_abrupt_death_of_a_holder(factory: PersistenceFactory) -> None:
     """The storing node dies abruptly: a live node still holds the item, it comes back byte for byte (and
     through ``retrieve`` on a non-holder when ``retrieval`` is named), and ``replicas`` live nodes hold it
     again within ``bound``."""
+    if not factory.survives_holder_death:
+        not_promised(f"the driver does not promise that an item survives its holder's death "
+                     f"(survives_holder_death=False, replicas={factory.replicas})")
     async with factory.open_network() as net:
         data = payload(ITEM_SIZE, seed=1)
         content_id = await net.store(0, data)
@@ -206,6 +221,8 @@ async def check_graceful_exit_hands_off(factory: PersistenceFactory) -> None:
     """Once the holders have had ``settle`` seconds to learn of each other, a holder that is not the storer
     leaves gracefully: when its ``aclose()`` returns, at least ``replicas`` live nodes hold the item
     (``hand_off`` moved it; failure detection had no time to)."""
+    if factory.replicas < 2:
+        not_promised(f"replicas={factory.replicas}: no holder besides the storer to leave and hand off")
     async with factory.open_network() as net:
         data = payload(ITEM_SIZE, seed=2)
         content_id = await net.store(0, data)
