@@ -5,6 +5,8 @@ to peers with :meth:`Node.request`. Strategies (transport, discovery, host manag
 retrieval) are plugins chosen by settings; see :mod:`butter.hookspecs` to write one.
 """
 
+from ._routes import SENDER_MISMATCH as SENDER_MISMATCH
+from ._routes import RouteRequest as RouteRequest
 from .errors import BlockCorrupted as BlockCorrupted
 from .errors import ButterConfigError as ButterConfigError
 from .errors import ButterError as ButterError
@@ -20,7 +22,6 @@ from .errors import TransportError as TransportError
 from .hookspecs import hookimpl as hookimpl
 from .identity import Identity as Identity
 from .node import Node as Node
-from .node import RouteRequest as RouteRequest
 from .node import open_node as open_node
 from .peers import HostQuality as HostQuality
 from .peers import PeerAddress as PeerAddress
@@ -31,6 +32,7 @@ from .settings import load_settings as load_settings
 __version__ = "0.1.0"
 
 __all__ = [
+    "SENDER_MISMATCH",
     "BlockCorrupted",
     "ButterConfigError",
     "ButterError",

@@ -2,7 +2,7 @@
 
 See ``_group.py`` for the group rules and this package's README for the messages and timers.
 
-Who may say what (when the transport authenticates callers, ``RouteRequest.caller_id``; otherwise every
+Who may say what (when the transport authenticates callers, ``RouteRequest.caller.node_id``; otherwise every
 body is taken at its word, as before): a heartbeat's ``from`` must be the caller, a join must list the
 caller (its inviter) among the members, and only a member of the group may ask this node to leave it.
 A refused message changes nothing.
@@ -17,11 +17,11 @@ from collections import defaultdict
 import anyio
 from anyio.abc import TaskStatus
 
+from butter import SENDER_MISMATCH, RouteRequest
 from butter.blocks import Manifest, load_manifest
 from butter.errors import BlockCorrupted, ButterError, IncompleteItem, PeerUnreachable, RouteError, StoreFull
 from butter.hookspecs import hookimpl
 from butter.hosts import classify
-from butter.node import SENDER_MISMATCH, RouteRequest
 from butter.peers import PeerAddress, PeerInfo
 from butter.slots import NodeServices
 
@@ -344,9 +344,10 @@ class PcgPersistence:
         """An invitation. The inviter lists itself among the members; an authenticated caller that does not
         is refused (``sender-mismatch``) before anything is fetched."""
         join = Join.decode(request.body)
-        if request.caller_id is not None and all(node_id != request.caller_id for node_id, _, _ in join.members):
+        caller = request.caller.node_id
+        if caller is not None and all(node_id != caller for node_id, _, _ in join.members):
             raise RouteError(
-                SENDER_MISMATCH, f"the invitation does not list its sender, node {request.caller_id}, as a member"
+                SENDER_MISMATCH, f"the invitation does not list its sender, node {caller}, as a member"
             )
         now = anyio.current_time()
         view = self.groups.get(join.content_id)
@@ -402,10 +403,10 @@ class PcgPersistence:
         ``stats["leaves_refused"]``) and the replica kept."""
         content_id = decode_content_id(request.body)
         view = self.groups.get(content_id)
-        if request.caller_id is not None and view is not None and request.caller_id not in view.members:
+        if request.caller.node_id is not None and view is not None and request.caller.node_id not in view.members:
             self.stats["leaves_refused"] += 1
-            log.debug("group %s: refused a leave from non-member %s", content_id[:12], request.caller_id[:8])
-            raise RouteError(NOT_A_MEMBER, f"node {request.caller_id} is not a member of group {content_id}")
+            log.debug("group %s: refused a leave from non-member %s", content_id[:12], request.caller.node_id[:8])
+            raise RouteError(NOT_A_MEMBER, f"node {request.caller.node_id} is not a member of group {content_id}")
         log.debug("asked to leave group %s", content_id[:12])
         await self._forget(content_id)
         return b""

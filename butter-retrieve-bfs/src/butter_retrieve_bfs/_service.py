@@ -27,7 +27,8 @@ from ._protocol import QueryHandler
 from ._stats import QueryStats, RetrievalTotals
 
 if TYPE_CHECKING:
-    from butter.node import Node, RouteRequest
+    from butter import RouteRequest
+    from butter.node import Node
 
 __all__ = ["ROUTE_DIGEST", "ROUTE_QUERY", "BfsRetrieval"]
 

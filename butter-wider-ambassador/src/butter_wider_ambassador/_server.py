@@ -59,7 +59,8 @@ from ._messages import (
 )
 
 if TYPE_CHECKING:
-    from butter.node import Node, RouteRequest
+    from butter import RouteRequest
+    from butter.node import Node
 
     from ._plugin import AmbassadorOptions
 

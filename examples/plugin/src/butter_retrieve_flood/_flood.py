@@ -19,9 +19,10 @@ from collections.abc import AsyncIterator
 import anyio
 from anyio.abc import TaskStatus
 
+from butter import RouteRequest
 from butter.blocks import aiter_assemble, is_block_id, load_manifest
 from butter.errors import BlockCorrupted, ButterError, ItemNotFound, ProtocolError
-from butter.node import Node, RouteRequest
+from butter.node import Node
 from butter.peers import PeerAddress
 from butter.wire import decode_payload, encode_payload
 
