@@ -37,11 +37,11 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from . import codec
 from ._content import Content
+from ._identity import Identity
+from ._plugins import PluginStack
 from ._routes import Handler, NodeStats, RouteRequest, RouteTable, check_route_name
 from .errors import ButterConfigError, ButterError
-from .identity import Identity
 from .peers import HostQuality, PeerAddress, PeerInfo
-from .plugins import PluginStack
 from .settings import ButterSettings, budget_split, load_settings
 from .slots import Discovery, EventName, HostManager, Persistence, Retrieval, Transport
 from .store import BlockStore, open_store

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import SocketStream, TaskGroup, TaskStatus
 
-from butter.errors import ButterError, PeerUnreachable
+from butter.errors import ButterError, PeerUnreachable, ProtocolError
 from butter.peers import PeerAddress, PeerInfo
 from butter.wire import decode_payload
 
@@ -145,7 +145,7 @@ class AmbassadorClient:
         for ambassador in self.ambassadors()[: self.options.max_ambassadors]:
             try:
                 await self._hello(ambassador)
-            except (ButterError, ValueError) as exc:
+            except ButterError as exc:
                 log.info("ambassador %s did not answer: %s", ambassador, exc)
                 self._services.pop(ambassador, None)
                 continue
@@ -161,7 +161,7 @@ class AmbassadorClient:
             )
             port = reply.get("service") if isinstance(reply, dict) else None
             if not isinstance(port, int) or not 0 < port < 65536:
-                raise ValueError(f"{ambassador} gave no service port")
+                raise ProtocolError(f"{ambassador} gave no service port")
             service = self._services[ambassador] = PeerAddress(ambassador.host, port)
         return service
 
@@ -253,7 +253,7 @@ class AmbassadorClient:
         try:
             service = await self._service(ambassador)
             channel = Channel(await connect(service, timeout=self.options.timeout, local=(self.bind_host, 0)))
-        except (ButterError, ValueError) as exc:
+        except ButterError as exc:
             log.info("no relay reservation at %s: %s", ambassador, exc)
             return
         try:
