@@ -41,6 +41,7 @@ BUTTER = [
     "RequestTimeout",
     "RouteError",
     "RouteRequest",
+    "SENDER_MISMATCH",
     "StoreError",
     "StoreFull",
     "TransportBusy",

@@ -14,9 +14,9 @@ import pytest
 from anyio.abc import TaskStatus
 
 import butter
+from butter import RouteRequest
 from butter.blocks import load_manifest
 from butter.errors import ButterError, IncompleteItem, PeerUnreachable, RouteError, StoreFull
-from butter.node import RouteRequest
 from butter.peers import PeerAddress
 from butter.testing import conformance_persistence as kit
 from butter.testing.conformance_persistence import PERSISTENCE_CHECKS, PersistenceFactory

@@ -1,6 +1,6 @@
 """A group member cannot speak for another one (real nodes over TCP on 127.0.0.1, asyncio and trio).
 
-With the secure channel the transport authenticates every caller (``RouteRequest.caller_id``): a heartbeat
+With the secure channel the transport authenticates every caller (``RouteRequest.caller.node_id``): a heartbeat
 naming another sender, a join that does not list its inviter and a leave from outside the group are refused
 and change nothing. In plaintext nothing is authenticated, and bodies are taken at their word, as before.
 

@@ -155,7 +155,7 @@ async def test_a_holder_killed_mid_transfer_does_not_fail_the_retrieval(memory_s
             content_id = await net.nodes[0].store(data)
             await net.replicated(content_id)
             victim = net.holders(content_id)[0]
-            original = victim._routes["fetch-block"]
+            original = victim._route_table._handlers["fetch-block"]
             served = anyio.Event()
             count = 0
 

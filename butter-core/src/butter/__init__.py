@@ -17,6 +17,8 @@ from ._identity import Identity as Identity
 from ._identity import node_id_from_public_key as node_id_from_public_key
 from ._plugins import installed_drivers as installed_drivers
 from ._plugins import load_driver as load_driver
+from ._routes import SENDER_MISMATCH as SENDER_MISMATCH
+from ._routes import RouteRequest as RouteRequest
 from .errors import BlockCorrupted as BlockCorrupted
 from .errors import BlockNotFound as BlockNotFound
 from .errors import ButterConfigError as ButterConfigError
@@ -38,7 +40,6 @@ from .errors import TransportBusy as TransportBusy
 from .errors import TransportError as TransportError
 from .hookspecs import hookimpl as hookimpl
 from .node import Node as Node
-from .node import RouteRequest as RouteRequest
 from .node import open_node as open_node
 from .peers import HostQuality as HostQuality
 from .peers import PeerAddress as PeerAddress
@@ -49,6 +50,7 @@ from .settings import load_settings as load_settings
 __version__ = "0.1.0"
 
 __all__ = [
+    "SENDER_MISMATCH",
     "BlockCorrupted",
     "BlockNotFound",
     "ButterConfigError",

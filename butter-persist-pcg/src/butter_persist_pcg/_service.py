@@ -2,7 +2,7 @@
 
 See ``_group.py`` for the group rules and this package's README for the messages and timers.
 
-Who may say what (when the transport authenticates callers, ``RouteRequest.caller_id``; otherwise every
+Who may say what (when the transport authenticates callers, ``RouteRequest.caller.node_id``; otherwise every
 body is taken at its word, as before): a heartbeat's ``from`` must be the caller, a join must list the
 caller (its inviter) among the members, and only a member of the group may ask this node to leave it.
 A refused message changes nothing.
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import anyio
 from anyio.abc import TaskStatus
 
-from butter import RouteRequest
+from butter import SENDER_MISMATCH, RouteRequest
 from butter.blocks import Manifest, load_manifest
 from butter.capabilities import ReplicaStatus
 from butter.errors import BlockCorrupted, ButterError, IncompleteItem, PeerUnreachable, RouteError, StoreFull
@@ -46,7 +46,6 @@ ROUTE_JOIN = "pcg-join"
 ROUTE_LEAVE = "pcg-leave"
 ROUTE_HEARTBEAT = "pcg-heartbeat"
 NOT_A_MEMBER = "not-a-member"  # error code: an authenticated caller outside the group asked this node to leave it
-SENDER_MISMATCH = "sender-mismatch"  # RouteRequest.check_sender's code, which the node counts and logs
 
 
 COUNTERS = ("heartbeats_sent", "joins_sent", "joins_accepted", "sheds", "blocks_served", "leaves_refused")
@@ -368,9 +367,10 @@ class PcgPersistence:
         """An invitation. The inviter lists itself among the members; an authenticated caller that does not
         is refused (``sender-mismatch``) before anything is fetched."""
         join = Join.decode(request.body)
-        if request.caller_id is not None and all(node_id != request.caller_id for node_id, _, _ in join.members):
+        caller = request.caller.node_id
+        if caller is not None and all(node_id != caller for node_id, _, _ in join.members):
             raise RouteError(
-                SENDER_MISMATCH, f"the invitation does not list its sender, node {request.caller_id}, as a member"
+                SENDER_MISMATCH, f"the invitation does not list its sender, node {caller}, as a member"
             )
         now = anyio.current_time()
         view = self._groups.get(join.content_id)
@@ -426,10 +426,10 @@ class PcgPersistence:
         ``counters()["leaves_refused"]``) and the replica kept."""
         content_id = decode_content_id(request.body)
         view = self._groups.get(content_id)
-        if request.caller_id is not None and view is not None and request.caller_id not in view.members:
+        if request.caller.node_id is not None and view is not None and request.caller.node_id not in view.members:
             self._counts["leaves_refused"] += 1
-            log.debug("group %s: refused a leave from non-member %s", content_id[:12], request.caller_id[:8])
-            raise RouteError(NOT_A_MEMBER, f"node {request.caller_id} is not a member of group {content_id}")
+            log.debug("group %s: refused a leave from non-member %s", content_id[:12], request.caller.node_id[:8])
+            raise RouteError(NOT_A_MEMBER, f"node {request.caller.node_id} is not a member of group {content_id}")
         log.debug("asked to leave group %s", content_id[:12])
         await self._forget(content_id)
         return b""
