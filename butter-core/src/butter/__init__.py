@@ -15,6 +15,8 @@ change without notice, and plugins may not import them (import-linter checks it 
 
 from ._identity import Identity as Identity
 from ._identity import node_id_from_public_key as node_id_from_public_key
+from ._node import Node as Node
+from ._node import open_node as open_node
 from ._plugins import installed_drivers as installed_drivers
 from ._plugins import load_driver as load_driver
 from ._routes import SENDER_MISMATCH as SENDER_MISMATCH
@@ -39,8 +41,6 @@ from .errors import StoreFull as StoreFull
 from .errors import TransportBusy as TransportBusy
 from .errors import TransportError as TransportError
 from .hookspecs import hookimpl as hookimpl
-from .node import Node as Node
-from .node import open_node as open_node
 from .peers import HostQuality as HostQuality
 from .peers import PeerAddress as PeerAddress
 from .peers import PeerInfo as PeerInfo

@@ -10,9 +10,9 @@ from typing import Any, BinaryIO
 
 import anyio
 
+from ._node import open_node
 from .blocks import chunk
 from .errors import PeerUnreachable, ProtocolError
-from .node import open_node
 from .peers import PeerAddress
 from .settings import ButterSettings
 from .wire import decode_payload, encode_payload

@@ -11,10 +11,10 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
+from ._node import open_node
 from ._plugins import OBSERVER_GROUP, SLOT_GROUPS
 from .codec import peer_info
 from .errors import ProtocolError
-from .node import open_node
 from .peers import PeerAddress, PeerInfo
 from .settings import ButterSettings, DiscoverySettings
 from .wire import decode_payload

@@ -28,9 +28,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ._node import Node, open_node
 from .capabilities import KeptItems
 from .errors import ButterError
-from .node import Node, open_node
 from .settings import ButterSettings
 
 __all__ = ["DemoResult", "default_corpus", "run_demo"]

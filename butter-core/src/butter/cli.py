@@ -36,9 +36,9 @@ from ._cli_support import (
     run_async,
     setup_logging,
 )
+from ._node import Node, open_node
 from .blocks import is_block_id
 from .errors import ButterError
-from .node import Node, open_node
 from .peers import PeerAddress
 from .settings import ButterSettings
 

@@ -20,7 +20,7 @@ from .wire import Reply, Request
 
 if TYPE_CHECKING:
     from ._identity import Identity
-    from .node import Handler, Node
+    from ._routes import Handler
     from .settings import ButterSettings
     from .store import BlockStore
 
@@ -52,7 +52,7 @@ Dispatcher = Callable[[Request], Awaitable[Reply]]
 
 The transport sets the request's :attr:`~butter.wire.Request.caller` to a :class:`~butter.wire.Caller`
 saying who sent it (the authenticated node id, or ``None``, and the remote address), or leaves it ``None``
-when it knows nothing; the node hands both to route handlers (:class:`~butter.node.RouteRequest`)."""
+when it knows nothing; the node hands both to route handlers (:class:`~butter.RouteRequest`)."""
 
 
 class NodeServices(Protocol):
@@ -247,10 +247,3 @@ class Retrieval(Protocol):
     async def retrieve(self, content_id: str) -> bytes: ...
 
     def stream(self, content_id: str) -> AsyncIterator[bytes]: ...
-
-
-if TYPE_CHECKING:
-
-    def _node_keeps_the_contract(node: Node) -> NodeServices:
-        """Never called: mypy checks here that :class:`~butter.Node` implements :class:`NodeServices`."""
-        return node

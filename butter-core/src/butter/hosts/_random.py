@@ -22,7 +22,7 @@ from ..peers import PeerAddress
 from ._manager import DiversityHostManager, DiversityOptions
 
 if TYPE_CHECKING:
-    from ..node import Node
+    from ..slots import NodeServices
 
 __all__ = ["RandomHostManager", "RandomHostManagerPlugin", "RandomOptions"]
 
@@ -44,7 +44,7 @@ class RandomHostManager(DiversityHostManager):
     """A :class:`~butter.slots.HostManager` admitting every live candidate, evicting at random when full:
     the ``diversity`` driver's list keeping with Gnutella's admission instead of the diversity optimiser."""
 
-    def __init__(self, node: Node, options: RandomOptions) -> None:
+    def __init__(self, node: NodeServices, options: RandomOptions) -> None:
         super().__init__(node, DiversityOptions(**options.model_dump()))
 
     async def offer(self, address: PeerAddress) -> bool:
@@ -80,5 +80,5 @@ class RandomHostManagerPlugin:
         self.options = options
 
     @hookimpl
-    def butter_host_manager(self, node: Node) -> RandomHostManager:
+    def butter_host_manager(self, node: NodeServices) -> RandomHostManager:
         return RandomHostManager(node, self.options)

@@ -50,8 +50,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from .._node import Node, open_node
 from ..hookspecs import hookimpl
-from ..node import Node, open_node
 from ..peers import PeerAddress, PeerInfo
 from ..settings import ButterSettings
 from ..slots import Discovery, HostManager

@@ -35,7 +35,7 @@ from typing import Any
 
 import anyio
 
-from ..node import Node, open_node
+from .._node import Node, open_node
 from ..peers import PeerAddress
 from ..settings import ButterSettings
 from ._kit import kit_settings, private_network

@@ -52,10 +52,10 @@ from typing import Any
 
 import anyio
 
+from .._node import Node
 from ..blocks import chunk, load_manifest
 from ..capabilities import Counters, GroupStatus, ItemHolders, KeptItems
 from ..errors import IncompleteItem, StoreFull
-from ..node import Node
 from ..peers import PeerAddress
 from ..slots import Persistence
 from ._kit import not_promised

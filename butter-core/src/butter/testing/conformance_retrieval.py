@@ -44,12 +44,12 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from .._node import Node, open_node
 from .._routes import RouteRequest
 from ..blocks import Item, chunk, is_block_id, load_manifest
 from ..capabilities import Counters, GroupStatus, ItemHolders, KeptItems
 from ..errors import BlockCorrupted, IncompleteItem, ItemNotFound, RouteError
 from ..hookspecs import hookimpl
-from ..node import Node, open_node
 from ..peers import PeerAddress, PeerInfo
 from ..settings import ButterSettings
 from ..slots import NodeServices, Retrieval

@@ -25,9 +25,9 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from .._node import Node, open_node, unwrap_single_error
 from ..capabilities import Counters, KeptItems
 from ..errors import ButterConfigError
-from ..node import Node, open_node, unwrap_single_error
 from ..settings import ButterSettings
 
 __all__ = ["MAINTENANCE_COUNTERS", "ChurnConfig", "ChurnResult", "run_churn", "run_churn_sync"]

@@ -29,7 +29,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import pluggy
@@ -43,10 +43,10 @@ from ._routes import Handler, NodeStats, RouteRequest, RouteTable, check_route_n
 from .errors import ButterConfigError, ButterError
 from .peers import HostQuality, PeerAddress, PeerInfo
 from .settings import ButterSettings, budget_split, load_settings
-from .slots import Discovery, EventName, HostManager, Persistence, Retrieval, Transport
+from .slots import Discovery, EventName, HostManager, NodeServices, Persistence, Retrieval, Transport
 from .store import BlockStore, open_store
 
-__all__ = ["ClientBehaviour", "Handler", "Node", "NodeStats", "open_node"]
+__all__ = ["ClientBehaviour", "Node", "NodeStats", "open_node"]
 
 log = logging.getLogger("butter.node")
 
@@ -449,3 +449,10 @@ def unwrap_single_error() -> Iterator[None]:
         if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
             raise group.exceptions[0] from None
         raise
+
+
+if TYPE_CHECKING:
+
+    def _node_keeps_the_contract(node: Node) -> NodeServices:
+        """Never called: mypy checks here that :class:`Node` implements :class:`~butter.slots.NodeServices`."""
+        return node
