@@ -10,7 +10,9 @@ whatever the bytes.
 ``name``. Some are ready (:func:`node_id`, :func:`block_id`, :func:`content_id`, :func:`address`,
 :func:`peer_info`, :func:`boolean`); the others are built for their bounds (:func:`integer`, :func:`number`,
 :func:`string`, :func:`blob`) or from other readers (:func:`sequence` of items, :func:`entry` for a
-fixed-length list such as ``[node id, address, age]``, :meth:`Record.read` for a nested record).
+fixed-length list such as ``[node id, address, age]``, :meth:`Record.read` for a nested record). A reader
+uses ``name`` for its error only: to save building names, it may be called with a short one first and
+again with the full one (``body.groups[2].cid``) when it fails.
 
 **Records** are message types: subclasses of :class:`Record` (frozen dataclasses) whose fields say where
 they live on the wire and how they are read (:func:`wire`). They encode and decode themselves::
@@ -193,21 +195,42 @@ def sequence(item: Reader[T], *, max_items: int, truncate: bool = False) -> Read
     def read(value: Any, name: str) -> tuple[T, ...]:
         if type(value) not in (list, tuple) or (len(value) > max_items and not truncate):
             raise ProtocolError(f"{name} must be a list of at most {max_items} items")
-        return tuple([item(v, f"{name}[{i}]") for i, v in enumerate(value[:max_items])])
+        values = value[:max_items] if len(value) > max_items else value
+        try:
+            return tuple([item(v, name) for v in values])
+        except ProtocolError:
+            _name_the_item([item] * len(values), values, name)
+            raise
 
     return read
+
+
+def _name_the_item(readers: list[Reader[Any]], values: Any, name: str) -> None:
+    """Read again, naming each item by its position, to raise the error of the first bad one as
+    ``name[i]...`` (lists are read without building a name per item: names are for errors)."""
+    for i, (reader, v) in enumerate(zip(readers, values, strict=True)):
+        reader(v, f"{name}[{i}]")
 
 
 def entry(*items: Reader[Any]) -> Reader[tuple[Any, ...]]:
     """A reader of fixed-length lists ``[a, b, ...]``, the i-th value read by ``items[i]``, as a tuple
-    (e.g. ``entry(node_id, address, number(0))`` for ``[node id, [host, port], age]``)."""
+    (e.g. ``entry(node_id, address, number(0))`` for ``[node id, address, age]``)."""
+    readers = list(items)
 
     def read(value: Any, name: str) -> tuple[Any, ...]:
-        if type(value) not in (list, tuple) or len(value) != len(items):
-            raise ProtocolError(f"{name} must be a list of {len(items)} items")
-        return tuple([reader(v, f"{name}[{i}]") for i, (reader, v) in enumerate(zip(items, value, strict=True))])
+        if type(value) not in (list, tuple) or len(value) != len(readers):
+            raise ProtocolError(f"{name} must be a list of {len(readers)} items")
+        try:
+            return tuple([reader(v, name) for reader, v in zip(readers, value, strict=True)])
+        except ProtocolError:
+            _name_the_item(readers, value, name)
+            raise
 
     return read
+
+
+def _same(value: Any, name: str) -> Any:
+    return value
 
 
 # -- reading a map by hand ------------------------------------------------------------------------------------
@@ -251,7 +274,10 @@ class Fields:
             if default is _MISSING:
                 raise ProtocolError(f"{self.what}.{name} is missing")
             return default  # type: ignore[no-any-return]
-        return reader(found, f"{self.what}.{name}")
+        try:
+            return reader(found, name)  # no name built unless it is needed: read again to name the field in full
+        except ProtocolError:
+            return reader(found, f"{self.what}.{name}")
 
     def string(self, name: str, *, min_length: int = 0, max_length: int = 1024, default: Any = _MISSING) -> Any:
         """A string of ``min_length`` to ``max_length`` characters."""
@@ -285,8 +311,9 @@ class Fields:
 
     def submap(self, name: str, *, default: Any = _MISSING) -> Fields:
         """A nested map, as :class:`Fields` (an absent one, with a default, as ``Fields(default or {})``)."""
-        found = self.value(name, Fields, default=default)
-        return found if isinstance(found, Fields) else Fields(found or {}, f"{self.what}.{name}")
+        if default is not _MISSING and not self.has(name):
+            return Fields(default or {}, f"{self.what}.{name}")
+        return Fields(self.value(name, _same), f"{self.what}.{name}")
 
 
 # -- records --------------------------------------------------------------------------------------------------
@@ -331,10 +358,8 @@ class Record:
 
     def to_wire(self) -> dict[str, Any]:
         """This record as a map of plain values."""
-        out: dict[str, Any] = {self.TAG: self.KIND} if self.KIND else {}
-        for spec in self._specs:
-            out[spec.key] = _plain(getattr(self, spec.attr))
-        return out
+        out = {spec.key: _plain(getattr(self, spec.attr)) for spec in self._specs}
+        return {self.TAG: self.KIND, **out} if self.KIND else out
 
     def encode(self) -> bytes:
         """This record as msgpack bytes."""
@@ -343,7 +368,20 @@ class Record:
     @classmethod
     def from_wire(cls, fields: Fields) -> Self:
         """Read a record from a map's fields. Raises :class:`ProtocolError`."""
-        return cls(**{s.attr: fields.value(s.key, s.read, default=s.default) for s in cls._specs})
+        obj, args = fields.raw, []
+        for spec in cls._specs:  # Fields.value, inlined: the hot path of every decoder
+            found = obj.get(spec.key)
+            if found is not None:
+                try:
+                    args.append(spec.read(found, spec.key))
+                except ProtocolError:
+                    fields.value(spec.key, spec.read)  # raises the error, naming the field in full
+                    raise
+            elif spec.default is not _MISSING:
+                args.append(spec.default)
+            else:
+                fields.value(spec.key, spec.read)  # raises: missing
+        return cls(*args)
 
     @classmethod
     def read(cls, value: Any, name: str) -> Self:
@@ -363,11 +401,19 @@ def _spec(f: dataclasses.Field[Any]) -> _Spec:
     return _Spec(f.name, key, read, _MISSING if f.default is dataclasses.MISSING else f.default)
 
 
+_SCALARS = frozenset({str, bytes, int, float, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
-    if isinstance(value, Record | PeerAddress):
-        return value.to_wire()
-    if isinstance(value, tuple | list):
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is PeerAddress:
+        return [value.host, value.port]
+    if kind is tuple or kind is list:
         return [_plain(v) for v in value]
+    if isinstance(value, Record):
+        return value.to_wire()
     return value
 
 
