@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from butter.errors import ProtocolError
 from butter.peers import PeerAddress
 from butter.wire import encode_payload
 from butter_wider_ambassador import (
@@ -31,6 +32,7 @@ from butter_wider_ambassador import (
     Welcome,
     encode_message,
 )
+from butter_wider_ambassador._messages import ServiceInfo
 
 ids = st.text(min_size=1, max_size=64)
 addresses = st.builds(PeerAddress, st.from_regex(r"[0-9a-z.:]{1,40}", fullmatch=True), st.integers(0, 65535))
@@ -142,3 +144,11 @@ def test_rest_hands_over_the_raw_bytes_after_an_accept() -> None:
     decoder.feed(encode_message(Accept(7, b"t" * 16)) + b"\x00\x00raw bytes")
     assert decoder.next_message() == Accept(7, b"t" * 16)
     assert decoder.rest() == b"\x00\x00raw bytes"
+
+
+def test_the_ambassador_route_names_the_service_port() -> None:
+    assert ServiceInfo.decode(ServiceInfo(7000).encode()) == ServiceInfo(7000)
+    assert ServiceInfo(7000).to_wire() == {"service": 7000}
+    for bad in ({}, {"service": 0}, {"service": "7000"}, {"service": 70000}):
+        with pytest.raises(ProtocolError):
+            ServiceInfo.decode(encode_payload(bad))

@@ -23,7 +23,7 @@ from butter_discover_multicast._messages import decode_datagram
 from butter_persist_pcg._messages import Heartbeat, HeartbeatReply, Join, decode_content_id
 from butter_retrieve_bfs._messages import DigestAsk, DigestReply, Query, decode_reply
 from butter_retrieve_flood._messages import FloodAnswer, FloodQuery
-from butter_wider_ambassador._messages import MAX_MESSAGE, MESSAGES
+from butter_wider_ambassador._messages import MAX_MESSAGE, MESSAGES, ServiceInfo
 
 from .strategies import MAPS, VALUES, bodies, fuzz_settings
 
@@ -39,6 +39,7 @@ BODY_DECODERS: dict[str, Callable[[bytes], Any]] = {
     "bfs-digest reply": DigestReply.decode,
     "manifest": Manifest.decode,
     "ambassador service message": lambda body: MESSAGES.decode(body, MAX_MESSAGE),
+    "ambassador reply": ServiceInfo.decode,
     "flood-query": FloodQuery.decode,
     "flood-query reply": FloodAnswer.decode,
 }
@@ -47,7 +48,7 @@ BODY_DECODERS: dict[str, Callable[[bytes], Any]] = {
 @fuzz_settings(1.25)
 @given(body=bodies())
 def test_body_decoders_raise_only_protocol_errors(body: bytes) -> None:
-    """Each generated body goes to every decoder (1,500 bodies x 13 decoders per run; 6,000 in CI)."""
+    """Each generated body goes to every decoder (1,500 bodies x 14 decoders per run; 6,000 in CI)."""
     for decoder in BODY_DECODERS.values():
         try:
             decoder(body)

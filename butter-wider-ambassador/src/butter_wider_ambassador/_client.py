@@ -45,6 +45,7 @@ from ._messages import (
     PunchReady,
     Reserve,
     Reserved,
+    ServiceInfo,
     Welcome,
 )
 from ._punch import simultaneous_open
@@ -155,14 +156,8 @@ class AmbassadorClient:
     async def _service(self, ambassador: PeerAddress) -> PeerAddress:
         service = self._services.get(ambassador)
         if service is None:
-            reply = decode_payload(
-                await self.node.request(ambassador, "ambassador", b"", timeout=self.options.timeout),
-                self.node.settings.max_frame,
-            )
-            port = reply.get("service") if isinstance(reply, dict) else None
-            if not isinstance(port, int) or not 0 < port < 65536:
-                raise ValueError(f"{ambassador} gave no service port")
-            service = self._services[ambassador] = PeerAddress(ambassador.host, port)
+            reply = await self.node.request(ambassador, "ambassador", b"", timeout=self.options.timeout)
+            service = self._services[ambassador] = PeerAddress(ambassador.host, ServiceInfo.decode(reply).port)
         return service
 
     async def _hello(self, ambassador: PeerAddress) -> None:

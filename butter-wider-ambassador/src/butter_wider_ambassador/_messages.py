@@ -58,6 +58,7 @@ __all__ = [
     "Refused",
     "Reserve",
     "Reserved",
+    "ServiceInfo",
     "Welcome",
     "encode_message",
 ]
@@ -70,6 +71,12 @@ _HEADER = struct.Struct(">I")
 COUNT = codec.integer()  # circuit and punch numbers, bytes
 TOKEN = codec.blob(max_length=MAX_TOKEN)
 NAME = codec.string(min_length=1, max_length=codec.MAX_NODE_ID_LENGTH)  # subnet keys, refusal codes
+
+
+class ServiceInfo(Record):
+    """The reply of route ``ambassador`` (on the node's transport): the ambassador's service ``port``."""
+
+    port: int = wire("service", codec.integer(1, 65535))
 
 
 class Introduction(Record):
