@@ -35,8 +35,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from butter import Node, open_node
 from butter.errors import ButterError
-from butter.node import Node, open_node
 from butter.settings import ButterSettings
 from butter.testing.memory import MemoryNetwork
 from butter_retrieve_bfs import BfsOptions, BfsRetrieval, Ring

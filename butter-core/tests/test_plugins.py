@@ -8,8 +8,8 @@ import pytest
 from stevedore import ExtensionManager
 
 import butter
+from butter._plugins import PluginStack, installed_drivers, load_driver
 from butter.errors import ButterConfigError
-from butter.plugins import PluginStack, installed_drivers, load_driver
 from butter.settings import ButterSettings
 
 MakeSettings = Callable[..., ButterSettings]

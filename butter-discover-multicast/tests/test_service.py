@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 import butter
-from butter.node import Node
+from butter import Node
 from butter.peers import PeerAddress
 from butter_discover_multicast import MulticastDiscovery, MulticastOptions, Ping, encode_ping
 

@@ -8,8 +8,8 @@ import anyio
 import pytest
 
 import butter
+from butter import RouteRequest
 from butter.errors import ButterConfigError, ItemNotFound
-from butter.node import RouteRequest
 from butter.wire import decode_payload
 from butter_retrieve_bfs import ROUTE_QUERY, Query, Ring, Seen, decode_reply
 

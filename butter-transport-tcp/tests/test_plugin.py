@@ -9,8 +9,8 @@ import pytest
 
 import butter
 import butter_transport_tcp
+from butter import load_driver
 from butter.errors import ButterConfigError
-from butter.plugins import load_driver
 from butter.settings import ButterSettings
 from butter.slots import Transport
 from butter.wire import decode_payload

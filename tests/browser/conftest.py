@@ -59,9 +59,11 @@ class WikiNode:
         """GET ``path``: (status, final URL after redirects, body)."""
         return self._open(urllib.request.Request(self.url + path.lstrip("/")))
 
-    def post(self, path: str, form: dict[str, str]) -> tuple[int, str, str]:
+    def post(self, path: str, form: dict[str, str], headers: dict[str, str] | None = None) -> tuple[int, str, str]:
         data = urllib.parse.urlencode(form).encode()
-        return self._open(urllib.request.Request(self.url + path.lstrip("/"), data=data, method="POST"))
+        return self._open(
+            urllib.request.Request(self.url + path.lstrip("/"), data=data, method="POST", headers=headers or {})
+        )
 
     def wait_for_peers(self, count: int, timeout: float = 30) -> None:
         """Until the home page says this node knows ``count`` peers (they are admitted in the background)."""

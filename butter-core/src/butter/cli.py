@@ -381,7 +381,7 @@ def demo(
     backend: BackendOption = Backend.asyncio,
 ) -> None:
     """Store a real corpus on a local network, kill a third of it, retrieve everything from a fresh node."""
-    from .demo import run_demo
+    from ._demo import run_demo
 
     setup_logging(log_level)
     result = run_async(run_demo, nodes, corpus=corpus, limit=limit, transport=transport,

@@ -32,6 +32,8 @@ import anyio
 import pluggy
 from anyio.abc import TaskGroup, TaskStatus
 
+from ._identity import Identity
+from ._plugins import PluginStack
 from .blocks import block_id_of, chunk, is_block_id, load_manifest, verify
 from .errors import (
     BlockCorrupted,
@@ -42,9 +44,7 @@ from .errors import (
     RouteError,
     StoreFull,
 )
-from .identity import Identity
 from .peers import HostQuality, PeerAddress, PeerInfo
-from .plugins import PluginStack
 from .settings import ButterSettings, load_settings
 from .slots import Discovery, EventName, HostManager, Persistence, Retrieval, Transport
 from .store import BlockStore, open_store

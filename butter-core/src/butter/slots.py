@@ -19,7 +19,7 @@ from .peers import HostQuality, PeerAddress, PeerInfo
 from .wire import Reply, Request
 
 if TYPE_CHECKING:
-    from .identity import Identity
+    from ._identity import Identity
     from .node import Handler
     from .settings import ButterSettings
     from .store import BlockStore

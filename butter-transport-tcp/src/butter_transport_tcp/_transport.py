@@ -36,8 +36,9 @@ from collections import OrderedDict, defaultdict
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream, TaskGroup, TaskStatus
 
+from butter import Identity
 from butter.errors import (
-    NETWORK_ERRORS,
+    CONNECT_ERRORS,
     ButterConfigError,
     PeerIdentityMismatch,
     PeerUnreachable,
@@ -47,7 +48,6 @@ from butter.errors import (
     TransportError,
     describe_network_error,
 )
-from butter.identity import Identity
 from butter.peers import PeerAddress
 from butter.slots import Dispatcher
 from butter.wire import DEFAULT_MAX_FRAME, Request, encode
@@ -108,7 +108,7 @@ class TcpTransport:
       (1 MiB + ``max_frame``) out, plus the requests being handled.
     * ``max_concurrent_requests``: requests one incoming connection may have being handled at once
       (default 256); further ones are answered with error code ``overloaded``.
-    * ``identity``: this node's :class:`~butter.identity.Identity` (Ed25519), presented to every peer;
+    * ``identity``: this node's :class:`~butter.Identity` (Ed25519), presented to every peer;
       default a fresh one.
     * ``secure``: secure every connection with TLS 1.3, mutually authenticated with the nodes' identities
       (default ``True``). ``False`` speaks plaintext, for debugging only: nothing is encrypted or
@@ -540,7 +540,7 @@ class TcpTransport:
                     stream = await anyio.connect_tcp(address.host, address.port)
             except TimeoutError:
                 raise RequestTimeout(f"connecting to {address} timed out after {self.connect_timeout} s") from None
-            except NETWORK_ERRORS as exc:
+            except CONNECT_ERRORS as exc:
                 raise PeerUnreachable(f"cannot connect to {address}: {describe_network_error(exc)}") from None
             secured, node_id = await self._secure_outgoing(stream, address)
         except BaseException:

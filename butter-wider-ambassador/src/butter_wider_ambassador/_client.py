@@ -146,7 +146,7 @@ class AmbassadorClient:
         for ambassador in self.ambassadors()[: self.options.max_ambassadors]:
             try:
                 await self._hello(ambassador)
-            except (ButterError, ValueError) as exc:
+            except ButterError as exc:
                 log.info("ambassador %s did not answer: %s", ambassador, exc)
                 self._services.pop(ambassador, None)
                 continue
@@ -248,7 +248,7 @@ class AmbassadorClient:
         try:
             service = await self._service(ambassador)
             channel = Channel(await connect(service, timeout=self.options.timeout, local=(self.bind_host, 0)))
-        except (ButterError, ValueError) as exc:
+        except ButterError as exc:
             log.info("no relay reservation at %s: %s", ambassador, exc)
             return
         try:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import ByteStream, SocketListener, TaskGroup, TaskStatus
 
-from butter.errors import NETWORK_ERRORS, ButterConfigError, ButterError
+from butter.errors import NETWORK_ERRORS, ButterConfigError, ButterError, map_exceptions
 from butter.peers import PeerAddress, PeerInfo
 from butter.wire import decode_payload
 
@@ -148,14 +148,11 @@ class AmbassadorService:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         host = self.options.service_host or self.node.settings.host
-        try:
+        listening = f"ambassador cannot listen on {host}:{self.options.service_port}"
+        with map_exceptions({OSError: ButterConfigError}, listening):
             listener = await anyio.create_tcp_listener(
                 local_host=None if host in WILDCARD else host, local_port=self.options.service_port, reuse_port=False
             )
-        except OSError as exc:
-            raise ButterConfigError(
-                f"ambassador cannot listen on {host}:{self.options.service_port}: {exc.strerror or exc}"
-            ) from None
         port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
         self.service = PeerAddress(self.public_host, port)
         self.node.ambassador = True

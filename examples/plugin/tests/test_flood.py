@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 
 import butter
-from butter.plugins import installed_drivers
+from butter import installed_drivers
 from butter.slots import Retrieval
 from butter.testing.conformance_retrieval import RetrievalFactory, line
 from butter_retrieve_flood import FloodRetrieval
