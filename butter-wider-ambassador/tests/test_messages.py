@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from butter.errors import ProtocolError
 from butter.peers import PeerAddress
+from butter.wire import encode_payload
 from butter_wider_ambassador import (
     MAX_MESSAGE,
     Accept,
@@ -29,6 +32,7 @@ from butter_wider_ambassador import (
     Welcome,
     encode_message,
 )
+from butter_wider_ambassador._messages import ServiceInfo
 
 ids = st.text(min_size=1, max_size=64)
 addresses = st.builds(PeerAddress, st.from_regex(r"[0-9a-z.:]{1,40}", fullmatch=True), st.integers(0, 65535))
@@ -83,14 +87,56 @@ def test_an_oversized_frame_is_malformed_at_once() -> None:
     assert decoder.next_message() is None
 
 
-def test_unknown_kind_and_bad_fields_are_malformed() -> None:
-    from butter.wire import encode_payload
+ADDR = ["10.0.0.1", 7000]
+MISTYPED = [
+    {"t": "nope"},
+    {"t": 1},
+    {"id": "n"},
+    {"t": "hello", "id": "", "local": ADDR, "port": 1},
+    {"t": "hello", "id": "n", "local": "10.0.0.1:7000", "port": 1},
+    {"t": "hello", "id": "n", "local": ADDR, "port": 0},
+    {"t": "hello", "id": "n", "local": ADDR, "port": 1, "k": 65},
+    {"t": "welcome", "observed": ADDR, "subnet": "", "peers": []},
+    {"t": "welcome", "observed": ADDR, "subnet": "s", "peers": [{"id": "n", "addr": ADDR}] * 65},
+    {"t": "welcome", "observed": ADDR, "subnet": "s", "peers": [{"id": "n", "addr": ADDR, "relayed": 1}]},
+    {"t": "welcome", "observed": ADDR, "subnet": "s", "peers": [["n", ADDR]]},
+    {"t": "dialed", "reachable": "yes"},
+    {"t": "reserve", "id": "n"},
+    {"t": "reserved", "relayed": ADDR, "token": "t", "duration": 1.0, "data": 1},
+    {"t": "reserved", "relayed": ADDR, "token": b"t" * 65, "duration": 1.0, "data": 1},
+    {"t": "reserved", "relayed": ADDR, "token": b"t", "duration": float("nan"), "data": 1},
+    {"t": "reserved", "relayed": ADDR, "token": b"t", "duration": 1.0, "data": -1},
+    {"t": "open", "circuit": -1},
+    {"t": "open", "circuit": "1"},
+    {"t": "accept", "circuit": 1},
+    {"t": "punch", "id": "n", "target": None},
+    {"t": "punch-call", "punch": True},
+    {"t": "punch-ready", "punch": 1, "token": 1},
+    {"t": "punch-go", "peer": [ADDR]},
+    {"t": "refused", "code": "", "message": "m"},
+    {"t": "refused", "code": "c", "message": 1},
+]
 
-    for payload in ({"t": "nope"}, {"t": "open", "circuit": -1}, {"t": "hello", "id": "", "local": [], "port": 1}):
-        body = encode_payload(payload)
-        decoder = MessageDecoder()
-        decoder.feed(struct.pack(">I", len(body)) + body)
-        assert isinstance(decoder.next_message(), Malformed)
+
+def frame(payload: object) -> bytes:
+    body = encode_payload(payload)
+    return struct.pack(">I", len(body)) + body
+
+
+@pytest.mark.parametrize("payload", MISTYPED)
+def test_unknown_kinds_and_mistyped_fields_are_malformed(payload: object) -> None:
+    decoder = MessageDecoder()
+    decoder.feed(frame(payload))
+    assert isinstance(decoder.next_message(), Malformed)
+
+
+def test_optional_fields_take_their_defaults() -> None:
+    decoder = MessageDecoder()
+    for payload in ({"t": "dialed"}, {"t": "refused", "code": "c"}, {"t": "hello", "id": "n", "local": ADDR,
+                                                                     "port": 9}):
+        decoder.feed(frame(payload))
+    local = PeerAddress(*ADDR)
+    assert [decoder.next_message() for _ in range(3)] == [Dialed(None), Refused("c", ""), Hello("n", local, 9, 8)]
 
 
 def test_rest_hands_over_the_raw_bytes_after_an_accept() -> None:
@@ -98,3 +144,11 @@ def test_rest_hands_over_the_raw_bytes_after_an_accept() -> None:
     decoder.feed(encode_message(Accept(7, b"t" * 16)) + b"\x00\x00raw bytes")
     assert decoder.next_message() == Accept(7, b"t" * 16)
     assert decoder.rest() == b"\x00\x00raw bytes"
+
+
+def test_the_ambassador_route_names_the_service_port() -> None:
+    assert ServiceInfo.decode(ServiceInfo(7000).encode()) == ServiceInfo(7000)
+    assert ServiceInfo(7000).to_wire() == {"service": 7000}
+    for bad in ({}, {"service": 0}, {"service": "7000"}, {"service": 70000}):
+        with pytest.raises(ProtocolError):
+            ServiceInfo.decode(encode_payload(bad))

@@ -21,6 +21,7 @@ Rules this class keeps:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from butter.capabilities import GroupState
@@ -72,7 +73,7 @@ class GroupView:
             member.hits = hits
         return False
 
-    def merge(self, entries: list[tuple[str, PeerAddress, float]], now: float, timeout: float) -> list[str]:
+    def merge(self, entries: Iterable[tuple[str, PeerAddress, float]], now: float, timeout: float) -> list[str]:
         """Adopt ``(node_id, address, age seconds)`` entries younger than ``timeout``; returns the new ids."""
         added = []
         for node_id, address, age in entries:
