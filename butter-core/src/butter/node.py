@@ -1,4 +1,4 @@
-"""The Butter node: a peer that serves named routes and runs client behaviours (SPEC §1).
+"""The Butter node: a peer that serves named routes and runs client behaviours.
 
 A node is an async context manager owning one anyio task group::
 
@@ -9,11 +9,11 @@ A node is an async context manager owning one anyio task group::
 
         print(await node.request(peer_address, "reverse", b"olleh"))
 
-Start-up (SPEC §1.5, made structured): load the configured drivers, register the built-in routes
+Start-up (structured): load the configured drivers, register the built-in routes
 (``ping``, ``host-quality``, ``known-hosts``), start the transport (bind errors reach the caller), then host
 management, persistence, retrieval and discovery, then the client behaviours.
 
-Graceful exit (SPEC §1.7, the report's design rather than the original code, which only closed the
+Graceful exit (the report's design rather than the original code, which only closed the
 listener): new requests are refused with ``shutting-down``, persistence hands its data off, open requests
 get up to ``shutdown_timeout`` seconds to finish, then every task is cancelled.
 """
@@ -65,7 +65,7 @@ MISMATCH_LOG_INTERVAL = 10.0  # seconds between two warnings about refused sende
 
 
 def storage_budget(settings: ButterSettings) -> int:
-    """Bytes of block storage: the memory budget less the known-host share (0.01 %, SPEC §1.3)."""
+    """Bytes of block storage: the memory budget less the known-host share (0.01 %)."""
     return int(settings.memory_budget) - int(0.0001 * int(settings.memory_budget))
 
 
@@ -207,7 +207,7 @@ class Node:
     def route(self, name: str, handler: Handler | None = None) -> Any:
         """Register ``handler`` (``async (RouteRequest) -> bytes``) for route ``name``; usable as a decorator.
 
-        Registering a name again replaces the handler (SPEC §1.1). Raises ``ValueError`` for a name that is
+        Registering a name again replaces the handler. Raises ``ValueError`` for a name that is
         empty or longer than 128 characters.
         """
         if not isinstance(name, str) or not 0 < len(name) <= MAX_ROUTE_LENGTH:
@@ -224,7 +224,7 @@ class Node:
         return sorted(self._routes)
 
     def behaviour(self, fn: ClientBehaviour) -> ClientBehaviour:
-        """Register a client behaviour, ``async (node) -> None``, run for the node's lifetime (SPEC §1.1).
+        """Register a client behaviour, ``async (node) -> None``, run for the node's lifetime.
 
         Usable as a decorator. Registered after start, it starts at once. An exception escaping it is
         logged; the node keeps running.
@@ -255,7 +255,7 @@ class Node:
     async def store(self, data: bytes, *, media_type: str = "application/octet-stream") -> str:
         """Store ``data`` (bytes) on the overlay; returns its content id (hex).
 
-        The data is cut into blocks (``settings.store.block_size``, SPEC §6.2), put in this node's block
+        The data is cut into blocks (``settings.store.block_size``), put in this node's block
         store, then handed to the persistence slot, which keeps it alive (PCG recruits replicas at once).
         Raises :class:`~butter.errors.ButterConfigError` when no persistence driver is configured and
         :class:`~butter.errors.StoreFull` when this node has no room for it (nothing is stored then).
@@ -295,7 +295,7 @@ class Node:
         return self.retrieval
 
     def quality(self) -> HostQuality:
-        """This node's host-quality record (SPEC §4.2)."""
+        """This node's host-quality record."""
         now = anyio.current_time()
         if now - self._pollers_pruned >= 1.0:
             self._pollers = {k: expiry for k, expiry in self._pollers.items() if expiry >= now}
@@ -628,7 +628,7 @@ class Node:
     async def _serve_known_hosts(self, request: RouteRequest) -> bytes:
         """Body: optional ``{"from": PeerInfo, "sample": [PeerInfo]}``; reply ``{"sample": [PeerInfo]}``.
 
-        The caller and its sample are offered to host management in the background (SPEC §4.8, made a
+        The caller and its sample are offered to host management in the background (made a
         two-way exchange). An authenticated caller whose ``from`` names another node is refused
         (``sender-mismatch``).
         """

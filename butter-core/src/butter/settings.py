@@ -82,7 +82,7 @@ class DiscoverySettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    """The node's local block store (DESIGN "Storage")."""
+    """The node's local block store ."""
 
     model_config = ConfigDict(extra="forbid")
     driver: str = Field("memory", pattern="^(memory|sqlite)$", description="memory (default) or sqlite (durable)")
@@ -90,7 +90,7 @@ class StoreSettings(BaseModel):
     capacity: ByteSize | None = Field(
         None, description="bytes of block data kept; default the memory budget less the known-host share"
     )
-    block_size: ByteSize = Field(ByteSize(4096), description="bytes per block when content is cut (SPEC §6.2)")
+    block_size: ByteSize = Field(ByteSize(4096), description="bytes per block when content is cut")
 
     @field_validator("block_size")
     @classmethod
@@ -120,7 +120,7 @@ class ButterSettings(BaseSettings):
         None, description="where the node keeps its identity key and durable data; unset: ephemeral"
     )
     memory_budget: ByteSize = Field(
-        ByteSize(512 * 1024 * 1024), description="bytes the node may use; sizes known hosts and storage (SPEC §1.3)"
+        ByteSize(512 * 1024 * 1024), description="bytes the node may use; sizes known hosts and storage"
     )
     connect_timeout: float = Field(5.0, gt=0, description="seconds to establish a connection to a peer")
     request_timeout: float = Field(10.0, gt=0, description="seconds to wait for a reply, by default")
