@@ -25,20 +25,13 @@ from pydantic import BaseModel, ByteSize
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from butter._plugins import SLOT_GROUPS  # the groups the node loads drivers from (docs tooling, not a plugin)
 from butter.settings import ButterSettings
 
 PAGE = "configuration.md"
 SETTINGS_MARKER = "<!-- butter-config: settings -->"
 DRIVERS_MARKER = "<!-- butter-config: drivers -->"
 
-# The entry-point group of each slot (butter.hookspecs names them; the node reads the same groups).
-SLOT_GROUPS = {
-    "transport": "butter.transport",
-    "discovery": "butter.discovery",
-    "host_manager": "butter.host_manager",
-    "persistence": "butter.persistence",
-    "retrieval": "butter.retrieval",
-}
 
 # Fields of the slot models that carry no description of their own: said once here, from the structure.
 SLOT_FIELDS = {
