@@ -56,7 +56,7 @@ def _reference(text: str, obj: griffe.Object) -> str:
         title, target = explicit["title"], explicit["target"]
     else:
         target = text.lstrip("~")
-        title = target.rsplit(".", 1)[-1] if text.startswith("~") else target
+        title = target.rsplit(".", 1)[-1] if text.startswith("~") else target.lstrip(".")
         title = f"<code>{html.escape(title)}</code>"
     identifier = _resolve(target.lstrip("."), obj)
     return f'<autoref identifier="{html.escape(identifier)}" optional>{title}</autoref>'
