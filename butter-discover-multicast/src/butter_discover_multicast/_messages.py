@@ -4,7 +4,7 @@ Rules this module keeps:
 
 * A datagram is one msgpack map, read with :mod:`butter.codec`:
   ``{"v": 1, "t": "ping", "id": node id, "addr": [host, port]}``. ``addr`` is where the pinger's transport
-  listens: listeners answer there, over the transport, not over UDP (SPEC §3.3, §3.6).
+  listens: listeners answer there, over the transport, not over UDP.
 * Decoding never raises on what the network sends: every datagram becomes a :class:`Ping` or a
   :class:`Dropped` naming why (``oversized``, ``malformed``, ``version``, ``unknown-kind``). Extra keys are
   ignored, so version 1 may grow optional fields; an incompatible change bumps ``v``, and a node drops

@@ -2,7 +2,7 @@
 TLS 1.3 with the nodes' Ed25519 identities.
 
 Entry point ``butter.transport:tcp`` (:class:`TcpTransportPlugin`); the node builds a :class:`TcpTransport`
-from its settings. The wire format is :mod:`butter.wire` (DESIGN "Wire", SPEC §2); this package only moves
+from its settings. The wire format is :mod:`butter.wire`; this package only moves
 its frames over sockets. :class:`SecureChannel` is the secure-channel step on its own, for any connected
 byte stream.
 """

@@ -1,4 +1,4 @@
-"""One TCP connection carrying Butter frames (DESIGN "Wire", SPEC §2), in either role.
+"""One TCP connection carrying Butter frames (:mod:`butter.wire`), in either role.
 
 Rules both roles keep:
 

@@ -1,5 +1,5 @@
 """The ambassador role: a publicly reachable node that introduces peers across subnetworks, tells nodes how
-they look from outside, relays for the unreachable ones and coordinates hole punches (SPEC §5.3, redone).
+they look from outside, relays for the unreachable ones and coordinates hole punches (the original's design, redone).
 
 It sets the ``ambassador`` flag of the node's host-quality record, registers route ``ambassador`` (reply
 ``{"service": port}``: where its service port is) and serves the :mod:`._messages` protocol there:

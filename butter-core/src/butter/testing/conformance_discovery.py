@@ -1,5 +1,5 @@
-"""The discovery conformance kit: checks every :class:`butter.slots.Discovery` driver must pass (SPEC §3,
-DESIGN "Testing tiers" 2).
+"""The discovery conformance kit: checks every :class:`butter.slots.Discovery` driver must pass
+(the discovery protocol is described in the docs, docs/protocol/).
 
 The kit starts real nodes one after another (on the ``tcp`` transport by default, each listening on the
 host the factory names, port 0), all running the driver under test, selected by its entry-point name, and a
