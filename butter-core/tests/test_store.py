@@ -159,6 +159,19 @@ async def test_get_drops_a_tampered_block(make_store: OpenStore, bad: bytes, cap
     assert await store.get(a) == da
 
 
+async def test_get_many_returns_the_verified_blocks_present(make_store: OpenStore) -> None:
+    store = await make_store()
+    blocks = dict(block(n, 100) for n in range(1200))  # more than one SELECT batch
+    for address, data in blocks.items():
+        await store.put(address, data)
+    bad, absent = sorted(blocks)[7], block(5000)[0]
+    corrupt(store, bad, b"rotten")
+    found = await store.get_many([*blocks, absent])
+    assert found == {a: d for a, d in blocks.items() if a != bad}
+    assert not holds_row(store, bad) and store.used == 100 * 1199  # the corrupted block is gone, as with get
+    assert await store.get_many([]) == {}
+
+
 async def test_item_round_trip_through_a_store(make_store: OpenStore) -> None:
     store = await make_store()
     data = bytes(range(256)) * 100

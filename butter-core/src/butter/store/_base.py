@@ -7,6 +7,7 @@ and does no reference counting: which blocks to keep is the persistence layer's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from ..blocks import BlockId, verify
@@ -26,6 +27,10 @@ class BlockStore(Protocol):
       is stored (for a durable store: it survives the process being killed).
     * ``get(address)``: the verified bytes, or ``None`` when absent. A block that no longer matches its
       address is deleted, logged as a warning and reported as ``None``: corrupted data is never returned.
+    * ``get_many(addresses)``: ``{address: verified bytes}`` for those of ``addresses`` that are stored, in
+      one operation (for sqlite one worker-thread hop, however many addresses); absent and corrupted ones
+      (deleted and logged, as by ``get``) are left out. For scans: reading a whole store block by block costs
+      a thread hop per block.
     * ``has(address)``, ``delete(address)`` (absent: no-op), ``block_ids()`` (every stored block id, sorted).
     * ``capacity``, ``used`` and ``free`` (``max(0, capacity - used)``), in bytes of block data.
     * ``aclose()``: release resources; calling it twice is harmless. Other methods then raise
@@ -44,6 +49,8 @@ class BlockStore(Protocol):
     async def put(self, address: BlockId, data: bytes) -> bool: ...
 
     async def get(self, address: BlockId) -> bytes | None: ...
+
+    async def get_many(self, addresses: Sequence[BlockId]) -> dict[BlockId, bytes]: ...
 
     async def has(self, address: BlockId) -> bool: ...
 

@@ -4,6 +4,7 @@ process; use ``sqlite`` for durability."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from ..blocks import BlockId, verify
 from ..errors import StoreError
@@ -51,16 +52,12 @@ class MemoryBlockStore:
 
     async def get(self, address: BlockId) -> bytes | None:
         self._check_open()
-        data = self._blocks.get(address)
-        if data is None:
-            return None
-        if not verify(address, data):
-            log.warning("block %s is corrupted in the memory store; deleted", address)
-            del self._blocks[address]
-            # Its length may have changed with its content: recount rather than guess (rare path).
-            self._used = sum(len(block) for block in self._blocks.values())
-            return None
-        return data
+        return self._get(address)
+
+    async def get_many(self, addresses: Sequence[BlockId]) -> dict[BlockId, bytes]:
+        self._check_open()
+        found = {address: self._get(address) for address in addresses}
+        return {address: data for address, data in found.items() if data is not None}
 
     async def has(self, address: BlockId) -> bool:
         self._check_open()
@@ -84,6 +81,18 @@ class MemoryBlockStore:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    def _get(self, address: BlockId) -> bytes | None:
+        data = self._blocks.get(address)
+        if data is None:
+            return None
+        if not verify(address, data):
+            log.warning("block %s is corrupted in the memory store; deleted", address)
+            del self._blocks[address]
+            # Its length may have changed with its content: recount rather than guess (rare path).
+            self._used = sum(len(block) for block in self._blocks.values())
+            return None
+        return data
 
     def _remove(self, address: BlockId) -> None:
         data = self._blocks.pop(address, None)

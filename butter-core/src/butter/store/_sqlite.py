@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -41,6 +41,7 @@ T = TypeVar("T")
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS blocks (address TEXT PRIMARY KEY, data BLOB NOT NULL)"
 _USED = "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM blocks"
+_BATCH = 500  # addresses per SELECT ... IN (...): under SQLite's oldest limit of 999 bound parameters
 
 
 class SqliteBlockStore:
@@ -97,6 +98,9 @@ class SqliteBlockStore:
 
     async def get(self, address: BlockId) -> bytes | None:
         return await self._run(self._get, address)
+
+    async def get_many(self, addresses: Sequence[BlockId]) -> dict[BlockId, bytes]:
+        return await self._run(self._get_many, list(addresses))
 
     async def has(self, address: BlockId) -> bool:
         return await self._run(self._has, address)
@@ -156,7 +160,23 @@ class SqliteBlockStore:
         row = conn.execute("SELECT data FROM blocks WHERE address = ?", (address,)).fetchone()
         if row is None:
             return None
-        data = row[0]
+        return self._verified(conn, address, row[0])
+
+    def _get_many(self, addresses: list[BlockId]) -> dict[BlockId, bytes]:
+        conn = self._connection()
+        found: dict[BlockId, bytes] = {}
+        for start in range(0, len(addresses), _BATCH):
+            batch = addresses[start : start + _BATCH]
+            marks = ",".join("?" * len(batch))
+            rows = conn.execute(f"SELECT address, data FROM blocks WHERE address IN ({marks})", batch).fetchall()
+            for address, data in rows:  # fetched first: a corrupted row is deleted while going through them
+                verified = self._verified(conn, address, data)
+                if verified is not None:
+                    found[address] = verified
+        return found
+
+    def _verified(self, conn: sqlite3.Connection, address: BlockId, data: object) -> bytes | None:
+        """``data`` if it is bytes matching ``address``; else delete the row, log it and return ``None``."""
         if isinstance(data, bytes) and verify(address, data):
             return data
         log.warning("block %s is corrupted in %s; deleted", address, self._path)
