@@ -118,6 +118,28 @@ async def test_dead_hosts_are_pruned_and_reported_hosts_removed(memory_settings:
 
 
 @pytest.mark.anyio
+async def test_a_lost_host_is_probed_again_until_it_is_back(memory_settings: MakeSettings) -> None:
+    """a knows b and c (it is not lonely, so discovery stays quiet); b dies; a node restarted at b's address
+    is admitted again by a's re-probing alone."""
+    options = {**FAST, "exchange_interval": 3600.0, "reprobe_interval": 0.1, "reprobe_max_interval": 0.4}
+    hm = {"driver": "diversity", "options": options}
+    async with butter.open_node(memory_settings(host_manager=hm)) as a, \
+            butter.open_node(memory_settings(host_manager=hm)) as c:
+        assert await a.hosts.offer(c.address)
+        async with butter.open_node(memory_settings(host_manager=hm)) as b:
+            assert await a.hosts.offer(b.address)
+            port = b.address.port
+        with anyio.fail_after(5):  # the refresh finds b gone
+            while len(a.hosts.peers()) > 1:
+                await anyio.sleep(0.02)
+        await anyio.sleep(1.0)  # a keeps probing b's address meanwhile
+        async with butter.open_node(memory_settings(host_manager=hm, port=port)) as reborn:
+            with anyio.fail_after(5):
+                while reborn.node_id not in {p.node_id for p in a.hosts.peers()}:
+                    await anyio.sleep(0.02)
+
+
+@pytest.mark.anyio
 async def test_exchange_spreads_known_hosts(memory_settings: MakeSettings) -> None:
     """a knows only b, c knows only b; the known-hosts exchange introduces a and c."""
     hm = {"driver": "diversity", "options": FAST}

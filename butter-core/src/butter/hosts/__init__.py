@@ -1,5 +1,7 @@
-"""Known-host management: the default ``diversity`` driver and its sans-IO optimiser."""
+"""Known-host management: the default ``diversity`` driver, its sans-IO optimiser, and the backoff schedule by
+which lost peers are re-probed."""
 
+from ._backoff import Backoff as Backoff
 from ._diversity import CLASS_NAMES as CLASS_NAMES
 from ._diversity import Decision as Decision
 from ._diversity import classify as classify
@@ -10,6 +12,7 @@ from ._manager import DiversityOptions as DiversityOptions
 
 __all__ = [
     "CLASS_NAMES",
+    "Backoff",
     "Decision",
     "DiversityHostManager",
     "DiversityHostManagerPlugin",

@@ -12,6 +12,13 @@
   (a periodic two-way gossip). A node that nobody polls (``known_by == 0``) also introduces
   itself to the hosts in that answer, so it gets known.
 * Hosts found dead by other modules are removed through :meth:`DiversityHostManager.report_dead`.
+* Lost hosts are re-probed: a host removed as unreachable or reported dead (not one evicted for diversity)
+  is offered again after ``reprobe_interval`` seconds, then at doubling intervals up to
+  ``reprobe_max_interval``, for ``lost_expiry`` seconds (:class:`~butter.hosts.Backoff`; at most
+  ``LOST_CAPACITY`` hosts). So a network partition heals within about ``reprobe_max_interval`` seconds of
+  the links coming back, even when each side still knows enough peers that discovery stays quiet. The
+  node's configured peers (setting ``peers``) are re-probed the same way for as long as they are not
+  known, without expiry: from the start, and whenever they are lost.
 
 The driver serves its own protocol, routes ``host-quality`` and ``known-hosts`` (:mod:`._protocol`), and
 counts from the ``host-quality`` polls how many peers hold this node (:meth:`DiversityHostManager.known_by`).
@@ -22,16 +29,17 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import anyio
 from anyio.abc import TaskStatus
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import ButterError
 from ..hookspecs import hookimpl
 from ..peers import PeerAddress, PeerInfo
 from ..settings import budget_split
+from ._backoff import Backoff
 from ._diversity import decide
 from ._protocol import (
     EXCHANGE_SAMPLE,
@@ -50,6 +58,7 @@ __all__ = ["DiversityHostManager", "DiversityHostManagerPlugin", "DiversityOptio
 log = logging.getLogger("butter.hosts")
 HOLD_TIMEOUT_REFRESHES = 2.5  # a holder asks to be counted for this many refresh intervals
 LONELY_INTRODUCTIONS = 4  # hosts a node nobody holds introduces itself to after an exchange
+LOST_CAPACITY = 1024  # lost hosts re-probed at once; more forget the oldest
 
 
 class DiversityOptions(BaseModel):
@@ -62,7 +71,16 @@ class DiversityOptions(BaseModel):
     quality_timeout: float = Field(3.0, gt=0, description="seconds to wait for a quality record")
     exchange_timeout: float = Field(3.0, gt=0, description="seconds to wait for one known-hosts exchange")
     max_concurrency: int = Field(32, ge=1, description="quality requests in flight at once")
+    reprobe_interval: float = Field(1.0, gt=0, description="seconds before a lost host is first offered again")
+    reprobe_max_interval: float = Field(5.0, gt=0, description="the longest wait between two re-probes of a lost host")
+    lost_expiry: float = Field(600.0, gt=0, description="seconds a lost host keeps being re-probed")
     seed: int | None = Field(None, description="random seed, for reproducible simulations")
+
+    @model_validator(mode="after")
+    def _intervals(self) -> Self:
+        if self.reprobe_max_interval < self.reprobe_interval:
+            raise ValueError("reprobe_max_interval must be at least reprobe_interval")
+        return self
 
 
 class DiversityHostManager:
@@ -77,6 +95,10 @@ class DiversityHostManager:
         self._pending: set[PeerAddress] = set()
         self._rng = random.Random(options.seed)
         self._limiter = anyio.CapacityLimiter(options.max_concurrency)
+        self._lost: Backoff[PeerAddress] = Backoff(
+            options.reprobe_interval, options.reprobe_max_interval, options.lost_expiry, LOST_CAPACITY, self._rng
+        )
+        self._configured = {PeerAddress.parse(text) for text in node.settings.peers}
         self._routes = HostRoutes(node, self)
 
     @property
@@ -93,8 +115,11 @@ class DiversityHostManager:
     async def offer(self, address: PeerAddress) -> bool:
         """Consider ``address`` for admission; returns whether it is now known. Never raises for a peer
         that is unreachable or answers nonsense: it is just not admitted."""
-        if address in self._hosts or address in self._pending or self._is_self(address):
+        if address in self._hosts or self._is_self(address):
+            self._lost.discard(address)
             return address in self._hosts
+        if address in self._pending:
+            return False
         self._pending.add(address)
         try:
             info = await self._fetch(address, holds=False)
@@ -102,6 +127,11 @@ class DiversityHostManager:
             self._pending.discard(address)
         if info is None or info.node_id == self.node.node_id or address in self._hosts:
             return address in self._hosts
+        self._lost.discard(address)  # it answers: no longer lost, whatever the decision
+        return await self._admit(address, info)
+
+    async def _admit(self, address: PeerAddress, info: PeerInfo) -> bool:
+        """Admit ``info`` (it answered at ``address``) if the diversity rules say so; returns whether it is known."""
         decision = decide(self.peers(), info, self._capacity, self.options.random_factor, self._rng)
         if decision.evict is not None:
             # The victim's record may be stale: refresh it, and decide again if others no longer know it.
@@ -134,14 +164,30 @@ class DiversityHostManager:
         return self._routes.known_by()
 
     def report_dead(self, address: PeerAddress) -> None:
-        """Remove ``address`` at once; another module found it unreachable."""
-        self._remove(address, "reported dead")
+        """Remove ``address`` at once; another module found it unreachable. It is re-probed (module docstring)."""
+        self._remove(address, "reported dead", lost=True)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._every, self.options.refresh_interval, self.refresh)
             tg.start_soon(self._every, self.options.exchange_interval, self.exchange)
+            now = anyio.current_time()
+            for address in self._configured:
+                self._lost.add(address, now, expiry=float("inf"))
+            tg.start_soon(self._reprobe_lost)
             task_status.started()
+
+    async def _reprobe_lost(self) -> None:
+        """Offer lost hosts again as their backoff comes due (module docstring); one round at a time."""
+        while True:
+            wait = self._lost.next_due() - anyio.current_time()
+            await anyio.sleep(min(max(wait, 0.0), self.options.reprobe_interval))
+            due = self._lost.due(anyio.current_time())
+            if due:
+                log.debug("re-probing %d lost hosts", len(due))
+                async with anyio.create_task_group() as tg:
+                    for address in due:
+                        tg.start_soon(self.offer, address)
 
     async def refresh(self) -> None:
         """Ask every known host for its quality record; remove the ones that keep failing."""
@@ -153,7 +199,7 @@ class DiversityHostManager:
             if info is None:
                 self._failures[address] = self._failures.get(address, 0) + 1
                 if self._failures[address] >= self.options.max_failures:
-                    self._remove(address, "unreachable")
+                    self._remove(address, "unreachable", lost=True)
                 return
             self._failures.pop(address, None)
             self._hosts[address] = info
@@ -211,9 +257,13 @@ class DiversityHostManager:
         except RuntimeError:
             return False
 
-    def _remove(self, address: PeerAddress, why: str) -> None:
+    def _remove(self, address: PeerAddress, why: str, *, lost: bool = False) -> None:
+        """Drop ``address`` from the list; ``lost``: it failed (rather than being evicted), so re-probe it."""
         info = self._hosts.pop(address, None)
         self._failures.pop(address, None)
+        if lost:
+            expiry = float("inf") if address in self._configured else None
+            self._lost.add(address, anyio.current_time(), expiry=expiry)
         if info is not None:
             log.info("peer left: %s (%s): %s", info.node_id[:8], address, why)
             self.node.emit("butter_peer_lost", peer=info)

@@ -5,7 +5,8 @@ picked uniformly at random is evicted to make room (and told so at once, so its 
 quality record is weighed: this is the naive policy the ``diversity`` driver is measured against.
 
 Everything else is ``diversity``'s: the capacity (from the memory budget, or the ``capacity`` option),
-the refresh that prunes hosts failing ``max_failures`` polls in a row, the periodic known-hosts exchange
+the refresh that prunes hosts failing ``max_failures`` polls in a row, the re-probing of lost hosts, the
+periodic known-hosts exchange
 (Gnutella's ping/pong, two-way), and the protocol it serves (``host-quality`` with holds, ``known-hosts``),
 so the two kinds of node mix on one overlay.
 """
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..hookspecs import hookimpl
-from ..peers import PeerAddress
+from ..peers import PeerAddress, PeerInfo
 from ._manager import DiversityHostManager, DiversityOptions
 
 if TYPE_CHECKING:
@@ -37,6 +38,9 @@ class RandomOptions(BaseModel):
     max_failures: int = Field(1, ge=1, description="failed refreshes in a row before a host is removed")
     quality_timeout: float = Field(3.0, gt=0, description="seconds to wait for a quality record")
     max_concurrency: int = Field(32, ge=1, description="quality requests in flight at once")
+    reprobe_interval: float = Field(1.0, gt=0, description="seconds before a lost host is first offered again")
+    reprobe_max_interval: float = Field(5.0, gt=0, description="the longest wait between two re-probes of a lost host")
+    lost_expiry: float = Field(600.0, gt=0, description="seconds a lost host keeps being re-probed")
     seed: int | None = Field(None, description="random seed, for reproducible simulations")
 
 
@@ -47,20 +51,11 @@ class RandomHostManager(DiversityHostManager):
     def __init__(self, node: NodeServices, options: RandomOptions) -> None:
         super().__init__(node, DiversityOptions(**options.model_dump()))
 
-    async def offer(self, address: PeerAddress) -> bool:
-        """Admit ``address`` if it answers with a quality record, evicting a random host when full; returns
-        whether it is now known. Never raises for a peer that is unreachable or answers nonsense."""
-        if address in self._hosts or address in self._pending or self._is_self(address):
-            return address in self._hosts
-        self._pending.add(address)
-        try:
-            info = await self._fetch(address, holds=False)
-        finally:
-            self._pending.discard(address)
-        if info is None or address in self._hosts:
-            return address in self._hosts
-        if info.node_id == self.node.node_id or any(h.node_id == info.node_id for h in self._hosts.values()):
-            return False  # itself, or a known node at another address
+    async def _admit(self, address: PeerAddress, info: PeerInfo) -> bool:
+        """Admit ``info`` (it answered at ``address``), evicting a random host when full; returns whether it
+        is now known."""
+        if any(h.node_id == info.node_id for h in self._hosts.values()):
+            return False  # a known node at another address
         if len(self._hosts) >= self._capacity:
             victim = self._rng.choice(list(self._hosts))
             self._remove(victim, "evicted at random to make room")
