@@ -92,6 +92,24 @@ async def test_a_leaving_table_answers_shutting_down_after_the_open_requests() -
     assert drained.is_set() and replies[0].body == b"done" and stats.requests_served == 1
 
 
+async def test_a_held_table_answers_starting_until_opened_and_never_reopens_once_leaving() -> None:
+    table = RouteTable(cast(Any, None), NodeStats())
+
+    async def echo(request: RouteRequest) -> bytes:
+        return request.body
+
+    table.add("echo", echo)
+    table.hold()
+    held = await table.dispatch(Request(1, "echo", b"x"))
+    assert held.error is not None and held.error.code == "starting"
+    table.open()
+    assert (await table.dispatch(Request(2, "echo", b"x"))).body == b"x"
+    table.refuse()
+    table.open()  # a node that starts leaving before it is ready stays leaving
+    refused = await table.dispatch(Request(3, "echo", b"x"))
+    assert refused.error is not None and refused.error.code == "shutting-down"
+
+
 def _whoami(node: butter.Node) -> None:
     @node.route("whoami")
     async def whoami(request: RouteRequest) -> bytes:

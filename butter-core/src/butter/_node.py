@@ -15,7 +15,8 @@ then registers the core routes: ``ping`` here, ``fetch-block`` and ``store`` in 
 (:mod:`butter._content`). Requests reach handlers through the route table (:mod:`butter._routes`).
 
 Start-up: start the transport (bind errors reach the caller), then host
-management, persistence, retrieval and discovery, then the client behaviours.
+management, persistence (which resumes the items of a durable store) and retrieval, answering every
+request ``starting`` until then; then discovery and the client behaviours.
 
 Graceful exit (the report's design rather than the original code, which only closed the
 listener): new requests are refused with ``shutting-down``, persistence hands its data off, open requests
@@ -96,6 +97,7 @@ class Node:
         self.persistence: Persistence | None = hook.butter_persistence(node=self)
         self.retrieval: Retrieval | None = hook.butter_retrieval(node=self)
         self.discoveries: list[Discovery] = list(hook.butter_discovery(node=self))
+        self._route_table.hold()  # every request is answered ``starting`` until the services have started
         self.route("ping", self._serve_ping)
         self._content = Content(self, self.persistence, self.retrieval)
 
@@ -355,6 +357,7 @@ class Node:
             await tg.start(self.persistence.run)
         if self.retrieval is not None:
             await tg.start(self.retrieval.run)
+        self._route_table.open()
         tg.start_soon(self._offer_introductions)
         for discovery in self.discoveries:
             await tg.start(discovery.run)

@@ -5,8 +5,9 @@ request it calls the handler registered for the route with a :class:`RouteReques
 handler does into a reply: its bytes; a :class:`~butter.errors.RouteError` into an error reply with the
 error's code; a :class:`~butter.errors.ProtocolError` (a body that does not decode) into ``bad-request``;
 anything else into ``handler-error``, logged with its traceback. A route nobody registered is answered
-``unknown-route``, and once the node leaves, every request ``shutting-down``. It counts requests in flight,
-so a graceful exit can wait for them (:meth:`RouteTable.drain`).
+``unknown-route``; while the node starts, every request ``starting`` (retry shortly), and once it leaves,
+``shutting-down``. It counts requests in flight, so a graceful exit can wait for them
+(:meth:`RouteTable.drain`).
 """
 
 from __future__ import annotations
@@ -24,11 +25,22 @@ from .wire import MAX_ROUTE_LENGTH, Caller, ErrorInfo, Reply, Request
 if TYPE_CHECKING:
     from .slots import NodeServices
 
-__all__ = ["SENDER_MISMATCH", "Handler", "NodeStats", "RouteRequest", "RouteTable", "check_route_name"]
+__all__ = [
+    "SENDER_MISMATCH",
+    "SHUTTING_DOWN",
+    "STARTING",
+    "Handler",
+    "NodeStats",
+    "RouteRequest",
+    "RouteTable",
+    "check_route_name",
+]
 
 log = logging.getLogger("butter.node")
 
 SENDER_MISMATCH = "sender-mismatch"  # error code: a body names another sender than the authenticated caller
+STARTING = "starting"  # error code: the node is still starting (its stored items not yet resumed); retry shortly
+SHUTTING_DOWN = "shutting-down"  # error code: the node is leaving
 MISMATCH_LOG_INTERVAL = 10.0  # seconds between two warnings about refused sender mismatches
 UNKNOWN_CALLER = Caller()
 
@@ -97,7 +109,7 @@ class RouteTable:
         self._node = node
         self._stats = stats
         self._handlers: dict[str, Handler] = {}
-        self._refusing = False
+        self._refusal: ErrorInfo | None = None  # while set, every request is answered with it
         self._in_flight = 0
         self._idle = anyio.Event()
         self._mismatch_logged = float("-inf")  # when the last sender-mismatch warning was logged
@@ -115,9 +127,18 @@ class RouteTable:
         """The registered route names, sorted."""
         return sorted(self._handlers)
 
+    def hold(self) -> None:
+        """Answer every request with ``starting`` until :meth:`open`: the node is starting."""
+        self._refusal = ErrorInfo(STARTING, "node is starting; try again shortly")
+
+    def open(self) -> None:
+        """End the ``starting`` state: serve requests (no effect once the table refuses them for good)."""
+        if self._refusal is not None and self._refusal.code == STARTING:
+            self._refusal = None
+
     def refuse(self) -> None:
         """Answer every request from now on with ``shutting-down``."""
-        self._refusing = True
+        self._refusal = ErrorInfo(SHUTTING_DOWN, "node is leaving")
 
     async def drain(self) -> None:
         """Refuse new requests (:meth:`refuse`) and return once no request is in flight."""
@@ -127,8 +148,8 @@ class RouteTable:
 
     async def dispatch(self, request: Request) -> Reply:
         """Answer ``request`` (see the module docstring). Never raises."""
-        if self._refusing:
-            return Reply(request.id, error=ErrorInfo("shutting-down", "node is leaving"))
+        if self._refusal is not None:
+            return Reply(request.id, error=self._refusal)
         handler = self._handlers.get(request.route)
         if handler is None:
             self._stats.error_replies += 1
