@@ -12,7 +12,10 @@ from butter.settings import ButterSettings
 from butter_persist_pcg import PcgPersistence
 
 MakeSettings = Callable[..., ButterSettings]
-FAST_HOSTS = {"refresh_interval": 0.5, "exchange_interval": 0.2, "quality_timeout": 1.0}
+FAST_HOSTS = {
+    "refresh_interval": 0.5, "exchange_interval": 0.2, "quality_timeout": 1.0, "reprobe_interval": 0.2,
+    "reprobe_max_interval": 1.0,
+}
 
 
 def tcp_settings(*, secure: bool) -> MakeSettings:
@@ -52,11 +55,12 @@ class Network:
         self.nodes: list[butter.Node] = []
         self.scopes: dict[str, anyio.CancelScope] = {}
 
-    async def add(self) -> butter.Node:
+    async def add(self, **overrides: Any) -> butter.Node:
+        """Start one more node (told the first node's address), with settings ``overrides``."""
         peers = [str(self.nodes[0].address)] if self.nodes else []
         options = {"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0, "fetch_timeout": 1.0, **self.pcg_options}
         settings = self.make(peers=peers, host_manager={"driver": "diversity", "options": FAST_HOSTS},
-                             persistence={"driver": "pcg", "options": options})
+                             persistence={"driver": "pcg", "options": options}, **overrides)
         node = await self.stack.enter_async_context(butter.open_node(settings))
         self.nodes.append(node)
         return node

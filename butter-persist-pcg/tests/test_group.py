@@ -25,7 +25,7 @@ def test_silent_members_expire_but_self_never_does() -> None:
     v = view()
     v.heard("a", PeerAddress("m", 2), now=0.0)
     v.heard("b", PeerAddress("m", 3), now=4.0)
-    assert v.expire(now=6.0, timeout=5.0) == ["a"]
+    assert v.expire(now=6.0, timeout=5.0) == {"a": PeerAddress("m", 2)}
     assert set(v.members) == {"m5", "b"}
     assert not v.drop("m5", 6.0)
 

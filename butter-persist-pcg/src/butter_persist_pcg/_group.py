@@ -17,6 +17,13 @@ Rules this class keeps:
   would recruit again.
 * The target is ``replicas`` plus one per ``popularity_hits`` hits in the current window over all members,
   capped at ``max_replicas``; it decays as the window slides.
+* Back to target: a hot group's leader, after ``hot_ticks`` rounds in a row hot, asks the ``count - target``
+  lowest-id members other than itself to leave (:meth:`GroupView.shed_candidates`). The leader and the
+  candidates are functions of the view alone, so once the members' views agree (a round or two of gossip
+  after two groups of the same item merge, or after the target falls as popularity fades) the group is back
+  at its target within ``hot_ticks`` + 1 rounds, whatever caused the excess.
+* ``missing``: blocks of the item this member lacks (found corrupted or gone from its store); it repairs
+  them from the other members and does not recruit meanwhile (a recruit could not fetch them from it).
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ class GroupView:
     hot_ticks: int = 0  # consecutive checks in the hot state
     departed: dict[str, float] = field(default_factory=dict)  # node id -> when it was dropped
     settled_at: float = float("-inf")  # before this time the member does not act as leader
+    missing: set[str] = field(default_factory=set)  # block ids of the item this member lacks, to repair
 
     def __post_init__(self) -> None:
         self.members.setdefault(self.self_id, Member(self.self_address, float("inf")))
@@ -97,9 +105,9 @@ class GroupView:
         self.departed[node_id] = now
         return self.members.pop(node_id, None) is not None
 
-    def expire(self, now: float, timeout: float) -> list[str]:
-        """Drop members not heard for ``timeout`` seconds; returns their ids."""
-        gone = [i for i, m in self.others().items() if now - m.last_heard > timeout]
+    def expire(self, now: float, timeout: float) -> dict[str, PeerAddress]:
+        """Drop members not heard for ``timeout`` seconds; returns their ids and addresses."""
+        gone = {i: m.address for i, m in self.others().items() if now - m.last_heard > timeout}
         for node_id in gone:
             del self.members[node_id]
         self.departed = {i: t for i, t in self.departed.items() if now - t <= timeout}

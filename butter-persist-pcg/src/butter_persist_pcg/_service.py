@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from butter import SENDER_MISMATCH, RouteRequest
 from butter.blocks import Manifest, load_manifest
@@ -28,6 +28,7 @@ from butter.peers import PeerAddress, PeerInfo
 from butter.slots import NodeServices
 
 from ._group import GroupView
+from ._lost import LostMember, LostMembers
 from ._messages import (
     GroupBeat,
     Heartbeat,
@@ -37,6 +38,7 @@ from ._messages import (
     decode_content_id,
 )
 from ._options import PcgOptions
+from ._replicas import LocalReplicas
 
 __all__ = ["PcgPersistence"]
 
@@ -48,7 +50,11 @@ ROUTE_HEARTBEAT = "pcg-heartbeat"
 NOT_A_MEMBER = "not-a-member"  # error code: an authenticated caller outside the group asked this node to leave it
 
 
-COUNTERS = ("heartbeats_sent", "joins_sent", "joins_accepted", "sheds", "blocks_served", "leaves_refused")
+COUNTERS = (
+    "heartbeats_sent", "joins_sent", "joins_accepted", "sheds", "blocks_served", "leaves_refused", "blocks_repaired",
+    "members_recovered",
+)
+RESUME_ROUNDS = 5  # rounds a group resumed from the store waits for its old members before it recruits
 
 
 class PcgPersistence:
@@ -64,7 +70,8 @@ class PcgPersistence:
     * ``counters()`` (:class:`~butter.capabilities.Counters`): ``heartbeats_sent`` (heartbeat messages, one
       per peer and round), ``joins_sent`` / ``joins_accepted`` (invitations), ``sheds`` (members asked to
       leave), ``blocks_served`` (``fetch-block`` hits on this node), ``leaves_refused`` (leaves from
-      non-members).
+      non-members), ``blocks_repaired`` (blocks re-fetched from members after this node lost them),
+      ``members_recovered`` (lost members found again and put back in their groups).
     """
 
     def __init__(self, node: NodeServices, options: PcgOptions) -> None:
@@ -72,10 +79,14 @@ class PcgPersistence:
         self.options = options
         self.timeout = options.member_timeout or 2.5 * options.heartbeat_interval
         self._groups: dict[str, GroupView] = {}
-        self._block_refs: dict[str, set[str]] = defaultdict(set)  # block address -> content ids using it
+        self._replicas = LocalReplicas(node.blocks)
         self._hits: dict[str, list[float]] = defaultdict(list)  # content id -> times it was fetched
-        self._busy: set[str] = set()  # groups with a recruit/shed job under way
+        self._busy: set[str] = set()  # groups with a recruit, shed or repair job under way
+        self._beating: set[str] = set()  # peers with a heartbeat in flight
         self._rng = random.Random(options.seed)
+        self._lost = LostMembers(options.heartbeat_interval, options.lost_expiry, self._rng)
+        self._beats = anyio.CapacityLimiter(options.max_concurrency)  # heartbeats in flight
+        self._jobs = anyio.CapacityLimiter(options.max_concurrency)  # recruit, shed and repair jobs under way
         self._counts = dict.fromkeys(COUNTERS, 0)
         node.route(ROUTE_JOIN, self._serve_join)
         node.route(ROUTE_LEAVE, self._serve_leave)
@@ -92,14 +103,17 @@ class PcgPersistence:
         task_status.started()
         await anyio.sleep(self._rng.uniform(0, self.options.heartbeat_interval))
         while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("heartbeat round failed; trying again next round")
+            self.node.spawn(self._round)  # rounds keep their rhythm even when one waits on a silent peer
             delay = self.options.heartbeat_interval
             if self._rng.random() < self.options.palpitation:  # a palpitation: an early, random heartbeat
                 delay = self._rng.uniform(0, delay)
             await anyio.sleep(delay)
+
+    async def _round(self) -> None:
+        try:
+            await self.tick()
+        except Exception:
+            log.exception("heartbeat round failed; trying again next round")
 
     async def keep(self, content_id: str) -> None:
         """Start the group of an item whose manifest and blocks are in the node's store; replicas are
@@ -115,7 +129,7 @@ class PcgPersistence:
         size = len(data) + manifest.size
         view = self._create_group(content_id, manifest, size)
         log.info("keeping item %s (%d bytes, %d blocks)", content_id[:12], manifest.size, len(manifest.blocks))
-        self.node.spawn(self._maintain, view)
+        self._maintain(view)
 
     async def hand_off(self) -> None:
         """Graceful exit: for each group, recruit a replacement outside the group, then
@@ -126,7 +140,9 @@ class PcgPersistence:
         async with anyio.create_task_group() as tg:
             for view in list(self._groups.values()):
                 tg.start_soon(self._recruit, view, 1)
-        await self._send_heartbeats(leaving=True)
+        async with anyio.create_task_group() as tg:  # the final heartbeat: members drop this node at once
+            for node_id, (address, beats) in self._batches(anyio.current_time()).items():
+                tg.start_soon(self._heartbeat, node_id, address, beats, True)
 
     # -- capabilities (butter.capabilities), for retrieval and tools --------------------------------------
 
@@ -155,84 +171,146 @@ class PcgPersistence:
     # -- the heartbeat loop -----------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """One heartbeat round: expire silent members, heartbeat every peer we share a group with (one
-        message per peer), then let the leader of each group recruit or shed."""
+        """One heartbeat round: expire silent members; heartbeat every peer we share a group with (one
+        message per peer) and probe the lost members that are due; meanwhile let the leader of each group
+        recruit or shed (in the background), scrub a few blocks and repair what is missing. Returns once this
+        round's heartbeats are answered or failed. Rounds may overlap (the loop starts one every interval): a
+        peer with a heartbeat still in flight is skipped, and a group has one job at a time."""
         now = anyio.current_time()
         for view in self._groups.values():
-            for gone in view.expire(now, self.timeout):
-                log.debug("group %s: member %s timed out", view.content_id[:12], gone[:8])
-        await self._send_heartbeats(leaving=False)
-        for view in list(self._groups.values()):
-            await self._maintain(view)
+            for node_id, address in view.expire(now, self.timeout).items():
+                log.debug("group %s: member %s timed out", view.content_id[:12], node_id[:8])
+                self._lost.lost(node_id, address, view.content_id, now)
+        async with anyio.create_task_group() as tg:
+            for node_id, (address, beats) in self._batches(now).items():
+                if node_id not in self._beating:
+                    self._beating.add(node_id)
+                    tg.start_soon(self._heartbeat, node_id, address, beats, False)
+            for node_id, member in self._lost.due(now).items():
+                self._probe_lost(tg, node_id, member)
+            for view in list(self._groups.values()):
+                self._maintain(view)
+            await self._scrub()
 
-    async def _send_heartbeats(self, *, leaving: bool) -> None:
-        now = anyio.current_time()
-        batches: dict[str, list[GroupBeat]] = defaultdict(list)
-        addresses: dict[str, PeerAddress] = {}
+    def _batches(self, now: float) -> dict[str, tuple[PeerAddress, list[GroupBeat]]]:
+        """What to heartbeat: per peer sharing a group with this node, its address and those groups."""
+        batches: dict[str, tuple[PeerAddress, list[GroupBeat]]] = {}
         for view in self._groups.values():
             beat = GroupBeat(view.content_id, view.size, self._own_hits(view.content_id), view.entries(now))
             for node_id, member in view.others().items():
-                batches[node_id].append(beat)
-                addresses[node_id] = member.address
-        if not batches:
-            return
-        limiter = anyio.CapacityLimiter(self.options.max_concurrency)
+                batches.setdefault(node_id, (member.address, []))[1].append(beat)
+        return batches
 
-        async def send(node_id: str) -> None:
-            message = Heartbeat(self.node.node_id, self.node.address, leaving, batches[node_id])
-            async with limiter:
+    async def _scrub(self) -> None:
+        """Re-read the next ``scrub_blocks`` blocks in use; a group missing one repairs it."""
+        for block_id in await self._replicas.scrub(self.options.scrub_blocks):
+            for content_id in self._replicas.users(block_id):
+                log.warning("group %s: block %s is gone from the store; repairing", content_id[:12], block_id[:12])
+                self._groups[content_id].missing.add(block_id)
+                self._maintain(self._groups[content_id])
+
+    async def _heartbeat(
+        self, node_id: str, address: PeerAddress, beats: list[GroupBeat], leaving: bool
+    ) -> HeartbeatReply | None:
+        """Send one heartbeat; the reply, or ``None`` when it failed (a peer that cannot be reached is dead to
+        every group). The groups the peer says it does not hold are dropped from its view."""
+        message = Heartbeat(self.node.node_id, self.node.address, leaving, beats)
+        try:
+            async with self._beats:
                 self._counts["heartbeats_sent"] += 1
-                try:
-                    reply = HeartbeatReply.decode(await self.node.request(
-                        addresses[node_id], ROUTE_HEARTBEAT, message.encode(), timeout=self.options.heartbeat_timeout))
-                except PeerUnreachable:
-                    self._member_dead(node_id, addresses[node_id])
-                    return
-                except ButterError as exc:
-                    log.debug("heartbeat to %s failed: %s", node_id[:8], exc)
-                    return
-            for content_id in reply.unknown:
-                view = self._groups.get(content_id)
-                if view is not None and view.drop(node_id, anyio.current_time()):
-                    log.debug("group %s: %s says it is not a member", content_id[:12], node_id[:8])
-
-        async with anyio.create_task_group() as tg:
-            for node_id in batches:
-                tg.start_soon(send, node_id)
+                reply = HeartbeatReply.decode(await self.node.request(
+                    address, ROUTE_HEARTBEAT, message.encode(), timeout=self.options.heartbeat_timeout))
+        except PeerUnreachable:
+            self._member_dead(node_id, address)
+            return None
+        except ButterError as exc:
+            log.debug("heartbeat to %s failed: %s", node_id[:8], exc)
+            return None
+        finally:
+            self._beating.discard(node_id)
+        for content_id in reply.unknown:
+            view = self._groups.get(content_id)
+            if view is not None and view.drop(node_id, anyio.current_time()):
+                log.debug("group %s: %s says it is not a member", content_id[:12], node_id[:8])
+        return reply
 
     def _member_dead(self, node_id: str, address: PeerAddress) -> None:
         now = anyio.current_time()
         for view in self._groups.values():
-            view.drop(node_id, now)
+            if view.drop(node_id, now):
+                self._lost.lost(node_id, address, view.content_id, now)
         self.node.hosts.report_dead(address)
 
-    async def _maintain(self, view: GroupView) -> None:
-        """Recruit or shed for one group if this node leads it; one job per group at a time. A failure is
-        logged and the group is tried again next round: it never stops the node."""
-        if not view.is_leader or view.content_id not in self._groups or anyio.current_time() < view.settled_at:
+    def _probe_lost(self, tg: TaskGroup, node_id: str, member: LostMember) -> None:
+        """Heartbeat a lost member (in ``tg``) for the groups it was in that this node still keeps without
+        it; if it answers, it is a member of each of them it holds again (docs: ``_lost.py``)."""
+        views = [self._groups[c] for c in member.groups if c in self._groups and node_id not in self._groups[c].members]
+        if not views:
+            self._lost.found(node_id)
             return
-        if view.content_id in self._busy:
+        if node_id in self._beating:
+            return
+        self._beating.add(node_id)
+        now = anyio.current_time()
+        beats = [GroupBeat(v.content_id, v.size, self._own_hits(v.content_id), v.entries(now)) for v in views]
+        tg.start_soon(self._probe, node_id, member.address, beats)
+
+    async def _probe(self, node_id: str, address: PeerAddress, beats: list[GroupBeat]) -> None:
+        reply = await self._heartbeat(node_id, address, beats, False)
+        if reply is None:
+            return
+        self._lost.found(node_id)
+        now = anyio.current_time()
+        back = [b.content_id for b in beats if b.content_id not in reply.unknown and b.content_id in self._groups]
+        for content_id in back:
+            self._groups[content_id].heard(node_id, address, now)
+        if back:
+            self._counts["members_recovered"] += 1
+            log.info("member %s is reachable again: back in %d groups", node_id[:8], len(back))
+
+    @hookimpl
+    def butter_peer_discovered(self, node: NodeServices, peer: PeerInfo) -> None:
+        """Host management found a peer: if it is a lost member, probe it at the next round."""
+        self._lost.hurry(peer.node_id, anyio.current_time())
+
+    def _maintain(self, view: GroupView) -> None:
+        """Start the job one group needs, in the background: recruit (cold), shed (hot for ``hot_ticks``
+        rounds) if this node leads it, repair if blocks are missing; one job per group at a time. A failure
+        is logged and the group is tried again next round: it never stops the node."""
+        job = self._job(view)
+        if job is None or view.content_id in self._busy:
             return
         self._busy.add(view.content_id)
-        try:
-            await self._maintain_now(view)
-        except Exception:
-            log.exception("group %s: maintenance failed", view.content_id[:12])
-        finally:
-            self._busy.discard(view.content_id)
+        self.node.spawn(self._run_job, view, job)
 
-    async def _maintain_now(self, view: GroupView) -> None:
+    def _job(self, view: GroupView) -> Callable[[], Awaitable[None]] | None:
+        if view.content_id not in self._groups or view.content_id in self._busy:
+            return None
+        if view.missing:
+            return (lambda: self._repair(view)) if view.others() else None
+        if not view.is_leader or anyio.current_time() < view.settled_at:
+            return None
         target = self._target(view)
         state = view.state(target)
         if state == "cold":
             view.hot_ticks = 0
-            await self._recruit(view, target - view.count)
-        elif state == "hot":
+            return lambda: self._recruit(view, target - view.count)
+        if state == "hot":
             view.hot_ticks += 1
             if view.hot_ticks >= self.options.hot_ticks:
-                await self._shed(view, target)
+                return lambda: self._shed(view, target)
         else:
             view.hot_ticks = 0
+        return None
+
+    async def _run_job(self, view: GroupView, job: Callable[[], Awaitable[None]]) -> None:
+        try:
+            async with self._jobs:
+                await job()
+        except Exception:
+            log.exception("group %s: maintenance failed", view.content_id[:12])
+        finally:
+            self._busy.discard(view.content_id)
 
     # -- recruitment and shedding -------------------------------------------------
 
@@ -293,6 +371,22 @@ class PcgPersistence:
             self._counts["sheds"] += 1
         view.hot_ticks = 0
 
+    async def _repair(self, view: GroupView) -> None:
+        """Fetch the group's missing blocks from the other members (each verified) and store them."""
+        sources = [m.address for m in view.others().values()]
+        self._rng.shuffle(sources)
+        fetched = await self._fetch_blocks(sorted(view.missing), sources)
+        try:
+            for block_id, data in fetched.items():
+                await self.node.blocks.put(block_id, data)
+                view.missing.discard(block_id)
+                self._counts["blocks_repaired"] += 1
+        except StoreFull as exc:
+            log.warning("group %s: no room to repair the replica: %s", view.content_id[:12], exc)
+        if fetched:
+            log.info("group %s: repaired %d blocks from the group (%d still missing)", view.content_id[:12],
+                     len(fetched), len(view.missing))
+
     # -- local group bookkeeping ------------------------------------------------------------------------
 
     def _create_group(self, content_id: str, manifest: Manifest, size: int) -> GroupView:
@@ -300,35 +394,29 @@ class PcgPersistence:
         if view is None:
             view = GroupView(content_id, size, self.node.node_id, self.node.address, self.options.replicas)
             self._groups[content_id] = view
-            for address in [content_id, *manifest.blocks]:
-                self._block_refs[address].add(content_id)
+            self._replicas.add(content_id, manifest)
         return view
 
     async def _forget(self, content_id: str) -> None:
         """Leave a group and delete the blocks no other group on this node uses."""
-        if self._groups.pop(content_id, None) is None:
-            return
-        for address, users in list(self._block_refs.items()):
-            users.discard(content_id)
-            if not users:
-                del self._block_refs[address]
-                await self.node.blocks.delete(address)
+        if self._groups.pop(content_id, None) is not None:
+            await self._replicas.remove(content_id)
 
     async def _adopt_stored_groups(self) -> None:
-        """After a restart with a durable store, rejoin as a lone member of every item whose manifest and
-        blocks are all still here; heartbeats from the old group (or recruitment) do the rest."""
-        for address in await self.node.blocks.block_ids():
-            data = await self.node.blocks.get(address)
-            if data is None:
-                continue
-            try:
-                manifest = Manifest.decode(data)
-            except ButterError:
-                continue
-            if all([await self.node.blocks.has(b) for b in manifest.blocks]):
-                self._create_group(address, manifest, len(data) + manifest.size)
+        """After a restart with a durable store, rejoin as a lone member every item whose manifest is still
+        here. Its old members find it again (they probe the members they lost), and it waits
+        ``RESUME_ROUNDS`` rounds for them before it recruits; blocks that are gone (corrupted and deleted)
+        are repaired from them."""
+        resume_at = anyio.current_time() + RESUME_ROUNDS * self.options.heartbeat_interval
+        damaged = 0
+        for item in await self._replicas.scan():
+            view = self._create_group(item.content_id, item.manifest, item.size)
+            view.settled_at = resume_at
+            view.missing = set(item.missing)
+            damaged += bool(item.missing)
         if self._groups:
-            log.info("resumed %d groups from the local store", len(self._groups))
+            log.info("resumed %d groups from the local store (%d missing blocks, to repair from their groups)",
+                     len(self._groups), damaged)
 
     def _target(self, view: GroupView) -> int:
         return view.target(self._own_hits(view.content_id), self.options.popularity_hits, self.options.max_replicas)
@@ -389,19 +477,10 @@ class PcgPersistence:
         manifest_block = await self._fetch_block(join.content_id, sources)
         manifest = Manifest.decode(manifest_block)
         missing = [a for a in dict.fromkeys(manifest.blocks) if not await self.node.blocks.has(a)]
-        fetched: dict[str, bytes] = {}
-        limiter = anyio.CapacityLimiter(self.options.fetch_concurrency)
-
-        async def one(address: str) -> None:
-            async with limiter:
-                fetched[address] = await self._fetch_block(address, sources)
-
-        try:
-            async with anyio.create_task_group() as tg:
-                for address in missing:
-                    tg.start_soon(one, address)
-        except BaseExceptionGroup as group:
-            raise RouteError("fetch-failed", f"could not fetch the item's blocks: {group.exceptions[0]}") from None
+        fetched = await self._fetch_blocks(missing, sources)
+        if len(fetched) < len(missing):
+            lacking = next(a for a in missing if a not in fetched)
+            raise RouteError("fetch-failed", f"no member could provide block {lacking[:12]}")
         try:
             for address, data in fetched.items():
                 await self.node.blocks.put(address, data)
@@ -409,6 +488,23 @@ class PcgPersistence:
         except StoreFull as exc:
             raise RouteError("store-full", str(exc)) from None
         return manifest
+
+    async def _fetch_blocks(self, block_ids: list[str], sources: list[PeerAddress]) -> dict[str, bytes]:
+        """The blocks (each verified) that some source could provide, ``fetch_concurrency`` at a time."""
+        fetched: dict[str, bytes] = {}
+        limiter = anyio.CapacityLimiter(self.options.fetch_concurrency)
+
+        async def one(block_id: str) -> None:
+            async with limiter:
+                try:
+                    fetched[block_id] = await self._fetch_block(block_id, sources)
+                except RouteError:
+                    pass
+
+        async with anyio.create_task_group() as tg:
+            for block_id in block_ids:
+                tg.start_soon(one, block_id)
+        return fetched
 
     async def _fetch_block(self, address: str, sources: list[PeerAddress]) -> bytes:
         for source in sources:
