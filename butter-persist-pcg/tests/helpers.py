@@ -58,7 +58,8 @@ class Network:
     async def add(self, **overrides: Any) -> butter.Node:
         """Start one more node (told the first node's address), with settings ``overrides``."""
         peers = [str(self.nodes[0].address)] if self.nodes else []
-        options = {"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0, "fetch_timeout": 1.0, **self.pcg_options}
+        options = {"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0, "fetch_timeout": 1.0, "join_timeout": 3.0,
+                   **self.pcg_options}
         settings = self.make(peers=peers, host_manager={"driver": "diversity", "options": FAST_HOSTS},
                              persistence={"driver": "pcg", "options": options}, **overrides)
         node = await self.stack.enter_async_context(butter.open_node(settings))

@@ -333,13 +333,19 @@ class PcgPersistence:
         return pool
 
     async def _recruit(self, view: GroupView, wanted: int) -> None:
-        attempts = 0
-        for candidate in self._candidates(view):
-            if wanted <= 0 or attempts >= self.options.max_join_attempts or view.content_id not in self._groups:
-                break
-            attempts += 1
-            if await self._invite(view, candidate.address, candidate.node_id):
-                wanted -= 1
+        """Invite up to ``max_join_attempts`` candidates, ``wanted`` at a time (a candidate that does not
+        answer holds up only its own invitation), until ``wanted`` have joined."""
+        candidates = self._candidates(view)[: self.options.max_join_attempts]
+        joined: list[bool] = []
+
+        async def invite(candidate: PeerInfo) -> None:
+            joined.append(await self._invite(view, candidate.address, candidate.node_id))
+
+        while wanted > sum(joined) and candidates and view.content_id in self._groups:
+            wave, candidates = candidates[: wanted - sum(joined)], candidates[wanted - sum(joined) :]
+            async with anyio.create_task_group() as tg:
+                for candidate in wave:
+                    tg.start_soon(invite, candidate)
 
     async def _invite(self, view: GroupView, address: PeerAddress, node_id: str) -> bool:
         self._counts["joins_sent"] += 1
