@@ -55,7 +55,7 @@ BUTTER = [
 
 PLUGINS = {
     "butter_transport_tcp": ["SecureChannel", "TcpStats", "TcpTransport", "TcpTransportPlugin"],
-    "butter_persist_pcg": ["GroupState", "GroupView", "PcgOptions", "PcgPersistence", "PcgPersistencePlugin"],
+    "butter_persist_pcg": ["GroupView", "PcgOptions", "PcgPersistence", "PcgPersistencePlugin"],
     "butter_retrieve_bfs": [
         "ROUTE_DIGEST",
         "ROUTE_QUERY",

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import butter
 from butter.blocks import load_manifest, verify
+from butter.capabilities import KeptItems
 from butter.settings import ButterSettings
 from butter.wire import Request
 
@@ -44,7 +45,7 @@ def memory_settings(network: str) -> ButterSettings:
         discovery={"drivers": []},
         memory_budget="64MiB",
         request_timeout=1.0,
-        persistence={"driver": "pcg", "options": {"request_timeout": 0.5}},
+        persistence={"driver": "pcg", "options": {"heartbeat_timeout": 0.5, "fetch_timeout": 0.5}},
     )
 
 
@@ -82,4 +83,5 @@ def test_after_the_fuzzing_the_node_serves_and_kept_its_item(target: Target) -> 
         data = portal.call(node.blocks.get, address)
         assert data is not None and verify(address, data)
         assert portal.call(target.honest.fetch_block, node.address, address) == data
-    assert node.persistence is not None and node.persistence.holds(target.content_id)  # type: ignore[attr-defined]
+    kept = node.capability(KeptItems)
+    assert kept is not None and target.content_id in kept.kept_items()

@@ -27,7 +27,8 @@ from butter.testing.process import RunningProcess
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {  # seconds: heartbeats, quality polls and known-host exchanges a few times faster than the defaults
     "BUTTER_PERSISTENCE__OPTIONS__HEARTBEAT_INTERVAL": "0.5",
-    "BUTTER_PERSISTENCE__OPTIONS__REQUEST_TIMEOUT": "1.0",
+    "BUTTER_PERSISTENCE__OPTIONS__HEARTBEAT_TIMEOUT": "1.0",
+    "BUTTER_PERSISTENCE__OPTIONS__FETCH_TIMEOUT": "1.0",
     "BUTTER_HOST_MANAGER__OPTIONS__REFRESH_INTERVAL": "1.0",
     "BUTTER_HOST_MANAGER__OPTIONS__EXCHANGE_INTERVAL": "0.5",
     "BUTTER_HOST_MANAGER__OPTIONS__QUALITY_TIMEOUT": "1.0",

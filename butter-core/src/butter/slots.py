@@ -20,7 +20,7 @@ from .wire import Reply, Request
 
 if TYPE_CHECKING:
     from ._identity import Identity
-    from .node import Handler
+    from .node import Handler, Node
     from .settings import ButterSettings
     from .store import BlockStore
 
@@ -247,3 +247,10 @@ class Retrieval(Protocol):
     async def retrieve(self, content_id: str) -> bytes: ...
 
     def stream(self, content_id: str) -> AsyncIterator[bytes]: ...
+
+
+if TYPE_CHECKING:
+
+    def _node_keeps_the_contract(node: Node) -> NodeServices:
+        """Never called: mypy checks here that :class:`~butter.Node` implements :class:`NodeServices`."""
+        return node

@@ -15,7 +15,7 @@ none needs trio's ``MockClock``)::
     @pytest.mark.anyio
     @pytest.mark.parametrize("check", PERSISTENCE_CHECKS, ids=lambda c: c.__name__)
     async def test_conformance(check):
-        await check(PersistenceFactory("pcg", {"heartbeat_interval": 0.2, "request_timeout": 1.0}))
+        await check(PersistenceFactory("pcg", {"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0}))
 
 The factory also says what the driver promises: ``replicas`` copies, and whether an item survives the
 abrupt death of a holder. A single-copy driver (``single``) says ``PersistenceFactory("single",
@@ -53,8 +53,10 @@ from typing import Any
 import anyio
 
 from ..blocks import chunk, load_manifest
+from ..capabilities import Counters, GroupStatus, ItemHolders, KeptItems
 from ..errors import IncompleteItem, StoreFull
 from ..node import Node
+from ..peers import PeerAddress
 from ..slots import Persistence
 from ._kit import not_promised
 from .conformance_retrieval import Overlay, RetrievalFactory, _fails, payload
@@ -286,3 +288,79 @@ PERSISTENCE_CHECKS: list[Callable[[PersistenceFactory], Awaitable[None]]] = [
     check_available_storage,
     check_store_full,
 ]
+
+
+# -- capabilities (butter.capabilities) a driver may offer -------------------------------------------------
+
+
+async def check_capabilities(factory: PersistenceFactory) -> None:
+    """For each optional capability the driver's object offers (``isinstance``; one offering none passes),
+    once two stored items are replicated and ``settle`` seconds have passed, every live node agrees with the
+    ground truth within ``bound``: ``KeptItems.kept_items()`` lists exactly the items its block store holds
+    complete; ``ItemHolders.holders(cid)`` names exactly the nodes holding the item (the node itself
+    included) on a holder, ``[]`` elsewhere; ``GroupStatus.group_status(cid)`` on a holder has ``replicas``
+    the number of holders, ``members`` (when given) their addresses and the ``state`` its ``replicas`` and
+    ``target`` imply, and is ``None`` elsewhere; ``Counters.counters()`` maps names to non-negative ints."""
+    async with factory.open_network() as net:
+        items = [await net.store(0, payload(ITEM_SIZE, seed=7)), await net.store(1, b"\x2b" * 100)]
+        await anyio.sleep(factory.settle)
+        problems: list[str] = []
+        with anyio.move_on_after(factory.bound):
+            while True:
+                problems = await _capability_problems(net, items)
+                if not problems:
+                    break
+                await anyio.sleep(0.05)
+        assert not problems, "capabilities disagree with the block stores: " + "; ".join(problems[:5])
+
+
+async def _capability_problems(net: Holders, items: list[str]) -> list[str]:
+    truth = {cid: {n.address for n in await net.holders(cid)} for cid in items}
+    problems: list[str] = []
+    for index, node in enumerate(net.nodes):
+        if index in net.gone:
+            continue
+        persistence, name = net.persistence(index), f"node {index}"
+        if isinstance(persistence, KeptItems):
+            kept, held = set(persistence.kept_items()), {cid for cid in items if node.address in truth[cid]}
+            if kept != held:
+                problems.append(f"{name}: kept_items() lists {_short(kept)}, its store holds {_short(held)}")
+        for cid in items:
+            holds = node.address in truth[cid]
+            if isinstance(persistence, ItemHolders):
+                named, expected = set(persistence.holders(cid)), truth[cid] if holds else set()
+                if named != expected:
+                    problems.append(f"{name}: holders({cid[:8]}) names {_where(named)}, not {_where(expected)}")
+            if isinstance(persistence, GroupStatus):
+                problems += _status_problems(persistence, cid, truth[cid] if holds else None, name)
+        if isinstance(persistence, Counters):
+            bad = {k: v for k, v in persistence.counters().items() if not isinstance(k, str) or type(v) is not int
+                   or v < 0}
+            if bad:
+                problems.append(f"{name}: counters() must map names to non-negative ints, not {bad}")
+    return problems
+
+
+def _status_problems(status_of: GroupStatus, cid: str, holders: set[PeerAddress] | None, name: str) -> list[str]:
+    status = status_of.group_status(cid)
+    if holders is None or status is None:
+        return [] if holders is None and status is None else [
+            f"{name}: group_status({cid[:8]}) is {status}, yet the node {'holds' if holders else 'lacks'} it"]
+    state = "cold" if status.replicas < status.target else "hot" if status.replicas > status.target else "goldilocks"
+    if status.replicas != len(holders) or status.state != state or status.target < 1:
+        return [f"{name}: group_status({cid[:8]}) is {status}; {len(holders)} nodes hold the item"]
+    if status.members and set(status.members) != holders:
+        return [f"{name}: group_status({cid[:8]}).members names {_where(set(status.members))}, "
+                f"not {_where(holders)}"]
+    return []
+
+
+def _short(ids: set[str]) -> str:
+    return "{" + ", ".join(sorted(i[:8] for i in ids)) + "}"
+
+
+def _where(addresses: set[PeerAddress]) -> str:
+    return "{" + ", ".join(sorted(str(a) for a in addresses)) + "}"
+
+
+PERSISTENCE_CHECKS.append(check_capabilities)
