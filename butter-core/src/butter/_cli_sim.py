@@ -57,7 +57,8 @@ def sim_churn(
     require_module("trio", "butter sim", "trio")
     if out is not None and importlib.util.find_spec("matplotlib") is None:
         err_console().print("note: churn.png needs matplotlib, which is not installed (pip install "
-                            "'butter-core[plot]'); writing churn.json and churn.csv only", style="yellow")
+                            "'butter-core[plot]'); writing churn.json and churn.csv only", style="yellow",
+                            markup=False, highlight=False)
 
     from dataclasses import replace
 
