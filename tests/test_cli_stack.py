@@ -78,7 +78,8 @@ def test_sim_without_trio_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setitem(sys.modules, "trio", None)  # as if not installed
     result = runner.invoke(app, SMALL_SIM)
     assert result.exit_code == 2
-    assert result.stderr.strip() == "error: butter sim needs trio, which is not installed: pip install 'butter-core[trio]'"
+    assert result.stderr.strip() == ("error: butter sim needs trio, which is not installed: "
+                                     "pip install 'butter-core[trio]'")
 
 
 def test_sim_out_without_matplotlib_says_so_and_writes_the_rest(monkeypatch: pytest.MonkeyPatch,
