@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ._cli_support import LogLevel, console, err_console, exit_on_errors, require_module, setup_logging
+from ._cli_support import LogLevel, console, err_console, examples, exit_on_errors, require_module, setup_logging
 
 __all__ = ["sim_app"]
 
@@ -22,18 +22,17 @@ sim_app = typer.Typer(help="Simulate many nodes in one process under a virtual c
 
 @sim_app.command(
     "churn",
-    epilog="""Examples:
-
-\b
-  butter sim churn --nodes 250 --death-rate 0.02 --churn 30 --heartbeat 2 --seed 1
-  butter sim churn --death-rate 0.02 --death-rate 0.01 --death-rate 0.001 --out results/
-
-Measures how many items Peer Content Groups keep while nodes die: the nodes run the real protocol code
-(memory, static, diversity, pcg and bfs drivers) on the in-process memory transport, on trio with a
-virtual clock, so 30 s of churn take seconds. Each death is abrupt (no hand-off); a replacement node
-keeps the population constant. Each rate is also run with a single copy per item (the naive baseline)
-unless --no-baseline. Needs trio (pip install 'butter-core[trio]'); churn.png needs matplotlib
-(pip install 'butter-core[plot]').""",
+    epilog=examples(
+        "butter sim churn --nodes 250 --death-rate 0.02 --churn 30 --heartbeat 2 --seed 1",
+        "butter sim churn --death-rate 0.02 --death-rate 0.01 --death-rate 0.001 --out results/",
+        "",
+        "Measures how many items Peer Content Groups keep while nodes die: the nodes run the real protocol code "
+        "(memory, static, diversity, pcg and bfs drivers) on the in-process memory transport, on trio with a "
+        "virtual clock, so 30 s of churn take seconds. Each death is abrupt (no hand-off); a replacement node "
+        "keeps the population constant. Each rate is also run with a single copy per item (the naive baseline) "
+        "unless --no-baseline.",
+        "Needs trio: pip install 'butter-core[trio]'. churn.png needs matplotlib: pip install 'butter-core[plot]'.",
+    ),
 )
 def sim_churn(
     nodes: Annotated[int, typer.Option(help="Live nodes at all times.", min=2)] = 250,

@@ -33,6 +33,7 @@ __all__ = [
     "LogLevel",
     "console",
     "err_console",
+    "examples",
     "exit_on_errors",
     "fail",
     "load_or_exit",
@@ -64,6 +65,14 @@ def err_console() -> Console:
 
 EXTRA_ARGS: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
 """``context_settings`` for commands that forward unknown ``--section.key VALUE`` pairs to the settings."""
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: ``Examples:``, then ``lines`` up to an empty one, each on its own line as given;
+    the ``lines`` after the empty one are paragraphs (click rewraps them to the terminal's width)."""
+    cut = lines.index("") if "" in lines else len(lines)
+    commands = "\n".join(f"  {line}" for line in lines[:cut])
+    return "\n\n".join(["Examples:", f"\b\n{commands}", *lines[cut + 1:]])  # \b: click keeps this paragraph
 
 
 class LogLevel(enum.StrEnum):

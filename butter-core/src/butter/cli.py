@@ -28,6 +28,7 @@ from ._cli_support import (
     LogLevel,
     console,
     err_console,
+    examples,
     exit_on_errors,
     fail,
     load_or_exit,
@@ -101,14 +102,6 @@ def _root(
     ] = False,
 ) -> None:
     """Butter: build decentralised applications on an unstructured peer-to-peer overlay."""
-
-
-def examples(*lines: str) -> str:
-    """An epilog: ``Examples:`` and ``lines`` kept as they are, then the paragraphs of ``lines`` after an
-    empty string (click rewraps those)."""
-    cut = lines.index("") if "" in lines else len(lines)
-    commands = "\n".join(f"  {line}" for line in lines[:cut])
-    return "\n\n".join(["Examples:", f"\b\n{commands}", *lines[cut + 1:]])
 
 
 # -- butter node --------------------------------------------------------------------------------------------
