@@ -46,7 +46,7 @@ DISTRIBUTIONS: dict[tuple[str, str], str] = {
     ("butter.retrieval", "bfs"): "butter-retrieve-bfs",
 }
 """(entry-point group, driver name) -> the distribution that provides it, for Butter's own drivers outside
-butter-core (whose drivers, memory, static and diversity, are always installed)."""
+butter-core (whose own drivers are always installed)."""
 
 IN_STACK = {"tcp", "multicast", "pcg", "bfs"}  # what `pip install butter-stack` brings besides butter-core
 

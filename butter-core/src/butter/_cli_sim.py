@@ -29,8 +29,8 @@ sim_app = typer.Typer(help="Simulate many nodes in one process under a virtual c
         "Measures how many items Peer Content Groups keep while nodes die: the nodes run the real protocol code "
         "(memory, static, diversity, pcg and bfs drivers) on the in-process memory transport, on trio with a "
         "virtual clock, so 30 s of churn take seconds. Each death is abrupt (no hand-off); a replacement node "
-        "keeps the population constant. Each rate is also run with a single copy per item (the naive baseline) "
-        "unless --no-baseline.",
+        "keeps the population constant. Each rate is also run with a single copy per item (the naive baseline: "
+        "the `single` persistence driver) unless --no-baseline.",
         "Needs trio: pip install 'butter-core[trio]'. churn.png needs matplotlib: pip install 'butter-core[plot]'.",
     ),
 )
