@@ -50,7 +50,6 @@ __all__ = ["ClientBehaviour", "Node", "NodeStats", "open_node"]
 
 log = logging.getLogger("butter.node")
 
-SLOTS = ("transport", "discovery", "host_manager", "persistence", "retrieval")
 INTRODUCTION_QUEUE = 256  # addresses waiting to be offered to host management; more are dropped
 INTRODUCTION_OFFERS = 8  # introduced addresses offered to host management at once
 
@@ -360,13 +359,7 @@ class Node:
             await tg.start(discovery.run)
         for fn in self._behaviours:
             tg.start_soon(self._run_behaviour, fn)
-        log.info(
-            "node %s listening on %s (transport %s, discovery %s, host manager %s, persistence %s, "
-            "retrieval %s)",
-            self.node_id[:8],
-            self._address,
-            *(",".join(self.plugins.selected(slot)) or "-" for slot in SLOTS),
-        )
+        log.info("node %s listening on %s (%s)", self.node_id[:8], self._address, self.plugins.describe())
         self.emit("butter_node_started")
         task_status.started()
 
