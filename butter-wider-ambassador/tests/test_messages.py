@@ -1,22 +1,25 @@
-"""The service protocol's codec: every message round-trips, any byte string decodes to messages or one
-``Malformed`` event (never an exception), and a data connection's first raw bytes are handed over."""
+"""The service protocol's codec: every message round-trips through the one generic framer
+(:class:`butter.wire.FrameDecoder`), any byte string decodes to messages or rejections (never an exception),
+and a data connection's first raw bytes are handed over."""
 
 from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from butter.errors import FrameTooLarge, ProtocolError
 from butter.peers import PeerAddress
+from butter.wire import FrameDecoder, FrameRejected, encode_payload
 from butter_wider_ambassador import (
     MAX_MESSAGE,
     Accept,
     Dialed,
     Hello,
     Introduction,
-    Malformed,
-    MessageDecoder,
+    Message,
     Open,
     Ping,
     Punch,
@@ -27,6 +30,7 @@ from butter_wider_ambassador import (
     Reserve,
     Reserved,
     Welcome,
+    decode_message,
     encode_message,
 )
 
@@ -53,48 +57,54 @@ messages = st.one_of(
 )
 
 
+def framer() -> FrameDecoder[Message]:
+    """The ambassador's messages on the one generic framer, as ``_io.Channel`` reads them."""
+    return FrameDecoder(MAX_MESSAGE, parse=decode_message)
+
+
 @given(st.lists(messages, max_size=5), st.binary(max_size=50), st.integers(1, 64))
-def test_messages_round_trip_in_any_chunking(batch: list[object], tail: bytes, chunk: int) -> None:
+def test_messages_round_trip_in_any_chunking(batch: list[Message], tail: bytes, chunk: int) -> None:
     data = b"".join(encode_message(m) for m in batch) + tail
-    decoder = MessageDecoder()
+    decoder = framer()
     out = []
     for i in range(0, len(data), chunk):
         decoder.feed(data[i : i + chunk])
-        while (event := decoder.next_message()) is not None:
-            out.append(event)
-    assert out[: len(batch)] == batch  # the tail decodes to more messages, a Malformed, or stays buffered
+        out.extend(decoder.events())
+    assert out[: len(batch)] == batch  # the tail decodes to more messages, rejections, or stays buffered
 
 
 @given(st.binary(max_size=300))
-def test_garbage_gives_messages_or_one_malformed_never_an_exception(data: bytes) -> None:
-    decoder = MessageDecoder()
+def test_garbage_gives_messages_or_rejections_never_an_exception(data: bytes) -> None:
+    decoder = framer()
     decoder.feed(data)
-    events = []
-    while (event := decoder.next_message()) is not None:
-        events.append(event)
-    assert sum(isinstance(e, Malformed) for e in events) <= 1
-    assert not events or not isinstance(events[-1], Malformed) or events.count(events[-1]) == 1
+    for event in decoder.events():
+        assert isinstance(event, FrameRejected) or hasattr(event, "KIND")
 
 
-def test_an_oversized_frame_is_malformed_at_once() -> None:
-    decoder = MessageDecoder()
+@given(st.binary(max_size=300))
+def test_decoding_garbage_raises_only_protocol_error(data: bytes) -> None:
+    try:
+        decode_message(data)
+    except ProtocolError:
+        pass
+
+
+def test_an_oversized_frame_is_rejected_at_once() -> None:
+    decoder = framer()
     decoder.feed(struct.pack(">I", MAX_MESSAGE + 1) + b"x")
-    assert isinstance(decoder.next_message(), Malformed)
-    assert decoder.next_message() is None
+    rejected = decoder.next_event()
+    assert isinstance(rejected, FrameRejected) and isinstance(rejected.error, FrameTooLarge)
+    assert decoder.next_event() is None
 
 
 def test_unknown_kind_and_bad_fields_are_malformed() -> None:
-    from butter.wire import encode_payload
-
     for payload in ({"t": "nope"}, {"t": "open", "circuit": -1}, {"t": "hello", "id": "", "local": [], "port": 1}):
-        body = encode_payload(payload)
-        decoder = MessageDecoder()
-        decoder.feed(struct.pack(">I", len(body)) + body)
-        assert isinstance(decoder.next_message(), Malformed)
+        with pytest.raises(ProtocolError):
+            decode_message(encode_payload(payload))
 
 
 def test_rest_hands_over_the_raw_bytes_after_an_accept() -> None:
-    decoder = MessageDecoder()
+    decoder = framer()
     decoder.feed(encode_message(Accept(7, b"t" * 16)) + b"\x00\x00raw bytes")
-    assert decoder.next_message() == Accept(7, b"t" * 16)
+    assert decoder.next_event() == Accept(7, b"t" * 16)
     assert decoder.rest() == b"\x00\x00raw bytes"
