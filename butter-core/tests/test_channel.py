@@ -4,7 +4,9 @@ chunking, garbage and interleavings. Two channels are connected in memory by :cl
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import msgpack
 import pytest
@@ -12,11 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from butter.channel import ChannelError, ClientChannel, ClientEvent, Overloaded, ServerChannel, ServerEvent
+from butter.channel import Channel, ChannelError, ClientChannel, ClientEvent, Overloaded, ServerChannel, ServerEvent
 from butter.errors import FrameTooLarge
 from butter.peers import PeerAddress
 from butter.wire import Caller, ErrorInfo, FrameDecoder, FrameRejected, Reply, Request, encode
 
+E = TypeVar("E")
 CALLER = Caller("ab" * 32, PeerAddress("127.0.0.1", 40000))
 
 
@@ -37,19 +40,19 @@ class Pair:
 
     def to_server(self) -> list[ServerEvent]:
         """Deliver everything the client queued; the server's events."""
-        events: list[ServerEvent] = []
-        for data in chunks(b"".join(self.client.frames_to_send()), self.chunk):
-            self.server.receive_data(data)
-            while (event := self.server.next_event()) is not None:
-                events.append(event)
-        return events
+        return self._deliver(self.client, self.server.receive_data, self.server.next_event)
 
     def to_client(self) -> list[ClientEvent]:
         """Deliver everything the server queued; the client's events."""
-        events: list[ClientEvent] = []
-        for data in chunks(b"".join(self.server.frames_to_send()), self.chunk):
-            self.client.receive_data(data)
-            while (event := self.client.next_event()) is not None:
+        return self._deliver(self.server, self.client.receive_data, self.client.next_event)
+
+    def _deliver(
+        self, source: Channel, receive: Callable[[bytes], None], next_event: Callable[[], E | None]
+    ) -> list[E]:
+        events: list[E] = []
+        for data in chunks(b"".join(source.frames_to_send()), self.chunk):
+            receive(data)
+            while (event := next_event()) is not None:
                 events.append(event)
         return events
 
