@@ -162,8 +162,8 @@ class InboundConnection(Connection[ServerChannel]):
     seconds, or the connection is cut off as a slow peer (``on_slow`` is called, then the connection
     closes): a peer that sends a header and then trickles bytes holds a frame buffer only that long.
 
-    Every request reaches ``dispatch`` with a :class:`~butter.wire.Caller`: ``node_id`` as authenticated
-    (``None`` in plaintext) and ``remote``, the socket's remote address (not authenticated).
+    Every request reaches ``dispatch`` with ``caller`` (a :class:`~butter.wire.Caller`): the node id the
+    secure channel authenticated (``None`` in plaintext) and the socket's remote address (not authenticated).
     """
 
     def __init__(
@@ -178,11 +178,10 @@ class InboundConnection(Connection[ServerChannel]):
         max_concurrent: int,
         frame_timeout: float = math.inf,
         on_slow: Callable[[InboundConnection], None] | None = None,
-        node_id: str | None = None,
-        caller: Caller | None = None,
+        caller: Caller,
     ) -> None:
         channel = ServerChannel(max_frame, max_concurrent=max_concurrent, caller=caller)
-        super().__init__(stream, channel, peer=peer, read_chunk=read_chunk, stats=stats, node_id=node_id)
+        super().__init__(stream, channel, peer=peer, read_chunk=read_chunk, stats=stats, node_id=caller.node_id)
         self.dispatch = dispatch
         self.frame_timeout = frame_timeout
         self.on_slow = on_slow

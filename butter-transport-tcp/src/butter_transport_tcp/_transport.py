@@ -206,7 +206,6 @@ class TcpTransport:
             max_concurrent=self.options.max_concurrent_requests,
             frame_timeout=self.options.frame_timeout,
             on_slow=self._on_slow,
-            node_id=node_id,
             caller=Caller(node_id, remote),
         )
         self._inbound.add(connection)
