@@ -303,14 +303,15 @@ class OutgoingConnection(Connection[ClientChannel]):
     ) -> None:
         channel = ClientChannel(max_frame, peer=peer)
         super().__init__(stream, channel, peer=peer, read_chunk=read_chunk, stats=stats, node_id=node_id)
-        self.waiters: dict[int, _Waiter] = {}
+        self.waiters: dict[int, _Waiter] = {}  # by request id, until its caller leaves
+        self._calls = 0  # calls in progress, including those waiting for room to send
         self.released = False  # set by the pool once this connection no longer counts toward max_connections
         self._on_closed = on_closed
 
     @property
     def pending(self) -> int:
-        """Requests waiting for their reply on this connection."""
-        return len(self.waiters)
+        """Requests in progress on this connection: waiting for room to be sent, or for their reply."""
+        return self._calls
 
     async def call(self, route: str, body: bytes) -> Reply:
         """Send a request for ``route`` carrying ``body`` and wait for its reply.
@@ -319,16 +320,20 @@ class OutgoingConnection(Connection[ClientChannel]):
         :class:`PeerUnreachable` when the connection fails before the reply arrives. The caller bounds the
         wait (``anyio.fail_after``); a reply that arrives after the caller gave up is dropped.
         """
-        await self.room()
-        request_id = self.channel.send_request(route, body)
-        waiter = self.waiters[request_id] = _Waiter()
-        self.wake_writer()
-        self.stats.requests_sent += 1
+        self._calls += 1
         try:
-            await waiter.event.wait()
+            await self.room()
+            request_id = self.channel.send_request(route, body)
+            waiter = self.waiters[request_id] = _Waiter()
+            self.wake_writer()
+            self.stats.requests_sent += 1
+            try:
+                await waiter.event.wait()
+            finally:
+                del self.waiters[request_id]
+                self.channel.forget(request_id)
         finally:
-            del self.waiters[request_id]
-            self.channel.forget(request_id)
+            self._calls -= 1
             self.last_active = anyio.current_time()
         if waiter.reply is None:
             raise PeerUnreachable(f"connection to {self.peer} lost before the reply: {waiter.error}")
