@@ -37,7 +37,6 @@ from .peers import PeerAddress
 __all__ = [
     "DEFAULT_MAX_FRAME",
     "HEADER_SIZE",
-    "MAX_REQUEST_ID",
     "MAX_ROUTE_LENGTH",
     "PROTOCOL_VERSION",
     "Caller",
