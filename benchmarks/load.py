@@ -50,7 +50,7 @@ from typing import Any
 import anyio
 from anyio.abc import ByteStream
 
-from butter.identity import Identity
+from butter import Identity
 from butter.wire import FrameDecoder, Reply, Request, decode_payload, encode, encode_payload
 from butter_transport_tcp import SecureChannel
 

@@ -8,8 +8,9 @@
 P1: 100 nodes, 60 s churn, death probability 1/50 per node per second, heartbeat 10, 5, 2, 1 s.
 P2: 250 nodes, 30 s churn, heartbeat 2 s, death probability 1/50, 1/100, 1/1000, 1/10000 per second.
 Both: grace 10 s, warm-up 10 s, settle 30 s, one 100-byte item per initial node, r = 3, replacements keep
-the population constant (SPEC §9.2). The baseline is the same network with ``replicas = 1``: each item stays
-on the node that stored it only (SPEC §6.12). Retention is ground truth (a live node holds every block).
+the population constant (SPEC §9.2). The baseline is the same network with the ``single`` persistence
+driver: each item stays on the node that stored it only (SPEC §6.12). Retention is ground truth (a live node
+holds every block).
 
 Writes benchmarks/results/persistence.json and prints a table.
 """
@@ -55,7 +56,7 @@ def experiments(quick: bool, seed_count: int) -> list[tuple[str, str, ChurnConfi
         base = ChurnConfig(nodes=250, churn=30.0, death_rate=1 / rate, heartbeat=2.0)
         for seed in seeds:
             runs.append(("P2", f"1/{rate} per s", replace(base, seed=seed)))
-            runs.append(("P2 naive", f"1/{rate} per s", replace(base, seed=seed, replicas=1)))
+            runs.append(("P2 naive", f"1/{rate} per s", replace(base, seed=seed, persistence="single")))
     return runs
 
 

@@ -3,6 +3,7 @@
     uv run python benchmarks/retrieval.py                  # 100 nodes (dense, sparse) and 1,000 nodes, 100 queries
     uv run python benchmarks/retrieval.py --quick          # 100 nodes only (dense and sparse)
     uv run python benchmarks/retrieval.py --sweep          # 100 nodes: the parameter sweep behind the defaults
+    uv run python benchmarks/retrieval.py --host-manager random   # the baseline: Gnutella-style known hosts
 
 Setup (SPEC §9.7, §9.13): ``n`` nodes on the memory transport under trio's MockClock (virtual time, 5 ms
 latency each way), each with the default stack (diversity host management, PCG persistence with r = 3 and a
@@ -16,6 +17,8 @@ virtual clock and on the wall clock (the latter includes simulating every other 
 truth: the number of live nodes holding each item before the queries. Also the digest pulls per node per
 second, and on 100 nodes a further 120 s with no queries. The sparse run caps known hosts at 8 per node.
 Above 300 nodes the flood strategies (n requests per query) and "defaults, no hints" are skipped (--all).
+``--host-manager random`` runs the same with the ``random`` host manager (admit while there is room, evict
+at random when full): the baseline that shows what diverse known-host lists buy retrieval.
 
 Writes benchmarks/results/retrieval.json and prints a table.
 """
@@ -35,8 +38,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from butter import Node, open_node
 from butter.errors import ButterError
-from butter.node import Node, open_node
 from butter.settings import ButterSettings
 from butter.testing.memory import MemoryNetwork
 from butter_retrieve_bfs import BfsOptions, BfsRetrieval, Ring
@@ -97,6 +100,7 @@ class Setup:
     queriers: int = 1  # fresh nodes querying at once, each one query at a time (more: less virtual time)
     latency: float = 0.005  # seconds each way
     host_capacity: int | None = None  # known hosts per node; None: from the memory budget (8,947)
+    host_manager: str = "diversity"  # or "random", the baseline
     digest_interval: float = DEFAULTS.digest_interval
     steady: float = 0.0  # virtual seconds of maintenance only, measured after the queries
     seed: int = 1
@@ -157,7 +161,7 @@ class Population:
             peers=peers,
             transport={"driver": "memory", "options": {"network": self.network}},
             discovery={"drivers": ["static"], "options": {"static": {"interval": 1.0}}},
-            host_manager={"driver": "diversity", "options": hosts},
+            host_manager={"driver": self.setup.host_manager, "options": hosts},
             persistence={"driver": "pcg", "options": {
                 "replicas": self.setup.replicas, "heartbeat_interval": self.setup.heartbeat, "seed": seed}},
             retrieval={"driver": "bfs", "options": {"seed": seed, "digest_interval": self.setup.digest_interval}},
@@ -303,7 +307,8 @@ def run_sync(setup: Setup, strategies: list[Strategy]) -> dict[str, Any]:
 def print_table(result: dict[str, Any]) -> None:
     setup, net = result["setup"], result["network"]
     capacity = f", capacity {setup['host_capacity']}" if setup["host_capacity"] else ""
-    print(f"\n{setup['nodes']} nodes{capacity}, {setup['queries']} queries by {setup['queriers']} querier(s); "
+    print(f"\n{setup['nodes']} nodes{capacity}, host manager {setup['host_manager']}, "
+          f"{setup['queries']} queries by {setup['queriers']} querier(s); "
           f"known hosts per node {net['known_hosts_mean']:.0f} (querier {net['querier_known_hosts']:.0f}), "
           f"holders per item {net['holders_mean']:.2f}, "
           f"wall {result['wall_seconds']:.0f} s")
@@ -333,12 +338,14 @@ def plan(args: argparse.Namespace) -> list[tuple[Setup, list[Strategy]]]:
     """The runs: IR1 on 100 nodes (dense lists), on 100 nodes with 8 known hosts each (sparse), and on 1,000
     nodes (20 fresh queriers at once, fewer strategies, to keep it to minutes of wall time)."""
     if args.sweep:
-        return [(Setup(nodes=100, queries=args.queries, seed=args.seed), sweep_strategies())]
+        return [(Setup(nodes=100, queries=args.queries, seed=args.seed, host_manager=args.host_manager),
+                 sweep_strategies())]
     runs = []
     sizes = args.nodes or ([100] if args.quick else [100, 1000])
     for n in sizes:
         big = n > 300
         setup = Setup(nodes=n, queries=args.queries, seed=args.seed, host_capacity=args.capacity,
+                      host_manager=args.host_manager,
                       queriers=args.queriers or (n // 50 if big else 1), warmup=args.warmup or (20.0 if big else 40.0),
                       querier_warmup=10.0 if big else 15.0, steady=0.0 if big else 120.0)
         strategies = ir1_strategies()
@@ -346,7 +353,8 @@ def plan(args: argparse.Namespace) -> list[tuple[Setup, list[Strategy]]]:
             strategies = [s for s in strategies if "flood" not in s.name and "no hints" not in s.name]
         runs.append((setup, strategies))
         if n == 100 and not args.nodes and not args.capacity:
-            sparse = Setup(nodes=100, queries=args.queries, seed=args.seed, host_capacity=8, steady=0.0)
+            sparse = Setup(nodes=100, queries=args.queries, seed=args.seed, host_capacity=8, steady=0.0,
+                           host_manager=args.host_manager)
             runs.append((sparse, ir1_strategies()))
     return runs
 
@@ -359,6 +367,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--capacity", type=int, default=None, help="known-host capacity per node")
+    parser.add_argument("--host-manager", choices=["diversity", "random"], default="diversity",
+                        help="host-manager driver of every node (random: the baseline)")
     parser.add_argument("--queriers", type=int, default=None, help="fresh querying nodes (default 1; n / 50 above 300)")
     parser.add_argument("--warmup", type=float, default=None,
                         help="virtual seconds before querying (default 40, 20 above 300 nodes)")
@@ -366,6 +376,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out_path = args.out or (OUT.with_name("retrieval-sweep.json") if args.sweep else OUT)
+    if args.host_manager != "diversity" and args.out is None:
+        out_path = out_path.with_name(f"{out_path.stem}-{args.host_manager}.json")
     results = []
     for setup, strategies in plan(args):
         results.append(run_sync(setup, strategies))

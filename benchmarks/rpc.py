@@ -62,7 +62,7 @@ import anyio
 from anyio.abc import SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from butter.identity import Identity
+from butter import Identity
 from butter.settings import ButterSettings
 from butter.wire import FrameDecoder, Reply, Request, encode
 from butter_transport_tcp import SecureChannel, TcpOptions, TcpTransport

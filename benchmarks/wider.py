@@ -249,7 +249,7 @@ def bench(plan: Plan, workdir: Path) -> dict[str, Any]:
         lab.add_nat_router(b, public)
         lab.add_nat_router(c, public)
         ra.forward_port(PORT, a.hosts[1])
-        p0 = lab.start_node(public.hosts[0], *ambassador_args(circuit_duration=10.0), port=PORT)
+        p0 = lab.start_node(public.hosts[0], *ambassador_args(circuit_expiry=10.0), port=PORT)
         p1 = lab.start_node(public.hosts[1], *ambassador_args(circuit_bytes=256 * 2**20), port=PORT)
         amb0, amb1 = (f"{h.ip}:{PORT}" for h in public.hosts)
         for amb in (p0, p1):
@@ -299,7 +299,7 @@ def bench(plan: Plan, workdir: Path) -> dict[str, Any]:
         time.sleep(1.0)
         limits["ambassador_closed_bytes"] = len(p0.matches(r"closed: bytes limit exceeded"))
         limits["ambassador_closed_duration"] = len(p0.matches(r"closed: duration limit exceeded"))
-        limits["limits"] = {"circuit_bytes": 128 * 1024, "circuit_duration_s": 10.0}
+        limits["limits"] = {"circuit_bytes": 128 * 1024, "circuit_expiry_s": 10.0}
         out["limits"] = limits
         print(f"  limits: {limits}", file=sys.stderr)
 

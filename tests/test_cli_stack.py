@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 import butter
 import butter.blocks
+from butter.capabilities import KeptItems
 from butter.cli import app
 from butter.settings import ButterSettings
 
@@ -34,7 +35,8 @@ def test_put_stores_a_file_and_prints_its_content_id(tcp_node: tuple[BlockingPor
     result = runner.invoke(app, ["put", str(tmp_path / "f.bin"), "--node", str(node.address)])
     assert result.exit_code == 0, result.output
     content_id = result.stdout.strip()
-    assert portal.call(node.persistence.holds, content_id)  # type: ignore[union-attr]
+    kept = node.capability(KeptItems)
+    assert kept is not None and content_id in portal.call(kept.kept_items)
     item = butter.blocks.chunk(data)
     assert item.content_id == content_id
     for address in item.all_blocks:

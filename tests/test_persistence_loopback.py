@@ -24,7 +24,7 @@ from butter.settings import ButterSettings
 
 FAST = [
     "--host_manager.options", json.dumps({"refresh_interval": 1.0, "exchange_interval": 0.5, "quality_timeout": 1.0}),
-    "--persistence.options", json.dumps({"heartbeat_interval": 0.5, "request_timeout": 1.0}),
+    "--persistence.options", json.dumps({"heartbeat_interval": 0.5, "heartbeat_timeout": 1.0, "fetch_timeout": 1.0}),
 ]
 
 

@@ -105,7 +105,7 @@ def test_plugins_lists_the_core_drivers() -> None:
     rows = plugin_rows()
     by_slot = {(row["slot"], row["name"]): row for row in rows}
     assert by_slot["transport", "memory"]["target"] == "butter.testing.memory:MemoryTransportPlugin"
-    assert by_slot["discovery", "static"]["target"] == "butter.discovery_static:StaticDiscoveryPlugin"
+    assert by_slot["discovery", "static"]["target"] == "butter._static:StaticDiscoveryPlugin"
     assert by_slot["host_manager", "diversity"]["selected"] is True
     assert by_slot["transport", "memory"]["selected"] is False  # tcp is the default transport
     table = invoke("plugins").output
@@ -300,3 +300,22 @@ def test_two_nodes_log_peers_joining_and_leaving(tmp_path: Path) -> None:
         for node in (first, second):
             if node is not None:
                 node.stop(signal.SIGKILL)
+
+
+def test_node_with_a_data_dir_that_is_a_file_exits_2_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("x")
+    result = invoke("node", "--data-dir", str(tmp_path / "taken"), "--discovery", "static", "--transport", "memory",
+                    "--host", "127.0.0.1")
+    assert result.exit_code == 2, result.output
+    assert "is not a directory" in result.stderr and "Traceback" not in result.output
+    assert len(result.output.splitlines()) < 5, result.output
+
+
+def test_get_from_an_unreachable_node_names_the_reason() -> None:
+    with socket.socket() as unused:  # bound, never listening: nothing answers at this address
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+        result = invoke("get", "a" * 64, "--node", f"127.0.0.1:{port}", "--timeout", "1")
+    assert result.exit_code == 1, result.output
+    assert f"no answer from 127.0.0.1:{port}" in result.stderr and "is a node running there?" in result.stderr
+    assert "TimeoutError" not in result.output

@@ -46,20 +46,23 @@ class Careless:
     async def offer(self, address: butter.PeerAddress) -> bool:
         if self.flaw != "admits-itself" and address == self.node.address:
             return False
-        try:
-            info = butter.PeerInfo.from_wire(decode_payload(await self.node.request(address, "host-quality", b"")))
+        try:  # a host manager without a protocol of its own: the core ping names the node
+            node_id = decode_payload(await self.node.request(address, "ping", b""))["id"]
         except ButterError:
             if self.flaw == "raises":
                 raise
             return False
         if self.flaw != "over-capacity" and len(self.hosts) >= self.capacity:
             return False
-        self.hosts[address] = butter.PeerInfo(info.node_id, address, info.quality)
+        self.hosts[address] = butter.PeerInfo(node_id, address)
         return True
 
     def report_dead(self, address: butter.PeerAddress) -> None:
         if self.flaw != "keeps-the-dead":
             self.hosts.pop(address, None)
+
+    def known_by(self) -> int:
+        return -1 if self.flaw == "miscounts" else 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -89,6 +92,7 @@ async def test_the_reference_passes_without_its_flaws(check: Check) -> None:
     ("keeps-the-dead", kit.check_report_dead_removes, AssertionError, "reported dead"),
     ("sample-repeats", kit.check_sample, AssertionError, r"sample\(0\)"),
     ("admits-itself", kit.check_never_itself, AssertionError, "its own address"),
+    ("miscounts", kit.check_known_by, AssertionError, r"known_by\(\) gave -1"),
 ])
 async def test_a_flawed_host_manager_fails_the_check_for_its_flaw(
     flaw: str, check: Check, error: type[BaseException], match: str

@@ -1,6 +1,7 @@
 """The persistence conformance kit (:mod:`butter.testing.conformance_persistence`) checked against itself: a
 small reference driver passes every check, and each flawed variant of it fails the check meant to catch the
-flaw (a kit that cannot fail proves nothing). Runs on asyncio and trio."""
+flaw (a kit that cannot fail proves nothing); and run for the ``single`` driver, which promises one copy
+only. Runs on asyncio and trio."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import pytest
 from anyio.abc import TaskStatus
 
 import butter
+from butter import RouteRequest
 from butter.blocks import load_manifest
 from butter.errors import ButterError, IncompleteItem, PeerUnreachable, RouteError, StoreFull
-from butter.node import RouteRequest
 from butter.peers import PeerAddress
 from butter.testing import conformance_persistence as kit
 from butter.testing.conformance_persistence import PERSISTENCE_CHECKS, PersistenceFactory
@@ -155,10 +156,24 @@ async def test_a_flawed_driver_fails_the_check_for_its_flaw(flaws: Flaws, check:
         await check(factory(flaws, bound=1.0))
 
 
+@pytest.mark.parametrize("check", PERSISTENCE_CHECKS, ids=lambda c: c.__name__)
+async def test_single_persistence_conformance(check: Check) -> None:
+    await check(PersistenceFactory("single", replicas=1, survives_holder_death=False))
+
+
+async def test_a_check_the_driver_does_not_promise_is_skipped_naming_the_promise() -> None:
+    with pytest.raises(pytest.skip.Exception, match="survives_holder_death=False"):
+        await kit.check_abrupt_death_of_a_holder(PersistenceFactory("single", replicas=1, survives_holder_death=False))
+    with pytest.raises(pytest.skip.Exception, match="replicas=1"):
+        await kit.check_graceful_exit_hands_off(PersistenceFactory("single", replicas=1, survives_holder_death=False))
+
+
 def test_the_factory_refuses_a_network_too_small_to_replicate() -> None:
     with pytest.raises(ValueError, match="replicas"):
         PersistenceFactory("pcg", replicas=6, size=6)
     with pytest.raises(ValueError, match="replicas"):
-        PersistenceFactory("pcg", replicas=1)
+        PersistenceFactory("pcg", replicas=0)
+    with pytest.raises(ValueError, match="survives_holder_death=False"):
+        PersistenceFactory("single", replicas=1)
     with pytest.raises(ValueError, match="settle"):
         PersistenceFactory("pcg", settle=-1)

@@ -34,11 +34,16 @@ class Flaws:
 
 
 class WalkRetrieval:
-    """A reference driver: breadth first over the ``known-hosts`` route, asking each host for the manifest
-    on ``fetch-block``, then fetching each block from a holder that has not lied yet."""
+    """A reference driver: breadth first over its own ``walk-hosts`` route (each host's known hosts),
+    asking each host for the manifest on ``fetch-block``, then fetching each block from a holder that has
+    not lied yet."""
 
     def __init__(self, node: butter.Node, flaws: Flaws) -> None:
         self.node, self.flaws = node, flaws
+        node.route("walk-hosts", self._serve_hosts)
+
+    async def _serve_hosts(self, request: butter.RouteRequest) -> bytes:
+        return encode_payload({"sample": [p.to_wire() for p in self.node.hosts.sample(16)]})
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -120,7 +125,7 @@ class WalkRetrieval:
             if self.flaws.near and hops >= 1:
                 continue
             try:
-                reply = decode_payload(await self.node.request(address, "known-hosts", b"", timeout=2))
+                reply = decode_payload(await self.node.request(address, "walk-hosts", b"", timeout=2))
             except ButterError:
                 continue
             frontier += [(PeerInfo.from_wire(entry).address, hops + 1) for entry in reply["sample"]]

@@ -3,23 +3,20 @@ from collections.abc import Callable
 
 import anyio
 import pytest
+from anyio.abc import TaskStatus
 
 import butter
-from butter.hosts import CLASS_NAMES, capacity_for_budget, classify, decide
+from butter import SENDER_MISMATCH, RemoteError
+from butter.hosts import CLASS_NAMES, _protocol, classify, decide
 from butter.peers import HostQuality, PeerAddress, PeerInfo
 from butter.settings import ButterSettings
+from butter.wire import Request, decode_payload, encode_payload
 
 MakeSettings = Callable[..., ButterSettings]
 
 
 def peer(n: int, **quality: float) -> PeerInfo:
     return PeerInfo(f"id{n}", PeerAddress("h", n), HostQuality(**quality))  # type: ignore[arg-type]
-
-
-def test_capacity_from_budget_matches_spec() -> None:
-    assert capacity_for_budget(512 * 1024 * 1024) == 8947
-    assert capacity_for_budget(2048 * 1024 * 1024) == 35791
-    assert capacity_for_budget(1) == 1
 
 
 @pytest.mark.parametrize("index", range(8))
@@ -139,3 +136,134 @@ async def test_unreachable_candidate_is_not_admitted(memory_settings: MakeSettin
         assert not await a.hosts.offer(PeerAddress(a.address.host, 4242))
         assert not await a.hosts.offer(a.address)
         assert a.hosts.peers() == []
+
+
+# -- the driver's protocol: host-quality and known-hosts ------------------------------------------------------
+
+
+def holds(node: butter.Node, holds: bool, hold_timeout: float = 60.0) -> bytes:
+    return encode_payload({"id": node.node_id, "holds": holds, "hold_timeout": hold_timeout})
+
+
+@pytest.mark.anyio
+async def test_a_holder_counts_toward_known_by_until_it_releases_or_its_hold_lapses(
+    memory_settings: MakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_protocol, "PRUNE_INTERVAL", 0.0)  # count lapsed holds out at once, not within 1 s
+    async with butter.open_node(memory_settings()) as a, butter.open_node(memory_settings()) as b:
+        info = PeerInfo.from_wire(decode_payload(await b.request(a.address, "host-quality")))  # a plain probe
+        assert info.node_id == a.node_id and a.quality().known_by == a.hosts.known_by() == 0
+        await b.request(a.address, "host-quality", holds(b, True))
+        assert a.quality().known_by == 1
+        await b.request(a.address, "host-quality", holds(b, False))  # a release
+        assert a.quality().known_by == 0
+        await b.request(a.address, "host-quality", holds(b, True, hold_timeout=0.05))
+        assert a.quality().known_by == 1
+        await anyio.sleep(0.1)
+        assert a.quality().known_by == 0
+        await b.request(a.address, "host-quality", holds(b, True, hold_timeout=1e12))  # cut to an hour
+        assert (await a._route_table.dispatch(Request(1, "host-quality", holds(a, True)))).ok  # unauthenticated
+        assert a.quality().known_by == 1  # a node never counts itself
+        assert a.quality().known_by == 1
+
+
+@pytest.mark.anyio
+async def test_an_exchange_introduces_the_caller_and_answers_a_sample(memory_settings: MakeSettings) -> None:
+    async with butter.open_node(memory_settings()) as a, butter.open_node(memory_settings()) as b:
+        body = encode_payload({"from": b.info().to_wire(), "sample": []})
+        assert decode_payload(await b.request(a.address, "known-hosts", body)) == {"sample": []}
+        with anyio.fail_after(5):
+            while [p.node_id for p in a.hosts.peers()] != [b.node_id]:
+                await anyio.sleep(0.02)
+        sample = decode_payload(await b.request(a.address, "known-hosts"))["sample"]
+        assert [PeerInfo.from_wire(entry).node_id for entry in sample] == [b.node_id]
+
+
+HOSTILE = [
+    ("known-hosts", {"sample": 1}),
+    ("known-hosts", {"sample": [1]}),
+    ("known-hosts", {"from": 5}),
+    ("known-hosts", {"from": {"id": "x", "addr": "nowhere"}}),
+    ("known-hosts", [1, 2]),
+    ("host-quality", {"id": 5}),
+    ("host-quality", {"id": "x" * 129, "holds": True}),
+    ("host-quality", {"id": "x", "holds": "yes"}),
+    ("host-quality", {"id": "x", "holds": True, "hold_timeout": -1}),
+    ("host-quality", {"id": "x", "holds": True, "hold_timeout": "long"}),
+    ("host-quality", {"id": "x", "holds": True, "hold_timeout": float("nan")}),
+    ("host-quality", "holds"),
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("route", "body"), HOSTILE, ids=[f"{r}-{i}" for i, (r, _) in enumerate(HOSTILE)])
+async def test_mistyped_host_route_bodies_are_bad_requests(
+    memory_settings: MakeSettings, route: str, body: object
+) -> None:
+    async with butter.open_node(memory_settings()) as a, butter.open_node(memory_settings()) as b:
+        with pytest.raises(RemoteError) as info:
+            await b.request(a.address, route, encode_payload(body))
+        assert info.value.code == "bad-request", info.value
+        assert a.quality().known_by == 0 and a.hosts.peers() == []
+
+
+@pytest.mark.anyio
+async def test_an_authenticated_caller_cannot_hold_or_introduce_as_another_node(
+    memory_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with butter.open_node(memory_settings()) as a, butter.open_node(memory_settings()) as b:
+        posing = encode_payload({"id": "someone-else", "holds": True, "hold_timeout": 60})
+        for _ in range(3):
+            with pytest.raises(RemoteError) as info:
+                await b.request(a.address, "host-quality", posing)
+            assert info.value.code == SENDER_MISMATCH and b.node_id in info.value.message
+        assert a.quality().known_by == 0 and a.stats.sender_mismatches == 3
+        assert len([r for r in caplog.records if "refused route 'host-quality'" in r.getMessage()]) == 1
+        other = PeerInfo("someone-else", b.address, HostQuality(), 0.0).to_wire()
+        with pytest.raises(RemoteError, match=SENDER_MISMATCH):
+            await b.request(a.address, "known-hosts", encode_payload({"from": other, "sample": []}))
+        await b.request(a.address, "host-quality", holds(b, True))
+        assert a.quality().known_by == 1  # the honest path
+        # unauthenticated (no caller known): the body is taken at its word
+        reply = await a._route_table.dispatch(Request(2, "host-quality", posing))
+        assert reply.ok and a.quality().known_by == 2 and a.stats.sender_mismatches == 4
+
+
+class Silent:
+    """A host manager with no protocol of its own: it registers no routes and knows nobody."""
+
+    capacity = 1
+
+    def peers(self) -> list[PeerInfo]:
+        return []
+
+    def sample(self, k: int) -> list[PeerInfo]:
+        return []
+
+    async def offer(self, address: PeerAddress) -> bool:
+        return False
+
+    def report_dead(self, address: PeerAddress) -> None:
+        pass
+
+    def known_by(self) -> int:
+        return 7
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+
+    @butter.hookimpl
+    def butter_host_manager(self, node: butter.Node) -> "Silent":
+        return self
+
+
+@pytest.mark.anyio
+async def test_the_host_protocol_belongs_to_the_driver(memory_settings: MakeSettings) -> None:
+    async with butter.open_node(memory_settings(host_manager={"driver": ""}), plugins=(Silent(),)) as a, \
+            butter.open_node(memory_settings()) as b:
+        assert a.routes == ["fetch-block", "ping"]
+        for route in ("host-quality", "known-hosts"):
+            with pytest.raises(RemoteError) as info:
+                await b.request(a.address, route)
+            assert info.value.code == "unknown-route"
+        assert a.quality().known_by == 7  # the node reports what its host manager counts

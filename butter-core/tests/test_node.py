@@ -1,16 +1,14 @@
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 import butter
-from butter import RemoteError, RouteError, RouteRequest
-from butter.node import SENDER_MISMATCH
-from butter.settings import ButterSettings
-from butter.wire import Request, decode_payload, encode_payload
+from butter import RouteRequest
+from butter.settings import ButterSettings, budget_split
+from butter.wire import decode_payload
 
 pytestmark = pytest.mark.anyio
 MakeSettings = Callable[..., ButterSettings]
@@ -30,34 +28,17 @@ async def test_request_reply_and_builtin_routes(memory_settings: MakeSettings) -
         assert ping == {"id": a.node_id, "addr": a.address.to_wire()}
         info = butter.PeerInfo.from_wire(decode_payload(await b.request(a.address, "host-quality")))
         assert info.node_id == a.node_id and info.quality.uptime > 0
-        assert set(a.routes) >= {"ping", "host-quality", "known-hosts", "reverse"}
+        assert a.routes == ["fetch-block", "host-quality", "known-hosts", "ping", "reverse"]  # no persistence: no store
 
 
-async def test_bad_routes_get_error_replies_and_node_keeps_serving(
-    memory_settings: MakeSettings, caplog: pytest.LogCaptureFixture
-) -> None:
-    async with butter.open_node(memory_settings()) as a, butter.open_node(memory_settings()) as b:
-
-        @a.route("explode")
-        async def explode(request: RouteRequest) -> bytes:
-            raise ValueError("kaboom")
-
-        @a.route("refuse")
-        async def refuse(request: RouteRequest) -> bytes:
-            raise RouteError("not-here", "go away")
-
-        @a.route("wrong-type")
-        async def wrong_type(request: RouteRequest) -> Any:
-            return "a str, not bytes"
-
-        for route, code in [("nope", "unknown-route"), ("explode", "handler-error"), ("refuse", "not-here"),
-                            ("wrong-type", "handler-error")]:
-            with pytest.raises(RemoteError) as info:
-                await b.request(a.address, route, b"x")
-            assert info.value.code == code
-        assert "kaboom" in caplog.text and "explode" in caplog.text
-        assert a.stats.error_replies == 4
-        assert decode_payload(await b.request(a.address, "ping"))["id"] == a.node_id
+async def test_one_budget_split_sizes_known_hosts_and_block_storage(memory_settings: MakeSettings) -> None:
+    split = budget_split(512 * 1024 * 1024)
+    assert (split.known_hosts, split.host_capacity) == (53687, 8947)  # 0.01 %, 6 bytes a host (SPEC §1.3)
+    assert split.known_hosts + split.storage == 512 * 1024 * 1024
+    assert budget_split(2048 * 1024 * 1024).host_capacity == 35791 and budget_split(1).host_capacity == 1
+    async with butter.open_node(memory_settings(memory_budget="64MiB")) as a:
+        split = budget_split(64 * 1024 * 1024)
+        assert (a.hosts.capacity, a.blocks.capacity) == (split.host_capacity, split.storage)
 
 
 async def test_unreachable_peer(memory_settings: MakeSettings) -> None:
@@ -162,14 +143,6 @@ async def test_event_hooks_see_peers(memory_settings: MakeSettings) -> None:
             assert [p.node_id for p in b.hosts.peers()] == [a.node_id]
 
 
-async def test_route_name_validation(memory_settings: MakeSettings) -> None:
-    async with butter.open_node(memory_settings()) as a:
-        with pytest.raises(ValueError):
-            a.route("", lambda r: r)  # type: ignore[arg-type,return-value]
-        with pytest.raises(ValueError):
-            a.route("x" * 129, lambda r: r)  # type: ignore[arg-type,return-value]
-
-
 async def test_logs_say_what_happened(memory_settings: MakeSettings, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     async with butter.open_node(memory_settings()) as a:
@@ -192,42 +165,3 @@ async def test_closing_does_not_cancel_the_callers_code(memory_settings: MakeSet
         await anyio.sleep(0.01)  # would raise Cancelled if aclose() had cancelled this body
         reached = True
     assert reached
-
-
-def _whoami(node: butter.Node) -> None:
-    @node.route("whoami")
-    async def whoami(request: RouteRequest) -> bytes:
-        remote = request.remote.to_wire() if request.remote is not None else None
-        return encode_payload({"id": request.caller_id, "remote": remote})
-
-
-async def test_handlers_see_the_caller_the_transport_names(memory_settings: MakeSettings) -> None:
-    async with butter.open_node(memory_settings()) as a, butter.open_node(memory_settings()) as b:
-        _whoami(a)
-        seen = decode_payload(await b.request(a.address, "whoami"))
-        assert seen == {"id": b.node_id, "remote": b.address.to_wire()}
-        # a transport that says nothing about the caller (as third-party ones may): unknown, not refused
-        reply = await a._dispatch(Request(1, "whoami", b""))
-        assert decode_payload(reply.body) == {"id": None, "remote": None}
-        assert RouteRequest(a, "r", b"").caller_id is None  # handlers' own constructions keep working
-
-
-async def test_a_body_naming_another_sender_is_refused_counted_and_logged_once(
-    memory_settings: MakeSettings, caplog: pytest.LogCaptureFixture
-) -> None:
-    async with butter.open_node(memory_settings()) as a, butter.open_node(memory_settings()) as b:
-        posing = encode_payload({"id": "someone-else", "holds": True, "ttl": 60})
-        for _ in range(3):
-            with pytest.raises(RemoteError) as info:
-                await b.request(a.address, "host-quality", posing)
-            assert info.value.code == SENDER_MISMATCH and b.node_id in info.value.message
-        assert a.quality().known_by == 0 and a.stats.sender_mismatches == 3
-        assert len([r for r in caplog.records if "refused route 'host-quality'" in r.getMessage()]) == 1
-        other = butter.PeerInfo("someone-else", b.address, butter.HostQuality(), 0.0).to_wire()
-        with pytest.raises(RemoteError, match=SENDER_MISMATCH):
-            await b.request(a.address, "known-hosts", encode_payload({"from": other, "sample": []}))
-        await b.request(a.address, "host-quality", encode_payload({"id": b.node_id, "holds": True, "ttl": 60}))
-        assert a.quality().known_by == 1  # the honest path
-        # unauthenticated (no caller known): the body is taken at its word, as before
-        reply = await a._dispatch(Request(2, "host-quality", posing))
-        assert reply.ok and a.quality().known_by == 2 and a.stats.sender_mismatches == 4

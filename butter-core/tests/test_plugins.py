@@ -8,8 +8,8 @@ import pytest
 from stevedore import ExtensionManager
 
 import butter
+from butter._plugins import PluginStack, installed_drivers, load_driver
 from butter.errors import ButterConfigError
-from butter.plugins import PluginStack, installed_drivers, load_driver
 from butter.settings import ButterSettings
 
 MakeSettings = Callable[..., ButterSettings]
@@ -40,14 +40,17 @@ class FirstComeHostManager:
         if address in self.hosts or len(self.hosts) >= self.limit:
             return address in self.hosts
         try:
-            info = butter.PeerInfo.from_wire(decode_payload(await self.node.request(address, "host-quality")))
+            ping = decode_payload(await self.node.request(address, "ping"))
         except butter.ButterError:
             return False
-        self.hosts[address] = info
+        self.hosts[address] = butter.PeerInfo(ping["id"], address)
         return True
 
     def report_dead(self, address):
         self.hosts.pop(address, None)
+
+    def known_by(self):
+        return 0
 
     async def run(self, *, task_status):
         task_status.started()

@@ -6,8 +6,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from butter import installed_drivers, load_driver
 from butter.errors import ButterConfigError
-from butter.plugins import installed_drivers, load_driver
 from butter.settings import ButterSettings
 from butter_discover_multicast import MulticastDiscoveryPlugin, MulticastOptions
 

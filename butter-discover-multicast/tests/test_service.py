@@ -11,8 +11,10 @@ import anyio
 import pytest
 
 import butter
-from butter.node import Node
+from butter import Node
+from butter.capabilities import Counters
 from butter.peers import PeerAddress
+from butter.slots import NodeServices
 from butter_discover_multicast import MulticastDiscovery, MulticastOptions, Ping, encode_ping
 
 from .helpers import FakeLan
@@ -32,7 +34,7 @@ class FakeLanDiscovery:
         self.made: list[MulticastDiscovery] = []
 
     @butter.hookimpl
-    def butter_discovery(self, node: Node) -> MulticastDiscovery:
+    def butter_discovery(self, node: NodeServices) -> MulticastDiscovery:
         discovery = MulticastDiscovery(node, self.options, open_link=self.lan.join)
         self.made.append(discovery)
         return discovery
@@ -76,6 +78,7 @@ async def test_nodes_on_one_lan_find_each_other(memory_settings: MakeSettings) -
         assert sum(s.own_echoes for s in stats) == sent  # each ping came back to its sender, and was ignored
         assert sum(s.answers_sent for s in stats) >= 4
         assert all(s.dropped == 0 and s.answers_failed == 0 for s in stats)
+        assert all(d.counters() == d.stats.as_dict() and isinstance(d, Counters) for _, d in pairs)
 
 
 async def test_a_lonely_node_pings_until_it_is_found_then_stops(memory_settings: MakeSettings) -> None:

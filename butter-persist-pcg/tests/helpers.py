@@ -40,6 +40,12 @@ def pcg(node: butter.Node) -> PcgPersistence:
     return node.persistence
 
 
+def goldilocks(node: butter.Node, content_id: str, replicas: int = 3) -> bool:
+    """Whether ``node`` sees the item's group at ``replicas`` of ``replicas`` (its ``group_status``)."""
+    status = pcg(node).group_status(content_id)
+    return status is not None and (status.replicas, status.target, status.state) == (replicas, replicas, "goldilocks")
+
+
 class Network:
     def __init__(self, make: MakeSettings, stack: AsyncExitStack, **pcg_options: Any) -> None:
         self.make, self.stack, self.pcg_options = make, stack, pcg_options
@@ -48,7 +54,7 @@ class Network:
 
     async def add(self) -> butter.Node:
         peers = [str(self.nodes[0].address)] if self.nodes else []
-        options = {"heartbeat_interval": 0.2, "request_timeout": 1.0, **self.pcg_options}
+        options = {"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0, "fetch_timeout": 1.0, **self.pcg_options}
         settings = self.make(peers=peers, host_manager={"driver": "diversity", "options": FAST_HOSTS},
                              persistence={"driver": "pcg", "options": options})
         node = await self.stack.enter_async_context(butter.open_node(settings))
@@ -60,7 +66,7 @@ class Network:
         self.nodes.remove(node)
 
     def holders(self, content_id: str) -> list[butter.Node]:
-        return [n for n in self.nodes if pcg(n).holds(content_id)]
+        return [n for n in self.nodes if content_id in pcg(n).kept_items()]
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
         with anyio.fail_after(timeout):

@@ -1,6 +1,6 @@
 """A group member cannot speak for another one (real nodes over TCP on 127.0.0.1, asyncio and trio).
 
-With the secure channel the transport authenticates every caller (``RouteRequest.caller_id``): a heartbeat
+With the secure channel the transport authenticates every caller (``RouteRequest.caller.node_id``): a heartbeat
 naming another sender, a join that does not list its inviter and a leave from outside the group are refused
 and change nothing. In plaintext nothing is authenticated, and bodies are taken at their word, as before.
 
@@ -16,11 +16,10 @@ import pytest
 
 import butter
 from butter.errors import RemoteError
-from butter_persist_pcg import GroupState
 from butter_persist_pcg._messages import GroupBeat, Heartbeat, Join, content_id_body
 from butter_persist_pcg._service import ROUTE_HEARTBEAT, ROUTE_JOIN, ROUTE_LEAVE
 
-from .helpers import Network, network, pcg, tcp_settings
+from .helpers import Network, goldilocks, network, pcg, tcp_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -39,7 +38,7 @@ async def group(*, secure: bool) -> AsyncIterator[tuple[Network, str, list[butte
             for _ in range(2):  # two rounds: every member hears from every other
                 for holder in holders:
                     await pcg(holder).tick()
-            assert all(pcg(h).group_state(content_id) == (3, 3, GroupState.GOLDILOCKS) for h in holders)
+            assert all(goldilocks(h, content_id) for h in holders)
             (outsider,) = [n for n in net.nodes if n not in holders]
             yield net, content_id, holders, outsider
 
@@ -49,8 +48,8 @@ def leaving_beat(claimed: butter.Node, content_id: str) -> bytes:
     return Heartbeat(claimed.node_id, claimed.address, True, [GroupBeat(content_id, 0, 0, [])]).encode()
 
 
-def members(node: butter.Node, content_id: str) -> set[str]:
-    return set(pcg(node).groups[content_id].members)
+def members(node: butter.Node, content_id: str) -> set[butter.PeerAddress]:
+    return set(pcg(node).holders(content_id))
 
 
 async def test_a_member_cannot_make_another_leave_the_group() -> None:
@@ -64,7 +63,7 @@ async def test_a_member_cannot_make_another_leave_the_group() -> None:
         assert target.stats.sender_mismatches == 1
         # the honest path: the victim's own final heartbeat drops it at once
         await victim.request(target.address, ROUTE_HEARTBEAT, leaving_beat(victim, content_id), timeout=5)
-        assert members(target, content_id) == before - {victim.node_id}
+        assert members(target, content_id) == before - {victim.address}
         assert target.stats.sender_mismatches == 1
 
 
@@ -82,30 +81,30 @@ async def test_only_a_member_may_shed_a_replica() -> None:
         with pytest.raises(RemoteError) as refused:
             await outsider.request(target.address, ROUTE_LEAVE, content_id_body(content_id), timeout=5)
         assert refused.value.code == "not-a-member"
-        assert pcg(target).holds(content_id) and await target.blocks.has(content_id)
-        assert pcg(target).stats["leaves_refused"] == 1
+        assert content_id in pcg(target).kept_items() and await target.blocks.has(content_id)
+        assert pcg(target).counters()["leaves_refused"] == 1
         await member.request(target.address, ROUTE_LEAVE, content_id_body(content_id), timeout=5)
-        assert not pcg(target).holds(content_id) and not await target.blocks.has(content_id)
+        assert content_id not in pcg(target).kept_items() and not await target.blocks.has(content_id)
 
 
 async def test_an_invitation_must_come_from_a_listed_member() -> None:
     async with group(secure=True) as (_, content_id, holders, outsider):
         inviter = holders[0]
-        entries = pcg(inviter).groups[content_id].entries(anyio.current_time())
+        entries = pcg(inviter)._groups[content_id].entries(anyio.current_time())
         others = [e for e in entries if e[0] != inviter.node_id]
-        size = pcg(inviter).groups[content_id].size
+        size = pcg(inviter)._groups[content_id].size
         with pytest.raises(RemoteError, match="sender-mismatch"):
             await inviter.request(outsider.address, ROUTE_JOIN, Join(content_id, size, others).encode(), timeout=5)
-        assert not pcg(outsider).holds(content_id) and not await outsider.blocks.has(content_id)
+        assert content_id not in pcg(outsider).kept_items() and not await outsider.blocks.has(content_id)
         await inviter.request(outsider.address, ROUTE_JOIN, Join(content_id, size, entries).encode(), timeout=10)
-        assert pcg(outsider).holds(content_id)
+        assert content_id in pcg(outsider).kept_items()
 
 
 async def test_in_plaintext_bodies_are_taken_at_their_word_as_before() -> None:
     async with group(secure=False) as (_, content_id, (target, victim, impostor), outsider):
         before = members(target, content_id)
         await impostor.request(target.address, ROUTE_HEARTBEAT, leaving_beat(victim, content_id), timeout=5)
-        assert members(target, content_id) == before - {victim.node_id}  # nothing authenticated: believed
+        assert members(target, content_id) == before - {victim.address}  # nothing authenticated: believed
         assert target.stats.sender_mismatches == 0
         await outsider.request(target.address, ROUTE_LEAVE, content_id_body(content_id), timeout=5)
-        assert not pcg(target).holds(content_id)
+        assert content_id not in pcg(target).kept_items()

@@ -6,9 +6,8 @@ import anyio
 import pytest
 
 import butter
-from butter_persist_pcg import GroupState
 
-from .helpers import MakeSettings, network, pcg
+from .helpers import MakeSettings, goldilocks, network, pcg
 
 pytestmark = pytest.mark.anyio
 
@@ -17,8 +16,9 @@ async def test_a_stored_item_gets_three_replicas_and_agreeing_views(memory_setti
     async with network(memory_settings, 6) as net:
         content_id = await net.nodes[0].store(b"hello, group" * 100)
         await net.wait_for(lambda: len(net.holders(content_id)) == 3)
-        await net.wait_for(lambda: all(pcg(n).group_state(content_id) == (3, 3, GroupState.GOLDILOCKS)
-                                       for n in net.holders(content_id)))
+        await net.wait_for(lambda: all(goldilocks(n, content_id) for n in net.holders(content_id)))
+        for holder in net.holders(content_id):
+            assert set(pcg(holder).holders(content_id)) == {h.address for h in net.holders(content_id)}
         for holder in net.holders(content_id):
             assert len(await holder.blocks.block_ids()) == 2  # the manifest and one 1,200-byte block
         await anyio.sleep(1.0)  # and it stays at three
@@ -44,7 +44,7 @@ async def test_hot_groups_shed_back_to_target(memory_settings: MakeSettings) -> 
     async with network(memory_settings, 6, replicas=2, hot_ticks=2) as net:
         content_id = await net.nodes[0].store(b"x" * 500)
         await net.wait_for(lambda: len(net.holders(content_id)) == 2)
-        view = pcg(net.holders(content_id)[0]).groups[content_id]
+        view = pcg(net.holders(content_id)[0])._groups[content_id]
         outsiders = [n for n in net.nodes if n not in net.holders(content_id)]
         for extra in outsiders[:2]:  # force the group hot by inviting two more members
             assert await pcg(net.holders(content_id)[0])._invite(view, extra.address, extra.node_id)
@@ -72,9 +72,8 @@ async def test_graceful_exit_hands_the_replica_off(memory_settings: MakeSettings
         net.nodes.remove(leaver)
         # the member timeout is a minute: only the hand-off can restore three replicas this fast
         await net.wait_for(lambda: len(net.holders(content_id)) == 3, timeout=5)
-        await net.wait_for(lambda: all(pcg(h).group_state(content_id) == (3, 3, GroupState.GOLDILOCKS)
-                                       for h in net.holders(content_id)), timeout=5)
-        assert leaver.node_id not in pcg(net.holders(content_id)[0]).groups[content_id].members
+        await net.wait_for(lambda: all(goldilocks(h, content_id) for h in net.holders(content_id)), timeout=5)
+        assert leaver.address not in pcg(net.holders(content_id)[0]).holders(content_id)
 
 
 async def test_store_without_room_fails_cleanly(memory_settings: MakeSettings) -> None:

@@ -17,7 +17,7 @@ def test_pcg_keeps_every_item_through_heavy_churn() -> None:
 def test_single_copy_baseline_loses_items_under_the_same_churn() -> None:
     from dataclasses import replace
 
-    result = run_churn_sync(replace(SMALL, replicas=1))
+    result = run_churn_sync(replace(SMALL, persistence="single"))
     assert result.deaths >= 10
     assert result.retention < 0.9
     assert result.replicas_per_item == 1.0

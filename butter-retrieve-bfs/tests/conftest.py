@@ -9,19 +9,26 @@ from typing import Any
 import anyio
 
 import butter
+from butter.capabilities import ItemHolders, KeptItems
 from butter.settings import ButterSettings
 from butter_retrieve_bfs import BfsRetrieval
 
 MakeSettings = Callable[..., ButterSettings]
 # Fast timers, but tolerant ones: a loaded CI machine must not make hosts or group members look dead.
 FAST_HOSTS = {"refresh_interval": 0.5, "exchange_interval": 0.2, "quality_timeout": 2.0, "max_failures": 3}
-FAST_PCG = {"heartbeat_interval": 0.2, "member_timeout": 3.0, "request_timeout": 1.0}
+FAST_PCG = {"heartbeat_interval": 0.2, "member_timeout": 3.0, "heartbeat_timeout": 1.0, "fetch_timeout": 1.0}
 FAST_BFS = {"digest_interval": 0.3, "digest_max_interval": 1.0, "query_timeout": 1.0, "fetch_timeout": 2.0}
 
 
 def bfs(node: butter.Node) -> BfsRetrieval:
     assert isinstance(node.retrieval, BfsRetrieval)
     return node.retrieval
+
+
+def keeps(node: butter.Node, content_id: str) -> bool:
+    """Whether ``node``'s persistence driver keeps the item (its :class:`KeptItems` capability)."""
+    kept = node.capability(KeptItems)
+    return kept is not None and content_id in kept.kept_items()
 
 
 class Network:
@@ -46,13 +53,16 @@ class Network:
         return node
 
     def holders(self, content_id: str) -> list[butter.Node]:
-        return [n for n in self.nodes if not n.closing and content_id in getattr(n.persistence, "groups", {})]
+        return [n for n in self.nodes if not n.closing and keeps(n, content_id)]
 
     async def replicated(self, content_id: str, replicas: int = 3) -> None:
         """Wait until ``replicas`` nodes hold the item and each knows all the others as group members."""
+        def named(node: butter.Node) -> int:
+            holders = node.capability(ItemHolders)
+            return len(holders.holders(content_id)) if holders is not None else 0
+
         await self.wait_for(lambda: len(self.holders(content_id)) == replicas and all(
-            len(n.persistence.members(content_id)) == replicas  # type: ignore[union-attr]
-            for n in self.holders(content_id)))
+            named(n) == replicas for n in self.holders(content_id)))
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
         with anyio.fail_after(timeout):

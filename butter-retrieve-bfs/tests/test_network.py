@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import anyio
 import pytest
 
 import butter
+from butter import RouteRequest
+from butter.blocks import chunk
+from butter.capabilities import Counters
 from butter.errors import ButterConfigError, ItemNotFound
-from butter.node import RouteRequest
 from butter.wire import decode_payload
 from butter_retrieve_bfs import ROUTE_QUERY, Query, Ring, Seen, decode_reply
 
@@ -152,7 +155,7 @@ async def test_a_holder_killed_mid_transfer_does_not_fail_the_retrieval(memory_s
             content_id = await net.nodes[0].store(data)
             await net.replicated(content_id)
             victim = net.holders(content_id)[0]
-            original = victim._routes["fetch-block"]
+            original = victim._route_table._handlers["fetch-block"]
             served = anyio.Event()
             count = 0
 
@@ -213,3 +216,38 @@ async def test_options_are_validated_at_start(memory_settings: MakeSettings) -> 
     with pytest.raises(ButterConfigError, match="ring"):
         async with butter.open_node(bad):
             pass
+
+
+async def test_without_persistence_capabilities_bfs_says_so_once_and_still_retrieves(
+    memory_settings: MakeSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No persistence driver, so no ItemHolders nor KeptItems: bfs logs what is off once per node, at start,
+    and finds an item put straight into a block store (its digest then lists every stored block)."""
+    caplog.set_level(logging.INFO, logger="butter.bfs")
+    bare = {"driver": "bfs", "options": {"digest_interval": 0.3}}
+    with anyio.fail_after(20):
+        async with butter.open_node(memory_settings(retrieval=bare)) as holder, butter.open_node(
+            memory_settings(retrieval=bare, peers=[str(holder.address)])
+        ) as reader:
+            data = os.urandom(9000)
+            item = chunk(data, block_size=4096)
+            for block_id, block in item.all_blocks.items():
+                await holder.blocks.put(block_id, block)
+            while not reader.hosts.peers():
+                await anyio.sleep(0.05)
+            assert await reader.retrieve(item.content_id) == data
+            assert bfs(holder).counters()["queries_hits"] == 1
+            assert bfs(reader).counters()["found"] == 1
+    for capability in ("ItemHolders", "KeptItems"):
+        said = [r for r in caplog.records if f"offer no {capability}" in r.getMessage()]
+        assert len(said) == 2 and all(r.levelno == logging.INFO for r in said), capability
+
+
+async def test_counters_are_a_capability(memory_settings: MakeSettings) -> None:
+    async with clique(memory_settings, 3) as net:
+        counters = net.nodes[0].capability(Counters)
+        assert counters is not None and counters is not bfs(net.nodes[0])  # pcg comes first: persistence
+        snapshot = bfs(net.nodes[0]).counters()
+        assert isinstance(bfs(net.nodes[0]), Counters)
+        assert all(type(v) is int and v >= 0 for v in snapshot.values())
+        assert {"retrievals", "digest_requests", "queries_handled", "queries_duplicates"} <= set(snapshot)

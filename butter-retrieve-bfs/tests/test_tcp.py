@@ -11,7 +11,7 @@ import pytest
 import butter
 from butter.settings import ButterSettings
 
-from .conftest import FAST_BFS, FAST_HOSTS, FAST_PCG, bfs
+from .conftest import FAST_BFS, FAST_HOSTS, FAST_PCG, bfs, keeps
 
 pytestmark = pytest.mark.anyio
 
@@ -43,9 +43,9 @@ async def test_retrieval_over_loopback_tcp() -> None:
                 await anyio.sleep(0.05)
             data = os.urandom(50 * 1024)
             content_id = await nodes[0].store(data)
-            while sum(content_id in getattr(n.persistence, "groups", {}) for n in nodes) < 3:
+            while sum(keeps(n, content_id) for n in nodes) < 3:
                 await anyio.sleep(0.05)
-            reader = next(n for n in nodes if content_id not in getattr(n.persistence, "groups", {}))
+            reader = next(n for n in nodes if not keeps(n, content_id))
             assert await reader.retrieve(content_id) == data
             stats = bfs(reader).last_query
             assert stats is not None and stats.found and stats.fetch_requests == 1 + 13

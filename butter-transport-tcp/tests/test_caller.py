@@ -32,9 +32,9 @@ async def test_a_handler_sees_the_authenticated_caller_and_its_remote_address(se
 
             await b.request(a.address, "whoami")
             (request,) = seen
-            assert request.caller_id == (b.node_id if secure else None)
-            assert request.remote is not None and request.remote.host == "127.0.0.1"
-            assert request.remote.port != b.address.port  # where the connection came from, not where b listens
+            assert request.caller.node_id == (b.node_id if secure else None)
+            assert request.caller.address is not None and request.caller.address.host == "127.0.0.1"
+            assert request.caller.address.port != b.address.port  # where the connection came from, not b's port
             posing = encode_payload({"id": "f" * 64, "holds": True})
             if secure:
                 with pytest.raises(RemoteError, match="sender-mismatch"):

@@ -9,11 +9,10 @@ import pytest
 
 import butter
 import butter_transport_tcp
+from butter import Identity, load_driver
 from butter.capabilities import OutgoingAdoption
 from butter.errors import ButterConfigError
-from butter.identity import Identity
 from butter.peers import PeerAddress, PeerInfo
-from butter.plugins import load_driver
 from butter.settings import ButterSettings
 from butter.slots import Transport
 from butter.wire import decode_payload

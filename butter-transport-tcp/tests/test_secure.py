@@ -18,8 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from butter import Identity
 from butter.errors import PeerIdentityMismatch, PeerUnreachable
-from butter.identity import Identity
 from butter.peers import PeerAddress
 from butter.wire import Reply, Request, encode
 from butter_transport_tcp import SecureChannel, TcpTransport

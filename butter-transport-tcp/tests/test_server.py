@@ -15,10 +15,9 @@ from typing import Any
 import anyio
 import pytest
 
+from butter import load_driver, load_settings
 from butter.errors import ButterConfigError, RemoteError
 from butter.peers import PeerAddress
-from butter.plugins import load_driver
-from butter.settings import load_settings
 from butter.testing.conformance import echo_dispatcher
 from butter.wire import Reply, Request, encode, encode_payload
 from butter_transport_tcp import TcpTransport

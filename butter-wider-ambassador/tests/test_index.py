@@ -24,7 +24,7 @@ def test_subnet_keys() -> None:
 
 
 def test_entries_expire_unless_published_again() -> None:
-    index = PeerIndex(ttl=10)
+    index = PeerIndex(expiry=10)
     index.add("a", addr(1), "s1", relayed=False, now=0)
     index.add("b", addr(2), "s1", relayed=False, now=0)
     index.add("a", addr(1), "s1", relayed=False, now=8)  # renewed
@@ -34,7 +34,7 @@ def test_entries_expire_unless_published_again() -> None:
 
 
 def test_per_subnet_and_total_bounds_evict_the_oldest() -> None:
-    index = PeerIndex(capacity=3, per_subnet=2, ttl=100)
+    index = PeerIndex(capacity=3, per_subnet=2, expiry=100)
     index.add("a", addr(1), "s1", relayed=False, now=0)
     index.add("b", addr(2), "s1", relayed=False, now=1)
     index.add("c", addr(3), "s1", relayed=False, now=2)  # s1 full: a (oldest) goes
@@ -60,12 +60,12 @@ def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError):
         PeerIndex(capacity=0)
     with pytest.raises(ValueError):
-        PeerIndex(ttl=0)
+        PeerIndex(expiry=0)
 
 
 @given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 5), st.floats(0, 50)), max_size=80))
 def test_bounds_always_hold(ops: list[tuple[int, int, float]]) -> None:
-    index = PeerIndex(capacity=10, per_subnet=3, ttl=20)
+    index = PeerIndex(capacity=10, per_subnet=3, expiry=20)
     now = 0.0
     for node, subnet, step in ops:
         now += step

@@ -11,12 +11,12 @@ from butter_wider_ambassador import CircuitBudget, LimitExceeded, Refusal, Relay
 
 def test_defaults_are_no_looser_than_circuit_relay_v2() -> None:
     limits = RelayLimits()
-    assert limits.circuit_duration <= 120 and limits.circuit_bytes <= 128 * 1024
+    assert limits.circuit_expiry <= 120 and limits.circuit_bytes <= 128 * 1024
     assert limits.max_reservations <= 128 and limits.max_circuits_per_reservation <= 16
 
 
 def test_budget_refuses_the_chunk_that_would_exceed_it() -> None:
-    budget = CircuitBudget.start(RelayLimits(circuit_bytes=100, circuit_duration=10), now=0)
+    budget = CircuitBudget.start(RelayLimits(circuit_bytes=100, circuit_expiry=10), now=0)
     budget.consume(60, now=1)
     budget.consume(40, now=2)
     with pytest.raises(LimitExceeded) as exc:
@@ -25,7 +25,7 @@ def test_budget_refuses_the_chunk_that_would_exceed_it() -> None:
 
 
 def test_budget_ends_at_its_deadline() -> None:
-    budget = CircuitBudget.start(RelayLimits(circuit_duration=5), now=100)
+    budget = CircuitBudget.start(RelayLimits(circuit_expiry=5), now=100)
     assert budget.remaining_time(103) == 2
     with pytest.raises(LimitExceeded) as exc:
         budget.consume(1, now=105)

@@ -9,6 +9,7 @@ reservation. Every packet stays on 127.0.0.0/8.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -17,6 +18,7 @@ import anyio
 import pytest
 
 import butter
+from butter.capabilities import OutgoingAdoption
 from butter.errors import PeerUnreachable
 from butter_wider_ambassador import AmbassadorClient, AmbassadorDiscovery, AmbassadorService
 
@@ -72,11 +74,12 @@ class World:
         self.stack = stack
 
     async def ambassador(self, **options: Any) -> butter.Node:
-        opts = {"serve": True, "public_prefix": 32, "timeout": 2.0, **options}
+        opts = {"serve": True, "public_prefix": 32, "exchange_timeout": 2.0, **options}
         return await self.stack.enter_async_context(butter.open_node(settings("127.0.0.1", opts)))
 
     async def client(self, host: str, ambassador: butter.Node, **options: Any) -> butter.Node:
-        opts = {"ambassadors": [str(ambassador.address)], "interval": 0.5, "upnp": False, "timeout": 2.0, **options}
+        opts = {"ambassadors": [str(ambassador.address)], "interval": 0.5, "upnp": False, "exchange_timeout": 2.0,
+                **options}
         # a node "behind NAT" must not gossip its own loopback address, which loopback cannot hide as NAT does
         hosts = {"exchange_interval": 3600.0} if "source_host" in options else None
         return await self.stack.enter_async_context(butter.open_node(settings(host, opts, hosts=hosts)))
@@ -106,10 +109,11 @@ async def test_a_client_finds_the_ambassador_through_a_neighbour(world: World) -
     amb = await world.ambassador()
     a = await world.client("127.0.0.2", amb)
     # c names no ambassador, only a as a static peer: it learns of the ambassador from a's known hosts
-    options = {"interval": 0.5, "upnp": False, "timeout": 2.0}
+    options = {"interval": 0.5, "upnp": False, "exchange_timeout": 2.0}
     c = await world.stack.enter_async_context(butter.open_node(settings("127.0.0.4", options, (str(a.address),))))
     await wait_for(lambda: c.node_id in service(amb).index)
     assert amb.address in client(c).ambassadors()
+    assert c.capability(OutgoingAdoption) is not None  # tcp can adopt a punched connection: punching is on
 
 
 async def test_an_unreachable_node_is_relayed_and_reached_through_the_relay(world: World) -> None:
@@ -150,7 +154,7 @@ async def test_a_circuit_over_its_byte_limit_is_closed(world: World) -> None:
 
 
 async def test_a_circuit_over_its_duration_is_closed(world: World) -> None:
-    amb = await world.ambassador(circuit_duration=0.5)
+    amb = await world.ambassador(circuit_expiry=0.5)
     hidden = await world.client("127.0.0.2", amb, source_host="127.0.0.5")
     other = await world.stack.enter_async_context(butter.open_node(settings("127.0.0.3", {"upnp": False})))
     await wait_for(lambda: bool(client(hidden).relayed))
@@ -166,3 +170,17 @@ async def test_reservations_beyond_the_limit_are_refused(world: World) -> None:
     second = await world.client("127.0.0.3", amb, source_host="127.0.0.6")
     await wait_for(lambda: service(amb).stats.reservations_refused >= 1)
     assert not client(second).relayed
+
+
+async def test_without_outgoing_adoption_hole_punching_is_off_and_said_once(
+    memory_settings: Callable[..., butter.ButterSettings], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The memory transport cannot adopt a punched connection (no OutgoingAdoption): the client says at
+    start, once, that hole punching is off, and never punches."""
+    caplog.set_level(logging.INFO, logger="butter.discovery.ambassador")
+    options = {"ambassador": {"upnp": False, "interval": 0.1}}
+    async with butter.open_node(memory_settings(discovery={"drivers": ["ambassador"], "options": options})) as node:
+        await wait_for(lambda: client(node).stats.rounds >= 3)
+        assert ambassador_of(node).counters()["rounds"] >= 3 and ambassador_of(node).counters()["punches"] == 0
+    said = [r for r in caplog.records if "hole punching is off" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.INFO

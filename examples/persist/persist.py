@@ -28,8 +28,8 @@ from typing import Any
 import anyio
 
 import butter
-from butter.blocks import is_block_id
-from butter_persist_pcg import PcgPersistence
+from butter.blocks import is_block_id, load_manifest
+from butter.capabilities import GroupStatus, KeptItems
 
 HELP = "Commands: add TEXT | file PATH | get ID [PATH] | groups | help | quit"
 
@@ -37,19 +37,27 @@ HELP = "Commands: add TEXT | file PATH | get ID [PATH] | groups | help | quit"
 # -- what the commands do ---------------------------------------------------------------------------------
 
 
-def pcg(node: butter.Node) -> PcgPersistence:
-    """The node's PCG driver, for its group queries (they are not part of the persistence slot's interface)."""
-    if not isinstance(node.persistence, PcgPersistence):
-        raise SystemExit("this example needs the pcg persistence driver (persistence.driver = 'pcg')")
-    return node.persistence
+class Groups:
+    """What the persistence driver tells of its groups, through two optional capabilities
+    (``butter.capabilities``): which items it keeps (``KeptItems``) and each one's group (``GroupStatus``).
+    The ``pcg`` driver offers both; :meth:`of` refuses a node whose driver does not."""
 
+    def __init__(self, kept: KeptItems, status: GroupStatus) -> None:
+        self.kept, self.status = kept, status
 
-def group_line(node: butter.Node, content_id: str) -> str:
-    state = pcg(node).group_state(content_id)
-    if state is None:
-        return "not a member of its group"
-    count, target, kind = state
-    return f"group: {count} of {target} replicas ({kind.value})"
+    @classmethod
+    def of(cls, node: butter.Node) -> Groups:
+        kept, status = node.capability(KeptItems), node.capability(GroupStatus)
+        if kept is None or status is None:
+            raise SystemExit("this example needs a persistence driver that shows its groups (KeptItems and "
+                             "GroupStatus: persistence.driver = 'pcg')")
+        return cls(kept, status)
+
+    def line(self, content_id: str) -> str:
+        status = self.status.group_status(content_id)
+        if status is None:
+            return "not a member of its group"
+        return f"group: {status.replicas} of {status.target} replicas ({status.state})"
 
 
 async def add(node: butter.Node, data: bytes, media_type: str) -> None:
@@ -58,7 +66,7 @@ async def add(node: butter.Node, data: bytes, media_type: str) -> None:
     except butter.StoreFull as exc:
         print(f"not stored: {exc}")
         return
-    print(f"stored {content_id} ({len(data)} bytes); {group_line(node, content_id)}")
+    print(f"stored {content_id} ({len(data)} bytes); {Groups.of(node).line(content_id)}")
 
 
 async def get(node: butter.Node, content_id: str, path: str | None) -> None:
@@ -77,12 +85,15 @@ async def get(node: butter.Node, content_id: str, path: str | None) -> None:
         print(f"found {len(data)} bytes: {data.decode('utf-8', 'replace')}")
 
 
-def groups(node: butter.Node) -> None:
-    views = pcg(node).groups  # content id -> GroupView
-    print(f"{len(views)} groups; known hosts: {len(node.hosts.peers())}")
-    for content_id, view in views.items():
-        members = ", ".join(str(m.address) for m in view.members.values())
-        print(f"{content_id} {view.size} bytes; {group_line(node, content_id)}; members {members}")
+async def groups(node: butter.Node) -> None:
+    groups = Groups.of(node)
+    kept = sorted(groups.kept.kept_items())
+    print(f"{len(kept)} groups; known hosts: {len(node.hosts.peers())}")
+    for content_id in kept:
+        status, manifest = groups.status.group_status(content_id), await node.blocks.get(content_id)
+        size = f"{load_manifest(content_id, manifest).size} bytes" if manifest is not None else "?"
+        members = ", ".join(str(address) for address in status.members) if status is not None else ""
+        print(f"{content_id} {size}; {groups.line(content_id)}; members {members}")
 
 
 async def prompt(node: butter.Node) -> None:
@@ -103,7 +114,7 @@ async def prompt(node: butter.Node) -> None:
             content_id, _, path = rest.partition(" ")
             await get(node, content_id, path.strip() or None)
         elif command == "groups":
-            groups(node)
+            await groups(node)
         elif command == "quit":
             await node.aclose()  # leave gracefully: PCG hands this node's replicas over first
             return
@@ -144,7 +155,7 @@ async def main(args: argparse.Namespace) -> int:
         overrides["discovery"] = {"drivers": args.discovery or ["static"]}
     settings = butter.load_settings(**overrides)
     async with butter.open_node(settings) as node:
-        pcg(node)  # fail early without PCG
+        Groups.of(node)  # fail early without a driver that shows its groups
         print(f"listening on {node.address}")
         node.behaviour(prompt)
         await node.wait_for_exit()  # Ctrl-C, SIGTERM, or `quit`

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import butter
 from butter.blocks import is_block_id
+from butter.capabilities import GroupStatus
 
 MEDIA_TYPE = "application/vnd.butter-wiki+json"
 MAX_TITLE = 200  # characters
@@ -89,12 +90,11 @@ class Wiki:
         return article
 
     def group(self, content_id: str) -> tuple[int, int, str] | None:
-        """``(replicas, target, "cold" | "goldilocks" | "hot")`` of the article's Peer Content Group when this
-        node is one of its members, else ``None``. Group state is PCG's own query (``group_state``), not part
-        of the persistence slot's interface, hence the ``getattr``."""
-        group_state = getattr(self.node.persistence, "group_state", None)
-        state = group_state(content_id) if group_state else None
-        if state is None:
+        """``(replicas, target, "cold" | "goldilocks" | "hot")`` of the article's group when this node keeps
+        it, else ``None`` (also when the persistence driver does not offer the optional
+        :class:`~butter.capabilities.GroupStatus` capability; ``pcg`` does)."""
+        groups = self.node.capability(GroupStatus)
+        status = groups.group_status(content_id) if groups is not None else None
+        if status is None:
             return None
-        count, target, kind = state
-        return count, target, kind.value
+        return status.replicas, status.target, status.state

@@ -17,7 +17,7 @@ from __future__ import annotations
 import socket
 from html import escape
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import anyio
 from hypercorn.config import Config
@@ -33,9 +33,24 @@ from .articles import MAX_BODY, ArticleNotFound, Wiki
 from .render import markdown_to_html
 
 # No script may run on these pages, whatever an article contains (inline style only, for the page layout).
-HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src *; form-action 'self'"}
+# No other site may frame them (clickjacking), and only this node's own pages may post to it (see `same_origin`).
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src *; form-action 'self'; "
+    "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+}
 
 MAX_FORM = 4 * MAX_BODY + 4096  # bytes of a posted form: the body's characters, URL-encoded UTF-8 at worst
+DRAIN_LIMIT = 64 * 1024 * 1024  # bytes of an oversized form read and dropped, so that the sender reads the 413
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a form post comes from this node's own pages. A browser names the page that posts in ``Origin``
+    (or at least ``Referer``); a post made by another site (cross-site request forgery: any page a visitor
+    opens could otherwise write through their local node) names that site and is refused. Clients that are not
+    browsers (curl, scripts) send neither header and are let through."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("host")
 
 STYLE = """body{font-family:sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.5}
 header a{text-decoration:none;color:inherit}footer{margin-top:3rem;color:#777;font-size:.9rem}
@@ -88,7 +103,14 @@ any node.</p>
     async def write(request: Request) -> Response:
         if request.method == "GET":
             return page("Write", WRITE_FORM)
-        if int(request.headers.get("content-length") or 0) > MAX_FORM:
+        if not same_origin(request):
+            return page("Refused", "<h1>Refused</h1><p>Articles can only be written from this wiki's own pages.</p>",
+                        403)
+        length = int(request.headers.get("content-length") or 0)
+        if length > MAX_FORM:
+            if length <= DRAIN_LIMIT:  # read it first: a server that answers and closes mid-upload breaks the pipe
+                async for _ in request.stream():
+                    pass
             return page("Too large", f"<h1>Too large</h1><p>An article form is at most {MAX_FORM} bytes.</p>", 413)
         form = await request.form()
         title, body = form.get("title"), form.get("body")

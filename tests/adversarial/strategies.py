@@ -15,8 +15,8 @@ from butter.wire import encode_payload
 
 # Field names used by the bodies of every route (core, PCG, BFS, multicast beacons).
 KEYS = [
-    "v", "id", "addr", "address", "blocks", "manifest", "holds", "ttl", "from", "sample", "quality", "uptime",
-    "available_storage", "known_hosts", "known_by", "ambassador", "cid", "size", "hits", "members", "groups",
+    "v", "id", "addr", "address", "blocks", "manifest", "holds", "hold_timeout", "ttl", "from", "sample", "quality",
+    "uptime", "available_storage", "known_hosts", "known_by", "ambassador", "cid", "size", "hits", "members", "groups",
     "leaving", "unknown", "qid", "fraction", "hints", "kind", "try", "have", "tag", "k", "n", "bits", "same",
     "t", "media_type", "block_size", "route", "body", "ok", "error", "code", "message",
 ]

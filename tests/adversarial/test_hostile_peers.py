@@ -11,8 +11,8 @@ import pytest
 from anyio.abc import ByteStream
 
 import butter
+from butter import Identity
 from butter.errors import BlockCorrupted, ButterError, PeerIdentityMismatch
-from butter.identity import Identity
 from butter.peers import MAX_COUNT, MAX_STORAGE, MAX_UPTIME, PeerAddress
 from butter.wire import FrameDecoder, Reply, Request, encode, encode_payload
 from butter_transport_tcp import SecureChannel, TcpTransport

@@ -58,7 +58,7 @@ async def test_each_side_of_a_node_connection_knows_who_the_other_is() -> None:
 async def test_a_peer_cannot_release_the_hold_of_another_node() -> None:
     with anyio.fail_after(20):
         async with target_node() as (node, _), butter.open_node(tcp_settings(refresh=60.0, stack=False)) as holder:
-            holds = encode_payload({"id": holder.node_id, "holds": True, "ttl": 600})
+            holds = encode_payload({"id": holder.node_id, "holds": True, "hold_timeout": 600})
             await holder.request(node.address, "host-quality", holds, timeout=3)
             assert node.quality().known_by == 1
             release = encode_payload({"id": holder.node_id, "holds": False})  # posing as the holder

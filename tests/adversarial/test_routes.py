@@ -1,8 +1,8 @@
 """Every route a full node registers (core, PCG, BFS), fed hostile bodies through the node's own dispatcher.
 
 The node runs in-process on the memory transport (in a blocking portal, on asyncio and on trio), so a
-thousand bodies take seconds; ``_dispatch`` is exactly what the TCP transport calls for each request.
-A reply with code ``handler-error`` means a handler raised something it did not mean to (a decoder let bad
+thousand bodies take seconds; the route table's ``dispatch`` is exactly what the TCP transport calls for
+each request. A reply with code ``handler-error`` means a handler raised something it did not mean to (a decoder let bad
 input through): that fails the test. Afterwards the node still serves an honest peer and still holds,
 intact, the item it stored before the fuzzing.
 """
@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import butter
 from butter.blocks import load_manifest, verify
+from butter.capabilities import KeptItems
 from butter.settings import ButterSettings
 from butter.wire import Request
 
@@ -44,7 +45,7 @@ def memory_settings(network: str) -> ButterSettings:
         discovery={"drivers": []},
         memory_budget="64MiB",
         request_timeout=1.0,
-        persistence={"driver": "pcg", "options": {"request_timeout": 0.5}},
+        persistence={"driver": "pcg", "options": {"heartbeat_timeout": 0.5, "fetch_timeout": 0.5}},
     )
 
 
@@ -68,7 +69,7 @@ def test_every_route_answers_hostile_bodies_with_deliberate_replies(target: Targ
     assert {"ping", "host-quality", "known-hosts", "fetch-block", "store", "pcg-join", "pcg-heartbeat",
             "bfs-query", "bfs-digest"} <= set(routes)
     route = routes[pick % len(routes)]
-    reply = target.portal.call(target.node._dispatch, Request(pick, route, body))
+    reply = target.portal.call(target.node._route_table.dispatch, Request(pick, route, body))
     assert reply.id == pick
     assert reply.error is None or reply.error.code != "handler-error", (route, body, reply.error)
 
@@ -82,4 +83,5 @@ def test_after_the_fuzzing_the_node_serves_and_kept_its_item(target: Target) -> 
         data = portal.call(node.blocks.get, address)
         assert data is not None and verify(address, data)
         assert portal.call(target.honest.fetch_block, node.address, address) == data
-    assert node.persistence is not None and node.persistence.holds(target.content_id)  # type: ignore[attr-defined]
+    kept = node.capability(KeptItems)
+    assert kept is not None and target.content_id in kept.kept_items()

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import butter
-from butter.identity import Identity
+from butter import Identity
 from butter.wire import Request, decode_payload, encode
 from butter_transport_tcp import SecureChannel
 

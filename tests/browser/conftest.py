@@ -27,7 +27,8 @@ from butter.testing.process import RunningProcess
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {  # seconds: heartbeats, quality polls and known-host exchanges a few times faster than the defaults
     "BUTTER_PERSISTENCE__OPTIONS__HEARTBEAT_INTERVAL": "0.5",
-    "BUTTER_PERSISTENCE__OPTIONS__REQUEST_TIMEOUT": "1.0",
+    "BUTTER_PERSISTENCE__OPTIONS__HEARTBEAT_TIMEOUT": "1.0",
+    "BUTTER_PERSISTENCE__OPTIONS__FETCH_TIMEOUT": "1.0",
     "BUTTER_HOST_MANAGER__OPTIONS__REFRESH_INTERVAL": "1.0",
     "BUTTER_HOST_MANAGER__OPTIONS__EXCHANGE_INTERVAL": "0.5",
     "BUTTER_HOST_MANAGER__OPTIONS__QUALITY_TIMEOUT": "1.0",
@@ -59,9 +60,11 @@ class WikiNode:
         """GET ``path``: (status, final URL after redirects, body)."""
         return self._open(urllib.request.Request(self.url + path.lstrip("/")))
 
-    def post(self, path: str, form: dict[str, str]) -> tuple[int, str, str]:
+    def post(self, path: str, form: dict[str, str], headers: dict[str, str] | None = None) -> tuple[int, str, str]:
         data = urllib.parse.urlencode(form).encode()
-        return self._open(urllib.request.Request(self.url + path.lstrip("/"), data=data, method="POST"))
+        return self._open(
+            urllib.request.Request(self.url + path.lstrip("/"), data=data, method="POST", headers=headers or {})
+        )
 
     def wait_for_peers(self, count: int, timeout: float = 30) -> None:
         """Until the home page says this node knows ``count`` peers (they are admitted in the background)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import signal
+import urllib.request
 from typing import Any
 
 SCRIPT_BODY = "# Strawberries 🍓\n\n<script>document.title='pwned'</script>\n\n[click](javascript:alert(1)) **ripe**"
@@ -79,3 +80,20 @@ def test_not_found_pages(wiki_nodes: Any) -> None:
     assert status == 404 and 'id="not-found"' in page
     read = wiki_nodes.run("read", "f" * 64, "--peer", a.address, "--timeout", "10")
     assert read.returncode == 1 and "not found: no article" in read.stdout, read.stdout
+
+
+def test_cross_site_posts_and_framing_are_refused(wiki_nodes: Any) -> None:
+    """Any site a visitor opens could post a form to their local wiki node: a post naming another origin is
+    refused (403) and stores nothing; a post from the node's own page is taken; no site may frame the pages."""
+    a = wiki_nodes.start()
+    own = a.url.rstrip("/")
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Referer": "http://evil.example/x"}):
+        status, _, page = a.post("/write", {"title": "forged", "body": "x"}, headers)
+        assert status == 403 and "Refused" in page, (headers, status, page)
+    status, _, page = a.get("/articles")
+    assert "forged" not in page and "none yet" in page
+    status, url, page = a.post("/write", {"title": "mine", "body": "y"}, {"Origin": own, "Referer": own + "/write"})
+    assert status == 200 and "/article/" in url, page
+    reply = urllib.request.build_opener(urllib.request.ProxyHandler({})).open(a.url, timeout=60)
+    assert reply.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in reply.headers["Content-Security-Policy"]

@@ -46,7 +46,7 @@ def _needs_nat() -> None:
 
 
 def client_args(ambassadors: Sequence[str] = (), **options: Any) -> tuple[str, ...]:
-    opts = {"ambassadors": list(ambassadors), "interval": 1.0, "timeout": 2.0, **options}
+    opts = {"ambassadors": list(ambassadors), "interval": 1.0, "exchange_timeout": 2.0, **options}
     return (
         *FAST,
         "--discovery.drivers", '["multicast", "ambassador"]',
@@ -55,7 +55,7 @@ def client_args(ambassadors: Sequence[str] = (), **options: Any) -> tuple[str, .
 
 
 def ambassador_args(**options: Any) -> tuple[str, ...]:
-    opts = {"serve": True, "service_port": SERVICE_PORT, "relay_ports": "7100-7131", "timeout": 2.0, **options}
+    opts = {"serve": True, "service_port": SERVICE_PORT, "relay_ports": "7100-7131", "exchange_timeout": 2.0, **options}
     return (*FAST, "--discovery.drivers", '["ambassador"]', "--discovery.options", json.dumps({"ambassador": opts}))
 
 

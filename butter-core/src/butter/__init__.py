@@ -3,25 +3,44 @@
 The public API. Start a node with :func:`open_node`, register routes and client behaviours on it, and talk
 to peers with :meth:`Node.request`. Strategies (transport, discovery, host management, persistence,
 retrieval) are plugins chosen by settings; see :mod:`butter.hookspecs` to write one.
+
+What is public (trio's rule): this package's names, and the modules whose names do not start with an
+underscore. An application needs only ``butter``: the node, its settings, peers, identity, and every error
+the API raises. A plugin author also imports the plugin modules: :mod:`butter.slots` (the slot protocols,
+:class:`~butter.slots.NodeServices`, :data:`~butter.slots.EventName`), :mod:`butter.capabilities`,
+:mod:`butter.hookspecs`, :mod:`butter.codec`, :mod:`butter.wire`, :mod:`butter.channel`, :mod:`butter.blocks`,
+:mod:`butter.store`, :mod:`butter.hosts` and the kits of :mod:`butter.testing`. Modules named ``_*`` are
+implementation: they change without notice, and plugins may not import them (import-linter checks it in CI).
 """
 
+from ._identity import Identity as Identity
+from ._identity import node_id_from_public_key as node_id_from_public_key
+from ._node import Node as Node
+from ._node import open_node as open_node
+from ._plugins import installed_drivers as installed_drivers
+from ._plugins import load_driver as load_driver
+from ._routes import SENDER_MISMATCH as SENDER_MISMATCH
+from ._routes import RouteRequest as RouteRequest
 from .errors import BlockCorrupted as BlockCorrupted
+from .errors import BlockNotFound as BlockNotFound
 from .errors import ButterConfigError as ButterConfigError
 from .errors import ButterError as ButterError
 from .errors import FrameTooLarge as FrameTooLarge
+from .errors import IncompleteItem as IncompleteItem
+from .errors import InvalidManifest as InvalidManifest
 from .errors import ItemNotFound as ItemNotFound
+from .errors import ItemTooLarge as ItemTooLarge
+from .errors import PeerIdentityMismatch as PeerIdentityMismatch
 from .errors import PeerUnreachable as PeerUnreachable
 from .errors import ProtocolError as ProtocolError
 from .errors import RemoteError as RemoteError
 from .errors import RequestTimeout as RequestTimeout
 from .errors import RouteError as RouteError
+from .errors import StoreError as StoreError
 from .errors import StoreFull as StoreFull
+from .errors import TransportBusy as TransportBusy
 from .errors import TransportError as TransportError
 from .hookspecs import hookimpl as hookimpl
-from .identity import Identity as Identity
-from .node import Node as Node
-from .node import RouteRequest as RouteRequest
-from .node import open_node as open_node
 from .peers import HostQuality as HostQuality
 from .peers import PeerAddress as PeerAddress
 from .peers import PeerInfo as PeerInfo
@@ -31,16 +50,22 @@ from .settings import load_settings as load_settings
 __version__ = "0.1.0"
 
 __all__ = [
+    "SENDER_MISMATCH",
     "BlockCorrupted",
+    "BlockNotFound",
     "ButterConfigError",
     "ButterError",
     "ButterSettings",
     "FrameTooLarge",
     "HostQuality",
     "Identity",
+    "IncompleteItem",
+    "InvalidManifest",
     "ItemNotFound",
+    "ItemTooLarge",
     "Node",
     "PeerAddress",
+    "PeerIdentityMismatch",
     "PeerInfo",
     "PeerUnreachable",
     "ProtocolError",
@@ -48,9 +73,14 @@ __all__ = [
     "RequestTimeout",
     "RouteError",
     "RouteRequest",
+    "StoreError",
     "StoreFull",
+    "TransportBusy",
     "TransportError",
     "hookimpl",
+    "installed_drivers",
+    "load_driver",
     "load_settings",
+    "node_id_from_public_key",
     "open_node",
 ]

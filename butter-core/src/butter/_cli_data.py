@@ -10,9 +10,9 @@ from typing import Any, BinaryIO
 
 import anyio
 
+from ._node import open_node
 from .blocks import chunk
-from .errors import ProtocolError
-from .node import open_node
+from .errors import PeerUnreachable, ProtocolError
 from .peers import PeerAddress
 from .settings import ButterSettings
 from .wire import decode_payload, encode_payload
@@ -71,9 +71,12 @@ async def download(
     verified; returns the bytes written. Raises :class:`~butter.errors.ItemNotFound` or a transport error."""
     written = 0
     async with open_node(settings) as client:
-        with anyio.fail_after(join_timeout):
+        with anyio.move_on_after(join_timeout):
             while not client.hosts.peers():  # noqa: ASYNC110 (static discovery fills it; bounded)
                 await anyio.sleep(0.05)
+        if not client.hosts.peers():
+            peers = ", ".join(map(str, settings.peers)) or "no peer configured"
+            raise PeerUnreachable(f"no answer from {peers} within {join_timeout:g} s: is a node running there?")
         async for block in client.retrieve_stream(content_id):
             sink.write(block)
             written += len(block)

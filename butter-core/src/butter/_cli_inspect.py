@@ -11,10 +11,11 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
+from ._node import open_node
+from ._plugins import OBSERVER_GROUP, SLOT_GROUPS
+from .codec import peer_info
 from .errors import ProtocolError
-from .node import open_node
 from .peers import PeerAddress, PeerInfo
-from .plugins import OBSERVER_GROUP, SLOT_GROUPS
 from .settings import ButterSettings, DiscoverySettings
 from .wire import decode_payload
 
@@ -99,7 +100,8 @@ async def query_peers(settings: ButterSettings, address: PeerAddress, *, timeout
         started = anyio.current_time()
         await client.request(address, "ping", timeout=timeout)
         rtt = anyio.current_time() - started
-        target = _peer_info(await client.request(address, "host-quality", timeout=timeout), settings.max_frame)
+        reply = await client.request(address, "host-quality", timeout=timeout)
+        target = peer_info(decode_payload(reply, settings.max_frame), "bad host-quality reply")
         report = PeersReport(address, target, rtt)
         seen: dict[str, PeerInfo] = {}
         while report.rounds < rounds and not (report.rounds and len(seen) >= target.quality.known_hosts):
@@ -116,13 +118,6 @@ async def query_peers(settings: ButterSettings, address: PeerAddress, *, timeout
                 seen.setdefault(info.node_id, info)
         report.hosts = sorted(seen.values(), key=lambda info: (-info.quality.uptime, info.node_id))
         return report
-
-
-def _peer_info(body: bytes, max_frame: int) -> PeerInfo:
-    try:
-        return PeerInfo.from_wire(decode_payload(body, max_frame))
-    except ValueError as exc:
-        raise ProtocolError(f"bad host-quality reply: {exc}") from None
 
 
 # -- butter plugins ---------------------------------------------------------------------------------------

@@ -30,7 +30,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
-from .errors import BlockCorrupted, BlockNotFound, IncompleteItem, InvalidManifest, ItemTooLarge, ProtocolError
+from .errors import (
+    BlockCorrupted,
+    BlockNotFound,
+    IncompleteItem,
+    InvalidManifest,
+    ItemTooLarge,
+    ProtocolError,
+    map_exceptions,
+)
 from .wire import decode_payload, encode_payload
 
 __all__ = [
@@ -164,10 +172,8 @@ class Manifest:
         raises anything else, whatever ``data`` holds. It does not check the bytes against a content id;
         :func:`load_manifest` does.
         """
-        try:
+        with map_exceptions({ProtocolError: InvalidManifest}, "manifest is not msgpack"):
             obj = decode_payload(bytes(data))
-        except ProtocolError as exc:
-            raise InvalidManifest(f"manifest is not msgpack: {exc}") from None
         if not isinstance(obj, dict):
             raise InvalidManifest(f"manifest must be a map, got {type(obj).__name__}")
         version = obj.get("v")

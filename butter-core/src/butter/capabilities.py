@@ -7,20 +7,22 @@ the protocol, or ``None``::
 
     holders = node.capability(ItemHolders)
     if holders is None:
-        log.info("retrieval hints are off: the persistence driver offers no ItemHolders")
+        log.info("bfs: this node's drivers offer no ItemHolders: hits will name no other holders")
 
 A consumer whose capability is missing degrades explicitly: it logs once, at start, what is off and why,
 never silently. Each capability is covered by a check in :mod:`butter.testing` for drivers that offer it.
 
-=====================  ==================================================  ==============================
-capability             what it answers                                     offered by (in this repository)
-=====================  ==================================================  ==============================
-:class:`ItemHolders`   which peers hold an item this node keeps            persistence ``pcg``, ``single``
-:class:`KeptItems`     which items this node keeps alive                   persistence ``pcg``, ``single``
-:class:`GroupStatus`   replicas, target and state of a kept item's group   persistence ``pcg``
-:class:`Counters`      a snapshot of a service's counters                  every driver in this repository
-:class:`OutgoingAdoption`  adopting a connected stream (hole punching)     transport ``tcp``
-=====================  ==================================================  ==============================
+=========================  ==============================================  ===============================
+capability                 what it answers                                 offered by (in this repository)
+=========================  ==============================================  ===============================
+:class:`ItemHolders`       which peers hold an item this node keeps        persistence pcg
+:class:`KeptItems`         which items this node keeps alive               persistence pcg
+:class:`GroupStatus`       replicas, target, state of a kept item's group  persistence pcg
+:class:`Counters`          a snapshot of a service's counters              pcg, bfs, multicast, ambassador
+:class:`OutgoingAdoption`  adopting a connected stream (hole punching)     transport tcp
+=========================  ==============================================  ===============================
+
+butter-core's README ("The plugin contract") says who consumes each one and what happens when it is missing.
 """
 
 from __future__ import annotations
@@ -84,9 +86,16 @@ class Counters(Protocol):
 
 @runtime_checkable
 class OutgoingAdoption(Protocol):
-    """``await adopt_outgoing(address, stream)``: take an already connected byte stream to the peer at
-    ``address`` (e.g. a hole-punched TCP connection) as this transport's outgoing connection to it,
-    securing it as a dialled one would be. Raises :class:`~butter.errors.PeerUnreachable` (and
-    :class:`~butter.errors.PeerIdentityMismatch`) when the stream cannot be taken."""
+    """A transport that can take a connection made elsewhere (a TCP hole punch) as its own:
+
+    * ``expect_identity(address, node_id)``: from now on refuse any peer at ``address`` that does not
+      authenticate as node ``node_id`` (hex); does nothing on a transport that authenticates no one.
+    * ``await adopt_outgoing(address, stream)``: take ``stream``, already connected to the peer at
+      ``address``, as this transport's outgoing connection to it, secured as a dialled one would be (the
+      identity expected at ``address`` is checked). Raises :class:`~butter.errors.PeerUnreachable` or
+      :class:`~butter.errors.PeerIdentityMismatch` (``stream`` is closed then).
+    """
+
+    def expect_identity(self, address: PeerAddress, node_id: str) -> None: ...
 
     async def adopt_outgoing(self, address: PeerAddress, stream: ByteStream) -> None: ...

@@ -36,9 +36,9 @@ from ._cli_support import (
     run_async,
     setup_logging,
 )
+from ._node import Node, open_node
 from .blocks import is_block_id
 from .errors import ButterError
-from .node import Node, open_node
 from .peers import PeerAddress
 from .settings import ButterSettings
 
@@ -381,7 +381,7 @@ def demo(
     backend: BackendOption = Backend.asyncio,
 ) -> None:
     """Store a real corpus on a local network, kill a third of it, retrieve everything from a fresh node."""
-    from .demo import run_demo
+    from ._demo import run_demo
 
     setup_logging(log_level)
     result = run_async(run_demo, nodes, corpus=corpus, limit=limit, transport=transport,
@@ -522,7 +522,7 @@ app.add_typer(sim_app, name="sim")
 Reproduces experiment P2 of SPEC §9.4: the nodes run the real protocol code on the in-process memory
 transport, on trio with a virtual clock, so 30 s of churn take seconds. Each death is abrupt (no
 hand-off); a replacement node keeps the population constant. Each rate is also run with a single copy
-per item (the naive baseline) unless --no-baseline.""",
+per item (the naive baseline: the `single` persistence driver) unless --no-baseline.""",
 )
 def sim_churn(
     nodes: Annotated[int, typer.Option(help="Live nodes at all times.", min=2)] = 250,
@@ -557,7 +557,7 @@ def sim_churn(
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err_console,
                   transient=True) as progress:
         for config in configs:
-            runs = [("PCG", config)] + ([("baseline", replace(config, replicas=1))] if baseline else [])
+            runs = [("PCG", config)] + ([("baseline", replace(config, persistence="single"))] if baseline else [])
             outcome = {}
             for label, run in runs:
                 task = progress.add_task(f"{label} at {run.death_rate:g}/s", total=1.0)

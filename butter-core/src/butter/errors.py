@@ -6,7 +6,37 @@ these, so a caller of Butter's API only ever needs to catch ``ButterError`` or o
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from types import TracebackType
+
 import anyio
+
+__all__ = [
+    "CONNECT_ERRORS",
+    "NETWORK_ERRORS",
+    "BlockCorrupted",
+    "BlockNotFound",
+    "ButterConfigError",
+    "ButterError",
+    "ErrorMapping",
+    "FrameTooLarge",
+    "IncompleteItem",
+    "InvalidManifest",
+    "ItemNotFound",
+    "ItemTooLarge",
+    "PeerIdentityMismatch",
+    "PeerUnreachable",
+    "ProtocolError",
+    "RemoteError",
+    "RequestTimeout",
+    "RouteError",
+    "StoreError",
+    "StoreFull",
+    "TransportBusy",
+    "TransportError",
+    "describe_network_error",
+    "map_exceptions",
+]
 
 
 class ButterError(Exception):
@@ -150,7 +180,6 @@ class ItemNotFound(ButterError):
 
 NETWORK_ERRORS: tuple[type[Exception], ...] = (
     OSError,  # refused, reset, unreachable, name resolution (socket.gaierror), anyio.ConnectionFailed
-    ValueError,  # a host name that cannot be encoded (UnicodeError) or a malformed address
     anyio.BrokenResourceError,
     anyio.ClosedResourceError,
     anyio.EndOfStream,
@@ -158,12 +187,20 @@ NETWORK_ERRORS: tuple[type[Exception], ...] = (
     anyio.BusyResourceError,
 )
 """The library exceptions that mean "the connection failed": a plugin doing its own socket I/O catches these at
-its boundary and raises :class:`PeerUnreachable` (or another :class:`TransportError`) instead."""
+its boundary and raises :class:`PeerUnreachable` (or another :class:`TransportError`) instead. Only failures
+of the network: a bug (``ValueError``, ``TypeError``) is never mistaken for an unreachable peer."""
+
+CONNECT_ERRORS: tuple[type[Exception], ...] = (*NETWORK_ERRORS, UnicodeError)
+"""What opening a connection to a :class:`~butter.peers.PeerAddress` can raise: :data:`NETWORK_ERRORS`, and
+``UnicodeError`` for a host name that cannot be encoded for resolution (IDNA: an empty label or one longer
+than 63 characters; peer addresses come from the network, so such a name is a peer that cannot be reached,
+like one that does not resolve)."""
 
 
 def describe_network_error(exc: BaseException) -> str:
-    """A short human reason for a network failure (one of :data:`NETWORK_ERRORS`), e.g. ``"Connection
-    refused"`` or ``"connection closed by the peer"``, for error messages and logs."""
+    """A short human reason for a failure, e.g. ``"Connection refused"`` or ``"connection closed by the
+    peer"`` for one of :data:`NETWORK_ERRORS`, the message (or the type's name) for any other exception; for
+    error messages and logs."""
     if isinstance(exc, anyio.EndOfStream):
         return "connection closed by the peer"
     if isinstance(exc, anyio.ClosedResourceError):
@@ -174,3 +211,43 @@ def describe_network_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+ErrorMapping = Mapping[type[Exception] | tuple[type[Exception], ...], Callable[[str], Exception]]
+"""Library exception class (or tuple of classes) -> what to raise instead: a :class:`ButterError` class, or any
+callable taking the message (``functools.partial(RouteError, "store-full")``)."""
+
+
+class map_exceptions:  # lower case: a context manager used like a function, as contextlib.suppress
+    """Translate the library exceptions escaping a block into Butter's, once per operation (httpcore's idea)::
+
+        with map_exceptions({sqlite3.Error: StoreError}, f"sqlite block store {path}"):
+            ...  # every statement of the operation
+
+    An exception matching a key of ``mapping`` (the first key in order wins) is replaced by
+    ``mapping[key](message)``, where ``message`` is ``"{context}: {reason}"`` (only the reason when
+    ``context`` is empty) and ``reason`` is :func:`describe_network_error`'s; the original is kept as its
+    ``__cause__``. Anything else, cancellation included, passes through unchanged.
+
+    Meant for an operation's boundary (opening a store, a listener, a key file); a reader called per item on
+    a hot path keeps a plain ``try``/``except``, which costs nothing until it raises (this costs ~1 µs a use).
+    """
+
+    __slots__ = ("_context", "_mapping")
+
+    def __init__(self, mapping: ErrorMapping, context: str = "") -> None:
+        self._mapping = mapping
+        self._context = context
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if not isinstance(exc, Exception):  # nothing raised, or cancellation
+            return
+        for source, target in self._mapping.items():
+            if isinstance(exc, source):
+                reason = describe_network_error(exc)
+                raise target(f"{self._context}: {reason}" if self._context else reason) from exc

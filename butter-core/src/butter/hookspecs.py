@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from .peers import PeerInfo
     from .slots import Discovery, HostManager, NodeServices, Persistence, Retrieval, Transport
 
+__all__ = ["PROJECT", "hookimpl", "hookspec"]  # the hook specifications below are read by pluggy, not imported
+
 PROJECT = "butter"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

@@ -1,6 +1,6 @@
 """Who a peer is and how good a host it is: :class:`PeerAddress`, :class:`HostQuality`, :class:`PeerInfo`.
 
-Peers are told apart by node id (derived from their public key, see :mod:`butter.identity`); an address is
+Peers are told apart by node id (derived from their public key, see :class:`butter.Identity`); an address is
 only where a peer can be reached now.
 """
 

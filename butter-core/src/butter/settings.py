@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from pydantic_settings import (
 from .errors import ButterConfigError
 
 __all__ = [
+    "BudgetSplit",
     "ButterSettings",
     "DiscoverySettings",
     "HostManagerSettings",
@@ -37,12 +39,36 @@ __all__ = [
     "SlotSettings",
     "StoreSettings",
     "TransportSettings",
+    "budget_split",
     "describe_validation_error",
     "load_settings",
 ]
 
 DEFAULT_CONFIG_FILE = Path("butter.toml")
+KNOWN_HOST_SHARE = 0.0001  # of the memory budget, for the known-host list (SPEC §1.3, §12 item 2)
+BYTES_PER_HOST = 6  # nominal size of one known host, an IPv4 socket address (SPEC §1.3, §12 item 3)
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("butter_config_file", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSplit:
+    """How a node's memory budget is shared: ``known_hosts`` and ``storage`` bytes (see :func:`budget_split`)."""
+
+    known_hosts: int
+    storage: int
+
+    @property
+    def host_capacity(self) -> int:
+        """Known hosts that fit in the ``known_hosts`` share, at 6 bytes each; at least 1."""
+        return max(1, self.known_hosts // BYTES_PER_HOST)
+
+
+def budget_split(memory_budget: int) -> BudgetSplit:
+    """Split ``memory_budget`` (bytes) once for the whole node (SPEC §1.3): 0.01 % for the known-host list
+    (the default capacity of host management: 8,947 hosts of 6 bytes at 512 MiB), the rest for block
+    storage (the block store's default capacity)."""
+    known_hosts = int(KNOWN_HOST_SHARE * memory_budget)
+    return BudgetSplit(known_hosts=known_hosts, storage=memory_budget - known_hosts)
 
 
 class SlotSettings(BaseModel):

@@ -19,8 +19,8 @@ from .peers import HostQuality, PeerAddress, PeerInfo
 from .wire import Reply, Request
 
 if TYPE_CHECKING:
-    from .identity import Identity
-    from .node import Handler
+    from ._identity import Identity
+    from ._routes import Handler
     from .settings import ButterSettings
     from .store import BlockStore
 
@@ -52,7 +52,7 @@ Dispatcher = Callable[[Request], Awaitable[Reply]]
 
 The transport sets the request's :attr:`~butter.wire.Request.caller` to a :class:`~butter.wire.Caller`
 saying who sent it (the authenticated node id, or ``None``, and the remote address), or leaves it ``None``
-when it knows nothing; the node hands both to route handlers (:class:`~butter.node.RouteRequest`)."""
+when it knows nothing; the node hands both to route handlers (:class:`~butter.RouteRequest`)."""
 
 
 class NodeServices(Protocol):

@@ -13,7 +13,7 @@ from ._protocol import DEFAULT_MAX_DATAGRAM
 from ._service import MulticastDiscovery
 
 if TYPE_CHECKING:
-    from butter.node import Node
+    from butter.slots import NodeServices
 
 __all__ = ["MulticastDiscoveryPlugin", "MulticastOptions"]
 
@@ -68,5 +68,5 @@ class MulticastDiscoveryPlugin:
         self.options = options
 
     @hookimpl
-    def butter_discovery(self, node: Node) -> MulticastDiscovery:
+    def butter_discovery(self, node: NodeServices) -> MulticastDiscovery:
         return MulticastDiscovery(node, self.options)

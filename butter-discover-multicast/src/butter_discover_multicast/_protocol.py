@@ -32,7 +32,7 @@ from typing import Literal
 
 from butter.peers import PeerAddress
 
-from ._messages import Dropped, Ping, decode_datagram, encode_ping
+from ._messages import Dropped, DropReason, Ping, decode_datagram, encode_ping
 
 __all__ = [
     "DEFAULT_MAX_DATAGRAM",
@@ -116,13 +116,16 @@ class BeaconStats:
     def as_dict(self) -> dict[str, int]:
         return {**asdict(self), "dropped": self.dropped}
 
-
-_DROP_COUNTERS = {
-    "oversized": "oversized",
-    "malformed": "malformed",
-    "version": "unsupported_version",
-    "unknown-kind": "unknown_kind",
-}
+    def count_drop(self, reason: DropReason) -> None:
+        """Count a datagram dropped for ``reason`` (a :class:`~._messages.Dropped` reason)."""
+        if reason == "oversized":
+            self.oversized += 1
+        elif reason == "malformed":
+            self.malformed += 1
+        elif reason == "version":
+            self.unsupported_version += 1
+        else:
+            self.unknown_kind += 1
 
 
 class Beacon:
@@ -205,8 +208,7 @@ class Beacon:
         """Handle one datagram received from the group at time ``now``. Never raises."""
         message = decode_datagram(data, self.max_datagram)
         if isinstance(message, Dropped):
-            counter = _DROP_COUNTERS[message.reason]
-            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+            self.stats.count_drop(message.reason)
             return message
         if message.node_id == self.node_id:
             self.stats.own_echoes += 1

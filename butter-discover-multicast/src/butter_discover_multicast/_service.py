@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
@@ -38,7 +38,7 @@ from ._protocol import Beacon, BeaconStats, PeerFound
 from ._socket import ANY_INTERFACE, LOOPBACK_INTERFACE, BeaconLink, open_multicast_link
 
 if TYPE_CHECKING:
-    from butter.node import Node
+    from butter.slots import NodeServices
 
     from ._plugin import MulticastOptions
 
@@ -58,13 +58,14 @@ class MulticastDiscovery:
     """A :class:`~butter.slots.Discovery` for one ``node`` with validated ``options``.
 
     ``open_link`` replaces the real UDP socket (tests use an in-process LAN); ``rng`` makes the ping jitter
-    reproducible. ``stats`` counts pings, answers and dropped datagrams (:class:`~._protocol.BeaconStats`);
+    reproducible. ``stats`` counts pings, answers and dropped datagrams (:class:`~._protocol.BeaconStats`;
+    ``counters()``, the :class:`~butter.capabilities.Counters` capability, is a snapshot of it);
     ``interface`` is the interface address actually used, once running.
     """
 
     def __init__(
         self,
-        node: Node,
+        node: NodeServices,
         options: MulticastOptions,
         *,
         open_link: LinkOpener | None = None,
@@ -78,6 +79,10 @@ class MulticastDiscovery:
         self._open_link = open_link or self._open_multicast
         self._link_injected = open_link is not None
         self._rng = rng
+
+    def counters(self) -> Mapping[str, int]:
+        """A snapshot of :attr:`stats`, ``dropped`` (their sum) included."""
+        return self.stats.as_dict()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Join the group, report started, then ping and answer until cancelled.

@@ -22,17 +22,11 @@ Rules this class keeps:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 
+from butter.capabilities import GroupState
 from butter.peers import PeerAddress
 
-__all__ = ["GroupState", "GroupView", "Member"]
-
-
-class GroupState(Enum):
-    COLD = "cold"
-    GOLDILOCKS = "goldilocks"
-    HOT = "hot"
+__all__ = ["GroupView", "Member"]
 
 
 @dataclass(slots=True)
@@ -120,9 +114,10 @@ class GroupView:
         return min(max_replicas, self.replicas + hits // popularity_hits) if popularity_hits else self.replicas
 
     def state(self, target: int) -> GroupState:
+        """``"cold"``, ``"goldilocks"`` or ``"hot"`` (:data:`butter.capabilities.GroupState`) for ``target``."""
         if self.count < target:
-            return GroupState.COLD
-        return GroupState.HOT if self.count > target else GroupState.GOLDILOCKS
+            return "cold"
+        return "hot" if self.count > target else "goldilocks"
 
     @property
     def leader(self) -> str:

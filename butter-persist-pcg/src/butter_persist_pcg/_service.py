@@ -2,7 +2,7 @@
 
 See ``_group.py`` for the group rules and this package's README for the messages and timers.
 
-Who may say what (when the transport authenticates callers, ``RouteRequest.caller_id``; otherwise every
+Who may say what (when the transport authenticates callers, ``RouteRequest.caller.node_id``; otherwise every
 body is taken at its word, as before): a heartbeat's ``from`` must be the caller, a join must list the
 caller (its inviter) among the members, and only a member of the group may ask this node to leave it.
 A refused message changes nothing.
@@ -13,19 +13,21 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
+from collections.abc import Mapping
 
 import anyio
 from anyio.abc import TaskStatus
 
+from butter import SENDER_MISMATCH, RouteRequest
 from butter.blocks import Manifest, load_manifest
+from butter.capabilities import ReplicaStatus
 from butter.errors import BlockCorrupted, ButterError, IncompleteItem, PeerUnreachable, RouteError, StoreFull
 from butter.hookspecs import hookimpl
 from butter.hosts import classify
-from butter.node import SENDER_MISMATCH, RouteRequest
 from butter.peers import PeerAddress, PeerInfo
 from butter.slots import NodeServices
 
-from ._group import GroupState, GroupView
+from ._group import GroupView
 from ._messages import (
     GroupBeat,
     Heartbeat,
@@ -46,20 +48,35 @@ ROUTE_HEARTBEAT = "pcg-heartbeat"
 NOT_A_MEMBER = "not-a-member"  # error code: an authenticated caller outside the group asked this node to leave it
 
 
+COUNTERS = ("heartbeats_sent", "joins_sent", "joins_accepted", "sheds", "blocks_served", "leaves_refused")
+
+
 class PcgPersistence:
-    """A :class:`~butter.slots.Persistence` keeping each item in a Peer Content Group (SPEC §6)."""
+    """A :class:`~butter.slots.Persistence` keeping each item in a Peer Content Group (SPEC §6).
+
+    It offers four capabilities (:mod:`butter.capabilities`) to other plugins and tools:
+
+    * ``holders(content_id)`` (:class:`~butter.capabilities.ItemHolders`): the addresses of the group's
+      members as this node sees them, itself included; ``[]`` when it keeps no such group.
+    * ``kept_items()`` (:class:`~butter.capabilities.KeptItems`): the content ids of its groups.
+    * ``group_status(content_id)`` (:class:`~butter.capabilities.GroupStatus`): replicas in view, target
+      (popularity included) and state, or ``None``.
+    * ``counters()`` (:class:`~butter.capabilities.Counters`): ``heartbeats_sent`` (heartbeat messages, one
+      per peer and round), ``joins_sent`` / ``joins_accepted`` (invitations), ``sheds`` (members asked to
+      leave), ``blocks_served`` (``fetch-block`` hits on this node), ``leaves_refused`` (leaves from
+      non-members).
+    """
 
     def __init__(self, node: NodeServices, options: PcgOptions) -> None:
         self.node = node
         self.options = options
         self.timeout = options.member_timeout or 2.5 * options.heartbeat_interval
-        self.groups: dict[str, GroupView] = {}
+        self._groups: dict[str, GroupView] = {}
         self._block_refs: dict[str, set[str]] = defaultdict(set)  # block address -> content ids using it
         self._hits: dict[str, list[float]] = defaultdict(list)  # content id -> times it was fetched
         self._busy: set[str] = set()  # groups with a recruit/shed job under way
         self._rng = random.Random(options.seed)
-        self.stats = {"heartbeats_sent": 0, "joins_sent": 0, "joins_accepted": 0, "sheds": 0, "blocks_served": 0,
-                      "leaves_refused": 0}
+        self._counts = dict.fromkeys(COUNTERS, 0)
         node.route(ROUTE_JOIN, self._serve_join)
         node.route(ROUTE_LEAVE, self._serve_leave)
         node.route(ROUTE_HEARTBEAT, self._serve_heartbeat)
@@ -103,31 +120,37 @@ class PcgPersistence:
     async def hand_off(self) -> None:
         """Graceful exit (SPEC §1.7, §6.10): for each group, recruit a replacement outside the group, then
         tell the other members this node is leaving, so no group goes cold because of it."""
-        if not self.groups:
+        if not self._groups:
             return
-        log.info("handing off %d groups before leaving", len(self.groups))
+        log.info("handing off %d groups before leaving", len(self._groups))
         async with anyio.create_task_group() as tg:
-            for view in list(self.groups.values()):
+            for view in list(self._groups.values()):
                 tg.start_soon(self._recruit, view, 1)
         await self._send_heartbeats(leaving=True)
 
-    # -- queries used by retrieval and tools -----------------------------------------------------------
+    # -- capabilities (butter.capabilities), for retrieval and tools --------------------------------------
 
-    def holds(self, content_id: str) -> bool:
-        return content_id in self.groups
-
-    def members(self, content_id: str) -> list[PeerAddress]:
+    def holders(self, content_id: str) -> list[PeerAddress]:
         """Addresses of the group members this node knows of (itself included), or [] if not a member."""
-        view = self.groups.get(content_id)
+        view = self._groups.get(content_id)
         return [m.address for m in view.members.values()] if view else []
 
-    def group_state(self, content_id: str) -> tuple[int, int, GroupState] | None:
-        """``(replicas in view, target, state)`` for a group this node belongs to."""
-        view = self.groups.get(content_id)
+    def kept_items(self) -> list[str]:
+        """The content ids of the groups this node is a member of."""
+        return list(self._groups)
+
+    def group_status(self, content_id: str) -> ReplicaStatus | None:
+        """The group's replicas in view, target and state, or ``None`` when this node is not a member."""
+        view = self._groups.get(content_id)
         if view is None:
             return None
         target = self._target(view)
-        return view.count, target, view.state(target)
+        members = tuple(m.address for m in view.members.values())
+        return ReplicaStatus(view.count, target, view.state(target), members)
+
+    def counters(self) -> Mapping[str, int]:
+        """A snapshot of the counters named in the class docstring."""
+        return dict(self._counts)
 
     # -- the heartbeat loop -----------------------------------------------------------------------------
 
@@ -135,18 +158,18 @@ class PcgPersistence:
         """One heartbeat round: expire silent members, heartbeat every peer we share a group with (one
         message per peer), then let the leader of each group recruit or shed (SPEC §6.5 to §6.9)."""
         now = anyio.current_time()
-        for view in self.groups.values():
+        for view in self._groups.values():
             for gone in view.expire(now, self.timeout):
                 log.debug("group %s: member %s timed out", view.content_id[:12], gone[:8])
         await self._send_heartbeats(leaving=False)
-        for view in list(self.groups.values()):
+        for view in list(self._groups.values()):
             await self._maintain(view)
 
     async def _send_heartbeats(self, *, leaving: bool) -> None:
         now = anyio.current_time()
         batches: dict[str, list[GroupBeat]] = defaultdict(list)
         addresses: dict[str, PeerAddress] = {}
-        for view in self.groups.values():
+        for view in self._groups.values():
             beat = GroupBeat(view.content_id, view.size, self._own_hits(view.content_id), view.entries(now))
             for node_id, member in view.others().items():
                 batches[node_id].append(beat)
@@ -158,10 +181,10 @@ class PcgPersistence:
         async def send(node_id: str) -> None:
             message = Heartbeat(self.node.node_id, self.node.address, leaving, batches[node_id])
             async with limiter:
-                self.stats["heartbeats_sent"] += 1
+                self._counts["heartbeats_sent"] += 1
                 try:
                     reply = HeartbeatReply.decode(await self.node.request(
-                        addresses[node_id], ROUTE_HEARTBEAT, message.encode(), timeout=self.options.request_timeout))
+                        addresses[node_id], ROUTE_HEARTBEAT, message.encode(), timeout=self.options.heartbeat_timeout))
                 except PeerUnreachable:
                     self._member_dead(node_id, addresses[node_id])
                     return
@@ -169,7 +192,7 @@ class PcgPersistence:
                     log.debug("heartbeat to %s failed: %s", node_id[:8], exc)
                     return
             for content_id in reply.unknown:
-                view = self.groups.get(content_id)
+                view = self._groups.get(content_id)
                 if view is not None and view.drop(node_id, anyio.current_time()):
                     log.debug("group %s: %s says it is not a member", content_id[:12], node_id[:8])
 
@@ -179,14 +202,14 @@ class PcgPersistence:
 
     def _member_dead(self, node_id: str, address: PeerAddress) -> None:
         now = anyio.current_time()
-        for view in self.groups.values():
+        for view in self._groups.values():
             view.drop(node_id, now)
         self.node.hosts.report_dead(address)
 
     async def _maintain(self, view: GroupView) -> None:
         """Recruit or shed for one group if this node leads it; one job per group at a time. A failure is
         logged and the group is tried again next round: it never stops the node (SPEC §0.3 theme 4)."""
-        if not view.is_leader or view.content_id not in self.groups or anyio.current_time() < view.settled_at:
+        if not view.is_leader or view.content_id not in self._groups or anyio.current_time() < view.settled_at:
             return
         if view.content_id in self._busy:
             return
@@ -201,10 +224,10 @@ class PcgPersistence:
     async def _maintain_now(self, view: GroupView) -> None:
         target = self._target(view)
         state = view.state(target)
-        if state is GroupState.COLD:
+        if state == "cold":
             view.hot_ticks = 0
             await self._recruit(view, target - view.count)
-        elif state is GroupState.HOT:
+        elif state == "hot":
             view.hot_ticks += 1
             if view.hot_ticks >= self.options.hot_ticks:
                 await self._shed(view, target)
@@ -234,14 +257,14 @@ class PcgPersistence:
     async def _recruit(self, view: GroupView, wanted: int) -> None:
         attempts = 0
         for candidate in self._candidates(view):
-            if wanted <= 0 or attempts >= self.options.max_join_attempts or view.content_id not in self.groups:
+            if wanted <= 0 or attempts >= self.options.max_join_attempts or view.content_id not in self._groups:
                 break
             attempts += 1
             if await self._invite(view, candidate.address, candidate.node_id):
                 wanted -= 1
 
     async def _invite(self, view: GroupView, address: PeerAddress, node_id: str) -> bool:
-        self.stats["joins_sent"] += 1
+        self._counts["joins_sent"] += 1
         join = Join(view.content_id, view.size, view.entries(anyio.current_time()))
         try:
             await self.node.request(address, ROUTE_JOIN, join.encode(), timeout=self.options.join_timeout)
@@ -252,7 +275,7 @@ class PcgPersistence:
             log.debug("group %s: %s refused to join: %s", view.content_id[:12], node_id[:8], exc)
             return False
         view.heard(node_id, address, anyio.current_time())
-        self.stats["joins_accepted"] += 1
+        self._counts["joins_accepted"] += 1
         log.debug("group %s: recruited %s (%d members)", view.content_id[:12], node_id[:8], view.count)
         return True
 
@@ -263,27 +286,27 @@ class PcgPersistence:
                 continue
             try:
                 await self.node.request(member.address, ROUTE_LEAVE, content_id_body(view.content_id),
-                                        timeout=self.options.request_timeout)
+                                        timeout=self.options.heartbeat_timeout)
             except ButterError as exc:
                 log.debug("group %s: shedding %s failed: %s", view.content_id[:12], node_id[:8], exc)
             view.drop(node_id, anyio.current_time())
-            self.stats["sheds"] += 1
+            self._counts["sheds"] += 1
         view.hot_ticks = 0
 
     # -- local group bookkeeping ------------------------------------------------------------------------
 
     def _create_group(self, content_id: str, manifest: Manifest, size: int) -> GroupView:
-        view = self.groups.get(content_id)
+        view = self._groups.get(content_id)
         if view is None:
             view = GroupView(content_id, size, self.node.node_id, self.node.address, self.options.replicas)
-            self.groups[content_id] = view
+            self._groups[content_id] = view
             for address in [content_id, *manifest.blocks]:
                 self._block_refs[address].add(content_id)
         return view
 
     async def _forget(self, content_id: str) -> None:
         """Leave a group and delete the blocks no other group on this node uses."""
-        if self.groups.pop(content_id, None) is None:
+        if self._groups.pop(content_id, None) is None:
             return
         for address, users in list(self._block_refs.items()):
             users.discard(content_id)
@@ -304,8 +327,8 @@ class PcgPersistence:
                 continue
             if all([await self.node.blocks.has(b) for b in manifest.blocks]):
                 self._create_group(address, manifest, len(data) + manifest.size)
-        if self.groups:
-            log.info("resumed %d groups from the local store", len(self.groups))
+        if self._groups:
+            log.info("resumed %d groups from the local store", len(self._groups))
 
     def _target(self, view: GroupView) -> int:
         return view.target(self._own_hits(view.content_id), self.options.popularity_hits, self.options.max_replicas)
@@ -329,7 +352,7 @@ class PcgPersistence:
         now = anyio.current_time()
         unknown = []
         for group in beat.groups:
-            view = self.groups.get(group.content_id)
+            view = self._groups.get(group.content_id)
             if view is None:
                 unknown.append(group.content_id)
                 continue
@@ -344,12 +367,13 @@ class PcgPersistence:
         """An invitation. The inviter lists itself among the members; an authenticated caller that does not
         is refused (``sender-mismatch``) before anything is fetched."""
         join = Join.decode(request.body)
-        if request.caller_id is not None and all(node_id != request.caller_id for node_id, _, _ in join.members):
+        caller = request.caller.node_id
+        if caller is not None and all(node_id != caller for node_id, _, _ in join.members):
             raise RouteError(
-                SENDER_MISMATCH, f"the invitation does not list its sender, node {request.caller_id}, as a member"
+                SENDER_MISMATCH, f"the invitation does not list its sender, node {caller}, as a member"
             )
         now = anyio.current_time()
-        view = self.groups.get(join.content_id)
+        view = self._groups.get(join.content_id)
         if view is None:
             manifest = await self._fetch_item(join)
             view = self._create_group(join.content_id, manifest, join.size)
@@ -389,7 +413,7 @@ class PcgPersistence:
     async def _fetch_block(self, address: str, sources: list[PeerAddress]) -> bytes:
         for source in sources:
             try:
-                return await self.node.fetch_block(source, address, timeout=self.options.request_timeout)
+                return await self.node.fetch_block(source, address, timeout=self.options.fetch_timeout)
             except BlockCorrupted:
                 log.warning("block %s from %s failed verification; trying another member", address[:12], source)
             except ButterError:
@@ -399,13 +423,13 @@ class PcgPersistence:
     async def _serve_leave(self, request: RouteRequest) -> bytes:
         """The leader sheds this node from a group. An authenticated caller must be a member of the group as
         this node sees it, or the request is refused (``not-a-member``, counted in
-        ``stats["leaves_refused"]``) and the replica kept."""
+        ``counters()["leaves_refused"]``) and the replica kept."""
         content_id = decode_content_id(request.body)
-        view = self.groups.get(content_id)
-        if request.caller_id is not None and view is not None and request.caller_id not in view.members:
-            self.stats["leaves_refused"] += 1
-            log.debug("group %s: refused a leave from non-member %s", content_id[:12], request.caller_id[:8])
-            raise RouteError(NOT_A_MEMBER, f"node {request.caller_id} is not a member of group {content_id}")
+        view = self._groups.get(content_id)
+        if request.caller.node_id is not None and view is not None and request.caller.node_id not in view.members:
+            self._counts["leaves_refused"] += 1
+            log.debug("group %s: refused a leave from non-member %s", content_id[:12], request.caller.node_id[:8])
+            raise RouteError(NOT_A_MEMBER, f"node {request.caller.node_id} is not a member of group {content_id}")
         log.debug("asked to leave group %s", content_id[:12])
         await self._forget(content_id)
         return b""
@@ -413,6 +437,6 @@ class PcgPersistence:
     @hookimpl
     def butter_block_served(self, node: NodeServices, block_id: str) -> None:
         """Count a retrieval hit when this node serves the manifest of an item it keeps (SPEC §6.9)."""
-        if block_id in self.groups:
+        if block_id in self._groups:
             self._hits[block_id].append(anyio.current_time())
-        self.stats["blocks_served"] += 1
+        self._counts["blocks_served"] += 1

@@ -38,7 +38,7 @@ from ._stats import QueryStats as QueryStats
 from ._stats import RetrievalTotals as RetrievalTotals
 
 if TYPE_CHECKING:
-    from butter.node import Node
+    from butter.slots import NodeServices
 
 __all__ = [
     "ROUTE_DIGEST",
@@ -76,5 +76,5 @@ class BfsRetrievalPlugin:
         self.options = options
 
     @hookimpl
-    def butter_retrieval(self, node: Node) -> BfsRetrieval:
+    def butter_retrieval(self, node: NodeServices) -> BfsRetrieval:
         return BfsRetrieval(node, self.options)

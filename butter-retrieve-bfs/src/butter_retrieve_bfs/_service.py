@@ -1,7 +1,10 @@
 """The ``bfs`` retrieval service: its two routes, the digest pulls, and ``retrieve`` / ``stream`` / ``locate``.
 
 See ``_protocol.py`` for the search rules and this package's README for the messages and the measurements
-behind the defaults.
+behind the defaults. What bfs asks of the persistence driver goes through two optional capabilities
+(:mod:`butter.capabilities`), found once at start: :class:`~butter.capabilities.ItemHolders` (a hit names
+the item's other holders) and :class:`~butter.capabilities.KeptItems` (this node's digest lists the items
+it keeps). Without one, bfs says so once in the log and works on without it.
 """
 
 from __future__ import annotations
@@ -9,12 +12,14 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
 
 from butter.blocks import assemble, is_block_id
+from butter.capabilities import ItemHolders, KeptItems
 from butter.errors import ButterError, InvalidManifest, ItemNotFound, PeerUnreachable, ProtocolError
 from butter.hookspecs import hookimpl
 from butter.peers import PeerAddress, PeerInfo
@@ -27,7 +32,8 @@ from ._protocol import QueryHandler
 from ._stats import QueryStats, RetrievalTotals
 
 if TYPE_CHECKING:
-    from butter.node import Node, RouteRequest
+    from butter import RouteRequest
+    from butter.slots import NodeServices
 
 __all__ = ["ROUTE_DIGEST", "ROUTE_QUERY", "BfsRetrieval"]
 
@@ -43,9 +49,11 @@ class BfsRetrieval:
     * ``last_query``: the :class:`QueryStats` of the last retrieval that ended (``None`` before any).
     * ``totals``: counters since start (:class:`RetrievalTotals`), digest pulls included.
     * ``handler.stats``: what this node answered to others' queries (handled, duplicates refused, ...).
+    * ``counters()`` (:class:`~butter.capabilities.Counters`): both of the above as one snapshot, the
+      answering side's names prefixed ``queries_`` (``queries_handled``, ``queries_duplicates``, ...).
     """
 
-    def __init__(self, node: Node, options: BfsOptions) -> None:
+    def __init__(self, node: NodeServices, options: BfsOptions) -> None:
         self.node = node
         self.options = options
         self.rng = random.Random(options.seed)
@@ -64,15 +72,18 @@ class BfsRetrieval:
         self._digest: LocalDigest | None = None
         self._digest_built = float("-inf")
         self._pulls = anyio.CapacityLimiter(options.max_concurrency)
+        self._holders: ItemHolders | None = None  # found at start (run)
+        self._kept: KeptItems | None = None
         node.route(ROUTE_QUERY, self._serve_query)
         node.route(ROUTE_DIGEST, self._serve_digest)
-        node.plugins.pm.register(self, name=f"butter_retrieve_bfs:{node.node_id}")  # peer discovered / lost
+        node.subscribe(self)  # peer discovered / lost
 
     # -- Retrieval protocol -------------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Pull the digests of known hosts as they fall due (checked every ``digest_interval`` seconds ± 20 %),
-        when hints are on."""
+        when hints are on. First find the capabilities bfs uses, logging once what is off without them."""
+        self._find_capabilities()
         task_status.started()
         if not self.options.hints:
             return
@@ -215,15 +226,34 @@ class BfsRetrieval:
         return reply.encode()
 
     def _members(self, content_id: str) -> list[PeerAddress]:
-        members = getattr(self.node.persistence, "members", None)
-        if not callable(members):
+        """The item's other holders, as the :class:`ItemHolders` capability names them ([] without it)."""
+        if self._holders is None:
             return []
         try:
-            addresses = members(content_id)
+            addresses = self._holders.holders(content_id)
         except Exception:  # a third-party persistence driver: its failure must not fail the hit
-            log.exception("persistence.members failed")
+            log.exception("ItemHolders.holders failed")
             return []
         return [a for a in addresses if isinstance(a, PeerAddress) and a != self.node.address]
+
+    def _find_capabilities(self) -> None:
+        """Find :class:`ItemHolders` and :class:`KeptItems` among the node's drivers; log (INFO, once) what
+        is off for each one missing."""
+        self._holders = self.node.capability(ItemHolders)
+        self._kept = self.node.capability(KeptItems)
+        if self._holders is None:
+            log.info("bfs: this node's drivers offer no ItemHolders (a persistence capability): hits will name "
+                     "no other holders")
+        if self._kept is None:
+            log.info("bfs: this node's drivers offer no KeptItems (a persistence capability): its digest lists "
+                     "every block in its store, not only the items it keeps")
+
+    def counters(self) -> Mapping[str, int]:
+        """Counters since start (:class:`~butter.capabilities.Counters`): :class:`RetrievalTotals` and, prefixed
+        ``queries_``, :class:`HandlerStats`."""
+        totals = {name: int(value) for name, value in asdict(self.totals).items() if name != "per_query"}
+        answered = {f"queries_{name}": value for name, value in asdict(self.handler.stats).items()}
+        return {**totals, **answered}
 
     async def _serve_digest(self, request: RouteRequest) -> bytes:
         ask = DigestAsk.decode(request.body)
@@ -233,8 +263,8 @@ class BfsRetrieval:
     # -- digests ------------------------------------------------------------------------------------------
 
     async def local_digest(self) -> LocalDigest:
-        """This node's digest, rebuilt at most once a second from the items it holds: its persistence
-        groups when the driver exposes them (``groups``), otherwise every address in its block store."""
+        """This node's digest, rebuilt at most once a second from the items it holds: the kept items when a
+        driver offers :class:`KeptItems`, otherwise every block id in its block store."""
         now = anyio.current_time()
         if self._digest is None or now - self._digest_built >= DIGEST_REBUILD:
             self._digest_built = now
@@ -245,9 +275,8 @@ class BfsRetrieval:
         return self._digest
 
     async def _held_ids(self) -> list[str]:
-        groups = getattr(self.node.persistence, "groups", None)
-        if isinstance(groups, Mapping):
-            return [cid for cid in groups if isinstance(cid, str)]
+        if self._kept is not None:
+            return [cid for cid in self._kept.kept_items() if isinstance(cid, str)]
         return await self.node.blocks.block_ids()
 
     async def pull_digests(self) -> None:
@@ -291,14 +320,14 @@ class BfsRetrieval:
     # -- event hooks --------------------------------------------------------------------------------------
 
     @hookimpl
-    def butter_peer_discovered(self, node: Node, peer: PeerInfo) -> Any:
+    def butter_peer_discovered(self, node: NodeServices, peer: PeerInfo) -> Any:
         """Pull a new host's digest at once, so it can be hinted before the next round."""
         if node is self.node and self.options.hints and not node.closing:
             return self.pull_digest(peer.address)
         return None
 
     @hookimpl
-    def butter_peer_lost(self, node: Node, peer: PeerInfo) -> None:
+    def butter_peer_lost(self, node: NodeServices, peer: PeerInfo) -> None:
         if node is self.node:
             self.book.forget(peer.address)
 

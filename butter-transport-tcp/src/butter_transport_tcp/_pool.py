@@ -20,7 +20,7 @@ import anyio
 from anyio.abc import ByteStream, TaskGroup
 
 from butter.errors import (
-    NETWORK_ERRORS,
+    CONNECT_ERRORS,
     PeerUnreachable,
     RequestTimeout,
     TransportBusy,
@@ -142,7 +142,7 @@ class OutgoingPool:
                     stream = await anyio.connect_tcp(address.host, address.port)
             except TimeoutError:
                 raise RequestTimeout(f"connecting to {address} timed out after {self.connect_timeout} s") from None
-            except NETWORK_ERRORS as exc:
+            except CONNECT_ERRORS as exc:
                 raise PeerUnreachable(f"cannot connect to {address}: {describe_network_error(exc)}") from None
             secured, node_id = await self.identities.secure_outgoing(stream, address)
         except BaseException:

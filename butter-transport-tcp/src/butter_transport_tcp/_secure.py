@@ -8,9 +8,9 @@ and return the encrypted stream with the peer's node id. The TLS itself is Pytho
 How identities are carried (the approach of the libp2p TLS spec, simplified):
 
 * Each node presents an X.509 certificate whose **subject key is the node's Ed25519 identity key itself**
-  (:mod:`butter.identity`). TLS 1.3 signs the handshake transcript with that key (CertificateVerify,
+  (:class:`butter.Identity`). TLS 1.3 signs the handshake transcript with that key (CertificateVerify,
   RFC 8446 §4.4.3, scheme ``ed25519``), so completing the handshake proves possession of the identity key;
-  the node id is then derived from the certificate's key exactly as :func:`butter.identity.node_id_from_public_key`
+  the node id is then derived from the certificate's key exactly as :func:`butter.node_id_from_public_key`
   does. libp2p uses an ephemeral certificate key plus a signed extension because its identity keys may be
   RSA or secp256k1, which TLS cannot use directly; Butter's identities are always Ed25519, which TLS 1.3
   supports natively, so the extra key and the extension parser (own code checking own signatures) are
@@ -44,8 +44,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
+from butter import Identity, node_id_from_public_key
 from butter.errors import NETWORK_ERRORS, PeerIdentityMismatch, PeerUnreachable, describe_network_error
-from butter.identity import Identity, node_id_from_public_key
 
 __all__ = ["ISSUER_SEED", "SecureChannel", "peer_node_id"]
 

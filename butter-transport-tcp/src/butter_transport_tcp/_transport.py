@@ -26,8 +26,8 @@ import logging
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener, TaskStatus
 
+from butter import Identity
 from butter.errors import ButterConfigError, PeerUnreachable, RemoteError, RequestTimeout
-from butter.identity import Identity
 from butter.peers import PeerAddress
 from butter.settings import ButterSettings
 from butter.slots import Dispatcher
@@ -60,7 +60,7 @@ class TcpTransport:
       sent or accepted) and ``connect_timeout`` (seconds to establish an outgoing TCP connection).
     * ``options``: the driver's own :class:`~butter_transport_tcp.TcpOptions` (default: every default):
       the secure channel, connection caps, timeouts, read size, concurrency per connection, pinning.
-    * ``identity``: this node's :class:`~butter.identity.Identity` (Ed25519), presented to every peer;
+    * ``identity``: this node's :class:`~butter.Identity` (Ed25519), presented to every peer;
       default a fresh one.
 
     Memory per connection is about ``max_frame + read_chunk`` in, twice (1 MiB + ``max_frame``) out, plus

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import SocketStream, TaskGroup, TaskStatus
 
-from butter.errors import ButterError, PeerUnreachable
+from butter.capabilities import OutgoingAdoption
+from butter.errors import ButterError, PeerUnreachable, ProtocolError
 from butter.peers import PeerAddress, PeerInfo
 from butter.wire import decode_payload
 
@@ -51,7 +54,7 @@ from ._punch import simultaneous_open
 from ._upnp import PortMapping, map_port
 
 if TYPE_CHECKING:
-    from butter.node import Node
+    from butter.slots import NodeServices
 
     from ._plugin import AmbassadorOptions
 
@@ -62,19 +65,27 @@ log = logging.getLogger("butter.discovery.ambassador")
 RETRY = 2.0  # seconds between rounds while no ambassador answers (at most ``interval``)
 
 
+@dataclass(slots=True)
 class ClientStats:
     """Counters: rounds, welcomes, introductions offered, circuits served, punches tried and succeeded."""
 
-    __slots__ = ("circuits", "introductions", "punches", "punches_ok", "rounds", "welcomes")
-
-    def __init__(self) -> None:
-        self.rounds = self.welcomes = self.introductions = self.circuits = self.punches = self.punches_ok = 0
+    rounds: int = 0
+    welcomes: int = 0
+    introductions: int = 0
+    circuits: int = 0
+    punches: int = 0
+    punches_ok: int = 0
 
 
 class AmbassadorClient:
-    """Publishes ``node`` to ambassadors and admits their introductions (see the module docstring)."""
+    """Publishes ``node`` to ambassadors and admits their introductions (see the module docstring).
 
-    def __init__(self, node: Node, options: AmbassadorOptions) -> None:
+    Hole punching needs the transport's :class:`~butter.capabilities.OutgoingAdoption` capability (the
+    ``tcp`` transport has it), found at start; without it, relayed peers stay on the relay and the start
+    says so once in the log.
+    """
+
+    def __init__(self, node: NodeServices, options: AmbassadorOptions) -> None:
         self.node = node
         self.options = options
         self.configured = [PeerAddress.parse(text) for text in options.ambassadors]
@@ -90,6 +101,7 @@ class AmbassadorClient:
         self._punched: dict[PeerAddress, float] = {}  # target -> when a punch was last tried
         self._upnp_tried = False
         self._punch_limiter = anyio.CapacityLimiter(2)
+        self._adoption: OutgoingAdoption | None = None  # found at start (run)
         self._tg: TaskGroup | None = None
 
     # -- addresses ----------------------------------------------------------------------------------------
@@ -122,7 +134,15 @@ class AmbassadorClient:
 
     # -- the loop -----------------------------------------------------------------------------------------
 
+    def counters(self) -> Mapping[str, int]:
+        """A snapshot of :class:`ClientStats` (:class:`~butter.capabilities.Counters`)."""
+        return asdict(self.stats)
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self._adoption = self.node.capability(OutgoingAdoption)
+        if self.options.punch and self._adoption is None:
+            log.info("ambassador client: hole punching is off: the transport offers no OutgoingAdoption (it cannot "
+                     "take a punched connection as its own); relayed peers stay on the relay")
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
@@ -145,7 +165,7 @@ class AmbassadorClient:
         for ambassador in self.ambassadors()[: self.options.max_ambassadors]:
             try:
                 await self._hello(ambassador)
-            except (ButterError, ValueError) as exc:
+            except ButterError as exc:
                 log.info("ambassador %s did not answer: %s", ambassador, exc)
                 self._services.pop(ambassador, None)
                 continue
@@ -156,12 +176,12 @@ class AmbassadorClient:
         service = self._services.get(ambassador)
         if service is None:
             reply = decode_payload(
-                await self.node.request(ambassador, "ambassador", b"", timeout=self.options.timeout),
+                await self.node.request(ambassador, "ambassador", b"", timeout=self.options.exchange_timeout),
                 self.node.settings.max_frame,
             )
             port = reply.get("service") if isinstance(reply, dict) else None
             if not isinstance(port, int) or not 0 < port < 65536:
-                raise ValueError(f"{ambassador} gave no service port")
+                raise ProtocolError(f"{ambassador} gave no service port")
             service = self._services[ambassador] = PeerAddress(ambassador.host, port)
         return service
 
@@ -171,14 +191,14 @@ class AmbassadorClient:
         service = await self._service(ambassador)
         port = self.options.public_port or (self.mapping.external_port if self.mapping else self.node.address.port)
         hello = Hello(self.node.node_id, self.node.address, port, self.options.introductions)
-        channel = Channel(await connect(service, timeout=self.options.timeout, local=(self.bind_host, 0)))
+        channel = Channel(await connect(service, timeout=self.options.exchange_timeout, local=(self.bind_host, 0)))
         try:
             await channel.send(hello)
-            welcome = await channel.expect(Welcome, self.options.timeout)
+            welcome = await channel.expect(Welcome, self.options.exchange_timeout)
             self._introduce(ambassador, welcome)
             if welcome.observed.host != self.node.address.host and self.reachable is None:
                 self._reserve(ambassador)  # behind NAT: reserve now rather than after the dial-back timeout
-            dialed = await channel.expect(Dialed, self.options.timeout * 2)  # the dial-back may take a timeout
+            dialed = await channel.expect(Dialed, self.options.exchange_timeout * 2)  # the dial-back may take a timeout
         finally:
             await channel.aclose()
         self._reachability(ambassador, welcome, dialed.reachable)
@@ -252,13 +272,13 @@ class AmbassadorClient:
     async def _reservation(self, ambassador: PeerAddress) -> None:
         try:
             service = await self._service(ambassador)
-            channel = Channel(await connect(service, timeout=self.options.timeout, local=(self.bind_host, 0)))
-        except (ButterError, ValueError) as exc:
+            channel = Channel(await connect(service, timeout=self.options.exchange_timeout, local=(self.bind_host, 0)))
+        except ButterError as exc:
             log.info("no relay reservation at %s: %s", ambassador, exc)
             return
         try:
             await channel.send(Reserve(self.node.node_id, self.node.address))
-            reserved = await channel.expect(Reserved, self.options.timeout)
+            reserved = await channel.expect(Reserved, self.options.exchange_timeout)
             self.relayed[ambassador] = reserved.relayed
             log.info(
                 "relay reservation at ambassador %s: relayed address %s (circuits limited to %.0f s and %d bytes)",
@@ -290,7 +310,7 @@ class AmbassadorClient:
     async def _keepalive(self, channel: Channel, scope: anyio.CancelScope) -> None:
         try:
             while True:
-                await anyio.sleep(self.options.keepalive)
+                await anyio.sleep(self.options.keepalive_interval)
                 await channel.send(Ping())
         except ButterError:
             scope.cancel()
@@ -298,10 +318,10 @@ class AmbassadorClient:
     async def _serve_circuit(self, service: PeerAddress, token: bytes, circuit: int) -> None:
         """Answer ``open``: a data connection to the ambassador, spliced to this node's own listener."""
         try:
-            data = await connect(service, timeout=self.options.timeout)
+            data = await connect(service, timeout=self.options.exchange_timeout)
             channel = Channel(data)
             await channel.send(Accept(circuit, token))
-            local = await connect(self.local_listener, timeout=self.options.timeout)
+            local = await connect(self.local_listener, timeout=self.options.exchange_timeout)
         except ButterError as exc:
             log.info("relay circuit %d not served: %s", circuit, exc)
             return
@@ -312,25 +332,27 @@ class AmbassadorClient:
     # -- hole punching ------------------------------------------------------------------------------------
 
     def _should_punch(self, target: PeerAddress) -> bool:
-        if not self.options.punch or not hasattr(self.node.transport, "adopt_outgoing"):
+        if not self.options.punch or self._adoption is None:
             return False
         last = self._punched.get(target)
-        return last is None or anyio.current_time() - last >= self.options.punch_retry
+        return last is None or anyio.current_time() - last >= self.options.punch_retry_interval
 
     async def punch(self, target: PeerAddress) -> bool:
         """Try a direct connection to the relayed peer ``target``; on success the transport adopts it for
         ``target``. Returns whether it worked; failures are logged (the relay stays in use)."""
         service, intro = self._relay_of[target]
+        adoption = self._adoption
+        if adoption is None:
+            return False
         self._punched[target] = anyio.current_time()
         self.stats.punches += 1
         started = anyio.current_time()
         async with self._punch_limiter:
             try:
                 direct, peer, port = await self._punch_via(service, Punch(self.node.node_id, target))
-                transport: Any = self.node.transport
-                transport.expect_identity(target, intro.node_id)  # the TLS handshake checks who answers
-                await transport.adopt_outgoing(target, direct)
-                reply = await self.node.request(target, "host-quality", b"", timeout=self.options.timeout)
+                adoption.expect_identity(target, intro.node_id)  # the TLS handshake checks who answers
+                await adoption.adopt_outgoing(target, direct)
+                reply = await self.node.request(target, "host-quality", b"", timeout=self.options.exchange_timeout)
                 node_id = PeerInfo.from_wire(decode_payload(reply, self.node.settings.max_frame)).node_id
                 if node_id != intro.node_id:
                     raise PeerUnreachable(f"the punched connection reached {node_id[:8]}, not {intro.node_id[:8]}")
@@ -349,10 +371,11 @@ class AmbassadorClient:
     ) -> tuple[SocketStream, PeerAddress, int]:
         """Send ``first`` from a fresh port (reusable), wait for ``punch-go``, then connect from that port to
         the peer it names. Returns the direct stream, the peer's address and our local port."""
-        channel = Channel(await connect(service, timeout=self.options.timeout, local=(self.bind_host, 0), reuse=True))
+        timeout = self.options.exchange_timeout
+        channel = Channel(await connect(service, timeout=timeout, local=(self.bind_host, 0), reuse=True))
         try:
             await channel.send(first)
-            go = await channel.expect(PunchGo, self.options.timeout * 2)
+            go = await channel.expect(PunchGo, timeout * 2)
             port = local_address(channel.stream).port
             direct = await simultaneous_open((self.bind_host, port), go.peer, timeout=self.options.punch_timeout)
         finally:
@@ -363,7 +386,7 @@ class AmbassadorClient:
         """The target's side: report a fresh port, then connect from it; serve the result as inbound."""
         try:
             direct, peer, _ = await self._punch_via(service, PunchReady(punch, token))
-            local = await connect(self.local_listener, timeout=self.options.timeout)
+            local = await connect(self.local_listener, timeout=self.options.exchange_timeout)
         except ButterError as exc:
             log.info("hole punch %d (as target) failed: %s", punch, exc)
             return

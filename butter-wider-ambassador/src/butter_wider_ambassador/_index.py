@@ -4,7 +4,7 @@ Rules it keeps:
 
 * An entry is one node (by node id): the address to dial (its own public address, or a relayed address on
   this ambassador), its subnetwork key and when it expires. Publishing again replaces the entry and
-  renews it; an entry not renewed within ``ttl`` seconds is gone.
+  renews it; an entry not renewed within ``expiry`` seconds is gone.
 * At most ``capacity`` entries in all and ``per_subnet`` per subnetwork: a new entry past either bound
   evicts the entry that expires first (of that subnetwork, or of all).
 * :meth:`PeerIndex.pick` gives up to ``k`` entries of subnetworks other than the caller's, at most
@@ -64,17 +64,17 @@ class IndexEntry:
 class PeerIndex:
     """Bounded, expiring index of reachable peers (see the module rules).
 
-    ``capacity`` (default 1,024) and ``per_subnet`` (default 32) bound the entries; ``ttl`` (seconds,
+    ``capacity`` (default 1,024) and ``per_subnet`` (default 32) bound the entries; ``expiry`` (seconds,
     default 300) is how long an entry lives without being published again. Raises ``ValueError`` for a
-    bound below 1 or a ``ttl`` that is not positive.
+    bound below 1 or an ``expiry`` that is not positive.
     """
 
-    def __init__(self, capacity: int = 1024, per_subnet: int = 32, ttl: float = 300.0, per_pick_subnet: int = 4):
-        if capacity < 1 or per_subnet < 1 or per_pick_subnet < 1 or not ttl > 0:
-            raise ValueError("capacity, per_subnet and per_pick_subnet must be at least 1 and ttl positive")
+    def __init__(self, capacity: int = 1024, per_subnet: int = 32, expiry: float = 300.0, per_pick_subnet: int = 4):
+        if capacity < 1 or per_subnet < 1 or per_pick_subnet < 1 or not expiry > 0:
+            raise ValueError("capacity, per_subnet and per_pick_subnet must be at least 1 and expiry positive")
         self.capacity = capacity
         self.per_subnet = per_subnet
-        self.ttl = ttl
+        self.expiry = expiry
         self.per_pick_subnet = per_pick_subnet
         self._entries: dict[str, IndexEntry] = {}
         self.evicted = 0
@@ -102,7 +102,7 @@ class PeerIndex:
             self._evict(min(same, key=lambda e: e.expires))
         if len(self._entries) >= self.capacity:
             self._evict(min(self._entries.values(), key=lambda e: e.expires))
-        entry = IndexEntry(node_id, address, subnet, relayed, now + self.ttl)
+        entry = IndexEntry(node_id, address, subnet, relayed, now + self.expiry)
         self._entries[node_id] = entry
         return entry
 

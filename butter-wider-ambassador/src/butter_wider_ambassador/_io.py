@@ -22,7 +22,14 @@ from typing import Any, TypeVar
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 
-from butter.errors import NETWORK_ERRORS, PeerUnreachable, ProtocolError, RequestTimeout, describe_network_error
+from butter.errors import (
+    CONNECT_ERRORS,
+    NETWORK_ERRORS,
+    PeerUnreachable,
+    ProtocolError,
+    RequestTimeout,
+    describe_network_error,
+)
 from butter.peers import PeerAddress
 from butter.wire import FrameDecoder, FrameRejected
 
@@ -67,7 +74,7 @@ async def connect(
     except TimeoutError:
         sock.close()
         raise RequestTimeout(f"connecting to {remote} timed out after {timeout} s") from None
-    except OSError as exc:
+    except CONNECT_ERRORS as exc:
         sock.close()
         raise PeerUnreachable(f"cannot connect to {remote}: {describe_network_error(exc)}") from None
     except BaseException:

@@ -20,13 +20,13 @@ __all__ = ["CircuitBudget", "LimitExceeded", "Refusal", "RelayLedger", "RelayLim
 
 @dataclass(frozen=True, slots=True)
 class RelayLimits:
-    """Relay resource limits. ``circuit_duration`` in seconds, ``circuit_bytes`` in bytes."""
+    """Relay resource limits. ``circuit_expiry`` in seconds, ``circuit_bytes`` in bytes."""
 
     max_reservations: int = 128
     max_reservations_per_ip: int = 8
     max_circuits: int = 256
     max_circuits_per_reservation: int = 16
-    circuit_duration: float = 120.0
+    circuit_expiry: float = 120.0
     circuit_bytes: int = 128 * 1024
 
     def __post_init__(self) -> None:
@@ -36,7 +36,7 @@ class RelayLimits:
             self.max_circuits,
             self.max_circuits_per_reservation,
         )
-        if min(counts) < 0 or not self.circuit_duration > 0 or self.circuit_bytes < 1:
+        if min(counts) < 0 or not self.circuit_expiry > 0 or self.circuit_bytes < 1:
             raise ValueError("relay limits must be non-negative counts, a positive duration and at least 1 byte")
 
 
@@ -58,7 +58,7 @@ class CircuitBudget:
 
     @classmethod
     def start(cls, limits: RelayLimits, now: float) -> CircuitBudget:
-        return cls(limits.circuit_bytes, now + limits.circuit_duration)
+        return cls(limits.circuit_bytes, now + limits.circuit_expiry)
 
     def consume(self, size: int, now: float) -> None:
         """Account ``size`` bytes about to be forwarded. Raises :class:`LimitExceeded` (nothing of the chunk

@@ -7,6 +7,7 @@ public node that also introduces, relays and coordinates).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import anyio
@@ -20,7 +21,7 @@ from ._client import AmbassadorClient
 from ._server import AmbassadorService, parse_port_range
 
 if TYPE_CHECKING:
-    from butter.node import Node
+    from butter.slots import NodeServices
 
 __all__ = ["AmbassadorDiscovery", "AmbassadorOptions", "AmbassadorPlugin"]
 
@@ -33,8 +34,10 @@ class AmbassadorOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # -- both roles
     serve: bool = Field(False, description="be an ambassador (the node must be publicly reachable)")
-    timeout: float = Field(5.0, gt=0, description="seconds for one exchange with an ambassador or a dial-back")
-    keepalive: float = Field(15.0, gt=0, description="seconds between keepalives of a relay reservation")
+    exchange_timeout: float = Field(
+        5.0, gt=0, description="seconds for one exchange with an ambassador (or a relay end) or a dial-back"
+    )
+    keepalive_interval: float = Field(15.0, gt=0, description="seconds between keepalives of a relay reservation")
     # -- client
     ambassadors: list[str] = Field(default_factory=list, description="HOST:PORT node addresses of ambassadors")
     interval: float = Field(30.0, gt=0, description="seconds between publish-and-introduce rounds")
@@ -46,7 +49,7 @@ class AmbassadorOptions(BaseModel):
     relay: bool = Field(True, description="hold a relay reservation when not reachable from outside")
     punch: bool = Field(True, description="try a hole punch to relayed peers of other subnetworks")
     punch_timeout: float = Field(5.0, gt=0, description="seconds one hole punch may take")
-    punch_retry: float = Field(300.0, gt=0, description="seconds before punching to the same peer again")
+    punch_retry_interval: float = Field(300.0, gt=0, description="seconds before punching to the same peer again")
     source_host: str = Field(
         "", description="local address connections to ambassadors leave from; default the node's address"
     )
@@ -59,12 +62,12 @@ class AmbassadorOptions(BaseModel):
     public_prefix: int = Field(24, ge=8, le=128, description="prefix length grouping public hosts into subnetworks")
     index_capacity: int = Field(1024, ge=1, description="peers kept in the index")
     index_per_subnet: int = Field(32, ge=1, description="peers kept per subnetwork")
-    index_ttl: float = Field(300.0, gt=0, description="seconds an index entry lives unless published again")
+    index_expiry: float = Field(300.0, gt=0, description="seconds an index entry lives unless published again")
     max_reservations: int = Field(128, ge=0, description="relay reservations held at once")
     max_reservations_per_ip: int = Field(8, ge=0, description="reservations from one IP address")
     max_circuits: int = Field(256, ge=0, description="relay circuits open at once")
     max_circuits_per_reservation: int = Field(16, ge=0, description="circuits open to one reserved node")
-    circuit_duration: float = Field(120.0, gt=0, description="seconds a relay circuit may last (libp2p: 120)")
+    circuit_expiry: float = Field(120.0, gt=0, description="seconds a relay circuit may last (libp2p: 120)")
     circuit_bytes: int = Field(128 * 1024, ge=1, description="bytes a circuit may carry, both ways (libp2p: 128 KiB)")
 
     @field_validator("ambassadors")
@@ -82,13 +85,22 @@ class AmbassadorOptions(BaseModel):
 
 
 class AmbassadorDiscovery:
-    """The :class:`~butter.slots.Discovery` object: runs the ambassador role (``serve``) or the client."""
+    """The :class:`~butter.slots.Discovery` object: runs the ambassador role (``serve``) or the client.
 
-    def __init__(self, node: Node, options: AmbassadorOptions) -> None:
+    ``counters()`` (:class:`~butter.capabilities.Counters`) is the running role's: the ambassador's
+    :class:`RelayStats` (plus ``refused_connections``), or the client's :class:`ClientStats`.
+    """
+
+    def __init__(self, node: NodeServices, options: AmbassadorOptions) -> None:
         self.node = node
         self.options = options
         self.service = AmbassadorService(node, options) if options.serve else None
         self.client = None if options.serve else AmbassadorClient(node, options)
+
+    def counters(self) -> Mapping[str, int]:
+        if self.service is not None:
+            return self.service.counters()
+        return self.client.counters() if self.client is not None else {}
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         if self.service is not None:
@@ -106,5 +118,5 @@ class AmbassadorPlugin:
         self.options = options
 
     @hookimpl
-    def butter_discovery(self, node: Node) -> AmbassadorDiscovery:
+    def butter_discovery(self, node: NodeServices) -> AmbassadorDiscovery:
         return AmbassadorDiscovery(node, self.options)

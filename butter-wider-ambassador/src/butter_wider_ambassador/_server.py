@@ -29,13 +29,14 @@ import itertools
 import logging
 import random
 import secrets
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import ByteStream, SocketListener, TaskGroup, TaskStatus
 
-from butter.errors import NETWORK_ERRORS, ButterConfigError, ButterError
+from butter.errors import NETWORK_ERRORS, ButterConfigError, ButterError, map_exceptions
 from butter.peers import PeerAddress, PeerInfo
 from butter.wire import decode_payload, encode_payload
 
@@ -59,7 +60,8 @@ from ._messages import (
 )
 
 if TYPE_CHECKING:
-    from butter.node import Node, RouteRequest
+    from butter import RouteRequest
+    from butter.slots import NodeServices
 
     from ._plugin import AmbassadorOptions
 
@@ -119,7 +121,7 @@ class AmbassadorService:
     """The ambassador side for ``node`` (see the module docstring). ``stats`` and ``index`` are public for
     tests and benchmarks; ``service`` is the service port's address once running."""
 
-    def __init__(self, node: Node, options: AmbassadorOptions) -> None:
+    def __init__(self, node: NodeServices, options: AmbassadorOptions) -> None:
         self.node = node
         self.options = options
         self.limits = RelayLimits(
@@ -127,12 +129,12 @@ class AmbassadorService:
             max_reservations_per_ip=options.max_reservations_per_ip,
             max_circuits=options.max_circuits,
             max_circuits_per_reservation=options.max_circuits_per_reservation,
-            circuit_duration=options.circuit_duration,
+            circuit_expiry=options.circuit_expiry,
             circuit_bytes=options.circuit_bytes,
         )
         self.ledger = RelayLedger(self.limits)
         self.stats = self.ledger.stats
-        self.index = PeerIndex(options.index_capacity, options.index_per_subnet, options.index_ttl)
+        self.index = PeerIndex(options.index_capacity, options.index_per_subnet, options.index_expiry)
         self.service: PeerAddress | None = None
         self._relay_ports = parse_port_range(options.relay_ports)
         self._reservations: dict[str, _Reservation] = {}
@@ -147,14 +149,11 @@ class AmbassadorService:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         host = self.options.service_host or self.node.settings.host
-        try:
+        listening = f"ambassador cannot listen on {host}:{self.options.service_port}"
+        with map_exceptions({OSError: ButterConfigError}, listening):
             listener = await anyio.create_tcp_listener(
                 local_host=None if host in WILDCARD else host, local_port=self.options.service_port, reuse_port=False
             )
-        except OSError as exc:
-            raise ButterConfigError(
-                f"ambassador cannot listen on {host}:{self.options.service_port}: {exc.strerror or exc}"
-            ) from None
         port = int(listener.extra(anyio.abc.SocketAttribute.local_port))
         self.service = PeerAddress(self.public_host, port)
         self.node.ambassador = True
@@ -164,7 +163,7 @@ class AmbassadorService:
             port,
             self.public_host,
             self.options.relay_ports or "any",
-            self.limits.circuit_duration,
+            self.limits.circuit_expiry,
             self.limits.circuit_bytes,
         )
         try:
@@ -183,6 +182,11 @@ class AmbassadorService:
                     s.reservations, s.reservations_refused, s.circuits_opened, s.circuits_refused,
                     s.circuits_closed_bytes, s.circuits_closed_duration, s.bytes_relayed,
                 )
+
+    def counters(self) -> Mapping[str, int]:
+        """A snapshot of :class:`RelayStats` plus ``refused_connections`` (service connections refused at the
+        cap) (:class:`~butter.capabilities.Counters`)."""
+        return {**asdict(self.stats), "refused_connections": self.refused_connections}
 
     @property
     def public_host(self) -> str:
@@ -204,7 +208,7 @@ class AmbassadorService:
         self._handling += 1
         try:
             observed = remote_address(stream)
-            message = await channel.receive(self.options.timeout)
+            message = await channel.receive(self.options.exchange_timeout)
             if isinstance(message, Hello):
                 await self._hello(channel, observed, message)
             elif isinstance(message, Reserve):
@@ -250,7 +254,7 @@ class AmbassadorService:
     async def _dial_back(self, address: PeerAddress, node_id: str) -> bool:
         """Whether ``address`` answers host-quality with ``node_id`` (AutoNAT-style dial-back)."""
         try:
-            reply = await self.node.request(address, "host-quality", b"", timeout=self.options.timeout)
+            reply = await self.node.request(address, "host-quality", b"", timeout=self.options.exchange_timeout)
             return PeerInfo.from_wire(decode_payload(reply, self.node.settings.max_frame)).node_id == node_id
         except (ButterError, ValueError) as exc:
             log.debug("dial-back to %s failed: %s", address, exc)
@@ -286,7 +290,7 @@ class AmbassadorService:
         log.info("relay reservation for %s (observed %s): relayed address %s", reserve.node_id[:8], observed,
                  reservation.relayed)
         try:
-            await channel.send(Reserved(reservation.relayed, reservation.token, self.limits.circuit_duration,
+            await channel.send(Reserved(reservation.relayed, reservation.token, self.limits.circuit_expiry,
                                         self.limits.circuit_bytes))
             with reservation.scope:
                 async with anyio.create_task_group() as tg:
@@ -334,7 +338,7 @@ class AmbassadorService:
         raise Refusal("no-relay-port", f"every relay port in {self.options.relay_ports or 'the OS range'} is taken")
 
     async def _watchdog(self, reservation: _Reservation) -> None:
-        period = self.options.keepalive
+        period = self.options.keepalive_interval
         while True:
             await anyio.sleep(period)
             if anyio.current_time() - reservation.last_heard > 3 * period:
@@ -371,7 +375,7 @@ class AmbassadorService:
         claimed = False
         try:
             await reservation.channel.send(Open(circuit.id))
-            with anyio.move_on_after(self.options.timeout):
+            with anyio.move_on_after(self.options.exchange_timeout):
                 await circuit.claimed.wait()
                 claimed = True
             if claimed:
@@ -409,7 +413,7 @@ class AmbassadorService:
             log.warning(
                 "relay circuit %d %s -> %s closed: %s limit exceeded (%d bytes relayed, limits %d bytes / %.0f s)",
                 circuit.id, circuit.peer_name, reservation.node_id[:8], limit, moved, self.limits.circuit_bytes,
-                self.limits.circuit_duration,
+                self.limits.circuit_expiry,
             )
         else:
             log.info("relay circuit %d %s -> %s closed after %d bytes", circuit.id, circuit.peer_name,
@@ -427,7 +431,7 @@ class AmbassadorService:
         self._punches[punch_id] = slot
         try:
             await target.channel.send(PunchCall(punch_id))
-            with anyio.move_on_after(self.options.timeout):
+            with anyio.move_on_after(self.options.exchange_timeout):
                 await slot.ready.wait()
             if slot.target_observed is None or slot.target_channel is None:
                 await channel.send(Refused("punch-timeout", "the target did not answer the punch call"))
@@ -448,5 +452,5 @@ class AmbassadorService:
             return
         slot.target_observed, slot.target_channel = observed, channel
         slot.ready.set()  # the initiator's task sends punch-go on this channel too
-        with anyio.move_on_after(self.options.timeout):
+        with anyio.move_on_after(self.options.exchange_timeout):
             await slot.sent.wait()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 
 import butter
-from butter.plugins import installed_drivers
+from butter import installed_drivers
 from butter.slots import Retrieval
 from butter.testing.conformance_retrieval import RetrievalFactory, line
 from butter_retrieve_flood import FloodRetrieval
@@ -65,4 +65,4 @@ async def test_each_node_answers_a_query_once() -> None:
     async with RetrievalFactory("flood", {"ttl": 4, "hop_timeout": 0.5}).open_overlay(mesh) as net:
         with pytest.raises(butter.ItemNotFound):
             await net.retrieve(4, "ab" * 32)  # nobody has it: the flood reaches everyone it can
-        assert [flood(n).queries_answered for n in net.nodes[:4]] == [1, 1, 1, 1]
+        assert [flood(n).counters()["queries_answered"] for n in net.nodes[:4]] == [1, 1, 1, 1]

@@ -7,7 +7,6 @@ from ._diversity import decide as decide
 from ._manager import DiversityHostManager as DiversityHostManager
 from ._manager import DiversityHostManagerPlugin as DiversityHostManagerPlugin
 from ._manager import DiversityOptions as DiversityOptions
-from ._manager import capacity_for_budget as capacity_for_budget
 
 __all__ = [
     "CLASS_NAMES",
@@ -15,7 +14,6 @@ __all__ = [
     "DiversityHostManager",
     "DiversityHostManagerPlugin",
     "DiversityOptions",
-    "capacity_for_budget",
     "classify",
     "decide",
 ]

@@ -1,7 +1,7 @@
 """The ``diversity`` host manager: a bounded known-host list kept diverse, fresh and exchanged (SPEC §4).
 
-* Capacity: ``⌊0.0001 × memory budget (bytes) ÷ 6⌋`` hosts (SPEC §1.3, 8,947 at 512 MiB), or the
-  ``capacity`` option.
+* Capacity: the known-host share of the memory budget (:func:`butter.settings.budget_split`: 8,947 hosts at
+  512 MiB, SPEC §1.3), or the ``capacity`` option.
 * Admission: :func:`butter.hosts.decide`. A candidate is asked for its quality record first; one that does
   not answer is not admitted (the original admitted it with an all-zero record, SPEC §10.4 item 10).
 * Refresh (every ``refresh_interval`` s, with jitter): every known host is asked for its quality record;
@@ -12,12 +12,16 @@
   (SPEC §4.8, made a periodic two-way gossip). A node that nobody polls (``known_by == 0``) also introduces
   itself to the hosts in that answer, so it gets known (SPEC §4.1).
 * Hosts found dead by other modules are removed through :meth:`DiversityHostManager.report_dead`.
+
+The driver serves its own protocol, routes ``host-quality`` and ``known-hosts`` (:mod:`._protocol`), and
+counts from the ``host-quality`` polls how many peers hold this node (:meth:`DiversityHostManager.known_by`).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -27,23 +31,25 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import ButterError
 from ..hookspecs import hookimpl
 from ..peers import PeerAddress, PeerInfo
-from ..wire import decode_payload, encode_payload
+from ..settings import budget_split
 from ._diversity import decide
+from ._protocol import (
+    EXCHANGE_SAMPLE,
+    HostRoutes,
+    exchange_body,
+    quality_body,
+    read_exchange_reply,
+    read_quality_reply,
+)
 
 if TYPE_CHECKING:
-    from ..node import Node
+    from ..slots import NodeServices
 
-__all__ = ["DiversityHostManager", "DiversityHostManagerPlugin", "DiversityOptions", "capacity_for_budget"]
+__all__ = ["DiversityHostManager", "DiversityHostManagerPlugin", "DiversityOptions"]
 
 log = logging.getLogger("butter.hosts")
-
-KNOWN_HOST_FRACTION = 0.0001  # of the memory budget (SPEC §1.3, §12 item 2)
-BYTES_PER_HOST = 6  # nominal IPv4 socket address (SPEC §1.3, §12 item 3)
-
-
-def capacity_for_budget(budget: int) -> int:
-    """Known-host capacity for a memory budget in bytes (SPEC §1.3); at least 1."""
-    return max(1, int(KNOWN_HOST_FRACTION * budget) // BYTES_PER_HOST)
+HOLD_TIMEOUT_REFRESHES = 2.5  # a holder asks to be counted for this many refresh intervals
+LONELY_INTRODUCTIONS = 4  # hosts a node nobody holds introduces itself to after an exchange
 
 
 class DiversityOptions(BaseModel):
@@ -54,6 +60,7 @@ class DiversityOptions(BaseModel):
     random_factor: float = Field(0.1, ge=0, le=1, description="probability of a random admission (SPEC §4.6)")
     max_failures: int = Field(1, ge=1, description="failed refreshes in a row before a host is removed")
     quality_timeout: float = Field(3.0, gt=0, description="seconds to wait for a quality record")
+    exchange_timeout: float = Field(3.0, gt=0, description="seconds to wait for one known-hosts exchange")
     max_concurrency: int = Field(32, ge=1, description="quality requests in flight at once")
     seed: int | None = Field(None, description="random seed, for reproducible simulations")
 
@@ -61,15 +68,16 @@ class DiversityOptions(BaseModel):
 class DiversityHostManager:
     """A :class:`~butter.slots.HostManager` optimising the diversity of the known-host list."""
 
-    def __init__(self, node: Node, options: DiversityOptions) -> None:
+    def __init__(self, node: NodeServices, options: DiversityOptions) -> None:
         self.node = node
         self.options = options
-        self._capacity = options.capacity or capacity_for_budget(int(node.settings.memory_budget))
+        self._capacity = options.capacity or budget_split(int(node.settings.memory_budget)).host_capacity
         self._hosts: dict[PeerAddress, PeerInfo] = {}
         self._failures: dict[PeerAddress, int] = {}
         self._pending: set[PeerAddress] = set()
         self._rng = random.Random(options.seed)
         self._limiter = anyio.CapacityLimiter(options.max_concurrency)
+        self._routes = HostRoutes(node, self)
 
     @property
     def capacity(self) -> int:
@@ -109,7 +117,7 @@ class DiversityHostManager:
             if decision.evict.address not in self._hosts:
                 return False
             self._remove(decision.evict.address, f"evicted for diversity ({decision.reason})")
-            self.node.task_group.start_soon(self._release, decision.evict.address)
+            self.node.spawn(self._release, decision.evict.address)
         elif len(self._hosts) >= self._capacity:
             return False
         self._hosts[address] = info
@@ -123,7 +131,7 @@ class DiversityHostManager:
 
     def known_by(self) -> int:
         """How many peers hold this node in their lists (their ``host-quality`` polls with ``holds``)."""
-        return self.node.quality().known_by
+        return self._routes.known_by()
 
     def report_dead(self, address: PeerAddress) -> None:
         """Remove ``address`` at once; another module found it unreachable."""
@@ -163,47 +171,36 @@ class DiversityHostManager:
         if sample is None:
             return
         self.node.introduce(sample)
-        lonely = self.node.quality().known_by == 0 and self.node.uptime >= self.options.refresh_interval
+        lonely = self.known_by() == 0 and self.node.uptime >= self.options.refresh_interval
         if lonely:
-            for address in sample[:4]:
+            for address in sample[:LONELY_INTRODUCTIONS]:
                 if address not in self._hosts and not self._is_self(address):
                     await self._exchange_with(address)
 
     async def _exchange_with(self, address: PeerAddress) -> list[PeerAddress] | None:
-        body = encode_payload(
-            {"from": self.node.info().to_wire(), "sample": [p.to_wire() for p in self.sample(16)]}
-        )
+        body = exchange_body(self.node.info(), self.sample(EXCHANGE_SAMPLE))
         try:
-            reply = decode_payload(
-                await self.node.request(address, "known-hosts", body, timeout=self.options.quality_timeout),
-                self.node.settings.max_frame,
-            )
-            entries = reply["sample"] if isinstance(reply, dict) and isinstance(reply.get("sample"), list) else []
+            reply = await self.node.request(address, "known-hosts", body, timeout=self.options.exchange_timeout)
+            return read_exchange_reply(reply, self.node.settings.max_frame)
         except ButterError as exc:
             log.debug("known-hosts exchange with %s failed: %s", address, exc)
             return None
-        addresses = []
-        for entry in entries[:16]:
-            try:
-                addresses.append(PeerInfo.from_wire(entry).address)
-            except ValueError:
-                continue
-        return addresses
 
-    async def _every(self, interval: float, action: object) -> None:
+    async def _every(self, interval: float, action: Callable[[], Awaitable[None]]) -> None:
         while True:
             await anyio.sleep(interval * self._rng.uniform(0.8, 1.2))
-            await action()  # type: ignore[operator]
+            await action()
 
     async def _fetch(self, address: PeerAddress, *, holds: bool) -> PeerInfo | None:
         """The host's quality record, or ``None`` if it cannot be had. ``holds`` tells the host whether
         this node keeps it in its list, so that only real holders count toward its ``known_by``."""
-        body = encode_payload({"id": self.node.node_id, "holds": holds, "ttl": 2.5 * self.options.refresh_interval})
+        hold_timeout = HOLD_TIMEOUT_REFRESHES * self.options.refresh_interval
+        body = quality_body(self.node.node_id, holds=holds, hold_timeout=hold_timeout)
         async with self._limiter:
             try:
                 reply = await self.node.request(address, "host-quality", body, timeout=self.options.quality_timeout)
-                info = PeerInfo.from_wire(decode_payload(reply, self.node.settings.max_frame))
-            except (ButterError, ValueError) as exc:
+                info = read_quality_reply(reply, self.node.settings.max_frame)
+            except ButterError as exc:
                 log.debug("no quality record from %s: %s", address, exc)
                 return None
         return PeerInfo(info.node_id, address, info.quality, anyio.current_time())
@@ -231,8 +228,5 @@ class DiversityHostManagerPlugin:
         self.options = options
 
     @hookimpl
-    def butter_host_manager(self, node: Node) -> DiversityHostManager:
+    def butter_host_manager(self, node: NodeServices) -> DiversityHostManager:
         return DiversityHostManager(node, self.options)
-
-
-

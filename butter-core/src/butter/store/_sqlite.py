@@ -28,7 +28,7 @@ from typing import Any, Literal, TypeVar
 import anyio
 
 from ..blocks import BlockId, verify
-from ..errors import ButterConfigError, StoreError
+from ..errors import ButterConfigError, StoreError, map_exceptions
 from ._base import check_block, check_capacity, check_room
 
 __all__ = ["DEFAULT_FILENAME", "SqliteBlockStore"]
@@ -62,11 +62,10 @@ class SqliteBlockStore:
         self._capacity = check_capacity(capacity)
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
-        try:
-            self._conn: sqlite3.Connection | None
+        self._conn: sqlite3.Connection | None
+        opening = f"cannot open the sqlite block store {self._path}"
+        with map_exceptions({(OSError, sqlite3.Error): ButterConfigError}, opening):
             self._conn, self._used = _connect(self._path, synchronous)
-        except (OSError, sqlite3.Error) as exc:
-            raise ButterConfigError(f"cannot open the sqlite block store {self._path}: {exc}") from None
         if self._used > self._capacity:
             log.warning(
                 "block store %s holds %d bytes, more than its capacity of %d bytes",
@@ -129,10 +128,8 @@ class SqliteBlockStore:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._conn is None:
             raise StoreError(f"the sqlite block store {self._path} is closed")
-        try:
+        with map_exceptions({sqlite3.Error: StoreError}, f"sqlite block store {self._path}"):
             return await anyio.to_thread.run_sync(fn, *args, limiter=self._get_limiter())
-        except sqlite3.Error as exc:
-            raise StoreError(f"sqlite block store {self._path}: {type(exc).__name__}: {exc}") from exc
 
     def _get_limiter(self) -> anyio.CapacityLimiter:
         if self._limiter is None:

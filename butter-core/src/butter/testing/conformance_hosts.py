@@ -22,7 +22,8 @@ What the checks hold a driver to:
 * ``report_dead`` removes the host at once, and is harmless for a host it does not know;
 * ``sample(k)`` returns at most ``k`` distinct known hosts, and at least one when ``k >= 1`` and it knows any;
 * ``peers()`` never contains the node itself (offered its own address, it says ``False``), and each entry
-  names the node id of the peer at that address.
+  names the node id of the peer at that address;
+* ``known_by()`` is a count: an int from 0 to the number of other nodes (0 when the driver cannot tell).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 import anyio
 
-from ..node import Node, open_node
+from .._node import Node, open_node
 from ..peers import PeerAddress
 from ..settings import ButterSettings
 from ._kit import kit_settings, private_network
@@ -172,10 +173,26 @@ async def check_never_itself(factory: HostManagerFactory) -> None:
             assert peer.node_id == ids.get(peer.address), f"{peer.address} is listed with another node's id"
 
 
+async def check_known_by(factory: HostManagerFactory) -> None:
+    """``known_by()`` is an int from 0 to the number of other nodes, before and after hosts are admitted."""
+    async with factory.open_nodes(extra=0) as nodes:
+
+        def check_counts() -> None:
+            for node in nodes:
+                count = node.hosts.known_by()
+                assert isinstance(count, int) and not isinstance(count, bool) and 0 <= count < len(nodes), (
+                    f"known_by() gave {count!r} in a network of {len(nodes)} nodes")
+
+        check_counts()
+        await _admit_some(factory, nodes[0], nodes[1:])
+        check_counts()
+
+
 HOST_MANAGER_CHECKS: list[Callable[[HostManagerFactory], Awaitable[None]]] = [
     check_capacity_respected,
     check_unreachable_offer,
     check_report_dead_removes,
     check_sample,
     check_never_itself,
+    check_known_by,
 ]

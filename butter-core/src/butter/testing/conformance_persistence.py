@@ -15,19 +15,24 @@ none needs trio's ``MockClock``)::
     @pytest.mark.anyio
     @pytest.mark.parametrize("check", PERSISTENCE_CHECKS, ids=lambda c: c.__name__)
     async def test_conformance(check):
-        await check(PersistenceFactory("pcg", {"heartbeat_interval": 0.2, "request_timeout": 1.0}))
+        await check(PersistenceFactory("pcg", {"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0}))
+
+The factory also says what the driver promises: ``replicas`` copies, and whether an item survives the
+abrupt death of a holder. A single-copy driver (``single``) says ``PersistenceFactory("single",
+replicas=1, survives_holder_death=False)``: the checks that need replication are then skipped, with a
+reason naming the promise it does not make.
 
 What the checks hold a driver to, beyond the slot's docstring:
 
 * after ``node.store(data)`` the item is held by at least ``replicas`` live nodes within ``bound``, each
   copy byte for byte;
-* when a holder dies abruptly (``aclose(graceful=False)``, as a crash) the item is still held by a live
-  node, comes back byte for byte (from a survivor's block store, and through ``node.retrieve`` on a
-  non-holder when a ``retrieval`` driver is named), and is held by ``replicas`` live nodes again within
-  ``bound``;
-* graceful exit (``aclose()``, which calls ``hand_off`` while the node still serves) of a holder, ``settle``
-  seconds after replication, leaves the item held by at least ``replicas`` live nodes *when it returns*:
-  the data has moved before the node stops serving;
+* (``survives_holder_death``) when a holder dies abruptly (``aclose(graceful=False)``, as a crash) the
+  item is still held by a live node, comes back byte for byte (from a survivor's block store, and through
+  ``node.retrieve`` on a non-holder when a ``retrieval`` driver is named), and is held by ``replicas``
+  live nodes again within ``bound``;
+* (``replicas >= 2``) graceful exit (``aclose()``, which calls ``hand_off`` while the node still serves) of a
+  holder, ``settle`` seconds after replication, leaves the item held by at least ``replicas`` live nodes
+  *when it returns*: the data has moved before the node stops serving;
 * ``keep`` of an item whose manifest or a block is missing raises :class:`~butter.errors.IncompleteItem`
   and replicates nothing; once the block is there, ``keep`` succeeds;
 * ``available_storage()`` is a non-negative ``int`` that does not grow when the node stores an item;
@@ -47,10 +52,13 @@ from typing import Any
 
 import anyio
 
+from .._node import Node
 from ..blocks import chunk, load_manifest
+from ..capabilities import Counters, GroupStatus, ItemHolders, KeptItems
 from ..errors import IncompleteItem, StoreFull
-from ..node import Node
+from ..peers import PeerAddress
 from ..slots import Persistence
+from ._kit import not_promised
 from .conformance_retrieval import Overlay, RetrievalFactory, _fails, payload
 
 __all__ = ["PERSISTENCE_CHECKS", "Holders", "PersistenceFactory"]
@@ -65,7 +73,9 @@ class PersistenceFactory:
     * ``driver``: its entry-point name in ``butter.persistence`` (the value of ``persistence.driver``).
     * ``options``: its ``persistence.options``; they must make it keep ``replicas`` copies and repair within
       ``bound`` (short timers: pcg needs ``heartbeat_interval`` 0.2 s).
-    * ``replicas``: copies (>= 2) the driver keeps with these options (default 3).
+    * ``replicas``: copies (>= 1) the driver keeps with these options (default 3).
+    * ``survives_holder_death``: whether an item outlives the abrupt death of one holder (default ``True``;
+      needs ``replicas >= 2``).
     * ``size``: nodes in the kit's network (default 6, more than ``replicas``).
     * ``bound``: seconds replication, or repair after a death, may take (default 5); a guard against hangs.
     * ``settle``: seconds the driver needs, once the replicas exist, before every holder knows the others
@@ -81,6 +91,7 @@ class PersistenceFactory:
     driver: str
     options: Mapping[str, Any] = field(default_factory=dict)
     replicas: int = 3
+    survives_holder_death: bool = True
     size: int = 6
     bound: float = 5.0
     settle: float = 1.0
@@ -89,9 +100,12 @@ class PersistenceFactory:
     plugins: tuple[object, ...] = ()
 
     def __post_init__(self) -> None:
-        if not 2 <= self.replicas < self.size or self.bound <= 0 or self.settle < 0:
-            raise ValueError(f"need 2 <= replicas < size, a positive bound and settle >= 0, got replicas "
+        if not 1 <= self.replicas < self.size or self.bound <= 0 or self.settle < 0:
+            raise ValueError(f"need 1 <= replicas < size, a positive bound and settle >= 0, got replicas "
                              f"{self.replicas}, size {self.size}, bound {self.bound}, settle {self.settle}")
+        if self.survives_holder_death and self.replicas < 2:
+            raise ValueError("an item survives the death of its holder only with replicas >= 2 "
+                             "(say survives_holder_death=False)")
 
     @asynccontextmanager
     async def open_network(self, **settings: Any) -> AsyncIterator[Holders]:
@@ -184,6 +198,9 @@ async def check_abrupt_death_of_a_holder(factory: PersistenceFactory) -> None:
     """The storing node dies abruptly: a live node still holds the item, it comes back byte for byte (and
     through ``retrieve`` on a non-holder when ``retrieval`` is named), and ``replicas`` live nodes hold it
     again within ``bound``."""
+    if not factory.survives_holder_death:
+        not_promised(f"the driver does not promise that an item survives its holder's death "
+                     f"(survives_holder_death=False, replicas={factory.replicas})")
     async with factory.open_network() as net:
         data = payload(ITEM_SIZE, seed=1)
         content_id = await net.store(0, data)
@@ -204,6 +221,8 @@ async def check_graceful_exit_hands_off(factory: PersistenceFactory) -> None:
     """Once the holders have had ``settle`` seconds to learn of each other, a holder that is not the storer
     leaves gracefully: when its ``aclose()`` returns, at least ``replicas`` live nodes hold the item
     (``hand_off`` moved it; failure detection had no time to)."""
+    if factory.replicas < 2:
+        not_promised(f"replicas={factory.replicas}: no holder besides the storer to leave and hand off")
     async with factory.open_network() as net:
         data = payload(ITEM_SIZE, seed=2)
         content_id = await net.store(0, data)
@@ -269,3 +288,79 @@ PERSISTENCE_CHECKS: list[Callable[[PersistenceFactory], Awaitable[None]]] = [
     check_available_storage,
     check_store_full,
 ]
+
+
+# -- capabilities (butter.capabilities) a driver may offer -------------------------------------------------
+
+
+async def check_capabilities(factory: PersistenceFactory) -> None:
+    """For each optional capability the driver's object offers (``isinstance``; one offering none passes),
+    once two stored items are replicated and ``settle`` seconds have passed, every live node agrees with the
+    ground truth within ``bound``: ``KeptItems.kept_items()`` lists exactly the items its block store holds
+    complete; ``ItemHolders.holders(cid)`` names exactly the nodes holding the item (the node itself
+    included) on a holder, ``[]`` elsewhere; ``GroupStatus.group_status(cid)`` on a holder has ``replicas``
+    the number of holders, ``members`` (when given) their addresses and the ``state`` its ``replicas`` and
+    ``target`` imply, and is ``None`` elsewhere; ``Counters.counters()`` maps names to non-negative ints."""
+    async with factory.open_network() as net:
+        items = [await net.store(0, payload(ITEM_SIZE, seed=7)), await net.store(1, b"\x2b" * 100)]
+        await anyio.sleep(factory.settle)
+        problems: list[str] = []
+        with anyio.move_on_after(factory.bound):
+            while True:
+                problems = await _capability_problems(net, items)
+                if not problems:
+                    break
+                await anyio.sleep(0.05)
+        assert not problems, "capabilities disagree with the block stores: " + "; ".join(problems[:5])
+
+
+async def _capability_problems(net: Holders, items: list[str]) -> list[str]:
+    truth = {cid: {n.address for n in await net.holders(cid)} for cid in items}
+    problems: list[str] = []
+    for index, node in enumerate(net.nodes):
+        if index in net.gone:
+            continue
+        persistence, name = net.persistence(index), f"node {index}"
+        if isinstance(persistence, KeptItems):
+            kept, held = set(persistence.kept_items()), {cid for cid in items if node.address in truth[cid]}
+            if kept != held:
+                problems.append(f"{name}: kept_items() lists {_short(kept)}, its store holds {_short(held)}")
+        for cid in items:
+            holds = node.address in truth[cid]
+            if isinstance(persistence, ItemHolders):
+                named, expected = set(persistence.holders(cid)), truth[cid] if holds else set()
+                if named != expected:
+                    problems.append(f"{name}: holders({cid[:8]}) names {_where(named)}, not {_where(expected)}")
+            if isinstance(persistence, GroupStatus):
+                problems += _status_problems(persistence, cid, truth[cid] if holds else None, name)
+        if isinstance(persistence, Counters):
+            bad = {k: v for k, v in persistence.counters().items() if not isinstance(k, str) or type(v) is not int
+                   or v < 0}
+            if bad:
+                problems.append(f"{name}: counters() must map names to non-negative ints, not {bad}")
+    return problems
+
+
+def _status_problems(status_of: GroupStatus, cid: str, holders: set[PeerAddress] | None, name: str) -> list[str]:
+    status = status_of.group_status(cid)
+    if holders is None or status is None:
+        return [] if holders is None and status is None else [
+            f"{name}: group_status({cid[:8]}) is {status}, yet the node {'holds' if holders else 'lacks'} it"]
+    state = "cold" if status.replicas < status.target else "hot" if status.replicas > status.target else "goldilocks"
+    if status.replicas != len(holders) or status.state != state or status.target < 1:
+        return [f"{name}: group_status({cid[:8]}) is {status}; {len(holders)} nodes hold the item"]
+    if status.members and set(status.members) != holders:
+        return [f"{name}: group_status({cid[:8]}).members names {_where(set(status.members))}, "
+                f"not {_where(holders)}"]
+    return []
+
+
+def _short(ids: set[str]) -> str:
+    return "{" + ", ".join(sorted(i[:8] for i in ids)) + "}"
+
+
+def _where(addresses: set[PeerAddress]) -> str:
+    return "{" + ", ".join(sorted(str(a) for a in addresses)) + "}"
+
+
+PERSISTENCE_CHECKS.append(check_capabilities)

@@ -38,19 +38,21 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 
-from ..blocks import Item, chunk, is_block_id
-from ..errors import BlockCorrupted, ItemNotFound, RouteError
+from .._node import Node, open_node
+from .._routes import RouteRequest
+from ..blocks import Item, chunk, is_block_id, load_manifest
+from ..capabilities import Counters, GroupStatus, ItemHolders, KeptItems
+from ..errors import BlockCorrupted, IncompleteItem, ItemNotFound, RouteError
 from ..hookspecs import hookimpl
-from ..node import Node, RouteRequest, open_node
 from ..peers import PeerAddress, PeerInfo
 from ..settings import ButterSettings
-from ..slots import Retrieval
+from ..slots import NodeServices, Retrieval
 from ..wire import decode_payload
 from ._kit import kit_settings, private_network
 
@@ -139,6 +141,9 @@ class PinnedHosts:
 
     def report_dead(self, address: PeerAddress) -> None:
         self._hosts.pop(address, None)
+
+    def known_by(self) -> int:
+        return 0  # who pins whom is the test's business, not counted
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -404,3 +409,80 @@ RETRIEVAL_CHECKS: list[Callable[[RetrievalFactory], Awaitable[None]]] = [
     check_unreachable_known_host,
     check_concurrent_retrievals,
 ]
+
+
+# -- capabilities (butter.capabilities) ---------------------------------------------------------------------
+
+
+class BarePersistence:
+    """A :class:`~butter.slots.Persistence` offering none of the optional capabilities: ``keep`` checks that
+    the item is complete in the block store, and that is all (no replicas, nothing to tell)."""
+
+    def __init__(self, node: NodeServices) -> None:
+        self.node = node
+
+    def available_storage(self) -> int:
+        return self.node.blocks.free
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await anyio.sleep_forever()
+
+    async def keep(self, content_id: str) -> None:
+        manifest = await self.node.blocks.get(content_id)
+        if manifest is None:
+            raise IncompleteItem((content_id,))
+        missing = [b for b in load_manifest(content_id, manifest).blocks if not await self.node.blocks.has(b)]
+        if missing:
+            raise IncompleteItem(tuple(missing))
+
+    async def hand_off(self) -> None:
+        return None
+
+
+class _BarePersistencePlugin:
+    @hookimpl
+    def butter_persistence(self, node: NodeServices) -> BarePersistence:
+        return BarePersistence(node)
+
+
+async def check_without_persistence_capabilities(factory: RetrievalFactory) -> None:
+    """Beside a persistence driver that offers no capability (:class:`BarePersistence`: no
+    :class:`~butter.capabilities.ItemHolders`, :class:`~butter.capabilities.KeptItems` nor
+    :class:`~butter.capabilities.GroupStatus`), the driver still retrieves and streams an item ``hops`` away:
+    a consumer of those capabilities degrades, it does not fail."""
+    bare = replace(factory, settings={**factory.settings, "persistence": {"driver": ""}},
+                   plugins=(*factory.plugins, _BarePersistencePlugin()))
+    async with bare.open_overlay(line(factory.hops + 1)) as net:
+        for node in net.nodes:
+            assert isinstance(node.persistence, BarePersistence)
+            assert not isinstance(node.persistence, ItemHolders | KeptItems | GroupStatus)
+        data = payload(ITEM_SIZE, seed=30)
+        item = await net.hold(factory.hops, data)
+        for how in HOW:
+            got = await net.get(0, item.content_id, how)
+            assert got == data, f"{how} beside a persistence driver offering no capability"
+
+
+async def check_counters(factory: RetrievalFactory) -> None:
+    """A driver offering :class:`~butter.capabilities.Counters` (``isinstance``; one that does not passes)
+    maps counter names to non-negative ints, before and after a retrieval, and hands out a snapshot: changing
+    what ``counters()`` returned changes nothing the next call returns."""
+    async with factory.open_overlay(line(2)) as net:
+        retrieval = net.retrieval(0)
+        if not isinstance(retrieval, Counters):
+            return
+        before = dict(retrieval.counters())
+        item = await net.hold(1, payload(5000, seed=31))
+        await net.retrieve(0, item.content_id)
+        after = retrieval.counters()
+        for snapshot in (before, after):
+            assert all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in snapshot.items()), (
+                f"counters() must map names to non-negative ints, not {dict(snapshot)}")
+        if isinstance(after, dict) and after:
+            key = next(iter(after))
+            after[key] += 1_000_000
+            assert retrieval.counters()[key] < after[key], "counters() must return a snapshot, not its own state"
+
+
+RETRIEVAL_CHECKS.extend([check_without_persistence_capabilities, check_counters])

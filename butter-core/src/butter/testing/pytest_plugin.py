@@ -15,6 +15,8 @@ import pytest
 
 from ..settings import ButterSettings
 
+__all__ = ["memory_settings", "memory_settings_factory"]
+
 
 def memory_settings_factory(network: str) -> Callable[..., ButterSettings]:
     def make(**overrides: Any) -> ButterSettings:

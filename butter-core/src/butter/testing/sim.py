@@ -7,8 +7,11 @@ takes only as long as the CPU needs. The churn model is the original harness's (
 node past its ``grace`` period dies with probability ``death_rate``, abruptly and with its data; a
 replacement node (storing nothing) starts so the population stays at ``nodes``.
 
-Retention is measured against ground truth: an item is retained when at least one live node holds its
-manifest and every block.
+Retention is measured against ground truth: an item is retained when at least one live node keeps it (the
+persistence driver's :class:`~butter.capabilities.KeptItems`) and holds its manifest. The single-copy
+baseline is the real ``single`` driver (``persistence="single"``): each item stays on the node that stored
+it. Maintenance traffic is read from the driver's :class:`~butter.capabilities.Counters` (PCG's heartbeats,
+joins and sheds; ``single`` sends none).
 """
 
 from __future__ import annotations
@@ -20,17 +23,27 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
-from ..node import Node, open_node
+from .._node import Node, open_node, unwrap_single_error
+from ..capabilities import Counters, KeptItems
+from ..errors import ButterConfigError
 from ..settings import ButterSettings
 
-__all__ = ["ChurnConfig", "ChurnResult", "run_churn", "run_churn_sync"]
+__all__ = ["MAINTENANCE_COUNTERS", "ChurnConfig", "ChurnResult", "run_churn", "run_churn_sync"]
+
+MAINTENANCE_COUNTERS = ("heartbeats_sent", "joins_sent", "sheds")
+"""The persistence driver's counters (:class:`~butter.capabilities.Counters`) that count maintenance messages."""
 
 
 @dataclass(frozen=True)
 class ChurnConfig:
-    """One churn experiment. Units: seconds, bytes, probability per node per second."""
+    """One churn experiment. Units: seconds, bytes, probability per node per second.
+
+    ``persistence`` is the driver every node runs (``"pcg"``, or ``"single"`` for the single-copy
+    baseline); ``heartbeat`` and ``replicas`` are PCG's options (``heartbeat_interval``, ``replicas``),
+    given to ``pcg`` only; ``persistence_options`` go to any driver, over those.
+    """
 
     nodes: int = 250
     death_rate: float = 0.02
@@ -96,12 +109,14 @@ class _Population:
             transport={"driver": "memory", "options": {"network": self.network}},
             discovery={"drivers": ["static"], "options": {"static": {"interval": 1.0}}},
             host_manager={"driver": "diversity", "options": {"seed": seed}},
-            persistence={"driver": self.config.persistence, "options": {
-                "replicas": self.config.replicas, "heartbeat_interval": self.config.heartbeat, "seed": seed,
-                **self.config.persistence_options}},
+            persistence={"driver": self.config.persistence, "options": self._persistence_options(seed)},
         )
 
-    async def spawn(self, tg: anyio.abc.TaskGroup) -> Node:
+    def _persistence_options(self, seed: int) -> dict[str, Any]:
+        pcg = {"replicas": self.config.replicas, "heartbeat_interval": self.config.heartbeat, "seed": seed}
+        return {**(pcg if self.config.persistence == "pcg" else {}), **self.config.persistence_options}
+
+    async def spawn(self, tg: TaskGroup) -> Node:
         node: Node = await tg.start(self._life, self.settings())
         return node
 
@@ -109,6 +124,9 @@ class _Population:
         scope = anyio.CancelScope()
         with scope:
             async with open_node(settings) as node:
+                if not isinstance(node.persistence, KeptItems):
+                    raise ButterConfigError(f"the simulator counts kept items: persistence driver "
+                                            f"{self.config.persistence!r} does not offer KeptItems")
                 self.alive[node.node_id] = (node, scope, anyio.current_time())
                 task_status.started(node)
                 await anyio.sleep_forever()
@@ -122,19 +140,21 @@ class _Population:
 
 
 def _maintenance(node: Node) -> int:
-    stats = getattr(node.persistence, "stats", {})
-    return int(stats.get("heartbeats_sent", 0) + stats.get("joins_sent", 0) + stats.get("sheds", 0))
+    """Maintenance messages ``node``'s persistence driver sent (its :data:`MAINTENANCE_COUNTERS`)."""
+    if not isinstance(node.persistence, Counters):
+        return 0
+    counters = node.persistence.counters()
+    return sum(counters.get(name, 0) for name in MAINTENANCE_COUNTERS)
 
 
-async def _holders(population: _Population, content_id: str) -> int:
-    count = 0
+async def _holders(population: _Population, content_ids: list[str]) -> list[int]:
+    """For each item, the live nodes that keep it (KeptItems) and hold its manifest."""
+    counts = dict.fromkeys(content_ids, 0)
     for node, _, _ in population.alive.values():
-        persistence = node.persistence
-        if persistence is None or not getattr(persistence, "holds", lambda _: False)(content_id):
-            continue
-        if await node.blocks.has(content_id):
-            count += 1
-    return count
+        kept = node.persistence.kept_items() if isinstance(node.persistence, KeptItems) else ()
+        for content_id in counts.keys() & set(kept):
+            counts[content_id] += await node.blocks.has(content_id)
+    return [counts[content_id] for content_id in content_ids]
 
 
 async def run_churn(config: ChurnConfig, on_progress: Callable[[str, float], None] | None = None) -> ChurnResult:
@@ -148,49 +168,57 @@ async def run_churn(config: ChurnConfig, on_progress: Callable[[str, float], Non
     network._random.seed(config.seed)
     population = _Population(config, network_name)
     result = ChurnResult(config)
-    start = anyio.current_time()
-    progress = on_progress or (lambda phase, fraction: None)
-    async with anyio.create_task_group() as tg:
-        for i in range(config.nodes):
-            await population.spawn(tg)
-            progress("starting", (i + 1) / config.nodes)
-        content_ids: list[str] = []
-        payload_rng = random.Random(config.seed)
-        for node, _, _ in list(population.alive.values()):
-            for _ in range(config.items_per_node):
-                data = bytes(payload_rng.getrandbits(8) for _ in range(config.item_size))
-                content_ids.append(await node.store(data))
-        result.items = len(content_ids)
-        await anyio.sleep(config.warmup)
-        for second in range(int(config.churn)):
-            now = anyio.current_time()
-            for node_id, (_, _, born) in list(population.alive.items()):
-                if now - born >= config.grace and population.rng.random() < config.death_rate:
-                    await population.kill(node_id)
-                    result.deaths += 1
-                    if config.replace:
-                        await population.spawn(tg)
-                        result.replacements += 1
-            if second % 5 == 0:
-                result.timeline.append({"t": second, "alive": len(population.alive)})
-            progress("churn", (second + 1) / config.churn)
-            await anyio.sleep(1.0)
-        await anyio.sleep(config.settle)
-        progress("measuring", 1.0)
-        holders = [await _holders(population, cid) for cid in content_ids]
-        result.retained = sum(1 for h in holders if h > 0)
-        kept = [h for h in holders if h > 0]
-        result.replicas_per_item = sum(kept) / len(kept) if kept else 0.0
-        result.virtual_seconds = anyio.current_time() - start
-        node_seconds = (config.nodes + result.replacements) * result.virtual_seconds or 1.0
-        alive = [n for n, _, _ in population.alive.values()]
-        requests = population.requests_of_dead + sum(n.stats.requests_sent for n in alive)
-        maintenance = population.maintenance_of_dead + sum(_maintenance(n) for n in alive)
-        result.requests_per_node_second = requests / node_seconds
-        result.maintenance_per_node_second = maintenance / node_seconds
-        tg.cancel_scope.cancel()
+    with unwrap_single_error():
+        async with anyio.create_task_group() as tg:
+            await _experiment(population, result, tg, on_progress or (lambda phase, fraction: None))
+            tg.cancel_scope.cancel()
     result.wall_seconds = time.perf_counter() - wall
     return result
+
+
+async def _experiment(
+    population: _Population, result: ChurnResult, tg: TaskGroup, progress: Callable[[str, float], None]
+) -> None:
+    """Start the nodes in ``tg``, store, churn, settle, then measure into ``result``."""
+    config = population.config
+    start = anyio.current_time()
+    for i in range(config.nodes):
+        await population.spawn(tg)
+        progress("starting", (i + 1) / config.nodes)
+    content_ids: list[str] = []
+    payload_rng = random.Random(config.seed)
+    for node, _, _ in list(population.alive.values()):
+        for _ in range(config.items_per_node):
+            data = bytes(payload_rng.getrandbits(8) for _ in range(config.item_size))
+            content_ids.append(await node.store(data))
+    result.items = len(content_ids)
+    await anyio.sleep(config.warmup)
+    for second in range(int(config.churn)):
+        now = anyio.current_time()
+        for node_id, (_, _, born) in list(population.alive.items()):
+            if now - born >= config.grace and population.rng.random() < config.death_rate:
+                await population.kill(node_id)
+                result.deaths += 1
+                if config.replace:
+                    await population.spawn(tg)
+                    result.replacements += 1
+        if second % 5 == 0:
+            result.timeline.append({"t": second, "alive": len(population.alive)})
+        progress("churn", (second + 1) / config.churn)
+        await anyio.sleep(1.0)
+    await anyio.sleep(config.settle)
+    progress("measuring", 1.0)
+    holders = await _holders(population, content_ids)
+    result.retained = sum(1 for h in holders if h > 0)
+    kept = [h for h in holders if h > 0]
+    result.replicas_per_item = sum(kept) / len(kept) if kept else 0.0
+    result.virtual_seconds = anyio.current_time() - start
+    node_seconds = (config.nodes + result.replacements) * result.virtual_seconds or 1.0
+    alive = [n for n, _, _ in population.alive.values()]
+    requests = population.requests_of_dead + sum(n.stats.requests_sent for n in alive)
+    maintenance = population.maintenance_of_dead + sum(_maintenance(n) for n in alive)
+    result.requests_per_node_second = requests / node_seconds
+    result.maintenance_per_node_second = maintenance / node_seconds
 
 
 def run_churn_sync(config: ChurnConfig, on_progress: Callable[[str, float], None] | None = None) -> ChurnResult:

@@ -2,7 +2,8 @@
 
 The plugin class is what the entry point names. Butter instantiates it with its validated ``Options`` (the
 settings' ``retrieval.options``) and calls its hook once per node to build the slot object, a
-:class:`FloodRetrieval` (see :mod:`butter.slots` for the ``Retrieval`` protocol it implements).
+:class:`FloodRetrieval` (see :mod:`butter.slots` for the ``Retrieval`` protocol it implements). The hook
+receives the node as :class:`butter.slots.NodeServices`, the plugin contract: all a plugin may use of it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 import butter
-from butter.node import Node
+from butter.slots import NodeServices
 
 from ._flood import ROUTE_FLOOD as ROUTE_FLOOD
 from ._flood import FloodRetrieval as FloodRetrieval
@@ -37,6 +38,6 @@ class FloodRetrievalPlugin:
         self.options = options
 
     @butter.hookimpl
-    def butter_retrieval(self, node: Node) -> FloodRetrieval:
+    def butter_retrieval(self, node: NodeServices) -> FloodRetrieval:
         return FloodRetrieval(node, ttl=self.options.ttl, hop_timeout=self.options.hop_timeout,
                               fetch_timeout=self.options.fetch_timeout, seen_capacity=self.options.seen_capacity)

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import anyio
 from anyio.abc import TaskStatus
 
+from butter import RouteRequest
 from butter.blocks import aiter_assemble, is_block_id, load_manifest
 from butter.errors import BlockCorrupted, ButterError, ItemNotFound, ProtocolError
-from butter.node import Node, RouteRequest
 from butter.peers import PeerAddress
+from butter.slots import NodeServices
 from butter.wire import decode_payload, encode_payload
 
 __all__ = ["ROUTE_FLOOD", "FloodRetrieval"]
@@ -31,19 +32,29 @@ ROUTE_FLOOD = "flood-query"
 
 
 class FloodRetrieval:
-    """A :class:`butter.slots.Retrieval` that floods queries up to ``ttl`` hops."""
+    """A :class:`butter.slots.Retrieval` that floods queries up to ``ttl`` hops.
 
-    def __init__(self, node: Node, *, ttl: int, hop_timeout: float, fetch_timeout: float, seen_capacity: int) -> None:
+    It uses only what :class:`~butter.slots.NodeServices` offers (routes, requests, blocks, known hosts,
+    settings), and offers one capability of :mod:`butter.capabilities`: :class:`~butter.capabilities.Counters`
+    (``counters()``: ``queries_answered``, distinct queries this node handled for others).
+    """
+
+    def __init__(
+        self, node: NodeServices, *, ttl: int, hop_timeout: float, fetch_timeout: float, seen_capacity: int
+    ) -> None:
         self.node = node
         self.ttl = ttl
         self.hop_timeout = hop_timeout
         self.fetch_timeout = fetch_timeout
         self.seen_capacity = seen_capacity
         self._seen: OrderedDict[bytes, None] = OrderedDict()  # query ids handled, oldest first
-        self.queries_answered = 0
+        self._answered = 0
         node.route(ROUTE_FLOOD, self._serve)  # a plugin registers its routes like any dapp
 
     # -- the Retrieval protocol -------------------------------------------------------------------------
+
+    def counters(self) -> Mapping[str, int]:
+        return {"queries_answered": self._answered}
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()  # nothing to do in the background: searches run when asked
@@ -124,7 +135,7 @@ class FloodRetrieval:
         if query["q"] in self._seen:
             return encode_payload({"holder": None})
         self._remember(query["q"])
-        self.queries_answered += 1
+        self._answered += 1
         holder: PeerAddress | None = None
         if await self.node.blocks.has(query["cid"]):
             holder = self.node.address

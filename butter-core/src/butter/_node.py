@@ -9,8 +9,12 @@ A node is an async context manager owning one anyio task group::
 
         print(await node.request(peer_address, "reverse", b"olleh"))
 
-Start-up (SPEC §1.5, made structured): load the configured drivers, register the built-in routes
-(``ping``, ``host-quality``, ``known-hosts``), start the transport (bind errors reach the caller), then host
+Composition: the node builds one object per slot through the plugins' factory hooks (each gets the node
+as :class:`~butter.slots.NodeServices`, and may register routes: host management serves its own protocol),
+then registers the core routes: ``ping`` here, ``fetch-block`` and ``store`` in the content API
+(:mod:`butter._content`). Requests reach handlers through the route table (:mod:`butter._routes`).
+
+Start-up (SPEC §1.5, made structured): start the transport (bind errors reach the caller), then host
 management, persistence, retrieval and discovery, then the client behaviours.
 
 Graceful exit (SPEC §1.7, the report's design rather than the original code, which only closed the
@@ -25,100 +29,32 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import pluggy
 from anyio.abc import TaskGroup, TaskStatus
 
-from .blocks import block_id_of, chunk, is_block_id, load_manifest, verify
-from .errors import (
-    BlockCorrupted,
-    ButterConfigError,
-    ButterError,
-    IncompleteItem,
-    ProtocolError,
-    RouteError,
-    StoreFull,
-)
-from .identity import Identity
+from . import codec
+from ._content import Content
+from ._identity import Identity
+from ._plugins import PluginStack
+from ._routes import Handler, NodeStats, RouteRequest, RouteTable, check_route_name
+from .errors import ButterConfigError, ButterError
 from .peers import HostQuality, PeerAddress, PeerInfo
-from .plugins import PluginStack
-from .settings import ButterSettings, load_settings
-from .slots import Discovery, EventName, HostManager, Persistence, Retrieval, Transport
+from .settings import ButterSettings, budget_split, load_settings
+from .slots import Discovery, EventName, HostManager, NodeServices, Persistence, Retrieval, Transport
 from .store import BlockStore, open_store
-from .wire import MAX_ROUTE_LENGTH, ErrorInfo, Reply, Request, decode_payload, encode_payload
 
-__all__ = ["SENDER_MISMATCH", "ClientBehaviour", "Handler", "Node", "NodeStats", "RouteRequest", "open_node"]
+__all__ = ["ClientBehaviour", "Node", "NodeStats", "open_node"]
 
 log = logging.getLogger("butter.node")
 
-EXCHANGE_SAMPLE = 16  # known hosts sent per known-hosts exchange
-KNOWN_BY_DEFAULT_TTL = 30.0  # seconds a holder's poll counts toward ``known_by`` when it names no ttl
-KNOWN_BY_MAX_TTL = 3600.0
 SLOTS = ("transport", "discovery", "host_manager", "persistence", "retrieval")
 INTRODUCTION_QUEUE = 256  # addresses waiting to be offered to host management; more are dropped
 INTRODUCTION_OFFERS = 8  # introduced addresses offered to host management at once
-SENDER_MISMATCH = "sender-mismatch"  # error code: a body names another sender than the authenticated caller
-MISMATCH_LOG_INTERVAL = 10.0  # seconds between two warnings about refused sender mismatches
 
-
-def storage_budget(settings: ButterSettings) -> int:
-    """Bytes of block storage: the memory budget less the known-host share (0.01 %, SPEC §1.3)."""
-    return int(settings.memory_budget) - int(0.0001 * int(settings.memory_budget))
-
-
-@dataclass(frozen=True, slots=True)
-class RouteRequest:
-    """What a route handler receives: the ``node`` serving it, the ``route`` name and the ``body`` bytes,
-    and who sent it, as the transport knows it (:class:`~butter.wire.Caller`):
-
-    * ``caller_id``: the sender's node id (hex), **authenticated** by the transport (the ``tcp`` transport's
-      TLS 1.3 channel with Ed25519 identities; the ``memory`` transport's in-process sender). ``None`` when
-      nothing is authenticated (plaintext TCP, a transport without identities): a node id in the body is
-      then only a claim, as it always was. Use :meth:`check_sender` where a body names its sender.
-    * ``remote``: the address the request came from, **not authenticated** and not where the peer listens
-      (for TCP the peer's IP and an ephemeral port); ``None`` when the transport does not say.
-    """
-
-    node: Node
-    route: str
-    body: bytes
-    caller_id: str | None = None
-    remote: PeerAddress | None = None
-
-    def check_sender(self, claimed: str) -> None:
-        """Refuse a body that names ``claimed`` (a node id) as its sender when the transport authenticated
-        another node: raises :class:`~butter.errors.RouteError` with code ``sender-mismatch``
-        (:data:`SENDER_MISMATCH`), which the node answers, counts (``stats.sender_mismatches``) and logs
-        (a warning at most every 10 s). Does nothing when the caller is not authenticated (``caller_id`` is
-        ``None``). Call it before changing any state."""
-        if self.caller_id is not None and claimed != self.caller_id:
-            raise RouteError(
-                SENDER_MISMATCH,
-                f"the body names sender {claimed[:64]!r}, but this connection is authenticated as node "
-                f"{self.caller_id}",
-            )
-
-
-Handler = Callable[[RouteRequest], Awaitable[bytes]]
 ClientBehaviour = Callable[["Node"], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class NodeStats:
-    """Counters since start: requests this node sent and answered, and error replies it gave."""
-
-    requests_sent: int = 0
-    requests_failed: int = 0
-    requests_served: int = 0
-    error_replies: int = 0
-    protocol_errors: int = 0
-    introductions_dropped: int = 0
-    sender_mismatches: int = 0  # requests refused: the body named another sender than the authenticated caller
-
-
 PeerLike = PeerAddress | PeerInfo | str
 C = TypeVar("C")
 
@@ -142,26 +78,18 @@ class Node:
         self.plugins = plugins
         self.stats = NodeStats()
         self.ambassador = False  # set by an ambassador role (butter-wider-ambassador); advertised in quality()
-        self._routes: dict[str, Handler] = {}
+        self._route_table = RouteTable(self, self.stats)
         self._behaviours: list[ClientBehaviour] = []
         self._tg: TaskGroup | None = None
         self._address: PeerAddress | None = None
         self._started_at = 0.0
         self._closing = False
-        self._refusing = False
         self._closed = anyio.Event()
-        self._in_flight = 0
-        self._idle = anyio.Event()
-        self._pollers: dict[str, float] = {}  # node id of a peer holding this node -> when that lapses
-        self._pollers_pruned = float("-inf")
-        self._mismatch_logged = float("-inf")  # when the last sender-mismatch warning was logged
-        self._mismatches_unlogged = 0
         self._introductions_send, self._introductions = anyio.create_memory_object_stream[PeerAddress](
             INTRODUCTION_QUEUE
         )
-        self.blocks: BlockStore = open_store(
-            settings.store, data_dir=settings.data_dir, default_capacity=storage_budget(settings)
-        )
+        storage = budget_split(int(settings.memory_budget)).storage
+        self.blocks: BlockStore = open_store(settings.store, data_dir=settings.data_dir, default_capacity=storage)
         hook = plugins.hook
         self.transport: Transport = self._required(hook.butter_transport(node=self), "transport")
         self.hosts: HostManager = self._required(hook.butter_host_manager(node=self), "host_manager")
@@ -169,10 +97,7 @@ class Node:
         self.retrieval: Retrieval | None = hook.butter_retrieval(node=self)
         self.discoveries: list[Discovery] = list(hook.butter_discovery(node=self))
         self.route("ping", self._serve_ping)
-        self.route("host-quality", self._serve_host_quality)
-        self.route("known-hosts", self._serve_known_hosts)
-        self.route("fetch-block", self._serve_fetch_block)
-        self.route("store", self._serve_store)
+        self._content = Content(self, self.persistence, self.retrieval)
 
     def _required(self, obj: Any, slot: str) -> Any:
         if obj is None:
@@ -210,18 +135,17 @@ class Node:
         Registering a name again replaces the handler (SPEC §1.1). Raises ``ValueError`` for a name that is
         empty or longer than 128 characters.
         """
-        if not isinstance(name, str) or not 0 < len(name) <= MAX_ROUTE_LENGTH:
-            raise ValueError(f"route name must be 1 to {MAX_ROUTE_LENGTH} characters, got {name!r}")
+        check_route_name(name)  # now, not only when a decorator is applied
 
         def register(fn: Handler) -> Handler:
-            self._routes[name] = fn
-            return fn
+            return self._route_table.add(name, fn)
 
         return register if handler is None else register(handler)
 
     @property
     def routes(self) -> list[str]:
-        return sorted(self._routes)
+        """The names of the routes this node serves, sorted."""
+        return self._route_table.names
 
     def behaviour(self, fn: ClientBehaviour) -> ClientBehaviour:
         """Register a client behaviour, ``async (node) -> None``, run for the node's lifetime (SPEC §1.1).
@@ -260,22 +184,7 @@ class Node:
         Raises :class:`~butter.errors.ButterConfigError` when no persistence driver is configured and
         :class:`~butter.errors.StoreFull` when this node has no room for it (nothing is stored then).
         """
-        persistence = self._persistence()
-        item = chunk(bytes(data), block_size=int(self.settings.store.block_size), media_type=media_type)
-        new = {a: b for a, b in item.all_blocks.items() if not await self.blocks.has(a)}
-        needed = sum(len(b) for b in new.values())
-        if needed > self.blocks.free:
-            raise StoreFull(needed=needed, free=self.blocks.free)
-        for address, block in new.items():
-            await self.blocks.put(address, block)
-        await persistence.keep(item.content_id)
-        self.emit("butter_item_stored", content_id=item.content_id)
-        return item.content_id
-
-    def _persistence(self) -> Persistence:
-        if self.persistence is None:
-            raise ButterConfigError("no persistence driver is configured (set persistence.driver, e.g. 'pcg')")
-        return self.persistence
+        return await self._content.store(data, media_type=media_type)
 
     async def retrieve(self, content_id: str) -> bytes:
         """Find and return the item ``content_id`` (hex) through the retrieval slot, verified block by block.
@@ -283,28 +192,29 @@ class Node:
         Raises :class:`~butter.errors.ButterConfigError` when no retrieval driver is configured and
         :class:`~butter.errors.ItemNotFound` when the search fails.
         """
-        return await self._retrieval().retrieve(content_id)
+        return await self._content.retrieve(content_id)
 
     def retrieve_stream(self, content_id: str) -> AsyncIterator[bytes]:
         """Like :meth:`retrieve`, but yield the verified blocks in order, for large items."""
-        return self._retrieval().stream(content_id)
+        return self._content.retrieve_stream(content_id)
 
-    def _retrieval(self) -> Retrieval:
-        if self.retrieval is None:
-            raise ButterConfigError("no retrieval driver is configured (set retrieval.driver, e.g. 'bfs')")
-        return self.retrieval
+    async def fetch_block(self, peer: PeerLike, block_id: str, *, timeout: float | None = None) -> bytes:
+        """Fetch one block from ``peer`` and verify it against ``block_id``.
+
+        Raises :class:`~butter.errors.BlockCorrupted` when the bytes do not match (they are discarded),
+        :class:`~butter.errors.RemoteError` with code ``not-found``, or a transport error.
+        """
+        return await self._content.fetch_block(as_address(peer), block_id, timeout=timeout)
 
     def quality(self) -> HostQuality:
-        """This node's host-quality record (SPEC §4.2)."""
-        now = anyio.current_time()
-        if now - self._pollers_pruned >= 1.0:
-            self._pollers = {k: expiry for k, expiry in self._pollers.items() if expiry >= now}
-            self._pollers_pruned = now
+        """This node's host-quality record (SPEC §4.2): its uptime, available storage, the sizes of its
+        known-host list and of the set of peers holding it (as host management counts them), and whether
+        it is an ambassador."""
         return HostQuality(
             uptime=self.uptime,
             available_storage=self.available_storage(),
             known_hosts=len(self.hosts.peers()),
-            known_by=len(self._pollers),
+            known_by=self.hosts.known_by(),
             ambassador=self.ambassador,
         )
 
@@ -413,10 +323,8 @@ class Node:
                         await self.persistence.hand_off()
                     except Exception:
                         log.exception("persistence hand-off failed")
-                self._refusing = True
-                if self._in_flight:
-                    await self._idle.wait()
-        self._refusing = True
+                await self._route_table.drain()
+        self._route_table.refuse()
         self._introductions_send.close()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
@@ -440,7 +348,7 @@ class Node:
                 await self.blocks.aclose()
 
     async def _start_services(self, tg: TaskGroup, task_status: TaskStatus[None]) -> None:
-        self._address = await tg.start(self.transport.serve, self._dispatch)
+        self._address = await tg.start(self.transport.serve, self._route_table.dispatch)
         self._started_at = anyio.current_time()
         await tg.start(self.hosts.run)
         if self.persistence is not None:
@@ -461,58 +369,6 @@ class Node:
         )
         self.emit("butter_node_started")
         task_status.started()
-
-    async def _dispatch(self, request: Request) -> Reply:
-        if self._refusing:
-            return Reply(request.id, error=ErrorInfo("shutting-down", "node is leaving"))
-        handler = self._routes.get(request.route)
-        if handler is None:
-            self.stats.error_replies += 1
-            return Reply(request.id, error=ErrorInfo("unknown-route", f"no route {request.route!r}"))
-        self._in_flight += 1
-        self._idle = anyio.Event() if self._in_flight == 1 else self._idle
-        try:
-            caller = request.caller
-            route_request = (
-                RouteRequest(self, request.route, request.body)
-                if caller is None
-                else RouteRequest(self, request.route, request.body, caller.node_id, caller.address)
-            )
-            body = await handler(route_request)
-            if not isinstance(body, bytes | bytearray | memoryview):
-                raise TypeError(f"handler returned {type(body).__name__}, not bytes")
-            self.stats.requests_served += 1
-            return Reply(request.id, bytes(body))
-        except RouteError as exc:
-            self.stats.error_replies += 1
-            if exc.code == SENDER_MISMATCH:
-                self._sender_mismatch(request, exc)
-            return Reply(request.id, error=ErrorInfo(exc.code, exc.message))
-        except ProtocolError as exc:
-            self.stats.error_replies += 1
-            return Reply(request.id, error=ErrorInfo("bad-request", str(exc)))
-        except Exception as exc:
-            self.stats.error_replies += 1
-            log.exception("handler for route %r raised", request.route)
-            return Reply(request.id, error=ErrorInfo("handler-error", f"{type(exc).__name__}: {exc}"))
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
-
-    def _sender_mismatch(self, request: Request, exc: RouteError) -> None:
-        """Count a refused sender mismatch; warn at most every ``MISMATCH_LOG_INTERVAL`` seconds."""
-        self.stats.sender_mismatches += 1
-        now = anyio.current_time()
-        if now - self._mismatch_logged < MISMATCH_LOG_INTERVAL:
-            self._mismatches_unlogged += 1
-            return
-        address = request.caller.address if request.caller is not None else None
-        log.warning(
-            "refused route %r from %s: %s (%d more refused since the last warning)",
-            request.route, address or "?", exc.message, self._mismatches_unlogged,
-        )
-        self._mismatch_logged, self._mismatches_unlogged = now, 0
 
     async def _run_behaviour(self, fn: ClientBehaviour) -> None:
         try:
@@ -548,107 +404,10 @@ class Node:
     # -- built-in routes --------------------------------------------------------------------------------
 
     async def _serve_ping(self, request: RouteRequest) -> bytes:
-        return encode_payload({"id": self.node_id, "addr": self.address.to_wire()})
-
-    async def _serve_host_quality(self, request: RouteRequest) -> bytes:
-        """Body: optional ``{"id": caller node id, "holds": bool, "ttl": seconds}``; reply: this node's
-        :class:`PeerInfo`.
-
-        A caller that says it ``holds`` this node in its known hosts counts toward ``known_by`` for ``ttl``
-        seconds (default 30, at most 3,600): it promises to poll again before then. One that says it does not
-        (``holds: false``: a probe, or a release after eviction) stops counting at once. An authenticated
-        caller naming another ``id`` is refused (``sender-mismatch``), so it can neither count as others nor
-        release their holds.
-        """
+        """Body: empty, or a map (its fields are ignored); reply ``{"id": node id, "addr": [host, port]}``."""
         if request.body:
-            caller = decode_payload(request.body, self.settings.max_frame)
-            if isinstance(caller, dict) and isinstance(caller.get("id"), str):
-                request.check_sender(caller["id"])
-            if isinstance(caller, dict) and caller.get("holds") is False and isinstance(caller.get("id"), str):
-                self._pollers.pop(caller["id"], None)
-            if isinstance(caller, dict) and caller.get("holds") is True:
-                caller_id, ttl = caller.get("id"), caller.get("ttl", KNOWN_BY_DEFAULT_TTL)
-                if not isinstance(ttl, int | float) or isinstance(ttl, bool) or not ttl >= 0:
-                    ttl = KNOWN_BY_DEFAULT_TTL
-                if isinstance(caller_id, str) and 0 < len(caller_id) <= 128 and caller_id != self.node_id:
-                    self._pollers[caller_id] = anyio.current_time() + min(float(ttl), KNOWN_BY_MAX_TTL)
-        return encode_payload(self.info().to_wire())
-
-    async def _serve_fetch_block(self, request: RouteRequest) -> bytes:
-        """Body ``{"block_id": hex}``; reply: the block's bytes, verified on read, or error ``not-found``."""
-        body = decode_payload(request.body, self.settings.max_frame)
-        address = body.get("block_id") if isinstance(body, dict) else None
-        if not isinstance(address, str) or not is_block_id(address):
-            raise ProtocolError("fetch-block body must be {block_id: 64 lowercase hex characters}")
-        data = await self.blocks.get(address)
-        if data is None:
-            raise RouteError("not-found", f"no block {address}")
-        self.emit("butter_block_served", block_id=address)
-        return data
-
-    async def _serve_store(self, request: RouteRequest) -> bytes:
-        """Body ``{"blocks": [bytes], "manifest": bytes | None}``: upload blocks (each verified); with the
-        manifest the item is complete and persistence keeps it; reply ``{"cid": hex}`` then, else empty.
-        Errors: ``store-full``, ``incomplete``, ``bad-request``."""
-        body = decode_payload(request.body, self.settings.max_frame)
-        blocks = body.get("blocks", []) if isinstance(body, dict) else None
-        manifest = body.get("manifest") if isinstance(body, dict) else None
-        if not isinstance(blocks, list) or not all(isinstance(b, bytes) for b in blocks):
-            raise ProtocolError("store body must be {blocks: [bytes], manifest: bytes | nil}")
-        if manifest is not None and not isinstance(manifest, bytes):
-            raise ProtocolError("manifest must be bytes")
-        persistence = self._persistence()
-        try:
-            for block in blocks:
-                await self.blocks.put(block_id_of(block), block)
-            if manifest is None:
-                return b""
-            content_id = block_id_of(manifest)
-            load_manifest(content_id, manifest)
-            await self.blocks.put(content_id, manifest)
-            await persistence.keep(content_id)
-        except StoreFull as exc:
-            raise RouteError("store-full", str(exc)) from None
-        except IncompleteItem as exc:
-            raise RouteError("incomplete", str(exc)) from None
-        self.emit("butter_item_stored", content_id=content_id)
-        return encode_payload({"cid": content_id})
-
-    async def fetch_block(self, peer: PeerLike, block_id: str, *, timeout: float | None = None) -> bytes:
-        """Fetch one block from ``peer`` and verify it against ``block_id``.
-
-        Raises :class:`~butter.errors.BlockCorrupted` when the bytes do not match (they are discarded),
-        :class:`~butter.errors.RemoteError` with code ``not-found``, or a transport error.
-        """
-        data = await self.request(peer, "fetch-block", encode_payload({"block_id": block_id}), timeout=timeout)
-        if not verify(block_id, data):
-            raise BlockCorrupted(block_id, f"block from {as_address(peer)} does not match its id {block_id[:16]}")
-        return data
-
-    async def _serve_known_hosts(self, request: RouteRequest) -> bytes:
-        """Body: optional ``{"from": PeerInfo, "sample": [PeerInfo]}``; reply ``{"sample": [PeerInfo]}``.
-
-        The caller and its sample are offered to host management in the background (SPEC §4.8, made a
-        two-way exchange). An authenticated caller whose ``from`` names another node is refused
-        (``sender-mismatch``).
-        """
-        if request.body:
-            offer = decode_payload(request.body, self.settings.max_frame)
-            if not isinstance(offer, dict):
-                raise ProtocolError("known-hosts body must be a map")
-            sender = offer["from"].get("id") if isinstance(offer.get("from"), dict) else None
-            if isinstance(sender, str):
-                request.check_sender(sender)
-            entries = ([offer["from"]] if "from" in offer else []) + list(offer.get("sample") or [])[:EXCHANGE_SAMPLE]
-            addresses = []
-            for entry in entries:
-                try:
-                    addresses.append(PeerInfo.from_wire(entry).address)
-                except ValueError:
-                    continue
-            self.introduce(addresses)
-        sample = self.hosts.sample(EXCHANGE_SAMPLE)
-        return encode_payload({"sample": [p.to_wire() for p in sample]})
+            codec.decode_map(request.body, self.settings.max_frame, what="ping body")
+        return codec.encode({"id": self.node_id, "addr": self.address.to_wire()})
 
 
 @asynccontextmanager
@@ -690,3 +449,10 @@ def unwrap_single_error() -> Iterator[None]:
         if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
             raise group.exceptions[0] from None
         raise
+
+
+if TYPE_CHECKING:
+
+    def _node_keeps_the_contract(node: Node) -> NodeServices:
+        """Never called: mypy checks here that :class:`Node` implements :class:`~butter.slots.NodeServices`."""
+        return node

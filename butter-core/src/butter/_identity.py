@@ -15,7 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .errors import ButterConfigError
+from .errors import ButterConfigError, map_exceptions
 
 __all__ = ["KEY_FILE", "Identity", "node_id_from_public_key"]
 
@@ -56,12 +56,13 @@ class Identity:
         Raises :class:`ButterConfigError` if the file exists but is not an Ed25519 private key, or the
         directory cannot be written.
         """
-        path = Path(data_dir) / KEY_FILE
+        directory = Path(data_dir)
+        if directory.exists() and not directory.is_dir():
+            raise ButterConfigError(f"data_dir {directory} is not a directory (it is a file): name a directory")
+        path = directory / KEY_FILE
         if path.exists():
-            try:
+            with map_exceptions({(ValueError, TypeError, OSError): ButterConfigError}, f"cannot read node key {path}"):
                 key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            except (ValueError, TypeError, OSError) as exc:
-                raise ButterConfigError(f"cannot read node key {path}: {exc}") from exc
             if not isinstance(key, Ed25519PrivateKey):
                 raise ButterConfigError(f"node key {path} is not an Ed25519 private key")
             return cls(key)
@@ -69,13 +70,13 @@ class Identity:
         pem = identity.private_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with map_exceptions({OSError: ButterConfigError}, f"cannot create data_dir {directory}"):
+            directory.mkdir(parents=True, exist_ok=True)  # FileExistsError too: a file where a parent should be
+        with map_exceptions({OSError: ButterConfigError}, f"cannot write node key {path}"):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process created it first: use theirs
+                return cls.load_or_create(directory)
             with os.fdopen(fd, "wb") as f:
                 f.write(pem)
-        except FileExistsError:  # another process created it first: use theirs
-            return cls.load_or_create(data_dir)
-        except OSError as exc:
-            raise ButterConfigError(f"cannot write node key {path}: {exc}") from exc
         return identity

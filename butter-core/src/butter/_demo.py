@@ -28,8 +28,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ._node import Node, open_node
+from .capabilities import KeptItems
 from .errors import ButterError
-from .node import Node, open_node
 from .settings import ButterSettings
 
 __all__ = ["DemoResult", "default_corpus", "run_demo"]
@@ -210,15 +211,20 @@ async def _wait_for_overlay(network: list[Node], console: Console, timeout: floa
 
 async def _wait_for_replicas(network: list[Node], content_ids: list[str], console: Console,
                              timeout: float = 60.0, quiet: bool = False) -> None:
-    """Wait (at most ``timeout`` seconds) until every item is held by 3 live nodes."""
+    """Wait (at most ``timeout`` seconds) until every item is kept by 3 live nodes, as their persistence
+    drivers say (the :class:`~butter.capabilities.KeptItems` capability; without it, says so and waits not)."""
+    kept = [node.capability(KeptItems) for node in network]
+    if any(k is None for k in kept):
+        console.print("[yellow]the persistence driver offers no KeptItems: replication cannot be watched[/]")
+        return
     with _progress(console) as progress:
         progress.disable = quiet
         task = progress.add_task("items with 3 replicas", total=len(content_ids))
         with anyio.move_on_after(timeout):
             while True:
-                holders = {cid: 0 for cid in content_ids}
-                for node in network:
-                    for cid in getattr(node.persistence, "groups", {}):
+                holders = dict.fromkeys(content_ids, 0)
+                for items in kept:
+                    for cid in items.kept_items() if items is not None else ():
                         if cid in holders:
                             holders[cid] += 1
                 done = sum(count >= 3 for count in holders.values())

@@ -18,7 +18,7 @@ from .hookspecs import hookimpl
 from .peers import PeerAddress
 
 if TYPE_CHECKING:
-    from .node import Node
+    from .slots import NodeServices
 
 __all__ = ["StaticDiscovery", "StaticDiscoveryPlugin"]
 
@@ -28,7 +28,7 @@ log = logging.getLogger("butter.discovery.static")
 class StaticDiscovery:
     """Offers fixed ``addresses`` to ``node`` whenever it has no known host, every ``interval`` seconds."""
 
-    def __init__(self, node: Node, addresses: list[PeerAddress], interval: float) -> None:
+    def __init__(self, node: NodeServices, addresses: list[PeerAddress], interval: float) -> None:
         self.node = node
         self.addresses = addresses
         self.interval = interval
@@ -64,6 +64,6 @@ class StaticDiscoveryPlugin:
         self.options = options
 
     @hookimpl
-    def butter_discovery(self, node: Node) -> StaticDiscovery:
+    def butter_discovery(self, node: NodeServices) -> StaticDiscovery:
         texts = dict.fromkeys([*node.settings.peers, *self.options.peers])
         return StaticDiscovery(node, [PeerAddress.parse(t) for t in texts], self.options.interval)

@@ -1,0 +1,173 @@
+"""The node's route table: named routes, dispatch of incoming requests, sender checks (SPEC §1.1, §2).
+
+:class:`RouteTable` is what the node hands its transport as the :data:`~butter.slots.Dispatcher`. For each
+request it calls the handler registered for the route with a :class:`RouteRequest` and turns what the
+handler does into a reply: its bytes; a :class:`~butter.errors.RouteError` into an error reply with the
+error's code; a :class:`~butter.errors.ProtocolError` (a body that does not decode) into ``bad-request``;
+anything else into ``handler-error``, logged with its traceback. A route nobody registered is answered
+``unknown-route``, and once the node leaves, every request ``shutting-down``. It counts requests in flight,
+so a graceful exit can wait for them (:meth:`RouteTable.drain`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .errors import ProtocolError, RouteError
+from .wire import MAX_ROUTE_LENGTH, Caller, ErrorInfo, Reply, Request
+
+if TYPE_CHECKING:
+    from .slots import NodeServices
+
+__all__ = ["SENDER_MISMATCH", "Handler", "NodeStats", "RouteRequest", "RouteTable", "check_route_name"]
+
+log = logging.getLogger("butter.node")
+
+SENDER_MISMATCH = "sender-mismatch"  # error code: a body names another sender than the authenticated caller
+MISMATCH_LOG_INTERVAL = 10.0  # seconds between two warnings about refused sender mismatches
+UNKNOWN_CALLER = Caller()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """What a route handler receives: the ``node`` serving it, the ``route`` name, the ``body`` bytes, and
+    the ``caller``: who sent it, as the transport knows it (a :class:`~butter.wire.Caller`, never ``None``):
+
+    * ``caller.node_id``: the sender's node id (hex), **authenticated** by the transport (the ``tcp``
+      transport's TLS 1.3 channel with Ed25519 identities; the ``memory`` transport's in-process sender).
+      ``None`` when nothing is authenticated (plaintext TCP, a transport without identities): a node id in
+      the body is then only a claim. Use :meth:`check_sender` where a body names its sender.
+    * ``caller.address``: the address the request came from, **not authenticated** and not where the peer
+      listens (for TCP the peer's IP and an ephemeral port); ``None`` when the transport does not say.
+
+    ``caller`` defaults to ``Caller()``: nothing known.
+    """
+
+    node: NodeServices
+    route: str
+    body: bytes
+    caller: Caller = UNKNOWN_CALLER
+
+    def check_sender(self, claimed: str) -> None:
+        """Refuse a body that names ``claimed`` (a node id) as its sender when the transport authenticated
+        another node: raises :class:`~butter.errors.RouteError` with code ``sender-mismatch``
+        (:data:`SENDER_MISMATCH`), which the node answers, counts (``stats.sender_mismatches``) and logs
+        (a warning at most every 10 s). Does nothing when the caller is not authenticated
+        (``caller.node_id`` is ``None``). Call it before changing any state."""
+        authenticated = self.caller.node_id
+        if authenticated is not None and claimed != authenticated:
+            raise RouteError(
+                SENDER_MISMATCH,
+                f"the body names sender {claimed[:64]!r}, but this connection is authenticated as node "
+                f"{authenticated}",
+            )
+
+
+Handler = Callable[[RouteRequest], Awaitable[bytes]]
+
+
+@dataclass(slots=True)
+class NodeStats:
+    """Counters since start: requests this node sent and answered, and error replies it gave."""
+
+    requests_sent: int = 0
+    requests_failed: int = 0
+    requests_served: int = 0
+    error_replies: int = 0
+    introductions_dropped: int = 0
+    sender_mismatches: int = 0  # requests refused: the body named another sender than the authenticated caller
+
+
+def check_route_name(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` is a route name: a string of 1 to 128 characters."""
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_ROUTE_LENGTH:
+        raise ValueError(f"route name must be 1 to {MAX_ROUTE_LENGTH} characters, got {name!r}")
+
+
+class RouteTable:
+    """The routes of one node and their dispatch (see the module docstring). ``node`` is what handlers
+    receive as :attr:`RouteRequest.node`; ``stats`` are the node's counters, updated here."""
+
+    def __init__(self, node: NodeServices, stats: NodeStats) -> None:
+        self._node = node
+        self._stats = stats
+        self._handlers: dict[str, Handler] = {}
+        self._refusing = False
+        self._in_flight = 0
+        self._idle = anyio.Event()
+        self._mismatch_logged = float("-inf")  # when the last sender-mismatch warning was logged
+        self._mismatches_unlogged = 0
+
+    def add(self, name: str, handler: Handler) -> Handler:
+        """Serve route ``name`` with ``handler``, replacing any handler it had (SPEC §1.1); returns the
+        handler. Raises ``ValueError`` for a name that is empty or longer than 128 characters."""
+        check_route_name(name)
+        self._handlers[name] = handler
+        return handler
+
+    @property
+    def names(self) -> list[str]:
+        """The registered route names, sorted."""
+        return sorted(self._handlers)
+
+    def refuse(self) -> None:
+        """Answer every request from now on with ``shutting-down``."""
+        self._refusing = True
+
+    async def drain(self) -> None:
+        """Refuse new requests (:meth:`refuse`) and return once no request is in flight."""
+        self.refuse()
+        if self._in_flight:
+            await self._idle.wait()
+
+    async def dispatch(self, request: Request) -> Reply:
+        """Answer ``request`` (see the module docstring). Never raises."""
+        if self._refusing:
+            return Reply(request.id, error=ErrorInfo("shutting-down", "node is leaving"))
+        handler = self._handlers.get(request.route)
+        if handler is None:
+            self._stats.error_replies += 1
+            return Reply(request.id, error=ErrorInfo("unknown-route", f"no route {request.route!r}"))
+        self._in_flight += 1
+        self._idle = anyio.Event() if self._in_flight == 1 else self._idle
+        caller = request.caller or UNKNOWN_CALLER
+        try:
+            body = await handler(RouteRequest(self._node, request.route, request.body, caller))
+            if not isinstance(body, bytes | bytearray | memoryview):
+                raise TypeError(f"handler returned {type(body).__name__}, not bytes")
+            self._stats.requests_served += 1
+            return Reply(request.id, bytes(body))
+        except RouteError as exc:
+            self._stats.error_replies += 1
+            if exc.code == SENDER_MISMATCH:
+                self._sender_mismatch(request.route, caller, exc)
+            return Reply(request.id, error=ErrorInfo(exc.code, exc.message))
+        except ProtocolError as exc:
+            self._stats.error_replies += 1
+            return Reply(request.id, error=ErrorInfo("bad-request", str(exc)))
+        except Exception as exc:
+            self._stats.error_replies += 1
+            log.exception("handler for route %r raised", request.route)
+            return Reply(request.id, error=ErrorInfo("handler-error", f"{type(exc).__name__}: {exc}"))
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    def _sender_mismatch(self, route: str, caller: Caller, exc: RouteError) -> None:
+        """Count a refused sender mismatch; warn at most every ``MISMATCH_LOG_INTERVAL`` seconds."""
+        self._stats.sender_mismatches += 1
+        now = anyio.current_time()
+        if now - self._mismatch_logged < MISMATCH_LOG_INTERVAL:
+            self._mismatches_unlogged += 1
+            return
+        log.warning(
+            "refused route %r from %s: %s (%d more refused since the last warning)",
+            route, caller.address or "?", exc.message, self._mismatches_unlogged,
+        )
+        self._mismatch_logged, self._mismatches_unlogged = now, 0

@@ -1,0 +1,84 @@
+"""The ``random`` host manager (entry point ``butter.host_manager:random``): Gnutella-style, a baseline.
+
+Admission: every candidate that answers on ``host-quality`` is admitted; when the list is full, a host
+picked uniformly at random is evicted to make room (and told so at once, so its ``known_by`` drops). No
+quality record is weighed: this is the naive policy the ``diversity`` driver is measured against.
+
+Everything else is ``diversity``'s: the capacity (from the memory budget, or the ``capacity`` option),
+the refresh that prunes hosts failing ``max_failures`` polls in a row, the periodic known-hosts exchange
+(Gnutella's ping/pong, two-way), and the protocol it serves (``host-quality`` with holds, ``known-hosts``),
+so the two kinds of node mix on one overlay.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..hookspecs import hookimpl
+from ..peers import PeerAddress
+from ._manager import DiversityHostManager, DiversityOptions
+
+if TYPE_CHECKING:
+    from ..slots import NodeServices
+
+__all__ = ["RandomHostManager", "RandomHostManagerPlugin", "RandomOptions"]
+
+log = logging.getLogger("butter.hosts.random")
+
+
+class RandomOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    capacity: int | None = Field(None, ge=1, description="hosts kept; unset: from the memory budget")
+    refresh_interval: float = Field(10.0, gt=0, description="seconds between quality refreshes")
+    exchange_interval: float = Field(10.0, gt=0, description="seconds between known-host exchanges")
+    max_failures: int = Field(1, ge=1, description="failed refreshes in a row before a host is removed")
+    quality_timeout: float = Field(3.0, gt=0, description="seconds to wait for a quality record")
+    max_concurrency: int = Field(32, ge=1, description="quality requests in flight at once")
+    seed: int | None = Field(None, description="random seed, for reproducible simulations")
+
+
+class RandomHostManager(DiversityHostManager):
+    """A :class:`~butter.slots.HostManager` admitting every live candidate, evicting at random when full:
+    the ``diversity`` driver's list keeping with Gnutella's admission instead of the diversity optimiser."""
+
+    def __init__(self, node: NodeServices, options: RandomOptions) -> None:
+        super().__init__(node, DiversityOptions(**options.model_dump()))
+
+    async def offer(self, address: PeerAddress) -> bool:
+        """Admit ``address`` if it answers with a quality record, evicting a random host when full; returns
+        whether it is now known. Never raises for a peer that is unreachable or answers nonsense."""
+        if address in self._hosts or address in self._pending or self._is_self(address):
+            return address in self._hosts
+        self._pending.add(address)
+        try:
+            info = await self._fetch(address, holds=False)
+        finally:
+            self._pending.discard(address)
+        if info is None or address in self._hosts:
+            return address in self._hosts
+        if info.node_id == self.node.node_id or any(h.node_id == info.node_id for h in self._hosts.values()):
+            return False  # itself, or a known node at another address
+        if len(self._hosts) >= self._capacity:
+            victim = self._rng.choice(list(self._hosts))
+            self._remove(victim, "evicted at random to make room")
+            self.node.spawn(self._release, victim)
+        self._hosts[address] = info
+        log.info("peer joined: %s (%s)", info.node_id[:8], address)
+        self.node.emit("butter_peer_discovered", peer=info)
+        return True
+
+
+class RandomHostManagerPlugin:
+    """Entry point ``butter.host_manager:random``."""
+
+    Options = RandomOptions
+
+    def __init__(self, options: RandomOptions) -> None:
+        self.options = options
+
+    @hookimpl
+    def butter_host_manager(self, node: NodeServices) -> RandomHostManager:
+        return RandomHostManager(node, self.options)
