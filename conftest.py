@@ -1,4 +1,4 @@
-"""Every async test runs on asyncio and on trio (DESIGN "Runtime model")."""
+"""Every async test runs on asyncio and on trio."""
 
 import pytest
 

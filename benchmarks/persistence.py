@@ -1,4 +1,4 @@
-"""Experiments P1 and P2 of SPEC §9.3 and §9.4 on the churn simulator, with a naive single-copy baseline.
+"""The report's persistence experiments P1 and P2 on the churn simulator, with a naive single-copy baseline.
 
     uv run python benchmarks/persistence.py                 # full: 5 seeds per setting (about an hour of CPU)
     uv run python benchmarks/persistence.py --quick         # 1 seed, P2 at 1/50 and 1/1000 only
@@ -8,8 +8,8 @@
 P1: 100 nodes, 60 s churn, death probability 1/50 per node per second, heartbeat 10, 5, 2, 1 s.
 P2: 250 nodes, 30 s churn, heartbeat 2 s, death probability 1/50, 1/100, 1/1000, 1/10000 per second.
 Both: grace 10 s, warm-up 10 s, settle 30 s, one 100-byte item per initial node, r = 3, replacements keep
-the population constant (SPEC §9.2). The baseline is the same network with the ``single`` persistence
-driver: each item stays on the node that stored it only (SPEC §6.12). Retention is ground truth (a live node
+the population constant. The baseline is the same network with the ``single`` persistence
+driver: each item stays on the node that stored it only. Retention is ground truth (a live node
 holds every block).
 
 Writes benchmarks/results/persistence.json and prints a table.

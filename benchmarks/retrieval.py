@@ -1,11 +1,11 @@
-"""Experiment IR1 of SPEC §9.7 on the simulator: exhaustive BFS vs random BFS vs the ``bfs`` driver's defaults.
+"""The report's retrieval experiment IR1 on the simulator: exhaustive BFS vs random BFS vs ``bfs``'s defaults.
 
     uv run python benchmarks/retrieval.py                  # 100 nodes (dense, sparse) and 1,000 nodes, 100 queries
     uv run python benchmarks/retrieval.py --quick          # 100 nodes only (dense and sparse)
     uv run python benchmarks/retrieval.py --sweep          # 100 nodes: the parameter sweep behind the defaults
     uv run python benchmarks/retrieval.py --host-manager random   # the baseline: Gnutella-style known hosts
 
-Setup (SPEC §9.7, §9.13): ``n`` nodes on the memory transport under trio's MockClock (virtual time, 5 ms
+Setup: ``n`` nodes on the memory transport under trio's MockClock (virtual time, 5 ms
 latency each way), each with the default stack (diversity host management, PCG persistence with r = 3 and a
 2 s heartbeat, bfs retrieval), bootstrapped from 4 random earlier nodes (static discovery). Each node stores
 one random 100-byte item. Fresh nodes that store nothing (1 on 100 nodes, n / 50 above 300 nodes) join

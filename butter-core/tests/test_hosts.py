@@ -71,7 +71,7 @@ FAST = {"refresh_interval": 0.1, "exchange_interval": 0.1, "quality_timeout": 1.
 @pytest.mark.anyio
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_three_nodes_capacity_one_end_in_a_ring(memory_settings: MakeSettings, seed: int) -> None:
-    """SPEC §4.7: with one slot each, every node must end up known by someone (the ring A→B→C→A)."""
+    """With one slot each, every node must end up known by someone (the ring A→B→C→A)."""
     ports = [101, 102, 103]
     names = [f"{memory_settings().transport.options['network']}:{p}" for p in ports]
 

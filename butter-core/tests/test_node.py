@@ -33,7 +33,7 @@ async def test_request_reply_and_builtin_routes(memory_settings: MakeSettings) -
 
 async def test_one_budget_split_sizes_known_hosts_and_block_storage(memory_settings: MakeSettings) -> None:
     split = budget_split(512 * 1024 * 1024)
-    assert (split.known_hosts, split.host_capacity) == (53687, 8947)  # 0.01 %, 6 bytes a host (SPEC §1.3)
+    assert (split.known_hosts, split.host_capacity) == (53687, 8947)  # 0.01 %, 6 bytes a host
     assert split.known_hosts + split.storage == 512 * 1024 * 1024
     assert budget_split(2048 * 1024 * 1024).host_capacity == 35791 and budget_split(1).host_capacity == 1
     async with butter.open_node(memory_settings(memory_budget="64MiB")) as a:

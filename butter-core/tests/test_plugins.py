@@ -15,7 +15,7 @@ from butter.settings import ButterSettings
 MakeSettings = Callable[..., ButterSettings]
 
 FIRST_COME = '''
-"""A third-party host manager: keeps the first hosts offered, never evicts (SPEC §4.1's naive rule)."""
+"""A third-party host manager: keeps the first hosts offered, never evicts (the naive rule)."""
 import anyio
 from pydantic import BaseModel
 import butter

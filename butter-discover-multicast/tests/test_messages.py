@@ -23,6 +23,12 @@ def test_round_trip() -> None:
     assert decode_datagram(data, MAX) == PING
 
 
+@given(st.builds(Ping, st.text(min_size=1, max_size=128),
+                 st.builds(PeerAddress, st.text(min_size=1, max_size=253), st.integers(0, 65535))))
+def test_every_ping_round_trips(ping: Ping) -> None:
+    assert decode_datagram(encode_ping(ping), 4096) == ping
+
+
 def test_ipv6_and_long_host_names_round_trip() -> None:
     for host in ("fe80::1", "h" * 253):
         ping = Ping("x", PeerAddress(host, 1))

@@ -1,10 +1,5 @@
-from hypothesis import given
-from hypothesis import strategies as st
-
-from butter.errors import ProtocolError
 from butter.peers import PeerAddress
 from butter_persist_pcg import GroupView
-from butter_persist_pcg._messages import GroupBeat, Heartbeat, HeartbeatReply, Join
 
 CID = "ab" * 32
 HERE = PeerAddress("m", 1)
@@ -50,23 +45,6 @@ def test_popularity_raises_the_target_with_a_cap() -> None:
     assert v.target(own_hits=10, popularity_hits=20, max_replicas=8) == 5
     assert v.target(own_hits=1000, popularity_hits=20, max_replicas=8) == 8
     assert v.target(own_hits=1000, popularity_hits=0, max_replicas=8) == 3
-
-
-def test_messages_round_trip() -> None:
-    beat = Heartbeat("n1", HERE, False, [GroupBeat(CID, 10, 2, [("n1", HERE, 0.0), ("n2", PeerAddress("m", 2), 1.5)])])
-    assert Heartbeat.decode(beat.encode()) == beat
-    assert HeartbeatReply.decode(HeartbeatReply([CID]).encode()) == HeartbeatReply([CID])
-    join = Join(CID, 10, [("n1", HERE, 0.0)])
-    assert Join.decode(join.encode()) == join
-
-
-@given(st.binary(max_size=300))
-def test_garbage_bodies_raise_protocol_error_only(body: bytes) -> None:
-    for decoder in (Heartbeat.decode, HeartbeatReply.decode, Join.decode):
-        try:
-            decoder(body)
-        except ProtocolError:
-            pass
 
 
 def test_tombstones_stop_stale_gossip_until_heard_directly() -> None:

@@ -1,4 +1,4 @@
-"""The churn simulator with PCG (virtual clock, memory transport): small runs of SPEC §9.4's experiment."""
+"""The churn simulator with PCG (virtual clock, memory transport): small runs of the report's churn experiment."""
 
 from butter.testing.sim import ChurnConfig, run_churn_sync
 

@@ -73,6 +73,11 @@ CID = "ab" * 32
     {"qid": b"q" * 16, "cid": CID, "ttl": 1, "fraction": 0.0},
     {"qid": b"q" * 16, "cid": CID, "ttl": 1, "fraction": 1.5},
     {"qid": b"q" * 16, "cid": CID, "ttl": 1, "fraction": float("nan")},
+    {"qid": b"q" * 16, "cid": CID, "ttl": 1, "fraction": "0.5"},
+    {"qid": b"q" * 16, "cid": CID, "ttl": 1.0, "fraction": 0.5},
+    {"qid": b"q" * 16, "cid": CID, "ttl": 1, "fraction": 0.5, "hints": 1},
+    {"qid": "q" * 16, "cid": CID, "ttl": 1, "fraction": 0.5},
+    {"cid": CID, "ttl": 1, "fraction": 0.5},
     [1, 2, 3],
 ])
 def test_malformed_queries(obj: object) -> None:
@@ -86,6 +91,8 @@ def test_malformed_queries(obj: object) -> None:
     {"kind": "miss", "try": [["h", 70000]]},
     {"kind": "hit", "members": "nope"},
     {"kind": "miss", "hints": [[1, 2]]},
+    {"kind": 1},
+    {},
 ])
 def test_malformed_replies(obj: object) -> None:
     with pytest.raises(ProtocolError):
@@ -97,7 +104,16 @@ def test_malformed_replies(obj: object) -> None:
     {"tag": b"x" * 8, "k": 0, "n": 1, "bits": b"\0"},
     {"tag": b"x" * 8, "k": 3, "n": 1, "bits": b""},
     {"tag": b"x" * 8, "k": 3, "n": 1, "bits": b"\0" * (256 * 1024 + 1)},
+    {"tag": b"x" * 8, "k": "3", "n": 1, "bits": b"\0"},
+    {"tag": b"x" * 8, "k": 3, "n": -1, "bits": b"\0"},
+    {"same": 1},
 ])
 def test_malformed_digests(obj: object) -> None:
     with pytest.raises(ProtocolError):
         DigestReply.decode(encode_payload(obj))
+
+
+@pytest.mark.parametrize("obj", [{"have": "x" * 8}, {"have": b"x" * 7}, {"have": [b"x" * 8]}, [None]])
+def test_malformed_digest_asks(obj: object) -> None:
+    with pytest.raises(ProtocolError):
+        DigestAsk.decode(encode_payload(obj))

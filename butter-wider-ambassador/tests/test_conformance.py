@@ -16,7 +16,7 @@ from butter.testing.conformance_discovery import DISCOVERY_CHECKS, DiscoveryFact
 pytestmark = pytest.mark.anyio
 
 INTERVAL = 1.0  # seconds between a client's publish rounds
-INDEX_TTL = 2.5  # seconds an index entry outlives its last publish (more than a round; then a dead client is gone)
+INDEX_EXPIRY = 2.5  # seconds an index entry outlives its last publish (more than a round; then a dead client is gone)
 
 
 def ambassador_then_clients(index: int, earlier: Sequence[PeerAddress]) -> Mapping[str, Any]:
@@ -25,11 +25,11 @@ def ambassador_then_clients(index: int, earlier: Sequence[PeerAddress]) -> Mappi
 
 FACTORY = DiscoveryFactory(
     "ambassador",
-    {"interval": INTERVAL, "index_ttl": INDEX_TTL, "upnp": False, "timeout": 2.0},
+    {"interval": INTERVAL, "index_expiry": INDEX_EXPIRY, "upnp": False, "exchange_timeout": 2.0},
     configure=ambassador_then_clients,
     host=lambda index: f"127.0.0.{index + 1}",
     messages=4,  # a client republishes every round: the ambassador dials it back (one request) per round
-    forget_timeout=INDEX_TTL + 2 * INTERVAL,
+    forget_timeout=INDEX_EXPIRY + 2 * INTERVAL,
 )
 
 

@@ -33,6 +33,7 @@ from butter_wider_ambassador import (
     decode_message,
     encode_message,
 )
+from butter_wider_ambassador._messages import ServiceInfo
 
 ids = st.text(min_size=1, max_size=64)
 addresses = st.builds(PeerAddress, st.from_regex(r"[0-9a-z.:]{1,40}", fullmatch=True), st.integers(0, 65535))
@@ -97,10 +98,48 @@ def test_an_oversized_frame_is_rejected_at_once() -> None:
     assert decoder.next_event() is None
 
 
-def test_unknown_kind_and_bad_fields_are_malformed() -> None:
-    for payload in ({"t": "nope"}, {"t": "open", "circuit": -1}, {"t": "hello", "id": "", "local": [], "port": 1}):
-        with pytest.raises(ProtocolError):
-            decode_message(encode_payload(payload))
+ADDR = ["10.0.0.1", 7000]
+MISTYPED = [
+    {"t": "nope"},
+    {"t": 1},
+    {"id": "n"},
+    {"t": "hello", "id": "", "local": ADDR, "port": 1},
+    {"t": "hello", "id": "n", "local": "10.0.0.1:7000", "port": 1},
+    {"t": "hello", "id": "n", "local": ADDR, "port": 0},
+    {"t": "hello", "id": "n", "local": ADDR, "port": 1, "k": 65},
+    {"t": "welcome", "observed": ADDR, "subnet": "", "peers": []},
+    {"t": "welcome", "observed": ADDR, "subnet": "s", "peers": [{"id": "n", "addr": ADDR}] * 65},
+    {"t": "welcome", "observed": ADDR, "subnet": "s", "peers": [{"id": "n", "addr": ADDR, "relayed": 1}]},
+    {"t": "welcome", "observed": ADDR, "subnet": "s", "peers": [["n", ADDR]]},
+    {"t": "dialed", "reachable": "yes"},
+    {"t": "reserve", "id": "n"},
+    {"t": "reserved", "relayed": ADDR, "token": "t", "duration": 1.0, "data": 1},
+    {"t": "reserved", "relayed": ADDR, "token": b"t" * 65, "duration": 1.0, "data": 1},
+    {"t": "reserved", "relayed": ADDR, "token": b"t", "duration": float("nan"), "data": 1},
+    {"t": "reserved", "relayed": ADDR, "token": b"t", "duration": 1.0, "data": -1},
+    {"t": "open", "circuit": -1},
+    {"t": "open", "circuit": "1"},
+    {"t": "accept", "circuit": 1},
+    {"t": "punch", "id": "n", "target": None},
+    {"t": "punch-call", "punch": True},
+    {"t": "punch-ready", "punch": 1, "token": 1},
+    {"t": "punch-go", "peer": [ADDR]},
+    {"t": "refused", "code": "", "message": "m"},
+    {"t": "refused", "code": "c", "message": 1},
+]
+
+
+@pytest.mark.parametrize("payload", MISTYPED)
+def test_unknown_kinds_and_mistyped_fields_are_malformed(payload: object) -> None:
+    with pytest.raises(ProtocolError):
+        decode_message(encode_payload(payload))
+
+
+def test_optional_fields_take_their_defaults() -> None:
+    payloads = ({"t": "dialed"}, {"t": "refused", "code": "c"}, {"t": "hello", "id": "n", "local": ADDR, "port": 9})
+    local = PeerAddress(*ADDR)
+    decoded = [decode_message(encode_payload(payload)) for payload in payloads]
+    assert decoded == [Dialed(None), Refused("c", ""), Hello("n", local, 9, 8)]
 
 
 def test_rest_hands_over_the_raw_bytes_after_an_accept() -> None:
@@ -108,3 +147,11 @@ def test_rest_hands_over_the_raw_bytes_after_an_accept() -> None:
     decoder.feed(encode_message(Accept(7, b"t" * 16)) + b"\x00\x00raw bytes")
     assert decoder.next_event() == Accept(7, b"t" * 16)
     assert decoder.rest() == b"\x00\x00raw bytes"
+
+
+def test_the_ambassador_route_names_the_service_port() -> None:
+    assert ServiceInfo.decode(ServiceInfo(7000).encode()) == ServiceInfo(7000)
+    assert ServiceInfo(7000).to_wire() == {"service": 7000}
+    for bad in ({}, {"service": 0}, {"service": "7000"}, {"service": 70000}):
+        with pytest.raises(ProtocolError):
+            ServiceInfo.decode(encode_payload(bad))

@@ -1,4 +1,4 @@
-"""chat: a chat room with no server (SPEC §8.2). Every line you type goes to every peer your node knows.
+"""chat: a chat room with no server. Every line you type goes to every peer your node knows.
 
 What it shows, beyond ohce:
 

@@ -1,4 +1,4 @@
-"""ohce: reverse echo over Butter (SPEC §8.1), the smallest complete decentralised app.
+"""ohce: reverse echo over Butter, the smallest complete decentralised app.
 
 Every node is a server and a client at once:
 

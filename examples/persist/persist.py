@@ -1,4 +1,4 @@
-"""persist: store text or files on the overlay and find them again by id, watching their groups (SPEC §8.3).
+"""persist: store text or files on the overlay and find them again by id, watching their groups.
 
 Each node is a full peer: it keeps replicas of others' items in Peer Content Groups (PCG) and answers
 searches (BFS). At its prompt::

@@ -1,4 +1,4 @@
-"""The wiki's command line (SPEC §8.4). From the repository root::
+"""The wiki's command line. From the repository root::
 
     uv run python -m examples.wiki serve --web-port 8000                # a node with its web page
     uv run python -m examples.wiki write --title T --body-file a.md --peer 127.0.0.1:9001

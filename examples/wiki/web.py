@@ -59,7 +59,7 @@ input,textarea{width:100%;font:inherit}textarea{height:16rem}code{word-break:bre
 
 
 def page(title: str, body_html: str, status_code: int = 200) -> HTMLResponse:
-    """The page template (SPEC §8.4): ``title`` is escaped here; ``body_html`` must already be safe."""
+    """The page template: ``title`` is escaped here; ``body_html`` must already be safe."""
     return HTMLResponse(
         f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)} · Butter dwiki</title>
 <style>{STYLE}</style></head><body>

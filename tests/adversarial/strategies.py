@@ -7,18 +7,24 @@ actually use.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from butter.wire import encode_payload
 
-# Field names used by the bodies of every route (core, PCG, BFS, multicast beacons).
+# Field names used by the bodies of every route and message (core, PCG, BFS, multicast beacons, the
+# ambassador's service protocol, the flood example).
 KEYS = [
-    "v", "id", "addr", "address", "blocks", "manifest", "holds", "hold_timeout", "ttl", "from", "sample", "quality",
-    "uptime", "available_storage", "known_hosts", "known_by", "ambassador", "cid", "size", "hits", "members", "groups",
-    "leaving", "unknown", "qid", "fraction", "hints", "kind", "try", "have", "tag", "k", "n", "bits", "same",
-    "t", "media_type", "block_size", "route", "body", "ok", "error", "code", "message",
+    "v", "id", "addr", "address", "blocks", "block_id", "manifest", "holds", "hold_timeout", "ttl", "from", "sample",
+    "quality",
+    "uptime", "available_storage", "known_hosts", "known_by", "ambassador", "cid", "size", "hits", "members",
+    "groups", "leaving", "unknown", "qid", "fraction", "hints", "kind", "try", "have", "tag", "k", "n", "bits",
+    "same", "t", "media_type", "block_size", "route", "body", "ok", "error", "code", "message", "q", "holder",
+    "local", "port", "observed", "subnet", "peers", "reachable", "relayed", "token", "duration", "data",
+    "circuit", "punch", "target", "peer", "service",
 ]
 HEX64 = st.text("0123456789abcdef", min_size=64, max_size=64)
 NUMBERS = st.one_of(
@@ -28,7 +34,7 @@ NUMBERS = st.one_of(
 )
 SCALARS = st.one_of(
     st.none(), st.booleans(), NUMBERS, st.text(max_size=80), st.binary(max_size=80), HEX64,
-    st.sampled_from(["127.0.0.1", "", "hit", "miss", "seen", "ping", "x" * 300]),
+    st.sampled_from(["127.0.0.1", "", "hit", "miss", "seen", "ping", "hello", "welcome", "refused", "x" * 300]),
 )
 ADDRESSES = st.one_of(
     st.tuples(st.sampled_from(["127.0.0.1", "", "::1", "x" * 300]), st.integers(-5, 70000)).map(list),
@@ -52,3 +58,10 @@ def bodies() -> st.SearchStrategy[bytes]:
         VALUES.map(encode_payload),
         MAPS.map(encode_payload).flatmap(lambda b: st.integers(0, len(b)).map(lambda n: b[:n])),  # truncated
     )
+
+
+def fuzz_settings(scale: float = 1.0) -> settings:
+    """Settings for one fuzzer: the ``ci`` profile when the environment variable ``CI`` is set, else ``fuzz``
+    (both registered in ``conftest.py``), with ``scale`` times the profile's examples."""
+    profile = settings.get_profile("ci" if os.environ.get("CI") else "fuzz")
+    return settings(profile, max_examples=max(1, round(profile.max_examples * scale)))

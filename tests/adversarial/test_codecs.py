@@ -1,8 +1,8 @@
 """Every decoder that reads bytes from the network, fuzzed in-process (thousands of cases, no sockets).
 
 Each decoder documents what it raises on bad input (``ProtocolError`` and its children, or ``ValueError``
-for the ``from_wire`` constructors) or that it never raises; anything else escaping is a bug a hostile
-peer could trigger. The values decoded from a host-quality record must land in their clamped ranges.
+for the ``from_wire`` constructors of core's peer records) or that it never raises; anything else escaping
+is a bug a hostile peer could trigger. The values decoded from a host-quality record must land in their clamped ranges.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from butter.blocks import Manifest, load_manifest
@@ -22,10 +22,10 @@ from butter.wire import FrameDecoder, FrameRejected, Reply, Request, decode_payl
 from butter_discover_multicast._messages import decode_datagram
 from butter_persist_pcg._messages import Heartbeat, HeartbeatReply, Join, decode_content_id
 from butter_retrieve_bfs._messages import DigestAsk, DigestReply, Query, decode_reply
+from butter_retrieve_flood._messages import FloodAnswer, FloodQuery
+from butter_wider_ambassador._messages import MAX_MESSAGE, MESSAGES, ServiceInfo
 
-from .strategies import MAPS, VALUES, bodies
-
-FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+from .strategies import MAPS, VALUES, bodies, fuzz_settings
 
 BODY_DECODERS: dict[str, Callable[[bytes], Any]] = {
     "payload": decode_payload,
@@ -38,13 +38,17 @@ BODY_DECODERS: dict[str, Callable[[bytes], Any]] = {
     "bfs-digest": DigestAsk.decode,
     "bfs-digest reply": DigestReply.decode,
     "manifest": Manifest.decode,
+    "ambassador service message": lambda body: MESSAGES.decode(body, MAX_MESSAGE),
+    "ambassador reply": ServiceInfo.decode,
+    "flood-query": FloodQuery.decode,
+    "flood-query reply": FloodAnswer.decode,
 }
 
 
-@FUZZ
+@fuzz_settings(1.25)
 @given(body=bodies())
 def test_body_decoders_raise_only_protocol_errors(body: bytes) -> None:
-    """Each generated body goes to every decoder (1,500 bodies x 10 decoders per run)."""
+    """Each generated body goes to every decoder (1,500 bodies x 14 decoders per run; 6,000 in CI)."""
     for decoder in BODY_DECODERS.values():
         try:
             decoder(body)

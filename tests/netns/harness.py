@@ -1,6 +1,6 @@
 """A multi-host test bench: Linux network namespaces joined by bridges, running real ``butter`` processes.
 
-Topology (DESIGN "Testing tiers", tier 5). Everything lives in namespaces this module creates; the root
+Topology. Everything lives in namespaces this module creates; the root
 namespace is not touched (no interface, route, sysctl or firewall rule is added there):
 
 * a **LAN** is a "switch" namespace holding bridge ``br0`` (multicast snooping off: a plain switch that

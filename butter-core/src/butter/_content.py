@@ -1,4 +1,4 @@
-"""The node's content API: store items, retrieve them, fetch single blocks (SPEC §6, §7).
+"""The node's content API: store items, retrieve them, fetch single blocks.
 
 Storing cuts an item into blocks, puts them in the node's block store and hands the item to the
 persistence slot; retrieving delegates to the retrieval slot. Two core routes serve content to peers:

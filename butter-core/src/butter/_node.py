@@ -1,4 +1,4 @@
-"""The Butter node: a peer that serves named routes and runs client behaviours (SPEC §1).
+"""The Butter node: a peer that serves named routes and runs client behaviours.
 
 A node is an async context manager owning one anyio task group::
 
@@ -14,10 +14,10 @@ as :class:`~butter.slots.NodeServices`, and may register routes: host management
 then registers the core routes: ``ping`` here, ``fetch-block`` and ``store`` in the content API
 (:mod:`butter._content`). Requests reach handlers through the route table (:mod:`butter._routes`).
 
-Start-up (SPEC §1.5, made structured): start the transport (bind errors reach the caller), then host
+Start-up: start the transport (bind errors reach the caller), then host
 management, persistence, retrieval and discovery, then the client behaviours.
 
-Graceful exit (SPEC §1.7, the report's design rather than the original code, which only closed the
+Graceful exit (the report's design rather than the original code, which only closed the
 listener): new requests are refused with ``shutting-down``, persistence hands its data off, open requests
 get up to ``shutdown_timeout`` seconds to finish, then every task is cancelled.
 """
@@ -132,7 +132,7 @@ class Node:
     def route(self, name: str, handler: Handler | None = None) -> Any:
         """Register ``handler`` (``async (RouteRequest) -> bytes``) for route ``name``; usable as a decorator.
 
-        Registering a name again replaces the handler (SPEC §1.1). Raises ``ValueError`` for a name that is
+        Registering a name again replaces the handler. Raises ``ValueError`` for a name that is
         empty or longer than 128 characters.
         """
         check_route_name(name)  # now, not only when a decorator is applied
@@ -148,7 +148,7 @@ class Node:
         return self._route_table.names
 
     def behaviour(self, fn: ClientBehaviour) -> ClientBehaviour:
-        """Register a client behaviour, ``async (node) -> None``, run for the node's lifetime (SPEC §1.1).
+        """Register a client behaviour, ``async (node) -> None``, run for the node's lifetime.
 
         Usable as a decorator. Registered after start, it starts at once. An exception escaping it is
         logged; the node keeps running.
@@ -179,7 +179,7 @@ class Node:
     async def store(self, data: bytes, *, media_type: str = "application/octet-stream") -> str:
         """Store ``data`` (bytes) on the overlay; returns its content id (hex).
 
-        The data is cut into blocks (``settings.store.block_size``, SPEC §6.2), put in this node's block
+        The data is cut into blocks (``settings.store.block_size``), put in this node's block
         store, then handed to the persistence slot, which keeps it alive (PCG recruits replicas at once).
         Raises :class:`~butter.errors.ButterConfigError` when no persistence driver is configured and
         :class:`~butter.errors.StoreFull` when this node has no room for it (nothing is stored then).
@@ -207,7 +207,7 @@ class Node:
         return await self._content.fetch_block(as_address(peer), block_id, timeout=timeout)
 
     def quality(self) -> HostQuality:
-        """This node's host-quality record (SPEC §4.2): its uptime, available storage, the sizes of its
+        """This node's host-quality record: its uptime, available storage, the sizes of its
         known-host list and of the set of peers holding it (as host management counts them), and whether
         it is an ambassador."""
         return HostQuality(

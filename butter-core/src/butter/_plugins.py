@@ -1,4 +1,4 @@
-"""Driver selection: stevedore selects and loads, pluggy dispatches (DESIGN "Slots and plugins").
+"""Driver selection: stevedore selects and loads, pluggy dispatches.
 
 For each slot only the configured entry point is loaded (never every installed alternative). Its class is
 instantiated with its own validated ``Options`` and registered with a pluggy ``PluginManager`` under the

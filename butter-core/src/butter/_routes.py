@@ -1,4 +1,4 @@
-"""The node's route table: named routes, dispatch of incoming requests, sender checks (SPEC §1.1, §2).
+"""The node's route table: named routes, dispatch of incoming requests, sender checks.
 
 :class:`RouteTable` is what the node hands its transport as the :data:`~butter.slots.Dispatcher`. For each
 request it calls the handler registered for the route with a :class:`RouteRequest` and turns what the
@@ -104,7 +104,7 @@ class RouteTable:
         self._mismatches_unlogged = 0
 
     def add(self, name: str, handler: Handler) -> Handler:
-        """Serve route ``name`` with ``handler``, replacing any handler it had (SPEC §1.1); returns the
+        """Serve route ``name`` with ``handler``, replacing any handler it had; returns the
         handler. Raises ``ValueError`` for a name that is empty or longer than 128 characters."""
         check_route_name(name)
         self._handlers[name] = handler

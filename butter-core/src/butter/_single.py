@@ -1,8 +1,8 @@
 """The ``single`` persistence driver (entry point ``butter.persistence:single``): one copy per item.
 
 An item stays in the block store of the node that stored it, and only there: nothing is replicated,
-repaired or handed off, so the item is lost when that node goes (SPEC §6.12's naive baseline, which the
-churn simulator compares PCG with). It sends no message of its own; peers fetch the item's blocks from it
+repaired or handed off, so the item is lost when that node goes: the naive baseline the churn simulator
+compares PCG with. It sends no message of its own; peers fetch the item's blocks from it
 on the core ``fetch-block`` route, as from any holder.
 
 Capabilities (:mod:`butter.capabilities`): :class:`~butter.capabilities.ItemHolders` (a kept item's only

@@ -1,4 +1,4 @@
-"""The ``static`` discovery driver: peers from a configured list of addresses (SPEC §3.6's fall-back).
+"""The ``static`` discovery driver: peers from a configured list of addresses (where multicast does not reach).
 
 While the node knows nobody it offers every configured address to host management, every ``interval``
 seconds; once it knows a peer it stops asking, and starts again if it becomes lonely. The addresses come

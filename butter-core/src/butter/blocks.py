@@ -1,15 +1,15 @@
-"""Content addressing: blocks, manifests and content ids (SPEC §6.2, with its recommendation made consistent).
+"""Content addressing: blocks, manifests and content ids (the wire shapes: docs/protocol/index.md).
 
 Rules this module keeps:
 
 * Content is cut into blocks of ``block_size`` bytes (default 4,096); the last block is shorter, never
   zero-padded, so an item comes back exactly as it went in (the original PCG overlay padded and lost the
-  length, SPEC §6.2a). Empty content has no blocks.
+  length). Empty content has no blocks.
 * A block's **address** is the SHA-256 of its bytes as 64 lowercase hex characters (:data:`BlockId`).
 * A **manifest** is itself a block: the msgpack map ``{"v": 1, "size": bytes, "media_type": str,
   "block_size": bytes, "blocks": [addresses in order]}``. It records what the recommendation asks each
   chunk to carry (``total_parts`` is ``len(blocks)``, ``original_length`` is ``size``) once, for the whole
-  item, so that blocks can be fetched in parallel from different peers (SPEC §7.5).
+  item, so that blocks can be fetched in parallel from different peers.
 * An item's **content id** (:data:`ContentId`) is the address of its manifest block. It names the item and
   lets a reader check everything it receives: the manifest against the content id, each block against the
   address the manifest lists, and each block's length against ``size`` and ``block_size``.
@@ -67,15 +67,15 @@ BlockId: TypeAlias = str
 """SHA-256 of a block's bytes, 64 lowercase hex characters."""
 
 ContentId: TypeAlias = str
-"""The :data:`BlockId` of an item's manifest block; the id handed to users (SPEC §6.2)."""
+"""The :data:`BlockId` of an item's manifest block; the id handed to users."""
 
 MANIFEST_VERSION = 1
-DEFAULT_BLOCK_SIZE = 4096  # bytes (SPEC §6.2: keep the 4,096-byte chunk size as the default)
+DEFAULT_BLOCK_SIZE = 4096  # bytes (the original's 4,096-byte chunk size)
 MAX_BLOCK_SIZE = 1024 * 1024  # bytes; the largest ``block_size`` settings accept
 DEFAULT_MEDIA_TYPE = "application/octet-stream"
 MAX_MEDIA_TYPE_LENGTH = 255  # characters
 # Each address costs 66 bytes of msgpack, so a manifest of 60,000 blocks is ~3.96 MB and still fits in the
-# default 4 MiB frame (DESIGN "Wire"). At 4,096-byte blocks that is items of up to ~234 MiB.
+# default 4 MiB frame. At 4,096-byte blocks that is items of up to ~234 MiB.
 DEFAULT_MAX_BLOCKS = 60_000
 
 _ADDRESS = re.compile(r"[0-9a-f]{64}")
@@ -106,7 +106,7 @@ class Block:
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """What an item is made of (SPEC §6.2): ``size`` (bytes), ``media_type``, ``block_size`` (bytes) and the
+    """What an item is made of: ``size`` (bytes), ``media_type``, ``block_size`` (bytes) and the
     block addresses in order (``blocks``; an address may repeat when content repeats).
 
     Construction checks the fields and their consistency: ``len(blocks)`` must be ``ceil(size /

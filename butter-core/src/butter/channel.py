@@ -1,6 +1,6 @@
 """Butter's request/reply channel, sans-IO (in the manner of h11): the rules of one connection, no sockets.
 
-A connection carries requests one way and replies the other (DESIGN "Wire", SPEC §2). Each end is one
+A connection carries requests one way and replies the other (docs/protocol/). Each end is one
 object: :class:`ClientChannel` on the side that sends requests, :class:`ServerChannel` on the side that
 answers them. Bytes received go in with ``receive_data``; events come out of ``next_event``; what the
 application sends (``send_request`` / ``send_reply``) and what the channel answers by itself are queued

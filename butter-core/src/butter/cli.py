@@ -519,10 +519,11 @@ app.add_typer(sim_app, name="sim")
 
   butter sim churn --death-rate 0.02 --death-rate 0.01 --death-rate 0.001 --out results/
 
-Reproduces experiment P2 of SPEC §9.4: the nodes run the real protocol code on the in-process memory
-transport, on trio with a virtual clock, so 30 s of churn take seconds. Each death is abrupt (no
-hand-off); a replacement node keeps the population constant. Each rate is also run with a single copy
-per item (the naive baseline: the `single` persistence driver) unless --no-baseline.""",
+Reproduces the report's persistence experiment P2 (Shinebourne, Warwick 2022): the nodes run the real
+protocol code on the in-process memory transport, on trio with a virtual clock, so 30 s of churn take
+seconds. Each death is abrupt (no hand-off); a replacement node keeps the population constant. Each rate
+is also run with a single copy per item (the naive baseline: the `single` persistence driver) unless
+--no-baseline.""",
 )
 def sim_churn(
     nodes: Annotated[int, typer.Option(help="Live nodes at all times.", min=2)] = 250,
@@ -541,7 +542,7 @@ def sim_churn(
         Path | None, typer.Option(help="Directory for churn.json, churn.csv and churn.png.", file_okay=False)
     ] = None,
 ) -> None:
-    """Run the churn experiment and print the retention table (SPEC §9.4)."""
+    """Run the churn experiment and print the retention table."""
     from dataclasses import replace
 
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn

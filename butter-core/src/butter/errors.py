@@ -48,7 +48,7 @@ class ButterConfigError(ButterError):
 
 
 class ProtocolError(ButterError):
-    """A peer sent bytes that break the wire protocol (SPEC §2, DESIGN "Wire").
+    """A peer sent bytes that break the wire protocol (docs/protocol/index.md).
 
     ``code`` is the machine-readable error code that is also sent back to the peer in an error reply.
     """
@@ -114,11 +114,11 @@ class RouteError(ButterError):
         self.message = message
 
 
-# -- content addressing and block stores (SPEC §6.2, §6.13; butter.blocks, butter.store) ----------------
+# -- content addressing and block stores (butter.blocks, butter.store) ---------------------------------
 
 
 class InvalidManifest(ProtocolError):
-    """A manifest block is malformed or inconsistent (SPEC §6.2): wrong types, an address that is not 64
+    """A manifest block is malformed or inconsistent: wrong types, an address that is not 64
     lowercase hex characters, a negative size, a block count that does not match ``size`` and ``block_size``,
     more blocks than allowed, or a block whose length contradicts the manifest."""
 
@@ -130,7 +130,7 @@ class ItemTooLarge(ButterError):
 
 
 class BlockCorrupted(ButterError):
-    """Block data does not hash to its address (SHA-256, SPEC §6.2); the data was discarded, never returned.
+    """Block data does not hash to its address (SHA-256); the data was discarded, never returned.
 
     ``address`` is the hex address the data was supposed to have.
     """
@@ -162,7 +162,7 @@ class StoreError(ButterError):
 
 
 class StoreFull(StoreError):
-    """The block store has too little room; nothing was stored (SPEC §6.13).
+    """The block store has too little room; nothing was stored.
 
     ``needed`` (bytes asked) and ``free`` (bytes free) are set when known; without a ``message`` the text
     is built from them: ``StoreFull(needed=4096, free=100)``.

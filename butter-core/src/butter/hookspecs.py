@@ -85,4 +85,4 @@ def butter_item_stored(node: NodeServices, content_id: str) -> Any:
 @hookspec
 def butter_block_served(node: NodeServices, block_id: str) -> Any:
     """This node served the block ``block_id`` (hex) on route ``fetch-block`` (persistence counts these
-    hits on manifests to raise the replication of popular items, SPEC §6.9)."""
+    hits on manifests to raise the replication of popular items)."""

@@ -74,14 +74,14 @@ def _clamp(value: Any, upper: float, kind: type) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class HostQuality:
-    """A host's self-reported quality record (SPEC §4.2, "NodeQuality"), served on route ``host-quality``.
+    """A host's self-reported quality record (the original's "NodeQuality"), served on route ``host-quality``.
 
     * ``uptime``: seconds since the node started.
     * ``available_storage``: bytes its block store can still accept.
     * ``known_hosts``: size of its known-host list.
     * ``known_by``: how many distinct peers polled it during the last refresh window; 0 means no one knows
-      it, and host management then admits it first (SPEC §4.1's rule that no node is left unknown).
-    * ``ambassador``: whether it serves as an ambassador (SPEC §5.3).
+      it, and host management then admits it first (the rule that no node is left unknown).
+    * ``ambassador``: whether it serves as an ambassador.
 
     Values from the network go through :meth:`from_wire`, which clamps absurd values instead of trusting them.
     """

@@ -45,8 +45,8 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_FILE = Path("butter.toml")
-KNOWN_HOST_SHARE = 0.0001  # of the memory budget, for the known-host list (SPEC §1.3, §12 item 2)
-BYTES_PER_HOST = 6  # nominal size of one known host, an IPv4 socket address (SPEC §1.3, §12 item 3)
+KNOWN_HOST_SHARE = 0.0001  # of the memory budget, for the known-host list
+BYTES_PER_HOST = 6  # nominal size of one known host, an IPv4 socket address
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("butter_config_file", default=None)
 
 
@@ -64,7 +64,7 @@ class BudgetSplit:
 
 
 def budget_split(memory_budget: int) -> BudgetSplit:
-    """Split ``memory_budget`` (bytes) once for the whole node (SPEC §1.3): 0.01 % for the known-host list
+    """Split ``memory_budget`` (bytes) once for the whole node: 0.01 % for the known-host list
     (the default capacity of host management: 8,947 hosts of 6 bytes at 512 MiB), the rest for block
     storage (the block store's default capacity)."""
     known_hosts = int(KNOWN_HOST_SHARE * memory_budget)
@@ -108,7 +108,7 @@ class DiscoverySettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    """The node's local block store (DESIGN "Storage")."""
+    """The node's local block store ."""
 
     model_config = ConfigDict(extra="forbid")
     driver: str = Field("memory", pattern="^(memory|sqlite)$", description="memory (default) or sqlite (durable)")
@@ -116,7 +116,7 @@ class StoreSettings(BaseModel):
     capacity: ByteSize | None = Field(
         None, description="bytes of block data kept; default the memory budget less the known-host share"
     )
-    block_size: ByteSize = Field(ByteSize(4096), description="bytes per block when content is cut (SPEC §6.2)")
+    block_size: ByteSize = Field(ByteSize(4096), description="bytes per block when content is cut")
 
     @field_validator("block_size")
     @classmethod
@@ -146,7 +146,7 @@ class ButterSettings(BaseSettings):
         None, description="where the node keeps its identity key and durable data; unset: ephemeral"
     )
     memory_budget: ByteSize = Field(
-        ByteSize(512 * 1024 * 1024), description="bytes the node may use; sizes known hosts and storage (SPEC §1.3)"
+        ByteSize(512 * 1024 * 1024), description="bytes the node may use; sizes known hosts and storage"
     )
     connect_timeout: float = Field(5.0, gt=0, description="seconds to establish a connection to a peer")
     request_timeout: float = Field(10.0, gt=0, description="seconds to wait for a reply, by default")

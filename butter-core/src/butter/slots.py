@@ -1,4 +1,4 @@
-"""The five pluggable slots, each a small :class:`typing.Protocol` of async methods (DESIGN "Slots and plugins").
+"""The five pluggable slots, each a small :class:`typing.Protocol` of async methods.
 
 A driver's plugin class returns one of these from its factory hook (:mod:`butter.hookspecs`). The node calls
 these objects directly on the hot path; pluggy is only used to find them. Every long-running service has a
@@ -154,7 +154,7 @@ class NodeServices(Protocol):
 
 @runtime_checkable
 class Transport(Protocol):
-    """Moves requests and replies between nodes (SPEC §2).
+    """Moves requests and replies between nodes.
 
     ``serve`` binds, reports the address peers should dial through ``task_status.started(address)``,
     then answers incoming requests with ``dispatch`` until cancelled; it also owns the transport's
@@ -179,14 +179,14 @@ class Transport(Protocol):
 
 @runtime_checkable
 class Discovery(Protocol):
-    """Finds peers (SPEC §3) and offers them to host management with ``await node.hosts.offer(address)``."""
+    """Finds peers and offers them to host management with ``await node.hosts.offer(address)``."""
 
     async def run(self, *, task_status: TaskStatus[None]) -> None: ...
 
 
 @runtime_checkable
 class HostManager(Protocol):
-    """Keeps the bounded list of known hosts, the node's view of the overlay (SPEC §4), and owns its
+    """Keeps the bounded list of known hosts, the node's view of the overlay, and owns its
     protocol: the driver registers its own routes (``diversity``: ``host-quality``, ``known-hosts``).
 
     ``offer`` considers a candidate (it may ask it for its quality record) and returns whether it was
@@ -214,7 +214,7 @@ class HostManager(Protocol):
 
 @runtime_checkable
 class Persistence(Protocol):
-    """Keeps items alive on the overlay (SPEC §6).
+    """Keeps items alive on the overlay.
 
     ``keep`` starts keeping alive the item ``content_id`` (hex SHA-256 of its manifest, see
     :mod:`butter.blocks`) whose manifest and blocks the node has just put in its block store
@@ -235,7 +235,7 @@ class Persistence(Protocol):
 
 @runtime_checkable
 class Retrieval(Protocol):
-    """Finds items on the overlay by content id (SPEC §7).
+    """Finds items on the overlay by content id.
 
     ``retrieve`` returns the item's bytes, every block verified against its address; ``stream`` yields the
     verified block data in order, for items too large to hold at once. Both raise

@@ -1,7 +1,7 @@
 """Butter's wire format, sans-IO: msgpack envelopes in length-prefixed frames.
 
-Rules this module keeps (DESIGN "Wire", SPEC §2 with the §2.8 recommendation; it replaces the original 0x1A
-terminator, which truncated any binary body holding byte 26, SPEC §10.4 item 7):
+Rules this module keeps (in prose: docs/protocol/index.md; it replaces the original's 0x1A terminator, which
+truncated any binary body holding byte 26):
 
 * A frame is a 4-byte big-endian unsigned length followed by that many bytes of one msgpack map.
 * A request is ``{"v": 1, "id": int, "route": str, "body": bytes}``.

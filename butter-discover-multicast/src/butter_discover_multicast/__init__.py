@@ -1,4 +1,4 @@
-"""LAN discovery for Butter over UDP multicast (SPEC §3): entry point ``butter.discovery:multicast``.
+"""LAN discovery for Butter over UDP multicast: entry point ``butter.discovery:multicast``.
 
 A node that knows nobody multicasts a small ``ping`` carrying its node id and transport address; every other
 node on the LAN answers over the transport with its own record and a sample of its known hosts. The protocol

@@ -2,9 +2,9 @@
 
 Rules this module keeps:
 
-* A datagram is one msgpack map (:func:`butter.wire.encode_payload`):
+* A datagram is one msgpack map, read with :mod:`butter.codec`:
   ``{"v": 1, "t": "ping", "id": node id, "addr": [host, port]}``. ``addr`` is where the pinger's transport
-  listens: listeners answer there, over the transport, not over UDP (SPEC §3.3, §3.6).
+  listens: listeners answer there, over the transport, not over UDP.
 * Decoding never raises on what the network sends: every datagram becomes a :class:`Ping` or a
   :class:`Dropped` naming why (``oversized``, ``malformed``, ``version``, ``unknown-kind``). Extra keys are
   ignored, so version 1 may grow optional fields; an incompatible change bumps ``v``, and a node drops
@@ -16,15 +16,15 @@ Rules this module keeps:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
+from butter import codec
+from butter.codec import Fields, Record, wire
 from butter.errors import ProtocolError
 from butter.peers import PeerAddress
-from butter.wire import decode_payload, encode_payload
 
 __all__ = [
     "BEACON_VERSION",
-    "MAX_NODE_ID_LENGTH",
     "DropReason",
     "Dropped",
     "Ping",
@@ -33,17 +33,16 @@ __all__ = [
 ]
 
 BEACON_VERSION = 1
-MAX_NODE_ID_LENGTH = 128  # characters, as butter.peers.PeerInfo accepts
 
 DropReason = Literal["oversized", "malformed", "version", "unknown-kind"]
 
 
-@dataclass(frozen=True, slots=True)
-class Ping:
+class Ping(Record):
     """"I know nobody; this is who I am and where my transport listens." Multicast while lonely."""
 
-    node_id: str
-    address: PeerAddress
+    KIND: ClassVar[str] = "ping"
+    node_id: str = wire("id", codec.node_id)
+    address: PeerAddress = wire("addr", codec.address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +55,7 @@ class Dropped:
 
 def encode_ping(ping: Ping) -> bytes:
     """The datagram for ``ping``."""
-    return encode_payload({"v": BEACON_VERSION, "t": "ping", "id": ping.node_id, "addr": ping.address.to_wire()})
+    return codec.encode({"v": BEACON_VERSION, **ping.to_wire()})
 
 
 def decode_datagram(data: bytes, max_size: int) -> Ping | Dropped:
@@ -64,23 +63,13 @@ def decode_datagram(data: bytes, max_size: int) -> Ping | Dropped:
     if len(data) > max_size:
         return Dropped("oversized", f"{len(data)} bytes > {max_size}")
     try:
-        obj = decode_payload(data, max_size)
+        fields = Fields.decode(data, max_size, what="datagram")
+        version = fields.integer("v")
+        if version != BEACON_VERSION:
+            return Dropped("version", f"version {version}")
+        kind = fields.string(Ping.TAG, max_length=codec.MAX_KIND_LENGTH)
+        if kind != Ping.KIND:
+            return Dropped("unknown-kind", f"kind {kind!r}")
+        return Ping.from_wire(fields)
     except ProtocolError as exc:
         return Dropped("malformed", str(exc))
-    if not isinstance(obj, dict):
-        return Dropped("malformed", "not a map")
-    version = obj.get("v")
-    if not isinstance(version, int) or isinstance(version, bool):
-        return Dropped("malformed", "no version")
-    if version != BEACON_VERSION:
-        return Dropped("version", f"version {version}")
-    if obj.get("t") != "ping":
-        return Dropped("unknown-kind", f"kind {obj.get('t')!r}")
-    node_id = obj.get("id")
-    if not isinstance(node_id, str) or not 0 < len(node_id) <= MAX_NODE_ID_LENGTH:
-        return Dropped("malformed", "bad node id")
-    try:
-        address = PeerAddress.from_wire(obj.get("addr"))
-    except ValueError as exc:
-        return Dropped("malformed", f"bad address: {exc}")
-    return Ping(node_id, address)

@@ -60,7 +60,7 @@ class MulticastOptions(BaseModel):
 
 
 class MulticastDiscoveryPlugin:
-    """Entry point ``butter.discovery:multicast``: finds peers on the LAN with UDP multicast beacons (SPEC §3)."""
+    """Entry point ``butter.discovery:multicast``: finds peers on the LAN with UDP multicast beacons."""
 
     Options = MulticastOptions
 

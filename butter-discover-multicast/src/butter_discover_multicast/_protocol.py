@@ -1,6 +1,6 @@
 """The LAN beacon as a pure state machine: feed it time and datagrams, get datagrams and events out (sans-IO).
 
-Rules this module keeps (SPEC §3.3-3.4 with the §3.6 recommendations):
+Rules this module keeps (in prose: docs/protocol/multicast.md):
 
 * Two states. ``QUIET``: the node knows at least one host; it only listens. ``PINGING``: it knows nobody; it
   multicasts a :class:`~._messages.Ping` at once, then every ``interval`` seconds, each wait stretched by a

@@ -188,7 +188,7 @@ class MulticastDiscovery:
                 tg.start_soon(self._answer, event, in_flight)
 
     async def _answer(self, event: PeerFound, in_flight: anyio.Semaphore) -> None:
-        """Tell the lonely pinger about this node and a sample of its known hosts (SPEC §3.3 ``pong/``)."""
+        """Tell the lonely pinger about this node and a sample of its known hosts (the original's ``pong/``)."""
         try:
             log.debug("answering the ping of %s (%s)", event.node_id[:8], event.address)
             self.node.introduce([event.address])

@@ -1,4 +1,4 @@
-"""Peer Content Groups (SPEC §6): Butter's default persistence driver, entry point ``butter.persistence:pcg``.
+"""Peer Content Groups: Butter's default persistence driver, entry point ``butter.persistence:pcg``.
 
 Each stored item is kept by a small group of peers that heartbeat each other; the group's leader recruits
 when replicas are missing and sheds when there are too many. Select it with

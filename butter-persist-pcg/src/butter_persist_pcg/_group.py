@@ -1,26 +1,27 @@
-"""One Peer Content Group as a member sees it, sans-IO (SPEC §6.3 to §6.9).
+"""One Peer Content Group as a member sees it, sans-IO.
 
 Rules this class keeps:
 
 * A view maps node id -> (address, last heard), self included; time is the caller's clock in seconds.
-* A member not heard for ``timeout`` seconds is dropped (the report's localGroupView, SPEC §6.5); a member
+* A member not heard for ``timeout`` seconds is dropped (the report's localGroupView); a member
   that cannot be reached, or says it is not a member, is dropped at once.
 * Members learn of each other through heartbeats: a heartbeat lists the sender's view with the age of each
   entry, and a receiver adopts entries younger than ``timeout`` (so views converge and dead members are not
   resurrected by stale gossip). A member dropped for a reason (unreachable, left, shed, not a member) leaves
   a tombstone: gossip about it older than its departure is ignored until it is heard from directly.
-* State is cold (n < target), goldilocks (n = target) or hot (n > target) (SPEC §6.3).
-* The leader is the member with the highest node id in the view (SPEC §6.6 recommendation). Several members
+* State is cold (n < target), goldilocks (n = target) or hot (n > target).
+* The leader is the member with the highest node id in the view. Several members
   may briefly think they lead while views differ; recruiting and shedding are idempotent, so that only
   costs messages. A member that has just joined does not act as leader until it has had two heartbeat rounds
   to hear from the others (``settled_at``): otherwise every fresh recruit, seeing only part of the group,
   would recruit again.
 * The target is ``replicas`` plus one per ``popularity_hits`` hits in the current window over all members,
-  capped at ``max_replicas`` (SPEC §6.9 recommendation); it decays as the window slides.
+  capped at ``max_replicas``; it decays as the window slides.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from butter.capabilities import GroupState
@@ -72,7 +73,7 @@ class GroupView:
             member.hits = hits
         return False
 
-    def merge(self, entries: list[tuple[str, PeerAddress, float]], now: float, timeout: float) -> list[str]:
+    def merge(self, entries: Iterable[tuple[str, PeerAddress, float]], now: float, timeout: float) -> list[str]:
         """Adopt ``(node_id, address, age seconds)`` entries younger than ``timeout``; returns the new ids."""
         added = []
         for node_id, address, age in entries:

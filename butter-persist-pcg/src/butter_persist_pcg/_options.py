@@ -9,14 +9,14 @@ __all__ = ["PcgOptions"]
 
 class PcgOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    replicas: int = Field(3, ge=1, le=64, description="target replicas r per item (SPEC §6.3)")
-    heartbeat_interval: float = Field(2.0, gt=0, description="seconds between heartbeat rounds (SPEC §9.3)")
+    replicas: int = Field(3, ge=1, le=64, description="target replicas r per item")
+    heartbeat_interval: float = Field(2.0, gt=0, description="seconds between heartbeat rounds")
     member_timeout: float | None = Field(
         None, gt=0, description="seconds without a heartbeat before a member is dropped; default 2.5 intervals"
     )
-    palpitation: float = Field(0.1, ge=0, le=1, description="chance a round comes early, at random (SPEC §6.5)")
+    palpitation: float = Field(0.1, ge=0, le=1, description="chance a round comes early, at random")
     hot_ticks: int = Field(2, ge=1, description="rounds a group must stay hot before the leader sheds")
-    max_replicas: int = Field(8, ge=1, description="cap on the popularity-raised target (SPEC §6.9)")
+    max_replicas: int = Field(8, ge=1, description="cap on the popularity-raised target")
     popularity_hits: int = Field(20, ge=0, description="hits per window that add one replica; 0 disables")
     popularity_window: float = Field(60.0, gt=0, description="seconds over which hits are counted")
     heartbeat_timeout: float = Field(5.0, gt=0, description="seconds for one heartbeat or leave request")

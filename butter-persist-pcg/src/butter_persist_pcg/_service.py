@@ -52,7 +52,7 @@ COUNTERS = ("heartbeats_sent", "joins_sent", "joins_accepted", "sheds", "blocks_
 
 
 class PcgPersistence:
-    """A :class:`~butter.slots.Persistence` keeping each item in a Peer Content Group (SPEC §6).
+    """A :class:`~butter.slots.Persistence` keeping each item in a Peer Content Group.
 
     It offers four capabilities (:mod:`butter.capabilities`) to other plugins and tools:
 
@@ -97,7 +97,7 @@ class PcgPersistence:
             except Exception:
                 log.exception("heartbeat round failed; trying again next round")
             delay = self.options.heartbeat_interval
-            if self._rng.random() < self.options.palpitation:  # SPEC §6.5: an early, random heartbeat
+            if self._rng.random() < self.options.palpitation:  # a palpitation: an early, random heartbeat
                 delay = self._rng.uniform(0, delay)
             await anyio.sleep(delay)
 
@@ -118,7 +118,7 @@ class PcgPersistence:
         self.node.spawn(self._maintain, view)
 
     async def hand_off(self) -> None:
-        """Graceful exit (SPEC §1.7, §6.10): for each group, recruit a replacement outside the group, then
+        """Graceful exit: for each group, recruit a replacement outside the group, then
         tell the other members this node is leaving, so no group goes cold because of it."""
         if not self._groups:
             return
@@ -156,7 +156,7 @@ class PcgPersistence:
 
     async def tick(self) -> None:
         """One heartbeat round: expire silent members, heartbeat every peer we share a group with (one
-        message per peer), then let the leader of each group recruit or shed (SPEC §6.5 to §6.9)."""
+        message per peer), then let the leader of each group recruit or shed."""
         now = anyio.current_time()
         for view in self._groups.values():
             for gone in view.expire(now, self.timeout):
@@ -208,7 +208,7 @@ class PcgPersistence:
 
     async def _maintain(self, view: GroupView) -> None:
         """Recruit or shed for one group if this node leads it; one job per group at a time. A failure is
-        logged and the group is tried again next round: it never stops the node (SPEC §0.3 theme 4)."""
+        logged and the group is tried again next round: it never stops the node."""
         if not view.is_leader or view.content_id not in self._groups or anyio.current_time() < view.settled_at:
             return
         if view.content_id in self._busy:
@@ -234,7 +234,7 @@ class PcgPersistence:
         else:
             view.hot_ticks = 0
 
-    # -- recruitment (SPEC §6.7) and shedding (SPEC §6.8) -------------------------------------------------
+    # -- recruitment and shedding -------------------------------------------------
 
     def _candidates(self, view: GroupView) -> list[PeerInfo]:
         """Known hosts outside the group with room for the item, members' missing classes first, so
@@ -436,7 +436,7 @@ class PcgPersistence:
 
     @hookimpl
     def butter_block_served(self, node: NodeServices, block_id: str) -> None:
-        """Count a retrieval hit when this node serves the manifest of an item it keeps (SPEC §6.9)."""
+        """Count a retrieval hit when this node serves the manifest of an item it keeps."""
         if block_id in self._groups:
             self._hits[block_id].append(anyio.current_time())
         self._counts["blocks_served"] += 1

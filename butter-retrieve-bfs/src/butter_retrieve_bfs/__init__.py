@@ -1,8 +1,8 @@
-"""Retrieval by iterative random breadth-first search with TTL (SPEC §7): entry point ``butter.retrieval:bfs``.
+"""Retrieval by iterative random breadth-first search with TTL: entry point ``butter.retrieval:bfs``.
 
 A node looking for an item asks peers breadth-first, a random fraction of known hosts per hop, up to a hop
 limit (TTL), widening the search in rings when one fails; peers answer but never forward (the iterative model
-of SPEC §7.2). Peers also pull each other's digests (Bloom filters of the content ids they hold), so a search
+of the original's code). Peers also pull each other's digests (Bloom filters of the content ids they hold), so a search
 asks the likely holders first. Once a holder answers, the manifest and the blocks are fetched in parallel
 from every holder it names, each verified. Select it with ``BUTTER_RETRIEVAL__DRIVER=bfs`` (the default
 once installed).

@@ -1,4 +1,4 @@
-"""A Bloom filter of content ids: the compact digest of what a node holds (SPEC §4.2, §7.7 future work).
+"""A Bloom filter of content ids: the compact digest of what a node holds (the report's future work).
 
 Bloom (1970), sized as usual: ``m = ⌈-n ln p / (ln 2)²⌉`` bits and ``k = round(m / n · ln 2)`` hash functions
 for ``n`` ids at false-positive rate ``p``. Content ids are already SHA-256 digests, so the ``k`` bit

@@ -1,6 +1,6 @@
 """Digests of what peers hold: this node's own (served on ``bfs-digest``) and the ones it pulled from its known
-hosts, used to name likely holders in searches (SPEC §4.2's proposed "digest of the information a peer
-hosts", §7.7's informed search). Pure bookkeeping, no I/O."""
+hosts, used to name likely holders in searches (the report's proposed "digest of the information a
+peer hosts", for informed search). Pure bookkeeping, no I/O."""
 
 from __future__ import annotations
 

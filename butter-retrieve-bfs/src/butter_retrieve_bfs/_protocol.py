@@ -1,6 +1,6 @@
 """BFS query handling, sans-IO: the answering side (:class:`QueryHandler`) and the asking side (:class:`Search`).
 
-Rules these classes keep (SPEC §7.2 iterative model, §7.4 RBFS with its recommendation, §7.7 hints):
+Rules these classes keep (iterative model, random BFS, digest hints; in prose: docs/protocol/bfs.md):
 
 * **Iterative.** The querier asks each node itself; a node answers and never forwards. A node that holds the
   item answers :class:`~._messages.Hit` with the other holders it knows; one that does not answers

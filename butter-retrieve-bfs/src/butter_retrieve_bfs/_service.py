@@ -44,7 +44,7 @@ DIGEST_REBUILD = 1.0  # seconds: this node's own digest is rebuilt at most this 
 
 
 class BfsRetrieval:
-    """A :class:`~butter.slots.Retrieval` by iterative random breadth-first search (SPEC §7.2, §7.4).
+    """A :class:`~butter.slots.Retrieval` by iterative random breadth-first search.
 
     * ``last_query``: the :class:`QueryStats` of the last retrieval that ended (``None`` before any).
     * ``totals``: counters since start (:class:`RetrievalTotals`), digest pulls included.

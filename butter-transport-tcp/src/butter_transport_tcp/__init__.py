@@ -3,8 +3,8 @@ TLS 1.3 with the nodes' Ed25519 identities.
 
 Entry point ``butter.transport:tcp`` (:class:`TcpTransportPlugin`); the node builds a :class:`TcpTransport`
 from its settings and the driver's :class:`TcpOptions`. The wire format is :mod:`butter.wire` and the rules
-of a connection :mod:`butter.channel` (DESIGN "Wire", SPEC §2); this package only moves their frames over
-sockets. :class:`SecureChannel` is the secure-channel step on its own, for any connected byte stream.
+of a connection :mod:`butter.channel`; this package only moves their frames over sockets.
+:class:`SecureChannel` is the secure-channel step on its own, for any connected byte stream.
 """
 
 from ._options import TcpOptions as TcpOptions

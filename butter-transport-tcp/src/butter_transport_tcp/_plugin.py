@@ -1,4 +1,4 @@
-"""The ``tcp`` driver of slot ``transport`` (entry point ``butter.transport:tcp``, DESIGN "Slots and plugins")."""
+"""The ``tcp`` driver of slot ``transport`` (entry point ``butter.transport:tcp``)."""
 
 from __future__ import annotations
 

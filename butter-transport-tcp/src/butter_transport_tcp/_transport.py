@@ -1,4 +1,4 @@
-""":class:`TcpTransport`: Butter's wire (DESIGN "Wire", SPEC §2) over TCP, with a pooled, multiplexed client.
+""":class:`TcpTransport`: Butter's wire (:mod:`butter.wire`) over TCP, with a pooled, multiplexed client.
 
 Model:
 

@@ -1,4 +1,4 @@
-"""Wider discovery for Butter across subnetworks and NAT (SPEC §5): entry point ``butter.discovery:ambassador``.
+"""Wider discovery for Butter across subnetworks and NAT: entry point ``butter.discovery:ambassador``.
 
 An **ambassador** is an ordinary, publicly reachable node run with ``serve = true``: it flags itself in its
 host-quality record, tells nodes the address it sees them at and whether it can dial them back, keeps a

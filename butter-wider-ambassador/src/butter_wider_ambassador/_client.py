@@ -30,7 +30,7 @@ import anyio
 from anyio.abc import SocketStream, TaskGroup, TaskStatus
 
 from butter.capabilities import OutgoingAdoption
-from butter.errors import ButterError, PeerUnreachable, ProtocolError
+from butter.errors import ButterError, PeerUnreachable
 from butter.peers import PeerAddress, PeerInfo
 from butter.wire import decode_payload
 
@@ -48,6 +48,7 @@ from ._messages import (
     PunchReady,
     Reserve,
     Reserved,
+    ServiceInfo,
     Welcome,
 )
 from ._punch import simultaneous_open
@@ -175,14 +176,8 @@ class AmbassadorClient:
     async def _service(self, ambassador: PeerAddress) -> PeerAddress:
         service = self._services.get(ambassador)
         if service is None:
-            reply = decode_payload(
-                await self.node.request(ambassador, "ambassador", b"", timeout=self.options.exchange_timeout),
-                self.node.settings.max_frame,
-            )
-            port = reply.get("service") if isinstance(reply, dict) else None
-            if not isinstance(port, int) or not 0 < port < 65536:
-                raise ProtocolError(f"{ambassador} gave no service port")
-            service = self._services[ambassador] = PeerAddress(ambassador.host, port)
+            reply = await self.node.request(ambassador, "ambassador", b"", timeout=self.options.exchange_timeout)
+            service = self._services[ambassador] = PeerAddress(ambassador.host, ServiceInfo.decode(reply).port)
         return service
 
     async def _hello(self, ambassador: PeerAddress) -> None:

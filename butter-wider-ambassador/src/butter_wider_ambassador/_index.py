@@ -1,4 +1,4 @@
-"""The ambassador's index of reachable peers, per subnetwork: bounded and expiring (SPEC §5.3), sans-IO.
+"""The ambassador's index of reachable peers, per subnetwork: bounded and expiring, sans-IO.
 
 Rules it keeps:
 

@@ -110,7 +110,7 @@ class AmbassadorDiscovery:
 
 
 class AmbassadorPlugin:
-    """Entry point ``butter.discovery:ambassador``: wider discovery through ambassadors (SPEC §5)."""
+    """Entry point ``butter.discovery:ambassador``: wider discovery through ambassadors."""
 
     Options = AmbassadorOptions
 

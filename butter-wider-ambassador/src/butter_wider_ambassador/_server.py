@@ -1,5 +1,5 @@
 """The ambassador role: a publicly reachable node that introduces peers across subnetworks, tells nodes how
-they look from outside, relays for the unreachable ones and coordinates hole punches (SPEC §5.3, redone).
+they look from outside, relays for the unreachable ones and coordinates hole punches (the original's design, redone).
 
 It sets the ``ambassador`` flag of the node's host-quality record, registers route ``ambassador`` (reply
 ``{"service": port}``: where its service port is) and serves the :mod:`._messages` protocol there:
@@ -38,7 +38,7 @@ from anyio.abc import ByteStream, SocketListener, TaskGroup, TaskStatus
 
 from butter.errors import NETWORK_ERRORS, ButterConfigError, ButterError, map_exceptions
 from butter.peers import PeerAddress, PeerInfo
-from butter.wire import decode_payload, encode_payload
+from butter.wire import decode_payload
 
 from ._index import PeerIndex, subnet_key
 from ._io import WILDCARD, Channel, remote_address, splice
@@ -56,6 +56,7 @@ from ._messages import (
     Refused,
     Reserve,
     Reserved,
+    ServiceInfo,
     Welcome,
 )
 
@@ -195,7 +196,7 @@ class AmbassadorService:
     async def _serve_info(self, request: RouteRequest) -> bytes:
         """Route ``ambassador``: where this ambassador's service port is (``{"service": port}``)."""
         assert self.service is not None
-        return encode_payload({"service": self.service.port})
+        return ServiceInfo(self.service.port).encode()
 
     # -- one service connection ---------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """UPnP IGD port mapping with ``miniupnpc`` (optional: ``pip install butter-wider-ambassador[upnp]``).
 
-The original mapped a hard-coded port for 5 s and exited on any error (SPEC §5.2, §10.4 item 11). Here the
+The original mapped a hard-coded port for 5 s and exited on any error. Here the
 node maps *its own* listening port (TCP, same external port) when an ambassador says it is not reachable,
 and removes the mapping when it leaves. Everything that can go wrong (``miniupnpc`` not installed, no
 gateway answering the SSDP search, the gateway refusing) is logged and the node goes on without a mapping:

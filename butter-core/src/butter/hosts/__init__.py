@@ -1,4 +1,4 @@
-"""Known-host management (SPEC §4): the default ``diversity`` driver and its sans-IO optimiser."""
+"""Known-host management: the default ``diversity`` driver and its sans-IO optimiser."""
 
 from ._diversity import CLASS_NAMES as CLASS_NAMES
 from ._diversity import Decision as Decision

@@ -1,13 +1,13 @@
-"""The diversity optimiser, sans-IO: which candidate to admit and which host to evict (SPEC §4.5, §4.6).
+"""The diversity optimiser, sans-IO: which candidate to admit and which host to evict.
 
-Rules, in order (the report's design made to work, SPEC §4.6 "Recommendation"):
+Rules, in order (the report's design made to work):
 
 1. A host already known is not admitted twice.
 2. Below capacity, every candidate is admitted (greedy).
 3. At capacity, a host that would otherwise be unknown to the network (it reports ``known_hosts == 0`` or
-   ``known_by == 0``) is admitted, evicting a host that others know too (SPEC §4.1: nobody is left unknown).
+   ``known_by == 0``) is admitted, evicting a host that others know too (nobody is left unknown).
 4. With probability ``random_factor`` a candidate is admitted at random, evicting a random host that others
-   know too (SPEC §4.6 rule 4, for global diversity).
+   know too (for global diversity).
 5. Otherwise hosts are put in 2³ = 8 classes (uptime, available storage, known hosts; "high" means ≥ the mean
    over the list plus the candidate). A candidate is admitted, evicting a random member of a most populated
    class, only when that makes the histogram strictly flatter: its class has at least two members fewer
@@ -16,8 +16,8 @@ Rules, in order (the report's design made to work, SPEC §4.6 "Recommendation"):
 
 Eviction never picks a host whose last record says ``known_by <= 1``, i.e. known by this node alone, when
 it can be avoided: evicting it would orphan it. This is what turns the three-nodes, capacity-1 edge case
-(SPEC §4.7) into the ring A→B→C→A instead of leaving one node unknown. The histogram is recomputed from
-scratch for every decision (the original's incremental counters drifted and underflowed, SPEC §10.4).
+into the ring A→B→C→A instead of leaving one node unknown. The histogram is recomputed from
+scratch for every decision (the original's incremental counters drifted and underflowed).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _means(qualities: Sequence[HostQuality]) -> tuple[float, float, float]:
 
 
 def classify(quality: HostQuality, means: tuple[float, float, float]) -> int:
-    """Class index 0..7 (``CLASS_NAMES[index]``); a value equal to the mean counts as high (SPEC §4.9)."""
+    """Class index 0..7 (``CLASS_NAMES[index]``); a value equal to the mean counts as high."""
     uptime, storage, known = means
     return (
         (0 if quality.uptime >= uptime else 4)

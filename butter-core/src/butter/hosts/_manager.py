@@ -1,16 +1,16 @@
-"""The ``diversity`` host manager: a bounded known-host list kept diverse, fresh and exchanged (SPEC §4).
+"""The ``diversity`` host manager: a bounded known-host list kept diverse, fresh and exchanged.
 
 * Capacity: the known-host share of the memory budget (:func:`butter.settings.budget_split`: 8,947 hosts at
-  512 MiB, SPEC §1.3), or the ``capacity`` option.
+  512 MiB), or the ``capacity`` option.
 * Admission: :func:`butter.hosts.decide`. A candidate is asked for its quality record first; one that does
-  not answer is not admitted (the original admitted it with an all-zero record, SPEC §10.4 item 10).
+  not answer is not admitted (the original admitted it with an all-zero record).
 * Refresh (every ``refresh_interval`` s, with jitter): every known host is asked for its quality record;
-  one that fails ``max_failures`` times in a row is removed (SPEC §4.4). These polls are what lets a host
+  one that fails ``max_failures`` times in a row is removed. These polls are what lets a host
   count how many peers know it (``known_by``).
 * Exchange (every ``exchange_interval`` s): one random known host gets this node's record and a sample of
   its list on route ``known-hosts`` and answers with a sample of its own, which is offered for admission
-  (SPEC §4.8, made a periodic two-way gossip). A node that nobody polls (``known_by == 0``) also introduces
-  itself to the hosts in that answer, so it gets known (SPEC §4.1).
+  (a periodic two-way gossip). A node that nobody polls (``known_by == 0``) also introduces
+  itself to the hosts in that answer, so it gets known.
 * Hosts found dead by other modules are removed through :meth:`DiversityHostManager.report_dead`.
 
 The driver serves its own protocol, routes ``host-quality`` and ``known-hosts`` (:mod:`._protocol`), and
@@ -55,9 +55,9 @@ LONELY_INTRODUCTIONS = 4  # hosts a node nobody holds introduces itself to after
 class DiversityOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     capacity: int | None = Field(None, ge=1, description="hosts kept; unset: from the memory budget")
-    refresh_interval: float = Field(10.0, gt=0, description="seconds between quality refreshes (SPEC §4.4)")
+    refresh_interval: float = Field(10.0, gt=0, description="seconds between quality refreshes")
     exchange_interval: float = Field(10.0, gt=0, description="seconds between known-host exchanges")
-    random_factor: float = Field(0.1, ge=0, le=1, description="probability of a random admission (SPEC §4.6)")
+    random_factor: float = Field(0.1, ge=0, le=1, description="probability of a random admission")
     max_failures: int = Field(1, ge=1, description="failed refreshes in a row before a host is removed")
     quality_timeout: float = Field(3.0, gt=0, description="seconds to wait for a quality record")
     exchange_timeout: float = Field(3.0, gt=0, description="seconds to wait for one known-hosts exchange")
@@ -144,7 +144,7 @@ class DiversityHostManager:
             task_status.started()
 
     async def refresh(self) -> None:
-        """Ask every known host for its quality record; remove the ones that keep failing (SPEC §4.4)."""
+        """Ask every known host for its quality record; remove the ones that keep failing."""
 
         async def one(address: PeerAddress) -> None:
             info = await self._fetch(address, holds=True)
@@ -163,7 +163,7 @@ class DiversityHostManager:
                 tg.start_soon(one, address)
 
     async def exchange(self) -> None:
-        """Swap samples of known hosts with one random known host (SPEC §4.8)."""
+        """Swap samples of known hosts with one random known host."""
         if not self._hosts:
             return
         partner = self._rng.choice(list(self._hosts.values()))

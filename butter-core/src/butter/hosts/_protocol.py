@@ -1,4 +1,4 @@
-"""The ``diversity`` driver's protocol: routes ``host-quality`` and ``known-hosts`` (SPEC §4.2, §4.8).
+"""The ``diversity`` driver's protocol: routes ``host-quality`` and ``known-hosts``.
 
 * ``host-quality``, body optional ``{"id": node id, "holds": bool, "hold_timeout": seconds}``; reply: the
   node's :class:`~butter.peers.PeerInfo`. A caller naming its ``id`` with ``holds: true`` says it keeps
@@ -7,7 +7,7 @@
   eviction; the default) it stops counting at once. An empty body is a plain probe.
 * ``known-hosts``, body optional ``{"from": PeerInfo, "sample": [PeerInfo]}``; reply
   ``{"sample": [PeerInfo]}``, up to 16 random known hosts. The caller and its sample (at most 16 entries
-  are read) are introduced to host management in the background (SPEC §4.8, made a two-way exchange).
+  are read) are introduced to host management in the background.
 
 An authenticated caller whose ``id`` (or ``from``) names another node is refused (``sender-mismatch``), so
 it can neither count as others nor release their holds. Both halves of the protocol live here: the

@@ -1,4 +1,4 @@
-"""Local block stores (DESIGN "Storage", SPEC §6.13): ``memory`` (default) and ``sqlite`` (durable).
+"""Local block stores : ``memory`` (default) and ``sqlite`` (durable).
 
 Every store implements :class:`BlockStore`: it verifies blocks against their addresses when they go in and
 when they come out, and it counts capacity, ``used`` and ``free`` in bytes of block data, never letting

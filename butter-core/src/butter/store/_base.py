@@ -1,6 +1,6 @@
 """The :class:`BlockStore` protocol every local block store implements, and checks they share.
 
-A block store keeps blocks (SPEC §6.2) on this node, bounded by a capacity in bytes (SPEC §6.13, counted in
+A block store keeps blocks on this node, bounded by a capacity in bytes (counted in
 bytes of block data and never allowed to wrap). It verifies every block on the way in and on the way out,
 and does no reference counting: which blocks to keep is the persistence layer's decision.
 """

@@ -1,5 +1,5 @@
 """The ``memory`` block store (the default): a dict bounded by a capacity in bytes. Nothing survives the
-process; use ``sqlite`` for durability (DESIGN "Storage")."""
+process; use ``sqlite`` for durability."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ __all__ = ["open_store"]
 
 
 def open_store(settings: StoreSettings, *, data_dir: Path | None, default_capacity: int) -> BlockStore:
-    """Open the block store ``settings.driver`` names (DESIGN "Storage").
+    """Open the block store ``settings.driver`` names.
 
     * ``capacity``: ``settings.capacity`` bytes, or ``default_capacity`` bytes when unset.
     * ``memory``: an in-process dict; nothing survives the process.

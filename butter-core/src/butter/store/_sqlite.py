@@ -1,4 +1,4 @@
-"""The ``sqlite`` block store: durable across restarts and across the process being killed (DESIGN "Storage").
+"""The ``sqlite`` block store: durable across restarts and across the process being killed.
 
 One table, ``blocks(address TEXT PRIMARY KEY, data BLOB NOT NULL)``, in a database in WAL mode. Each ``put``
 is its own transaction, committed before ``put`` returns.
@@ -9,7 +9,7 @@ the ``synchronous`` setting; SQLite's documentation states this ("transactions a
 application crashes regardless of the synchronous setting or journal mode"). ``synchronous=NORMAL`` (the
 default here) skips the fsync at each commit, so an operating-system crash or power loss may roll back the
 last commits (the database stays consistent). ``synchronous=FULL`` fsyncs the WAL at every commit and
-survives those too, at the cost of one fsync per block. Blocks are replicated on peers (SPEC §6.3), so
+survives those too, at the cost of one fsync per block. Blocks are replicated on peers, so
 NORMAL is the default.
 
 sqlite3 calls block, so each runs in a worker thread (``anyio.to_thread.run_sync``) under a

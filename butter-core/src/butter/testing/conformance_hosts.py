@@ -1,5 +1,4 @@
-"""The host-manager conformance kit: checks every :class:`butter.slots.HostManager` driver must pass (SPEC §4,
-DESIGN "Testing tiers" 2).
+"""The host-manager conformance kit: checks every :class:`butter.slots.HostManager` driver must pass.
 
 The kit starts real nodes on a private :class:`~butter.testing.MemoryNetwork`, all running the driver under
 test (selected by its entry-point name), with no discovery, persistence or retrieval, and offers the first

@@ -1,5 +1,4 @@
-"""The persistence conformance kit: checks every :class:`butter.slots.Persistence` driver must pass (SPEC §6,
-DESIGN "Testing tiers" 2).
+"""The persistence conformance kit: checks every :class:`butter.slots.Persistence` driver must pass.
 
 The kit builds the overlay itself, as the retrieval kit does (its :class:`~.conformance_retrieval.Overlay`):
 ``size`` real nodes on a private :class:`~butter.testing.MemoryNetwork`, every one knowing every other (the

@@ -1,5 +1,5 @@
-"""The retrieval conformance kit: checks every :class:`butter.slots.Retrieval` driver must pass (SPEC §7,
-DESIGN "Testing tiers" 2), like ``trio.testing.check_two_way_stream`` for streams.
+"""The retrieval conformance kit: checks every :class:`butter.slots.Retrieval` driver must pass,
+like ``trio.testing.check_two_way_stream`` for streams.
 
 The kit builds the overlay itself: real nodes on a private :class:`~butter.testing.MemoryNetwork`, the
 driver under test selected by its entry-point name (so it is loaded exactly as a user's setting would load

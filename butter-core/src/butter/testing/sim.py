@@ -1,9 +1,9 @@
 """A churn simulator: hundreds to thousands of real nodes in one process, on the memory transport, under a
-virtual clock (DESIGN "Testing tiers" 4; the testbed of SPEC §9.1 to §9.4, made reproducible).
+virtual clock (the report's churn testbed, made reproducible).
 
 Every node runs the real protocol code (host management, persistence). Time is virtual: run it on trio with
 ``trio.testing.MockClock(autojump_threshold=0)`` (see :func:`run_churn_sync`), and a 30-second churn
-takes only as long as the CPU needs. The churn model is the original harness's (SPEC §9.2): each second every
+takes only as long as the CPU needs. The churn model is the original harness's: each second every
 node past its ``grace`` period dies with probability ``death_rate``, abruptly and with its data; a
 replacement node (storing nothing) starts so the population stays at ``nodes``.
 

@@ -21,10 +21,11 @@ from anyio.abc import TaskStatus
 
 from butter import RouteRequest
 from butter.blocks import aiter_assemble, is_block_id, load_manifest
-from butter.errors import BlockCorrupted, ButterError, ItemNotFound, ProtocolError
+from butter.errors import BlockCorrupted, ButterError, ItemNotFound
 from butter.peers import PeerAddress
 from butter.slots import NodeServices
-from butter.wire import decode_payload, encode_payload
+
+from ._messages import QUERY_ID_BYTES, FloodAnswer, FloodQuery
 
 __all__ = ["ROUTE_FLOOD", "FloodRetrieval"]
 
@@ -98,7 +99,7 @@ class FloodRetrieval:
         """An address holding ``content_id``: this node's, or the first found by flooding."""
         if await self.node.blocks.has(content_id):
             return self.node.address
-        query_id = os.urandom(16)
+        query_id = os.urandom(QUERY_ID_BYTES)
         self._remember(query_id)
         return await self._flood(query_id, content_id, self.ttl)
 
@@ -107,16 +108,15 @@ class FloodRetrieval:
     async def _flood(self, query_id: bytes, content_id: str, ttl: int) -> PeerAddress | None:
         """Ask every known host at once; the first holder named wins and the other requests are cancelled."""
         found: list[PeerAddress] = []
-        body = encode_payload({"q": query_id, "cid": content_id, "ttl": ttl})
+        body = FloodQuery(query_id, content_id, ttl).encode()
 
         async with anyio.create_task_group() as tg:
 
             async def ask(peer: PeerAddress) -> None:
                 try:
-                    reply = decode_payload(await self.node.request(
-                        peer, ROUTE_FLOOD, body, timeout=self.hop_timeout * (ttl + 1)))
-                    holder = PeerAddress.from_wire(reply.get("holder")) if isinstance(reply, dict) else None
-                except (ButterError, ValueError):  # unreachable, timed out, refused, or a malformed reply
+                    holder = FloodAnswer.decode(await self.node.request(
+                        peer, ROUTE_FLOOD, body, timeout=self.hop_timeout * (ttl + 1))).holder
+                except ButterError:  # unreachable, timed out, refused, or a malformed reply (ProtocolError)
                     return
                 if holder is not None:
                     found.append(holder)
@@ -128,20 +128,17 @@ class FloodRetrieval:
 
     async def _serve(self, request: RouteRequest) -> bytes:
         """Route ``flood-query``: reply ``{"holder": [host, port]}`` or ``{"holder": None}``."""
-        query = decode_payload(request.body, self.node.settings.max_frame)
-        if not (isinstance(query, dict) and isinstance(query.get("q"), bytes) and is_block_id(query.get("cid"))
-                and isinstance(query.get("ttl"), int) and 0 <= query["ttl"] <= 16):
-            raise ProtocolError('flood-query body must be {"q": bytes, "cid": hex, "ttl": 0..16}')
-        if query["q"] in self._seen:
-            return encode_payload({"holder": None})
-        self._remember(query["q"])
+        query = FloodQuery.decode(request.body)  # ProtocolError (bad-request) on a malformed body
+        if query.query_id in self._seen:
+            return FloodAnswer().encode()
+        self._remember(query.query_id)
         self._answered += 1
         holder: PeerAddress | None = None
-        if await self.node.blocks.has(query["cid"]):
+        if await self.node.blocks.has(query.content_id):
             holder = self.node.address
-        elif query["ttl"] > 0:
-            holder = await self._flood(query["q"], query["cid"], query["ttl"] - 1)
-        return encode_payload({"holder": holder.to_wire() if holder else None})
+        elif query.ttl > 0:
+            holder = await self._flood(query.query_id, query.content_id, query.ttl - 1)
+        return FloodAnswer(holder).encode()
 
     def _remember(self, query_id: bytes) -> None:
         self._seen[query_id] = None
