@@ -55,7 +55,7 @@ BUTTER = [
 ]
 
 PLUGINS = {
-    "butter_transport_tcp": ["SecureChannel", "TcpStats", "TcpTransport", "TcpTransportPlugin"],
+    "butter_transport_tcp": ["SecureChannel", "TcpOptions", "TcpStats", "TcpTransport", "TcpTransportPlugin"],
     "butter_persist_pcg": ["GroupView", "PcgOptions", "PcgPersistence", "PcgPersistencePlugin"],
     "butter_retrieve_bfs": [
         "ROUTE_DIGEST",
@@ -116,9 +116,7 @@ PLUGINS = {
         "IndexEntry",
         "Introduction",
         "LimitExceeded",
-        "Malformed",
         "Message",
-        "MessageDecoder",
         "Open",
         "PeerIndex",
         "Ping",
@@ -136,6 +134,7 @@ PLUGINS = {
         "Reserved",
         "Welcome",
         "connect",
+        "decode_message",
         "encode_message",
         "map_port",
         "simultaneous_open",

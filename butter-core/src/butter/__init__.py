@@ -8,9 +8,9 @@ What is public (trio's rule): this package's names, and the modules whose names 
 underscore. An application needs only ``butter``: the node, its settings, peers, identity, and every error
 the API raises. A plugin author also imports the plugin modules: :mod:`butter.slots` (the slot protocols,
 :class:`~butter.slots.NodeServices`, :data:`~butter.slots.EventName`), :mod:`butter.capabilities`,
-:mod:`butter.hookspecs`, :mod:`butter.codec`, :mod:`butter.wire`, :mod:`butter.blocks`, :mod:`butter.store`,
-:mod:`butter.hosts` and the kits of :mod:`butter.testing`. Modules named ``_*`` are implementation: they
-change without notice, and plugins may not import them (import-linter checks it in CI).
+:mod:`butter.hookspecs`, :mod:`butter.codec`, :mod:`butter.wire`, :mod:`butter.channel`, :mod:`butter.blocks`,
+:mod:`butter.store`, :mod:`butter.hosts` and the kits of :mod:`butter.testing`. Modules named ``_*`` are
+implementation: they change without notice, and plugins may not import them (import-linter checks it in CI).
 
 The names are imported on first use (PEP 562), so that ``import butter`` and the ``butter`` command start
 quickly; ``from butter import open_node`` imports the node and what it needs at that moment.
