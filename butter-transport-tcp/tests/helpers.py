@@ -19,7 +19,7 @@ from butter.settings import ButterSettings
 from butter.slots import Dispatcher
 from butter.testing.conformance import echo_dispatcher
 from butter.wire import Event, FrameDecoder
-from butter_transport_tcp import TcpOptions, TcpTransport
+from butter_transport_tcp import Network, TcpOptions, TcpTransport
 
 LOOPBACK = "127.0.0.1"
 
@@ -79,3 +79,16 @@ async def read_events(stream: SocketStream, count: int, max_frame: int = 1 << 20
         decoder.feed(await stream.receive())
         events.extend(decoder.events())
     return events
+
+
+async def connect_plain(port: int, *, local_host: str | None = None, network_id: str = "butter") -> SocketStream:
+    """A raw client connection to a plaintext transport on 127.0.0.1:``port``, past the network check (as
+    network ``network_id``, no key): frames of our choosing may follow."""
+    stream = await anyio.connect_tcp(LOOPBACK, port, local_host=local_host)
+    await Network(network_id).exchange(stream, server=False)
+    return stream
+
+
+async def accept_plain(stream: SocketStream, *, network_id: str = "butter") -> None:
+    """Pass a plaintext client's network check as the server of a raw ``stream`` (network ``network_id``)."""
+    await Network(network_id).exchange(stream, server=True)

@@ -15,7 +15,7 @@ from butter.peers import PeerAddress
 from butter.wire import FrameDecoder, Request, encode_payload
 from butter_transport_tcp import TcpTransport
 
-from .helpers import LOOPBACK, header, serving, tcp_transport, unused_port
+from .helpers import LOOPBACK, accept_plain, header, serving, tcp_transport, unused_port
 
 pytestmark = pytest.mark.anyio
 
@@ -120,6 +120,7 @@ async def raw_server() -> tuple[anyio.abc.SocketListener, PeerAddress]:
 async def test_peer_closing_the_connection_fails_pending_requests_at_once() -> None:
     async def read_then_hang_up(stream: SocketStream) -> None:
         async with stream:
+            await accept_plain(stream)
             await stream.receive()  # the requests arrived; leave without answering
 
     with anyio.fail_after(10):
@@ -137,6 +138,7 @@ async def test_peer_closing_the_connection_fails_pending_requests_at_once() -> N
 async def test_malformed_reply_is_a_remote_protocol_error() -> None:
     async def answer_badly(stream: SocketStream) -> None:
         async with stream:
+            await accept_plain(stream)
             decoder = FrameDecoder()
             while not (events := decoder.events()):
                 decoder.feed(await stream.receive())
@@ -199,6 +201,7 @@ async def test_a_peer_that_never_reads_holds_back_writers_with_bounded_memory() 
 
     async def never_read(stream: SocketStream) -> None:
         async with stream:
+            await accept_plain(stream)
             await anyio.sleep(30)
 
     with anyio.fail_after(15):

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.anyio
 
 def test_public_api_is_pinned() -> None:
     assert butter_transport_tcp.__all__ == [
-        "SecureChannel", "TcpOptions", "TcpStats", "TcpTransport", "TcpTransportPlugin"
+        "Network", "NetworkRefused", "SecureChannel", "TcpOptions", "TcpStats", "TcpTransport", "TcpTransportPlugin"
     ]
     transport = TcpTransport(ButterSettings(host="127.0.0.1", port=0))
     assert isinstance(transport, Transport)

@@ -22,7 +22,7 @@ from butter import Identity
 from butter.errors import PeerIdentityMismatch, PeerUnreachable
 from butter.peers import PeerAddress
 from butter.wire import Reply, Request, encode
-from butter_transport_tcp import SecureChannel, TcpTransport
+from butter_transport_tcp import Network, SecureChannel, TcpTransport
 from butter_transport_tcp._secure import _ISSUER_CERT, _ISSUER_KEY, _NOT_AFTER, _NOT_BEFORE, peer_node_id
 
 from .helpers import LOOPBACK, read_events, serving, tcp_transport
@@ -226,6 +226,7 @@ async def test_a_raw_secure_client_speaks_frames_over_the_channel() -> None:
             raw = await anyio.connect_tcp(LOOPBACK, address.port)
             stream, peer = await channel.secure_client(raw, server.node_id)
             assert peer == server.node_id
+            await Network("butter").exchange(stream, server=False)
             async with stream:
                 await stream.send(encode(Request(5, "echo", b"over tls")))
                 assert await read_events(stream, 1) == [Reply(5, b"over tls")]  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from butter.testing.conformance import echo_dispatcher
 from butter.wire import Reply, Request, encode, encode_payload
 from butter_transport_tcp import TcpTransport
 
-from .helpers import LOOPBACK, header, read_events, serving, tcp_transport, unused_port
+from .helpers import LOOPBACK, connect_plain, header, read_events, serving, tcp_transport, unused_port
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +51,7 @@ async def test_garbage_gets_error_replies_and_the_connection_goes_on() -> None:
     with anyio.fail_after(10):
         server = transport()
         async with serving(server) as address:
-            async with await anyio.connect_tcp(LOOPBACK, address.port) as raw:
+            async with await connect_plain(address.port) as raw:
                 await raw.send(header(5) + b"\xc1\xc1\xc1\xc1\xc1")  # 0xc1 is never valid msgpack
                 await raw.send(header(1) + b"\x01")  # valid msgpack, but not a map
                 await raw.send(header(3) + b"\x81\xa1x")  # truncated map inside a whole frame
@@ -74,7 +74,7 @@ async def test_text_garbage_is_refused_as_an_oversized_frame() -> None:
     with anyio.fail_after(10):
         server = transport()
         async with serving(server) as address:
-            async with await anyio.connect_tcp(LOOPBACK, address.port) as raw:
+            async with await connect_plain(address.port) as raw:
                 await raw.send(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n")  # "GET " reads as a ~1.2 GB length
                 assert error_of((await read_events(raw, 1))[0]) == (0, "frame-too-large")
             await assert_still_serving(address)
@@ -84,7 +84,7 @@ async def test_truncated_frame_then_disconnect() -> None:
     with anyio.fail_after(10):
         server = transport()
         async with serving(server) as address:
-            async with await anyio.connect_tcp(LOOPBACK, address.port) as raw:
+            async with await connect_plain(address.port) as raw:
                 await raw.send(header(100) + b"only ten b")
             await assert_still_serving(address)
             while server.open_connections:  # both clients left; the server let go of their connections
@@ -96,7 +96,7 @@ async def test_100_mib_header_is_refused_at_once_without_buffering() -> None:
     with anyio.fail_after(10):
         server = transport()
         async with serving(server) as address:
-            async with await anyio.connect_tcp(LOOPBACK, address.port) as raw:
+            async with await connect_plain(address.port) as raw:
                 await raw.send(header(100 * 1024 * 1024) + b"x" * 1000)
                 # The error arrives before the body was sent: the frame is judged by its header.
                 assert error_of((await read_events(raw, 1))[0]) == (0, "frame-too-large")
@@ -109,7 +109,7 @@ async def test_100_mib_header_is_refused_at_once_without_buffering() -> None:
 async def test_oversized_frame_is_skipped_and_the_connection_goes_on() -> None:
     with anyio.fail_after(10):
         server = transport()
-        async with serving(server) as address, await anyio.connect_tcp(LOOPBACK, address.port) as raw:
+        async with serving(server) as address, await connect_plain(address.port) as raw:
             big = 4 * SMALL
             await raw.send(header(big) + b"z" * big + encode(Request(3, "reverse", b"abc")))
             first, second = await read_events(raw, 2)
@@ -120,7 +120,7 @@ async def test_oversized_frame_is_skipped_and_the_connection_goes_on() -> None:
 async def test_requests_are_answered_after_the_client_half_closes() -> None:
     with anyio.fail_after(10):
         server = transport()
-        async with serving(server) as address, await anyio.connect_tcp(LOOPBACK, address.port) as raw:
+        async with serving(server) as address, await connect_plain(address.port) as raw:
             await raw.send(encode(Request(1, "slow", b"0.2")) + encode(Request(2, "echo", b"e")))
             await raw.send_eof()
             events = await read_events(raw, 2)
@@ -166,13 +166,13 @@ async def test_connection_cap_refuses_extra_incoming_connections() -> None:
     with anyio.fail_after(10):
         server = transport(max_connections=2)
         async with serving(server) as address:
-            first = await anyio.connect_tcp(LOOPBACK, address.port)
-            second = await anyio.connect_tcp(LOOPBACK, address.port)
+            first = await connect_plain(address.port)
+            second = await connect_plain(address.port)
             async with first, second:
                 for i, raw in enumerate((first, second), start=1):
                     await raw.send(encode(Request(i, "echo", b"in")))
                     assert await read_events(raw, 1) == [Reply(i, b"in")]
-                async with await anyio.connect_tcp(LOOPBACK, address.port) as third:
+                async with await connect_plain(address.port) as third:
                     await third.send(encode(Request(3, "echo", b"over the cap")))
                     with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
                         await read_events(third, 1)

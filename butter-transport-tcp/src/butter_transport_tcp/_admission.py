@@ -1,21 +1,37 @@
-"""Admission of incoming connections: the caps, the accept loop and the inbound handshake.
+"""Admission of incoming connections: the budgets, the accept loop, the inbound handshake and eviction.
 
-* Incoming connections are capped before any work is done for them: in total with outgoing ones
-  (``max_connections``), on their own (``max_inbound``) and per IP address (``max_inbound_per_ip``). A
-  connection over a cap is closed at once, counted in :class:`~butter_transport_tcp.TcpStats` and logged
-  (rate-limited).
+Built so that nobody can lock new peers out by holding connections open:
+
+* A connection is first **in its handshake** (TCP accepted, secure channel and network check not done: the
+  peer is unauthenticated). Those have a budget of their own, ``max_handshakes`` in total and
+  ``max_handshakes_per_subnet`` per netgroup (/24 for IPv4, /48 for IPv6), outside the working caps. When
+  a budget is full the newcomer is not refused: the **oldest** handshake of the netgroup holding the most
+  handshakes (or of the newcomer's own netgroup, when that one is full) is closed instead, handshakes
+  from known hosts last. Flooders thus mostly evict each other, and an honest handshake (a few
+  milliseconds) completes long before its turn comes.
+* Every incoming connection, in its handshake or working, counts toward ``max_inbound_per_ip`` (per
+  address) and ``max_inbound_per_subnet`` (per netgroup); over either it is closed at once.
+* Once its handshake has passed, a connection becomes **working**: it counts toward ``max_inbound`` and,
+  with outgoing ones, ``max_connections``. ``reserved_inbound`` of the ``max_inbound`` places are kept for
+  known hosts (addresses the node expects an identity at: its known hosts, peers it dialled). When there is
+  no room, a working connection is evicted by the rule of :mod:`._eviction` (diverse, fast, useful and
+  long-lived peers are protected); only when all are protected is the newcomer closed.
 * The accept loop drains the listen backlog without waiting (up to ``ACCEPT_BATCH`` per wake-up): an event
   loop under load runs a waiting ``accept`` once per iteration, so a flood would otherwise queue ahead of
   honest new connections, and a refused connection costs one ``accept`` and one ``close``.
-* The secure-channel handshake of an admitted connection must end within ``handshake_timeout`` seconds.
+
+Every refusal and eviction is counted in :class:`~butter_transport_tcp.TcpStats` and logged (rate-limited).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream, TaskGroup
@@ -23,21 +39,54 @@ from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream,
 from butter.errors import PeerUnreachable, describe_network_error
 from butter.peers import PeerAddress
 
+from ._eviction import Candidate, choose_eviction, netgroup
 from ._limits import ConnectionCount, RateLimitedLog
+from ._network import Network, NetworkRefused
 from ._options import TcpOptions
 from ._secure import SecureChannel
 from ._stats import TcpStats
 
-__all__ = ["Admission", "Serve"]
+if TYPE_CHECKING:
+    from ._connection import InboundConnection
+
+__all__ = ["Admission", "Serve", "Slot"]
 
 log = logging.getLogger("butter.transport.tcp")
 
 ACCEPT_BACKOFF = 0.1  # seconds to wait after accept() fails (e.g. out of file descriptors)
 ACCEPT_BATCH = 64  # connections taken from the backlog per wake-up of the accept loop
 
-Serve = Callable[[ByteStream, str | None, PeerAddress | None], Awaitable[None]]
-"""Serves one admitted, secured stream until it ends: ``serve(stream, node_id, remote)``, where ``node_id``
-is the authenticated peer (``None`` in plaintext) and ``remote`` the socket's remote address."""
+
+@dataclass(eq=False)
+class Slot:
+    """One admitted incoming connection: from ``ip`` (in ``netgroup``), a ``known`` host or not, accepted at
+    ``started`` (event-loop clock). ``latency`` (seconds) is its handshake's duration; ``connection`` is set
+    by the server while it is working, so eviction can read its activity and close it."""
+
+    ip: str
+    netgroup: str
+    known: bool
+    started: float
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    working: bool = False
+    released: bool = False
+    latency: float = 0.0
+    connection: InboundConnection | None = None
+
+    def candidate(self) -> Candidate:
+        active = self.connection.last_active if self.connection is not None else self.started
+        return Candidate(self.netgroup, self.started, self.latency, self.known, active)
+
+    def close(self, reason: str) -> None:
+        if self.connection is not None:
+            self.connection.close(reason)
+        self.scope.cancel()
+
+
+Serve = Callable[[ByteStream, str | None, PeerAddress | None, Slot], Awaitable[None]]
+"""Serves one admitted, secured stream until it ends: ``serve(stream, node_id, remote, slot)``, where
+``node_id`` is the authenticated peer (``None`` in plaintext), ``remote`` the socket's remote address and
+``slot`` its admission record (the server sets ``slot.connection``)."""
 
 
 def remote_of(stream: ByteStream) -> PeerAddress | None:
@@ -52,10 +101,11 @@ def remote_of(stream: ByteStream) -> PeerAddress | None:
 
 
 class Admission:
-    """The caps on incoming connections (``options``), the accept loop and the inbound handshake.
+    """The budgets of incoming connections (``options``), the accept loop, the inbound handshake and eviction.
 
     ``count`` is shared with the outgoing pool (``max_connections``); ``channel`` is the transport's secure
-    channel (``None``: plaintext, no handshake).
+    channel (``None``: plaintext, no TLS); ``network`` checks each peer's network hello; ``known(ip)`` tells
+    whether an address belongs to a host the node knows.
     """
 
     def __init__(
@@ -63,17 +113,35 @@ class Admission:
         options: TcpOptions,
         count: ConnectionCount,
         channel: SecureChannel | None,
+        network: Network,
         *,
+        known: Callable[[str], bool],
         stats: TcpStats,
         limits: RateLimitedLog,
     ) -> None:
         self.options = options
         self.count = count
         self.channel = channel
+        self.network = network
+        self.known = known
         self.stats = stats
         self.limits = limits
-        self.inbound_open = 0  # incoming connections, handshakes included (max_inbound)
-        self._per_ip: defaultdict[str, int] = defaultdict(int)  # incoming connections per IP address
+        self._handshakes: dict[Slot, None] = {}  # oldest first
+        self._working: set[Slot] = set()
+        self._per_ip: Counter[str] = Counter()  # handshakes and working
+        self._per_group: Counter[str] = Counter()  # handshakes and working
+        self._handshakes_per_group: Counter[str] = Counter()
+        self._key = os.urandom(32)  # orders netgroups for the eviction rule; secret to this node
+
+    @property
+    def inbound_open(self) -> int:
+        """Working incoming connections (``max_inbound``)."""
+        return len(self._working)
+
+    @property
+    def handshakes_open(self) -> int:
+        """Incoming connections still in their handshake (``max_handshakes``)."""
+        return len(self._handshakes)
 
     async def accept_loop(self, listener: SocketListener, tg: TaskGroup, serve: Serve) -> None:
         """Accept connections on ``listener`` until it closes; after each one, drain the backlog without
@@ -92,9 +160,9 @@ class Admission:
                 await anyio.sleep(ACCEPT_BACKOFF)
                 continue
             remote = remote_of(stream)
-            ip = remote.host if remote is not None else "?"
-            if self.admit(ip):
-                tg.start_soon(self._secure_and_serve, stream, ip, serve)
+            slot = self.admit(remote.host if remote is not None else "?")
+            if slot is not None:
+                tg.start_soon(self._secure_and_serve, stream, slot, serve)
             else:
                 with anyio.CancelScope(shield=True):
                     await anyio.aclose_forcefully(stream)
@@ -103,43 +171,111 @@ class Admission:
                     sock, address = raw.accept()
                 except OSError:  # BlockingIOError: the backlog is empty (or a transient accept error)
                     break
-                ip = str(address[0]) if isinstance(address, tuple) else "?"
-                if self.admit(ip):
-                    tg.start_soon(self._serve_socket, sock, ip, serve)
+                slot = self.admit(str(address[0]) if isinstance(address, tuple) else "?")
+                if slot is not None:
+                    tg.start_soon(self._serve_socket, sock, slot, serve)
                 else:
                     sock.close()
 
-    def admit(self, ip: str) -> bool:
-        """Apply the caps to a new connection from ``ip``. Admitted: it is counted in (:meth:`release`
-        counts it out) and ``True`` is returned. Refused: counted, logged (rate-limited), ``False``; the
-        caller closes the connection."""
-        if self.count.full:
-            self.stats.connections_refused += 1
-            kind, count = "max_connections", self.count.open
-        elif self.inbound_open >= self.options.max_inbound:
-            self.stats.connections_refused_inbound += 1
-            kind, count = "max_inbound", self.inbound_open
-        elif self._per_ip.get(ip, 0) >= self.options.max_inbound_per_ip:
+    def admit(self, ip: str) -> Slot | None:
+        """Take a new connection from ``ip`` into its handshake: its :class:`Slot` (counted in until
+        :meth:`release`), or ``None`` (refused: counted, logged, rate-limited; the caller closes it). A full
+        handshake budget evicts an older handshake rather than refusing the newcomer."""
+        group = netgroup(ip)
+        if self._per_ip[ip] >= self.options.max_inbound_per_ip:
             self.stats.connections_refused_per_ip += 1
-            kind, count = "max_inbound_per_ip", self._per_ip[ip]
+            self._refuse(ip, "max_inbound_per_ip", self._per_ip[ip])
+            return None
+        if self._per_group[group] >= self.options.max_inbound_per_subnet:
+            self.stats.connections_refused_per_subnet += 1
+            self._refuse(ip, "max_inbound_per_subnet", self._per_group[group])
+            return None
+        known = self.known(ip)
+        if self._handshakes_per_group[group] >= self.options.max_handshakes_per_subnet:
+            if not self._evict_handshake(group):
+                self._refuse(ip, "max_handshakes_per_subnet", self._handshakes_per_group[group])
+                return None
+        if len(self._handshakes) >= self.options.max_handshakes:
+            busiest = max(self._handshakes_per_group, key=self._handshakes_per_group.__getitem__)
+            if not self._evict_handshake(busiest) and not self._evict_handshake(None):
+                self._refuse(ip, "max_handshakes", len(self._handshakes))
+                return None
+        slot = Slot(ip, group, known, anyio.current_time())
+        self._handshakes[slot] = None
+        self._handshakes_per_group[group] += 1
+        self._per_ip[ip] += 1
+        self._per_group[group] += 1
+        self.stats.connections_accepted += 1
+        return slot
+
+    def release(self, slot: Slot) -> None:
+        """Count out a connection :meth:`admit` let in (once; later calls do nothing)."""
+        if slot.released:
+            return
+        slot.released = True
+        if slot.working:
+            self._working.discard(slot)
+            self.count.open -= 1
         else:
-            self.count.open += 1
-            self.inbound_open += 1
-            self._per_ip[ip] += 1
-            self.stats.connections_accepted += 1
-            return True
+            del self._handshakes[slot]
+            _decrement(self._handshakes_per_group, slot.netgroup)
+        _decrement(self._per_ip, slot.ip)
+        _decrement(self._per_group, slot.netgroup)
+
+    def _refuse(self, ip: str, kind: str, count: int) -> None:
         self.limits.warning(kind, "refused a connection from %s: %d already open (%s)", ip, count, kind)
+
+    def _evict_handshake(self, group: str | None) -> bool:
+        """Close the oldest handshake of ``group`` (any group when ``None``), known hosts last."""
+        for spare_known in (True, False):
+            for slot in self._handshakes:
+                if (group is None or slot.netgroup == group) and not (spare_known and slot.known):
+                    self.release(slot)
+                    slot.close("evicted during its handshake")
+                    self.stats.handshakes_evicted += 1
+                    self.limits.warning(
+                        "handshake_evicted", "closed a connection from %s still in its handshake to make room "
+                        "(max_handshakes / max_handshakes_per_subnet)", slot.ip,
+                    )
+                    return True
         return False
 
-    def release(self, ip: str) -> None:
-        """Count out a connection :meth:`admit` let in from ``ip``."""
-        self.count.open -= 1
-        self.inbound_open -= 1
-        self._per_ip[ip] -= 1
-        if self._per_ip[ip] <= 0:
-            del self._per_ip[ip]
+    def _start_working(self, slot: Slot) -> bool:
+        """Move ``slot`` from its handshake to the working connections, evicting one if there is no room;
+        ``False`` (and counted out) when every working connection is protected."""
+        reserve = min(self.options.reserved_inbound, self.options.max_inbound // 2)
+        limit = self.options.max_inbound - (0 if slot.known else reserve)
+        while len(self._working) >= limit or self.count.full:
+            if not self._evict_working():
+                self.release(slot)
+                if self.count.full:
+                    self.stats.connections_refused += 1
+                    self._refuse(slot.ip, "max_connections", self.count.open)
+                else:
+                    self.stats.connections_refused_inbound += 1
+                    self._refuse(slot.ip, "max_inbound", len(self._working))
+                return False
+        del self._handshakes[slot]
+        _decrement(self._handshakes_per_group, slot.netgroup)
+        slot.working = True
+        slot.latency = anyio.current_time() - slot.started
+        self._working.add(slot)
+        self.count.open += 1
+        return True
 
-    async def _serve_socket(self, sock: socket.socket, ip: str, serve: Serve) -> None:
+    def _evict_working(self) -> bool:
+        by_candidate = {slot.candidate(): slot for slot in self._working}
+        chosen = choose_eviction(list(by_candidate), self._key)
+        if chosen is None:
+            return False
+        victim = by_candidate[chosen]
+        self.release(victim)
+        victim.close("evicted to make room for a new peer")
+        self.stats.inbound_evicted += 1
+        self.limits.warning("inbound_evicted", "closed the connection from %s to make room (max_inbound)", victim.ip)
+        return True
+
+    async def _serve_socket(self, sock: socket.socket, slot: Slot, serve: Serve) -> None:
         """:meth:`_secure_and_serve` for a socket taken from the backlog directly (admitted already)."""
         try:
             sock.setblocking(False)
@@ -147,33 +283,55 @@ class Admission:
             stream = await SocketStream.from_socket(sock)
         except (OSError, ValueError) as exc:  # the peer already left
             sock.close()
-            self.release(ip)
-            log.debug("dropped an accepted connection from %s: %s", ip, exc)
+            self.release(slot)
+            log.debug("dropped an accepted connection from %s: %s", slot.ip, exc)
             return
         except BaseException:
             sock.close()
-            self.release(ip)
+            self.release(slot)
             raise
-        await self._secure_and_serve(stream, ip, serve)
+        await self._secure_and_serve(stream, slot, serve)
 
-    async def _secure_and_serve(self, stream: ByteStream, ip: str, serve: Serve) -> None:
-        """Secure an admitted connection (unless plaintext) within ``handshake_timeout``, serve it until it
-        ends, then count it out. Never raises an ``Exception`` for a failed handshake."""
+    async def _secure_and_serve(self, stream: ByteStream, slot: Slot, serve: Serve) -> None:
+        """Secure an admitted connection (unless plaintext) and check its network within
+        ``handshake_timeout``, serve it until it ends, then count it out. Never raises an ``Exception``
+        for a failed handshake."""
         remote = remote_of(stream)
         try:
             node_id: str | None = None
-            if self.channel is not None:
+            with slot.scope:
                 try:
                     with anyio.fail_after(self.options.handshake_timeout):
-                        stream, node_id = await self.channel.secure_server(stream)
+                        if self.channel is not None:
+                            stream, node_id = await self.channel.secure_server(stream)
+                        await self.network.exchange(stream, server=True)
                 except (TimeoutError, PeerUnreachable) as exc:
-                    self.stats.handshakes_failed += 1
-                    timeout = self.options.handshake_timeout
-                    why = f"no handshake within {timeout} s" if isinstance(exc, TimeoutError) else exc
-                    self.limits.warning("handshake", "secure handshake with %s failed: %s", remote or "?", why)
-                    with anyio.CancelScope(shield=True):
-                        await anyio.aclose_forcefully(stream)
+                    if isinstance(exc, NetworkRefused):
+                        self.stats.networks_refused += 1
+                        self.limits.warning("network", "refused peer %s: %s", remote or slot.ip, exc)
+                    else:
+                        self.stats.handshakes_failed += 1
+                        timeout = self.options.handshake_timeout
+                        why = f"no handshake within {timeout} s" if isinstance(exc, TimeoutError) else exc
+                        self.limits.warning("handshake", "secure handshake with %s failed: %s", remote or "?", why)
+                    await _close(stream)
                     return
-            await serve(stream, node_id, remote)
+                if not self._start_working(slot):
+                    await _close(stream)
+                    return
+                await serve(stream, node_id, remote, slot)
+            if slot.scope.cancelled_caught:  # evicted
+                await _close(stream)
         finally:
-            self.release(ip)
+            self.release(slot)
+
+
+def _decrement(counter: Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
+
+
+async def _close(stream: ByteStream) -> None:
+    with anyio.CancelScope(shield=True):
+        await anyio.aclose_forcefully(stream)

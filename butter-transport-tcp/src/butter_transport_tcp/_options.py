@@ -23,17 +23,39 @@ class TcpOptions(BaseModel):
         "are closed at once, outgoing ones evict the least recently used idle outgoing connection"
     )
     max_inbound: int = Field(
-        768, ge=1, description="incoming connections open at once (handshakes included); more are closed at once, "
-        "so that outgoing connections keep room under max_connections"
+        768, ge=1, description="working incoming connections (handshake passed) open at once; when full, one "
+        "is evicted for a newcomer, protecting diverse, fast, recently useful and long-lived peers; only when "
+        "all are protected is the newcomer closed"
+    )
+    reserved_inbound: int = Field(
+        64, ge=0, description="places of max_inbound kept for known hosts (addresses the node expects an "
+        "identity at: its known hosts and the peers it dialled); others fill at most max_inbound minus this "
+        "(at most half of max_inbound is kept)"
     )
     max_inbound_per_ip: int = Field(
-        64, ge=1, description="incoming connections open at once from one IP address; more are closed at once"
+        64, ge=1, description="incoming connections (handshakes included) open at once from one IP address; "
+        "more are closed at once"
+    )
+    max_inbound_per_subnet: int = Field(
+        256, ge=1, description="incoming connections (handshakes included) open at once from one /24 (IPv4) or "
+        "/48 (IPv6); more are closed at once"
+    )
+    max_handshakes: int = Field(
+        64, ge=1, description="incoming connections still in their handshake (unauthenticated) at once, "
+        "outside max_inbound; when full, the oldest handshake of the busiest /24 or /48 is closed for the "
+        "newcomer (known hosts' last), so silent connections cannot lock new peers out"
+    )
+    max_handshakes_per_subnet: int = Field(
+        16, ge=1, description="handshakes at once from one /24 (IPv4) or /48 (IPv6); when reached, that "
+        "subnet's oldest handshake is closed for the newcomer"
     )
     idle_timeout: float = Field(
         60.0, gt=0, description="seconds before an outgoing connection with no request in flight is closed "
         "(incoming: twice this without traffic, so the dialling side normally closes first)"
     )
-    handshake_timeout: float = Field(5.0, gt=0, description="seconds a secure-channel handshake may take")
+    handshake_timeout: float = Field(
+        5.0, gt=0, description="seconds the secure-channel handshake and the network check may take"
+    )
     frame_timeout: float = Field(
         30.0, gt=0, description="seconds an incoming frame may take to arrive once begun; a slower peer is cut off"
     )

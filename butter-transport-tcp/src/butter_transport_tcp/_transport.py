@@ -34,10 +34,11 @@ from butter.slots import Dispatcher
 from butter.wire import Caller, Request, encode
 
 from ._address import WILDCARD_HOSTS, advertised_address
-from ._admission import Admission
+from ._admission import Admission, Slot
 from ._connection import InboundConnection
 from ._identities import Identities
 from ._limits import ConnectionCount, RateLimitedLog
+from ._network import Network
 from ._options import TcpOptions
 from ._pool import OutgoingPool
 from ._secure import SecureChannel
@@ -83,15 +84,19 @@ class TcpTransport:
         self.address: PeerAddress | None = None  # set while serving: what serve() reported
         self._limits = RateLimitedLog(log)
         count = ConnectionCount(self.options.max_connections)
+        self.network = Network(settings.network_id, settings.network_key.get_secret_value().encode())
         self._identities = Identities(
-            self.channel, pin=self.options.pin_identities, handshake_timeout=self.options.handshake_timeout,
-            stats=self.stats, limits=self._limits,
+            self.channel, self.network, pin=self.options.pin_identities,
+            handshake_timeout=self.options.handshake_timeout, stats=self.stats, limits=self._limits,
         )
         self._pool = OutgoingPool(
             self.options, count, self._identities, max_frame=self.max_frame,
             connect_timeout=settings.connect_timeout, stats=self.stats, limits=self._limits,
         )
-        self._admission = Admission(self.options, count, self.channel, stats=self.stats, limits=self._limits)
+        self._admission = Admission(
+            self.options, count, self.channel, self.network, known=self._identities.knows_host, stats=self.stats,
+            limits=self._limits,
+        )
         self._count = count
         self._inbound: set[InboundConnection] = set()
         self._dispatch: Dispatcher | None = None  # set while serving
@@ -108,8 +113,9 @@ class TcpTransport:
 
     @property
     def open_connections(self) -> int:
-        """Connections currently counted toward ``max_connections`` (incoming, outgoing and connecting)."""
-        return self._count.open
+        """Connections open now: those counted toward ``max_connections`` (working incoming, outgoing and
+        connecting) plus incoming ones still in their handshake (``max_handshakes``)."""
+        return self._count.open + self._admission.handshakes_open
 
     # -- identities ---------------------------------------------------------------------------------------
 
@@ -193,8 +199,10 @@ class TcpTransport:
             raise ButterConfigError(f"cannot listen on {where}: {reason}") from None
         return list(multi.listeners)  # type: ignore[arg-type]  # TCP listeners are SocketListeners
 
-    async def _serve_inbound(self, stream: ByteStream, node_id: str | None, remote: PeerAddress | None) -> None:
-        """Serve one admitted, secured incoming connection until it ends."""
+    async def _serve_inbound(
+        self, stream: ByteStream, node_id: str | None, remote: PeerAddress | None, slot: Slot
+    ) -> None:
+        """Serve one admitted, secured incoming connection until it ends (or admission evicts it)."""
         assert self._dispatch is not None
         connection = InboundConnection(
             stream,
@@ -209,6 +217,7 @@ class TcpTransport:
             caller=Caller(node_id, remote),
         )
         self._inbound.add(connection)
+        slot.connection = connection
         try:
             await connection.run()
         finally:
