@@ -26,12 +26,14 @@ LOOPBACK = "127.0.0.1"
 
 def tcp_transport(
     *, host: str = LOOPBACK, port: int = 0, max_frame: int = 64 * 1024, connect_timeout: float = 2.0,
-    advertise_host: str = "", **options: Any,
+    advertise_host: str = "", network_id: str = "butter", network_key: str = "", **options: Any,
 ) -> TcpTransport:
     """A transport listening on ``host:port`` (default loopback, a port the OS picks) with node settings
-    ``max_frame`` (bytes), ``connect_timeout`` (seconds) and ``advertise_host``, and driver ``options``."""
+    ``max_frame`` (bytes), ``connect_timeout`` (seconds), ``advertise_host``, ``network_id`` and
+    ``network_key``, and driver ``options``."""
     settings = ButterSettings(
-        host=host, port=port, max_frame=max_frame, connect_timeout=connect_timeout, advertise_host=advertise_host
+        host=host, port=port, max_frame=max_frame, connect_timeout=connect_timeout, advertise_host=advertise_host,
+        network_id=network_id, network_key=network_key,
     )
     return TcpTransport(settings, TcpOptions(**options))
 

@@ -74,7 +74,7 @@ class Slot:
     connection: InboundConnection | None = None
 
     def candidate(self) -> Candidate:
-        active = self.connection.last_active if self.connection is not None else self.started
+        active = self.connection.last_served if self.connection is not None else 0.0
         return Candidate(self.netgroup, self.started, self.latency, self.known, active)
 
     def close(self, reason: str) -> None:

@@ -185,6 +185,7 @@ class InboundConnection(Connection[ServerChannel]):
         self.dispatch = dispatch
         self.frame_timeout = frame_timeout
         self.on_slow = on_slow
+        self.last_served = 0.0  # when a request was last answered (event-loop clock; 0: never): usefulness
 
     async def run(self) -> None:
         """Serve the peer until it disconnects or :meth:`close` is called; never raises an ``Exception``.
@@ -266,6 +267,7 @@ class InboundConnection(Connection[ServerChannel]):
             self.channel.send_reply(reply)
             self.wake_writer()
             self.stats.requests_served += 1
+            self.last_served = anyio.current_time()
         except PeerUnreachable:
             pass  # the peer left; the connection is closed
         finally:

@@ -45,8 +45,8 @@ def netgroup(ip: str) -> str:
 @dataclass(eq=False)
 class Candidate:
     """One working incoming connection as the eviction rule sees it: its ``netgroup``, when it was
-    ``connected`` and last ``active`` (seconds, event-loop clock), its ``latency`` (seconds) and whether it
-    comes from a ``known`` host (never evicted)."""
+    ``connected`` and when it was last ``active`` (a request answered; 0: never) in seconds on the event
+    loop's clock, its ``latency`` (seconds) and whether it comes from a ``known`` host (never evicted)."""
 
     netgroup: str
     connected: float
