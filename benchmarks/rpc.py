@@ -65,7 +65,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from butter import Identity
 from butter.settings import ButterSettings
 from butter.wire import FrameDecoder, Reply, Request, encode
-from butter_transport_tcp import SecureChannel, TcpOptions, TcpTransport
+from butter_transport_tcp import Network, SecureChannel, TcpOptions, TcpTransport
 
 LOOPBACK = "127.0.0.1"
 MAX_FRAME = 4 * 1024 * 1024  # bytes
@@ -210,6 +210,7 @@ async def butter_transport(secure: bool = True) -> AsyncIterator[Implementation]
             stream: Any = await anyio.connect_tcp(LOOPBACK, address.port)
             if channel is not None:
                 stream, _ = await channel.secure_client(stream, server.node_id)
+            await Network("butter").exchange(stream, server=False)
             body = os.urandom(SMALL_BODY)
             await stream.send(encode(Request(1, "echo", body)))
             decoder = FrameDecoder(MAX_FRAME)

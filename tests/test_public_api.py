@@ -55,7 +55,9 @@ BUTTER = [
 ]
 
 PLUGINS = {
-    "butter_transport_tcp": ["SecureChannel", "TcpOptions", "TcpStats", "TcpTransport", "TcpTransportPlugin"],
+    "butter_transport_tcp": [
+        "Network", "NetworkRefused", "SecureChannel", "TcpOptions", "TcpStats", "TcpTransport", "TcpTransportPlugin"
+    ],
     "butter_persist_pcg": ["GroupView", "PcgOptions", "PcgPersistence", "PcgPersistencePlugin"],
     "butter_retrieve_bfs": [
         "ROUTE_DIGEST",
