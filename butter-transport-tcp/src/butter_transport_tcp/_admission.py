@@ -5,10 +5,11 @@ Built so that nobody can lock new peers out by holding connections open:
 * A connection is first **in its handshake** (TCP accepted, secure channel and network check not done: the
   peer is unauthenticated). Those have a budget of their own, ``max_handshakes`` in total and
   ``max_handshakes_per_subnet`` per netgroup (/24 for IPv4, /48 for IPv6), outside the working caps. When
-  a budget is full the newcomer is not refused: the **oldest** handshake of the netgroup holding the most
-  handshakes (or of the newcomer's own netgroup, when that one is full) is closed instead, handshakes
-  from known hosts last. Flooders thus mostly evict each other, and an honest handshake (a few
-  milliseconds) completes long before its turn comes.
+  a budget is full the newcomer is not refused: an older handshake (of the newcomer's own netgroup, when
+  that one is full) is closed instead, chosen silent first (it never sent a byte, while an honest client
+  speaks at once), then not from a known host, then of the netgroup holding the most handshakes, then the
+  **oldest**. Flooders thus mostly evict each other, and an honest handshake (a few milliseconds, talking
+  from its first one) completes long before its turn comes.
 * Every incoming connection, in its handshake or working, counts toward ``max_inbound_per_ip`` (per
   address) and ``max_inbound_per_subnet`` (per netgroup); over either it is closed at once.
 * Once its handshake has passed, a connection becomes **working**: it counts toward ``max_inbound`` and,
@@ -29,9 +30,9 @@ import logging
 import os
 import socket
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream, TaskGroup
@@ -60,8 +61,9 @@ ACCEPT_BATCH = 64  # connections taken from the backlog per wake-up of the accep
 @dataclass(eq=False)
 class Slot:
     """One admitted incoming connection: from ``ip`` (in ``netgroup``), a ``known`` host or not, accepted at
-    ``started`` (event-loop clock). ``latency`` (seconds) is its handshake's duration; ``connection`` is set
-    by the server while it is working, so eviction can read its activity and close it."""
+    ``started`` (event-loop clock); ``heard`` once the peer has sent a byte. ``latency`` (seconds) is its
+    handshake's duration; ``connection`` is set by the server while it is working, so eviction can read its
+    activity and close it."""
 
     ip: str
     netgroup: str
@@ -70,8 +72,25 @@ class Slot:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     working: bool = False
     released: bool = False
+    heard: bool = False  # the peer has sent a byte
+    fd: int = -1  # the socket's file descriptor (-1: unknown)
     latency: float = 0.0
     connection: InboundConnection | None = None
+
+    def spoke(self) -> bool:
+        """Whether the peer has sent a byte: read by the handshake already, or waiting in the socket."""
+        if not self.heard and self.fd >= 0:
+            try:
+                peek = socket.socket(fileno=self.fd)  # not ours: detached below, never closed here
+            except OSError:
+                return False
+            try:
+                self.heard = bool(peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+            except OSError:  # nothing yet (EAGAIN), or the socket is gone
+                pass
+            finally:
+                peek.detach()
+        return self.heard
 
     def candidate(self) -> Candidate:
         active = self.connection.last_served if self.connection is not None else 0.0
@@ -160,7 +179,7 @@ class Admission:
                 await anyio.sleep(ACCEPT_BACKOFF)
                 continue
             remote = remote_of(stream)
-            slot = self.admit(remote.host if remote is not None else "?")
+            slot = self.admit(remote.host if remote is not None else "?", _fileno(stream))
             if slot is not None:
                 tg.start_soon(self._secure_and_serve, stream, slot, serve)
             else:
@@ -171,14 +190,15 @@ class Admission:
                     sock, address = raw.accept()
                 except OSError:  # BlockingIOError: the backlog is empty (or a transient accept error)
                     break
-                slot = self.admit(str(address[0]) if isinstance(address, tuple) else "?")
+                slot = self.admit(str(address[0]) if isinstance(address, tuple) else "?", sock.fileno())
                 if slot is not None:
                     tg.start_soon(self._serve_socket, sock, slot, serve)
                 else:
                     sock.close()
 
-    def admit(self, ip: str) -> Slot | None:
-        """Take a new connection from ``ip`` into its handshake: its :class:`Slot` (counted in until
+    def admit(self, ip: str, fd: int = -1) -> Slot | None:
+        """Take a new connection from ``ip`` (its file descriptor ``fd``, if known) into its handshake: its
+        :class:`Slot` (counted in until
         :meth:`release`), or ``None`` (refused: counted, logged, rate-limited; the caller closes it). A full
         handshake budget evicts an older handshake rather than refusing the newcomer."""
         group = netgroup(ip)
@@ -196,11 +216,10 @@ class Admission:
                 self._refuse(ip, "max_handshakes_per_subnet", self._handshakes_per_group[group])
                 return None
         if len(self._handshakes) >= self.options.max_handshakes:
-            busiest = max(self._handshakes_per_group, key=self._handshakes_per_group.__getitem__)
-            if not self._evict_handshake(busiest) and not self._evict_handshake(None):
+            if not self._evict_handshake(None):
                 self._refuse(ip, "max_handshakes", len(self._handshakes))
                 return None
-        slot = Slot(ip, group, known, anyio.current_time())
+        slot = Slot(ip, group, known, anyio.current_time(), fd=fd)
         self._handshakes[slot] = None
         self._handshakes_per_group[group] += 1
         self._per_ip[ip] += 1
@@ -226,19 +245,23 @@ class Admission:
         self.limits.warning(kind, "refused a connection from %s: %d already open (%s)", ip, count, kind)
 
     def _evict_handshake(self, group: str | None) -> bool:
-        """Close the oldest handshake of ``group`` (any group when ``None``), known hosts last."""
-        for spare_known in (True, False):
-            for slot in self._handshakes:
-                if (group is None or slot.netgroup == group) and not (spare_known and slot.known):
-                    self.release(slot)
-                    slot.close("evicted during its handshake")
-                    self.stats.handshakes_evicted += 1
-                    self.limits.warning(
-                        "handshake_evicted", "closed a connection from %s still in its handshake to make room "
-                        "(max_handshakes / max_handshakes_per_subnet)", slot.ip,
-                    )
-                    return True
-        return False
+        """Close one handshake of ``group`` (any group when ``None``) to make room: a silent one (it never
+        sent a byte; an honest client speaks first, at once) before one that spoke, not a known host's
+        before a known host's, one of the busiest netgroup first, then the oldest. ``False`` when there is
+        none."""
+        scope = [slot for slot in self._handshakes if group is None or slot.netgroup == group]
+        if not scope:
+            return False
+        count = self._handshakes_per_group
+        victim = min(scope, key=lambda slot: (slot.spoke(), slot.known, -count[slot.netgroup], slot.started))
+        self.release(victim)
+        victim.close("evicted during its handshake")
+        self.stats.handshakes_evicted += 1
+        self.limits.warning(
+            "handshake_evicted", "closed a connection from %s still in its handshake to make room "
+            "(max_handshakes / max_handshakes_per_subnet)", victim.ip,
+        )
+        return True
 
     def _start_working(self, slot: Slot) -> bool:
         """Move ``slot`` from its handshake to the working connections, evicting one if there is no room;
@@ -297,6 +320,7 @@ class Admission:
         ``handshake_timeout``, serve it until it ends, then count it out. Never raises an ``Exception``
         for a failed handshake."""
         remote = remote_of(stream)
+        stream = _Heard(stream, slot)
         try:
             node_id: str | None = None
             with slot.scope:
@@ -324,6 +348,39 @@ class Admission:
                 await _close(stream)
         finally:
             self.release(slot)
+
+
+class _Heard(ByteStream):
+    """``stream`` that marks ``slot.heard`` when the first bytes arrive (then only passes calls through)."""
+
+    def __init__(self, stream: ByteStream, slot: Slot) -> None:
+        self.stream = stream
+        self.slot = slot
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        data = await self.stream.receive(max_bytes)
+        self.slot.heard = True
+        return data
+
+    async def send(self, item: bytes) -> None:
+        await self.stream.send(item)
+
+    async def send_eof(self) -> None:
+        await self.stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self.stream.extra_attributes
+
+
+def _fileno(stream: ByteStream) -> int:
+    try:
+        return int(stream.extra(SocketAttribute.raw_socket).fileno())
+    except (anyio.TypedAttributeLookupError, OSError):
+        return -1
 
 
 def _decrement(counter: Counter[str], key: str) -> None:
