@@ -253,7 +253,8 @@ class Admission:
         if not scope:
             return False
         count = self._handshakes_per_group
-        victim = min(scope, key=lambda slot: (slot.spoke(), slot.known, -count[slot.netgroup], slot.started))
+        scope.sort(key=lambda slot: (slot.known, -count[slot.netgroup], slot.started))
+        victim = next((slot for slot in scope if not slot.spoke()), scope[0])  # usually the first is silent
         self.release(victim)
         victim.close("evicted during its handshake")
         self.stats.handshakes_evicted += 1
