@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import signal
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import typer
@@ -77,6 +78,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 NodeOption = Annotated[str, typer.Option("--node", "-n", metavar="HOST:PORT", help="A running node.")]
 ClientHostOption = Annotated[str, typer.Option(help="Address the short-lived client node listens on.")]
 
+COMMAND_GROUP = "butter.commands"  # entry points adding commands to `butter` (see _register_commands)
 SLOTS_SHOWN = ("transport", "discovery", "host_manager", "persistence", "retrieval")
 
 
@@ -155,6 +157,20 @@ def node(
         LogLevel.INFO
     ),
     backend: BackendOption = Backend.asyncio,
+    tracker: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="Write snapshots to this tracker database (sqlite:PATH or postgresql://...); "
+                     "needs butter-observe (setting plugins.observe.tracker_url)."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus /metrics on this port of 127.0.0.1 (plugins.observe.metrics_port; "
+                     "needs butter-observe).", min=0, max=65535),
+    ] = None,
+    stats_route: Annotated[
+        bool, typer.Option("--stats-route", help="Answer route stats, for `butter stats` and `butter graph` "
+                           "(plugins.observe.stats_route; needs butter-observe).")
+    ] = False,
 ) -> None:
     """Run a node with the configured stack until Ctrl-C / SIGTERM, then leave gracefully.
 
@@ -170,10 +186,23 @@ def node(
         peers=peer or None,
         transport={"driver": transport} if transport else None,
         discovery={"drivers": discovery} if discovery else None,
+        plugins=_observe_options(tracker, metrics_port, stats_route),
     )
     setup_logging(log_level)
     run_async(_run_node, settings, backend=backend)
     console.print("[green]left gracefully[/]")
+
+
+def _observe_options(tracker: str | None, metrics_port: int | None, stats_route: bool) -> dict[str, Any] | None:
+    """The ``plugins.observe`` options the shortcuts ``--tracker``, ``--metrics-port``, ``--stats-route`` set."""
+    options: dict[str, Any] = {}
+    if tracker is not None:
+        options["tracker_url"] = tracker
+    if metrics_port is not None:
+        options["metrics_port"] = metrics_port
+    if stats_route:
+        options["stats_route"] = True
+    return {"observe": options} if options else None
 
 
 async def _run_node(settings: ButterSettings) -> None:
@@ -593,6 +622,21 @@ def sim_churn(
     if out is not None:
         for path in write_churn_outputs(rows, out):
             console.print(f"wrote {path}", style="dim")
+
+
+def _register_commands() -> None:
+    """Add the commands other distributions offer: each entry point of group ``butter.commands`` is a function
+    ``register(app)`` adding its commands to this Typer app (butter-observe: ``stats``, ``graph``). One that
+    fails to load is skipped with a warning."""
+    for entry_point in entry_points(group=COMMAND_GROUP):
+        try:
+            entry_point.load()(app)
+        except Exception as exc:
+            log.warning("commands of %s (%s) not loaded: %s: %s", entry_point.name, entry_point.value,
+                        type(exc).__name__, exc)
+
+
+_register_commands()
 
 
 def main() -> None:
