@@ -408,13 +408,19 @@ def demo(
         LogLevel.WARNING
     ),
     backend: BackendOption = Backend.asyncio,
+    tracker: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="Every node writes a snapshot each second to this tracker database "
+                     "(sqlite:PATH or postgresql://...; needs butter-observe); draw it with `butter graph --tracker`."),
+    ] = None,
 ) -> None:
     """Store a real corpus on a local network, kill a third of it, retrieve everything from a fresh node."""
     from ._demo import run_demo
 
     setup_logging(log_level)
+    observe = {"observe": {"tracker_url": tracker, "tracker_interval": 1.0}} if tracker else None
     result = run_async(run_demo, nodes, corpus=corpus, limit=limit, transport=transport,
-                       kill_fraction=kill_fraction, seed=seed, console=console, backend=backend)
+                       kill_fraction=kill_fraction, seed=seed, console=console, plugins=observe, backend=backend)
     if not result.ok:
         raise typer.Exit(1)
 
