@@ -143,6 +143,5 @@ async def _snapshot_of(client: NodeServices, address: PeerAddress, *, timeout: f
         if len(hosts) >= me.quality.known_hosts:
             break
     q = me.quality
-    views = tuple(HostView(p.node_id, str(p.address), p.quality.uptime, p.quality.available_storage,
-                           p.quality.known_hosts, p.quality.known_by, p.quality.ambassador) for p in hosts.values())
+    views = tuple(HostView.of(p) for p in hosts.values())
     return Snapshot(me.node_id, str(address), time.time(), q.uptime, q.available_storage, q.known_by, 0, views, (), {})

@@ -14,6 +14,7 @@ from typing import Any
 from butter import codec
 from butter.capabilities import Counters, GroupStatus, KeptItems
 from butter.errors import ProtocolError
+from butter.peers import PeerInfo
 from butter.slots import NodeServices
 
 __all__ = ["GroupView", "HostView", "Snapshot", "take_snapshot"]
@@ -53,6 +54,13 @@ class HostView(codec.Record):
     known_hosts: int = codec.wire("kh", codec.integer())
     known_by: int = codec.wire("kb", codec.integer())
     ambassador: bool = codec.wire("amb", codec.boolean, default=False)
+
+    @classmethod
+    def of(cls, peer: PeerInfo) -> HostView:
+        """The view of a known host's :class:`~butter.peers.PeerInfo`."""
+        q = peer.quality
+        return cls(peer.node_id, str(peer.address), q.uptime, q.available_storage, q.known_hosts, q.known_by,
+                   q.ambassador)
 
 
 class GroupView(codec.Record):
@@ -106,11 +114,7 @@ def take_snapshot(node: NodeServices, *, max_groups: int = MAX_GROUPS) -> Snapsh
     for source in node.capabilities(Counters)[:MAX_COUNTER_SOURCES]:
         counters[type(source).__name__] = dict(list(source.counters().items())[:MAX_COUNTERS])
     quality = node.quality()
-    hosts = tuple(
-        HostView(p.node_id, str(p.address), p.quality.uptime, p.quality.available_storage, p.quality.known_hosts,
-                 p.quality.known_by, p.quality.ambassador)
-        for p in node.hosts.peers()[:MAX_HOSTS]
-    )
+    hosts = tuple(HostView.of(p) for p in node.hosts.peers()[:MAX_HOSTS])
     return Snapshot(
         node.node_id, str(node.address), time.time(), node.uptime, quality.available_storage, quality.known_by,
         len(content_ids), hosts, tuple(groups), counters,
