@@ -173,7 +173,8 @@ def test_only_the_configured_driver_is_loaded(memory_settings: MakeSettings) -> 
     assert stack.selected("transport") == ["memory"]
     assert stack.selected("discovery") == ["static"]
     assert stack.selected("persistence") == []
-    assert sorted(name for name, _ in stack.pm.list_name_plugin()) == [
+    drivers = [name for name, _ in stack.pm.list_name_plugin() if not name.startswith("butter.plugins:")]
+    assert sorted(drivers) == [  # observers (group butter.plugins) are all loaded, whatever is installed
         "butter.discovery:static", "butter.host_manager:diversity", "butter.transport:memory"]
 
 

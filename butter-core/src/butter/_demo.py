@@ -22,6 +22,7 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 from rich.console import Console
@@ -73,7 +74,7 @@ def corpus_files(root: Path, limit: int | None = None) -> list[Path]:
     return files[:limit] if limit else files
 
 
-def _settings(transport: str, peers: list[str], seed: int) -> ButterSettings:
+def _settings(transport: str, peers: list[str], seed: int, plugins: dict[str, Any]) -> ButterSettings:
     return ButterSettings(
         host="127.0.0.1",
         peers=peers,
@@ -83,6 +84,7 @@ def _settings(transport: str, peers: list[str], seed: int) -> ButterSettings:
         persistence={"driver": "pcg", "options": {"heartbeat_interval": HEARTBEAT, "member_timeout": MEMBER_TIMEOUT}},
         retrieval={"driver": "bfs"},
         request_timeout=10.0,
+        plugins=plugins,
     )
 
 
@@ -100,13 +102,16 @@ async def run_demo(
     kill_fraction: float = 1 / 3,
     seed: int = 1,
     console: Console | None = None,
+    plugins: dict[str, Any] | None = None,
 ) -> DemoResult:
     """Run the four phases above and print a summary; returns what happened.
 
     ``corpus`` is a directory whose ``.py`` files are stored (default :func:`default_corpus`), ``limit`` caps
-    how many. Raises :class:`~butter.errors.ButterConfigError` if a driver (tcp, pcg, bfs) is missing.
+    how many; ``plugins`` are every node's observer options (setting ``plugins``). Raises
+    :class:`~butter.errors.ButterConfigError` if a driver (tcp, pcg, bfs) is missing.
     """
     console = console or Console()
+    observers = plugins or {}
     rng = random.Random(seed)
     files = corpus_files(corpus or default_corpus(), limit)
     result = DemoResult(nodes)
@@ -119,10 +124,11 @@ async def run_demo(
         clock = now
 
     async with AsyncExitStack() as stack:
-        first = await stack.enter_async_context(open_node(_settings(transport, [], seed)))
+        first = await stack.enter_async_context(open_node(_settings(transport, [], seed, observers)))
         network: list[Node] = [first]
         for _ in range(nodes - 1):
-            network.append(await stack.enter_async_context(open_node(_settings(transport, [str(first.address)], seed))))
+            network.append(await stack.enter_async_context(
+                open_node(_settings(transport, [str(first.address)], seed, observers))))
         console.print(f"[bold]1. Started {nodes} nodes[/] on {transport}, 127.0.0.1 only "
                       f"(node 0 at {first.address}; the others were told only its address)")
         await _wait_for_overlay(network, console)
@@ -163,7 +169,8 @@ async def run_demo(
                 await _wait_for_replicas(network, list(stored), console, timeout=60.0, quiet=True)
         phase("churn")
 
-        reader = await stack.enter_async_context(open_node(_settings(transport, [str(network[0].address)], seed)))
+        reader = await stack.enter_async_context(
+            open_node(_settings(transport, [str(network[0].address)], seed, observers)))
         console.print(f"[bold]4. Retrieving every item[/] from a fresh node ({reader.node_id[:8]}) that never held any")
         with anyio.fail_after(30):
             while not reader.hosts.peers():  # noqa: ASYNC110 (polls another object's state, bounded)

@@ -274,11 +274,13 @@ class Node:
     def capability(self, cls: type[C]) -> C | None:
         """The first of this node's slot objects (persistence, retrieval, transport, host manager, then
         discoveries) implementing capability ``cls`` (see :mod:`butter.capabilities`), or ``None``."""
+        return next(iter(self.capabilities(cls)), None)
+
+    def capabilities(self, cls: type[C]) -> list[C]:
+        """Every one of this node's slot objects implementing capability ``cls``, in :meth:`capability`'s
+        order (for instance each service's :class:`~butter.capabilities.Counters`)."""
         candidates: list[object] = [self.persistence, self.retrieval, self.transport, self.hosts, *self.discoveries]
-        for candidate in candidates:
-            if candidate is not None and isinstance(candidate, cls):
-                return candidate
-        return None
+        return [candidate for candidate in candidates if candidate is not None and isinstance(candidate, cls)]
 
     def available_storage(self) -> int:
         """Bytes of items this node can still accept: the persistence driver's figure, 0 without one."""

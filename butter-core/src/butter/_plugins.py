@@ -3,7 +3,8 @@
 For each slot only the configured entry point is loaded (never every installed alternative). Its class is
 instantiated with its own validated ``Options`` and registered with a pluggy ``PluginManager`` under the
 name ``"<group>:<driver>"``. Observers (metrics, tracing) are every entry point of the ``butter.plugins``
-group, loaded too.
+group, loaded too, each with its options from ``settings.plugins[<entry-point name>]`` (validated by its
+``Options`` model like a driver's; an observer is off, or on, as its options say).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import pluggy
 from pydantic import BaseModel, ValidationError
-from stevedore import DriverManager, ExtensionManager
+from stevedore import DriverManager
 
 from . import hookspecs
 from ._catalogue import (
@@ -118,11 +119,15 @@ class PluginStack:
         unknown = set(settings.discovery.options) - set(discovery)
         if unknown:
             raise ButterConfigError(f"discovery.options names drivers that are not enabled: {sorted(unknown)}")
-        observers: ExtensionManager[object] = ExtensionManager(
-            OBSERVER_GROUP, invoke_on_load=True, propagate_map_exceptions=True
-        )
-        for extension in observers:
-            self.pm.register(extension.obj, name=f"{OBSERVER_GROUP}:{extension.name}")
+        observers = installed_drivers(OBSERVER_GROUP)
+        unknown = set(settings.plugins) - set(observers)
+        if unknown:
+            raise ButterConfigError(
+                f"plugins names observers that are not installed: {sorted(unknown)}; installed: {observers}"
+            )
+        for name in observers:
+            observer = load_driver(OBSERVER_GROUP, name, settings.plugins.get(name, {}))
+            self.pm.register(observer, name=f"{OBSERVER_GROUP}:{name}")
         for index, plugin in enumerate(extra):
             self.pm.register(plugin, name=f"extra:{index}:{type(plugin).__name__}")
 

@@ -15,8 +15,9 @@ the defaults (see :mod:`butter.settings`).
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -77,6 +78,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 NodeOption = Annotated[str, typer.Option("--node", "-n", metavar="HOST:PORT", help="A running node.")]
 ClientHostOption = Annotated[str, typer.Option(help="Address the short-lived client node listens on.")]
+
+COMMAND_GROUP = "butter.commands"  # entry points adding commands to `butter` (see _register_commands)
 
 
 def address_or_exit(text: str) -> PeerAddress:
@@ -158,6 +161,20 @@ def node(
         LogLevel.INFO
     ),
     backend: BackendOption = Backend.asyncio,
+    tracker: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="Write snapshots to this tracker database (sqlite:PATH or postgresql://...); "
+                     "needs butter-observe (setting plugins.observe.tracker_url)."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus /metrics on this port of 127.0.0.1 (plugins.observe.metrics_port; "
+                     "needs butter-observe).", min=0, max=65535),
+    ] = None,
+    stats_route: Annotated[
+        bool, typer.Option("--stats-route", help="Answer route stats, for `butter stats` and `butter graph` "
+                           "(plugins.observe.stats_route; needs butter-observe).")
+    ] = False,
 ) -> None:
     """Run a node with the configured stack until Ctrl-C / SIGTERM, then leave gracefully.
 
@@ -173,10 +190,23 @@ def node(
         peers=peer or None,
         transport={"driver": transport} if transport else None,
         discovery={"drivers": discovery} if discovery else None,
+        plugins=_observe_options(tracker, metrics_port, stats_route),
     )
     setup_logging(log_level)
     run_async(_run_node, settings, backend=backend)
     console().print("[green]left gracefully[/]")
+
+
+def _observe_options(tracker: str | None, metrics_port: int | None, stats_route: bool) -> dict[str, Any] | None:
+    """The ``plugins.observe`` options the shortcuts ``--tracker``, ``--metrics-port``, ``--stats-route`` set."""
+    options: dict[str, Any] = {}
+    if tracker is not None:
+        options["tracker_url"] = tracker
+    if metrics_port is not None:
+        options["metrics_port"] = metrics_port
+    if stats_route:
+        options["stats_route"] = True
+    return {"observe": options} if options else None
 
 
 async def _run_node(settings: ButterSettings) -> None:
@@ -464,13 +494,19 @@ def demo(
         LogLevel.WARNING
     ),
     backend: BackendOption = Backend.asyncio,
+    tracker: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="Every node writes a snapshot each second to this tracker database "
+                     "(sqlite:PATH or postgresql://...; needs butter-observe); draw it with `butter graph --tracker`."),
+    ] = None,
 ) -> None:
     """Store a real corpus on a local network, kill a third of it, retrieve everything from a fresh node."""
     from ._demo import run_demo
 
     setup_logging(log_level)
+    observe = {"observe": {"tracker_url": tracker, "tracker_interval": 1.0}} if tracker else None
     result = run_async(run_demo, nodes, corpus=corpus, limit=limit, transport=transport,
-                       kill_fraction=kill_fraction, seed=seed, console=console(), backend=backend)
+                       kill_fraction=kill_fraction, seed=seed, console=console(), plugins=observe, backend=backend)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -589,6 +625,24 @@ def get(
             sink.close()
     if output is not None:
         err_console().print(f"wrote {written} bytes to {output}", style="dim")
+
+
+def _register_commands() -> None:
+    """Add the commands other distributions offer: each entry point of group ``butter.commands`` is a function
+    ``register(app)`` adding its commands to this Typer app (butter-observe: ``stats``, ``graph``). One that
+    fails to load is skipped with a warning."""
+    import logging
+
+    for entry_point in entry_points(group=COMMAND_GROUP):
+        try:
+            entry_point.load()(app)
+        except Exception as exc:
+            logging.getLogger("butter.cli").warning(
+                "commands of %s (%s) not loaded: %s: %s", entry_point.name, entry_point.value, type(exc).__name__, exc
+            )
+
+
+_register_commands()
 
 
 def main() -> None:
