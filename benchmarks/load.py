@@ -53,11 +53,14 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 from anyio.abc import ByteStream
 
 from butter import Identity
@@ -331,13 +334,7 @@ async def phase(clients: int, seconds: float, port: int, pid: int, secure: bool,
         for client in connected:
             tg.start_soon(well_behaved, client, deadline, latencies, errors)
     elapsed = time.perf_counter() - start
-    assert abuser.stdout is not None
-    report = b""
-    with anyio.fail_after(30):
-        async for chunk in abuser.stdout:
-            report += chunk
-        await abuser.wait()
-    counts = json.loads(report or b"{}")
+    counts = await report_of(abuser, 30)
     for client in connected:
         await client.aclose()
     await anyio.sleep(1.0)  # let the node close what we dropped
@@ -366,9 +363,12 @@ async def phase(clients: int, seconds: float, port: int, pid: int, secure: bool,
     }
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--serve", "--backend", args.backend] + (["--plaintext"] if args.plaintext
-                                                                                  else [])
+@asynccontextmanager
+async def node_process(args: argparse.Namespace, *, defaults: bool = False) -> AsyncIterator[tuple[int, int]]:
+    """The node in its own process (``--serve``) while the block runs: yields its (port, pid); stops it
+    after (closing its stdin; killed if it has not left 15 s later)."""
+    command = [sys.executable, __file__, "--serve", "--backend", args.backend] + (
+        ["--plaintext"] if args.plaintext else []) + (["--defaults"] if defaults else [])
     node = await anyio.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
     try:
         assert node.stdout is not None and node.stdin is not None
@@ -376,17 +376,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         with anyio.fail_after(30):
             while not line.endswith(b"\n"):
                 line += await node.stdout.receive(1)
-        port = int(line)
-        phases = []
-        sizes = [*args.clients, max(args.clients)]  # the largest again: memory after a repeat
-        for index, clients in enumerate(sizes):
-            print(f"  phase {index + 1}/{len(sizes)}: {clients} clients for {args.seconds} s ...", file=sys.stderr,
-                  flush=True)
-            phases.append(await phase(clients, args.seconds, port, node.pid, not args.plaintext, args.backend))
-            print(f"    {phases[-1]['requests_per_s']} req/s, p99 {phases[-1]['latency_p99_ms']} ms, "
-                  f"{phases[-1]['errors']} errors, node RSS {phases[-1]['node_memory_after']['rss_kib']} KiB",
-                  file=sys.stderr, flush=True)
-        return {"phases": phases, "node_peak_kib": rss_kib(node.pid)["peak_kib"]}
+        yield int(line), node.pid
     finally:
         with anyio.CancelScope(shield=True):
             if node.stdin is not None:
@@ -396,6 +386,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if waiting.cancelled_caught:
                 node.kill()
                 await node.wait()
+
+
+async def report_of(process: anyio.abc.Process, timeout: float) -> dict[str, Any]:
+    """The JSON a helper process (``--abuse``, ``--silent``) prints when it is done, within ``timeout`` s."""
+    assert process.stdout is not None
+    report = b""
+    with anyio.fail_after(timeout):
+        async for chunk in process.stdout:
+            report += chunk
+        await process.wait()
+    return dict(json.loads(report or b"{}"))
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    async with node_process(args) as (port, pid):
+        phases = []
+        sizes = [*args.clients, max(args.clients)]  # the largest again: memory after a repeat
+        for index, clients in enumerate(sizes):
+            print(f"  phase {index + 1}/{len(sizes)}: {clients} clients for {args.seconds} s ...", file=sys.stderr,
+                  flush=True)
+            phases.append(await phase(clients, args.seconds, port, pid, not args.plaintext, args.backend))
+            print(f"    {phases[-1]['requests_per_s']} req/s, p99 {phases[-1]['latency_p99_ms']} ms, "
+                  f"{phases[-1]['errors']} errors, node RSS {phases[-1]['node_memory_after']['rss_kib']} KiB",
+                  file=sys.stderr, flush=True)
+        return {"phases": phases, "node_peak_kib": rss_kib(pid)["peak_kib"]}
+
 
 # -- the admission phase --------------------------------------------------------------------------------
 
@@ -471,17 +487,8 @@ async def admission(args: argparse.Namespace) -> dict[str, Any]:
     """The node on default options; 16 existing connections measured idle, then under the silent flood
     while 40 new honest peers (one every 0.25 s) connect and ask."""
     secure = not args.plaintext
-    command = [sys.executable, __file__, "--serve", "--defaults", "--backend", args.backend] + (
-        [] if secure else ["--plaintext"])
-    node = await anyio.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
     channel = SecureChannel(Identity.generate()) if secure else None
-    try:
-        assert node.stdout is not None and node.stdin is not None
-        line = b""
-        with anyio.fail_after(30):
-            while not line.endswith(b"\n"):
-                line += await node.stdout.receive(1)
-        port = int(line)
+    async with node_process(args, defaults=True) as (port, _):
         existing = [await Client.open(port, channel, f"127.0.0.{2 + i}") for i in range(16)]
         stats_before = await node_stats(port, channel)
         idle = await latencies_of(existing, 3.0)
@@ -503,24 +510,10 @@ async def admission(args: argparse.Namespace) -> dict[str, Any]:
 
             tg.start_soon(spaced)
             under_flood = await latencies_of(existing, min(args.seconds, 10.0))
-        assert flood.stdout is not None
-        report = b""
-        with anyio.fail_after(60):
-            async for chunk in flood.stdout:
-                report += chunk
-            await flood.wait()
+        silent = await report_of(flood, 60)
         stats_after = await node_stats(port, channel)
         for client in existing:
             await client.aclose()
-    finally:
-        with anyio.CancelScope(shield=True):
-            if node.stdin is not None:
-                await node.stdin.aclose()
-            with anyio.move_on_after(15) as waiting:
-                await node.wait()
-            if waiting.cancelled_caught:
-                node.kill()
-                await node.wait()
     times = [x for x in outcomes if isinstance(x, float)]
     idle_p50, flood_p50 = percentile(idle, 0.5), percentile(under_flood, 0.5)
     return {
@@ -534,7 +527,7 @@ async def admission(args: argparse.Namespace) -> dict[str, Any]:
         "node_options": "transport defaults",
         "silent_connections": SILENT_CONNECTIONS,
         "silent_source_addresses": len(SILENT_HOSTS),
-        "silent_flood": json.loads(report or b"{}"),
+        "silent_flood": silent,
         "new_peers": len(outcomes),
         "new_peers_answered": len(times),
         "new_peers_success_rate": round(len(times) / max(1, len(outcomes)), 3),

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from anyio.abc import SocketStream
+from anyio.abc import ByteStream, SocketStream
 
+from butter import Identity
+from butter.peers import PeerAddress
 from butter.wire import Request, encode
+from butter_transport_tcp import Network, SecureChannel
 from butter_transport_tcp._eviction import Candidate, choose_eviction, netgroup
 
 from .helpers import LOOPBACK, connect_plain, read_events, serving, tcp_transport
@@ -87,6 +90,37 @@ async def test_a_full_inbound_cap_evicts_the_flood_not_the_honest_peers() -> Non
                 for i, stream in enumerate(honest):  # every honest peer is still connected and served
                     await stream.send(encode(Request(2 + i, "echo", b"still")))
                     assert len(await read_events(stream, 1)) == 1
+        finally:
+            for stream in streams:
+                await anyio.aclose_forcefully(stream)
+
+
+async def secure_raw(port: int, source: str) -> ByteStream:
+    """A raw secure client (a throwaway identity) from ``source``, past the network check."""
+    stream: ByteStream = await anyio.connect_tcp(LOOPBACK, port, local_host=source)
+    stream, _ = await SecureChannel(Identity.generate()).secure_client(stream)
+    await Network("butter").exchange(stream, server=False)
+    return stream
+
+
+async def test_places_are_kept_for_known_hosts() -> None:
+    with anyio.fail_after(20):
+        server = tcp_transport(max_inbound=4, reserved_inbound=2)
+        server.expect_identity(PeerAddress("127.0.5.1", 9000), "a known host's node id")
+        streams: list[ByteStream] = []
+        try:
+            async with serving(server) as address:
+                for source in ("127.0.1.1", "127.0.2.1"):  # unknown peers fill their share (4 - 2)
+                    streams.append(await secure_raw(address.port, source))
+                    await streams[-1].send(encode(Request(1, "echo", b"x")))
+                    await read_events(streams[-1], 1)  # type: ignore[arg-type]
+                streams.append(await secure_raw(address.port, "127.0.3.1"))  # one more: both others protected
+                while server.stats.connections_refused_inbound < 1:
+                    await anyio.sleep(0.01)
+                streams.append(known := await secure_raw(address.port, "127.0.5.1"))  # a reserved place
+                await known.send(encode(Request(2, "echo", b"known")))
+                assert len(await read_events(known, 1)) == 1  # type: ignore[arg-type]
+                assert server.stats.connections_refused_inbound == 1
         finally:
             for stream in streams:
                 await anyio.aclose_forcefully(stream)
