@@ -14,8 +14,9 @@ What it does, for each N in ``--clients`` (default 10, 100, 1,000), for ``--seco
   ``max_connections`` 4,096 and ``max_inbound`` 2,048 (1,000 clients need more than the default 768) and
   ``frame_timeout`` 2 s (the default is 30 s, longer than a phase). The per-IP cap stays at its default 64.
 * **N well-behaved clients**, each one TLS connection (its own handshake), do sequential 256-byte ``echo``
-  round trips until the phase ends: N requests in flight. They connect from 127.0.0.2 to 127.0.0.201 (the
-  whole of 127.0.0.0/8 is loopback on Linux), at most 5 per address, so the per-IP cap does not hit them.
+  round trips until the phase ends: N requests in flight. They connect from 127.0.1.10 to 127.0.100.29 (the
+  whole of 127.0.0.0/8 is loopback on Linux), spread over 100 /24s, at most 20 per address, so neither the
+  per-IP cap nor the handshake budget per /24 (16 at once) meets their burst of up to 100 handshakes.
   Every failed or wrong reply is an error; the expected number of errors is zero.
 * **One abusive client**, in a process of its own (``--abuse``, so that 1,000 busy clients do not starve
   it), runs three attacks at once for the whole phase, each from its own address (127.0.0.250 to .252,
@@ -310,7 +311,7 @@ async def phase(clients: int, seconds: float, port: int, pid: int, secure: bool,
     async def connect(i: int) -> None:
         try:
             with anyio.fail_after(30):
-                connected.append(await Client.open(port, channel, f"127.0.0.{2 + i % 200}"))
+                connected.append(await Client.open(port, channel, f"127.0.{1 + i % 100}.{10 + i // 100}"))
         except Exception as exc:
             errors.append(f"connect: {type(exc).__name__}: {exc}"[:200])
 

@@ -6,10 +6,12 @@ Built so that nobody can lock new peers out by holding connections open:
   peer is unauthenticated). Those have a budget of their own, ``max_handshakes`` in total and
   ``max_handshakes_per_subnet`` per netgroup (/24 for IPv4, /48 for IPv6), outside the working caps. When
   a budget is full the newcomer is not refused: an older handshake (of the newcomer's own netgroup, when
-  that one is full) is closed instead, chosen silent first (it never sent a byte, while an honest client
-  speaks at once), then not from a known host, then of the netgroup holding the most handshakes, then the
-  **oldest**. Flooders thus mostly evict each other, and an honest handshake (a few milliseconds, talking
-  from its first one) completes long before its turn comes.
+  that one is full) is closed instead: a silent one (it never sent a byte, while an honest client speaks
+  at once), else one that spoke but has had ``HANDSHAKE_GRACE`` seconds; among those not from a known host
+  first, then of the netgroup holding the most handshakes, then the **oldest**. Only when every handshake
+  is young and talking (a burst of honest ones) is the newcomer closed instead. Flooders thus mostly evict
+  each other, and an honest handshake (a few milliseconds, talking from its first byte) completes long
+  before its turn comes.
 * Every incoming connection, in its handshake or working, counts toward ``max_inbound_per_ip`` (per
   address) and ``max_inbound_per_subnet`` (per netgroup); over either it is closed at once.
 * Once its handshake has passed, a connection becomes **working**: it counts toward ``max_inbound`` and,
@@ -56,6 +58,7 @@ log = logging.getLogger("butter.transport.tcp")
 
 ACCEPT_BACKOFF = 0.1  # seconds to wait after accept() fails (e.g. out of file descriptors)
 ACCEPT_BATCH = 64  # connections taken from the backlog per wake-up of the accept loop
+HANDSHAKE_GRACE = 1.0  # seconds a handshake whose peer has spoken is safe from eviction
 
 
 @dataclass(eq=False)
@@ -213,10 +216,12 @@ class Admission:
         known = self.known(ip)
         if self._handshakes_per_group[group] >= self.options.max_handshakes_per_subnet:
             if not self._evict_handshake(group):
+                self.stats.handshakes_refused += 1
                 self._refuse(ip, "max_handshakes_per_subnet", self._handshakes_per_group[group])
                 return None
         if len(self._handshakes) >= self.options.max_handshakes:
             if not self._evict_handshake(None):
+                self.stats.handshakes_refused += 1
                 self._refuse(ip, "max_handshakes", len(self._handshakes))
                 return None
         slot = Slot(ip, group, known, anyio.current_time(), fd=fd)
@@ -246,15 +251,19 @@ class Admission:
 
     def _evict_handshake(self, group: str | None) -> bool:
         """Close one handshake of ``group`` (any group when ``None``) to make room: a silent one (it never
-        sent a byte; an honest client speaks first, at once) before one that spoke, not a known host's
-        before a known host's, one of the busiest netgroup first, then the oldest. ``False`` when there is
-        none."""
+        sent a byte; an honest client speaks first, at once), else one that spoke but has had
+        ``HANDSHAKE_GRACE`` seconds; among those, not a known host's before a known host's, one of the
+        busiest netgroup first, then the oldest. ``False`` when there is none (a burst of honest
+        handshakes, all young and talking: the newcomer is refused instead)."""
         scope = [slot for slot in self._handshakes if group is None or slot.netgroup == group]
-        if not scope:
-            return False
         count = self._handshakes_per_group
         scope.sort(key=lambda slot: (slot.known, -count[slot.netgroup], slot.started))
-        victim = next((slot for slot in scope if not slot.spoke()), scope[0])  # usually the first is silent
+        victim = next((slot for slot in scope if not slot.spoke()), None)  # usually the first is silent
+        if victim is None:  # all spoke: only one that has had HANDSHAKE_GRACE seconds to finish
+            grace = anyio.current_time() - HANDSHAKE_GRACE
+            victim = next((slot for slot in scope if slot.started <= grace), None)
+        if victim is None:
+            return False
         self.release(victim)
         victim.close("evicted during its handshake")
         self.stats.handshakes_evicted += 1
