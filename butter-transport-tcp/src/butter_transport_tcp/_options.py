@@ -41,7 +41,7 @@ class TcpOptions(BaseModel):
         "/48 (IPv6); more are closed at once"
     )
     max_handshakes: int = Field(
-        64, ge=1, description="incoming connections still in their handshake (unauthenticated) at once, "
+        128, ge=1, description="incoming connections still in their handshake (unauthenticated) at once, "
         "outside max_inbound; when full, the oldest handshake of the busiest /24 or /48 is closed for the "
         "newcomer (known hosts' last), so silent connections cannot lock new peers out"
     )
