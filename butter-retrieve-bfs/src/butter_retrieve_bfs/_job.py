@@ -4,7 +4,6 @@ manifest and the blocks from the holders found, retrying failed blocks on other 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -109,7 +108,7 @@ class Job:
         hinted = self.service.book.matching(self.content_id, known) if self.policy.hints else []
         search = Search(
             self.content_id,
-            query_id=secrets.token_bytes(16),
+            query_id=self.service.new_query_id(),
             ttl=ring.ttl,
             fraction=ring.fraction,
             known=known,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -199,6 +200,11 @@ class BfsRetrieval:
         if not policy.rings or policy.parallelism < 1:
             raise ValueError("a retrieval needs at least one ring and a parallelism of at least 1")
         return Job(self, content_id, policy)
+
+    def new_query_id(self) -> bytes:
+        """A fresh 16-byte query id: drawn from the seeded generator when ``seed`` is set (a reproducible
+        simulation), otherwise from the OS, so that no peer can predict it and answer it in advance."""
+        return self.rng.randbytes(16) if self.options.seed is not None else secrets.token_bytes(16)
 
     def _finish(self, job: Job, error: BaseException | None) -> None:
         stats = job.finish(error)
