@@ -72,6 +72,7 @@ PLUGINS = {
         "Hit",
         "LocalDigest",
         "Miss",
+        "PeerWindows",
         "Query",
         "QueryHandler",
         "QueryReply",
