@@ -55,7 +55,7 @@ BUTTER = [
 ]
 
 PLUGINS = {
-    "butter_transport_tcp": ["SecureChannel", "TcpStats", "TcpTransport", "TcpTransportPlugin"],
+    "butter_transport_tcp": ["SecureChannel", "TcpOptions", "TcpStats", "TcpTransport", "TcpTransportPlugin"],
     "butter_persist_pcg": ["GroupView", "PcgOptions", "PcgPersistence", "PcgPersistencePlugin"],
     "butter_retrieve_bfs": [
         "ROUTE_DIGEST",
@@ -117,9 +117,7 @@ PLUGINS = {
         "IndexEntry",
         "Introduction",
         "LimitExceeded",
-        "Malformed",
         "Message",
-        "MessageDecoder",
         "Open",
         "PeerIndex",
         "Ping",
@@ -137,6 +135,7 @@ PLUGINS = {
         "Reserved",
         "Welcome",
         "connect",
+        "decode_message",
         "encode_message",
         "map_port",
         "simultaneous_open",

@@ -9,17 +9,31 @@ import socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 from anyio.abc import SocketStream
 
 from butter.peers import PeerAddress
+from butter.settings import ButterSettings
 from butter.slots import Dispatcher
 from butter.testing.conformance import echo_dispatcher
 from butter.wire import Event, FrameDecoder
-from butter_transport_tcp import TcpTransport
+from butter_transport_tcp import TcpOptions, TcpTransport
 
 LOOPBACK = "127.0.0.1"
+
+
+def tcp_transport(
+    *, host: str = LOOPBACK, port: int = 0, max_frame: int = 64 * 1024, connect_timeout: float = 2.0,
+    advertise_host: str = "", **options: Any,
+) -> TcpTransport:
+    """A transport listening on ``host:port`` (default loopback, a port the OS picks) with node settings
+    ``max_frame`` (bytes), ``connect_timeout`` (seconds) and ``advertise_host``, and driver ``options``."""
+    settings = ButterSettings(
+        host=host, port=port, max_frame=max_frame, connect_timeout=connect_timeout, advertise_host=advertise_host
+    )
+    return TcpTransport(settings, TcpOptions(**options))
 
 
 def unused_port() -> int:
@@ -38,7 +52,7 @@ class TcpFactory:
         self.authenticates = secure  # the conformance kit then insists each request names its sender's id
 
     def make(self, max_frame: int) -> TcpTransport:
-        return TcpTransport(LOOPBACK, 0, max_frame=max_frame, connect_timeout=2.0, secure=self.secure)
+        return tcp_transport(max_frame=max_frame, secure=self.secure)
 
     def unused_address(self) -> PeerAddress:
         return PeerAddress(LOOPBACK, unused_port())

@@ -7,20 +7,22 @@ beneath: the caps apply before the handshake, the frame deadline after it).
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
 from butter.wire import Request, encode
 from butter_transport_tcp import TcpTransport
 
-from .helpers import LOOPBACK, header, read_events, serving
+from .helpers import LOOPBACK, header, read_events, serving, tcp_transport
 
 pytestmark = pytest.mark.anyio
 
 
-def transport(**options: object) -> TcpTransport:
+def transport(**options: Any) -> TcpTransport:
     options.setdefault("secure", False)
-    return TcpTransport(LOOPBACK, 0, max_frame=64 * 1024, connect_timeout=2.0, **options)  # type: ignore[arg-type]
+    return tcp_transport(**options)
 
 
 async def closed_at_once(stream: anyio.abc.SocketStream) -> bool:

@@ -10,27 +10,29 @@ from __future__ import annotations
 import functools
 import re
 import socket
+from typing import Any
 
 import anyio
 import pytest
 
+from butter import load_driver, load_settings
 from butter.errors import ButterConfigError, RemoteError
 from butter.peers import PeerAddress
 from butter.testing.conformance import echo_dispatcher
 from butter.wire import Reply, Request, encode, encode_payload
 from butter_transport_tcp import TcpTransport
 
-from .helpers import LOOPBACK, header, read_events, serving, unused_port
+from .helpers import LOOPBACK, header, read_events, serving, tcp_transport, unused_port
 
 pytestmark = pytest.mark.anyio
 
 SMALL = 64 * 1024
 
 
-def transport(**options: object) -> TcpTransport:
+def transport(**options: Any) -> TcpTransport:
     """A plaintext transport: these tests speak raw frames to it (the secure channel has its own tests)."""
     options.setdefault("secure", False)
-    return TcpTransport(LOOPBACK, 0, max_frame=SMALL, connect_timeout=2.0, **options)  # type: ignore[arg-type]
+    return tcp_transport(max_frame=SMALL, **options)
 
 
 async def assert_still_serving(server: PeerAddress) -> None:
@@ -100,7 +102,7 @@ async def test_100_mib_header_is_refused_at_once_without_buffering() -> None:
                 assert error_of((await read_events(raw, 1))[0]) == (0, "frame-too-large")
                 await raw.send(b"y" * SMALL)
                 await anyio.sleep(0.05)
-                assert all(c.decoder.buffered == 0 for c in server._inbound)
+                assert all(c.channel.buffered == 0 for c in server._inbound)
             await assert_still_serving(address)
 
 
@@ -186,14 +188,14 @@ async def test_bind_to_a_port_in_use_raises_config_error() -> None:
         port = taken.getsockname()[1]
         async with anyio.create_task_group() as tg:
             with pytest.raises(ButterConfigError, match=re.escape(f"127.0.0.1:{port}")):
-                await tg.start(TcpTransport(LOOPBACK, port).serve, echo_dispatcher)
+                await tg.start(tcp_transport(port=port).serve, echo_dispatcher)
 
 
 async def test_bind_to_an_address_not_on_this_machine_raises_config_error() -> None:
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             with pytest.raises(ButterConfigError, match=re.escape("192.0.2.1:")):  # TEST-NET-1: never a local address
-                await tg.start(TcpTransport("192.0.2.1", unused_port()).serve, echo_dispatcher)
+                await tg.start(tcp_transport(host="192.0.2.1", port=unused_port()).serve, echo_dispatcher)
 
 
 async def test_serve_reports_the_bound_port_and_the_advertise_host() -> None:
@@ -202,7 +204,7 @@ async def test_serve_reports_the_bound_port_and_the_advertise_host() -> None:
         async with serving(plain) as address:
             assert address.host == LOOPBACK and address.port > 0 and plain.address == address
         assert plain.address is None
-        advertised = TcpTransport(LOOPBACK, 0, advertise_host="203.0.113.7")
+        advertised = tcp_transport(advertise_host="203.0.113.7")
         async with serving(advertised) as address:
             assert address.host == "203.0.113.7" and address.port > 0
 
@@ -222,9 +224,12 @@ async def test_stopping_closes_every_socket() -> None:
 
 
 @pytest.mark.parametrize(
-    "options",
-    [{"max_frame": 100}, {"connect_timeout": 0}, {"max_connections": 0}, {"idle_timeout": -1}],
+    ("settings", "options"),
+    [({"max_frame": 100}, {}), ({"connect_timeout": 0}, {}), ({}, {"max_connections": 0}), ({}, {"idle_timeout": -1})],
 )
-def test_invalid_settings_raise_config_error(options: dict[str, float]) -> None:
+def test_invalid_settings_raise_config_error(settings: dict[str, float], options: dict[str, float]) -> None:
+    """Each value is validated once, where it is declared: node settings by ButterSettings, the driver's
+    options by TcpOptions (through the plugin loader)."""
     with pytest.raises(ButterConfigError):
-        TcpTransport(LOOPBACK, 0, **options)  # type: ignore[arg-type]
+        load_settings(**settings)
+        load_driver("butter.transport", "tcp", options)

@@ -26,6 +26,7 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 from rich.console import Console
@@ -90,7 +91,7 @@ def corpus_files(root: Path, limit: int | None = None) -> list[Path]:
     return files[:limit] if limit else files
 
 
-def _settings(transport: str, peers: list[str], seed: int) -> ButterSettings:
+def _settings(transport: str, peers: list[str], seed: int, plugins: dict[str, Any]) -> ButterSettings:
     return ButterSettings(
         host="127.0.0.1",
         peers=peers,
@@ -100,6 +101,7 @@ def _settings(transport: str, peers: list[str], seed: int) -> ButterSettings:
         persistence={"driver": "pcg", "options": {"heartbeat_interval": HEARTBEAT, "member_timeout": MEMBER_TIMEOUT}},
         retrieval={"driver": "bfs"},
         request_timeout=10.0,
+        plugins=plugins,
     )
 
 
@@ -117,13 +119,16 @@ async def run_demo(
     kill_fraction: float = 1 / 3,
     seed: int = 1,
     console: Console | None = None,
+    plugins: dict[str, Any] | None = None,
 ) -> DemoResult:
     """Run the four phases above and print a summary; returns what happened.
 
     ``corpus`` is a directory whose ``.py`` files are stored (default :func:`default_corpus`), ``limit`` caps
-    how many. Raises :class:`~butter.errors.ButterConfigError` if a driver (tcp, pcg, bfs) is missing.
+    how many; ``plugins`` are every node's observer options (setting ``plugins``). Raises
+    :class:`~butter.errors.ButterConfigError` if a driver (tcp, pcg, bfs) is missing.
     """
     console = console or Console()
+    observers = plugins or {}
     rng = random.Random(seed)
     files = corpus_files(corpus or default_corpus(), limit)
     result = DemoResult(nodes)
@@ -149,10 +154,11 @@ async def run_demo(
             console.print(f"[dim]{name} took {result.phases[name]:.1f} s; {duration(left)} left[/]")
 
     async with AsyncExitStack() as stack:
-        first = await stack.enter_async_context(open_node(_settings(transport, [], seed)))
+        first = await stack.enter_async_context(open_node(_settings(transport, [], seed, observers)))
         network: list[Node] = [first]
         for _ in range(nodes - 1):
-            network.append(await stack.enter_async_context(open_node(_settings(transport, [str(first.address)], seed))))
+            network.append(await stack.enter_async_context(
+                open_node(_settings(transport, [str(first.address)], seed, observers))))
         console.print(f"[bold]1. Started {nodes} nodes[/] on {transport}, 127.0.0.1 only "
                       f"(node 0 at {first.address}; the others were told only its address)")
         await _wait_for_overlay(network, console)
@@ -196,7 +202,8 @@ async def run_demo(
                 forecast.observe_kill(time.perf_counter() - started)
         phase("churn")
 
-        reader = await stack.enter_async_context(open_node(_settings(transport, [str(network[0].address)], seed)))
+        reader = await stack.enter_async_context(
+            open_node(_settings(transport, [str(network[0].address)], seed, observers)))
         console.print(f"[bold]4. Retrieving every item[/] from a fresh node ({reader.node_id[:8]}) that never held any")
         with anyio.fail_after(30):
             while not reader.hosts.peers():  # noqa: ASYNC110 (polls another object's state, bounded)

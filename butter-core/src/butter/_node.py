@@ -50,7 +50,6 @@ __all__ = ["ClientBehaviour", "Node", "NodeStats", "open_node"]
 
 log = logging.getLogger("butter.node")
 
-SLOTS = ("transport", "discovery", "host_manager", "persistence", "retrieval")
 INTRODUCTION_QUEUE = 256  # addresses waiting to be offered to host management; more are dropped
 INTRODUCTION_OFFERS = 8  # introduced addresses offered to host management at once
 
@@ -278,11 +277,13 @@ class Node:
     def capability(self, cls: type[C]) -> C | None:
         """The first of this node's slot objects (persistence, retrieval, transport, host manager, then
         discoveries) implementing capability ``cls`` (see :mod:`butter.capabilities`), or ``None``."""
+        return next(iter(self.capabilities(cls)), None)
+
+    def capabilities(self, cls: type[C]) -> list[C]:
+        """Every one of this node's slot objects implementing capability ``cls``, in :meth:`capability`'s
+        order (for instance each service's :class:`~butter.capabilities.Counters`)."""
         candidates: list[object] = [self.persistence, self.retrieval, self.transport, self.hosts, *self.discoveries]
-        for candidate in candidates:
-            if candidate is not None and isinstance(candidate, cls):
-                return candidate
-        return None
+        return [candidate for candidate in candidates if candidate is not None and isinstance(candidate, cls)]
 
     def available_storage(self) -> int:
         """Bytes of items this node can still accept: the persistence driver's figure, 0 without one."""
@@ -363,13 +364,7 @@ class Node:
             await tg.start(discovery.run)
         for fn in self._behaviours:
             tg.start_soon(self._run_behaviour, fn)
-        log.info(
-            "node %s listening on %s (transport %s, discovery %s, host manager %s, persistence %s, "
-            "retrieval %s)",
-            self.node_id[:8],
-            self._address,
-            *(",".join(self.plugins.selected(slot)) or "-" for slot in SLOTS),
-        )
+        log.info("node %s listening on %s (%s)", self.node_id[:8], self._address, self.plugins.describe())
         self.emit("butter_node_started")
         task_status.started()
 

@@ -161,6 +161,10 @@ class ButterSettings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     persistence: PersistenceSettings = Field(default_factory=PersistenceSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    plugins: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="options of observer plugins (entry-point group butter.plugins), by entry-point name",
+    )
 
     @field_validator("memory_budget")
     @classmethod

@@ -44,6 +44,7 @@ EventName = Literal[
     "butter_peer_lost",
     "butter_item_stored",
     "butter_block_served",
+    "butter_request_served",
 ]
 """The events a node emits: the event hooks of :mod:`butter.hookspecs`, whose signatures they follow."""
 
@@ -96,7 +97,8 @@ class NodeServices(Protocol):
       events (:data:`EventName`; pluggy checks their names and arguments against the hook specs).
     * ``emit(event, **kwargs)``: emit an event to every subscriber and observer plugin.
     * ``capability(cls)``: the first slot object of this node implementing capability ``cls`` (a
-      runtime-checkable protocol of :mod:`butter.capabilities`), or ``None``.
+      runtime-checkable protocol of :mod:`butter.capabilities`), or ``None``; ``capabilities(cls)``: every
+      one of them implementing it, in the same order.
     """
 
     @property
@@ -150,6 +152,8 @@ class NodeServices(Protocol):
     def emit(self, event: EventName, **kwargs: Any) -> None: ...
 
     def capability(self, cls: type[C]) -> C | None: ...
+
+    def capabilities(self, cls: type[C]) -> list[C]: ...
 
 
 @runtime_checkable
