@@ -7,9 +7,9 @@ takes only as long as the CPU needs. The churn model is the original harness's: 
 node past its ``grace`` period dies with probability ``death_rate``, abruptly and with its data; a
 replacement node (storing nothing) starts so the population stays at ``nodes``.
 
-The same configuration (seed included) gives the same result on any machine, however loaded: nothing in a
+The same configuration (seed included) gives the same result however loaded the machine is: nothing in a
 run reads the wall clock or waits for a thread, every random choice is drawn from a generator seeded from
-``seed`` (node identities, host management, persistence, retrieval, link loss, churn), and trio's scheduler,
+``seed`` (node identities, host management, persistence, bfs retrieval, link loss, churn), and trio's scheduler,
 which shuffles runnable tasks, is made deterministic and seeded for the run (:func:`deterministic_scheduling`).
 ``wall_seconds`` is the only figure that varies.
 
@@ -120,15 +120,18 @@ class _Population:
         peers = [str(n.address) for n, _, _ in self.rng.sample(list(self.alive.values()),
                                                                   min(self.config.bootstrap_peers, len(self.alive)))]
         seed = self.config.seed * 1_000_003 + self.counter
-        settings = ButterSettings(
-            host="127.0.0.1",
-            peers=peers,
-            transport={"driver": "memory", "options": {"network": self.network}},
-            discovery={"drivers": ["static"], "options": {"static": {"interval": 1.0}}},
-            host_manager={"driver": "diversity", "options": {"seed": seed}},
-            persistence={"driver": self.config.persistence, "options": self._persistence_options(seed)},
-            retrieval={"driver": "bfs", "options": {"seed": seed}},
-        )
+        values: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "peers": peers,
+            "transport": {"driver": "memory", "options": {"network": self.network}},
+            "discovery": {"drivers": ["static"], "options": {"static": {"interval": 1.0}}},
+            "host_manager": {"driver": "diversity", "options": {"seed": seed}},
+            "persistence": {"driver": self.config.persistence, "options": self._persistence_options(seed)},
+        }
+        settings = ButterSettings(**values)  # the retrieval driver is the environment's (BUTTER_*), bfs by default
+        if settings.retrieval.driver == "bfs":
+            retrieval = {"driver": "bfs", "options": {**settings.retrieval.options, "seed": seed}}
+            settings = ButterSettings(**values, retrieval=retrieval)
         key = Ed25519PrivateKey.from_private_bytes(random.Random(seed).randbytes(32))
         return settings, Identity(key)
 
