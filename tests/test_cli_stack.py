@@ -58,6 +58,7 @@ def test_demo_stores_kills_and_retrieves_everything(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--nodes", "6", "--corpus", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "OK: 12/12 items retrieved byte for byte after 2 of 6 nodes died" in result.stdout
+    assert "Expected duration" in result.stdout.split("1. Started")[0]  # said before it starts
 
 
 def test_sim_churn_prints_the_table_and_writes_outputs(tmp_path: Path) -> None:

@@ -74,6 +74,7 @@ PLUGINS = {
         "Hit",
         "LocalDigest",
         "Miss",
+        "PeerWindows",
         "Query",
         "QueryHandler",
         "QueryReply",

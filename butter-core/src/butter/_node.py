@@ -185,17 +185,20 @@ class Node:
         """
         return await self._content.store(data, media_type=media_type)
 
-    async def retrieve(self, content_id: str) -> bytes:
-        """Find and return the item ``content_id`` (hex) through the retrieval slot, verified block by block.
+    async def retrieve(self, content_id: str, *, timeout: float | None = None) -> bytes:
+        """Find and return the item ``content_id`` (hex) through the retrieval slot, verified block by block,
+        within ``timeout`` seconds (``None``: the driver's default, 30 s for ``bfs``; ``math.inf``: no limit).
 
         Raises :class:`~butter.errors.ButterConfigError` when no retrieval driver is configured and
-        :class:`~butter.errors.ItemNotFound` when the search fails.
+        :class:`~butter.errors.ItemNotFound` (its fields say how far the search went) when the search fails
+        or the deadline passes.
         """
-        return await self._content.retrieve(content_id)
+        return await self._content.retrieve(content_id, timeout=timeout)
 
-    def retrieve_stream(self, content_id: str) -> AsyncIterator[bytes]:
-        """Like :meth:`retrieve`, but yield the verified blocks in order, for large items."""
-        return self._content.retrieve_stream(content_id)
+    def retrieve_stream(self, content_id: str, *, timeout: float | None = None) -> AsyncIterator[bytes]:
+        """Like :meth:`retrieve`, but yield the verified blocks in order, for large items: finding the item,
+        then each batch of blocks, takes at most ``timeout`` seconds (see :class:`~butter.slots.Retrieval`)."""
+        return self._content.retrieve_stream(content_id, timeout=timeout)
 
     async def fetch_block(self, peer: PeerLike, block_id: str, *, timeout: float | None = None) -> bytes:
         """Fetch one block from ``peer`` and verify it against ``block_id``.

@@ -243,11 +243,18 @@ class Retrieval(Protocol):
 
     ``retrieve`` returns the item's bytes, every block verified against its address; ``stream`` yields the
     verified block data in order, for items too large to hold at once. Both raise
-    :class:`~butter.errors.ItemNotFound` when the search ends without the item.
+    :class:`~butter.errors.ItemNotFound` when the search ends without the item, with its fields saying how
+    far the search went (hosts asked, rings, hops, holders found, whether the deadline ended it).
+
+    ``timeout`` is a deadline in seconds (``None``: the driver's default; ``math.inf``: none). ``retrieve``
+    returns or raises within ``timeout`` of the call, search and fetching together; a missing item is
+    reported :class:`~butter.errors.ItemNotFound` then, never later. ``stream`` finds the item within
+    ``timeout``, and then gets each batch of blocks it fetches within ``timeout`` (the consumer's own time
+    between blocks is not counted).
     """
 
     async def run(self, *, task_status: TaskStatus[None]) -> None: ...
 
-    async def retrieve(self, content_id: str) -> bytes: ...
+    async def retrieve(self, content_id: str, *, timeout: float | None = None) -> bytes: ...
 
-    def stream(self, content_id: str) -> AsyncIterator[bytes]: ...
+    def stream(self, content_id: str, *, timeout: float | None = None) -> AsyncIterator[bytes]: ...
