@@ -40,6 +40,7 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream, TaskGroup
 
 from butter.errors import PeerUnreachable, describe_network_error
+from butter.net import accept
 from butter.peers import PeerAddress
 
 from ._eviction import Candidate, choose_eviction, netgroup
@@ -172,7 +173,7 @@ class Admission:
         batch = 0 if raw.getblocking() else ACCEPT_BATCH  # never block the event loop in accept()
         while True:
             try:
-                stream = await listener.accept()
+                stream = await accept(listener)  # no connection lost to a cancelled accept (butter.net)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return
             except OSError as exc:  # EMFILE, ENOBUFS, ECONNABORTED...: keep serving the connections we have
