@@ -4,6 +4,7 @@ Run::
 
     python benchmarks/load.py [--quick] [--clients 10 100 1000] [--seconds 10] [--backend asyncio|trio]
                               [--plaintext] [--out benchmarks/results/load.json]
+    python benchmarks/load.py --admission [--seconds 10] [--backend asyncio|trio] [--plaintext]
 
 What it does, for each N in ``--clients`` (default 10, 100, 1,000), for ``--seconds`` each (default 10):
 
@@ -13,8 +14,9 @@ What it does, for each N in ``--clients`` (default 10, 100, 1,000), for ``--seco
   ``max_connections`` 4,096 and ``max_inbound`` 2,048 (1,000 clients need more than the default 768) and
   ``frame_timeout`` 2 s (the default is 30 s, longer than a phase). The per-IP cap stays at its default 64.
 * **N well-behaved clients**, each one TLS connection (its own handshake), do sequential 256-byte ``echo``
-  round trips until the phase ends: N requests in flight. They connect from 127.0.0.2 to 127.0.0.201 (the
-  whole of 127.0.0.0/8 is loopback on Linux), at most 5 per address, so the per-IP cap does not hit them.
+  round trips until the phase ends: N requests in flight. They connect from 127.0.1.10 to 127.0.100.29 (the
+  whole of 127.0.0.0/8 is loopback on Linux), spread over 100 /24s, at most 20 per address, so neither the
+  per-IP cap nor the handshake budget per /24 (16 at once) meets their burst of up to 100 handshakes.
   Every failed or wrong reply is an error; the expected number of errors is zero.
 * **One abusive client**, in a process of its own (``--abuse``, so that 1,000 busy clients do not starve
   it), runs three attacks at once for the whole phase, each from its own address (127.0.0.250 to .252,
@@ -25,6 +27,15 @@ What it does, for each N in ``--clients`` (default 10, 100, 1,000), for ``--seco
 * Measured: requests, requests/s, latency p50/p99 (ms) of the well-behaved clients, their errors; the
   node's resident memory (``VmRSS`` from ``/proc``) before and after each phase and its peak (``VmHWM``);
   the node's transport counters for the phase (what the limits refused or cut off).
+
+**The admission phase** (``--admission``, results in ``benchmarks/results/load-admission.json``): the node on
+the transport's *default* options; 16 existing well-behaved connections measure ``echo`` p50 idle for 3 s;
+then a process of its own (``--silent``) holds 2,000 connections that never send a byte, from 64 source
+addresses (127.0.1.2 to 127.0.64.2, each in a /24 of its own), each re-dialled as soon as the node cuts it;
+after 5 s of ramp-up, 40 new honest peers (from 127.0.200.x, one every 0.25 s) each connect, handshake and
+ask one ``echo`` within 10 s, while the existing connections measure p50 again. Reported: the new peers'
+success rate and connect+answer p50/p95, the existing connections' p50 under the flood against idle, and the
+node's admission counters.
 
 After the three phases the largest N is run again, so the node's memory after a repeated phase (against
 after its first run) shows whether it grows without bound or stays at its high-water mark.
@@ -43,22 +54,29 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 from anyio.abc import ByteStream
 
 from butter import Identity
 from butter.wire import FrameDecoder, Reply, Request, decode_payload, encode, encode_payload
-from butter_transport_tcp import SecureChannel
+from butter_transport_tcp import Network, SecureChannel
 
 LOOPBACK = "127.0.0.1"
 ABUSER_IPS = {"flood": "127.0.0.250", "slowloris": "127.0.0.251", "bad_frames": "127.0.0.252"}
 BODY = 256  # bytes per echo request
 REQUEST_TIMEOUT = 10.0  # seconds
 MAX_FRAME = 4 * 1024 * 1024  # the node's default, bytes
+DEFAULT_OUT = Path(__file__).parent / "results" / "load.json"
+NETWORK = Network("butter")  # the node's default network, no key
+SILENT_CONNECTIONS = 2000  # the admission phase's silent connections, re-dialled as soon as cut
+SILENT_HOSTS = [f"127.0.{x}.2" for x in range(1, 65)]  # 64 source addresses, each in a /24 of its own
 
 
 def raise_fd_limit() -> int:
@@ -71,15 +89,16 @@ def raise_fd_limit() -> int:
 # -- the node, in its own process -----------------------------------------------------------------------
 
 
-def serve(backend: str, secure: bool) -> None:
-    """Run the node; print its port, then serve until stdin closes."""
+def serve(backend: str, secure: bool, defaults: bool = False) -> None:
+    """Run the node; print its port, then serve until stdin closes. ``defaults``: the transport's default
+    options (the admission phase), else the larger caps of the client phases."""
     import butter
     from butter.settings import ButterSettings
 
     raise_fd_limit()
     settings = ButterSettings(
         host=LOOPBACK, port=0, discovery={"drivers": []}, persistence={"driver": ""}, retrieval={"driver": ""},
-        transport={"driver": "tcp", "options": {
+        transport={"driver": "tcp", "options": {"secure": secure} if defaults else {
             "secure": secure, "max_connections": 4096, "max_inbound": 2048, "frame_timeout": 2.0,
         }},
     )
@@ -128,6 +147,7 @@ class Client:
         stream: ByteStream = await anyio.connect_tcp(LOOPBACK, port, local_host=local_host)
         if channel is not None:
             stream, _ = await channel.secure_client(stream)
+        await NETWORK.exchange(stream, server=False)
         return cls(stream)
 
     async def call(self, route: str, body: bytes) -> Reply:
@@ -189,6 +209,7 @@ async def abuse(port: int, channel: SecureChannel | None, deadline: float, count
         stream = await raw(kind)
         if channel is not None:
             stream, _ = await channel.secure_client(stream)
+        await NETWORK.exchange(stream, server=False)
         return stream
 
     async def flood() -> None:
@@ -290,7 +311,7 @@ async def phase(clients: int, seconds: float, port: int, pid: int, secure: bool,
     async def connect(i: int) -> None:
         try:
             with anyio.fail_after(30):
-                connected.append(await Client.open(port, channel, f"127.0.0.{2 + i % 200}"))
+                connected.append(await Client.open(port, channel, f"127.0.{1 + i % 100}.{10 + i // 100}"))
         except Exception as exc:
             errors.append(f"connect: {type(exc).__name__}: {exc}"[:200])
 
@@ -314,13 +335,7 @@ async def phase(clients: int, seconds: float, port: int, pid: int, secure: bool,
         for client in connected:
             tg.start_soon(well_behaved, client, deadline, latencies, errors)
     elapsed = time.perf_counter() - start
-    assert abuser.stdout is not None
-    report = b""
-    with anyio.fail_after(30):
-        async for chunk in abuser.stdout:
-            report += chunk
-        await abuser.wait()
-    counts = json.loads(report or b"{}")
+    counts = await report_of(abuser, 30)
     for client in connected:
         await client.aclose()
     await anyio.sleep(1.0)  # let the node close what we dropped
@@ -349,9 +364,12 @@ async def phase(clients: int, seconds: float, port: int, pid: int, secure: bool,
     }
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--serve", "--backend", args.backend] + (["--plaintext"] if args.plaintext
-                                                                                  else [])
+@asynccontextmanager
+async def node_process(args: argparse.Namespace, *, defaults: bool = False) -> AsyncIterator[tuple[int, int]]:
+    """The node in its own process (``--serve``) while the block runs: yields its (port, pid); stops it
+    after (closing its stdin; killed if it has not left 15 s later)."""
+    command = [sys.executable, __file__, "--serve", "--backend", args.backend] + (
+        ["--plaintext"] if args.plaintext else []) + (["--defaults"] if defaults else [])
     node = await anyio.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
     try:
         assert node.stdout is not None and node.stdin is not None
@@ -359,17 +377,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         with anyio.fail_after(30):
             while not line.endswith(b"\n"):
                 line += await node.stdout.receive(1)
-        port = int(line)
-        phases = []
-        sizes = [*args.clients, max(args.clients)]  # the largest again: memory after a repeat
-        for index, clients in enumerate(sizes):
-            print(f"  phase {index + 1}/{len(sizes)}: {clients} clients for {args.seconds} s ...", file=sys.stderr,
-                  flush=True)
-            phases.append(await phase(clients, args.seconds, port, node.pid, not args.plaintext, args.backend))
-            print(f"    {phases[-1]['requests_per_s']} req/s, p99 {phases[-1]['latency_p99_ms']} ms, "
-                  f"{phases[-1]['errors']} errors, node RSS {phases[-1]['node_memory_after']['rss_kib']} KiB",
-                  file=sys.stderr, flush=True)
-        return {"phases": phases, "node_peak_kib": rss_kib(node.pid)["peak_kib"]}
+        yield int(line), node.pid
     finally:
         with anyio.CancelScope(shield=True):
             if node.stdin is not None:
@@ -381,6 +389,162 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await node.wait()
 
 
+async def report_of(process: anyio.abc.Process, timeout: float) -> dict[str, Any]:
+    """The JSON a helper process (``--abuse``, ``--silent``) prints when it is done, within ``timeout`` s."""
+    assert process.stdout is not None
+    report = b""
+    with anyio.fail_after(timeout):
+        async for chunk in process.stdout:
+            report += chunk
+        await process.wait()
+    return dict(json.loads(report or b"{}"))
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    async with node_process(args) as (port, pid):
+        phases = []
+        sizes = [*args.clients, max(args.clients)]  # the largest again: memory after a repeat
+        for index, clients in enumerate(sizes):
+            print(f"  phase {index + 1}/{len(sizes)}: {clients} clients for {args.seconds} s ...", file=sys.stderr,
+                  flush=True)
+            phases.append(await phase(clients, args.seconds, port, pid, not args.plaintext, args.backend))
+            print(f"    {phases[-1]['requests_per_s']} req/s, p99 {phases[-1]['latency_p99_ms']} ms, "
+                  f"{phases[-1]['errors']} errors, node RSS {phases[-1]['node_memory_after']['rss_kib']} KiB",
+                  file=sys.stderr, flush=True)
+        return {"phases": phases, "node_peak_kib": rss_kib(pid)["peak_kib"]}
+
+
+# -- the admission phase --------------------------------------------------------------------------------
+
+
+async def run_silent(port: int, seconds: float) -> dict[str, int]:
+    """The silent flood's process: SILENT_CONNECTIONS connections from SILENT_HOSTS that never send a byte,
+    each re-dialled as soon as the node cuts it, for ``seconds``; return the counts."""
+    raise_fd_limit()
+    counts = {"dials": 0, "dial_failures": 0, "cut_by_node": 0}
+    deadline = time.perf_counter() + seconds
+
+    async def keep_one(source: str) -> None:
+        while time.perf_counter() < deadline:
+            counts["dials"] += 1
+            try:
+                stream = await anyio.connect_tcp(LOOPBACK, port, local_host=source)
+            except OSError:
+                counts["dial_failures"] += 1
+                await anyio.sleep(0.05)  # bounded: at most 20 dials a second per task
+                continue
+            try:
+                with anyio.move_on_after(max(0.0, deadline - time.perf_counter())):
+                    while True:
+                        await stream.receive()  # the node's bytes, if any, until it cuts us off
+            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                counts["cut_by_node"] += 1
+            finally:
+                await anyio.aclose_forcefully(stream)
+
+    with anyio.move_on_after(seconds + 20):
+        async with anyio.create_task_group() as tg:
+            for i in range(SILENT_CONNECTIONS):
+                tg.start_soon(keep_one, SILENT_HOSTS[i % len(SILENT_HOSTS)])
+    return counts
+
+
+async def latencies_of(clients: list[Client], seconds: float) -> list[float]:
+    """Sequential ``echo`` round trips (milliseconds) on each of ``clients`` for ``seconds``."""
+    out: list[float] = []
+    errors: list[str] = []
+    deadline = time.perf_counter() + seconds
+    async with anyio.create_task_group() as tg:
+        for client in clients:
+            tg.start_soon(well_behaved, client, deadline, out, errors)
+    if errors:
+        raise RuntimeError(f"existing connections failed: {errors[:3]}")
+    return sorted(x * 1e3 for x in out)
+
+
+async def newcomer(port: int, channel: SecureChannel | None, source: str) -> float | str:
+    """A new honest peer: connect, handshake, one ``echo``; its duration (ms) or the error."""
+    start = time.perf_counter()
+    try:
+        with anyio.fail_after(REQUEST_TIMEOUT):
+            client = await Client.open(port, channel, source)
+            try:
+                reply = await client.call("echo", b"hello")
+            finally:
+                await client.aclose()
+        if reply.body != b"hello":
+            return f"wrong reply {reply!r}"[:200]
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"[:200]
+    return (time.perf_counter() - start) * 1e3
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values) or [0.0]
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q))], 2)
+
+
+async def admission(args: argparse.Namespace) -> dict[str, Any]:
+    """The node on default options; 16 existing connections measured idle, then under the silent flood
+    while 40 new honest peers (one every 0.25 s) connect and ask."""
+    secure = not args.plaintext
+    channel = SecureChannel(Identity.generate()) if secure else None
+    async with node_process(args, defaults=True) as (port, _):
+        existing = [await Client.open(port, channel, f"127.0.0.{2 + i}") for i in range(16)]
+        stats_before = await node_stats(port, channel)
+        idle = await latencies_of(existing, 3.0)
+        flood = await anyio.open_process(
+            [sys.executable, __file__, "--silent", str(port), "--seconds", str(args.seconds + 5), "--backend",
+             args.backend], stdout=subprocess.PIPE, stderr=None,
+        )
+        await anyio.sleep(5.0)  # the flood ramps up: 2,000 connections and their re-dials
+        outcomes: list[float | str] = []
+        async with anyio.create_task_group() as tg:
+
+            async def one(i: int) -> None:
+                outcomes.append(await newcomer(port, channel, f"127.0.200.{2 + i}"))
+
+            async def spaced() -> None:
+                for i in range(40):
+                    tg.start_soon(one, i)
+                    await anyio.sleep(0.25)
+
+            tg.start_soon(spaced)
+            under_flood = await latencies_of(existing, min(args.seconds, 10.0))
+        silent = await report_of(flood, 60)
+        stats_after = await node_stats(port, channel)
+        for client in existing:
+            await client.aclose()
+    times = [x for x in outcomes if isinstance(x, float)]
+    idle_p50, flood_p50 = percentile(idle, 0.5), percentile(under_flood, 0.5)
+    return {
+        "benchmark": "load-admission",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "backend": args.backend,
+        "secure": secure,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "node_options": "transport defaults",
+        "silent_connections": SILENT_CONNECTIONS,
+        "silent_source_addresses": len(SILENT_HOSTS),
+        "silent_flood": silent,
+        "new_peers": len(outcomes),
+        "new_peers_answered": len(times),
+        "new_peers_success_rate": round(len(times) / max(1, len(outcomes)), 3),
+        "new_peer_connect_and_answer_p50_ms": percentile(times, 0.5),
+        "new_peer_connect_and_answer_p95_ms": percentile(times, 0.95),
+        "new_peer_errors": [x for x in outcomes if isinstance(x, str)][:5],
+        "existing_connections": len(existing),
+        "existing_p50_idle_ms": idle_p50,
+        "existing_p50_under_flood_ms": flood_p50,
+        "existing_p50_ratio": round(flood_p50 / idle_p50, 2) if idle_p50 else None,
+        "existing_p99_under_flood_ms": percentile(under_flood, 0.99),
+        "node_limits_hit": {k: stats_after[k] - stats_before.get(k, 0) for k in stats_after
+                            if stats_after[k] != stats_before.get(k, 0)},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 s phases with 10 and 100 clients (a smoke run)")
@@ -388,12 +552,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="seconds per phase (default 10, quick 3)")
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     parser.add_argument("--plaintext", action="store_true", help="the node and clients without the secure channel")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "load.json")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--admission", action="store_true", help="the admission phase only (its own results file)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--defaults", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--silent", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--abuse", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.backend, not args.plaintext)
+        serve(args.backend, not args.plaintext, args.defaults)
+        return
+    if args.silent:
+        print(json.dumps(anyio.run(run_silent, args.silent, float(args.seconds), backend=args.backend)))
+        return
+    if args.admission:
+        args.seconds = max(1.0, min(args.seconds or 10.0, 120.0))
+        raise_fd_limit()
+        print(f"load benchmark, admission phase, on {args.backend}: {SILENT_CONNECTIONS} silent connections from "
+              f"{len(SILENT_HOSTS)} addresses", file=sys.stderr)
+        out = args.out if args.out != DEFAULT_OUT else DEFAULT_OUT.with_name("load-admission.json")
+        report = anyio.run(admission, args, backend=args.backend)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report, indent=2))
         return
     if args.abuse:
         print(json.dumps(anyio.run(run_abuser, args.abuse, float(args.seconds), not args.plaintext,

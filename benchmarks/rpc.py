@@ -63,8 +63,9 @@ from anyio.abc import SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from butter import Identity
+from butter.settings import ButterSettings
 from butter.wire import FrameDecoder, Reply, Request, encode
-from butter_transport_tcp import SecureChannel, TcpTransport
+from butter_transport_tcp import Network, SecureChannel, TcpOptions, TcpTransport
 
 LOOPBACK = "127.0.0.1"
 MAX_FRAME = 4 * 1024 * 1024  # bytes
@@ -191,8 +192,9 @@ async def echo_dispatch(request: Request) -> Reply:
 
 @asynccontextmanager
 async def butter_transport(secure: bool = True) -> AsyncIterator[Implementation]:
-    server = TcpTransport(LOOPBACK, 0, max_frame=MAX_FRAME, secure=secure)
-    client = TcpTransport(LOOPBACK, 0, max_frame=MAX_FRAME, secure=secure)
+    settings = ButterSettings(host=LOOPBACK, port=0, max_frame=MAX_FRAME)
+    server = TcpTransport(settings, TcpOptions(secure=secure))
+    client = TcpTransport(settings, TcpOptions(secure=secure))
     channel = SecureChannel(Identity.generate()) if secure else None
     async with anyio.create_task_group() as tg:
         address = await tg.start(server.serve, echo_dispatch)
@@ -208,6 +210,7 @@ async def butter_transport(secure: bool = True) -> AsyncIterator[Implementation]
             stream: Any = await anyio.connect_tcp(LOOPBACK, address.port)
             if channel is not None:
                 stream, _ = await channel.secure_client(stream, server.node_id)
+            await Network("butter").exchange(stream, server=False)
             body = os.urandom(SMALL_BODY)
             await stream.send(encode(Request(1, "echo", body)))
             decoder = FrameDecoder(MAX_FRAME)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,6 +58,7 @@ def test_demo_stores_kills_and_retrieves_everything(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--nodes", "6", "--corpus", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "OK: 12/12 items retrieved byte for byte after 2 of 6 nodes died" in result.stdout
+    assert "Expected duration" in result.stdout.split("1. Started")[0]  # said before it starts
 
 
 def test_sim_churn_prints_the_table_and_writes_outputs(tmp_path: Path) -> None:
@@ -67,6 +70,42 @@ def test_sim_churn_prints_the_table_and_writes_outputs(tmp_path: Path) -> None:
     assert rows[0]["items"] == 20 and rows[0]["deaths"] > 0
     assert rows[0]["baseline_retention"] < rows[0]["retention"]
     assert (tmp_path / "churn.csv").exists() and (tmp_path / "churn.png").stat().st_size > 1000
+
+
+SMALL_SIM = ["sim", "churn", "--nodes", "5", "--death-rate", "0.05", "--churn", "1", "--settle", "1", "--no-baseline"]
+
+
+def test_sim_without_trio_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "trio", None)  # as if not installed
+    result = runner.invoke(app, SMALL_SIM)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: butter sim needs trio, which is not installed: "
+                                     "pip install 'butter-core[trio]'")
+
+
+def test_sim_out_without_matplotlib_says_so_and_writes_the_rest(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    result = runner.invoke(app, [*SMALL_SIM, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "churn.png needs matplotlib, which is not installed (pip install 'butter-core[plot]')" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["churn.csv", "churn.json"]
+
+
+def test_sim_with_a_missing_driver_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUTTER_RETRIEVAL__DRIVER", "bsf")  # the simulated nodes read BUTTER_* too
+    result = runner.invoke(app, SMALL_SIM)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: no retrieval driver 'bsf' is installed: did you mean 'bfs'?")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_keeping_a_one_block_item_is_logged_in_the_singular(tcp_node: tuple[BlockingPortal, butter.Node],
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    portal, node = tcp_node
+    caplog.set_level(logging.INFO, logger="butter.pcg")
+    portal.call(node.store, b"hello")
+    assert any(record.getMessage().endswith("(5 bytes, 1 block)") for record in caplog.records), caplog.text
 
 
 def test_get_retrieves_what_put_stored_through_another_node(tmp_path: Path) -> None:

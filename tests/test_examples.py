@@ -252,6 +252,7 @@ def test_persist_add_kill_get(started: list[Running], monkeypatch: pytest.Monkey
             time.sleep(0.3)
     stored = ask(a, "add hello, persistent world", r"stored ([0-9a-f]{64}) \(23 bytes\); group: 1 of 3")
     content_id = stored.group(1)
+    ask(a, "groups", r"^1 group; known hosts: 2$")
     deadline = time.monotonic() + 30
     while "3 of 3 replicas (goldilocks)" not in ask(a, "groups", rf"^{content_id} ").string:
         assert time.monotonic() < deadline, a.output
@@ -267,11 +268,64 @@ def test_persist_add_kill_get(started: list[Running], monkeypatch: pytest.Monkey
     ask(c, f"get {file_id} {tmp_path / 'out.bin'}", r"^wrote 50000 bytes")
     assert (tmp_path / "out.bin").read_bytes() == original.read_bytes()
     ask(c, "get " + "0" * 64, r"^not found: ")
+    found = ask(c, f"get {content_id[:8]}", r"^found (\d+) bytes: (.*)$")  # the start of an id C keeps
+    assert found.groups() == ("23", "hello, persistent world")
+    ask(c, "get 0000beef", r"^no item this node keeps starts with 0000beef: give the whole id")
+    ask(c, "get xyz", r"^an id is 64 hexadecimal characters, or the first 4 or more")
     ask(c, "nonsense", r"^Commands: ")
 
     b.type("quit")  # leaves gracefully, handing its replicas over
     assert b.proc.wait(20) == 0, b.output
     assert c.stop(signal.SIGINT) == 0, c.output
+
+
+# -- --peer means what it means for `butter node` ----------------------------------------------------------------
+
+@pytest.mark.parametrize("script", [OHCE, CHAT, PERSIST], ids=lambda path: path.parent.name)
+def test_peer_adds_static_discovery_beside_the_configured_drivers(script: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from butter._catalogue import effective_discovery
+
+    module = load(script)
+    node_settings = module.node_settings
+    monkeypatch.delenv("BUTTER_DISCOVERY__DRIVERS")  # the default: multicast
+    settings = node_settings(module.parse_args(["--peer", "127.0.0.1:9"]))
+    assert settings.peers == ["127.0.0.1:9"] and effective_discovery(settings) == ["multicast", "static"]
+    only_static = node_settings(module.parse_args(["--peer", "127.0.0.1:9", "--discovery", "static"]))
+    assert effective_discovery(only_static) == ["static"]
+    assert "beside the configured discovery drivers" in " ".join(run_once(script, "--help", timeout=30).stdout.split())
+
+
+# -- the README's first example runs and shows something ----------------------------------------------------------
+
+ROOT_README = ROOT / "README.md"
+
+
+def first_example() -> str:
+    section = ROOT_README.read_text().split("## A node in a few lines", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None
+    return match.group(1)
+
+
+@needs_tcp
+def test_readme_first_example_prints_a_reply(tmp_path: Path) -> None:
+    pytest.importorskip("butter_persist_pcg", reason="butter-persist-pcg is not installed")
+    pytest.importorskip("butter_retrieve_bfs", reason="butter-retrieve-bfs is not installed")
+    (tmp_path / "first.py").write_text(first_example())
+    result = subprocess.run([sys.executable, "first.py"], cwd=tmp_path, text=True, timeout=60,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert result.returncode == 0, result.stdout
+    assert re.fullmatch(r"127\.0\.0\.1:\d+ answered hello!\n", result.stdout), result.stdout
+
+
+def test_root_readme_code_compiles() -> None:
+    import ast
+
+    blocks = re.findall(r"```python\n(.*?)```", ROOT_README.read_text(), re.S)
+    assert blocks and blocks[0] == first_example()
+    for block in blocks:
+        compile(block, str(ROOT_README), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
 
 # -- examples/README.md: its code is correct against the current API -------------------------------------------

@@ -55,7 +55,9 @@ BUTTER = [
 ]
 
 PLUGINS = {
-    "butter_transport_tcp": ["SecureChannel", "TcpStats", "TcpTransport", "TcpTransportPlugin"],
+    "butter_transport_tcp": [
+        "Network", "NetworkRefused", "SecureChannel", "TcpOptions", "TcpStats", "TcpTransport", "TcpTransportPlugin"
+    ],
     "butter_persist_pcg": ["GroupView", "PcgOptions", "PcgPersistence", "PcgPersistencePlugin"],
     "butter_retrieve_bfs": [
         "ROUTE_DIGEST",
@@ -72,6 +74,7 @@ PLUGINS = {
         "Hit",
         "LocalDigest",
         "Miss",
+        "PeerWindows",
         "Query",
         "QueryHandler",
         "QueryReply",
@@ -116,9 +119,7 @@ PLUGINS = {
         "IndexEntry",
         "Introduction",
         "LimitExceeded",
-        "Malformed",
         "Message",
-        "MessageDecoder",
         "Open",
         "PeerIndex",
         "Ping",
@@ -136,6 +137,7 @@ PLUGINS = {
         "Reserved",
         "Welcome",
         "connect",
+        "decode_message",
         "encode_message",
         "map_port",
         "simultaneous_open",

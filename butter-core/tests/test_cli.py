@@ -3,12 +3,14 @@ run as a real process. Every socket is on 127.0.0.1."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 import tomllib
@@ -83,6 +85,44 @@ def test_command_help_has_examples(command: str) -> None:
     assert "Examples" in result.output and f"butter {command}" in result.output
 
 
+def test_help_keeps_the_example_lines_apart() -> None:
+    output = invoke("node", "--help").output
+    assert "\n    butter node --host 127.0.0.1 --port 9000\n    butter node --host 127.0.0.1 --port 9001" in output
+
+
+def python_modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter has imported after running ``code`` (``butter`` commands run with
+    their output discarded)."""
+    script = f"import sys, contextlib, io\n{code}\nprint(' '.join(sorted(sys.modules)), file=sys.__stderr__)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUTTER_")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    return set(result.stderr.split())
+
+
+HEAVY = {"anyio", "pydantic", "pydantic_settings", "rich", "stevedore", "pluggy", "cryptography", "butter.node"}
+
+
+def run_cli(*args: str) -> str:
+    return (f"from butter.cli import app\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    try: app({list(args)!r})\n    except SystemExit: pass")
+
+
+def test_import_butter_and_help_import_nothing_heavy() -> None:
+    """``import butter`` and ``butter --help`` start quickly: their names are imported when first used."""
+    assert not HEAVY & python_modules_after("import butter")
+    assert not HEAVY & python_modules_after(run_cli("--help"))
+    assert not {"stevedore", "pluggy", "cryptography", "butter.node"} & python_modules_after(run_cli("plugins"))
+
+
+def test_every_export_resolves_lazily() -> None:
+    assert set(butter._EXPORTS) == set(butter.__all__)  # type: ignore[attr-defined]
+    for name, module in butter._EXPORTS.items():  # type: ignore[attr-defined]
+        assert getattr(butter, name) is getattr(importlib.import_module(module, "butter"), name)
+    assert set(butter.__all__) <= set(dir(butter))
+    with pytest.raises(AttributeError, match="no attribute 'Nde'"):
+        butter.Nde  # type: ignore[attr-defined]  # noqa: B018
+
+
 def test_node_help_names_its_options() -> None:
     output = invoke("node", "--help").output
     for option in ("--config", "--host", "--port", "--data-dir", "--peer", "--transport", "--discovery",
@@ -142,6 +182,57 @@ def test_plugins_marks_a_selected_driver_that_is_missing() -> None:
     assert "not installed" in invoke("plugins", env={"BUTTER_TRANSPORT__DRIVER": "carrier-pigeon"}).output
 
 
+def option_rows(*args: str) -> dict[str, dict[str, Any]]:
+    result = invoke("plugins", "--options", *args, "--json")
+    assert result.exit_code == 0, result.output
+    return {row["name"]: row for row in json.loads(result.stdout)}
+
+
+def test_plugins_options_prints_every_option_of_a_driver() -> None:
+    from butter.hosts import DiversityOptions
+
+    rows = option_rows("diversity")
+    assert list(rows) == list(DiversityOptions.model_fields)
+    assert rows["capacity"] == {
+        "slot": "host_manager", "driver": "diversity", "name": "capacity", "type": "int ≥ 1, or unset",
+        "default": "unset", "description": "hosts kept; unset: from the memory budget",
+        "key": "host_manager.options.capacity", "env": "BUTTER_HOST_MANAGER__OPTIONS__CAPACITY"}
+    assert (rows["refresh_interval"]["type"], rows["refresh_interval"]["default"]) == ("float > 0", "10.0")
+    assert rows["random_factor"]["type"] == "0 ≤ float ≤ 1"
+    table = invoke("plugins", "--options", "host_manager:diversity").output
+    assert "options of the host manager driver diversity" in table
+    for name in DiversityOptions.model_fields:
+        assert name in table
+    assert "BUTTER_HOST_MANAGER__OPTIONS__CAPACITY=VALUE" in table and "[butter.host_manager.options]" in table
+
+
+def test_plugins_options_of_a_discovery_driver_name_its_nested_key() -> None:
+    rows = option_rows("discovery:static")
+    assert rows["peers"]["type"] == "list[str]" and rows["peers"]["default"] == "[]"
+    assert rows["interval"]["env"] == "BUTTER_DISCOVERY__OPTIONS__STATIC__INTERVAL"
+    assert "--discovery.options '{\"static\": {\"peers\": VALUE}}'" in invoke("plugins", "--options", "static").output
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("divrsity", "no host manager driver 'divrsity' is installed: did you mean 'diversity'?"),
+        ("transport:memroy", "no transport driver 'memroy' is installed: did you mean 'memory'?"),
+        ("carrier-pigeon", "no driver 'carrier-pigeon' is installed for any slot"),
+        ("courier:memory", "no slot 'courier'"),
+    ],
+)
+def test_plugins_options_of_a_missing_driver_is_one_line(spec: str, says: str) -> None:
+    result = invoke("plugins", "--options", spec)
+    assert result.exit_code == 2
+    assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_plugins_names_the_fix_for_a_selected_driver_that_is_missing() -> None:
+    result = invoke("plugins", env={"BUTTER_RETRIEVAL__DRIVER": "flod"})
+    assert "no retrieval driver 'flod' is installed" in result.stderr
+
+
 # -- settings and error exits ------------------------------------------------------------------------------
 
 
@@ -169,6 +260,49 @@ def test_settings_toml_round_trips(tmp_path: Path) -> None:
 def test_settings_table_shows_where_to_set_each_key() -> None:
     output = invoke("settings").output
     assert "BUTTER_TRANSPORT__DRIVER" in output and "transport.driver" in output and "memory_budget" in output
+
+
+def setting_row(output: str, key: str) -> list[str]:
+    """The cells of the table row for ``key`` (its first line)."""
+    line = next(line for line in output.splitlines() if re.match(rf"│ {re.escape(key)} ", line))
+    return [cell.strip() for cell in line.strip("│").split("│")]
+
+
+def test_settings_show_sizes_in_binary_units() -> None:
+    output = invoke("settings").output
+    assert setting_row(output, "memory_budget")[1] == "512MiB"
+    assert setting_row(output, "max_frame")[1] == "4MiB" and setting_row(output, "store.block_size")[1] == "4KiB"
+    assert setting_row(invoke("settings", "--memory_budget", "1500000").output, "memory_budget")[1] == "1500000"
+    toml = tomllib.loads(invoke("settings", "--toml").stdout)["butter"]
+    assert toml["memory_budget"] == "512MiB" and toml["store"]["block_size"] == "4KiB"
+    assert json.loads(invoke("settings", "--json").stdout)["memory_budget"] == 512 * 1024 * 1024
+
+
+def test_settings_show_every_option_of_the_selected_drivers() -> None:
+    output = invoke("settings", "--host_manager.options", '{"refresh_interval": 3}').output
+    assert setting_row(output, "host_manager.options.refresh_interval")[1:3] == [
+        "3.0", "BUTTER_HOST_MANAGER__OPTIONS__REFRESH_INTERVAL"]
+    assert setting_row(output, "host_manager.options.exchange_interval")[1] == "10.0"  # a default, filled in
+    assert "host_manager.options " not in output  # no raw `{}` row left
+
+
+def test_settings_show_the_discovery_drivers_the_node_runs() -> None:
+    assert setting_row(invoke("settings").output, "discovery.drivers")[1] == '["multicast"]'
+    output = invoke("settings", env={"BUTTER_PEERS": '["127.0.0.1:9"]'}).output
+    row = setting_row(output, "discovery.drivers")
+    assert row[1] == '["multicast", "static"]' and "static added because peers are set" in output
+    assert setting_row(output, "discovery.options.static.interval")[1] == "2.0"
+
+
+def test_settings_of_a_missing_driver_say_how_to_install_it() -> None:
+    result = invoke("settings", "--persistence.driver", "pgc")
+    assert result.exit_code == 0, result.output
+    assert "no persistence driver 'pgc' is installed: did you mean 'pcg'" in result.stderr
+
+
+def test_settings_with_invalid_driver_options_exit_2_naming_the_option() -> None:
+    result = invoke("settings", "--host_manager.options", '{"refresh_interval": -1}')
+    assert result.exit_code == 2 and "refresh_interval" in result.stderr and "Traceback" not in result.output
 
 
 def test_slot_options_alone_keep_the_default_driver() -> None:
@@ -200,6 +334,22 @@ def test_node_with_a_missing_driver_exits_2() -> None:
     result = invoke("node", "--transport", "carrier-pigeon", "--discovery", "static", "--host", "127.0.0.1")
     assert result.exit_code == 2
     assert "carrier-pigeon" in result.stderr and "memory" in result.stderr  # names the installed ones
+
+
+def test_node_with_a_misspelt_driver_suggests_the_right_one_in_one_line() -> None:
+    result = invoke("node", "--transport", "memroy", "--discovery", "static", "--host", "127.0.0.1")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: no transport driver 'memroy' is installed: did you mean 'memory'? "
+                                     "(entry-point group butter.transport; installed: " +
+                                     ", ".join(butter.installed_drivers("butter.transport")) + ")")
+
+
+def test_backend_trio_without_trio_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "trio", None)  # as if not installed: find_spec and import both fail
+    result = invoke("node", "--backend", "trio", "--transport", "memory", "--discovery", "static")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: --backend trio needs trio, which is not installed: "
+                                     "pip install 'butter-core[trio]'")
 
 
 def test_peers_rejects_a_malformed_address() -> None:
@@ -275,7 +425,9 @@ def test_node_runs_until_sigint_then_leaves_gracefully(tmp_path: Path) -> None:
     try:
         node.wait_for(r"butter node [0-9a-f]{32}")
         node.wait_for(r"listening on \S+")
-        node.wait_for(r"transport memory +discovery static +host manager diversity")
+        node.wait_for(r"listening on default:\d+ \(memory transport: the in-process network 'default'; nothing "
+                      r"outside this process can reach it\)")
+        node.wait_for(r"^  transport memory, discovery static, host manager diversity, persistence \w+")
         node.wait_for(r"INFO .*butter\.node")  # INFO logs are shown by default
         assert node.stop(signal.SIGINT) == 0, node.output
         node.wait_for("left gracefully")

@@ -4,8 +4,9 @@ reference driver passes every check, and each flawed variant of it fails the che
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 import pytest
@@ -31,6 +32,8 @@ class Flaws:
     near: bool = False  # looks one hop away only
     hangs: bool = False  # never gives up on an item nobody holds
     fragile: bool = False  # gives up at the first host it cannot reach
+    lingers: bool = False  # ignores the timeout it is given
+    vague: bool = False  # says "not found", not how far it searched
 
 
 class WalkRetrieval:
@@ -49,13 +52,16 @@ class WalkRetrieval:
         task_status.started()
         await anyio.sleep_forever()
 
-    async def retrieve(self, content_id: str) -> bytes:
-        return b"".join([piece async for piece in self.stream(content_id)])
+    async def retrieve(self, content_id: str, *, timeout: float | None = None) -> bytes:
+        return b"".join([piece async for piece in self.stream(content_id, timeout=timeout)])
 
-    async def stream(self, content_id: str) -> AsyncIterator[bytes]:
+    async def stream(self, content_id: str, *, timeout: float | None = None) -> AsyncIterator[bytes]:
         if not self.flaws.lax_ids and not is_block_id(content_id):
             raise ItemNotFound(f"{content_id!r} is not a content id")
-        holders = await self._holders(content_id)
+        walk = Walk()
+        with anyio.move_on_after(math.inf if self.flaws.lingers or timeout is None else timeout) as search:
+            await self._holders(content_id, walk)
+        holders = walk.holders
         manifest = None
         for holder in list(holders):
             data = await self._fetch(holder, content_id, holders)
@@ -65,7 +71,10 @@ class WalkRetrieval:
         if manifest is None:
             if self.flaws.hangs:
                 await anyio.sleep_forever()
-            raise ItemNotFound(f"item {content_id} not found")
+            if self.flaws.vague:
+                raise ItemNotFound(f"item {content_id} not found")
+            raise ItemNotFound(content_id=content_id, hosts_asked=len(walk.asked), rings=1, hops=walk.hops,
+                               holders=len(holders), timed_out=search.cancelled_caught)
 
         async def get(address: str) -> bytes | None:
             local = await self.node.blocks.get(address)
@@ -103,16 +112,19 @@ class WalkRetrieval:
             pass
         return None
 
-    async def _holders(self, content_id: str) -> list[PeerAddress]:
+    async def _holders(self, content_id: str, walk: Walk) -> None:
+        """Find the holders, filling in ``walk`` as it goes (a deadline may cut it short)."""
         if await self.node.blocks.has(content_id):
-            return [self.node.address]
-        seen, holders = {self.node.address}, []
+            walk.holders.append(self.node.address)
+            return
+        seen, holders = walk.asked, walk.holders
         frontier = [(p.address, 1) for p in self.node.hosts.peers()]
         while frontier and len(seen) < 64:
             address, hops = frontier.pop(0)
-            if address in seen:
+            if address in seen or address == self.node.address:
                 continue
             seen.add(address)
+            walk.hops = max(walk.hops, hops)
             try:
                 await self.node.request(address, "fetch-block", encode_payload({"block_id": content_id}), timeout=2)
                 holders.append(address)
@@ -129,7 +141,15 @@ class WalkRetrieval:
             except ButterError:
                 continue
             frontier += [(PeerInfo.from_wire(entry).address, hops + 1) for entry in reply["sample"]]
-        return holders
+
+
+@dataclass
+class Walk:
+    """How far one search went: the hosts asked, the farthest hop, the holders found."""
+
+    asked: set[PeerAddress] = field(default_factory=set)
+    hops: int = 0
+    holders: list[PeerAddress] = field(default_factory=list)
 
 
 class WalkPlugin:
@@ -160,8 +180,10 @@ async def test_the_reference_driver_passes(check: Check) -> None:
     (Flaws(near=True), kit.check_concurrent_retrievals, ItemNotFound, "not found"),
     (Flaws(hangs=True), kit.check_missing_item_not_found, TimeoutError, None),
     (Flaws(fragile=True), kit.check_unreachable_known_host, ItemNotFound, "no peer listening"),
+    (Flaws(lingers=True), kit.check_deadline_bounds_a_missing_item, AssertionError, "deadline was not kept"),
+    (Flaws(vague=True), kit.check_missing_item_not_found, AssertionError, "not the id searched"),
 ], ids=["unverified-sole", "unverified-beside", "whole-stream", "lax-ids", "near-hops", "near-concurrent", "hangs",
-        "fragile"])
+        "fragile", "lingers", "vague"])
 async def test_a_flawed_driver_fails_the_check_for_its_flaw(
     flaws: Flaws, check: Check, error: type[BaseException], match: str | None
 ) -> None:

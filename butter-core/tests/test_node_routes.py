@@ -60,9 +60,39 @@ async def test_route_name_validation(memory_settings: MakeSettings) -> None:
             a.route("x" * 129)  # the decorator form checks the name at once
 
 
+class Events:
+    """Stands for the node in a bare route table: records what the table emits."""
+
+    def __init__(self) -> None:
+        self.emitted: list[tuple[str, dict[str, Any]]] = []
+
+    def emit(self, event: str, **kwargs: Any) -> None:
+        self.emitted.append((event, kwargs))
+
+
+async def test_each_answered_request_is_reported_to_observers() -> None:
+    node = Events()
+    table = RouteTable(cast(Any, node), NodeStats())
+
+    async def fine(request: RouteRequest) -> bytes:
+        return b"ok"
+
+    async def refuse(request: RouteRequest) -> bytes:
+        raise RouteError("no-way", "refused")
+
+    table.add("fine", fine)
+    table.add("refuse", refuse)
+    await table.dispatch(Request(1, "fine", b""))
+    await table.dispatch(Request(2, "refuse", b""))
+    await table.dispatch(Request(3, "nosuch", b""))  # unregistered: not reported (its name is the caller's)
+    assert [(event, kw["route"], kw["error_code"]) for event, kw in node.emitted] == [
+        ("butter_request_served", "fine", None), ("butter_request_served", "refuse", "no-way")]
+    assert all(kw["seconds"] >= 0 for _, kw in node.emitted)
+
+
 async def test_a_leaving_table_answers_shutting_down_after_the_open_requests() -> None:
     stats = NodeStats()
-    table = RouteTable(cast(Any, None), stats)
+    table = RouteTable(cast(Any, Events()), stats)
     release = anyio.Event()
 
     async def slow(request: RouteRequest) -> bytes:

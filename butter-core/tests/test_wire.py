@@ -88,3 +88,18 @@ def test_body_with_byte_26_survives() -> None:
     decoder = FrameDecoder()
     decoder.feed(encode(message))
     assert decoder.events() == [message]
+
+
+def test_the_framer_frames_any_protocol_with_its_own_parser() -> None:
+    def parse(payload: memoryview) -> bytes:
+        if bytes(payload) == b"bad":
+            raise ProtocolError("not one of ours")
+        return bytes(payload)
+
+    decoder = FrameDecoder(16, parse=parse)
+    decoder.feed(b"".join(struct.pack(">I", len(p)) + p for p in (b"one", b"bad", b"x" * 17, b"two")) + b"raw")
+    events = decoder.events()
+    assert events[0] == b"one" and events[3] == b"two"
+    assert isinstance(events[1], FrameRejected) and events[1].error.code == "protocol-error"
+    assert isinstance(events[2], FrameRejected) and isinstance(events[2].error, FrameTooLarge)
+    assert decoder.rest() == b"raw" and decoder.buffered == 0  # what follows the frames, for a raw byte pipe

@@ -9,17 +9,33 @@ import socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 from anyio.abc import SocketStream
 
 from butter.peers import PeerAddress
+from butter.settings import ButterSettings
 from butter.slots import Dispatcher
 from butter.testing.conformance import echo_dispatcher
 from butter.wire import Event, FrameDecoder
-from butter_transport_tcp import TcpTransport
+from butter_transport_tcp import Network, TcpOptions, TcpTransport
 
 LOOPBACK = "127.0.0.1"
+
+
+def tcp_transport(
+    *, host: str = LOOPBACK, port: int = 0, max_frame: int = 64 * 1024, connect_timeout: float = 2.0,
+    advertise_host: str = "", network_id: str = "butter", network_key: str = "", **options: Any,
+) -> TcpTransport:
+    """A transport listening on ``host:port`` (default loopback, a port the OS picks) with node settings
+    ``max_frame`` (bytes), ``connect_timeout`` (seconds), ``advertise_host``, ``network_id`` and
+    ``network_key``, and driver ``options``."""
+    settings = ButterSettings(
+        host=host, port=port, max_frame=max_frame, connect_timeout=connect_timeout, advertise_host=advertise_host,
+        network_id=network_id, network_key=network_key,
+    )
+    return TcpTransport(settings, TcpOptions(**options))
 
 
 def unused_port() -> int:
@@ -38,7 +54,7 @@ class TcpFactory:
         self.authenticates = secure  # the conformance kit then insists each request names its sender's id
 
     def make(self, max_frame: int) -> TcpTransport:
-        return TcpTransport(LOOPBACK, 0, max_frame=max_frame, connect_timeout=2.0, secure=self.secure)
+        return tcp_transport(max_frame=max_frame, secure=self.secure)
 
     def unused_address(self) -> PeerAddress:
         return PeerAddress(LOOPBACK, unused_port())
@@ -65,3 +81,16 @@ async def read_events(stream: SocketStream, count: int, max_frame: int = 1 << 20
         decoder.feed(await stream.receive())
         events.extend(decoder.events())
     return events
+
+
+async def connect_plain(port: int, *, local_host: str | None = None, network_id: str = "butter") -> SocketStream:
+    """A raw client connection to a plaintext transport on 127.0.0.1:``port``, past the network check (as
+    network ``network_id``, no key): frames of our choosing may follow."""
+    stream = await anyio.connect_tcp(LOOPBACK, port, local_host=local_host)
+    await Network(network_id).exchange(stream, server=False)
+    return stream
+
+
+async def accept_plain(stream: SocketStream, *, network_id: str = "butter") -> None:
+    """Pass a plaintext client's network check as the server of a raw ``stream`` (network ``network_id``)."""
+    await Network(network_id).exchange(stream, server=True)

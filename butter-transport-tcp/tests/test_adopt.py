@@ -14,13 +14,13 @@ from butter.peers import PeerAddress
 from butter.wire import Reply, Request
 from butter_transport_tcp import TcpTransport
 
-from .helpers import LOOPBACK, serving
+from .helpers import LOOPBACK, serving, tcp_transport
 
 pytestmark = pytest.mark.anyio
 
 
 def transport() -> TcpTransport:
-    return TcpTransport(LOOPBACK, 0, max_frame=64 * 1024, connect_timeout=2.0)
+    return tcp_transport()
 
 
 class SlowEcho:
@@ -41,7 +41,7 @@ async def test_an_adopted_stream_replaces_the_pool_without_failing_requests_in_f
         dispatch = SlowEcho()
         async with serving(server, dispatch) as address, serving(client), anyio.create_task_group() as tg:
             assert await client.request(address, "echo", b"first", timeout=5) == b"first"
-            relayed = client._outgoing[address]
+            relayed = client._pool.connections[address]
             replies: list[bytes] = []
 
             async def slow() -> None:
@@ -52,14 +52,14 @@ async def test_an_adopted_stream_replaces_the_pool_without_failing_requests_in_f
                 await anyio.sleep(0.01)
             direct = await anyio.connect_tcp(address.host, address.port)
             await client.adopt_outgoing(address, direct)
-            adopted = client._outgoing[address]
+            adopted = client._pool.connections[address]
             assert adopted is not relayed and adopted.node_id == server.node_id
             assert await client.request(address, "echo", b"direct", timeout=5) == b"direct"
             assert not relayed.closed  # still answering its request in flight
             dispatch.release.set()
             while not relayed.closed:  # retired once its last reply landed
                 await anyio.sleep(0.01)
-            assert client._outgoing[address] is adopted and not adopted.closed
+            assert client._pool.connections[address] is adopted and not adopted.closed
         assert replies == [b"in flight"]
 
 
@@ -71,7 +71,7 @@ async def test_an_adopted_stream_reaching_another_node_is_refused() -> None:
             wrong = await anyio.connect_tcp(other.host, other.port)
             with pytest.raises(PeerIdentityMismatch):
                 await client.adopt_outgoing(address, wrong)
-            assert address not in client._outgoing
+            assert address not in client._pool.connections
             assert client.open_connections == 0
             assert await client.request(address, "echo", b"dialled", timeout=5) == b"dialled"
 

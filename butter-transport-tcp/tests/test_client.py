@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import functools
 import socket
+from typing import Any
 
 import anyio
 import pytest
 from anyio.abc import SocketStream
 
-from butter.errors import PeerUnreachable, RemoteError, RequestTimeout, TransportBusy
+from butter.errors import FrameTooLarge, PeerUnreachable, RemoteError, RequestTimeout, TransportBusy
 from butter.peers import PeerAddress
 from butter.wire import FrameDecoder, Request, encode_payload
 from butter_transport_tcp import TcpTransport
 
-from .helpers import LOOPBACK, header, serving
+from .helpers import LOOPBACK, accept_plain, header, serving, tcp_transport, unused_port
 
 pytestmark = pytest.mark.anyio
 
 
-def transport(**options: object) -> TcpTransport:
-    return TcpTransport(LOOPBACK, 0, max_frame=64 * 1024, connect_timeout=2.0, **options)  # type: ignore[arg-type]
+def transport(**options: Any) -> TcpTransport:
+    return tcp_transport(**options)
 
 
 async def test_sequential_requests_reuse_one_connection() -> None:
@@ -88,6 +89,15 @@ async def test_idle_connections_are_closed() -> None:
             assert client.stats.connections_opened == 2
 
 
+async def test_an_oversized_request_fails_before_connecting() -> None:
+    with anyio.fail_after(5):
+        client = transport()
+        async with serving(client):
+            with pytest.raises(FrameTooLarge):
+                await client.request(PeerAddress(LOOPBACK, unused_port()), "echo", b"x" * 64 * 1024, timeout=5)
+            assert client.stats.connections_opened == 0 and client.open_connections == 0
+
+
 async def test_request_without_serve_is_unreachable() -> None:
     with anyio.fail_after(5):
         client, server = transport(), transport()
@@ -110,6 +120,7 @@ async def raw_server() -> tuple[anyio.abc.SocketListener, PeerAddress]:
 async def test_peer_closing_the_connection_fails_pending_requests_at_once() -> None:
     async def read_then_hang_up(stream: SocketStream) -> None:
         async with stream:
+            await accept_plain(stream)
             await stream.receive()  # the requests arrived; leave without answering
 
     with anyio.fail_after(10):
@@ -127,6 +138,7 @@ async def test_peer_closing_the_connection_fails_pending_requests_at_once() -> N
 async def test_malformed_reply_is_a_remote_protocol_error() -> None:
     async def answer_badly(stream: SocketStream) -> None:
         async with stream:
+            await accept_plain(stream)
             decoder = FrameDecoder()
             while not (events := decoder.events()):
                 decoder.feed(await stream.receive())
@@ -161,7 +173,7 @@ async def test_connect_timeout_is_a_request_timeout() -> None:
                 filler.connect_ex((LOOPBACK, address.port))
                 fillers.append(filler)
             await anyio.sleep(0.05)
-            client = TcpTransport(LOOPBACK, 0, connect_timeout=0.3)
+            client = tcp_transport(connect_timeout=0.3)
             async with serving(client):
                 start = anyio.current_time()
                 with pytest.raises(RequestTimeout, match="connecting"):
@@ -189,11 +201,12 @@ async def test_a_peer_that_never_reads_holds_back_writers_with_bounded_memory() 
 
     async def never_read(stream: SocketStream) -> None:
         async with stream:
+            await accept_plain(stream)
             await anyio.sleep(30)
 
     with anyio.fail_after(15):
         listener, address = await raw_server()
-        client = TcpTransport(LOOPBACK, 0, max_frame=1024 * 1024, secure=False)  # the raw peer speaks plaintext
+        client = tcp_transport(max_frame=1024 * 1024, secure=False)  # the raw peer speaks plaintext
         body = b"q" * (512 * 1024)
         peak = 0
         timeouts = 0
@@ -208,8 +221,8 @@ async def test_a_peer_that_never_reads_holds_back_writers_with_bounded_memory() 
         async def watch() -> None:
             nonlocal peak
             while True:
-                for connection in client._outgoing.values():
-                    peak = max(peak, connection._outbox_bytes)
+                for connection in client._pool.connections.values():
+                    peak = max(peak, connection.channel.outbound_bytes)
                 await anyio.sleep(0.005)
 
         async with listener, serving(client), anyio.create_task_group() as tg:

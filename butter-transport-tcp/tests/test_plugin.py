@@ -9,20 +9,27 @@ import pytest
 
 import butter
 import butter_transport_tcp
-from butter import load_driver
+from butter import Identity, load_driver
+from butter.capabilities import OutgoingAdoption
 from butter.errors import ButterConfigError
+from butter.peers import PeerAddress, PeerInfo
 from butter.settings import ButterSettings
 from butter.slots import Transport
 from butter.wire import decode_payload
-from butter_transport_tcp import TcpTransport, TcpTransportPlugin
+from butter_transport_tcp import TcpOptions, TcpTransport, TcpTransportPlugin
 from butter_transport_tcp._address import advertised_address, outbound_ipv4
 
 pytestmark = pytest.mark.anyio
 
 
 def test_public_api_is_pinned() -> None:
-    assert butter_transport_tcp.__all__ == ["SecureChannel", "TcpStats", "TcpTransport", "TcpTransportPlugin"]
-    assert isinstance(TcpTransport("127.0.0.1", 0), Transport)
+    assert butter_transport_tcp.__all__ == [
+        "Network", "NetworkRefused", "SecureChannel", "TcpOptions", "TcpStats", "TcpTransport", "TcpTransportPlugin"
+    ]
+    transport = TcpTransport(ButterSettings(host="127.0.0.1", port=0))
+    assert isinstance(transport, Transport)
+    assert isinstance(transport, OutgoingAdoption)  # the capability butter-wider-ambassador's hole punch uses
+    assert TcpTransportPlugin.Options is TcpOptions
 
 
 def test_entry_point_loads_with_validated_options() -> None:
@@ -35,17 +42,38 @@ def test_entry_point_loads_with_validated_options() -> None:
         load_driver("butter.transport", "tcp", {"idle_timeout": 0})
 
 
-def test_plugin_builds_the_transport_from_node_settings() -> None:
-    class FakeNode:
-        settings = ButterSettings(
+class FakeNode:
+    """The part of :class:`~butter.slots.NodeServices` the plugin uses: settings, identity, subscribe."""
+
+    def __init__(self) -> None:
+        self.settings = ButterSettings(
             host="127.0.0.1", port=4321, advertise_host="198.51.100.2", max_frame="64KiB", connect_timeout=1.5
         )
+        self.identity = Identity.generate()
+        self.observers: list[object] = []
 
-    plugin = TcpTransportPlugin(TcpTransportPlugin.Options(read_chunk=4096, max_concurrent_requests=3))
-    made = plugin.butter_transport(FakeNode())
+    def subscribe(self, observer: object) -> None:
+        self.observers.append(observer)
+
+
+def test_plugin_builds_the_transport_from_node_settings() -> None:
+    node = FakeNode()
+    options = TcpTransportPlugin.Options(read_chunk=4096, max_concurrent_requests=3)
+    made = TcpTransportPlugin(options).butter_transport(node)  # type: ignore[arg-type]
     assert (made.host, made.port, made.advertise_host) == ("127.0.0.1", 4321, "198.51.100.2")
-    assert (made.max_frame, made.connect_timeout) == (64 * 1024, 1.5)
-    assert (made.read_chunk, made.max_concurrent_requests, made.max_connections) == (4096, 3, 1024)
+    assert (made.max_frame, made._pool.connect_timeout) == (64 * 1024, 1.5)
+    assert made.options is options and made.node_id == node.identity.node_id
+
+
+def test_the_transport_expects_the_identities_of_the_known_hosts() -> None:
+    node = FakeNode()
+    transport = TcpTransportPlugin(TcpOptions()).butter_transport(node)  # type: ignore[arg-type]
+    (observer,) = node.observers
+    peer = PeerInfo("ab" * 32, PeerAddress("127.0.0.1", 9))
+    observer.butter_peer_discovered(peer=peer)  # type: ignore[attr-defined]
+    assert transport.expected_node_id(peer.address) == peer.node_id
+    observer.butter_peer_lost(peer=peer)  # type: ignore[attr-defined]
+    assert transport.expected_node_id(peer.address) is None
 
 
 def test_outbound_ipv4_is_an_ipv4_address() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import pytest
@@ -21,16 +22,16 @@ from butter import Identity
 from butter.errors import PeerIdentityMismatch, PeerUnreachable
 from butter.peers import PeerAddress
 from butter.wire import Reply, Request, encode
-from butter_transport_tcp import SecureChannel, TcpTransport
+from butter_transport_tcp import Network, SecureChannel, TcpTransport
 from butter_transport_tcp._secure import _ISSUER_CERT, _ISSUER_KEY, _NOT_AFTER, _NOT_BEFORE, peer_node_id
 
-from .helpers import LOOPBACK, read_events, serving
+from .helpers import LOOPBACK, read_events, serving, tcp_transport
 
 pytestmark = pytest.mark.anyio
 
 
-def transport(**options: object) -> TcpTransport:
-    return TcpTransport(LOOPBACK, 0, max_frame=64 * 1024, connect_timeout=2.0, **options)  # type: ignore[arg-type]
+def transport(**options: Any) -> TcpTransport:
+    return tcp_transport(**options)
 
 
 class Counting:
@@ -53,7 +54,7 @@ async def test_both_sides_authenticate_each_other() -> None:
             assert client.expected_node_id(address) == server.node_id  # pinned on first contact
             (inbound,) = server._inbound
             assert inbound.node_id == client.node_id
-            (outgoing,) = client._outgoing.values()
+            (outgoing,) = client._pool.connections.values()
             assert outgoing.node_id == server.node_id
 
 
@@ -77,7 +78,7 @@ async def test_a_new_node_at_a_pinned_address_is_refused_until_forgotten() -> No
         async with serving(client):
             async with serving(first) as address:
                 assert await client.request(address, "echo", b"1", timeout=5) == b"1"
-            second = TcpTransport(LOOPBACK, address.port, connect_timeout=2.0)  # same address, other identity
+            second = tcp_transport(port=address.port, max_frame=4 * 1024 * 1024)  # same address, other identity
             async with serving(second):
                 with pytest.raises(PeerIdentityMismatch):
                     await client.request(address, "echo", b"2", timeout=5)
@@ -225,6 +226,7 @@ async def test_a_raw_secure_client_speaks_frames_over_the_channel() -> None:
             raw = await anyio.connect_tcp(LOOPBACK, address.port)
             stream, peer = await channel.secure_client(raw, server.node_id)
             assert peer == server.node_id
+            await Network("butter").exchange(stream, server=False)
             async with stream:
                 await stream.send(encode(Request(5, "echo", b"over tls")))
                 assert await read_events(stream, 1) == [Reply(5, b"over tls")]  # type: ignore[arg-type]

@@ -10,27 +10,29 @@ from __future__ import annotations
 import functools
 import re
 import socket
+from typing import Any
 
 import anyio
 import pytest
 
+from butter import load_driver, load_settings
 from butter.errors import ButterConfigError, RemoteError
 from butter.peers import PeerAddress
 from butter.testing.conformance import echo_dispatcher
 from butter.wire import Reply, Request, encode, encode_payload
 from butter_transport_tcp import TcpTransport
 
-from .helpers import LOOPBACK, header, read_events, serving, unused_port
+from .helpers import LOOPBACK, connect_plain, header, read_events, serving, tcp_transport, unused_port
 
 pytestmark = pytest.mark.anyio
 
 SMALL = 64 * 1024
 
 
-def transport(**options: object) -> TcpTransport:
+def transport(**options: Any) -> TcpTransport:
     """A plaintext transport: these tests speak raw frames to it (the secure channel has its own tests)."""
     options.setdefault("secure", False)
-    return TcpTransport(LOOPBACK, 0, max_frame=SMALL, connect_timeout=2.0, **options)  # type: ignore[arg-type]
+    return tcp_transport(max_frame=SMALL, **options)
 
 
 async def assert_still_serving(server: PeerAddress) -> None:
@@ -49,7 +51,7 @@ async def test_garbage_gets_error_replies_and_the_connection_goes_on() -> None:
     with anyio.fail_after(10):
         server = transport()
         async with serving(server) as address:
-            async with await anyio.connect_tcp(LOOPBACK, address.port) as raw:
+            async with await connect_plain(address.port) as raw:
                 await raw.send(header(5) + b"\xc1\xc1\xc1\xc1\xc1")  # 0xc1 is never valid msgpack
                 await raw.send(header(1) + b"\x01")  # valid msgpack, but not a map
                 await raw.send(header(3) + b"\x81\xa1x")  # truncated map inside a whole frame
@@ -72,7 +74,7 @@ async def test_text_garbage_is_refused_as_an_oversized_frame() -> None:
     with anyio.fail_after(10):
         server = transport()
         async with serving(server) as address:
-            async with await anyio.connect_tcp(LOOPBACK, address.port) as raw:
+            async with await connect_plain(address.port) as raw:
                 await raw.send(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n")  # "GET " reads as a ~1.2 GB length
                 assert error_of((await read_events(raw, 1))[0]) == (0, "frame-too-large")
             await assert_still_serving(address)
@@ -82,7 +84,7 @@ async def test_truncated_frame_then_disconnect() -> None:
     with anyio.fail_after(10):
         server = transport()
         async with serving(server) as address:
-            async with await anyio.connect_tcp(LOOPBACK, address.port) as raw:
+            async with await connect_plain(address.port) as raw:
                 await raw.send(header(100) + b"only ten b")
             await assert_still_serving(address)
             while server.open_connections:  # both clients left; the server let go of their connections
@@ -94,20 +96,20 @@ async def test_100_mib_header_is_refused_at_once_without_buffering() -> None:
     with anyio.fail_after(10):
         server = transport()
         async with serving(server) as address:
-            async with await anyio.connect_tcp(LOOPBACK, address.port) as raw:
+            async with await connect_plain(address.port) as raw:
                 await raw.send(header(100 * 1024 * 1024) + b"x" * 1000)
                 # The error arrives before the body was sent: the frame is judged by its header.
                 assert error_of((await read_events(raw, 1))[0]) == (0, "frame-too-large")
                 await raw.send(b"y" * SMALL)
                 await anyio.sleep(0.05)
-                assert all(c.decoder.buffered == 0 for c in server._inbound)
+                assert all(c.channel.buffered == 0 for c in server._inbound)
             await assert_still_serving(address)
 
 
 async def test_oversized_frame_is_skipped_and_the_connection_goes_on() -> None:
     with anyio.fail_after(10):
         server = transport()
-        async with serving(server) as address, await anyio.connect_tcp(LOOPBACK, address.port) as raw:
+        async with serving(server) as address, await connect_plain(address.port) as raw:
             big = 4 * SMALL
             await raw.send(header(big) + b"z" * big + encode(Request(3, "reverse", b"abc")))
             first, second = await read_events(raw, 2)
@@ -118,7 +120,7 @@ async def test_oversized_frame_is_skipped_and_the_connection_goes_on() -> None:
 async def test_requests_are_answered_after_the_client_half_closes() -> None:
     with anyio.fail_after(10):
         server = transport()
-        async with serving(server) as address, await anyio.connect_tcp(LOOPBACK, address.port) as raw:
+        async with serving(server) as address, await connect_plain(address.port) as raw:
             await raw.send(encode(Request(1, "slow", b"0.2")) + encode(Request(2, "echo", b"e")))
             await raw.send_eof()
             events = await read_events(raw, 2)
@@ -164,13 +166,13 @@ async def test_connection_cap_refuses_extra_incoming_connections() -> None:
     with anyio.fail_after(10):
         server = transport(max_connections=2)
         async with serving(server) as address:
-            first = await anyio.connect_tcp(LOOPBACK, address.port)
-            second = await anyio.connect_tcp(LOOPBACK, address.port)
+            first = await connect_plain(address.port)
+            second = await connect_plain(address.port)
             async with first, second:
                 for i, raw in enumerate((first, second), start=1):
                     await raw.send(encode(Request(i, "echo", b"in")))
                     assert await read_events(raw, 1) == [Reply(i, b"in")]
-                async with await anyio.connect_tcp(LOOPBACK, address.port) as third:
+                async with await connect_plain(address.port) as third:
                     await third.send(encode(Request(3, "echo", b"over the cap")))
                     with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
                         await read_events(third, 1)
@@ -186,14 +188,14 @@ async def test_bind_to_a_port_in_use_raises_config_error() -> None:
         port = taken.getsockname()[1]
         async with anyio.create_task_group() as tg:
             with pytest.raises(ButterConfigError, match=re.escape(f"127.0.0.1:{port}")):
-                await tg.start(TcpTransport(LOOPBACK, port).serve, echo_dispatcher)
+                await tg.start(tcp_transport(port=port).serve, echo_dispatcher)
 
 
 async def test_bind_to_an_address_not_on_this_machine_raises_config_error() -> None:
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             with pytest.raises(ButterConfigError, match=re.escape("192.0.2.1:")):  # TEST-NET-1: never a local address
-                await tg.start(TcpTransport("192.0.2.1", unused_port()).serve, echo_dispatcher)
+                await tg.start(tcp_transport(host="192.0.2.1", port=unused_port()).serve, echo_dispatcher)
 
 
 async def test_serve_reports_the_bound_port_and_the_advertise_host() -> None:
@@ -202,7 +204,7 @@ async def test_serve_reports_the_bound_port_and_the_advertise_host() -> None:
         async with serving(plain) as address:
             assert address.host == LOOPBACK and address.port > 0 and plain.address == address
         assert plain.address is None
-        advertised = TcpTransport(LOOPBACK, 0, advertise_host="203.0.113.7")
+        advertised = tcp_transport(advertise_host="203.0.113.7")
         async with serving(advertised) as address:
             assert address.host == "203.0.113.7" and address.port > 0
 
@@ -222,9 +224,12 @@ async def test_stopping_closes_every_socket() -> None:
 
 
 @pytest.mark.parametrize(
-    "options",
-    [{"max_frame": 100}, {"connect_timeout": 0}, {"max_connections": 0}, {"idle_timeout": -1}],
+    ("settings", "options"),
+    [({"max_frame": 100}, {}), ({"connect_timeout": 0}, {}), ({}, {"max_connections": 0}), ({}, {"idle_timeout": -1})],
 )
-def test_invalid_settings_raise_config_error(options: dict[str, float]) -> None:
+def test_invalid_settings_raise_config_error(settings: dict[str, float], options: dict[str, float]) -> None:
+    """Each value is validated once, where it is declared: node settings by ButterSettings, the driver's
+    options by TcpOptions (through the plugin loader)."""
     with pytest.raises(ButterConfigError):
-        TcpTransport(LOOPBACK, 0, **options)  # type: ignore[arg-type]
+        load_settings(**settings)
+        load_driver("butter.transport", "tcp", options)

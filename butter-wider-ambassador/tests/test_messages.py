@@ -1,5 +1,6 @@
-"""The service protocol's codec: every message round-trips, any byte string decodes to messages or one
-``Malformed`` event (never an exception), and a data connection's first raw bytes are handed over."""
+"""The service protocol's codec: every message round-trips through the one generic framer
+(:class:`butter.wire.FrameDecoder`), any byte string decodes to messages or rejections (never an exception),
+and a data connection's first raw bytes are handed over."""
 
 from __future__ import annotations
 
@@ -9,17 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from butter.errors import ProtocolError
+from butter.errors import FrameTooLarge, ProtocolError
 from butter.peers import PeerAddress
-from butter.wire import encode_payload
+from butter.wire import FrameDecoder, FrameRejected, encode_payload
 from butter_wider_ambassador import (
     MAX_MESSAGE,
     Accept,
     Dialed,
     Hello,
     Introduction,
-    Malformed,
-    MessageDecoder,
+    Message,
     Open,
     Ping,
     Punch,
@@ -30,6 +30,7 @@ from butter_wider_ambassador import (
     Reserve,
     Reserved,
     Welcome,
+    decode_message,
     encode_message,
 )
 from butter_wider_ambassador._messages import ServiceInfo
@@ -57,34 +58,44 @@ messages = st.one_of(
 )
 
 
+def framer() -> FrameDecoder[Message]:
+    """The ambassador's messages on the one generic framer, as ``_io.Channel`` reads them."""
+    return FrameDecoder(MAX_MESSAGE, parse=decode_message)
+
+
 @given(st.lists(messages, max_size=5), st.binary(max_size=50), st.integers(1, 64))
-def test_messages_round_trip_in_any_chunking(batch: list[object], tail: bytes, chunk: int) -> None:
+def test_messages_round_trip_in_any_chunking(batch: list[Message], tail: bytes, chunk: int) -> None:
     data = b"".join(encode_message(m) for m in batch) + tail
-    decoder = MessageDecoder()
+    decoder = framer()
     out = []
     for i in range(0, len(data), chunk):
         decoder.feed(data[i : i + chunk])
-        while (event := decoder.next_message()) is not None:
-            out.append(event)
-    assert out[: len(batch)] == batch  # the tail decodes to more messages, a Malformed, or stays buffered
+        out.extend(decoder.events())
+    assert out[: len(batch)] == batch  # the tail decodes to more messages, rejections, or stays buffered
 
 
 @given(st.binary(max_size=300))
-def test_garbage_gives_messages_or_one_malformed_never_an_exception(data: bytes) -> None:
-    decoder = MessageDecoder()
+def test_garbage_gives_messages_or_rejections_never_an_exception(data: bytes) -> None:
+    decoder = framer()
     decoder.feed(data)
-    events = []
-    while (event := decoder.next_message()) is not None:
-        events.append(event)
-    assert sum(isinstance(e, Malformed) for e in events) <= 1
-    assert not events or not isinstance(events[-1], Malformed) or events.count(events[-1]) == 1
+    for event in decoder.events():
+        assert isinstance(event, FrameRejected) or hasattr(event, "KIND")
 
 
-def test_an_oversized_frame_is_malformed_at_once() -> None:
-    decoder = MessageDecoder()
+@given(st.binary(max_size=300))
+def test_decoding_garbage_raises_only_protocol_error(data: bytes) -> None:
+    try:
+        decode_message(data)
+    except ProtocolError:
+        pass
+
+
+def test_an_oversized_frame_is_rejected_at_once() -> None:
+    decoder = framer()
     decoder.feed(struct.pack(">I", MAX_MESSAGE + 1) + b"x")
-    assert isinstance(decoder.next_message(), Malformed)
-    assert decoder.next_message() is None
+    rejected = decoder.next_event()
+    assert isinstance(rejected, FrameRejected) and isinstance(rejected.error, FrameTooLarge)
+    assert decoder.next_event() is None
 
 
 ADDR = ["10.0.0.1", 7000]
@@ -118,31 +129,23 @@ MISTYPED = [
 ]
 
 
-def frame(payload: object) -> bytes:
-    body = encode_payload(payload)
-    return struct.pack(">I", len(body)) + body
-
-
 @pytest.mark.parametrize("payload", MISTYPED)
 def test_unknown_kinds_and_mistyped_fields_are_malformed(payload: object) -> None:
-    decoder = MessageDecoder()
-    decoder.feed(frame(payload))
-    assert isinstance(decoder.next_message(), Malformed)
+    with pytest.raises(ProtocolError):
+        decode_message(encode_payload(payload))
 
 
 def test_optional_fields_take_their_defaults() -> None:
-    decoder = MessageDecoder()
-    for payload in ({"t": "dialed"}, {"t": "refused", "code": "c"}, {"t": "hello", "id": "n", "local": ADDR,
-                                                                     "port": 9}):
-        decoder.feed(frame(payload))
+    payloads = ({"t": "dialed"}, {"t": "refused", "code": "c"}, {"t": "hello", "id": "n", "local": ADDR, "port": 9})
     local = PeerAddress(*ADDR)
-    assert [decoder.next_message() for _ in range(3)] == [Dialed(None), Refused("c", ""), Hello("n", local, 9, 8)]
+    decoded = [decode_message(encode_payload(payload)) for payload in payloads]
+    assert decoded == [Dialed(None), Refused("c", ""), Hello("n", local, 9, 8)]
 
 
 def test_rest_hands_over_the_raw_bytes_after_an_accept() -> None:
-    decoder = MessageDecoder()
+    decoder = framer()
     decoder.feed(encode_message(Accept(7, b"t" * 16)) + b"\x00\x00raw bytes")
-    assert decoder.next_message() == Accept(7, b"t" * 16)
+    assert decoder.next_event() == Accept(7, b"t" * 16)
     assert decoder.rest() == b"\x00\x00raw bytes"
 
 

@@ -146,9 +146,9 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def node_settings(args: argparse.Namespace) -> butter.ButterSettings:
-    """As in ohce: the flags override butter.toml and BUTTER_* variables; --peer means static discovery."""
-    static = args.discovery or args.peer
-    discovery: dict[str, Any] = {"discovery": {"drivers": args.discovery or ["static"]}} if static else {}
+    """As in ohce and `butter node`: the flags override butter.toml and BUTTER_* variables; --peer adds peers
+    (static discovery, beside the configured drivers), --discovery replaces the drivers."""
+    discovery: dict[str, Any] = {"discovery": {"drivers": args.discovery}} if args.discovery else {}
     return butter.load_settings(host=args.host, port=args.port, transport={"driver": args.transport},
                                 peers=[str(peer) for peer in args.peer], **discovery)
 
@@ -158,9 +158,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: 0, the OS picks)")
     parser.add_argument("--peer", action="append", default=[], type=butter.PeerAddress.parse, metavar="HOST:PORT",
-                        help="a peer to contact at start (static discovery); repeatable")
+                        help="a peer to contact at start, by static discovery, which runs beside the configured "
+                        "discovery drivers; repeatable")
     parser.add_argument("--discovery", action="append", metavar="DRIVER",
-                        help="discovery driver, repeatable (default: static with --peer, else as configured)")
+                        help="discovery driver, repeatable; replaces the configured list (default: multicast)")
     parser.add_argument("--transport", default="tcp", help="transport driver (default: tcp)")
     parser.add_argument("--name", default="", help="name shown with your messages (default: from the node id)")
     parser.add_argument("--say", metavar="TEXT", help="send TEXT to every peer found, print replies, exit")

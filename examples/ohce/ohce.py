@@ -115,13 +115,13 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def node_settings(args: argparse.Namespace) -> butter.ButterSettings:
-    """Settings also come from butter.toml and BUTTER_* variables; the flags override them. With --peer the
-    node contacts those peers (static discovery, and it learns more from them); without, discovery is as
-    configured (default: multicast on the LAN). --discovery names the drivers."""
+    """Settings also come from butter.toml and BUTTER_* variables; the flags override them, as in `butter node`:
+    --peer adds peers, which static discovery contacts beside the configured discovery drivers (default:
+    multicast on the LAN), and the node learns more hosts from them; --discovery replaces the drivers."""
     overrides: dict[str, Any] = {"host": args.host, "port": args.port, "transport": {"driver": args.transport},
                                  "peers": [str(peer) for peer in args.peer]}
-    if args.discovery or args.peer:
-        overrides["discovery"] = {"drivers": args.discovery or ["static"]}
+    if args.discovery:
+        overrides["discovery"] = {"drivers": args.discovery}
     return butter.load_settings(**overrides)
 
 
@@ -130,9 +130,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: 0, the OS picks)")
     parser.add_argument("--peer", action="append", default=[], type=butter.PeerAddress.parse, metavar="HOST:PORT",
-                        help="a peer to contact at start (static discovery); repeatable")
+                        help="a peer to contact at start, by static discovery, which runs beside the configured "
+                        "discovery drivers; repeatable")
     parser.add_argument("--discovery", action="append", metavar="DRIVER",
-                        help="discovery driver, repeatable (default: static with --peer, else as configured)")
+                        help="discovery driver, repeatable; replaces the configured list (default: multicast)")
     parser.add_argument("--transport", default="tcp", help="transport driver (default: tcp)")
     parser.add_argument("--send", metavar="TEXT", help="send TEXT to each --to address once, print replies, exit")
     parser.add_argument("--to", action="append", default=[], type=butter.PeerAddress.parse, metavar="HOST:PORT",

@@ -5,7 +5,8 @@ searches (BFS). At its prompt::
 
     add TEXT          store TEXT; prints its content id and its group's state
     file PATH         store a file
-    get ID [PATH]     find an item by id, from any node; print it, or write it to PATH
+    get ID [PATH]     find an item by id, from any node; print it, or write it to PATH (the start of an id
+                      is enough for an item this node keeps)
     groups            the groups this node is a member of: replicas, target, state, members
     help, quit
 
@@ -32,6 +33,7 @@ from butter.blocks import is_block_id, load_manifest
 from butter.capabilities import GroupStatus, KeptItems
 
 HELP = "Commands: add TEXT | file PATH | get ID [PATH] | groups | help | quit"
+MIN_PREFIX = 4  # hexadecimal characters: the shortest start of an id that `get` accepts
 
 
 # -- what the commands do ---------------------------------------------------------------------------------
@@ -69,9 +71,25 @@ async def add(node: butter.Node, data: bytes, media_type: str) -> None:
     print(f"stored {content_id} ({len(data)} bytes); {Groups.of(node).line(content_id)}")
 
 
-async def get(node: butter.Node, content_id: str, path: str | None) -> None:
-    if not is_block_id(content_id):
-        print("an id is 64 hexadecimal characters")
+def resolve(node: butter.Node, text: str) -> str | None:
+    """The content id ``text`` names: a whole id (64 hexadecimal characters), or the start of exactly one id
+    of the items this node keeps a replica of (what ``groups`` lists); ``None``, saying why, otherwise."""
+    if is_block_id(text):
+        return text
+    if not (MIN_PREFIX <= len(text) < 64 and all(c in "0123456789abcdef" for c in text)):
+        print(f"an id is 64 hexadecimal characters, or the first {MIN_PREFIX} or more of one this node keeps")
+        return None
+    matches = [content_id for content_id in Groups.of(node).kept.kept_items() if content_id.startswith(text)]
+    if len(matches) != 1:
+        print(f"{text} starts {len(matches)} of the ids this node keeps: give the whole id" if matches
+              else f"no item this node keeps starts with {text}: give the whole id to search the overlay")
+        return None
+    return matches[0]
+
+
+async def get(node: butter.Node, text: str, path: str | None) -> None:
+    content_id = resolve(node, text)
+    if content_id is None:
         return
     try:
         data = await node.retrieve(content_id)  # every block verified against its address
@@ -88,7 +106,7 @@ async def get(node: butter.Node, content_id: str, path: str | None) -> None:
 async def groups(node: butter.Node) -> None:
     groups = Groups.of(node)
     kept = sorted(groups.kept.kept_items())
-    print(f"{len(kept)} groups; known hosts: {len(node.hosts.peers())}")
+    print(f"{len(kept)} group{'' if len(kept) == 1 else 's'}; known hosts: {len(node.hosts.peers())}")
     for content_id in kept:
         status, manifest = groups.status.group_status(content_id), await node.blocks.get(content_id)
         size = f"{load_manifest(content_id, manifest).size} bytes" if manifest is not None else "?"
@@ -148,13 +166,7 @@ async def stdin_lines() -> AsyncIterator[str]:
 
 
 async def main(args: argparse.Namespace) -> int:
-    # Flags override butter.toml and BUTTER_* variables. With --peer: static discovery (and the node learns
-    # more peers from them); without, discovery is as configured (default: multicast on the LAN).
-    overrides: dict[str, Any] = {"host": args.host, "port": args.port, "peers": [str(p) for p in args.peer]}
-    if args.discovery or args.peer:
-        overrides["discovery"] = {"drivers": args.discovery or ["static"]}
-    settings = butter.load_settings(**overrides)
-    async with butter.open_node(settings) as node:
+    async with butter.open_node(node_settings(args)) as node:
         Groups.of(node)  # fail early without a driver that shows its groups
         print(f"listening on {node.address}")
         node.behaviour(prompt)
@@ -162,14 +174,24 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def node_settings(args: argparse.Namespace) -> butter.ButterSettings:
+    """Flags override butter.toml and BUTTER_* variables, as in `butter node`: --peer adds peers, which static
+    discovery contacts beside the configured drivers (default: multicast on the LAN); --discovery replaces them."""
+    overrides: dict[str, Any] = {"host": args.host, "port": args.port, "peers": [str(p) for p in args.peer]}
+    if args.discovery:
+        overrides["discovery"] = {"drivers": args.discovery}
+    return butter.load_settings(**overrides)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Store and find data on Butter; watch its Peer Content Groups.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: 0, the OS picks)")
     parser.add_argument("--peer", action="append", default=[], type=butter.PeerAddress.parse, metavar="HOST:PORT",
-                        help="a peer to contact (static discovery); repeatable")
+                        help="a peer to contact at start, by static discovery, which runs beside the configured "
+                        "discovery drivers; repeatable")
     parser.add_argument("--discovery", action="append", metavar="DRIVER",
-                        help="discovery driver, repeatable (default: static with --peer, else as configured)")
+                        help="discovery driver, repeatable; replaces the configured list (default: multicast)")
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio", help="async library to run on")
     return parser.parse_args(argv)
 

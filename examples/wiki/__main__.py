@@ -29,12 +29,12 @@ ROUTE_ARTICLES = "wiki-articles"  # reply: msgpack list of {"id": content id, "t
 
 
 def wiki_node_settings(args: argparse.Namespace, **more: Any) -> butter.ButterSettings:
-    """Flags (and ``more`` settings) override ``butter.toml`` and ``BUTTER_*`` variables. With ``--peer`` the
-    node contacts those peers (static discovery) and learns more from them; without, discovery is as
-    configured (default: multicast on the LAN). ``--discovery`` names the drivers."""
+    """Flags (and ``more`` settings) override ``butter.toml`` and ``BUTTER_*`` variables, as in ``butter node``:
+    ``--peer`` adds peers, which static discovery contacts beside the configured drivers (default: multicast
+    on the LAN), and the node learns more from them; ``--discovery`` replaces the drivers."""
     overrides: dict[str, Any] = {"host": args.host, "port": args.port, "peers": [str(p) for p in args.peer], **more}
-    if args.discovery or args.peer:
-        overrides["discovery"] = {"drivers": args.discovery or ["static"]}
+    if args.discovery:
+        overrides["discovery"] = {"drivers": args.discovery}
     return butter.load_settings(**overrides)
 
 
@@ -128,9 +128,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     node_flags.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     node_flags.add_argument("--port", type=int, default=0, help="port to listen on (default: 0, the OS picks)")
     node_flags.add_argument("--peer", action="append", default=[], type=butter.PeerAddress.parse,
-                            metavar="HOST:PORT", help="a peer to contact (static discovery); repeatable")
+                            metavar="HOST:PORT", help="a peer to contact at start, by static discovery, which runs "
+                            "beside the configured discovery drivers; repeatable")
     node_flags.add_argument("--discovery", action="append", metavar="DRIVER",
-                            help="discovery driver, repeatable (default: static with --peer, else as configured)")
+                            help="discovery driver, repeatable; replaces the configured list (default: multicast)")
     node_flags.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for peers (default: 20)")
     node_flags.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio", help="async library")
 

@@ -15,7 +15,7 @@ from butter import Identity
 from butter.errors import BlockCorrupted, ButterError, PeerIdentityMismatch
 from butter.peers import MAX_COUNT, MAX_STORAGE, MAX_UPTIME, PeerAddress
 from butter.wire import FrameDecoder, Reply, Request, encode, encode_payload
-from butter_transport_tcp import SecureChannel, TcpTransport
+from butter_transport_tcp import Network, SecureChannel, TcpTransport
 
 from .nodes import assert_intact_and_serving, target_node, tcp_settings
 
@@ -28,6 +28,7 @@ async def secure_raw(address: PeerAddress, *, local_host: str | None = None) -> 
     """A raw client stream through the secure channel, with a throwaway identity: bytes of our choosing."""
     raw = await anyio.connect_tcp(address.host, address.port, local_host=local_host)
     stream, _ = await SecureChannel(Identity.generate()).secure_client(raw)
+    await Network("butter").exchange(stream, server=False)
     return stream
 
 

@@ -41,7 +41,7 @@ FACTORY = DiscoveryFactory(
     "multicast",
     {"interval": 0.2, "answer_interval": 0.1},
     host=lambda index: os.environ[HOST_VARIABLE],
-    settle=0.5,
+    settle=1.0,  # answers to the pings of a lonely node may still be in flight once it knows a peer
     window=1.0,
 )
 

@@ -8,46 +8,91 @@ What is public (trio's rule): this package's names, and the modules whose names 
 underscore. An application needs only ``butter``: the node, its settings, peers, identity, and every error
 the API raises. A plugin author also imports the plugin modules: :mod:`butter.slots` (the slot protocols,
 :class:`~butter.slots.NodeServices`, :data:`~butter.slots.EventName`), :mod:`butter.capabilities`,
-:mod:`butter.hookspecs`, :mod:`butter.codec`, :mod:`butter.wire`, :mod:`butter.blocks`, :mod:`butter.store`,
-:mod:`butter.hosts` and the kits of :mod:`butter.testing`. Modules named ``_*`` are implementation: they
-change without notice, and plugins may not import them (import-linter checks it in CI).
+:mod:`butter.hookspecs`, :mod:`butter.codec`, :mod:`butter.wire`, :mod:`butter.channel`, :mod:`butter.blocks`,
+:mod:`butter.store`, :mod:`butter.hosts` and the kits of :mod:`butter.testing`. Modules named ``_*`` are
+implementation: they change without notice, and plugins may not import them (import-linter checks it in CI).
+
+The names are imported on first use (PEP 562), so that ``import butter`` and the ``butter`` command start
+quickly; ``from butter import open_node`` imports the node and what it needs at that moment.
 """
 
-from ._identity import Identity as Identity
-from ._identity import node_id_from_public_key as node_id_from_public_key
-from ._node import Node as Node
-from ._node import open_node as open_node
-from ._plugins import installed_drivers as installed_drivers
-from ._plugins import load_driver as load_driver
-from ._routes import SENDER_MISMATCH as SENDER_MISMATCH
-from ._routes import RouteRequest as RouteRequest
-from .errors import BlockCorrupted as BlockCorrupted
-from .errors import BlockNotFound as BlockNotFound
-from .errors import ButterConfigError as ButterConfigError
-from .errors import ButterError as ButterError
-from .errors import FrameTooLarge as FrameTooLarge
-from .errors import IncompleteItem as IncompleteItem
-from .errors import InvalidManifest as InvalidManifest
-from .errors import ItemNotFound as ItemNotFound
-from .errors import ItemTooLarge as ItemTooLarge
-from .errors import PeerIdentityMismatch as PeerIdentityMismatch
-from .errors import PeerUnreachable as PeerUnreachable
-from .errors import ProtocolError as ProtocolError
-from .errors import RemoteError as RemoteError
-from .errors import RequestTimeout as RequestTimeout
-from .errors import RouteError as RouteError
-from .errors import StoreError as StoreError
-from .errors import StoreFull as StoreFull
-from .errors import TransportBusy as TransportBusy
-from .errors import TransportError as TransportError
-from .hookspecs import hookimpl as hookimpl
-from .peers import HostQuality as HostQuality
-from .peers import PeerAddress as PeerAddress
-from .peers import PeerInfo as PeerInfo
-from .settings import ButterSettings as ButterSettings
-from .settings import load_settings as load_settings
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._catalogue import installed_drivers as installed_drivers
+    from ._identity import Identity as Identity
+    from ._identity import node_id_from_public_key as node_id_from_public_key
+    from ._node import Node as Node
+    from ._node import open_node as open_node
+    from ._plugins import load_driver as load_driver
+    from ._routes import SENDER_MISMATCH as SENDER_MISMATCH
+    from ._routes import RouteRequest as RouteRequest
+    from .errors import BlockCorrupted as BlockCorrupted
+    from .errors import BlockNotFound as BlockNotFound
+    from .errors import ButterConfigError as ButterConfigError
+    from .errors import ButterError as ButterError
+    from .errors import FrameTooLarge as FrameTooLarge
+    from .errors import IncompleteItem as IncompleteItem
+    from .errors import InvalidManifest as InvalidManifest
+    from .errors import ItemNotFound as ItemNotFound
+    from .errors import ItemTooLarge as ItemTooLarge
+    from .errors import PeerIdentityMismatch as PeerIdentityMismatch
+    from .errors import PeerUnreachable as PeerUnreachable
+    from .errors import ProtocolError as ProtocolError
+    from .errors import RemoteError as RemoteError
+    from .errors import RequestTimeout as RequestTimeout
+    from .errors import RouteError as RouteError
+    from .errors import StoreError as StoreError
+    from .errors import StoreFull as StoreFull
+    from .errors import TransportBusy as TransportBusy
+    from .errors import TransportError as TransportError
+    from .hookspecs import hookimpl as hookimpl
+    from .peers import HostQuality as HostQuality
+    from .peers import PeerAddress as PeerAddress
+    from .peers import PeerInfo as PeerInfo
+    from .settings import ButterSettings as ButterSettings
+    from .settings import load_settings as load_settings
 
 __version__ = "0.1.0"
+
+_EXPORTS = {  # name -> the module that defines it, imported on first use (PEP 562)
+    "Identity": "._identity",
+    "node_id_from_public_key": "._identity",
+    "installed_drivers": "._catalogue",
+    "load_driver": "._plugins",
+    "BlockCorrupted": ".errors",
+    "BlockNotFound": ".errors",
+    "ButterConfigError": ".errors",
+    "ButterError": ".errors",
+    "FrameTooLarge": ".errors",
+    "IncompleteItem": ".errors",
+    "InvalidManifest": ".errors",
+    "ItemNotFound": ".errors",
+    "ItemTooLarge": ".errors",
+    "PeerIdentityMismatch": ".errors",
+    "PeerUnreachable": ".errors",
+    "ProtocolError": ".errors",
+    "RemoteError": ".errors",
+    "RequestTimeout": ".errors",
+    "RouteError": ".errors",
+    "StoreError": ".errors",
+    "StoreFull": ".errors",
+    "TransportBusy": ".errors",
+    "TransportError": ".errors",
+    "hookimpl": ".hookspecs",
+    "Node": "._node",
+    "open_node": "._node",
+    "RouteRequest": "._routes",
+    "SENDER_MISMATCH": "._routes",
+    "HostQuality": ".peers",
+    "PeerAddress": ".peers",
+    "PeerInfo": ".peers",
+    "ButterSettings": ".settings",
+    "load_settings": ".settings",
+}
 
 __all__ = [
     "SENDER_MISMATCH",
@@ -84,3 +129,17 @@ __all__ = [
     "node_id_from_public_key",
     "open_node",
 ]
+
+
+if not TYPE_CHECKING:  # for type checkers every name above is imported; an unknown name stays an error
+
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'butter' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value  # later lookups are plain attribute reads
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import enum
 import functools
+import importlib.util
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-import anyio
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.markup import escape
 
-from .errors import ButterConfigError, ButterError
-from .settings import ButterSettings, load_settings
+if TYPE_CHECKING:  # the rest is imported when used, so that `butter --help` starts quickly
+    from rich.console import Console
+
+    from .settings import ButterSettings
 
 __all__ = [
     "EXTRA_ARGS",
@@ -33,8 +33,11 @@ __all__ = [
     "LogLevel",
     "console",
     "err_console",
+    "examples",
+    "exit_on_errors",
     "fail",
     "load_or_exit",
+    "require_module",
     "run_async",
     "setup_logging",
 ]
@@ -43,11 +46,33 @@ T = TypeVar("T")
 
 PIPED_WIDTH = 200  # columns when not on a terminal: tables shrink to their content, so this only stops wrapping
 
-console = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else PIPED_WIDTH)
+
+@functools.cache
+def console() -> Console:
+    """The rich console on stdout (made on first use)."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
+
+
+@functools.cache
+def err_console() -> Console:
+    """The rich console on stderr: errors, progress, notes (made on first use)."""
+    from rich.console import Console
+
+    return Console(stderr=True, width=None if sys.stderr.isatty() else PIPED_WIDTH)
+
 
 EXTRA_ARGS: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
 """``context_settings`` for commands that forward unknown ``--section.key VALUE`` pairs to the settings."""
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: ``Examples:``, then ``lines`` up to an empty one, each on its own line as given;
+    the ``lines`` after the empty one are paragraphs (click rewraps them to the terminal's width)."""
+    cut = lines.index("") if "" in lines else len(lines)
+    commands = "\n".join(f"  {line}" for line in lines[:cut])
+    return "\n\n".join(["Examples:", f"\b\n{commands}", *lines[cut + 1:]])  # \b: click keeps this paragraph
 
 
 class LogLevel(enum.StrEnum):
@@ -69,8 +94,17 @@ EXIT_INTERRUPTED = 130
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     """Print ``error: message`` in red on stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    from rich.markup import escape
+
+    err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def require_module(module: str, needed_for: str, extra: str) -> None:
+    """Exit with status 2 and one line naming ``butter-core[extra]`` when ``module`` is not installed
+    (``needed_for`` says what needs it, e.g. ``"--backend trio"``)."""
+    if importlib.util.find_spec(module) is None:
+        fail(f"{needed_for} needs {module}, which is not installed: pip install 'butter-core[{extra}]'", EXIT_USAGE)
 
 
 def load_or_exit(config: Path | None, extra_args: list[str], **overrides: Any) -> ButterSettings:
@@ -79,6 +113,9 @@ def load_or_exit(config: Path | None, extra_args: list[str], **overrides: Any) -
     ``extra_args`` are the command line's unknown ``--section.key VALUE`` pairs. Exits with status 2 on
     invalid settings, naming each bad key.
     """
+    from .errors import ButterConfigError
+    from .settings import load_settings
+
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
         return load_settings(config_file=config, cli_args=extra_args, **given)
@@ -92,7 +129,9 @@ def setup_logging(level: LogLevel | str = LogLevel.INFO) -> None:
     name = level.value if isinstance(level, LogLevel) else str(level).upper()
     handler: logging.Handler
     if sys.stderr.isatty():
-        handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=True, markup=False)
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=err_console(), show_path=False, rich_tracebacks=True, markup=False)
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s", datefmt="[%X]"))
     else:
         handler = logging.StreamHandler(sys.stderr)
@@ -109,29 +148,22 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def run_async(
-    fn: Callable[..., Awaitable[T]],
-    *args: Any,
-    backend: Backend | str = Backend.asyncio,
-    context: str = "",
-    **kwargs: Any,
-) -> T:
-    """``anyio.run(fn, *args, **kwargs)`` with Butter errors turned into a red message and an exit status.
+@contextmanager
+def exit_on_errors(context: str = "") -> Iterator[None]:
+    """Turn what the block raises into a red message and an exit status: status 2 for a
+    :class:`~butter.errors.ButterConfigError`, 1 for any other Butter error or ``OSError``, 130 for Ctrl-C.
 
     ``context`` prefixes runtime error messages (``"cannot query 1.2.3.4:9000: ..."``). Errors are looked
-    for inside exception groups too (a task group wraps what its tasks raise).
+    for inside exception groups too (a task group wraps what its tasks raise); anything else propagates.
     """
-    name = backend.value if isinstance(backend, Backend) else backend
+    from .errors import ButterConfigError, ButterError
+
     prefix = f"{context}: " if context else ""
     try:
-        return anyio.run(functools.partial(fn, *args, **kwargs), backend=name)
+        yield
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
+        err_console().print("[yellow]interrupted[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except LookupError as exc:
-        if "no such backend" in str(exc).lower():
-            fail(f"async backend {name!r} is not available ({exc}); install it or use --backend asyncio", 2)
-        raise
     except (ButterError, OSError, BaseExceptionGroup) as exc:
         leaves = _leaves(exc)
         for leaf in leaves:
@@ -141,3 +173,23 @@ def run_async(
             if isinstance(leaf, ButterError | OSError):
                 fail(prefix + (f"{type(leaf).__name__}: {leaf}" if isinstance(leaf, OSError) else str(leaf)))
         raise
+
+
+def run_async(
+    fn: Callable[..., Awaitable[T]],
+    *args: Any,
+    backend: Backend | str = Backend.asyncio,
+    context: str = "",
+    **kwargs: Any,
+) -> T:
+    """``anyio.run(fn, *args, **kwargs)`` on ``backend``, with errors handled by :func:`exit_on_errors`.
+
+    Exits with status 2 and the ``pip install`` line when the backend is trio and trio is not installed.
+    """
+    import anyio
+
+    name = backend.value if isinstance(backend, Backend) else backend
+    if name == Backend.trio:
+        require_module("trio", "--backend trio", "trio")
+    with exit_on_errors(context):
+        return anyio.run(functools.partial(fn, *args, **kwargs), backend=name)

@@ -53,13 +53,13 @@ class Content:
         self._node.emit("butter_item_stored", content_id=item.content_id)
         return item.content_id
 
-    async def retrieve(self, content_id: str) -> bytes:
+    async def retrieve(self, content_id: str, *, timeout: float | None = None) -> bytes:
         """See :meth:`butter.Node.retrieve`."""
-        return await self._retrieval_or_fail().retrieve(content_id)
+        return await self._retrieval_or_fail().retrieve(content_id, timeout=timeout)
 
-    def retrieve_stream(self, content_id: str) -> AsyncIterator[bytes]:
+    def retrieve_stream(self, content_id: str, *, timeout: float | None = None) -> AsyncIterator[bytes]:
         """See :meth:`butter.Node.retrieve_stream`."""
-        return self._retrieval_or_fail().stream(content_id)
+        return self._retrieval_or_fail().stream(content_id, timeout=timeout)
 
     async def fetch_block(self, address: PeerAddress, block_id: str, *, timeout: float | None) -> bytes:
         """See :meth:`butter.Node.fetch_block`."""

@@ -11,23 +11,36 @@
 4. Start a fresh node that never held anything and retrieve every item from it (random TTL breadth-first
    search, then the blocks in parallel, each verified), and compare byte for byte with the files.
 
-Nothing leaves 127.0.0.1, and every phase is bounded in time.
+5. Stop every node at once, abruptly: the demo is over, nothing needs handing off.
+
+Nothing leaves 127.0.0.1, and every phase is bounded in time. Before it starts, the demo prints how long it
+expects to take, and after each phase how long is left (:mod:`butter._demo_forecast`).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import sysconfig
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
+from ._demo_forecast import PHASES, REFERENCE_SAMPLE, Forecast, duration, work_sample
 from ._node import Node, open_node
 from .capabilities import KeptItems
 from .errors import ButterError
@@ -37,6 +50,10 @@ __all__ = ["DemoResult", "default_corpus", "run_demo"]
 
 HEARTBEAT = 1.0  # seconds between PCG heartbeat rounds in the demo
 MEMBER_TIMEOUT = 2.5 * HEARTBEAT
+REPAIR = MEMBER_TIMEOUT + HEARTBEAT + 1.5  # seconds waited after each kill, at least
+REPAIR_WAIT = 60.0  # seconds waited after each kill for every group to be back to 3 replicas, at most
+STALL = 10.0  # seconds without any group recovering after which that wait ends early
+REPLICAS = 3
 
 
 @dataclass
@@ -49,6 +66,7 @@ class DemoResult:
     killed: int = 0
     retrieved: int = 0
     search_requests: int = 0
+    expected: float = 0.0  # seconds the demo expected to take, when it started
     phases: dict[str, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
@@ -73,7 +91,7 @@ def corpus_files(root: Path, limit: int | None = None) -> list[Path]:
     return files[:limit] if limit else files
 
 
-def _settings(transport: str, peers: list[str], seed: int) -> ButterSettings:
+def _settings(transport: str, peers: list[str], seed: int, plugins: dict[str, Any]) -> ButterSettings:
     return ButterSettings(
         host="127.0.0.1",
         peers=peers,
@@ -83,12 +101,13 @@ def _settings(transport: str, peers: list[str], seed: int) -> ButterSettings:
         persistence={"driver": "pcg", "options": {"heartbeat_interval": HEARTBEAT, "member_timeout": MEMBER_TIMEOUT}},
         retrieval={"driver": "bfs"},
         request_timeout=10.0,
+        plugins=plugins,
     )
 
 
 def _progress(console: Console) -> Progress:
     return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
+                    TextColumn("left"), TimeRemainingColumn(), console=console, transient=False)
 
 
 async def run_demo(
@@ -100,16 +119,27 @@ async def run_demo(
     kill_fraction: float = 1 / 3,
     seed: int = 1,
     console: Console | None = None,
+    plugins: dict[str, Any] | None = None,
 ) -> DemoResult:
     """Run the four phases above and print a summary; returns what happened.
 
     ``corpus`` is a directory whose ``.py`` files are stored (default :func:`default_corpus`), ``limit`` caps
-    how many. Raises :class:`~butter.errors.ButterConfigError` if a driver (tcp, pcg, bfs) is missing.
+    how many; ``plugins`` are every node's observer options (setting ``plugins``). Raises
+    :class:`~butter.errors.ButterConfigError` if a driver (tcp, pcg, bfs) is missing.
     """
     console = console or Console()
+    observers = plugins or {}
     rng = random.Random(seed)
     files = corpus_files(corpus or default_corpus(), limit)
     result = DemoResult(nodes)
+    kills = int(nodes * kill_fraction)
+    forecast = Forecast(nodes=nodes, items=len(files), kills=kills, repair=REPAIR, stall=STALL,
+                        slowness=work_sample() / REFERENCE_SAMPLE)
+    size = sum(path.stat().st_size for path in files)
+    result.expected = forecast.remaining()
+    console.print(f"Expected duration: [bold]{duration(result.expected)}[/] for {len(files)} files "
+                  f"({size / 1e6:.1f} MB) on {nodes} nodes, this machine running at {1 / forecast.slowness:.1f}x "
+                  "the reference machine's speed (an estimate, updated after each phase)")
     clock = time.perf_counter()
 
     def phase(name: str) -> None:
@@ -117,12 +147,18 @@ async def run_demo(
         now = time.perf_counter()
         result.phases[name] = now - clock
         clock = now
+        if name in PHASES:
+            forecast.observe(name, result.phases[name])
+        left = forecast.remaining()
+        if left > 0:
+            console.print(f"[dim]{name} took {result.phases[name]:.1f} s; {duration(left)} left[/]")
 
     async with AsyncExitStack() as stack:
-        first = await stack.enter_async_context(open_node(_settings(transport, [], seed)))
+        first = await stack.enter_async_context(open_node(_settings(transport, [], seed, observers)))
         network: list[Node] = [first]
         for _ in range(nodes - 1):
-            network.append(await stack.enter_async_context(open_node(_settings(transport, [str(first.address)], seed))))
+            network.append(await stack.enter_async_context(
+                open_node(_settings(transport, [str(first.address)], seed, observers))))
         console.print(f"[bold]1. Started {nodes} nodes[/] on {transport}, 127.0.0.1 only "
                       f"(node 0 at {first.address}; the others were told only its address)")
         await _wait_for_overlay(network, console)
@@ -147,23 +183,27 @@ async def run_demo(
         await _wait_for_replicas(network, list(stored), console)
         phase("replicate")
 
-        victims = rng.sample(network[1:], int(nodes * kill_fraction))
-        repair = MEMBER_TIMEOUT + HEARTBEAT + 1.5
+        victims = rng.sample(network[1:], kills)
         console.print(f"[bold]3. Killing {len(victims)} nodes[/] one after another, with their data; after each, "
-                      f"at least {repair:.1f} s (member timeout {MEMBER_TIMEOUT:g} s + one heartbeat + margin) "
-                      "and until every group is back to 3 replicas (at most 60 s)")
+                      f"at least {REPAIR:.1f} s (member timeout {MEMBER_TIMEOUT:g} s + one heartbeat + margin) "
+                      f"and until every group is back to {REPLICAS} replicas (at most {REPAIR_WAIT:g} s; "
+                      f"less if no group recovers for {STALL:g} s)")
         with _progress(console) as progress:
             task = progress.add_task("killed", total=len(victims))
             for victim in victims:
+                started = time.perf_counter()
                 await victim.aclose(graceful=False)
                 network.remove(victim)
                 result.killed += 1
                 progress.advance(task)
-                await anyio.sleep(repair)
-                await _wait_for_replicas(network, list(stored), console, timeout=60.0, quiet=True)
+                await anyio.sleep(REPAIR)
+                await _wait_for_replicas(network, list(stored), console, timeout=REPAIR_WAIT, stall=STALL,
+                                         quiet=True)
+                forecast.observe_kill(time.perf_counter() - started)
         phase("churn")
 
-        reader = await stack.enter_async_context(open_node(_settings(transport, [str(network[0].address)], seed)))
+        reader = await stack.enter_async_context(
+            open_node(_settings(transport, [str(network[0].address)], seed, observers)))
         console.print(f"[bold]4. Retrieving every item[/] from a fresh node ({reader.node_id[:8]}) that never held any")
         with anyio.fail_after(30):
             while not reader.hosts.peers():  # noqa: ASYNC110 (polls another object's state, bounded)
@@ -192,6 +232,10 @@ async def run_demo(
                     tg.start_soon(fetch, content_id, path)
         result.search_requests = reader.stats.requests_sent - before
         phase("retrieve")
+        with anyio.CancelScope(shield=True):  # the demo is over: no hand-off, every node just stops
+            for node in [*network, reader]:
+                await node.aclose(graceful=False)
+        phase("stop")
     _summary(result, console)
     return result
 
@@ -210,9 +254,10 @@ async def _wait_for_overlay(network: list[Node], console: Console, timeout: floa
 
 
 async def _wait_for_replicas(network: list[Node], content_ids: list[str], console: Console,
-                             timeout: float = 60.0, quiet: bool = False) -> None:
-    """Wait (at most ``timeout`` seconds) until every item is kept by 3 live nodes, as their persistence
-    drivers say (the :class:`~butter.capabilities.KeptItems` capability; without it, says so and waits not)."""
+                             timeout: float = 60.0, stall: float = math.inf, quiet: bool = False) -> None:
+    """Wait (at most ``timeout`` seconds, or until ``stall`` seconds pass without one more item reaching 3
+    replicas) until every item is kept by 3 live nodes, as their persistence drivers say (the
+    :class:`~butter.capabilities.KeptItems` capability; without it, says so and waits not)."""
     kept = [node.capability(KeptItems) for node in network]
     if any(k is None for k in kept):
         console.print("[yellow]the persistence driver offers no KeptItems: replication cannot be watched[/]")
@@ -220,6 +265,7 @@ async def _wait_for_replicas(network: list[Node], content_ids: list[str], consol
     with _progress(console) as progress:
         progress.disable = quiet
         task = progress.add_task("items with 3 replicas", total=len(content_ids))
+        best, since = -1, anyio.current_time()
         with anyio.move_on_after(timeout):
             while True:
                 holders = dict.fromkeys(content_ids, 0)
@@ -227,11 +273,17 @@ async def _wait_for_replicas(network: list[Node], content_ids: list[str], consol
                     for cid in items.kept_items() if items is not None else ():
                         if cid in holders:
                             holders[cid] += 1
-                done = sum(count >= 3 for count in holders.values())
+                done = sum(count >= REPLICAS for count in holders.values())
                 progress.update(task, completed=done)
                 if done == len(content_ids):
                     return
+                if done > best:
+                    best, since = done, anyio.current_time()
+                elif anyio.current_time() - since >= stall:
+                    break
                 await anyio.sleep(0.2)
+    if quiet and best < len(content_ids):
+        console.print(f"[yellow]  {len(content_ids) - best} item(s) still below {REPLICAS} replicas; going on[/]")
 
 
 def _summary(result: DemoResult, console: Console) -> None:
@@ -242,7 +294,7 @@ def _summary(result: DemoResult, console: Console) -> None:
     per_query = result.search_requests / result.items if result.items else 0
     table.add_row("requests per item (search + blocks)", f"{per_query:.1f}")
     table.add_row("time", ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.phases.items())
-                  + f"; total {sum(result.phases.values()):.1f} s")
+                  + f"; total {sum(result.phases.values()):.1f} s (expected {result.expected:.0f} s)")
     console.print(table)
     for failure in result.failures[:10]:
         console.print(f"[red]  {failure}[/]")

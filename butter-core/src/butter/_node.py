@@ -51,7 +51,6 @@ __all__ = ["ClientBehaviour", "Node", "NodeStats", "open_node"]
 
 log = logging.getLogger("butter.node")
 
-SLOTS = ("transport", "discovery", "host_manager", "persistence", "retrieval")
 INTRODUCTION_QUEUE = 256  # addresses waiting to be offered to host management; more are dropped
 INTRODUCTION_OFFERS = 8  # introduced addresses offered to host management at once
 
@@ -188,17 +187,20 @@ class Node:
         """
         return await self._content.store(data, media_type=media_type)
 
-    async def retrieve(self, content_id: str) -> bytes:
-        """Find and return the item ``content_id`` (hex) through the retrieval slot, verified block by block.
+    async def retrieve(self, content_id: str, *, timeout: float | None = None) -> bytes:
+        """Find and return the item ``content_id`` (hex) through the retrieval slot, verified block by block,
+        within ``timeout`` seconds (``None``: the driver's default, 30 s for ``bfs``; ``math.inf``: no limit).
 
         Raises :class:`~butter.errors.ButterConfigError` when no retrieval driver is configured and
-        :class:`~butter.errors.ItemNotFound` when the search fails.
+        :class:`~butter.errors.ItemNotFound` (its fields say how far the search went) when the search fails
+        or the deadline passes.
         """
-        return await self._content.retrieve(content_id)
+        return await self._content.retrieve(content_id, timeout=timeout)
 
-    def retrieve_stream(self, content_id: str) -> AsyncIterator[bytes]:
-        """Like :meth:`retrieve`, but yield the verified blocks in order, for large items."""
-        return self._content.retrieve_stream(content_id)
+    def retrieve_stream(self, content_id: str, *, timeout: float | None = None) -> AsyncIterator[bytes]:
+        """Like :meth:`retrieve`, but yield the verified blocks in order, for large items: finding the item,
+        then each batch of blocks, takes at most ``timeout`` seconds (see :class:`~butter.slots.Retrieval`)."""
+        return self._content.retrieve_stream(content_id, timeout=timeout)
 
     async def fetch_block(self, peer: PeerLike, block_id: str, *, timeout: float | None = None) -> bytes:
         """Fetch one block from ``peer`` and verify it against ``block_id``.
@@ -277,11 +279,13 @@ class Node:
     def capability(self, cls: type[C]) -> C | None:
         """The first of this node's slot objects (persistence, retrieval, transport, host manager, then
         discoveries) implementing capability ``cls`` (see :mod:`butter.capabilities`), or ``None``."""
+        return next(iter(self.capabilities(cls)), None)
+
+    def capabilities(self, cls: type[C]) -> list[C]:
+        """Every one of this node's slot objects implementing capability ``cls``, in :meth:`capability`'s
+        order (for instance each service's :class:`~butter.capabilities.Counters`)."""
         candidates: list[object] = [self.persistence, self.retrieval, self.transport, self.hosts, *self.discoveries]
-        for candidate in candidates:
-            if candidate is not None and isinstance(candidate, cls):
-                return candidate
-        return None
+        return [candidate for candidate in candidates if candidate is not None and isinstance(candidate, cls)]
 
     def available_storage(self) -> int:
         """Bytes of items this node can still accept: the persistence driver's figure, 0 without one."""
@@ -363,13 +367,7 @@ class Node:
             await tg.start(discovery.run)
         for fn in self._behaviours:
             tg.start_soon(self._run_behaviour, fn)
-        log.info(
-            "node %s listening on %s (transport %s, discovery %s, host manager %s, persistence %s, "
-            "retrieval %s)",
-            self.node_id[:8],
-            self._address,
-            *(",".join(self.plugins.selected(slot)) or "-" for slot in SLOTS),
-        )
+        log.info("node %s listening on %s (%s)", self.node_id[:8], self._address, self.plugins.describe())
         self.emit("butter_node_started")
         task_status.started()
 

@@ -4,15 +4,17 @@
 request it calls the handler registered for the route with a :class:`RouteRequest` and turns what the
 handler does into a reply: its bytes; a :class:`~butter.errors.RouteError` into an error reply with the
 error's code; a :class:`~butter.errors.ProtocolError` (a body that does not decode) into ``bad-request``;
-anything else into ``handler-error``, logged with its traceback. A route nobody registered is answered
-``unknown-route``; while the node starts, every request ``starting`` (retry shortly), and once it leaves,
-``shutting-down``. It counts requests in flight, so a graceful exit can wait for them
-(:meth:`RouteTable.drain`).
+anything else into ``handler-error``, logged with its traceback. Each request a handler answered is then
+reported to the node's observers as event ``butter_request_served`` (route, seconds, error code), the one
+observation point for per-route metrics. A route nobody registered is answered ``unknown-route``; while the
+node starts, every request ``starting`` (retry shortly), and once it leaves, ``shutting-down``. It counts
+requests in flight, so a graceful exit can wait for them (:meth:`RouteTable.drain`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -156,6 +158,20 @@ class RouteTable:
             return Reply(request.id, error=ErrorInfo("unknown-route", f"no route {request.route!r}"))
         self._in_flight += 1
         self._idle = anyio.Event() if self._in_flight == 1 else self._idle
+        started = time.perf_counter()
+        try:
+            reply = await self._answer(handler, request)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+        self._node.emit(
+            "butter_request_served", route=request.route, seconds=time.perf_counter() - started,
+            error_code=reply.error.code if reply.error is not None else None,
+        )
+        return reply
+
+    async def _answer(self, handler: Handler, request: Request) -> Reply:
         caller = request.caller or UNKNOWN_CALLER
         try:
             body = await handler(RouteRequest(self._node, request.route, request.body, caller))
@@ -175,10 +191,6 @@ class RouteTable:
             self._stats.error_replies += 1
             log.exception("handler for route %r raised", request.route)
             return Reply(request.id, error=ErrorInfo("handler-error", f"{type(exc).__name__}: {exc}"))
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
 
     def _sender_mismatch(self, route: str, caller: Caller, exc: RouteError) -> None:
         """Count a refused sender mismatch; warn at most every ``MISMATCH_LOG_INTERVAL`` seconds."""

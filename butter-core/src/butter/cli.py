@@ -1,9 +1,12 @@
 """The ``butter`` command: run a node and look inside a running overlay.
 
 One function per command; shared plumbing (settings, logging, running async code, error exits) lives in
-:mod:`butter._cli_support` and what the inspection commands gather in :mod:`butter._cli_inspect`. To add a
-command: write ``@app.command()`` here, build settings with ``load_or_exit``, run a coroutine with
-``run_async``.
+:mod:`butter._cli_support`, what the inspection commands gather in :mod:`butter._cli_inspect` and
+:mod:`butter._cli_peers`, the simulator in :mod:`butter._cli_sim`. To add a command: write
+``@app.command()`` here, build settings with ``load_or_exit``, run a coroutine with ``run_async``.
+
+Start-up time matters (``butter --help`` is the first thing a newcomer runs; benchmarks/startup.py measures
+it): this module imports only typer at load time, and each command imports what it uses in its body.
 
 Settings come, highest priority first, from explicit flags (``--port``), extra ``--section.key VALUE`` pairs,
 ``BUTTER_*`` environment variables, the ``[butter]`` table of ``--config`` (default ``./butter.toml``), and
@@ -12,39 +15,35 @@ the defaults (see :mod:`butter.settings`).
 
 from __future__ import annotations
 
-import json
-import logging
-import signal
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import anyio
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from . import __version__
-from ._cli_inspect import installed_plugins, probe_settings, query_peers, settings_rows, settings_toml
+from ._cli_sim import sim_app
 from ._cli_support import (
     EXTRA_ARGS,
     Backend,
     LogLevel,
     console,
     err_console,
+    examples,
+    exit_on_errors,
     fail,
     load_or_exit,
     run_async,
     setup_logging,
 )
-from ._node import Node, open_node
-from .blocks import is_block_id
-from .errors import ButterError
-from .peers import PeerAddress
-from .settings import ButterSettings
+
+if TYPE_CHECKING:
+    from ._cli_inspect import DriverRow
+    from ._node import Node
+    from .peers import PeerAddress
+    from .settings import ButterSettings
 
 __all__ = ["app", "main"]
-
-log = logging.getLogger("butter.cli")
 
 app = typer.Typer(
     name="butter",
@@ -53,9 +52,10 @@ app = typer.Typer(
     "Run `butter settings` to see them all.",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="markdown",
+    rich_markup_mode=None,  # click's plain help: rich's costs a third of a second at every start
     pretty_exceptions_enable=False,
 )
+app.add_typer(sim_app, name="sim")
 
 # -- options shared by several commands ---------------------------------------------------------------------
 
@@ -70,18 +70,22 @@ ConfigOption = Annotated[
     ),
 ]
 BackendOption = Annotated[
-    Backend, typer.Option("--backend", help="Async library to run on.", case_sensitive=False)
+    Backend,
+    typer.Option("--backend", help="Async library to run on (trio: pip install 'butter-core[trio]').",
+                 case_sensitive=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table, for scripts.")]
 
 NodeOption = Annotated[str, typer.Option("--node", "-n", metavar="HOST:PORT", help="A running node.")]
 ClientHostOption = Annotated[str, typer.Option(help="Address the short-lived client node listens on.")]
 
-SLOTS_SHOWN = ("transport", "discovery", "host_manager", "persistence", "retrieval")
+COMMAND_GROUP = "butter.commands"  # entry points adding commands to `butter` (see _register_commands)
 
 
 def address_or_exit(text: str) -> PeerAddress:
     """Parse ``HOST:PORT`` or exit with status 2 saying why."""
+    from .peers import PeerAddress
+
     try:
         return PeerAddress.parse(text)
     except ValueError as exc:
@@ -90,7 +94,7 @@ def address_or_exit(text: str) -> PeerAddress:
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"butter {__version__}", highlight=False)
+        typer.echo(f"butter {__version__}")
         raise typer.Exit()
 
 
@@ -109,35 +113,37 @@ def _root(
 @app.command(
     "node",
     context_settings=EXTRA_ARGS,
-    epilog="""**Examples**
-
-  butter node --host 127.0.0.1 --port 9000
-
-  butter node --host 127.0.0.1 --port 9001 --peer 127.0.0.1:9000
-
-  butter node --memory_budget 1GiB --host_manager.options '{"capacity": 8}'
-
-  BUTTER_TRANSPORT__DRIVER=tcp butter node --config ./butter.toml
-
-Any other setting is accepted as --section.key VALUE (dots for nesting, JSON for lists and tables);
-list them with `butter settings`. Exit status: 0 after a graceful exit, 1 on a runtime failure,
-2 on invalid settings.""",
+    epilog=examples(
+        "butter node --host 127.0.0.1 --port 9000",
+        "butter node --host 127.0.0.1 --port 9001 --peer 127.0.0.1:9000",
+        "butter node --memory_budget 1GiB --host_manager.options '{\"capacity\": 8}'",
+        "BUTTER_TRANSPORT__DRIVER=tcp butter node --config ./butter.toml",
+        "",
+        "Any other setting is accepted as --section.key VALUE (dots for nesting, JSON for lists and tables); "
+        "list them with `butter settings`, and a driver's options with `butter plugins --options DRIVER`. "
+        "Exit status: 0 after a graceful exit, 1 on a runtime failure, 2 on invalid settings.",
+    ),
 )
 def node(
     ctx: typer.Context,
     config: ConfigOption = None,
     host: Annotated[
-        str | None, typer.Option(help="Interface address to listen on (0.0.0.0: every interface).")
+        str | None, typer.Option(metavar="ADDRESS", help="Interface address to listen on (0.0.0.0: every interface).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on, 0 to 65535; 0 lets the OS pick.")] = None,
+    port: Annotated[
+        int | None, typer.Option(metavar="PORT", help="Port to listen on, 0 to 65535; 0 lets the OS pick.")
+    ] = None,
     data_dir: Annotated[
         Path | None,
-        typer.Option(help="Directory for the node's identity key and durable data. Unset: ephemeral node."),
+        typer.Option(metavar="DIR", help="Directory for the node's identity key and durable data. Unset: ephemeral "
+                     "node."),
     ] = None,
     peer: Annotated[
         list[str] | None,
         typer.Option(
-            "--peer", "-p", metavar="HOST:PORT", help="Peer to contact at start (static discovery). Repeatable."
+            "--peer", "-p", metavar="HOST:PORT",
+            help="Peer to contact at start, by static discovery, which runs beside the configured discovery "
+            "drivers. Repeatable.",
         ),
     ] = None,
     transport: Annotated[
@@ -147,7 +153,7 @@ def node(
         list[str] | None,
         typer.Option(
             metavar="NAME",
-            help="Discovery driver, e.g. static. Repeatable; replaces the configured list. "
+            help="Discovery driver, e.g. static. Repeatable; replaces the configured list (default: multicast). "
             "Disable all with --discovery.drivers '[]'.",
         ),
     ] = None,
@@ -155,6 +161,20 @@ def node(
         LogLevel.INFO
     ),
     backend: BackendOption = Backend.asyncio,
+    tracker: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="Write snapshots to this tracker database (sqlite:PATH or postgresql://...); "
+                     "needs butter-observe (setting plugins.observe.tracker_url)."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus /metrics on this port of 127.0.0.1 (plugins.observe.metrics_port; "
+                     "needs butter-observe).", min=0, max=65535),
+    ] = None,
+    stats_route: Annotated[
+        bool, typer.Option("--stats-route", help="Answer route stats, for `butter stats` and `butter graph` "
+                           "(plugins.observe.stats_route; needs butter-observe).")
+    ] = False,
 ) -> None:
     """Run a node with the configured stack until Ctrl-C / SIGTERM, then leave gracefully.
 
@@ -170,13 +190,33 @@ def node(
         peers=peer or None,
         transport={"driver": transport} if transport else None,
         discovery={"drivers": discovery} if discovery else None,
+        plugins=_observe_options(tracker, metrics_port, stats_route),
     )
     setup_logging(log_level)
     run_async(_run_node, settings, backend=backend)
-    console.print("[green]left gracefully[/]")
+    console().print("[green]left gracefully[/]")
+
+
+def _observe_options(tracker: str | None, metrics_port: int | None, stats_route: bool) -> dict[str, Any] | None:
+    """The ``plugins.observe`` options the shortcuts ``--tracker``, ``--metrics-port``, ``--stats-route`` set."""
+    options: dict[str, Any] = {}
+    if tracker is not None:
+        options["tracker_url"] = tracker
+    if metrics_port is not None:
+        options["metrics_port"] = metrics_port
+    if stats_route:
+        options["stats_route"] = True
+    return {"observe": options} if options else None
 
 
 async def _run_node(settings: ButterSettings) -> None:
+    import logging
+    import signal
+
+    import anyio
+
+    from ._node import open_node
+
     # The signal receiver is opened before the node starts, so that Ctrl-C or SIGTERM at any moment means a
     # graceful exit. (Node.wait_for_exit installs its receiver only once awaited, after start-up: a signal
     # arriving in between would kill the process abruptly.)
@@ -184,21 +224,24 @@ async def _run_node(settings: ButterSettings) -> None:
         async with open_node(settings) as running:
             _print_started(running)
             async for signum in signals:
-                log.info("received %s, leaving gracefully", signal.Signals(signum).name)
+                logging.getLogger("butter.cli").info("received %s, leaving gracefully", signal.Signals(signum).name)
                 break
 
 
 def _print_started(running: Node) -> None:
-    drivers = "  ".join(
-        f"{slot.replace('_', ' ')} [b]{escape(','.join(running.plugins.selected(slot)) or '-')}[/]"
-        for slot in SLOTS_SHOWN
-    )
-    console.print(f"butter node [b]{running.node_id}[/]", highlight=False)
-    console.print(f"  listening on [b cyan]{running.address}[/]", highlight=False)
-    console.print(f"  {drivers}", highlight=False)
+    from rich.markup import escape
+
+    out = console()
+    out.print(f"butter node [b]{running.node_id}[/]", highlight=False)
+    where = f"  listening on [b cyan]{escape(str(running.address))}[/]"
+    if running.plugins.selected("transport") == ["memory"]:
+        where += (f" (memory transport: the in-process network {running.address.host!r}; nothing outside this "
+                  "process can reach it)")
+    out.print(where, highlight=False)
+    out.print(f"  {escape(running.plugins.describe())}", highlight=False)
     if running.settings.peers:
-        console.print(f"  peers to contact: {', '.join(running.settings.peers)}", highlight=False)
-    console.print("  press Ctrl-C to leave", style="dim")
+        out.print(f"  peers to contact: {', '.join(running.settings.peers)}", highlight=False)
+    out.print("  press Ctrl-C to leave", style="dim")
 
 
 # -- butter peers -------------------------------------------------------------------------------------------
@@ -207,16 +250,15 @@ def _print_started(running: Node) -> None:
 @app.command(
     "peers",
     context_settings=EXTRA_ARGS,
-    epilog="""**Examples**
-
-  butter peers 127.0.0.1:9000
-
-  butter peers 127.0.0.1:9000 --json --timeout 2
-
-The node answers route known-hosts with a random sample of at most 16 hosts, so it is asked up to
---rounds times until every host it reports knowing has been seen; with a long list the table may
-still be a sample (the header says so). The query is invisible to the node: it is not introduced to
-it and does not count toward its known_by. Exit status 1 when the node cannot be reached.""",
+    epilog=examples(
+        "butter peers 127.0.0.1:9000",
+        "butter peers 127.0.0.1:9000 --json --timeout 2",
+        "",
+        "The node answers route known-hosts with a random sample of at most 16 hosts, so it is asked up to "
+        "--rounds times until every host it reports knowing has been seen; with a long list the table may "
+        "still be a sample (the header says so). The query is invisible to the node: it is not introduced to "
+        "it and does not count toward its known_by. Exit status 1 when the node cannot be reached.",
+    ),
 )
 def peers(
     ctx: typer.Context,
@@ -232,6 +274,12 @@ def peers(
     backend: BackendOption = Backend.asyncio,
 ) -> None:
     """Ask a running node for its known hosts and print them (id, address, uptime, storage, known hosts)."""
+    import json
+
+    from rich.table import Table
+
+    from ._cli_peers import probe_settings, query_peers
+
     target = address_or_exit(address)
     base = load_or_exit(config, ctx.args, transport={"driver": transport} if transport else None)
     setup_logging(LogLevel.WARNING)
@@ -245,14 +293,15 @@ def peers(
         return
     me = report.target
     quality = me.quality
-    console.print(
+    out = console()
+    out.print(
         f"node [b]{me.node_id}[/] at [b cyan]{report.dialled}[/] (advertises {me.address}): "
         f"ping {report.rtt * 1000:.1f} ms, up {quality.uptime:.0f} s, {quality.available_storage} bytes free, "
         f"knows {quality.known_hosts}, known by {quality.known_by}",
         highlight=False,
     )
     if not report.hosts:
-        console.print("it knows no hosts yet", style="dim")
+        out.print("it knows no hosts yet", style="dim")
         return
     table = Table("node id", "address", "uptime s", "storage bytes", "known hosts", "known by")
     for info in report.hosts:
@@ -261,9 +310,9 @@ def peers(
             info.node_id, str(info.address), f"{q.uptime:.0f}", str(q.available_storage), str(q.known_hosts),
             str(q.known_by),
         )
-    console.print(table)
+    out.print(table)
     shown = f"{len(report.hosts)} of {quality.known_hosts} known hosts after {report.rounds} sample(s)"
-    console.print(shown if report.complete else f"{shown} (a sample: ask again or raise --rounds)", style="dim")
+    out.print(shown if report.complete else f"{shown} (a sample: ask again or raise --rounds)", style="dim")
 
 
 # -- butter plugins -----------------------------------------------------------------------------------------
@@ -272,21 +321,40 @@ def peers(
 @app.command(
     "plugins",
     context_settings=EXTRA_ARGS,
-    epilog="""**Examples**
-
-  butter plugins
-
-  BUTTER_TRANSPORT__DRIVER=memory butter plugins --json
-
-Drivers are read from installed package metadata (entry-point groups butter.transport,
-butter.discovery, butter.host_manager, butter.persistence, butter.retrieval, and butter.plugins for
-observers); none is imported. Select one with e.g. BUTTER_TRANSPORT__DRIVER=NAME or
-[butter.transport] driver = "NAME" in butter.toml.""",
+    epilog=examples(
+        "butter plugins",
+        "butter plugins --options tcp",
+        "butter plugins --options discovery:static --json",
+        "BUTTER_TRANSPORT__DRIVER=memory butter plugins --json",
+        "",
+        "Drivers are read from installed package metadata (entry-point groups butter.transport, "
+        "butter.discovery, butter.host_manager, butter.persistence, butter.retrieval, and butter.plugins for "
+        "observers); none is imported, except the one whose options --options prints. Select one with e.g. "
+        "BUTTER_TRANSPORT__DRIVER=NAME or [butter.transport] driver = \"NAME\" in butter.toml.",
+    ),
 )
-def plugins(ctx: typer.Context, json_output: JsonOption = False, config: ConfigOption = None) -> None:
+def plugins(
+    ctx: typer.Context,
+    options: Annotated[
+        str | None,
+        typer.Option("--options", metavar="DRIVER",
+                     help="Print every option of DRIVER (NAME, or SLOT:NAME such as discovery:static): "
+                     "name, type, default, meaning."),
+    ] = None,
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
     """List the installed drivers for every slot and mark the ones the current settings select."""
-    settings = load_or_exit(config, ctx.args)
-    rows = installed_plugins(settings)
+    import json
+
+    from rich.table import Table
+
+    if options is not None:
+        _print_options(options, json_output)
+        return
+    from ._cli_inspect import installed_plugins
+
+    rows = installed_plugins(load_or_exit(config, ctx.args))
     if json_output:
         typer.echo(json.dumps([row.to_json() for row in rows], indent=2))
         return
@@ -300,7 +368,49 @@ def plugins(ctx: typer.Context, json_output: JsonOption = False, config: ConfigO
             mark = "[red]✗ not installed[/]"
         table.add_row(row.slot if row.slot != previous else "", row.name, mark, row.target, row.distribution)
         previous = row.slot
-    console.print(table)
+    console().print(table)
+    _warn_missing(rows)
+
+
+def _warn_missing(rows: list[DriverRow]) -> None:
+    """One line on stderr for each selected driver that is not installed: what to install."""
+    from ._catalogue import SLOT_GROUPS, missing_driver_message
+
+    for row in rows:
+        if not row.installed:
+            err_console().print(missing_driver_message(SLOT_GROUPS[row.slot], row.name), style="yellow",
+                                highlight=False, markup=False)
+
+
+def _print_options(spec: str, json_output: bool) -> None:
+    import json
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ._cli_inspect import driver_options, resolve_driver
+
+    with exit_on_errors():
+        found = [(slot, name, driver_options(slot, name)) for slot, name in resolve_driver(spec)]
+    if json_output:
+        typer.echo(json.dumps([row.to_json() for _, _, rows in found for row in rows], indent=2))
+        return
+    out = console()
+    for slot, name, rows in found:
+        where = f"{slot}.options.{name}" if slot == "discovery" else f"{slot}.options"
+        if not rows:
+            out.print(f"the {slot.replace('_', ' ')} driver {name} takes no options", highlight=False)
+            continue
+        table = Table("option", "type", "default", "meaning", title=f"options of the {slot.replace('_', ' ')} "
+                      f"driver {name}", title_justify="left")
+        for row in rows:
+            table.add_row(row.name, row.type, escape(row.default), escape(row.description))
+        out.print(table)
+        option = rows[0].name
+        value = f'{{"{name}": {{"{option}": VALUE}}}}' if slot == "discovery" else f'{{"{option}": VALUE}}'
+        out.print(f"Set one as {rows[0].env}=VALUE, --{slot}.options '{value}', or in butter.toml under "
+                  f"[butter.{where}]; `butter settings` shows the effective values.", style="dim",
+                  highlight=False, markup=False)
 
 
 # -- butter settings ----------------------------------------------------------------------------------------
@@ -309,17 +419,17 @@ def plugins(ctx: typer.Context, json_output: JsonOption = False, config: ConfigO
 @app.command(
     "settings",
     context_settings=EXTRA_ARGS,
-    epilog="""**Examples**
-
-  butter settings
-
-  butter settings --port 9000 --toml > butter.toml
-
-  BUTTER_HOST_MANAGER__OPTIONS='{"capacity": 8}' butter settings --json
-
-Each key can be set in butter.toml under [butter] (nested keys in tables such as
-[butter.transport]), as the environment variable shown, or on the command line as --key VALUE
-(nested: --transport.driver tcp).""",
+    epilog=examples(
+        "butter settings",
+        "butter settings --port 9000 --toml > butter.toml",
+        "BUTTER_HOST_MANAGER__OPTIONS='{\"capacity\": 8}' butter settings --json",
+        "",
+        "Each key can be set in butter.toml under [butter] (nested keys in tables such as "
+        "[butter.transport]), as the environment variable shown, or on the command line as --key VALUE "
+        "(nested: --transport.driver tcp). The table shows every option of the selected drivers with its "
+        "effective value; --json and --toml print the settings as given, with the drivers' own defaults left "
+        "to the drivers.",
+    ),
 )
 def settings(
     ctx: typer.Context,
@@ -327,7 +437,12 @@ def settings(
     toml_output: Annotated[bool, typer.Option("--toml", help="Print a butter.toml document.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Print the effective settings and where each one can be set."""
+    """Print the effective settings, every option of the selected drivers, and where each can be set."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ._cli_inspect import installed_plugins, settings_rows, settings_toml
+
     effective = load_or_exit(config, ctx.args)
     if json_output:
         typer.echo(effective.model_dump_json(indent=2))
@@ -335,12 +450,14 @@ def settings(
     if toml_output:
         typer.echo(settings_toml(effective), nl=False)
         return
+    with exit_on_errors():
+        rows = settings_rows(effective)
     table = Table("key", "value", "environment variable", "meaning")
-    for row in settings_rows(effective):
-        value = json.dumps(row.value) if not isinstance(row.value, str) else row.value
-        table.add_row(row.key, escape(value), row.env, escape(row.description))
-    console.print(table)
-    err_console.print(
+    for row in rows:
+        table.add_row(row.key, escape(row.value), row.env, escape(row.description))
+    console().print(table)
+    _warn_missing(installed_plugins(effective))
+    err_console().print(
         r"precedence: flags > BUTTER_* environment > butter.toml \[butter] > defaults", style="dim"
     )
 
@@ -350,19 +467,17 @@ def settings(
 
 @app.command(
     "demo",
-    epilog="""**Examples**
-
-  butter demo
-
-  butter demo --nodes 10 --limit 200
-
-  butter demo --corpus ~/src/myproject --transport memory
-
-Phases: start the nodes and let them find each other; store the corpus (every .py file, one random node
-each; PCG replicates each to 3 nodes); kill a third of the nodes one after another with their data; then
-retrieve every item from a fresh node that never held any and compare it byte for byte. Every node listens
-on 127.0.0.1 only (static discovery: nothing is sent anywhere else). Exit status 0 when every item came
-back intact.""",
+    epilog=examples(
+        "butter demo",
+        "butter demo --nodes 10 --limit 200",
+        "butter demo --corpus ~/src/myproject --transport memory",
+        "",
+        "Phases: start the nodes and let them find each other; store the corpus (every .py file, one random "
+        "node each; PCG replicates each to 3 nodes); kill a third of the nodes one after another with their "
+        "data; then retrieve every item from a fresh node that never held any and compare it byte for byte. "
+        "Every node listens on 127.0.0.1 only (static discovery: nothing is sent anywhere else). Exit status "
+        "0 when every item came back intact.",
+    ),
 )
 def demo(
     nodes: Annotated[int, typer.Option(help="How many nodes to start.", min=4, max=200)] = 20,
@@ -379,13 +494,19 @@ def demo(
         LogLevel.WARNING
     ),
     backend: BackendOption = Backend.asyncio,
+    tracker: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="Every node writes a snapshot each second to this tracker database "
+                     "(sqlite:PATH or postgresql://...; needs butter-observe); draw it with `butter graph --tracker`."),
+    ] = None,
 ) -> None:
     """Store a real corpus on a local network, kill a third of it, retrieve everything from a fresh node."""
     from ._demo import run_demo
 
     setup_logging(log_level)
+    observe = {"observe": {"tracker_url": tracker, "tracker_interval": 1.0}} if tracker else None
     result = run_async(run_demo, nodes, corpus=corpus, limit=limit, transport=transport,
-                       kill_fraction=kill_fraction, seed=seed, console=console, backend=backend)
+                       kill_fraction=kill_fraction, seed=seed, console=console(), plugins=observe, backend=backend)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -396,15 +517,14 @@ def demo(
 @app.command(
     "put",
     context_settings=EXTRA_ARGS,
-    epilog="""**Examples**
-
-  butter put notes.txt --node 127.0.0.1:9000
-
-  echo hello | butter put - --node 127.0.0.1:9000 --media-type text/plain
-
-The file is cut into blocks here and uploaded to the node's `store` route in batches of about 1 MiB;
-the node then keeps it with its persistence driver (PCG: three replicas by default). Prints the
-content id. Exit status 1 if the node cannot be reached or has no room.""",
+    epilog=examples(
+        "butter put notes.txt --node 127.0.0.1:9000",
+        "echo hello | butter put - --node 127.0.0.1:9000 --media-type text/plain",
+        "",
+        "The file is cut into blocks here and uploaded to the node's `store` route in batches of about 1 MiB; "
+        "the node then keeps it with its persistence driver (PCG: three replicas by default). Prints the "
+        "content id. Exit status 1 if the node cannot be reached or has no room.",
+    ),
 )
 def put(
     ctx: typer.Context,
@@ -424,6 +544,7 @@ def put(
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from ._cli_data import upload
+    from ._cli_peers import probe_settings
 
     target = address_or_exit(node_address)
     try:
@@ -433,7 +554,7 @@ def put(
     base = load_or_exit(config, ctx.args)
     setup_logging(LogLevel.WARNING)
     settings = probe_settings(base, host=host, timeout=timeout)
-    with Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console,
+    with Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console(),
                   transient=True, disable=len(data) < UPLOAD_PROGRESS_FROM) as progress:
         task = progress.add_task("upload", total=len(data))
 
@@ -454,15 +575,14 @@ UPLOAD_PROGRESS_FROM = 4 * 1024 * 1024  # bytes: smaller uploads show no progres
 @app.command(
     "get",
     context_settings=EXTRA_ARGS,
-    epilog="""**Examples**
-
-  butter get 3f2a...e9 --node 127.0.0.1:9000 -o notes.txt
-
-  butter get 3f2a...e9 --node 127.0.0.1:9000 > notes.txt
-
-A short-lived client node joins through --node, searches the overlay for the content id (random TTL
-breadth-first search, bfs driver), then fetches the blocks in parallel from the holders, each verified
-against its address, and writes them in order. Exit status 1 when the item cannot be found.""",
+    epilog=examples(
+        "butter get 3f2a...e9 --node 127.0.0.1:9000 -o notes.txt",
+        "butter get 3f2a...e9 --node 127.0.0.1:9000 > notes.txt",
+        "",
+        "A short-lived client node joins through --node, searches the overlay for the content id (random TTL "
+        "breadth-first search, bfs driver), then fetches the blocks in parallel from the holders, each "
+        "verified against its block id, and writes them in order. Exit status 1 when the item cannot be found.",
+    ),
 )
 def get(
     ctx: typer.Context,
@@ -482,6 +602,8 @@ def get(
     from rich.progress import DownloadColumn, Progress, SpinnerColumn, TransferSpeedColumn
 
     from ._cli_data import download
+    from ._cli_peers import probe_settings
+    from .blocks import is_block_id
 
     target = address_or_exit(node_address)
     if not is_block_id(content_id):
@@ -492,7 +614,7 @@ def get(
         "retrieval": base.retrieval, "peers": [str(target)]})
     sink = output.open("wb") if output is not None else sys.stdout.buffer
     try:
-        with Progress(SpinnerColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console,
+        with Progress(SpinnerColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console(),
                       transient=True, disable=output is None) as progress:
             task = progress.add_task("download", total=None)
             written = run_async(download, settings, content_id, sink,
@@ -502,97 +624,25 @@ def get(
         if output is not None:
             sink.close()
     if output is not None:
-        err_console.print(f"wrote {written} bytes to {output}", style="dim")
+        err_console().print(f"wrote {written} bytes to {output}", style="dim")
 
 
-# -- butter sim ---------------------------------------------------------------------------------------------
+def _register_commands() -> None:
+    """Add the commands other distributions offer: each entry point of group ``butter.commands`` is a function
+    ``register(app)`` adding its commands to this Typer app (butter-observe: ``stats``, ``graph``). One that
+    fails to load is skipped with a warning."""
+    import logging
 
-sim_app = typer.Typer(help="Simulate many nodes in one process under a virtual clock.", no_args_is_help=True)
-app.add_typer(sim_app, name="sim")
+    for entry_point in entry_points(group=COMMAND_GROUP):
+        try:
+            entry_point.load()(app)
+        except Exception as exc:
+            logging.getLogger("butter.cli").warning(
+                "commands of %s (%s) not loaded: %s: %s", entry_point.name, entry_point.value, type(exc).__name__, exc
+            )
 
 
-@sim_app.command(
-    "churn",
-    epilog="""**Examples**
-
-  butter sim churn --nodes 250 --death-rate 0.02 --churn 30 --heartbeat 2 --seed 1
-
-  butter sim churn --death-rate 0.02 --death-rate 0.01 --death-rate 0.001 --out results/
-
-Reproduces the report's persistence experiment P2 (Shinebourne, Warwick 2022): the nodes run the real
-protocol code on the in-process memory transport, on trio with a virtual clock, so 30 s of churn take
-seconds. Each death is abrupt (no hand-off); a replacement node keeps the population constant. Each rate
-is also run with a single copy per item (the naive baseline: the `single` persistence driver) unless
---no-baseline.""",
-)
-def sim_churn(
-    nodes: Annotated[int, typer.Option(help="Live nodes at all times.", min=2)] = 250,
-    death_rate: Annotated[
-        list[float] | None,
-        typer.Option(help="Probability a node dies in a given second. Repeatable.", min=0.0, max=1.0),
-    ] = None,
-    churn: Annotated[float, typer.Option(help="Seconds of churn.", min=0)] = 30.0,
-    heartbeat: Annotated[float, typer.Option(help="PCG heartbeat interval, seconds.", min=0.01)] = 2.0,
-    replicas: Annotated[int, typer.Option(help="PCG target replicas r.", min=1)] = 3,
-    grace: Annotated[float, typer.Option(help="Seconds a new node is immune.", min=0)] = 10.0,
-    settle: Annotated[float, typer.Option(help="Seconds after churn before measuring.", min=0)] = 30.0,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same run.")] = 1,
-    baseline: Annotated[bool, typer.Option(help="Also run the single-copy baseline.")] = True,
-    out: Annotated[
-        Path | None, typer.Option(help="Directory for churn.json, churn.csv and churn.png.", file_okay=False)
-    ] = None,
-) -> None:
-    """Run the churn experiment and print the retention table."""
-    from dataclasses import replace
-
-    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-
-    from ._cli_data import write_churn_outputs
-    from .testing.sim import ChurnConfig, run_churn_sync
-
-    rates = death_rate or [0.02]
-    setup_logging(LogLevel.WARNING)
-    configs = [ChurnConfig(nodes=nodes, death_rate=r, churn=churn, heartbeat=heartbeat, replicas=replicas,
-                           grace=grace, settle=settle, seed=seed) for r in rates]
-    rows: list[dict[str, object]] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err_console,
-                  transient=True) as progress:
-        for config in configs:
-            runs = [("PCG", config)] + ([("baseline", replace(config, persistence="single"))] if baseline else [])
-            outcome = {}
-            for label, run in runs:
-                task = progress.add_task(f"{label} at {run.death_rate:g}/s", total=1.0)
-
-                def show(phase: str, fraction: float, task: TaskID = task, title: str = f"{label} at "
-                         f"{run.death_rate:g}/s") -> None:
-                    progress.update(task, completed=fraction, description=f"{title}: {phase}")
-
-                try:
-                    outcome[label] = run_churn_sync(run, show)
-                except ButterError as exc:
-                    fail(str(exc))
-                progress.remove_task(task)
-            pcg = outcome["PCG"]
-            rows.append({
-                "nodes": nodes, "churn": churn, "heartbeat": heartbeat, "death_rate": config.death_rate,
-                "items": pcg.items, "deaths": pcg.deaths, "retention": pcg.retention,
-                "replicas_per_item": round(pcg.replicas_per_item, 3),
-                "maintenance_per_node_second": round(pcg.maintenance_per_node_second, 3),
-                "baseline_retention": outcome["baseline"].retention if baseline else None,
-                "wall_seconds": round(pcg.wall_seconds, 1),
-            })
-    table = Table("death rate /s", "items", "deaths", "retained (PCG)", "single copy", "replicas/item",
-                  "PCG msgs/node/s", "wall s", title=f"Retention under churn: {nodes} nodes, {churn:g} s, "
-                  f"heartbeat {heartbeat:g} s, r = {replicas}, seed {seed}")
-    for row in rows:
-        base = row["baseline_retention"]
-        table.add_row(f"{row['death_rate']:g}", str(row["items"]), str(row["deaths"]), f"{row['retention']:.1%}",
-                      "-" if base is None else f"{base:.1%}", f"{row['replicas_per_item']:.2f}",
-                      f"{row['maintenance_per_node_second']:.2f}", f"{row['wall_seconds']:.0f}")
-    console.print(table)
-    if out is not None:
-        for path in write_churn_outputs(rows, out):
-            console.print(f"wrote {path}", style="dim")
+_register_commands()
 
 
 def main() -> None:

@@ -175,7 +175,54 @@ class StoreFull(StoreError):
 
 
 class ItemNotFound(ButterError):
-    """A search for a content id ended without finding the item (or every holder failed)."""
+    """A retrieval ended without the item: the search found no holder, every holder found failed to supply
+    it, or the retrieval's deadline passed first.
+
+    How far it searched, as structured fields (zero when the driver does not know):
+
+    * ``content_id``: the id searched for (as given).
+    * ``hosts_asked``: distinct nodes this node sent a search request to.
+    * ``rings``: search rounds run (an expanding-ring search runs several; a flood one).
+    * ``hops``: the farthest hop from this node that the search reached.
+    * ``holders``: holders found (0: nobody answered that it holds the item).
+    * ``timed_out``: the retrieval's deadline (``timeout``, seconds) ended the search.
+    * ``seconds``: how long the retrieval ran.
+
+    Without a ``message`` the text is built from the fields:
+    ``ItemNotFound(content_id=cid, hosts_asked=12, rings=2, hops=4)``.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        content_id: str = "",
+        hosts_asked: int = 0,
+        rings: int = 0,
+        hops: int = 0,
+        holders: int = 0,
+        timed_out: bool = False,
+        seconds: float = 0.0,
+    ) -> None:
+        self.content_id = content_id
+        self.hosts_asked = hosts_asked
+        self.rings = rings
+        self.hops = hops
+        self.holders = holders
+        self.timed_out = timed_out
+        self.seconds = seconds
+        super().__init__(message or self.describe())
+
+    def describe(self) -> str:
+        """The fields in words, e.g. ``"item 3f2a… not found: asked 12 node(s) in 2 ring(s), reaching 4
+        hop(s), in 1.2 s"``."""
+        outcome = "not found"
+        if self.holders:
+            outcome = f"not retrieved from the {self.holders} holder(s) found"
+        if self.timed_out:
+            outcome += " before the deadline"
+        return (f"item {self.content_id} {outcome}: asked {self.hosts_asked} node(s) in {self.rings} ring(s), "
+                f"reaching {self.hops} hop(s), in {self.seconds:.1f} s")
 
 
 NETWORK_ERRORS: tuple[type[Exception], ...] = (

@@ -86,3 +86,12 @@ def butter_item_stored(node: NodeServices, content_id: str) -> Any:
 def butter_block_served(node: NodeServices, block_id: str) -> Any:
     """This node served the block ``block_id`` (hex) on route ``fetch-block`` (persistence counts these
     hits on manifests to raise the replication of popular items)."""
+
+
+@hookspec
+def butter_request_served(node: NodeServices, route: str, seconds: float, error_code: str | None) -> Any:
+    """This node answered a request on ``route`` (a registered route) after ``seconds`` in its handler;
+    ``error_code`` is the error reply's code (``"bad-request"``, ``"handler-error"``, a
+    :class:`~butter.errors.RouteError`'s code) or ``None`` for a success. Emitted by the route table for every
+    request it hands a handler (metrics count them), so an implementation must be cheap and return ``None``.
+    Requests to unregistered routes and refused while leaving are not reported."""

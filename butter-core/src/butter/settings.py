@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     CliSettingsSource,
@@ -155,12 +155,25 @@ class ButterSettings(BaseSettings):
     )
     max_frame: ByteSize = Field(ByteSize(4 * 1024 * 1024), description="largest frame accepted or sent, bytes")
     peers: list[str] = Field(default_factory=list, description="HOST:PORT addresses for static discovery")
+    network_id: str = Field(
+        "butter", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$",
+        description="name of the overlay this node belongs to (1-32 of A-Z a-z 0-9 . _ -); a peer on another "
+        "network is refused in the handshake, so unrelated overlays never merge by accident",
+    )
+    network_key: SecretStr = Field(
+        SecretStr(""), description="pre-shared key of a private network (empty: none); only peers holding the "
+        "same key are admitted (checked in the handshake with an HMAC bound to the TLS session; never sent)",
+    )
     transport: TransportSettings = Field(default_factory=TransportSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     host_manager: HostManagerSettings = Field(default_factory=HostManagerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     persistence: PersistenceSettings = Field(default_factory=PersistenceSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    plugins: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="options of observer plugins (entry-point group butter.plugins), by entry-point name",
+    )
 
     @field_validator("memory_budget")
     @classmethod

@@ -44,6 +44,7 @@ EventName = Literal[
     "butter_peer_lost",
     "butter_item_stored",
     "butter_block_served",
+    "butter_request_served",
 ]
 """The events a node emits: the event hooks of :mod:`butter.hookspecs`, whose signatures they follow."""
 
@@ -96,7 +97,8 @@ class NodeServices(Protocol):
       events (:data:`EventName`; pluggy checks their names and arguments against the hook specs).
     * ``emit(event, **kwargs)``: emit an event to every subscriber and observer plugin.
     * ``capability(cls)``: the first slot object of this node implementing capability ``cls`` (a
-      runtime-checkable protocol of :mod:`butter.capabilities`), or ``None``.
+      runtime-checkable protocol of :mod:`butter.capabilities`), or ``None``; ``capabilities(cls)``: every
+      one of them implementing it, in the same order.
     """
 
     @property
@@ -150,6 +152,8 @@ class NodeServices(Protocol):
     def emit(self, event: EventName, **kwargs: Any) -> None: ...
 
     def capability(self, cls: type[C]) -> C | None: ...
+
+    def capabilities(self, cls: type[C]) -> list[C]: ...
 
 
 @runtime_checkable
@@ -239,11 +243,18 @@ class Retrieval(Protocol):
 
     ``retrieve`` returns the item's bytes, every block verified against its address; ``stream`` yields the
     verified block data in order, for items too large to hold at once. Both raise
-    :class:`~butter.errors.ItemNotFound` when the search ends without the item.
+    :class:`~butter.errors.ItemNotFound` when the search ends without the item, with its fields saying how
+    far the search went (hosts asked, rings, hops, holders found, whether the deadline ended it).
+
+    ``timeout`` is a deadline in seconds (``None``: the driver's default; ``math.inf``: none). ``retrieve``
+    returns or raises within ``timeout`` of the call, search and fetching together; a missing item is
+    reported :class:`~butter.errors.ItemNotFound` then, never later. ``stream`` finds the item within
+    ``timeout``, and then gets each batch of blocks it fetches within ``timeout`` (the consumer's own time
+    between blocks is not counted).
     """
 
     async def run(self, *, task_status: TaskStatus[None]) -> None: ...
 
-    async def retrieve(self, content_id: str) -> bytes: ...
+    async def retrieve(self, content_id: str, *, timeout: float | None = None) -> bytes: ...
 
-    def stream(self, content_id: str) -> AsyncIterator[bytes]: ...
+    def stream(self, content_id: str, *, timeout: float | None = None) -> AsyncIterator[bytes]: ...

@@ -13,7 +13,10 @@ truncated any binary body holding byte 26):
   becomes a :class:`FrameRejected`; framing stays intact, so the connection can go on.
 
 Use :func:`encode` to turn a message into bytes and :class:`FrameDecoder` to turn bytes into events. Nothing
-here does I/O or raises on bad input from the network: errors are events.
+here does I/O or raises on bad input from the network: errors are events. :class:`FrameDecoder` is the one
+length-prefixed framer: given another ``parse`` function it frames any protocol's payloads (the ambassador's
+service messages). Request ids, the reserved id 0 and the rules of a connection live one level up, in
+:mod:`butter.channel`.
 
 A :class:`Request` may carry a :class:`Caller`: who sent it, as the receiving transport knows it. That is
 never on the wire (:func:`encode` leaves it out, the decoder never sets it); the transport attaches it.
@@ -22,8 +25,9 @@ never on the wire (:func:`encode` leaves it out, the decoder never sets it); the
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import msgpack
 
@@ -52,6 +56,7 @@ PROTOCOL_VERSION = 1
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024  # bytes
 MAX_ROUTE_LENGTH = 128  # characters
 MAX_REQUEST_ID = 2**63 - 1
+T = TypeVar("T")
 _HEADER = struct.Struct(">I")
 HEADER_SIZE = _HEADER.size
 
@@ -168,20 +173,36 @@ def _unpack_limits(max_size: int) -> dict[str, Any]:
     }
 
 
-class FrameDecoder:
+class FrameDecoder(Generic[T]):
     """Incremental decoder: :meth:`feed` bytes in, take events out with :meth:`next_event`.
 
     ``max_frame`` (bytes, default 4 MiB) bounds one frame's payload; the decoder holds at most one frame
-    plus what was fed beyond it.
+    plus what was fed beyond it. A frame whose header announces more is a :class:`FrameRejected`
+    (:class:`~butter.errors.FrameTooLarge`) at once and its bytes are discarded as they arrive.
+
+    ``parse`` turns one complete payload (a :class:`memoryview` valid only during the call) into an event;
+    it may return a :class:`FrameRejected` or raise :class:`~butter.errors.ProtocolError`, which becomes a
+    :class:`FrameRejected`. The default reads Butter's envelopes into a :class:`Request` or :class:`Reply`
+    (a :class:`FrameRejected` carries the request id when one could be read); another protocol framed the
+    same way passes its own (``FrameDecoder(65536, parse=decode_message)``).
+    Framing survives any rejected frame.
     """
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    @overload
+    def __init__(self: FrameDecoder[Message], max_frame: int = DEFAULT_MAX_FRAME) -> None: ...
+
+    @overload
+    def __init__(self, max_frame: int, parse: Callable[[memoryview], T | FrameRejected]) -> None: ...
+
+    def __init__(
+        self, max_frame: int = DEFAULT_MAX_FRAME, parse: Callable[[memoryview], Any] | None = None
+    ) -> None:
         if max_frame < 1:
             raise ValueError("max_frame must be at least 1 byte")
         self.max_frame = max_frame
+        self._parse: Callable[[memoryview], Any] = parse if parse is not None else _EnvelopeParser(max_frame)
         self._buffer = bytearray()
         self._skip = 0  # bytes of an oversized frame still to discard
-        self._limits = _unpack_limits(max_frame)
 
     @property
     def buffered(self) -> int:
@@ -200,7 +221,7 @@ class FrameDecoder:
             data = data[dropped:]
         self._buffer += data
 
-    def next_event(self) -> Event | None:
+    def next_event(self) -> T | FrameRejected | None:
         """The next complete event, or ``None`` when more bytes are needed."""
         if self._skip or len(self._buffer) < HEADER_SIZE:
             return None
@@ -216,18 +237,37 @@ class FrameDecoder:
         if len(self._buffer) < HEADER_SIZE + length:
             return None
         with memoryview(self._buffer) as view, view[HEADER_SIZE : HEADER_SIZE + length] as payload:
-            event = self._parse(payload)  # no copy of the payload: msgpack reads the buffer in place
+            try:
+                event: T | FrameRejected = self._parse(payload)  # no copy: the parser reads the buffer in place
+            except ProtocolError as exc:
+                event = FrameRejected(exc)
         del self._buffer[: HEADER_SIZE + length]
         return event
 
-    def events(self) -> list[Event]:
+    def events(self) -> list[T | FrameRejected]:
         """Every complete event available now."""
-        out: list[Event] = []
+        out: list[T | FrameRejected] = []
         while (event := self.next_event()) is not None:
             out.append(event)
         return out
 
-    def _parse(self, payload: memoryview) -> Event:
+    def rest(self) -> bytes:
+        """Take the bytes fed beyond the last complete frame (a protocol that turns into a raw byte pipe
+        after some frame hands them over); the decoder is left empty."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+
+class _EnvelopeParser:
+    """Reads one payload as a Butter envelope, with the msgpack limits of one ``max_frame`` computed once."""
+
+    __slots__ = ("_limits",)
+
+    def __init__(self, max_frame: int) -> None:
+        self._limits = _unpack_limits(max_frame)
+
+    def __call__(self, payload: memoryview) -> Event:
         try:
             obj = msgpack.unpackb(payload, **self._limits)
         except Exception as exc:  # any msgpack failure is the peer's fault, never ours

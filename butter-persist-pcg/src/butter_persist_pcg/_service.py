@@ -128,7 +128,9 @@ class PcgPersistence:
             raise IncompleteItem(missing)
         size = len(data) + manifest.size
         view = self._create_group(content_id, manifest, size)
-        log.info("keeping item %s (%d bytes, %d blocks)", content_id[:12], manifest.size, len(manifest.blocks))
+        blocks = len(manifest.blocks)
+        log.info("keeping item %s (%d bytes, %d %s)", content_id[:12], manifest.size, blocks,
+                 "block" if blocks == 1 else "blocks")
         self._maintain(view)
 
     async def hand_off(self) -> None:

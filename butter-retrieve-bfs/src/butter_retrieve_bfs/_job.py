@@ -1,10 +1,10 @@
 """One retrieval: drive the search rings (:class:`~._protocol.Search`) over the network, then fetch the
-manifest and the blocks from the holders found, retrying failed blocks on other holders."""
+manifest and the blocks from the holders found, retrying failed blocks on other holders, every request
+inside its peer's window (:class:`~._windows.PeerWindows`) and the whole within the retrieval's deadline."""
 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ from ._messages import QueryReply, decode_reply
 from ._options import Ring
 from ._protocol import Ask, Search
 from ._stats import QueryStats
+from ._windows import is_overloaded
 
 if TYPE_CHECKING:
     from ._service import BfsRetrieval
@@ -55,21 +56,26 @@ class _Failed:
     replied: bool
     unreachable: bool
     why: str
+    busy: bool = False  # the peer answered "overloaded"
 
 
 _Outcomes = MemoryObjectSendStream[tuple[Ask, "QueryReply | _Failed"]]
 
 
 class Job:
-    """The state of one retrieval of ``content_id``: holders found, holders that failed, the current ring."""
+    """The state of one retrieval of ``content_id``: holders found, holders that failed, the current ring,
+    and its deadline (``timeout`` seconds from the start, or from the last :meth:`renew`)."""
 
-    def __init__(self, service: BfsRetrieval, content_id: str, policy: Policy) -> None:
+    def __init__(self, service: BfsRetrieval, content_id: str, policy: Policy, timeout: float) -> None:
         self.service = service
         self.node = service.node
         self.content_id = content_id
         self.policy = policy
+        self.timeout = timeout
         self.stats = QueryStats(content_id)
         self.started = anyio.current_time()
+        self.deadline = self.started + timeout
+        self.timed_out = False
         self.holders: list[PeerAddress] = []
         self.bad: set[PeerAddress] = set()
         self.dead: set[PeerAddress] = set()
@@ -78,6 +84,22 @@ class Job:
         self._searches: list[Search] = []
         self._visited: set[PeerAddress] = set()
         self._lock = anyio.Lock()
+
+    # -- the deadline -------------------------------------------------------------------------------------
+
+    @contextmanager
+    def bounded(self) -> Iterator[None]:
+        """Run the block until :attr:`deadline`; if it passes first, cancel the block and raise
+        :class:`~butter.errors.ItemNotFound` saying so (``timed_out``)."""
+        with anyio.CancelScope(deadline=self.deadline) as scope:
+            yield
+        if scope.cancelled_caught:
+            self.timed_out = True
+            raise self.not_found()
+
+    def renew(self) -> None:
+        """Move the deadline to ``timeout`` seconds from now (``stream()``: for each window of blocks)."""
+        self.deadline = anyio.current_time() + self.timeout
 
     # -- finding holders ----------------------------------------------------------------------------------
 
@@ -109,7 +131,7 @@ class Job:
         hinted = self.service.book.matching(self.content_id, known) if self.policy.hints else []
         search = Search(
             self.content_id,
-            query_id=secrets.token_bytes(16),
+            query_id=self.service.new_query_id(),
             ttl=ring.ttl,
             fraction=ring.fraction,
             known=known,
@@ -127,18 +149,20 @@ class Job:
     async def _drive(self, search: Search, should_stop: Callable[[Search], bool]) -> None:
         """Send the search's asks, at most ``parallelism`` at once, until ``should_stop(search)`` or exhaustion."""
         send, receive = anyio.create_memory_object_stream[tuple[Ask, QueryReply | _Failed]](self.policy.parallelism)
-        with send, receive:
-            async with anyio.create_task_group() as tg:
-                self._fill(search, tg, send)
-                while search.in_flight and not should_stop(search):
-                    ask, outcome = await receive.receive()
-                    self._feed(search, ask, outcome)
-                    if should_stop(search):
-                        break
+        try:
+            with send, receive:
+                async with anyio.create_task_group() as tg:
                     self._fill(search, tg, send)
-                tg.cancel_scope.cancel()
-        search.abandon()
-        self._visited |= search.visited
+                    while search.in_flight and not should_stop(search):
+                        ask, outcome = await receive.receive()
+                        self._feed(search, ask, outcome)
+                        if should_stop(search):
+                            break
+                        self._fill(search, tg, send)
+                    tg.cancel_scope.cancel()
+        finally:  # the deadline may cancel the search: what it asked still counts
+            search.abandon()
+            self._visited |= search.visited
 
     def _fill(self, search: Search, tg: TaskGroup, send: _Outcomes) -> None:
         while (ask := search.next_ask(self.policy.parallelism)) is not None:
@@ -146,21 +170,26 @@ class Job:
 
     async def _ask(self, ask: Ask, send: _Outcomes) -> None:
         outcome: QueryReply | _Failed
+        body = ask.query.encode()
         try:
-            body = await self.node.request(
-                ask.address, ROUTE_QUERY, ask.query.encode(), timeout=self.service.options.query_timeout
-            )
-            outcome = decode_reply(body)
+            reply = await self.service.windows.call(ask.address, lambda: self.node.request(
+                ask.address, ROUTE_QUERY, body, timeout=self.service.options.query_timeout))
+            outcome = decode_reply(reply)
         except PeerUnreachable as exc:
             outcome = _Failed(replied=False, unreachable=True, why=str(exc))
-        except (RemoteError, ProtocolError) as exc:  # an error reply, or a reply we cannot read
+        except RemoteError as exc:  # an error reply: "overloaded" is asked again later
+            outcome = _Failed(replied=True, unreachable=False, why=str(exc), busy=is_overloaded(exc))
+        except ProtocolError as exc:  # a reply we cannot read
             outcome = _Failed(replied=True, unreachable=False, why=str(exc))
         except ButterError as exc:  # timeout, or a request too large to send
             outcome = _Failed(replied=False, unreachable=False, why=str(exc))
         await send.send((ask, outcome))
 
     def _feed(self, search: Search, ask: Ask, outcome: QueryReply | _Failed) -> None:
-        if isinstance(outcome, _Failed):
+        if isinstance(outcome, _Failed) and outcome.busy:
+            self.stats.overloaded += 1
+            search.on_busy(ask)
+        elif isinstance(outcome, _Failed):
             log.debug("query %s to %s failed: %s", self.content_id[:12], ask.address, outcome.why)
             search.on_failure(ask, replied=outcome.replied, unreachable=outcome.unreachable)
             if outcome.unreachable:
@@ -178,7 +207,9 @@ class Job:
 
     async def block(self, address: BlockId, index: int) -> bytes:
         """Block ``address`` (verified), from the local store or a holder; holders are tried in turn,
-        starting at ``index`` so that blocks spread over them, and more are searched for when all failed."""
+        starting at ``index`` so that blocks spread over them, and more are searched for when all failed. A
+        holder that answers ``overloaded`` is not a failure: it is asked again after the others (its window
+        waits out its backoff)."""
         local = await self.node.blocks.get(address)
         if local is not None:
             return local
@@ -187,7 +218,7 @@ class Job:
             candidates = [h for h in self.holders if h not in self.bad]
             if not candidates:
                 if not await self.find_more(generation):
-                    raise ItemNotFound(self._not_found(address))
+                    raise self.not_found(address)
                 continue
             start = index % len(candidates)
             for holder in candidates[start:] + candidates[:start]:
@@ -198,9 +229,11 @@ class Job:
                     return data
 
     async def _fetch_from(self, holder: PeerAddress, address: BlockId) -> bytes | None:
+        """The block from ``holder``, or ``None``: then ``holder`` is marked bad, unless it was only busy."""
         self.stats.fetch_requests += 1
         try:
-            data = await self.node.fetch_block(holder, address, timeout=self.service.options.fetch_timeout)
+            data = await self.service.windows.call(holder, lambda: self.node.fetch_block(
+                holder, address, timeout=self.service.options.fetch_timeout))
         except BlockCorrupted:
             self.stats.fetch_replies += 1
             self.stats.corrupted += 1
@@ -209,6 +242,9 @@ class Job:
             self._report_dead(holder)
         except RemoteError as exc:
             self.stats.fetch_replies += 1
+            if is_overloaded(exc):
+                self.stats.overloaded += 1
+                return None  # busy, not bad: asked again later
             log.debug("holder %s refused block %s: %s", holder, address[:12], exc)
         except ButterError as exc:
             log.debug("fetching block %s from %s failed: %s", address[:12], holder, exc)
@@ -225,7 +261,7 @@ class Job:
         data = await self.node.blocks.get(self.content_id)
         if data is None:
             if not await self.find_more(self.generation):
-                raise ItemNotFound(self._not_found())
+                raise self.not_found()
             data = await self.block(self.content_id, 0)
         try:
             manifest = load_manifest(self.content_id, data)
@@ -253,21 +289,26 @@ class Job:
 
     # -- reporting ----------------------------------------------------------------------------------------
 
-    def _not_found(self, block: str | None = None) -> str:
-        asked = len(self._visited)
-        last = self.policy.rings[min(len(self._searches), len(self.policy.rings)) - 1]
-        ttl = "no limit" if last.ttl is None else f"{last.ttl}"
-        depth = max((s.max_depth for s in self._searches), default=0)
-        where = (
-            f"asked {asked} node(s) in {len(self._searches)} ring(s), reaching {depth} hop(s) (last ring: TTL "
-            f"{ttl}, fraction {last.fraction:g})"
-        )
+    def not_found(self, block: str | None = None) -> ItemNotFound:
+        """The error that ends this retrieval, its fields saying how far the search went; ``block``: the
+        block no holder could supply."""
+        seconds = anyio.current_time() - self.started
+        hops = max((s.max_depth for s in self._searches), default=0)
+
+        def error(message: str = "") -> ItemNotFound:
+            return ItemNotFound(message, content_id=self.content_id, hosts_asked=len(self._visited),
+                                rings=len(self._searches), hops=hops, holders=len(self.holders),
+                                timed_out=self.timed_out, seconds=seconds)
+
+        notes = []
+        if self._searches:
+            last = self.policy.rings[len(self._searches) - 1]
+            notes.append(f"last ring: TTL {'no limit' if last.ttl is None else last.ttl}, fraction {last.fraction:g}")
+        if self.timed_out:
+            notes.append(f"deadline {self.timeout:g} s")
         if block is not None and self.holders:
-            return (
-                f"item {self.content_id} could not be retrieved: none of the {len(self.holders)} holder(s) found "
-                f"could supply block {block[:16]}; {where}"
-            )
-        return f"item {self.content_id} not found: {where}"
+            notes.append(f"no holder could supply block {block[:16]}")
+        return error(f"{error()} ({'; '.join(notes)})" if notes else "")
 
     def finish(self, error: BaseException | None = None) -> QueryStats:
         stats = self.stats
@@ -277,6 +318,7 @@ class Job:
         stats.nodes_asked = len(self._visited)
         stats.max_depth = max((s.max_depth for s in self._searches), default=0)
         stats.holders = len(self.holders)
+        stats.timed_out = self.timed_out
         stats.seconds = anyio.current_time() - self.started
         if error is not None:
             stats.found = False

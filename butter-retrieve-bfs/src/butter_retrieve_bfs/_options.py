@@ -43,6 +43,19 @@ class BfsOptions(BaseModel):
     max_hints: int = Field(8, ge=0, le=1024, description="digest-matching hosts named in one miss reply")
     max_sample: int = Field(64, ge=1, le=1024, description="addresses in one miss reply, at most")
     max_frontier: int = Field(10_000, ge=16, description="addresses a search keeps queued, at most")
+    retrieve_timeout: float = Field(
+        30.0, gt=0, description="seconds a retrieval may take, search and fetching together, when the caller gives "
+        "no timeout; a missing item is reported not found within it (stream(): finding the item, then each "
+        "window of blocks)"
+    )
+    peer_window: int = Field(
+        16, ge=1, le=1024, description="requests this node keeps in flight to one peer, at most, over all its "
+        "retrievals; halved on an 'overloaded' reply or a timeout, widened by one per answer"
+    )
+    overload_retry_interval: float = Field(
+        0.5, ge=0, description="seconds before a peer that answered 'overloaded' is asked again (x1 to x1.5 at "
+        "random), doubled for each further 'overloaded' in a row, at most 16 times"
+    )
     query_timeout: float = Field(3.0, gt=0, description="seconds to wait for one search reply")
     fetch_timeout: float = Field(10.0, gt=0, description="seconds to wait for one block")
     fetch_concurrency: int = Field(8, ge=1, le=256, description="blocks fetched in parallel by retrieve()")

@@ -14,6 +14,9 @@ Rules these classes keep (iterative model, random BFS, digest hints; in prose: d
   :class:`~._messages.Seen` and counted, never handled again (a bounded cache of ``seen_capacity`` ids).
 * **Order.** Hinted addresses first (their digest says they may hold the item), then by hop, then at
   random: breadth-first, with ties broken at random so the work spreads over the overlay.
+* **Busy is not a failure.** A node that answers ``overloaded`` is asked again later, behind the addresses
+  of its hop not asked yet (so the search goes elsewhere first), as often as it takes: the driver's per-peer
+  backoff spaces the asks, and the retrieval's deadline ends them.
 * Counting: every ask is a request; every answer, error replies included, is a reply; asks abandoned when
   the search stops early are requests without replies.
 
@@ -173,13 +176,16 @@ class Search:
         self.hits = 0
         self.duplicates = 0  # "seen" answers: a node had already handled this query id
         self.dropped = 0  # addresses not queued because the frontier was full
+        self.busy = 0  # "overloaded" answers (each node asked again later)
         self.max_depth = 0  # deepest hop asked
         self.in_flight = 0
         self.hinted_in_flight = 0
         self._skip = set(skip)
         self.visited: set[PeerAddress] = set()  # addresses asked (read-only for callers)
         self._queued: dict[PeerAddress, tuple[int, int]] = {}  # best (class, depth) queued per address
-        self._heap: list[tuple[int, int, float, int, PeerAddress]] = []
+        self._retries: dict[PeerAddress, int] = {}  # "overloaded" answers per address
+        self._retry: set[PeerAddress] = set()  # visited addresses queued to be asked again
+        self._heap: list[tuple[int, int, int, float, int, PeerAddress]] = []  # class, depth, retries, random, n
         self._counter = 0
         hosts = [a for a in dict.fromkeys(known) if a not in self._skip]
         for address in rng.sample(hosts, math.ceil(fraction * len(hosts))):
@@ -194,7 +200,7 @@ class Search:
 
     @property
     def queued(self) -> int:
-        return sum(1 for entry in self._heap if entry[4] not in self.visited)
+        return len({entry[5] for entry in self._heap if entry[5] not in self.visited or entry[5] in self._retry})
 
     @property
     def exhausted(self) -> bool:
@@ -211,12 +217,16 @@ class Search:
         if not hinted and len(self._queued) >= self.max_frontier:
             self.dropped += 1
             return
+        self._queue(address, rank)
+
+    def _queue(self, address: PeerAddress, rank: tuple[int, int]) -> None:
         self._queued[address] = rank
         self._counter += 1
-        heapq.heappush(self._heap, (rank[0], depth, self.rng.random(), self._counter, address))
+        retries = self._retries.get(address, 0)
+        heapq.heappush(self._heap, (rank[0], rank[1], retries, self.rng.random(), self._counter, address))
 
-    def _peek(self) -> tuple[int, int, float, int, PeerAddress] | None:
-        while self._heap and self._heap[0][4] in self.visited:
+    def _peek(self) -> tuple[int, int, int, float, int, PeerAddress] | None:
+        while self._heap and self._heap[0][5] in self.visited and self._heap[0][5] not in self._retry:
             heapq.heappop(self._heap)
         return self._heap[0] if self._heap else None
 
@@ -227,8 +237,9 @@ class Search:
         per search for one round trip when the hint was wrong."""
         if self.hinted_in_flight or self.in_flight >= parallelism or self._peek() is None:
             return None
-        klass, depth, _, _, address = heapq.heappop(self._heap)
+        klass, depth, _, _, _, address = heapq.heappop(self._heap)
         self.visited.add(address)
+        self._retry.discard(address)
         self._queued.pop(address, None)
         self.in_flight += 1
         self.hinted_in_flight += klass == 0
@@ -253,6 +264,16 @@ class Search:
                 self._discover(address, ask.depth + 1, hinted=False)
         elif isinstance(reply, Seen):
             self.duplicates += 1
+
+    def on_busy(self, ask: Ask) -> None:
+        """``ask`` was answered ``overloaded``: not a failure; queue its address again, behind the addresses
+        of its hop not asked yet (and behind those answered ``overloaded`` fewer times)."""
+        self.busy += 1
+        self._retries[ask.address] = self._retries.get(ask.address, 0) + 1
+        self._landed(ask)
+        self.replies += 1
+        self._retry.add(ask.address)
+        self._queue(ask.address, (1 if not ask.hinted else 0, ask.depth))
 
     def on_failure(self, ask: Ask, *, replied: bool, unreachable: bool) -> None:
         """``ask`` failed: with an error reply (``replied``), or none at all; ``unreachable`` marks the

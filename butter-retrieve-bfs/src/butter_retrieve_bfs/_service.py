@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from ._messages import DigestAsk, DigestReply, Query
 from ._options import BfsOptions, Ring
 from ._protocol import QueryHandler
 from ._stats import QueryStats, RetrievalTotals
+from ._windows import PeerWindows
 
 if TYPE_CHECKING:
     from butter import RouteRequest
@@ -72,6 +74,7 @@ class BfsRetrieval:
         self._digest: LocalDigest | None = None
         self._digest_built = float("-inf")
         self._pulls = anyio.CapacityLimiter(options.max_concurrency)
+        self.windows = PeerWindows(options.peer_window, retry_interval=options.overload_retry_interval, rng=self.rng)
         self._holders: ItemHolders | None = None  # found at start (run)
         self._kept: KeptItems | None = None
         node.route(ROUTE_QUERY, self._serve_query)
@@ -97,27 +100,24 @@ class BfsRetrieval:
         self,
         content_id: str,
         *,
+        timeout: float | None = None,
         rings: Sequence[Ring] | None = None,
         parallelism: int | None = None,
         hints: bool | None = None,
     ) -> bytes:
-        """Find item ``content_id`` (hex) and return its bytes, every block verified.
+        """Find item ``content_id`` (hex) and return its bytes, every block verified, within ``timeout``
+        seconds (``None``: the ``retrieve_timeout`` option, 30 s by default), search and fetching together.
 
-        The keyword arguments override the options for this call (the benchmark compares strategies with
-        them). Raises :class:`~butter.errors.ItemNotFound` when the search fails or no holder found can supply
-        a block; the message says how many nodes were asked and how far the search went.
+        The other keyword arguments override the options for this call (the benchmark compares strategies
+        with them). Raises :class:`~butter.errors.ItemNotFound` when the search fails, no holder found can
+        supply a block, or the deadline passes; its fields say how many nodes were asked and how far the
+        search went.
         """
-        job = self._job(content_id, rings, parallelism, hints)
+        job = self._job(content_id, timeout, rings, parallelism, hints)
         error: BaseException | None = None
         try:
-            manifest, missing = await job.manifest()
-            fetched = await job.many(missing, 1, self.options.fetch_concurrency) if missing else {}
-            blocks = {**fetched}
-            for address in dict.fromkeys(manifest.blocks):
-                if address not in blocks:
-                    local = await self.node.blocks.get(address)
-                    blocks[address] = local if local is not None else await job.block(address, 0)
-            data = assemble(manifest, blocks)
+            with job.bounded():
+                data = await self._fetch_item(job)
             job.stats.found = True
             return data
         except BaseException as exc:
@@ -126,24 +126,40 @@ class BfsRetrieval:
         finally:
             self._finish(job, error)
 
+    async def _fetch_item(self, job: Job) -> bytes:
+        manifest, missing = await job.manifest()
+        fetched = await job.many(missing, 1, self.options.fetch_concurrency) if missing else {}
+        blocks = {**fetched}
+        for address in dict.fromkeys(manifest.blocks):
+            if address not in blocks:
+                local = await self.node.blocks.get(address)
+                blocks[address] = local if local is not None else await job.block(address, 0)
+        return assemble(manifest, blocks)
+
     async def stream(
         self,
         content_id: str,
         *,
+        timeout: float | None = None,
         rings: Sequence[Ring] | None = None,
         parallelism: int | None = None,
         hints: bool | None = None,
     ) -> AsyncIterator[bytes]:
         """Like :meth:`retrieve`, but yield the item's blocks in order, each verified. At most
-        ``stream_window`` blocks are fetched (in parallel) and held at a time."""
-        job = self._job(content_id, rings, parallelism, hints)
+        ``stream_window`` blocks are fetched (in parallel) and held at a time. Finding the item (its holders
+        and manifest) takes at most ``timeout`` seconds, and so does each window of blocks; the time the
+        consumer takes between blocks does not count."""
+        job = self._job(content_id, timeout, rings, parallelism, hints)
         error: BaseException | None = None
         try:
-            manifest, _ = await job.manifest()
+            with job.bounded():
+                manifest, _ = await job.manifest()
             window = self.options.stream_window
             for start in range(0, len(manifest.blocks), window):
                 addresses = manifest.blocks[start : start + window]
-                fetched = await job.many(list(dict.fromkeys(addresses)), start, window)
+                job.renew()
+                with job.bounded():
+                    fetched = await job.many(list(dict.fromkeys(addresses)), start, window)
                 for offset, address in enumerate(addresses):
                     data = fetched[address]
                     expected = manifest.block_length(start + offset)
@@ -164,20 +180,24 @@ class BfsRetrieval:
         self,
         content_id: str,
         *,
+        timeout: float | None = None,
         rings: Sequence[Ring] | None = None,
         parallelism: int | None = None,
         hints: bool | None = None,
     ) -> list[PeerAddress]:
         """Search only: the holders of ``content_id`` found by the first successful ring (this node's own
-        address when it holds the item). Raises :class:`~butter.errors.ItemNotFound`."""
-        job = self._job(content_id, rings, parallelism, hints)
+        address when it holds the item), within ``timeout`` seconds as :meth:`retrieve`. Raises
+        :class:`~butter.errors.ItemNotFound`."""
+        job = self._job(content_id, timeout, rings, parallelism, hints)
         error: BaseException | None = None
         try:
             if await self.node.blocks.has(content_id):
                 job.stats.local = job.stats.found = True
                 return [self.node.address]
-            if not await job.find_more(job.generation):
-                raise ItemNotFound(job._not_found())
+            with job.bounded():
+                found = await job.find_more(job.generation)
+            if not found:
+                raise job.not_found()
             job.stats.found = True
             return list(job.holders)
         except BaseException as exc:
@@ -187,10 +207,19 @@ class BfsRetrieval:
             self._finish(job, error)
 
     def _job(
-        self, content_id: str, rings: Sequence[Ring] | None, parallelism: int | None, hints: bool | None
+        self,
+        content_id: str,
+        timeout: float | None,
+        rings: Sequence[Ring] | None,
+        parallelism: int | None,
+        hints: bool | None,
     ) -> Job:
         if not is_block_id(content_id):
-            raise ItemNotFound(f"{content_id!r:.80} is not a content id (64 lowercase hex characters)")
+            raise ItemNotFound(f"{content_id!r:.80} is not a content id (64 lowercase hex characters)",
+                               content_id=content_id)
+        timeout = self.options.retrieve_timeout if timeout is None else timeout
+        if not timeout > 0:
+            raise ValueError(f"a retrieval's timeout must be positive seconds, got {timeout}")
         policy = Policy(
             tuple(rings) if rings is not None else tuple(self.options.rings),
             parallelism if parallelism is not None else self.options.parallelism,
@@ -198,7 +227,12 @@ class BfsRetrieval:
         )
         if not policy.rings or policy.parallelism < 1:
             raise ValueError("a retrieval needs at least one ring and a parallelism of at least 1")
-        return Job(self, content_id, policy)
+        return Job(self, content_id, policy, timeout)
+
+    def new_query_id(self) -> bytes:
+        """A fresh 16-byte query id: drawn from the seeded generator when ``seed`` is set (a reproducible
+        simulation), otherwise from the OS, so that no peer can predict it and answer it in advance."""
+        return self.rng.randbytes(16) if self.options.seed is not None else secrets.token_bytes(16)
 
     def _finish(self, job: Job, error: BaseException | None) -> None:
         stats = job.finish(error)
@@ -296,11 +330,10 @@ class BfsRetrieval:
             return
         async with self._pulls:
             self.totals.digest_requests += 1
+            ask = DigestAsk(self.book.tag(address)).encode()
             try:
-                body = await self.node.request(
-                    address, ROUTE_DIGEST, DigestAsk(self.book.tag(address)).encode(),
-                    timeout=self.options.query_timeout,
-                )
+                body = await self.windows.call(address, lambda: self.node.request(
+                    address, ROUTE_DIGEST, ask, timeout=self.options.query_timeout))
             except PeerUnreachable:
                 self.book.forget(address)
                 self.node.hosts.report_dead(address)

@@ -18,9 +18,11 @@ class QueryStats:
     * ``nodes_asked``: distinct nodes asked over all rings; ``rings``: rings run; ``max_depth``: the deepest
       hop asked; ``ttl``: the hop limit of the last ring (``None``: unlimited).
     * ``holders``: holders learnt; ``corrupted``: blocks that failed verification; ``dead_reported``: hosts
-      reported dead to host management; ``duplicates``: ``seen`` answers.
+      reported dead to host management; ``duplicates``: ``seen`` answers; ``overloaded``: ``overloaded``
+      answers (the peer was busy: asked again later, never counted as a failure).
     * ``local``: served from this node's own store (no messages); ``found``: the item was returned.
-    * ``seconds``: elapsed on the node's clock (virtual under a mock clock).
+    * ``timed_out``: the retrieval's deadline ended it; ``seconds``: elapsed on the node's clock (virtual
+      under a mock clock).
     """
 
     content_id: str
@@ -36,9 +38,11 @@ class QueryStats:
     corrupted: int = 0
     dead_reported: int = 0
     duplicates: int = 0
+    overloaded: int = 0
     blocks: int = 0
     local: bool = False
     found: bool = False
+    timed_out: bool = False
     seconds: float = 0.0
     error: str = ""
 
@@ -77,6 +81,8 @@ class RetrievalTotals:
     search_replies: int = 0
     fetch_requests: int = 0
     fetch_replies: int = 0
+    overloaded: int = 0
+    timed_out: int = 0
     digest_requests: int = 0
     digest_replies: int = 0
     digest_bytes: int = 0
@@ -90,5 +96,7 @@ class RetrievalTotals:
         self.search_replies += stats.search_replies
         self.fetch_requests += stats.fetch_requests
         self.fetch_replies += stats.fetch_replies
+        self.overloaded += stats.overloaded
+        self.timed_out += stats.timed_out
         self.per_query.append(stats.requests)
         del self.per_query[:-1000]

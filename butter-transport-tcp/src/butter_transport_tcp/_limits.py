@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
-__all__ = ["LOG_INTERVAL", "RateLimitedLog"]
+__all__ = ["LOG_INTERVAL", "ConnectionCount", "RateLimitedLog"]
 
 LOG_INTERVAL = 10.0  # seconds between two log lines about the same kind of limit
 
@@ -37,3 +38,17 @@ class RateLimitedLog:
             message += " (and %d more like it in the last %.0f s)"
             args = (*args, suppressed, now - last if last is not None else 0.0)
         self.logger.warning(message, *args)
+
+
+@dataclass(slots=True)
+class ConnectionCount:
+    """Connections counted toward ``max_connections`` (``limit``): incoming ones from admission until they
+    end, outgoing ones from the start of their connect until they are released. Shared by the pool and
+    admission."""
+
+    limit: int
+    open: int = 0
+
+    @property
+    def full(self) -> bool:
+        return self.open >= self.limit

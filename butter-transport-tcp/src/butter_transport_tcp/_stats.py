@@ -31,6 +31,16 @@ class TcpStats:
       than the one expected at that address.
     * ``connections_slow_closed``: incoming connections cut off because a frame that had begun did not
       complete within ``frame_timeout`` (a slow or trickling peer).
+    * ``networks_refused``: connections (either role) refused because the peer is on another ``network_id``,
+      holds another ``network_key``, or sent no valid network hello.
+    * ``handshakes_evicted``: incoming connections still in their handshake closed to make room for a newer
+      one (``max_handshakes`` or ``max_handshakes_per_subnet`` reached).
+    * ``handshakes_refused``: incoming connections closed at once because the handshake budget was full of
+      young handshakes whose peers had all spoken (nothing could be evicted).
+    * ``inbound_evicted``: working incoming connections closed to make room for a new one when
+      ``max_inbound`` was reached (the eviction rule protects diverse, fast, useful, long-lived peers).
+    * ``connections_refused_per_subnet``: incoming connections closed at once because their /24 (IPv4) or
+      /48 (IPv6) already had ``max_inbound_per_subnet`` open.
     * ``requests_busy``: requests refused locally with ``TransportBusy`` (``max_connections`` reached with
       every connection busy).
     """
@@ -50,3 +60,8 @@ class TcpStats:
     identity_mismatches: int = 0
     connections_slow_closed: int = 0
     requests_busy: int = 0
+    networks_refused: int = 0
+    handshakes_evicted: int = 0
+    handshakes_refused: int = 0
+    inbound_evicted: int = 0
+    connections_refused_per_subnet: int = 0

@@ -29,9 +29,7 @@ from ._messages import Accept as Accept
 from ._messages import Dialed as Dialed
 from ._messages import Hello as Hello
 from ._messages import Introduction as Introduction
-from ._messages import Malformed as Malformed
 from ._messages import Message as Message
-from ._messages import MessageDecoder as MessageDecoder
 from ._messages import Open as Open
 from ._messages import Ping as Ping
 from ._messages import Punch as Punch
@@ -42,6 +40,7 @@ from ._messages import Refused as Refused
 from ._messages import Reserve as Reserve
 from ._messages import Reserved as Reserved
 from ._messages import Welcome as Welcome
+from ._messages import decode_message as decode_message
 from ._messages import encode_message as encode_message
 from ._plugin import AmbassadorDiscovery as AmbassadorDiscovery
 from ._plugin import AmbassadorOptions as AmbassadorOptions
@@ -66,9 +65,7 @@ __all__ = [
     "IndexEntry",
     "Introduction",
     "LimitExceeded",
-    "Malformed",
     "Message",
-    "MessageDecoder",
     "Open",
     "PeerIndex",
     "Ping",
@@ -86,6 +83,7 @@ __all__ = [
     "Reserved",
     "Welcome",
     "connect",
+    "decode_message",
     "encode_message",
     "map_port",
     "simultaneous_open",

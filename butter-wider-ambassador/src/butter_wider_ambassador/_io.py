@@ -3,7 +3,8 @@
 * :func:`connect` opens a TCP connection, optionally from a given local ``(host, port)`` with
   ``SO_REUSEADDR`` and ``SO_REUSEPORT`` set, which the hole punch needs (a second socket on the port of a
   connection that is still open, for a TCP simultaneous open).
-* :class:`Channel` sends and receives :mod:`._messages` frames on a stream.
+* :class:`Channel` sends and receives :mod:`._messages` frames on a stream, framed on the way in by the one
+  generic framer, :class:`butter.wire.FrameDecoder`.
 * :func:`splice` copies bytes both ways between two streams until both ends are done, optionally under a
   :class:`~._limits.CircuitBudget`, and reports why it ended.
 
@@ -30,9 +31,10 @@ from butter.errors import (
     describe_network_error,
 )
 from butter.peers import PeerAddress
+from butter.wire import FrameDecoder, FrameRejected
 
 from ._limits import CircuitBudget, LimitExceeded
-from ._messages import Malformed, Message, MessageDecoder, Refused, encode_message
+from ._messages import MAX_MESSAGE, Message, Refused, decode_message, encode_message
 
 __all__ = ["WILDCARD", "Channel", "connect", "local_address", "remote_address", "splice"]
 
@@ -96,11 +98,14 @@ def local_address(stream: ByteStream) -> PeerAddress:
 
 class Channel:
     """Messages over a byte stream. :meth:`receive` raises :class:`PeerUnreachable` when the stream ends or
-    breaks, :class:`ProtocolError` on a malformed message, and :class:`RequestTimeout` after ``timeout``."""
+    breaks, :class:`ProtocolError` on a malformed message (and on every call after one: the connection
+    should be closed), and :class:`RequestTimeout` after ``timeout``. ``decoder.rest()`` hands over the bytes
+    read beyond the last message (a data connection's first raw bytes)."""
 
     def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
-        self.decoder = MessageDecoder()
+        self.decoder: FrameDecoder[Message] = FrameDecoder(MAX_MESSAGE, parse=decode_message)
+        self._malformed: ProtocolError | None = None
         self._lock = anyio.Lock()
 
     async def send(self, message: Message) -> None:
@@ -115,9 +120,13 @@ class Channel:
         try:
             with anyio.fail_after(timeout):
                 while True:
-                    event = self.decoder.next_message()
-                    if isinstance(event, Malformed):
-                        raise event.error
+                    if self._malformed is not None:
+                        raise self._malformed
+                    event = self.decoder.next_event()
+                    if isinstance(event, FrameRejected):
+                        self._malformed = event.error
+                        self.decoder.rest()  # nothing after a malformed message is read
+                        continue
                     if event is not None:
                         return event
                     self.decoder.feed(await self.stream.receive(READ_CHUNK))

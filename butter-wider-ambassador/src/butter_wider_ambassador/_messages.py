@@ -10,10 +10,10 @@ Rules this module keeps:
 * A frame is a 4-byte big-endian length then one msgpack map ``{"t": kind, ...fields}``; a frame is at most
   :data:`MAX_MESSAGE` bytes (64 KiB): the protocol only carries addresses and small records.
 * Every message is a :class:`butter.codec.Record` (a frozen dataclass declaring each field's key and
-  reader); :func:`encode_message` and :class:`MessageDecoder` turn them into frames and back. Bad input from
-  the network never raises out of the decoder: it becomes a :class:`Malformed` event, after which the
-  connection should be closed.
-* After an :class:`Accept` (relay data) the connection carries raw bytes: :meth:`MessageDecoder.rest` hands
+  reader); :func:`encode_message` turns one into a frame and :func:`decode_message` a frame's payload back
+  into one (raising :class:`~butter.errors.ProtocolError`, after which the connection should be closed).
+  Framing received bytes is the one generic framer's, :class:`butter.wire.FrameDecoder` (see ``_io.Channel``).
+* After an :class:`Accept` (relay data) the connection carries raw bytes: the framer's ``rest()`` hands
   over whatever was read beyond the last frame.
 
 Conversation shapes (client → ambassador unless noted), one per connection:
@@ -32,7 +32,6 @@ Conversation shapes (client → ambassador unless noted), one per connection:
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import ClassVar
 
 from butter import codec
@@ -46,9 +45,7 @@ __all__ = [
     "Dialed",
     "Hello",
     "Introduction",
-    "Malformed",
     "Message",
-    "MessageDecoder",
     "Open",
     "Ping",
     "Punch",
@@ -60,6 +57,7 @@ __all__ = [
     "Reserved",
     "ServiceInfo",
     "Welcome",
+    "decode_message",
     "encode_message",
 ]
 
@@ -206,13 +204,6 @@ MESSAGES = Choice[Message](
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Malformed:
-    """The peer sent something that is not a valid message; the connection should be closed."""
-
-    error: ProtocolError
-
-
 def encode_message(message: Message) -> bytes:
     """One frame (header included). Raises :class:`~butter.errors.ProtocolError` above :data:`MAX_MESSAGE`."""
     payload = message.encode()
@@ -221,51 +212,8 @@ def encode_message(message: Message) -> bytes:
     return _HEADER.pack(len(payload)) + payload
 
 
-class MessageDecoder:
-    """Incremental decoder: :meth:`feed` bytes, take messages with :meth:`next_message`.
-
-    Holds at most one frame (64 KiB) plus what was fed beyond it. After a :class:`Malformed` event it
-    yields nothing more.
-    """
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._broken = False
-
-    def feed(self, data: bytes) -> None:
-        self._buffer += data
-
-    @property
-    def needs_data(self) -> bool:
-        return not self._broken and not self._complete()
-
-    def _complete(self) -> bool:
-        if len(self._buffer) < _HEADER.size:
-            return False
-        length: int = _HEADER.unpack_from(self._buffer)[0]
-        return length > MAX_MESSAGE or len(self._buffer) >= _HEADER.size + length
-
-    def next_message(self) -> Message | Malformed | None:
-        """The next message, a :class:`Malformed` event, or ``None`` when more bytes are needed."""
-        if self._broken or not self._complete():
-            return None
-        (length,) = _HEADER.unpack_from(self._buffer)
-        if length > MAX_MESSAGE:
-            return self._fail(f"frame of {length} bytes exceeds {MAX_MESSAGE}")
-        payload = bytes(self._buffer[_HEADER.size : _HEADER.size + length])
-        del self._buffer[: _HEADER.size + length]
-        try:
-            return MESSAGES.decode(payload, MAX_MESSAGE)
-        except ProtocolError as exc:
-            return self._fail(str(exc))
-
-    def _fail(self, reason: str) -> Malformed:
-        self._broken = True
-        self._buffer.clear()
-        return Malformed(ProtocolError(reason))
-
-    def rest(self) -> bytes:
-        """Take the bytes read beyond the last frame (a data connection's first raw bytes)."""
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        return data
+def decode_message(payload: bytes | memoryview) -> Message:
+    """One frame's payload (its header removed) as a message. Raises :class:`~butter.errors.ProtocolError`
+    when it is not a valid message. Framing is :class:`butter.wire.FrameDecoder`'s
+    (``FrameDecoder(MAX_MESSAGE, parse=decode_message)``)."""
+    return MESSAGES.decode(bytes(payload), MAX_MESSAGE)

@@ -29,14 +29,17 @@ import itertools
 import logging
 import random
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import ByteStream, SocketListener, TaskGroup, TaskStatus
+from anyio.abc import ByteStream, Listener, SocketListener, SocketStream, TaskGroup, TaskStatus
+from anyio.streams.stapled import MultiListener
 
 from butter.errors import NETWORK_ERRORS, ButterConfigError, ButterError, map_exceptions
+from butter.net import accept
 from butter.peers import PeerAddress, PeerInfo
 from butter.wire import decode_payload
 
@@ -170,7 +173,7 @@ class AmbassadorService:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                tg.start_soon(listener.serve, self._handle, tg)
+                tg.start_soon(self._accept_loop, listener, self._handle, tg)
                 task_status.started()
         finally:
             self._tg = None
@@ -295,7 +298,7 @@ class AmbassadorService:
                                         self.limits.circuit_bytes))
             with reservation.scope:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._relay_accept_loop, reservation, tg)
+                    tg.start_soon(self._accept_loop, reservation.listener, partial(self._circuit, reservation), tg)
                     tg.start_soon(self._watchdog, reservation)
                     reason = await self._control_loop(reservation)
                     tg.cancel_scope.cancel()
@@ -347,17 +350,31 @@ class AmbassadorService:
                 reservation.scope.cancel()
                 return
 
-    async def _relay_accept_loop(self, reservation: _Reservation, tg: TaskGroup) -> None:
+    async def _accept_loop(
+        self,
+        listener: Listener[SocketStream],
+        handle: Callable[[SocketStream], Coroutine[Any, Any, None]],
+        tg: TaskGroup,
+    ) -> None:
+        """Hand each connection on ``listener`` to ``handle`` in a task of ``tg`` until the listener closes
+        (:func:`butter.net.accept`: no connection is lost to a cancelled accept). A listener on every
+        interface is several sockets (IPv4 and IPv6): each gets its own loop."""
+        if isinstance(listener, MultiListener):
+            for one in listener.listeners:
+                tg.start_soon(self._accept_loop, one, handle, tg)
+            return
+        if not isinstance(listener, SocketListener):
+            raise TypeError(f"not a socket listener: {listener!r}")
         while True:
             try:
-                stream = await reservation.listener.accept()
+                stream = await accept(listener)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return
             except OSError as exc:
-                log.warning("relay accept failed: %s", exc)
+                log.warning("accept failed: %s", exc)
                 await anyio.sleep(0.1)
                 continue
-            tg.start_soon(self._circuit, reservation, stream)
+            tg.start_soon(handle, stream)
 
     async def _circuit(self, reservation: _Reservation, peer: ByteStream) -> None:
         """Hold a peer's connection to a relay port until the reservation holder claims it (or time out)."""

@@ -28,9 +28,9 @@ What the checks hold a driver to, beyond the slot's docstring:
   messages in ``window`` seconds (requests sent by any node, plus addresses offered to host management):
   a node that has peers stops looking;
 * no node's host manager is ever offered the node's own address;
-* once a known peer dies (abruptly, and host management has dropped it) and ``forget_timeout`` seconds
-  have passed, no node is offered its address again during ``window`` seconds: a dead peer is not offered
-  forever (a node that still knows other peers, so it is not lonely);
+* once a peer known for ``settle`` seconds dies (abruptly, and host management has dropped it) and
+  ``forget_timeout`` seconds have passed, no node is offered its address again during ``window`` seconds:
+  a dead peer is not offered forever (to a node that still knows other peers, so it is not lonely);
 * the driver stops with its node: every node closes within ``bound``, and once they have, the process has
   no more running tasks, nor open sockets (Linux: ``/proc/self/fd``), than before the kit started them.
 
@@ -82,8 +82,9 @@ class DiscoveryFactory:
       nodes ``0 .. index - 1`` (default: none).
     * ``host(index)``: the address node ``index`` listens on (default ``127.0.0.1``).
     * ``bound``: seconds a lonely node may take to find a peer, and each node to close (default 10).
-    * ``settle``, ``window``: seconds after a node found a peer before traffic is counted, and seconds it is
-      counted (defaults 1 and 2); ``window`` also bounds how long a dead peer is watched for.
+    * ``settle``, ``window``: seconds after a node found a peer before traffic is counted (or a peer is
+      killed), and seconds it is counted (defaults 1 and 2); ``window`` is also how long a dead peer is
+      watched for.
     * ``messages``: messages the network may send in ``window`` once a node knows a peer (default 0; a
       driver that republishes periodically allows for it).
     * ``forget_timeout``: seconds after a peer's death during which it may still be offered (default 0;
@@ -287,13 +288,14 @@ async def check_never_offers_the_node_itself(factory: DiscoveryFactory) -> None:
 
 
 async def check_dead_peer_is_not_offered_forever(factory: DiscoveryFactory) -> None:
-    """A node knowing two peers loses one (abrupt death; host management drops it): ``forget_timeout``
-    seconds later, no node is offered the dead peer's address during ``window`` seconds."""
+    """A node knowing two peers (for ``settle`` seconds) loses one (abrupt death; host management drops it):
+    ``forget_timeout`` seconds later, no node is offered the dead peer's address during ``window`` seconds."""
     async with factory.open_world() as world:
         for _ in range(3):
             await world.start()
         first, doomed, subject = world.nodes
         await world.wait_until(lambda: knows(subject, [first, doomed]), "the third node did not find both others")
+        await anyio.sleep(factory.settle)  # what was under way before the death (answers, samples) lands
         await world.kill(doomed)
         await anyio.sleep(factory.forget_timeout)
         start = anyio.current_time()

@@ -20,7 +20,11 @@ What the checks hold a driver to, beyond the slot's docstring:
 * an item ``hops`` hops away is found, and ``retrieve`` returns it byte for byte (multi-block, a short last
   block, repeated blocks, the empty item); ``stream`` yields the same bytes in order, no piece longer than a
   block, and may be abandoned early;
-* an item nobody holds raises :class:`~butter.errors.ItemNotFound` (from ``stream`` too) within ``bound``;
+* an item nobody holds raises :class:`~butter.errors.ItemNotFound` (from ``stream`` too) within ``bound``,
+  its fields saying how far the search went (``content_id``, ``hosts_asked``, ``rings``, ``hops``, ``holders``);
+* the deadline holds: with a known host that takes requests and never answers, ``retrieve(cid, timeout=t)``
+  and ``stream(cid, timeout=t)`` of an item nobody holds raise ``ItemNotFound`` within ``t`` (plus
+  :data:`DEADLINE_SLACK`), never later;
 * a string that is not a content id raises ``ItemNotFound`` whose message says "content id", before any
   message is sent;
 * bytes that do not match their address are never returned nor yielded: a holder that serves a corrupted
@@ -53,12 +57,15 @@ from ..hookspecs import hookimpl
 from ..peers import PeerAddress, PeerInfo
 from ..settings import ButterSettings
 from ..slots import NodeServices, Retrieval
-from ..wire import decode_payload
+from ..wire import Reply, Request, decode_payload
 from ._kit import kit_settings, private_network
+from .memory import MemoryNetwork, MemoryTransport
 
 __all__ = ["RETRIEVAL_CHECKS", "Overlay", "PinnedHosts", "RetrievalFactory", "line", "pinned"]
 
 ITEM_SIZE = 100 * 1024 + 100  # bytes: 26 blocks of 4 KiB, the last one short
+DEADLINE = 1.0  # seconds: the timeout the deadline check gives a retrieval
+DEADLINE_SLACK = 1.0  # seconds a retrieval may overrun its timeout in the deadline check (a busy machine)
 
 
 @dataclass(frozen=True)
@@ -202,16 +209,34 @@ class Overlay:
         assert retrieval is not None, f"driver {self.factory.driver!r} built no retrieval object"
         return retrieval
 
-    async def retrieve(self, index: int, content_id: str) -> bytes:
-        """``retrieve`` on node ``index``, within the factory's bound."""
-        with anyio.fail_after(self.factory.bound):
-            return await self.retrieval(index).retrieve(content_id)
+    @asynccontextmanager
+    async def silent_host(self) -> AsyncIterator[PeerInfo]:
+        """A listener on the overlay's network that takes every request and never answers (a host that hangs);
+        pin it as a known host to make a search wait for it."""
+        network = MemoryNetwork.named(self.nodes[0].address.host)
+        transport = MemoryTransport(network, max_frame=int(self.nodes[0].settings.max_frame))
 
-    async def stream(self, index: int, content_id: str, into: list[bytes] | None = None) -> list[bytes]:
+        async def never(request: Request) -> Reply:
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        async with anyio.create_task_group() as tg:
+            address = await tg.start(transport.serve, never)
+            yield PeerInfo("5" * 32, address)
+            tg.cancel_scope.cancel()
+
+    async def retrieve(self, index: int, content_id: str, timeout: float | None = None) -> bytes:
+        """``retrieve`` on node ``index`` (with ``timeout`` when given), within the factory's bound."""
+        with anyio.fail_after(self.factory.bound):
+            return await self.retrieval(index).retrieve(content_id, timeout=timeout)
+
+    async def stream(
+        self, index: int, content_id: str, into: list[bytes] | None = None, timeout: float | None = None
+    ) -> list[bytes]:
         """Every piece ``stream`` yields on node ``index`` (also appended to ``into`` as they come), within
         the factory's bound."""
         pieces = [] if into is None else into
-        stream = self.retrieval(index).stream(content_id)
+        stream = self.retrieval(index).stream(content_id, timeout=timeout)
         try:
             with anyio.fail_after(self.factory.bound):
                 async for piece in stream:
@@ -220,11 +245,11 @@ class Overlay:
             await _aclose(stream, self.factory.bound)
         return pieces
 
-    async def get(self, index: int, content_id: str, how: str) -> bytes:
+    async def get(self, index: int, content_id: str, how: str, timeout: float | None = None) -> bytes:
         """The item by ``how``: ``"retrieve"``, or ``"stream"`` (the pieces joined)."""
         if how == "retrieve":
-            return await self.retrieve(index, content_id)
-        return b"".join(await self.stream(index, content_id))
+            return await self.retrieve(index, content_id, timeout)
+        return b"".join(await self.stream(index, content_id, timeout=timeout))
 
 
 HOW = ("retrieve", "stream")
@@ -304,13 +329,47 @@ async def check_edge_items(factory: RetrievalFactory) -> None:
                 assert await net.get(0, item.content_id, how) == data, f"{how} of an item of {len(data)} bytes"
 
 
+def _says_how_far(exc: Exception, content_id: str, how: str) -> None:
+    """``exc`` is an ItemNotFound for ``content_id`` whose fields say the search asked a host at least."""
+    assert isinstance(exc, ItemNotFound)
+    fields = {name: getattr(exc, name, None) for name in ("hosts_asked", "rings", "hops", "holders")}
+    assert all(type(value) is int and value >= 0 for value in fields.values()), (
+        f"{how}: ItemNotFound must carry hosts_asked, rings, hops and holders (non-negative ints): {fields}")
+    assert exc.content_id == content_id, f"{how}: ItemNotFound.content_id is {exc.content_id!r}, not the id searched"
+    assert exc.hosts_asked >= 1 and exc.rings >= 1 and exc.hops >= 1, (
+        f"{how}: the search asked known hosts, but ItemNotFound says it did not: {fields}")
+    assert exc.holders == 0, f"{how}: nobody holds the item, but ItemNotFound counts {exc.holders} holder(s)"
+    assert isinstance(exc.timed_out, bool) and isinstance(exc.seconds, float), f"{how}: timed_out, seconds"
+
+
 async def check_missing_item_not_found(factory: RetrievalFactory) -> None:
-    """An item nobody holds raises ItemNotFound from ``retrieve`` and from ``stream``, within ``bound``."""
+    """An item nobody holds raises ItemNotFound from ``retrieve`` and from ``stream``, within ``bound``, its
+    fields saying how far the search went."""
     async with factory.open_overlay(line(factory.hops + 1)) as net:
         absent = chunk(b"nobody holds this").content_id
         await net.hold(factory.hops, b"something else")
         for how in HOW:
-            await _fails(net.get(0, absent, how), (ItemNotFound,), f"{how} of an item nobody holds")
+            exc = await _fails(net.get(0, absent, how), (ItemNotFound,), f"{how} of an item nobody holds")
+            _says_how_far(exc, absent, how)
+
+
+async def check_deadline_bounds_a_missing_item(factory: RetrievalFactory) -> None:
+    """With a known host that never answers, ``retrieve`` and ``stream`` of an item nobody holds, given
+    ``timeout=DEADLINE``, raise ItemNotFound within ``DEADLINE + DEADLINE_SLACK`` seconds, never later,
+    its fields saying how far the search went. (The factory's ``bound`` is raised to 10 s here, so that a
+    driver that overruns is reported as such, not as a hang.)"""
+    factory = replace(factory, bound=max(factory.bound, 10.0))
+    async with factory.open_overlay(line(factory.hops + 1)) as net, net.silent_host() as silent:
+        pinned(net.nodes[0]).pin([silent, *pinned(net.nodes[0]).peers()])
+        absent = chunk(b"nobody holds this either").content_id
+        for how in HOW:
+            started = anyio.current_time()
+            exc = await _fails(net.get(0, absent, how, timeout=DEADLINE), (ItemNotFound,),
+                               f"{how} of an item nobody holds, past a host that never answers")
+            took = anyio.current_time() - started
+            assert took <= DEADLINE + DEADLINE_SLACK, (
+                f"{how}(timeout={DEADLINE}) reported ItemNotFound after {took:.1f} s: the deadline was not kept")
+            _says_how_far(exc, absent, how)
 
 
 async def check_invalid_content_id(factory: RetrievalFactory) -> None:
@@ -403,6 +462,7 @@ RETRIEVAL_CHECKS: list[Callable[[RetrievalFactory], Awaitable[None]]] = [
     check_streams_in_order,
     check_edge_items,
     check_missing_item_not_found,
+    check_deadline_bounds_a_missing_item,
     check_invalid_content_id,
     check_sole_holder_serving_a_corrupted_block,
     check_corrupted_holder_beside_an_honest_one,

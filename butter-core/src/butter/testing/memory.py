@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import ButterConfigError, FrameTooLarge, PeerUnreachable, RemoteError, RequestTimeout
 from ..hookspecs import hookimpl
 from ..peers import PeerAddress
-from ..slots import Dispatcher
+from ..slots import Dispatcher, NodeServices
 from ..wire import Caller, ErrorInfo, Reply, Request, encode
 
 __all__ = ["MemoryNetwork", "MemoryTransport", "MemoryTransportPlugin"]
@@ -192,12 +192,11 @@ class MemoryTransportPlugin:
         self.options = options
 
     @hookimpl
-    def butter_transport(self, node: object) -> MemoryTransport:
-        settings = node.settings  # type: ignore[attr-defined]
+    def butter_transport(self, node: NodeServices) -> MemoryTransport:
         return MemoryTransport(
             MemoryNetwork.named(self.options.network),
-            port=settings.port,
-            max_frame=settings.max_frame,
+            port=node.settings.port,
+            max_frame=node.settings.max_frame,
             inbox=self.options.inbox,
-            node_id=getattr(node, "node_id", None),
+            node_id=node.node_id,
         )

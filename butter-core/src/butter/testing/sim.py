@@ -7,6 +7,12 @@ takes only as long as the CPU needs. The churn model is the original harness's: 
 node past its ``grace`` period dies with probability ``death_rate``, abruptly and with its data; a
 replacement node (storing nothing) starts so the population stays at ``nodes``.
 
+The same configuration (seed included) gives the same result however loaded the machine is: nothing in a
+run reads the wall clock or waits for a thread, every random choice is drawn from a generator seeded from
+``seed`` (node identities, host management, persistence, bfs retrieval, link loss, churn), and trio's scheduler,
+which shuffles runnable tasks, is made deterministic and seeded for the run (:func:`deterministic_scheduling`).
+``wall_seconds`` is the only figure that varies.
+
 Retention is measured against ground truth: an item is retained when at least one live node keeps it (the
 persistence driver's :class:`~butter.capabilities.KeptItems`) and holds its manifest. The single-copy
 baseline is the real ``single`` driver (``persistence="single"``): each item stays on the node that stored
@@ -18,19 +24,29 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from .._identity import Identity
 from .._node import Node, open_node, unwrap_single_error
 from ..capabilities import Counters, KeptItems
 from ..errors import ButterConfigError
 from ..settings import ButterSettings
 
-__all__ = ["MAINTENANCE_COUNTERS", "ChurnConfig", "ChurnResult", "run_churn", "run_churn_sync"]
+__all__ = [
+    "MAINTENANCE_COUNTERS",
+    "ChurnConfig",
+    "ChurnResult",
+    "deterministic_scheduling",
+    "run_churn",
+    "run_churn_sync",
+]
 
 MAINTENANCE_COUNTERS = ("heartbeats_sent", "joins_sent", "sheds")
 """The persistence driver's counters (:class:`~butter.capabilities.Counters`) that count maintenance messages."""
@@ -98,32 +114,39 @@ class _Population:
         self.requests_of_dead = 0
         self.maintenance_of_dead = 0
 
-    def settings(self) -> ButterSettings:
+    def settings(self) -> tuple[ButterSettings, Identity]:
+        """The next node's settings and identity, every seed in them drawn from the run's ``seed``."""
         self.counter += 1
         peers = [str(n.address) for n, _, _ in self.rng.sample(list(self.alive.values()),
                                                                   min(self.config.bootstrap_peers, len(self.alive)))]
         seed = self.config.seed * 1_000_003 + self.counter
-        return ButterSettings(
-            host="127.0.0.1",
-            peers=peers,
-            transport={"driver": "memory", "options": {"network": self.network}},
-            discovery={"drivers": ["static"], "options": {"static": {"interval": 1.0}}},
-            host_manager={"driver": "diversity", "options": {"seed": seed}},
-            persistence={"driver": self.config.persistence, "options": self._persistence_options(seed)},
-        )
+        values: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "peers": peers,
+            "transport": {"driver": "memory", "options": {"network": self.network}},
+            "discovery": {"drivers": ["static"], "options": {"static": {"interval": 1.0}}},
+            "host_manager": {"driver": "diversity", "options": {"seed": seed}},
+            "persistence": {"driver": self.config.persistence, "options": self._persistence_options(seed)},
+        }
+        settings = ButterSettings(**values)  # the retrieval driver is the environment's (BUTTER_*), bfs by default
+        if settings.retrieval.driver == "bfs":
+            retrieval = {"driver": "bfs", "options": {**settings.retrieval.options, "seed": seed}}
+            settings = ButterSettings(**values, retrieval=retrieval)
+        key = Ed25519PrivateKey.from_private_bytes(random.Random(seed).randbytes(32))
+        return settings, Identity(key)
 
     def _persistence_options(self, seed: int) -> dict[str, Any]:
         pcg = {"replicas": self.config.replicas, "heartbeat_interval": self.config.heartbeat, "seed": seed}
         return {**(pcg if self.config.persistence == "pcg" else {}), **self.config.persistence_options}
 
     async def spawn(self, tg: TaskGroup) -> Node:
-        node: Node = await tg.start(self._life, self.settings())
+        node: Node = await tg.start(self._life, *self.settings())
         return node
 
-    async def _life(self, settings: ButterSettings, *, task_status: TaskStatus[Node]) -> None:
+    async def _life(self, settings: ButterSettings, identity: Identity, *, task_status: TaskStatus[Node]) -> None:
         scope = anyio.CancelScope()
         with scope:
-            async with open_node(settings) as node:
+            async with open_node(settings, identity=identity) as node:
                 if not isinstance(node.persistence, KeptItems):
                     raise ButterConfigError(f"the simulator counts kept items: persistence driver "
                                             f"{self.config.persistence!r} does not offer KeptItems")
@@ -162,7 +185,7 @@ async def run_churn(config: ChurnConfig, on_progress: Callable[[str, float], Non
     from .memory import MemoryNetwork
 
     wall = time.perf_counter()
-    network_name = f"sim-{config.seed}-{id(config)}"
+    network_name = _free_network_name(f"sim-{config.seed}")
     network = MemoryNetwork.named(network_name)
     network.latency, network.loss = config.latency, config.loss
     network._random.seed(config.seed)
@@ -221,9 +244,51 @@ async def _experiment(
     result.maintenance_per_node_second = maintenance / node_seconds
 
 
+def _free_network_name(base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``, ... when a run in progress uses it. The name is part of every
+    address, and addresses are hashed into sets: a name that differed between runs (an object id, a
+    counter) would change set orders, and with them the run."""
+    from .memory import MemoryNetwork
+
+    name, n = base, 1
+    while (network := MemoryNetwork._named.get(name)) is not None and network.addresses:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+@contextmanager
+def deterministic_scheduling(seed: int) -> Iterator[None]:
+    """Make trio's scheduler deterministic while the block runs, then restore it.
+
+    trio runs each batch of runnable tasks in an order drawn from an unseeded generator (reversed half
+    the time), and breaks ties between timers due at the same instant by object id (a memory address):
+    either changes a simulation from run to run. trio's own switch for Hypothesis (sort each batch by task
+    creation order, then shuffle it with trio's generator) is turned on here, with that generator seeded
+    from ``seed``. These are trio internals (checked with trio 0.35); if they are gone this raises
+    :class:`~butter.errors.ButterConfigError` rather than run a simulation that cannot be reproduced.
+    """
+    from trio._core import _run
+
+    if not (hasattr(_run, "_ALLOW_DETERMINISTIC_SCHEDULING") and isinstance(getattr(_run, "_r", None),
+                                                                           random.Random)):
+        raise ButterConfigError("this trio version has no deterministic scheduling switch: the simulator "
+                                "cannot promise reproducible runs")
+    allowed, state = _run._ALLOW_DETERMINISTIC_SCHEDULING, _run._r.getstate()
+    _run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
+    _run._r.seed(seed)
+    try:
+        yield
+    finally:
+        _run._ALLOW_DETERMINISTIC_SCHEDULING = allowed  # type: ignore[misc]
+        _run._r.setstate(state)
+
+
 def run_churn_sync(config: ChurnConfig, on_progress: Callable[[str, float], None] | None = None) -> ChurnResult:
-    """Run :func:`run_churn` on trio under a virtual clock (``MockClock(autojump_threshold=0)``)."""
+    """Run :func:`run_churn` on trio under a virtual clock (``MockClock(autojump_threshold=0)``) with
+    deterministic scheduling (:func:`deterministic_scheduling`): the same ``config`` gives the same result."""
     from trio.testing import MockClock
 
-    return anyio.run(run_churn, config, on_progress, backend="trio",
-                     backend_options={"clock": MockClock(autojump_threshold=0)})
+    with deterministic_scheduling(config.seed):
+        return anyio.run(run_churn, config, on_progress, backend="trio",
+                         backend_options={"clock": MockClock(autojump_threshold=0)})

@@ -26,6 +26,9 @@ class FloodOptions(BaseModel):
     ttl: int = Field(4, ge=0, le=16, description="hops a query travels beyond the first peers")
     hop_timeout: float = Field(1.0, gt=0, description="seconds per remaining hop a peer may take to answer")
     fetch_timeout: float = Field(10.0, gt=0, description="seconds to wait for one block")
+    retrieve_timeout: float = Field(
+        30.0, gt=0, description="seconds a retrieval may take when the caller gives no timeout"
+    )
     seen_capacity: int = Field(4096, ge=16, description="query ids remembered, so a node answers each once")
 
 
@@ -40,4 +43,5 @@ class FloodRetrievalPlugin:
     @butter.hookimpl
     def butter_retrieval(self, node: NodeServices) -> FloodRetrieval:
         return FloodRetrieval(node, ttl=self.options.ttl, hop_timeout=self.options.hop_timeout,
-                              fetch_timeout=self.options.fetch_timeout, seen_capacity=self.options.seen_capacity)
+                              fetch_timeout=self.options.fetch_timeout, seen_capacity=self.options.seen_capacity,
+                              retrieve_timeout=self.options.retrieve_timeout)

@@ -5,6 +5,7 @@ that holds the item's manifest answers with its own address; one that does not, 
 its own known hosts with ``ttl - 1`` and passes the first holder back; one that has seen the query id
 already answers "no" at once, so each node works on a query once. The first holder found wins: the others
 are cancelled. Then the manifest and the blocks are fetched from it, each verified against its address.
+A retrieval keeps its deadline (``timeout``): past it, the flood is cancelled and ``ItemNotFound`` says so.
 
 Flooding finds anything within ``ttl`` hops, at the price of a message to every node in range: compare
 Butter's default ``bfs``, which asks a random fraction of hosts per ring.
@@ -41,12 +42,20 @@ class FloodRetrieval:
     """
 
     def __init__(
-        self, node: NodeServices, *, ttl: int, hop_timeout: float, fetch_timeout: float, seen_capacity: int
+        self,
+        node: NodeServices,
+        *,
+        ttl: int,
+        hop_timeout: float,
+        fetch_timeout: float,
+        seen_capacity: int,
+        retrieve_timeout: float = 30.0,
     ) -> None:
         self.node = node
         self.ttl = ttl
         self.hop_timeout = hop_timeout
         self.fetch_timeout = fetch_timeout
+        self.retrieve_timeout = retrieve_timeout
         self.seen_capacity = seen_capacity
         self._seen: OrderedDict[bytes, None] = OrderedDict()  # query ids handled, oldest first
         self._answered = 0
@@ -61,24 +70,44 @@ class FloodRetrieval:
         task_status.started()  # nothing to do in the background: searches run when asked
         await anyio.sleep_forever()
 
-    async def retrieve(self, content_id: str) -> bytes:
-        return b"".join([block async for block in self.stream(content_id)])
+    async def retrieve(self, content_id: str, *, timeout: float | None = None) -> bytes:
+        """The item's bytes, within ``timeout`` seconds (``None``: ``retrieve_timeout``) in all."""
+        timeout = self.retrieve_timeout if timeout is None else timeout
+        started = anyio.current_time()
+        with anyio.move_on_after(timeout):
+            return b"".join([block async for block in self.stream(content_id, timeout=timeout)])
+        raise ItemNotFound(content_id=content_id, hosts_asked=len(self.node.hosts.peers()), rings=1,
+                           hops=self.ttl + 1, timed_out=True, seconds=anyio.current_time() - started)
 
-    async def stream(self, content_id: str) -> AsyncIterator[bytes]:
-        """Find a holder, then yield the item's blocks in order, each verified. Raises
-        :class:`~butter.errors.ItemNotFound` when no holder is found within ``ttl`` hops or it fails."""
+    async def stream(self, content_id: str, *, timeout: float | None = None) -> AsyncIterator[bytes]:
+        """Find a holder within ``timeout`` seconds (``None``: ``retrieve_timeout``), then yield the item's
+        blocks in order, each verified and each within ``timeout``. Raises :class:`~butter.errors.ItemNotFound`
+        when no holder is found within ``ttl`` hops or in time, or it fails; ``hops`` is the flood's horizon,
+        ``ttl + 1``."""
         if not is_block_id(content_id):
-            raise ItemNotFound(f"{content_id!r} is not a content id")
-        holder = await self.locate(content_id)
+            raise ItemNotFound(f"{content_id!r} is not a content id", content_id=content_id)
+        timeout = self.retrieve_timeout if timeout is None else timeout
+        started = anyio.current_time()
+        asked = len(self.node.hosts.peers())
+        holder = None
+        with anyio.move_on_after(timeout) as search:
+            holder = await self.locate(content_id)
+
+        def not_found(message: str = "", holders: int = 0) -> ItemNotFound:
+            return ItemNotFound(message, content_id=content_id, hosts_asked=asked, rings=1, hops=self.ttl + 1,
+                                holders=holders, timed_out=search.cancelled_caught,
+                                seconds=anyio.current_time() - started)
+
         if holder is None:
-            raise ItemNotFound(f"item {content_id} not found within {self.ttl} hops")
+            raise not_found("" if search.cancelled_caught else f"item {content_id} not found within {self.ttl} "
+                            f"hops: asked {asked} peer(s)")
 
         async def get(address: str) -> bytes | None:
             local = await self.node.blocks.get(address)
             if local is not None or holder == self.node.address:
                 return local
             try:
-                return await self.node.fetch_block(holder, address, timeout=self.fetch_timeout)  # verified
+                return await self.node.fetch_block(holder, address, timeout=min(self.fetch_timeout, timeout))
             except BlockCorrupted:
                 raise  # wrong bytes: discarded, and the search fails saying so
             except ButterError:  # unreachable, timed out, or "not-found"
@@ -87,13 +116,13 @@ class FloodRetrieval:
         try:
             manifest_block = await get(content_id)
             if manifest_block is None:
-                raise ItemNotFound(f"holder {holder} of {content_id} did not supply its manifest")
+                raise not_found(f"holder {holder} of {content_id} did not supply its manifest", 1)
             async for block in aiter_assemble(load_manifest(content_id, manifest_block), get):
                 yield block
         except ItemNotFound:
             raise
         except ButterError as exc:  # a block missing or corrupted, an invalid manifest
-            raise ItemNotFound(f"item {content_id} from {holder}: {exc}") from exc
+            raise not_found(f"item {content_id} from {holder}: {exc}", 1) from exc
 
     async def locate(self, content_id: str) -> PeerAddress | None:
         """An address holding ``content_id``: this node's, or the first found by flooding."""
