@@ -123,7 +123,7 @@ async def test_a_leaving_table_answers_shutting_down_after_the_open_requests() -
 
 
 async def test_a_held_table_answers_starting_until_opened_and_never_reopens_once_leaving() -> None:
-    table = RouteTable(cast(Any, None), NodeStats())
+    table = RouteTable(cast(Any, Events()), NodeStats())
 
     async def echo(request: RouteRequest) -> bytes:
         return request.body
