@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from butter import SENDER_MISMATCH, RouteRequest
 from butter.blocks import Manifest, load_manifest
@@ -189,7 +189,7 @@ class PcgPersistence:
                     self._beating.add(node_id)
                     tg.start_soon(self._heartbeat, node_id, address, beats, False)
             for node_id, member in self._lost.due(now).items():
-                self._probe_lost(tg, node_id, member)
+                self._probe_lost(tg.start_soon, node_id, member)
             for view in list(self._groups.values()):
                 self._maintain(view)
             await self._scrub()
@@ -243,9 +243,10 @@ class PcgPersistence:
                 self._lost.lost(node_id, address, view.content_id, now)
         self.node.hosts.report_dead(address)
 
-    def _probe_lost(self, tg: TaskGroup, node_id: str, member: LostMember) -> None:
-        """Heartbeat a lost member (in ``tg``) for the groups it was in that this node still keeps without
-        it; if it answers, it is a member of each of them it holds again (docs: ``_lost.py``)."""
+    def _probe_lost(self, start: Callable[..., object], node_id: str, member: LostMember) -> None:
+        """Heartbeat a lost member (in a task ``start`` starts: ``tg.start_soon`` or ``node.spawn``) for the
+        groups it was in that this node still keeps without it; if it answers, it is a member of each of them
+        it holds again (docs: ``_lost.py``)."""
         views = [self._groups[c] for c in member.groups if c in self._groups and node_id not in self._groups[c].members]
         if not views:
             self._lost.found(node_id)
@@ -255,7 +256,7 @@ class PcgPersistence:
         self._beating.add(node_id)
         now = anyio.current_time()
         beats = [GroupBeat(v.content_id, v.size, self._own_hits(v.content_id), v.entries(now)) for v in views]
-        tg.start_soon(self._probe, node_id, member.address, beats)
+        start(self._probe, node_id, member.address, beats)
 
     async def _probe(self, node_id: str, address: PeerAddress, beats: list[GroupBeat]) -> None:
         reply = await self._heartbeat(node_id, address, beats, False)
@@ -272,8 +273,10 @@ class PcgPersistence:
 
     @hookimpl
     def butter_peer_discovered(self, node: NodeServices, peer: PeerInfo) -> None:
-        """Host management found a peer: if it is a lost member, probe it at the next round."""
-        self._lost.hurry(peer.node_id, anyio.current_time())
+        """Host management found a peer: if it is a lost member, probe it at once."""
+        member = self._lost.get(peer.node_id)
+        if member is not None:
+            self._probe_lost(self.node.spawn, peer.node_id, member)
 
     def _maintain(self, view: GroupView) -> None:
         """Start the job one group needs, in the background: recruit (cold), shed (hot for ``hot_ticks``

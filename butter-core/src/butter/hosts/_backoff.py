@@ -9,7 +9,6 @@ Rules:
   :meth:`Backoff.add`; ``float("inf")``: never), or when :meth:`Backoff.discard` is called (it was reached,
   or is no longer wanted).
 * At most ``capacity`` keys are kept; adding one more forgets the one added first.
-* :meth:`Backoff.hurry` makes a key due at once (something suggests it is back), without resetting its backoff.
 
 Times are seconds on any monotonic clock the caller likes (the drivers use ``anyio.current_time()``).
 """
@@ -65,12 +64,6 @@ class Backoff(Generic[K]):
     def discard(self, key: K) -> None:
         """Forget ``key``; absent: no-op."""
         self._entries.pop(key, None)
-
-    def hurry(self, key: K, now: float) -> None:
-        """Make ``key`` due at ``now`` if it is scheduled."""
-        entry = self._entries.get(key)
-        if entry is not None:
-            entry.next_at = min(entry.next_at, now)
 
     def due(self, now: float) -> list[K]:
         """The keys due at ``now``, each rescheduled one (doubled) interval later; expired keys are forgotten."""
