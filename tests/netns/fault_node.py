@@ -47,10 +47,10 @@ async def run_node(argv: list[str]) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with butter.open_node(settings) as node:
 
-            @node.route(ROUTE)
             async def fault_status(request: butter.RouteRequest) -> bytes:
                 return codec.encode(status(node))
 
+            node.route(ROUTE, fault_status)
             print(f"butter node {node.node_id}", flush=True)
             print(f"  listening on {node.address}", flush=True)
             async for _ in signals:

@@ -15,6 +15,10 @@ inside the node hosts' namespaces (this kernel has no ``tc netem``):
 
 Every wait returns the time (``time.monotonic()``) at which the watcher's first round showing the condition
 arrived, so recovery times are measured from the fault to that round, to within a watcher round (0.25 s).
+
+:func:`run_scenario` is the whole run: loss and a slow link, the overlay forms, three items are stored and
+reach 3 replicas, the LAN is split {0,1} / {2,3,4} until each side has forgotten the other and kept its own
+replicas, the split heals, then two holders of the first item are killed; it returns :class:`FaultTimes`.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .harness import Host, Lab, NodeProcess, butter_command, missing_requirements
 
-__all__ = ["FaultBench", "Snapshot", "missing_fault_requirements"]
+__all__ = ["FaultBench", "FaultTimes", "Snapshot", "missing_fault_requirements", "run_scenario"]
 
 FAULT_NODE = Path(__file__).with_name("fault_node.py")
 PORT = 7000
@@ -38,6 +43,11 @@ TARGET = 3  # pcg's default replicas
 START_TIMEOUT = 60.0
 RULE_TAG = "butter-fault"  # iptables comment on the rules this kit adds
 HOST_OPTIONS = {"refresh_interval": 2.0, "exchange_interval": 2.0}
+MINORITY, MAJORITY = (0, 1), (2, 3, 4)
+LOSS = 0.10
+RATE = "8mbit"  # node 4's outgoing link
+ITEMS = 3
+PHASE_TIMEOUT = 60.0  # seconds any phase may take before the run fails
 
 Snapshot = dict[str, dict[str, Any]]  # node address -> its fault-status, or {"error": text}
 
@@ -215,3 +225,49 @@ class FaultBench:
             return True
 
         return condition
+
+
+@dataclass(frozen=True)
+class FaultTimes:
+    """Seconds from each fault to the recovery the watcher saw (module docstring), and what the split did."""
+
+    overlay_formed: float  # from the first node start to every node knowing every other
+    stored_at_target: float  # from the last put to every item at 3 replicas
+    split_seen: float  # from the partition to no node knowing one of the other side
+    sides_recruited: float  # from the partition to each side keeping its items at its own target
+    replicas_while_split: list[int]  # per item, the live nodes keeping it at the end of the split
+    first_contact: float  # from the heal to a node knowing one of the other side again
+    overlay_whole: float  # from the heal to every node knowing every other
+    healed_at_target: float  # from the heal to every item back at 3 replicas whose views agree
+    killed_at_target: float  # from killing two holders of the first item to every item at target again
+
+
+def run_scenario(bench: FaultBench) -> FaultTimes:
+    """The scenario of the module docstring on a fresh bench; every phase within ``PHASE_TIMEOUT`` seconds."""
+    bench.lose(LOSS)
+    bench.limit_rate(bench.hosts[4], RATE)
+    begun = time.monotonic()
+    bench.start()
+    formed = bench.wait(bench.whole, PHASE_TIMEOUT, "the overlay forms", since=begun)
+    items = bench.put_items(ITEMS)
+    stored = time.monotonic()
+    at_target = bench.wait(bench.at_target(items), PHASE_TIMEOUT, "every item reaches 3 replicas", since=stored)
+
+    cut = bench.partition(MINORITY)
+    split = bench.wait(bench.split(MINORITY), PHASE_TIMEOUT, "each side forgets the other", since=cut)
+    recruited = bench.wait(bench.at_target(items, (MINORITY, MAJORITY)), PHASE_TIMEOUT,
+                           "each side keeps its items at its own target", since=cut)
+    while_split = [len(bench.holders(bench.latest(), content_id)) for content_id in items]
+
+    healed = bench.heal()
+    contact = bench.wait(lambda s: not bench.split(MINORITY)(s), PHASE_TIMEOUT, "the sides meet again", since=healed)
+    whole = bench.wait(bench.whole, PHASE_TIMEOUT, "the overlay is whole again", since=healed)
+    back = bench.wait(bench.at_target(items), PHASE_TIMEOUT, "every item is back at 3 replicas", since=healed)
+
+    killed = bench.kill(sorted(bench.holders(bench.latest(), items[0]))[:2])
+    replaced = bench.wait(bench.at_target(items), PHASE_TIMEOUT, "the survivors hold every item again", since=killed)
+    return FaultTimes(
+        overlay_formed=formed - begun, stored_at_target=at_target - stored, split_seen=split - cut,
+        sides_recruited=recruited - cut, replicas_while_split=while_split, first_contact=contact - healed,
+        overlay_whole=whole - healed, healed_at_target=back - healed, killed_at_target=replaced - killed,
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import anyio
 from anyio.abc import TaskStatus
@@ -194,10 +194,13 @@ class PcgPersistence:
                 self._maintain(view)
             await self._scrub()
 
-    def _batches(self, now: float) -> dict[str, tuple[PeerAddress, list[GroupBeat]]]:
-        """What to heartbeat: per peer sharing a group with this node, its address and those groups."""
+    def _batches(
+        self, now: float, views: Iterable[GroupView] | None = None
+    ) -> dict[str, tuple[PeerAddress, list[GroupBeat]]]:
+        """What to heartbeat: per peer sharing one of ``views`` (default: every group) with this node, its
+        address and those groups."""
         batches: dict[str, tuple[PeerAddress, list[GroupBeat]]] = {}
-        for view in self._groups.values():
+        for view in self._groups.values() if views is None else views:
             beat = GroupBeat(view.content_id, view.size, self._own_hits(view.content_id), view.entries(now))
             for node_id, member in view.others().items():
                 batches.setdefault(node_id, (member.address, []))[1].append(beat)
@@ -270,6 +273,17 @@ class PcgPersistence:
         if back:
             self._counts["members_recovered"] += 1
             log.info("member %s is reachable again: back in %d groups", node_id[:8], len(back))
+            self._beat_now([self._groups[c] for c in back])
+
+    def _beat_now(self, views: list[GroupView]) -> None:
+        """Heartbeat the members of ``views`` now, in the background, rather than next round: after a merge or
+        a recruitment, so that every member learns the new view (and a leader sheds, if the group is now
+        hot) without waiting for the rhythm, and two recruits invited together learn of each other even if
+        their inviter dies at once."""
+        for peer, (address, beats) in self._batches(anyio.current_time(), views).items():
+            if peer not in self._beating:
+                self._beating.add(peer)
+                self.node.spawn(self._heartbeat, peer, address, beats, False)
 
     @hookimpl
     def butter_peer_discovered(self, node: NodeServices, peer: PeerInfo) -> None:
@@ -351,6 +365,8 @@ class PcgPersistence:
             async with anyio.create_task_group() as tg:
                 for candidate in wave:
                     tg.start_soon(invite, candidate)
+        if any(joined) and view.content_id in self._groups:
+            self._beat_now([view])
 
     async def _invite(self, view: GroupView, address: PeerAddress, node_id: str) -> bool:
         self._counts["joins_sent"] += 1

@@ -9,6 +9,7 @@ Rules:
   :meth:`Backoff.add`; ``float("inf")``: never), or when :meth:`Backoff.discard` is called (it was reached,
   or is no longer wanted).
 * At most ``capacity`` keys are kept; adding one more forgets the one added first.
+* :meth:`Backoff.hurry` makes every key due at once and starts its backoff over.
 
 Times are seconds on any monotonic clock the caller likes (the drivers use ``anyio.current_time()``).
 """
@@ -64,6 +65,12 @@ class Backoff(Generic[K]):
     def discard(self, key: K) -> None:
         """Forget ``key``; absent: no-op."""
         self._entries.pop(key, None)
+
+    def hurry(self, now: float) -> None:
+        """Make every key due at ``now`` and start its backoff over from ``first`` (something suggests they
+        are back: a failed attempt is retried soon)."""
+        for entry in self._entries.values():
+            entry.next_at, entry.interval = min(entry.next_at, now), self.first / 2
 
     def due(self, now: float) -> list[K]:
         """The keys due at ``now``, each rescheduled one (doubled) interval later; expired keys are forgotten."""
