@@ -442,7 +442,7 @@ class PcgPersistence:
             view.missing = set(item.missing)
             damaged += bool(item.missing)
         if self._groups:
-            log.info("resumed %d groups from the local store (%d missing blocks, to repair from their groups)",
+            log.info("resumed %d groups from the local store (%d of them missing blocks, to repair from their groups)",
                      len(self._groups), damaged)
 
     def _target(self, view: GroupView) -> int:
