@@ -21,7 +21,7 @@ from anyio.abc import TaskStatus
 from butter import SENDER_MISMATCH, RouteRequest
 from butter.blocks import Manifest, load_manifest
 from butter.capabilities import ReplicaStatus
-from butter.errors import BlockCorrupted, ButterError, IncompleteItem, PeerUnreachable, RouteError, StoreFull
+from butter.errors import ButterError, IncompleteItem, PeerUnreachable, RouteError, StoreFull
 from butter.hookspecs import hookimpl
 from butter.hosts import classify
 from butter.peers import PeerAddress, PeerInfo
@@ -38,7 +38,7 @@ from ._messages import (
     decode_content_id,
 )
 from ._options import PcgOptions
-from ._replicas import LocalReplicas
+from ._replicas import Fetcher, LocalReplicas
 
 __all__ = ["PcgPersistence"]
 
@@ -80,6 +80,7 @@ class PcgPersistence:
         self.timeout = options.member_timeout or 2.5 * options.heartbeat_interval
         self._groups: dict[str, GroupView] = {}
         self._replicas = LocalReplicas(node.blocks)
+        self._fetcher = Fetcher(node, options.fetch_timeout, options.fetch_concurrency)
         self._hits: dict[str, list[float]] = defaultdict(list)  # content id -> times it was fetched
         self._busy: set[str] = set()  # groups with a recruit, shed or repair job under way
         self._beating: set[str] = set()  # peers with a heartbeat in flight
@@ -210,9 +211,11 @@ class PcgPersistence:
         """Re-read the next ``scrub_blocks`` blocks in use; a group missing one repairs it."""
         for block_id in await self._replicas.scrub(self.options.scrub_blocks):
             for content_id in self._replicas.users(block_id):
-                log.warning("group %s: block %s is gone from the store; repairing", content_id[:12], block_id[:12])
-                self._groups[content_id].missing.add(block_id)
-                self._maintain(self._groups[content_id])
+                view = self._groups.get(content_id)
+                if view is not None:  # (a group being forgotten may still hold references)
+                    log.warning("group %s: block %s is gone from the store; repairing", content_id[:12], block_id[:12])
+                    view.missing.add(block_id)
+                    self._maintain(view)
 
     async def _heartbeat(
         self, node_id: str, address: PeerAddress, beats: list[GroupBeat], leaving: bool
@@ -402,7 +405,7 @@ class PcgPersistence:
         """Fetch the group's missing blocks from the other members (each verified) and store them."""
         sources = [m.address for m in view.others().values()]
         self._rng.shuffle(sources)
-        fetched = await self._fetch_blocks(sorted(view.missing), sources)
+        fetched = await self._fetcher.blocks(sorted(view.missing), sources)
         try:
             for block_id, data in fetched.items():
                 await self.node.blocks.put(block_id, data)
@@ -501,10 +504,10 @@ class PcgPersistence:
         sources = [address for node_id, address, _ in join.members if node_id != self.node.node_id]
         if join.size > self.node.blocks.free:
             raise RouteError("store-full", f"{join.size} bytes asked, {self.node.blocks.free} free")
-        manifest_block = await self._fetch_block(join.content_id, sources)
+        manifest_block = await self._fetcher.block(join.content_id, sources)
         manifest = Manifest.decode(manifest_block)
         missing = [a for a in dict.fromkeys(manifest.blocks) if not await self.node.blocks.has(a)]
-        fetched = await self._fetch_blocks(missing, sources)
+        fetched = await self._fetcher.blocks(missing, sources)
         if len(fetched) < len(missing):
             lacking = next(a for a in missing if a not in fetched)
             raise RouteError("fetch-failed", f"no member could provide block {lacking[:12]}")
@@ -515,33 +518,6 @@ class PcgPersistence:
         except StoreFull as exc:
             raise RouteError("store-full", str(exc)) from None
         return manifest
-
-    async def _fetch_blocks(self, block_ids: list[str], sources: list[PeerAddress]) -> dict[str, bytes]:
-        """The blocks (each verified) that some source could provide, ``fetch_concurrency`` at a time."""
-        fetched: dict[str, bytes] = {}
-        limiter = anyio.CapacityLimiter(self.options.fetch_concurrency)
-
-        async def one(block_id: str) -> None:
-            async with limiter:
-                try:
-                    fetched[block_id] = await self._fetch_block(block_id, sources)
-                except RouteError:
-                    pass
-
-        async with anyio.create_task_group() as tg:
-            for block_id in block_ids:
-                tg.start_soon(one, block_id)
-        return fetched
-
-    async def _fetch_block(self, address: str, sources: list[PeerAddress]) -> bytes:
-        for source in sources:
-            try:
-                return await self.node.fetch_block(source, address, timeout=self.options.fetch_timeout)
-            except BlockCorrupted:
-                log.warning("block %s from %s failed verification; trying another member", address[:12], source)
-            except ButterError:
-                continue
-        raise RouteError("fetch-failed", f"no member could provide block {address[:12]}")
 
     async def _serve_leave(self, request: RouteRequest) -> bytes:
         """The leader sheds this node from a group. An authenticated caller must be a member of the group as
