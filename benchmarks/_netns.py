@@ -1,8 +1,9 @@
-"""What the network-namespace benchmarks (``discovery.py``, ``wider.py``) share: the test harness, loaded by
-path, and a nearest-rank percentile."""
+"""What the network-namespace benchmarks (``discovery.py``, ``wider.py``, ``faults.py``) share: the test
+harness and its kits, loaded by path, and a nearest-rank percentile."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import math
 import sys
@@ -20,6 +21,15 @@ def load_harness() -> Any:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_netns_module(name: str) -> Any:
+    """Module ``tests/netns/<name>.py`` as ``netns.<name>`` (``tests/netns`` is a namespace package here, so
+    the kits' relative imports of the harness work)."""
+    tests = str(ROOT / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    return importlib.import_module(f"netns.{name}")
 
 
 def percentile(values: list[float], q: float) -> float | None:

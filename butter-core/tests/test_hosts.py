@@ -1,3 +1,4 @@
+import itertools
 import random
 from collections.abc import Callable
 
@@ -7,7 +8,7 @@ from anyio.abc import TaskStatus
 
 import butter
 from butter import SENDER_MISMATCH, RemoteError
-from butter.hosts import CLASS_NAMES, _protocol, classify, decide
+from butter.hosts import CLASS_NAMES, Backoff, _protocol, classify, decide
 from butter.peers import HostQuality, PeerAddress, PeerInfo
 from butter.settings import ButterSettings
 from butter.wire import Request, decode_payload, encode_payload
@@ -115,6 +116,31 @@ async def test_dead_hosts_are_pruned_and_reported_hosts_removed(memory_settings:
         with anyio.fail_after(5):  # b left without a word to a; the refresh notices
             while a.hosts.peers():
                 await anyio.sleep(0.02)
+
+
+def test_backoff_doubles_up_to_its_cap_then_expires() -> None:
+    schedule: Backoff[str] = Backoff(1.0, 4.0, expiry=20.0, capacity=2, rng=random.Random(1))
+    schedule.add("a", now=0.0)
+    schedule.add("a", now=0.5)  # already scheduled: keeps its schedule
+    attempts = [t / 10 for t in range(0, 300) if schedule.due(t / 10)]
+    gaps = [round(b - a, 1) for a, b in itertools.pairwise(attempts)]
+    assert 0.8 <= attempts[0] <= 1.2  # first after ``first`` (± 20 %)
+    assert 1.6 <= gaps[0] <= 2.4 and all(3.2 <= gap <= 4.8 for gap in gaps[1:])  # doubling, capped
+    assert attempts[-1] < 20.0 and "a" not in schedule  # forgotten after ``expiry``
+
+
+def test_backoff_capacity_hurry_and_per_key_expiry() -> None:
+    schedule: Backoff[str] = Backoff(1.0, 4.0, expiry=10.0, capacity=2, rng=random.Random(2))
+    schedule.add("a", now=0.0)
+    schedule.add("b", now=0.0, expiry=float("inf"))
+    schedule.add("c", now=0.0)  # over capacity: the first added is forgotten
+    assert "a" not in schedule and len(schedule) == 2
+    assert sorted(schedule.due(1.5)) == ["b", "c"]
+    assert schedule.due(1.6) == []
+    schedule.hurry(1.6)  # all due at once, backoff started over
+    assert sorted(schedule.due(1.6)) == ["b", "c"] and 2.4 <= schedule.next_due() <= 2.8
+    schedule.discard("c")
+    assert schedule.due(1000.0) == ["b"]  # b never expires
 
 
 @pytest.mark.anyio

@@ -56,3 +56,22 @@ def test_tombstones_stop_stale_gossip_until_heard_directly() -> None:
     v.drop("x", now=12.0)
     v.heard("x", PeerAddress("m", 7), now=12.5)
     assert "x" in v.members and "x" not in v.departed
+
+
+def test_lost_members_are_probed_on_a_backoff_for_their_groups_until_found() -> None:
+    import random
+
+    from butter_persist_pcg._lost import LostMembers
+
+    lost = LostMembers(interval=1.0, expiry=30.0, rng=random.Random(3))
+    lost.lost("x", PeerAddress("m", 7), "cid1", now=0.0)
+    lost.lost("x", PeerAddress("m", 8), "cid2", now=0.5)  # same member, another group, a new address
+    assert lost.due(0.5) == {}
+    due = lost.due(1.5)
+    assert list(due) == ["x"] and due["x"].groups == {"cid1", "cid2"} and due["x"].address == PeerAddress("m", 8)
+    assert lost.due(2.0) == {}  # the next probe is further out
+    assert lost.get("x") is not None
+    lost.found("x")
+    assert lost.get("x") is None and lost.due(100.0) == {} and len(lost) == 0
+    lost.lost("y", PeerAddress("m", 9), "cid1", now=0.0)
+    assert lost.due(31.0) == {} and len(lost) == 0  # forgotten after the expiry

@@ -54,9 +54,9 @@ class LostMembers:
         self._members.pop(node_id, None)
         self._schedule.discard(node_id)
 
-    def hurry(self, node_id: str, now: float) -> None:
-        """Probe ``node_id`` at the next round (host management found it again)."""
-        self._schedule.hurry(node_id, now)
+    def get(self, node_id: str) -> LostMember | None:
+        """The lost member ``node_id``, if it is one (to probe it at once: host management found it again)."""
+        return self._members.get(node_id) if node_id in self._schedule else None
 
     def due(self, now: float) -> dict[str, LostMember]:
         """The members to probe now (each rescheduled); expired ones are forgotten."""

@@ -10,18 +10,26 @@ restart, and the rolling scrub that finds blocks gone from the store.
   of them, then the next pass): a block deleted because it was found corrupted when read (by a peer's
   ``fetch-block``, say) or by the scrub itself, or gone for any other reason, is reported so that it is
   repaired.
+* :class:`Fetcher` gets blocks from the other members (a recruit's download, a repair), each verified.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
+import anyio
+
 from butter.blocks import Manifest
-from butter.errors import ButterError
+from butter.errors import BlockCorrupted, ButterError, RouteError
+from butter.peers import PeerAddress
+from butter.slots import NodeServices
 from butter.store import BlockStore
 
-__all__ = ["LocalReplicas", "StoredItem"]
+__all__ = ["Fetcher", "LocalReplicas", "StoredItem"]
+
+log = logging.getLogger("butter.pcg")
 
 SCAN_BATCH = 256  # blocks read per store call while scanning (1 MiB with 4 KiB blocks)
 
@@ -89,3 +97,40 @@ class LocalReplicas:
         batch = [self._pass.pop() for _ in range(min(count, len(self._pass)))]
         found = await self.store.get_many(batch)
         return [block_id for block_id in batch if block_id not in found and block_id in self._users]
+
+
+class Fetcher:
+    """Blocks from other members through ``node``: ``timeout`` seconds per block and source, ``concurrency``
+    blocks at once."""
+
+    def __init__(self, node: NodeServices, timeout: float, concurrency: int) -> None:
+        self.node, self.timeout, self.concurrency = node, timeout, concurrency
+
+    async def blocks(self, block_ids: list[str], sources: list[PeerAddress]) -> dict[str, bytes]:
+        """The blocks (each verified) that some source could provide; the others are left out."""
+        fetched: dict[str, bytes] = {}
+        limiter = anyio.CapacityLimiter(self.concurrency)
+
+        async def one(block_id: str) -> None:
+            async with limiter:
+                try:
+                    fetched[block_id] = await self.block(block_id, sources)
+                except RouteError:
+                    pass
+
+        async with anyio.create_task_group() as tg:
+            for block_id in block_ids:
+                tg.start_soon(one, block_id)
+        return fetched
+
+    async def block(self, block_id: str, sources: list[PeerAddress]) -> bytes:
+        """The block from the first source that has it, verified. Raises :class:`~butter.errors.RouteError`
+        ``fetch-failed`` when none could provide it."""
+        for source in sources:
+            try:
+                return await self.node.fetch_block(source, block_id, timeout=self.timeout)
+            except BlockCorrupted:
+                log.warning("block %s from %s failed verification; trying another member", block_id[:12], source)
+            except ButterError:
+                continue
+        raise RouteError("fetch-failed", f"no member could provide block {block_id[:12]}")

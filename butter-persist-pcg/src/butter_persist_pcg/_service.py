@@ -13,15 +13,15 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from butter import SENDER_MISMATCH, RouteRequest
 from butter.blocks import Manifest, load_manifest
 from butter.capabilities import ReplicaStatus
-from butter.errors import BlockCorrupted, ButterError, IncompleteItem, PeerUnreachable, RouteError, StoreFull
+from butter.errors import ButterError, IncompleteItem, PeerUnreachable, RouteError, StoreFull
 from butter.hookspecs import hookimpl
 from butter.hosts import classify
 from butter.peers import PeerAddress, PeerInfo
@@ -38,7 +38,7 @@ from ._messages import (
     decode_content_id,
 )
 from ._options import PcgOptions
-from ._replicas import LocalReplicas
+from ._replicas import Fetcher, LocalReplicas
 
 __all__ = ["PcgPersistence"]
 
@@ -80,6 +80,7 @@ class PcgPersistence:
         self.timeout = options.member_timeout or 2.5 * options.heartbeat_interval
         self._groups: dict[str, GroupView] = {}
         self._replicas = LocalReplicas(node.blocks)
+        self._fetcher = Fetcher(node, options.fetch_timeout, options.fetch_concurrency)
         self._hits: dict[str, list[float]] = defaultdict(list)  # content id -> times it was fetched
         self._busy: set[str] = set()  # groups with a recruit, shed or repair job under way
         self._beating: set[str] = set()  # peers with a heartbeat in flight
@@ -189,15 +190,18 @@ class PcgPersistence:
                     self._beating.add(node_id)
                     tg.start_soon(self._heartbeat, node_id, address, beats, False)
             for node_id, member in self._lost.due(now).items():
-                self._probe_lost(tg, node_id, member)
+                self._probe_lost(tg.start_soon, node_id, member)
             for view in list(self._groups.values()):
                 self._maintain(view)
             await self._scrub()
 
-    def _batches(self, now: float) -> dict[str, tuple[PeerAddress, list[GroupBeat]]]:
-        """What to heartbeat: per peer sharing a group with this node, its address and those groups."""
+    def _batches(
+        self, now: float, views: Iterable[GroupView] | None = None
+    ) -> dict[str, tuple[PeerAddress, list[GroupBeat]]]:
+        """What to heartbeat: per peer sharing one of ``views`` (default: every group) with this node, its
+        address and those groups."""
         batches: dict[str, tuple[PeerAddress, list[GroupBeat]]] = {}
-        for view in self._groups.values():
+        for view in self._groups.values() if views is None else views:
             beat = GroupBeat(view.content_id, view.size, self._own_hits(view.content_id), view.entries(now))
             for node_id, member in view.others().items():
                 batches.setdefault(node_id, (member.address, []))[1].append(beat)
@@ -207,9 +211,11 @@ class PcgPersistence:
         """Re-read the next ``scrub_blocks`` blocks in use; a group missing one repairs it."""
         for block_id in await self._replicas.scrub(self.options.scrub_blocks):
             for content_id in self._replicas.users(block_id):
-                log.warning("group %s: block %s is gone from the store; repairing", content_id[:12], block_id[:12])
-                self._groups[content_id].missing.add(block_id)
-                self._maintain(self._groups[content_id])
+                view = self._groups.get(content_id)
+                if view is not None:  # (a group being forgotten may still hold references)
+                    log.warning("group %s: block %s is gone from the store; repairing", content_id[:12], block_id[:12])
+                    view.missing.add(block_id)
+                    self._maintain(view)
 
     async def _heartbeat(
         self, node_id: str, address: PeerAddress, beats: list[GroupBeat], leaving: bool
@@ -243,9 +249,10 @@ class PcgPersistence:
                 self._lost.lost(node_id, address, view.content_id, now)
         self.node.hosts.report_dead(address)
 
-    def _probe_lost(self, tg: TaskGroup, node_id: str, member: LostMember) -> None:
-        """Heartbeat a lost member (in ``tg``) for the groups it was in that this node still keeps without
-        it; if it answers, it is a member of each of them it holds again (docs: ``_lost.py``)."""
+    def _probe_lost(self, start: Callable[..., object], node_id: str, member: LostMember) -> None:
+        """Heartbeat a lost member (in a task ``start`` starts: ``tg.start_soon`` or ``node.spawn``) for the
+        groups it was in that this node still keeps without it; if it answers, it is a member of each of them
+        it holds again (docs: ``_lost.py``)."""
         views = [self._groups[c] for c in member.groups if c in self._groups and node_id not in self._groups[c].members]
         if not views:
             self._lost.found(node_id)
@@ -255,7 +262,7 @@ class PcgPersistence:
         self._beating.add(node_id)
         now = anyio.current_time()
         beats = [GroupBeat(v.content_id, v.size, self._own_hits(v.content_id), v.entries(now)) for v in views]
-        tg.start_soon(self._probe, node_id, member.address, beats)
+        start(self._probe, node_id, member.address, beats)
 
     async def _probe(self, node_id: str, address: PeerAddress, beats: list[GroupBeat]) -> None:
         reply = await self._heartbeat(node_id, address, beats, False)
@@ -269,11 +276,24 @@ class PcgPersistence:
         if back:
             self._counts["members_recovered"] += 1
             log.info("member %s is reachable again: back in %d groups", node_id[:8], len(back))
+            self._beat_now([self._groups[c] for c in back])
+
+    def _beat_now(self, views: list[GroupView]) -> None:
+        """Heartbeat the members of ``views`` now, in the background, rather than next round: after a merge or
+        a recruitment, so that every member learns the new view (and a leader sheds, if the group is now
+        hot) without waiting for the rhythm, and two recruits invited together learn of each other even if
+        their inviter dies at once."""
+        for peer, (address, beats) in self._batches(anyio.current_time(), views).items():
+            if peer not in self._beating:
+                self._beating.add(peer)
+                self.node.spawn(self._heartbeat, peer, address, beats, False)
 
     @hookimpl
     def butter_peer_discovered(self, node: NodeServices, peer: PeerInfo) -> None:
-        """Host management found a peer: if it is a lost member, probe it at the next round."""
-        self._lost.hurry(peer.node_id, anyio.current_time())
+        """Host management found a peer: if it is a lost member, probe it at once."""
+        member = self._lost.get(peer.node_id)
+        if member is not None:
+            self._probe_lost(self.node.spawn, peer.node_id, member)
 
     def _maintain(self, view: GroupView) -> None:
         """Start the job one group needs, in the background: recruit (cold), shed (hot for ``hot_ticks``
@@ -348,6 +368,8 @@ class PcgPersistence:
             async with anyio.create_task_group() as tg:
                 for candidate in wave:
                     tg.start_soon(invite, candidate)
+        if any(joined) and view.content_id in self._groups:
+            self._beat_now([view])
 
     async def _invite(self, view: GroupView, address: PeerAddress, node_id: str) -> bool:
         self._counts["joins_sent"] += 1
@@ -383,7 +405,7 @@ class PcgPersistence:
         """Fetch the group's missing blocks from the other members (each verified) and store them."""
         sources = [m.address for m in view.others().values()]
         self._rng.shuffle(sources)
-        fetched = await self._fetch_blocks(sorted(view.missing), sources)
+        fetched = await self._fetcher.blocks(sorted(view.missing), sources)
         try:
             for block_id, data in fetched.items():
                 await self.node.blocks.put(block_id, data)
@@ -423,7 +445,7 @@ class PcgPersistence:
             view.missing = set(item.missing)
             damaged += bool(item.missing)
         if self._groups:
-            log.info("resumed %d groups from the local store (%d missing blocks, to repair from their groups)",
+            log.info("resumed %d groups from the local store (%d of them missing blocks, to repair from their groups)",
                      len(self._groups), damaged)
 
     def _target(self, view: GroupView) -> int:
@@ -482,10 +504,10 @@ class PcgPersistence:
         sources = [address for node_id, address, _ in join.members if node_id != self.node.node_id]
         if join.size > self.node.blocks.free:
             raise RouteError("store-full", f"{join.size} bytes asked, {self.node.blocks.free} free")
-        manifest_block = await self._fetch_block(join.content_id, sources)
+        manifest_block = await self._fetcher.block(join.content_id, sources)
         manifest = Manifest.decode(manifest_block)
         missing = [a for a in dict.fromkeys(manifest.blocks) if not await self.node.blocks.has(a)]
-        fetched = await self._fetch_blocks(missing, sources)
+        fetched = await self._fetcher.blocks(missing, sources)
         if len(fetched) < len(missing):
             lacking = next(a for a in missing if a not in fetched)
             raise RouteError("fetch-failed", f"no member could provide block {lacking[:12]}")
@@ -496,33 +518,6 @@ class PcgPersistence:
         except StoreFull as exc:
             raise RouteError("store-full", str(exc)) from None
         return manifest
-
-    async def _fetch_blocks(self, block_ids: list[str], sources: list[PeerAddress]) -> dict[str, bytes]:
-        """The blocks (each verified) that some source could provide, ``fetch_concurrency`` at a time."""
-        fetched: dict[str, bytes] = {}
-        limiter = anyio.CapacityLimiter(self.options.fetch_concurrency)
-
-        async def one(block_id: str) -> None:
-            async with limiter:
-                try:
-                    fetched[block_id] = await self._fetch_block(block_id, sources)
-                except RouteError:
-                    pass
-
-        async with anyio.create_task_group() as tg:
-            for block_id in block_ids:
-                tg.start_soon(one, block_id)
-        return fetched
-
-    async def _fetch_block(self, address: str, sources: list[PeerAddress]) -> bytes:
-        for source in sources:
-            try:
-                return await self.node.fetch_block(source, address, timeout=self.options.fetch_timeout)
-            except BlockCorrupted:
-                log.warning("block %s from %s failed verification; trying another member", address[:12], source)
-            except ButterError:
-                continue
-        raise RouteError("fetch-failed", f"no member could provide block {address[:12]}")
 
     async def _serve_leave(self, request: RouteRequest) -> bytes:
         """The leader sheds this node from a group. An authenticated caller must be a member of the group as

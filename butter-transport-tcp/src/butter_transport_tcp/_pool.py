@@ -3,6 +3,8 @@
 * Concurrent first requests to a peer share one connect attempt, which runs in the transport's task group
   (a caller that gives up does not abort the attempt others wait on, and the connection's reader outlives
   the request that opened it).
+* The kernel drops a connection whose sent data stays unacknowledged for ``UNACKNOWLEDGED_TIMEOUT`` seconds
+  (Linux), so a request after a partition dials afresh.
 * A new connection counts toward ``max_connections`` from the start of its connect; at the cap, the least
   recently used idle outgoing connection is evicted first, and :class:`~butter.errors.TransportBusy` is
   raised when every one is busy.
@@ -12,12 +14,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import socket
 from collections import OrderedDict
 
 import anyio
-from anyio.abc import ByteStream, TaskGroup
+from anyio.abc import ByteStream, SocketAttribute, SocketStream, TaskGroup
 
 from butter.errors import (
     CONNECT_ERRORS,
@@ -40,6 +44,19 @@ __all__ = ["OutgoingPool"]
 log = logging.getLogger("butter.transport.tcp")
 
 RETIRE_TIMEOUT = 30.0  # seconds a replaced outgoing connection may take to finish its requests in flight
+UNACKNOWLEDGED_TIMEOUT = 10.0  # seconds sent data may stay unacknowledged before the kernel drops the connection
+
+
+def limit_unacknowledged(stream: SocketStream) -> None:
+    """Have the kernel drop the connection once data it sent stays unacknowledged for
+    ``UNACKNOWLEDGED_TIMEOUT`` seconds (Linux ``TCP_USER_TIMEOUT``; elsewhere nothing changes): the peer is
+    gone or cut off. Requests then dial a new connection instead of queueing behind TCP's retransmission
+    backoff, which after a long partition keeps a healed link silent for tens of seconds."""
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    raw = stream.extra(SocketAttribute.raw_socket, None)
+    if option is not None and raw is not None:
+        with contextlib.suppress(OSError):
+            raw.setsockopt(socket.IPPROTO_TCP, option, int(UNACKNOWLEDGED_TIMEOUT * 1000))
 
 
 class _Dial:
@@ -140,6 +157,7 @@ class OutgoingPool:
             try:
                 with anyio.fail_after(self.connect_timeout):
                     stream = await anyio.connect_tcp(address.host, address.port)
+                limit_unacknowledged(stream)
             except TimeoutError:
                 raise RequestTimeout(f"connecting to {address} timed out after {self.connect_timeout} s") from None
             except CONNECT_ERRORS as exc:

@@ -9,7 +9,7 @@ Rules:
   :meth:`Backoff.add`; ``float("inf")``: never), or when :meth:`Backoff.discard` is called (it was reached,
   or is no longer wanted).
 * At most ``capacity`` keys are kept; adding one more forgets the one added first.
-* :meth:`Backoff.hurry` makes a key due at once (something suggests it is back), without resetting its backoff.
+* :meth:`Backoff.hurry` makes every key due at once and starts its backoff over.
 
 Times are seconds on any monotonic clock the caller likes (the drivers use ``anyio.current_time()``).
 """
@@ -66,11 +66,11 @@ class Backoff(Generic[K]):
         """Forget ``key``; absent: no-op."""
         self._entries.pop(key, None)
 
-    def hurry(self, key: K, now: float) -> None:
-        """Make ``key`` due at ``now`` if it is scheduled."""
-        entry = self._entries.get(key)
-        if entry is not None:
-            entry.next_at = min(entry.next_at, now)
+    def hurry(self, now: float) -> None:
+        """Make every key due at ``now`` and start its backoff over from ``first`` (something suggests they
+        are back: a failed attempt is retried soon)."""
+        for entry in self._entries.values():
+            entry.next_at, entry.interval = min(entry.next_at, now), self.first / 2
 
     def due(self, now: float) -> list[K]:
         """The keys due at ``now``, each rescheduled one (doubled) interval later; expired keys are forgotten."""

@@ -15,8 +15,10 @@
 * Lost hosts are re-probed: a host removed as unreachable or reported dead (not one evicted for diversity)
   is offered again after ``reprobe_interval`` seconds, then at doubling intervals up to
   ``reprobe_max_interval``, for ``lost_expiry`` seconds (:class:`~butter.hosts.Backoff`; at most
-  ``LOST_CAPACITY`` hosts). So a network partition heals within about ``reprobe_max_interval`` seconds of
-  the links coming back, even when each side still knows enough peers that discovery stays quiet. The
+  ``LOST_CAPACITY`` hosts). A lost host that answers again suggests the links are back (a partition
+  healed): every other lost host is then probed at once. So the overlay reconnects within about
+  ``reprobe_max_interval`` seconds of the links coming back, even when each side still knows enough peers
+  that discovery stays quiet. The
   node's configured peers (setting ``peers``) are re-probed the same way for as long as they are not
   known, without expiry: from the start, and whenever they are lost.
 
@@ -72,7 +74,7 @@ class DiversityOptions(BaseModel):
     exchange_timeout: float = Field(3.0, gt=0, description="seconds to wait for one known-hosts exchange")
     max_concurrency: int = Field(32, ge=1, description="quality requests in flight at once")
     reprobe_interval: float = Field(1.0, gt=0, description="seconds before a lost host is first offered again")
-    reprobe_max_interval: float = Field(5.0, gt=0, description="the longest wait between two re-probes of a lost host")
+    reprobe_max_interval: float = Field(4.0, gt=0, description="the longest wait between two re-probes of a lost host")
     lost_expiry: float = Field(600.0, gt=0, description="seconds a lost host keeps being re-probed")
     seed: int | None = Field(None, description="random seed, for reproducible simulations")
 
@@ -127,8 +129,15 @@ class DiversityHostManager:
             self._pending.discard(address)
         if info is None or info.node_id == self.node.node_id or address in self._hosts:
             return address in self._hosts
-        self._lost.discard(address)  # it answers: no longer lost, whatever the decision
+        self._answered(address)
         return await self._admit(address, info)
+
+    def _answered(self, address: PeerAddress) -> None:
+        """``address`` answered: it is no longer lost, whatever the admission decides. If it was lost, the
+        link to it is back, maybe a partition healed: every other lost host is probed at once."""
+        if address in self._lost:
+            self._lost.discard(address)
+            self._lost.hurry(anyio.current_time())
 
     async def _admit(self, address: PeerAddress, info: PeerInfo) -> bool:
         """Admit ``info`` (it answered at ``address``) if the diversity rules say so; returns whether it is known."""
@@ -178,16 +187,16 @@ class DiversityHostManager:
             task_status.started()
 
     async def _reprobe_lost(self) -> None:
-        """Offer lost hosts again as their backoff comes due (module docstring); one round at a time."""
+        """Offer lost hosts again as their backoff comes due (module docstring), each in its own task: a host
+        that does not answer holds up no other."""
         while True:
             wait = self._lost.next_due() - anyio.current_time()
             await anyio.sleep(min(max(wait, 0.0), self.options.reprobe_interval))
             due = self._lost.due(anyio.current_time())
             if due:
                 log.debug("re-probing %d lost hosts", len(due))
-                async with anyio.create_task_group() as tg:
-                    for address in due:
-                        tg.start_soon(self.offer, address)
+            for address in due:
+                self.node.spawn(self.offer, address)
 
     async def refresh(self) -> None:
         """Ask every known host for its quality record; remove the ones that keep failing."""
