@@ -73,10 +73,23 @@ class Network:
     def holders(self, content_id: str) -> list[butter.Node]:
         return [n for n in self.nodes if content_id in pcg(n).kept_items()]
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
-        with anyio.fail_after(timeout):
-            while not predicate():
-                await anyio.sleep(0.05)
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30) -> None:
+        """Poll ``predicate`` until true; after ``timeout`` seconds fail with every node's groups, so a rare
+        failure on a loaded machine says which state the network was stuck in."""
+        try:
+            with anyio.fail_after(timeout):
+                while not predicate():
+                    await anyio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(f"not reached within {timeout} s; the network:\n{self.describe()}") from None
+
+    def describe(self) -> str:
+        """One line per live node: its address, known peers and each group it keeps with that group's status."""
+        lines = []
+        for node in self.nodes:
+            groups = {content_id[:12]: pcg(node).group_status(content_id) for content_id in pcg(node).kept_items()}
+            lines.append(f"{node.address} peers={len(node.hosts.peers())} groups={groups}")
+        return "\n".join(lines)
 
 
 @asynccontextmanager

@@ -71,8 +71,8 @@ async def test_graceful_exit_hands_the_replica_off(memory_settings: MakeSettings
         await leaver.aclose()
         net.nodes.remove(leaver)
         # the member timeout is a minute: only the hand-off can restore three replicas this fast
-        await net.wait_for(lambda: len(net.holders(content_id)) == 3, timeout=5)
-        await net.wait_for(lambda: all(goldilocks(h, content_id) for h in net.holders(content_id)), timeout=5)
+        await net.wait_for(lambda: len(net.holders(content_id)) == 3, timeout=20)
+        await net.wait_for(lambda: all(goldilocks(h, content_id) for h in net.holders(content_id)), timeout=20)
         assert leaver.address not in pcg(net.holders(content_id)[0]).holders(content_id)
 
 

@@ -55,14 +55,14 @@ async def test_after_a_partition_heals_the_two_halves_of_a_group_merge_and_shed_
         minority = [holders[0], others[0]]  # each side holds a replica and has a node to recruit
         with partitioned(net, minority, monkeypatch):
             # each side recruits on its own: the minority up to its 2 nodes, the majority back to 3
-            await net.wait_for(lambda: len(net.holders(content_id)) == 5, timeout=15)
+            await net.wait_for(lambda: len(net.holders(content_id)) == 5)
             await anyio.sleep(1.0)  # long enough for each side to forget the other's hosts and members
             assert not any(m.address in pcg(n).holders(content_id) for m in minority for n in net.nodes
                            if n not in minority)
         # healed: within 10 s the overlay is whole again and the group is back at 3 replicas that agree
-        await net.wait_for(lambda: everyone_knows_everyone(net), timeout=10)
+        await net.wait_for(lambda: everyone_knows_everyone(net))
         await net.wait_for(lambda: len(net.holders(content_id)) == 3 and
-                           all(goldilocks(h, content_id) for h in net.holders(content_id)), timeout=10)
+                           all(goldilocks(h, content_id) for h in net.holders(content_id)))
 
 
 async def test_when_popularity_fades_the_group_sheds_back_to_its_target(memory_settings: MakeSettings) -> None:
@@ -76,4 +76,4 @@ async def test_when_popularity_fades_the_group_sheds_back_to_its_target(memory_s
         await net.wait_for(lambda: len(net.holders(content_id)) == 5)
         # no more hits: the window slides past them within 2 s, then the leader sheds within hot_ticks + 1 rounds
         await net.wait_for(lambda: len(net.holders(content_id)) == 3 and
-                           all(goldilocks(h, content_id) for h in net.holders(content_id)), timeout=10)
+                           all(goldilocks(h, content_id) for h in net.holders(content_id)))

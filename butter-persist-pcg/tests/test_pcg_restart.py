@@ -130,16 +130,16 @@ async def test_a_block_corrupted_while_the_node_was_down_is_repaired_from_the_gr
         durable_node = await net.add(data_dir=tmp_path / "d", port=free_port(), store={"driver": "sqlite"})
         data = random.Random(9).randbytes(10_000)  # three blocks
         content_id = await net.nodes[0].store(data)
-        await net.wait_for(lambda: all(goldilocks(n, content_id) for n in net.nodes), timeout=15)
+        await net.wait_for(lambda: all(goldilocks(n, content_id) for n in net.nodes))
         victim = chunk(data, block_size=4096).manifest.blocks[1]
         restart = on_disk(durable_node)
         await net.kill(durable_node)
         corrupt(tmp_path / "d", victim)
         reborn = await restarted(net, restart)
         assert reborn.node_id == durable_node.node_id and content_id in pcg(reborn).kept_items()
-        await net.wait_for(lambda: pcg(reborn).counters().get("blocks_repaired") == 1, timeout=15)
+        await net.wait_for(lambda: pcg(reborn).counters().get("blocks_repaired") == 1)
         assert await reborn.blocks.get(victim) == data[4096:8192]
-        await net.wait_for(lambda: all(goldilocks(n, content_id) for n in net.nodes), timeout=15)
+        await net.wait_for(lambda: all(goldilocks(n, content_id) for n in net.nodes))
 
 
 async def test_a_block_corrupted_under_a_running_node_is_found_by_the_scrub_and_repaired(tmp_path: Path) -> None:
@@ -147,8 +147,8 @@ async def test_a_block_corrupted_under_a_running_node_is_found_by_the_scrub_and_
         durable_node = await net.add(data_dir=tmp_path / "d", port=0, store={"driver": "sqlite"})
         data = random.Random(10).randbytes(10_000)
         content_id = await net.nodes[0].store(data)
-        await net.wait_for(lambda: all(goldilocks(n, content_id) for n in net.nodes), timeout=15)
+        await net.wait_for(lambda: all(goldilocks(n, content_id) for n in net.nodes))
         victim = chunk(data, block_size=4096).manifest.blocks[2]
         corrupt(tmp_path / "d", victim)
-        await net.wait_for(lambda: pcg(durable_node).counters().get("blocks_repaired") == 1, timeout=15)
+        await net.wait_for(lambda: pcg(durable_node).counters().get("blocks_repaired") == 1)
         assert await durable_node.blocks.get(victim) == data[8192:]
