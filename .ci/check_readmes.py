@@ -9,7 +9,7 @@ before a fenced block may mark it:
   ``pip install ARGS`` lines are what the README's venv was made with, from DIR's wheels (a member's
   directory, such as ``./examples/plugin``, stands for its distribution). ``butter node ...`` starts a node,
   waits until it listens, starts a second node on 127.0.0.1 given the first as ``--peer`` and waits until the
-  first admits it (its log says ``peer joined``; not for a node on the in-process memory transport); both run
+  second admits the first (its log says ``peer joined``; not for a node on the in-process memory transport); both run
   on while the block's next lines run, and at the block's end each gets SIGINT and must leave gracefully
   (exit 0). A command already run in the same venv is not run again (a node is started again, for the lines
   after it, but without a second node). A file named ``FILE`` exists in the
@@ -187,17 +187,18 @@ def stop(node: Node, where: str) -> None:
         raise Failed(f"{where}: `{node.command}` did not leave gracefully on SIGINT (exit {code}):\n{node.output()}")
 
 
-def second_node(first: Node, address: str, venv: Path, cwd: Path, where: str) -> Node:
-    """Start a second node given ADDRESS as a peer; wait until the first one's host manager admits it."""
+def second_node(first_id: str, address: str, venv: Path, cwd: Path, where: str) -> Node:
+    """Start a second node given ADDRESS as a peer; wait until its host manager admits the first one (which
+    takes a host-quality request and its answer, over the secure channel)."""
     command = f"butter node --host 127.0.0.1 --port 0 --peer {address}"
-    node, _, node_id = start_node(command, venv, cwd, where)
+    node, _, _ = start_node(command, venv, cwd, where)
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        if f"peer joined: {node_id[:8]}" in first.output():
+        if f"peer joined: {first_id[:8]}" in node.output():
             return node
         time.sleep(0.2)
     stop(node, where)
-    raise Failed(f"{where}: the node at {address} never admitted the second node {node_id}:\n{first.output()}")
+    raise Failed(f"{where}: a second node never admitted the node at {address}:\n{node.output()}")
 
 
 def installs(readme_blocks: list[Block]) -> list[str]:
@@ -245,12 +246,12 @@ def run_block(block: Block, venvs: Venvs, venv: Path, cwd: Path) -> None:
             if command.startswith("pip install "):
                 continue  # the venv holds what the README's pip install lines name (see installs)
             if NODE.match(command):
-                node, address, _ = start_node(command, venv, cwd, block.where)
+                node, address, node_id = start_node(command, venv, cwd, block.where)
                 nodes.append(node)
                 if "(memory transport" in node.output() or seen:  # in-process: no other process can reach it
                     print(f"  {block.where}: `{command}` listens on {address}", flush=True)
                     continue
-                nodes.append(second_node(node, address, venv, cwd, block.where))
+                nodes.append(second_node(node_id, address, venv, cwd, block.where))
                 print(f"  {block.where}: `{command}` listens on {address}; a second node joined it", flush=True)
             elif not seen:
                 run(command, venv, cwd, block.where)
