@@ -1,6 +1,7 @@
 """Run every package README's own commands as a pip user would: from the built wheels, in fresh venvs.
 
-    uv run python .ci/check_readmes.py DIR      # DIR: the distributions .ci/check_release.py left
+    uv run python .ci/check_readmes.py DIR [README ...]   # DIR: the distributions .ci/check_release.py left;
+                                                          # READMEs: only these (default: all)
 
 The READMEs checked are the repository's README.md and each workspace member's. In them, the line right
 before a fenced block may mark it:
@@ -262,15 +263,17 @@ def run_block(block: Block, venvs: Venvs, venv: Path, cwd: Path) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         sys.exit(__doc__)
     dist = Path(sys.argv[1]).resolve()
+    only = {Path(arg).resolve() for arg in sys.argv[2:]}
     root = tomllib.loads((ROOT / "pyproject.toml").read_text())
     members = {
         member: tomllib.loads((ROOT / member / "pyproject.toml").read_text())["project"]["name"]
         for member in root["tool"]["uv"]["workspace"]["members"]
     }
     readmes = [(ROOT / "README.md", "butter-stack"), *((ROOT / m / "README.md", n) for m, n in members.items())]
+    readmes = [(readme, default) for readme, default in readmes if not only or readme in only]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="readmes-") as work:
         venvs = Venvs(dist, Path(work), members)
