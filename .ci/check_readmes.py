@@ -42,7 +42,6 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = re.compile(r"^<!-- readme-test: (run|python|skip)\b(.*?)-->$")
@@ -156,11 +155,11 @@ class Node:
 def start_node(command: str, venv: Path, cwd: Path, where: str) -> tuple[Node, str, str]:
     """Start ``butter node ...`` and wait until it listens: (node, HOST:PORT, its node id)."""
     log = cwd / f"node-{time.monotonic_ns()}.log"
-    out: IO[str] = log.open("w")
     assignments = re.match(r"(\w+=\S+\s+)*", command)[0]  # type: ignore[index]  # FOO=1 exec butter node
-    process = subprocess.Popen(["bash", "-c", f"{assignments}exec {command[len(assignments):]}"], cwd=cwd,
-                               env=environment(venv), stdout=out, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    with log.open("w") as out:  # the node writes to its own copy of the descriptor
+        process = subprocess.Popen(["bash", "-c", f"{assignments}exec {command[len(assignments):]}"], cwd=cwd,
+                                   env=environment(venv), stdout=out, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)
     node = Node(command, process, log)
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
