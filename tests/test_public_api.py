@@ -19,6 +19,12 @@ import butter
 import butter.errors
 
 BUTTER = [
+    "DecryptionFailed",
+    "InvalidCapability",
+    "RecordExpired",
+    "RecordNameMismatch",
+    "RecordRejected",
+    "RecordSignatureInvalid",
     "BlockCorrupted",
     "BlockNotFound",
     "ButterConfigError",

@@ -34,14 +34,20 @@ if TYPE_CHECKING:
     from .errors import BlockNotFound as BlockNotFound
     from .errors import ButterConfigError as ButterConfigError
     from .errors import ButterError as ButterError
+    from .errors import DecryptionFailed as DecryptionFailed
     from .errors import FrameTooLarge as FrameTooLarge
     from .errors import IncompleteItem as IncompleteItem
+    from .errors import InvalidCapability as InvalidCapability
     from .errors import InvalidManifest as InvalidManifest
     from .errors import ItemNotFound as ItemNotFound
     from .errors import ItemTooLarge as ItemTooLarge
     from .errors import PeerIdentityMismatch as PeerIdentityMismatch
     from .errors import PeerUnreachable as PeerUnreachable
     from .errors import ProtocolError as ProtocolError
+    from .errors import RecordExpired as RecordExpired
+    from .errors import RecordNameMismatch as RecordNameMismatch
+    from .errors import RecordRejected as RecordRejected
+    from .errors import RecordSignatureInvalid as RecordSignatureInvalid
     from .errors import RemoteError as RemoteError
     from .errors import RequestTimeout as RequestTimeout
     from .errors import RouteError as RouteError
@@ -67,6 +73,12 @@ _EXPORTS = {  # name -> the module that defines it, imported on first use (PEP 5
     "BlockNotFound": ".errors",
     "ButterConfigError": ".errors",
     "ButterError": ".errors",
+    "RecordSignatureInvalid": ".errors",
+    "RecordRejected": ".errors",
+    "RecordNameMismatch": ".errors",
+    "RecordExpired": ".errors",
+    "InvalidCapability": ".errors",
+    "DecryptionFailed": ".errors",
     "FrameTooLarge": ".errors",
     "IncompleteItem": ".errors",
     "InvalidManifest": ".errors",
@@ -101,10 +113,12 @@ __all__ = [
     "ButterConfigError",
     "ButterError",
     "ButterSettings",
+    "DecryptionFailed",
     "FrameTooLarge",
     "HostQuality",
     "Identity",
     "IncompleteItem",
+    "InvalidCapability",
     "InvalidManifest",
     "ItemNotFound",
     "ItemTooLarge",
@@ -114,6 +128,10 @@ __all__ = [
     "PeerInfo",
     "PeerUnreachable",
     "ProtocolError",
+    "RecordExpired",
+    "RecordNameMismatch",
+    "RecordRejected",
+    "RecordSignatureInvalid",
     "RemoteError",
     "RequestTimeout",
     "RouteError",

@@ -177,29 +177,37 @@ class Node:
             self.stats.requests_failed += 1
             raise
 
-    async def store(self, data: bytes, *, media_type: str = "application/octet-stream") -> str:
-        """Store ``data`` (bytes) on the overlay; returns its content id (hex).
+    async def store(self, data: bytes, *, media_type: str = "application/octet-stream", encrypt: bool = False) -> str:
+        """Store ``data`` (bytes) on the overlay; returns its content id (hex), or with ``encrypt`` a capability.
 
         The data is cut into blocks (``settings.store.block_size``), put in this node's block
         store, then handed to the persistence slot, which keeps it alive (PCG recruits replicas at once).
-        Raises :class:`~butter.errors.ButterConfigError` when no persistence driver is configured and
-        :class:`~butter.errors.StoreFull` when this node has no room for it (nothing is stored then).
+        With ``encrypt=True`` the data is first encrypted here under a fresh key (ChaCha20-Poly1305, see
+        :mod:`butter.encryption`): holders only ever see ciphertext, and the return value is the capability
+        ``"bcap1:<content id>:<key>"``, the one string that reads the item back with :meth:`retrieve`.
+        Raises :class:`~butter.errors.ButterConfigError` when no persistence driver is configured,
+        :class:`~butter.errors.StoreFull` when this node has no room for it (nothing is stored then) and
+        ``ValueError`` for a ``media_type`` with ``encrypt`` (holders would read it).
         """
-        return await self._content.store(data, media_type=media_type)
+        return await self._content.store(data, media_type=media_type, encrypt=encrypt)
 
     async def retrieve(self, content_id: str, *, timeout: float | None = None) -> bytes:
         """Find and return the item ``content_id`` (hex) through the retrieval slot, verified block by block,
         within ``timeout`` seconds (``None``: the driver's default, 30 s for ``bfs``; ``math.inf``: no limit).
+        Given a capability (``"bcap1:..."``, from ``store(..., encrypt=True)``) instead, it retrieves the
+        encrypted item and returns its decrypted, authenticated plaintext.
 
-        Raises :class:`~butter.errors.ButterConfigError` when no retrieval driver is configured and
+        Raises :class:`~butter.errors.ButterConfigError` when no retrieval driver is configured,
         :class:`~butter.errors.ItemNotFound` (its fields say how far the search went) when the search fails
-        or the deadline passes.
+        or the deadline passes, :class:`~butter.errors.InvalidCapability` for a malformed capability and
+        :class:`~butter.errors.DecryptionFailed` when the item does not authenticate under its key.
         """
         return await self._content.retrieve(content_id, timeout=timeout)
 
     def retrieve_stream(self, content_id: str, *, timeout: float | None = None) -> AsyncIterator[bytes]:
         """Like :meth:`retrieve`, but yield the verified blocks in order, for large items: finding the item,
-        then each batch of blocks, takes at most ``timeout`` seconds (see :class:`~butter.slots.Retrieval`)."""
+        then each batch of blocks, takes at most ``timeout`` seconds (see :class:`~butter.slots.Retrieval`).
+        An encrypted item (a capability) is authenticated as a whole, so it comes as one chunk, at the end."""
         return self._content.retrieve_stream(content_id, timeout=timeout)
 
     async def fetch_block(self, peer: PeerLike, block_id: str, *, timeout: float | None = None) -> bytes:
