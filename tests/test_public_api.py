@@ -19,6 +19,7 @@ import butter
 import butter.errors
 
 BUTTER = [
+    "RecordNotFound",
     "DecryptionFailed",
     "InvalidCapability",
     "RecordExpired",

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .errors import ProtocolError as ProtocolError
     from .errors import RecordExpired as RecordExpired
     from .errors import RecordNameMismatch as RecordNameMismatch
+    from .errors import RecordNotFound as RecordNotFound
     from .errors import RecordRejected as RecordRejected
     from .errors import RecordSignatureInvalid as RecordSignatureInvalid
     from .errors import RemoteError as RemoteError
@@ -73,6 +74,7 @@ _EXPORTS = {  # name -> the module that defines it, imported on first use (PEP 5
     "BlockNotFound": ".errors",
     "ButterConfigError": ".errors",
     "ButterError": ".errors",
+    "RecordNotFound": ".errors",
     "RecordSignatureInvalid": ".errors",
     "RecordRejected": ".errors",
     "RecordNameMismatch": ".errors",
@@ -130,6 +132,7 @@ __all__ = [
     "ProtocolError",
     "RecordExpired",
     "RecordNameMismatch",
+    "RecordNotFound",
     "RecordRejected",
     "RecordSignatureInvalid",
     "RemoteError",

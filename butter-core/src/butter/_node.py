@@ -12,7 +12,8 @@ A node is an async context manager owning one anyio task group::
 Composition: the node builds one object per slot through the plugins' factory hooks (each gets the node
 as :class:`~butter.slots.NodeServices`, and may register routes: host management serves its own protocol),
 then registers the core routes: ``ping`` here, ``fetch-block`` and ``store`` in the content API
-(:mod:`butter._content`). Requests reach handlers through the route table (:mod:`butter._routes`).
+(:mod:`butter._content`), ``get-record`` and ``put-record`` in the naming API (:mod:`butter._naming`).
+Requests reach handlers through the route table (:mod:`butter._routes`).
 
 Start-up: start the transport (bind errors reach the caller), then host
 management, persistence (which resumes the items of a durable store) and retrieval, answering every
@@ -35,14 +36,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import pluggy
 from anyio.abc import TaskGroup, TaskStatus
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import codec
 from ._content import Content
 from ._identity import Identity
+from ._naming import DEFAULT_FANOUT, DEFAULT_RECORD_EXPIRY, Naming
 from ._plugins import PluginStack
 from ._routes import Handler, NodeStats, RouteRequest, RouteTable, check_route_name
 from .errors import ButterConfigError, ButterError
 from .peers import HostQuality, PeerAddress, PeerInfo
+from .records import RecordBook, RecordValue, SignedRecord
 from .settings import ButterSettings, budget_split, load_settings
 from .slots import Discovery, EventName, HostManager, NodeServices, Persistence, Retrieval, Transport
 from .store import BlockStore, open_store
@@ -99,6 +103,7 @@ class Node:
         self._route_table.hold()  # every request is answered ``starting`` until the services have started
         self.route("ping", self._serve_ping)
         self._content = Content(self, self.persistence, self.retrieval)
+        self._naming = Naming(self, identity.private_key)
 
     def _required(self, obj: Any, slot: str) -> Any:
         if obj is None:
@@ -217,6 +222,46 @@ class Node:
         :class:`~butter.errors.RemoteError` with code ``not-found``, or a transport error.
         """
         return await self._content.fetch_block(as_address(peer), block_id, timeout=timeout)
+
+    async def publish(
+        self,
+        label: str,
+        value: RecordValue,
+        *,
+        owner: Ed25519PrivateKey | None = None,
+        record_expiry: float = DEFAULT_RECORD_EXPIRY,
+        fanout: int = DEFAULT_FANOUT,
+        timeout: float | None = None,
+    ) -> SignedRecord:
+        """Point the name of (``owner``, ``label``) at ``value``: a content id, a capability or at most 1 KiB
+        of bytes. Returns the signed record; its ``name`` (64 hex) is what :meth:`resolve` takes.
+
+        ``owner`` is the Ed25519 key that signs (default: this node's identity key; a key file moves with its
+        user, see :func:`butter.records.load_owner_key`). The record's sequence is above every one this node
+        and up to ``fanout`` peers hold for the name (and above the clock in milliseconds); it expires
+        ``record_expiry`` seconds from now (default one day). It is kept here and pushed to those peers, each
+        request within ``timeout`` seconds (default ``settings.request_timeout``); peers that cannot be
+        reached are skipped. Raises ``ValueError`` for a label over 128 characters or a value that is not one
+        of the three kinds (see :mod:`butter.records`).
+        """
+        return await self._naming.publish(label, value, owner=owner, record_expiry=record_expiry, fanout=fanout,
+                                          timeout=timeout)
+
+    async def resolve(self, name: str, *, fanout: int = DEFAULT_FANOUT, timeout: float | None = None) -> SignedRecord:
+        """The newest valid record of ``name`` (64 hex): asks up to ``fanout`` peers at once, each within
+        ``timeout`` seconds, verifies every answer (forged, expired, older and misnamed records are refused and
+        counted in :attr:`records`), and returns the highest sequence among theirs and this node's own; peers
+        that answered an older one are sent the newest. Its ``value`` is what the name points at.
+
+        Raises :class:`~butter.errors.RecordNotFound` when neither this node nor a peer asked has a valid one,
+        and ``ValueError`` for a name that is not 64 lowercase hex characters.
+        """
+        return await self._naming.resolve(name, fanout=fanout, timeout=timeout)
+
+    @property
+    def records(self) -> RecordBook:
+        """The signed records this node keeps (the newest of each name) and the counts of those it refused."""
+        return self._naming.book
 
     def quality(self) -> HostQuality:
         """This node's host-quality record: its uptime, available storage, the sizes of its

@@ -31,6 +31,7 @@ __all__ = [
     "ProtocolError",
     "RecordExpired",
     "RecordNameMismatch",
+    "RecordNotFound",
     "RecordRejected",
     "RecordSignatureInvalid",
     "RemoteError",
@@ -261,6 +262,14 @@ class RecordNameMismatch(RecordRejected):
     """The record's name is not the hash of its public key and label, or it is not the name asked for."""
 
     code = "wrong-name"
+
+
+class RecordNotFound(ButterError):
+    """No peer asked (nor this node) holds a valid, unexpired record of the name; ``name`` is it (hex)."""
+
+    def __init__(self, name: str, message: str = "") -> None:
+        super().__init__(message or f"no valid record of name {name}")
+        self.name = name
 
 
 class RecordExpired(RecordRejected):

@@ -222,11 +222,12 @@ class RecordBook:
                                                        "full"), 0)
         self._records: dict[str, SignedRecord] = {}
 
-    def offer(self, record: SignedRecord, *, now: float) -> Offer:
-        """Verify ``record`` at ``now`` (Unix seconds) and keep it if it is newer than the one kept for its
-        name; returns (and counts) the outcome. Never raises for a bad record: it is counted."""
+    def offer(self, record: SignedRecord, *, now: float, name: str | None = None) -> Offer:
+        """Verify ``record`` at ``now`` (Unix seconds), as the record of ``name`` when given (one of another
+        name is ``forged``), and keep it if it is newer than the one kept for its name; returns (and counts)
+        the outcome. Never raises for a bad record: it is counted."""
         try:
-            record.verify(now=now)
+            record.verify(now=now, name=name)
         except RecordExpired:
             return self._count("expired")
         except (RecordNameMismatch, RecordSignatureInvalid):
