@@ -142,3 +142,16 @@ async def test_expired_records_are_neither_served_nor_kept() -> None:
         reply = await b.request(a.address, "get-record", codec.encode({"name": record.name}))
         assert codec.decode_map(reply)["record"] is None
         assert SignedRecord.decode(record.encode()) == record
+
+
+async def test_get_record_with_hops_asks_the_peers_of_the_peer_first() -> None:
+    async with overlay("memory") as (a, b, c):
+        record = sign_record(Ed25519PrivateKey.generate(), "x", CID, sequence=1, expires_at=int(time.time()) + 60)
+        a.records.offer(record, now=time.time())  # only a has it
+        direct = await b.request(c.address, "get-record", codec.encode({"name": record.name}))
+        assert codec.decode_map(direct)["record"] is None
+        forwarded = await b.request(c.address, "get-record", codec.encode({"name": record.name, "hops": 1}))
+        assert SignedRecord.decode(codec.decode_map(forwarded)["record"]) == record
+        with pytest.raises(butter.RemoteError) as info:
+            await b.request(c.address, "get-record", codec.encode({"name": record.name, "hops": 3}))
+        assert info.value.code == "bad-request"

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -85,6 +85,27 @@ class LogLevel(enum.StrEnum):
 class Backend(enum.StrEnum):
     asyncio = "asyncio"
     trio = "trio"
+
+
+# -- options shared by several commands ---------------------------------------------------------------------
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="TOML file whose [butter] table holds settings. Default: ./butter.toml if present.",
+        dir_okay=False,
+    ),
+]
+BackendOption = Annotated[
+    Backend,
+    typer.Option("--backend", help="Async library to run on (trio: pip install 'butter-core[trio]').",
+                 case_sensitive=False),
+]
+NodeOption = Annotated[str, typer.Option("--node", "-n", metavar="HOST:PORT", help="A running node.")]
+ClientHostOption = Annotated[str, typer.Option(help="Address the short-lived client node listens on.")]
 
 
 EXIT_FAILURE = 1

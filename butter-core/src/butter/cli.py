@@ -22,11 +22,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from . import __version__
+from ._cli_names import name_app
 from ._cli_sim import sim_app
 from ._cli_support import (
     EXTRA_ARGS,
     Backend,
+    BackendOption,
+    ClientHostOption,
+    ConfigOption,
     LogLevel,
+    NodeOption,
     console,
     err_console,
     examples,
@@ -56,28 +61,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sim_app, name="sim")
+app.add_typer(name_app, name="name")
 
 # -- options shared by several commands ---------------------------------------------------------------------
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        metavar="FILE",
-        help="TOML file whose [butter] table holds settings. Default: ./butter.toml if present.",
-        dir_okay=False,
-    ),
-]
-BackendOption = Annotated[
-    Backend,
-    typer.Option("--backend", help="Async library to run on (trio: pip install 'butter-core[trio]').",
-                 case_sensitive=False),
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table, for scripts.")]
 
-NodeOption = Annotated[str, typer.Option("--node", "-n", metavar="HOST:PORT", help="A running node.")]
-ClientHostOption = Annotated[str, typer.Option(help="Address the short-lived client node listens on.")]
 
 COMMAND_GROUP = "butter.commands"  # entry points adding commands to `butter` (see _register_commands)
 
