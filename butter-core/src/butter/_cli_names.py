@@ -119,7 +119,7 @@ def publish(
     except ValueError as exc:  # a label or an inline value too long
         fail(str(exc), 2)
     typer.echo(record.name)
-    err_console().print(f"sequence {record.sequence}, expires at {record.expires_at} (Unix seconds)", style="dim")
+    _print_version(record)
 
 
 @name_app.command(
@@ -159,10 +159,14 @@ def resolve(
         sys.stdout.buffer.flush()
     else:
         typer.echo(record.value)
-    err_console().print(f"sequence {record.sequence}, expires at {record.expires_at} (Unix seconds)", style="dim")
+    _print_version(record)
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
+
+def _print_version(record: SignedRecord) -> None:
+    err_console().print(f"sequence {record.sequence}, expires at {record.expires_at} (Unix seconds)", style="dim")
 
 
 def _owner_or_exit(path: Path | None, settings: ButterSettings) -> Ed25519PrivateKey:

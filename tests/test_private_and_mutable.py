@@ -1,6 +1,11 @@
-"""Signed mutable records over the network (issue 15, items 1 and 5): ``node.publish`` / ``node.resolve`` over
-the memory transport and over TCP on 127.0.0.1; the newest sequence wins; an owner key file moves between
-nodes; forged, replayed and misnamed records from hostile peers are refused and counted."""
+"""Encrypted items and signed mutable records over the network (issue 15, items 1, 4 and 5), over the memory
+transport and over TCP on 127.0.0.1.
+
+Encrypted items: a node stores with ``encrypt=True`` and gets a capability; another node retrieves the
+plaintext with it; no holder's block store contains the plaintext; a wrong key, a tampered ciphertext and a
+bad capability raise clear errors. Records: ``node.publish`` / ``node.resolve``; the newest sequence wins;
+an owner key file moves between nodes; forged, replayed and misnamed records from hostile peers are refused
+and counted."""
 
 from __future__ import annotations
 
@@ -18,23 +23,37 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import butter
 from butter import codec
+from butter.encryption import Capability
 from butter.records import SignedRecord, create_owner_key, load_owner_key, public_key_bytes, record_name, sign_record
 
 pytestmark = pytest.mark.anyio
 
 CID = "3f" * 32
+PLAINTEXT = b"my secret diary, page one. " * 700  # ~19 KB: five blocks
 HOSTS = {"refresh_interval": 0.2, "exchange_interval": 0.2, "quality_timeout": 1.0}
 
 
 def transport(kind: str) -> dict[str, Any]:
     if kind == "memory":
-        return {"driver": "memory", "options": {"network": f"names-{uuid.uuid4().hex[:12]}"}}
+        return {"driver": "memory", "options": {"network": f"issue15-{uuid.uuid4().hex[:12]}"}}
     pytest.importorskip("butter_transport_tcp", reason="butter-transport-tcp is not installed")
     return {"driver": "tcp"}
 
 
+async def wait_for(predicate: Any, what: str, timeout: float = 30.0) -> None:
+    with anyio.move_on_after(timeout):
+        while not await predicate():
+            await anyio.sleep(0.05)
+        return
+    raise AssertionError(f"{what} within {timeout} s")
+
+
 @asynccontextmanager
-async def overlay(kind: str, count: int = 3) -> AsyncIterator[list[butter.Node]]:
+async def overlay(kind: str, count: int = 3, *, content: bool = False) -> AsyncIterator[list[butter.Node]]:
+    """``count`` nodes that all know each other; with ``content``, PCG keeps items and BFS retrieves them."""
+    if content:
+        pytest.importorskip("butter_persist_pcg", reason="butter-persist-pcg is not installed")
+        pytest.importorskip("butter_retrieve_bfs", reason="butter-retrieve-bfs is not installed")
     chosen = transport(kind)
     async with AsyncExitStack() as stack:
         nodes: list[butter.Node] = []
@@ -43,13 +62,70 @@ async def overlay(kind: str, count: int = 3) -> AsyncIterator[list[butter.Node]]
                 host="127.0.0.1", peers=[str(n.address) for n in nodes], transport=chosen,
                 discovery={"drivers": ["static"], "options": {"static": {"interval": 0.2}}},
                 host_manager={"driver": "diversity", "options": HOSTS},
-                persistence={"driver": ""}, retrieval={"driver": ""},
+                persistence={"driver": "pcg", "options": {"heartbeat_interval": 0.2}} if content else {"driver": ""},
+                retrieval={"driver": "bfs" if content else ""},
             )
             nodes.append(await stack.enter_async_context(butter.open_node(settings)))
-        with anyio.fail_after(30):
-            while not all(len(n.hosts.peers()) == count - 1 for n in nodes):
-                await anyio.sleep(0.05)
+
+        async def everyone_knows_everyone() -> bool:
+            return all(len(n.hosts.peers()) == count - 1 for n in nodes)
+
+        await wait_for(everyone_knows_everyone, "the nodes did not all find each other")
         yield nodes
+
+
+# -- encrypted items ------------------------------------------------------------------------------------------
+
+async def stored_bytes(node: butter.Node) -> list[bytes]:
+    return [data for block_id in await node.blocks.block_ids() if (data := await node.blocks.get(block_id))]
+
+
+@pytest.mark.parametrize("kind", ["memory", "tcp"])
+async def test_an_encrypted_item_is_read_back_with_its_capability_and_holders_see_only_ciphertext(kind: str) -> None:
+    async with overlay(kind, content=True) as nodes:
+        capability = await nodes[0].store(PLAINTEXT, encrypt=True)
+        parsed = Capability.parse(capability)
+
+        async def replicated() -> bool:
+            return all([await n.blocks.has(parsed.content_id) for n in nodes])
+
+        await wait_for(replicated, "the encrypted item did not reach every node")
+        for node in nodes:
+            blocks = await stored_bytes(node)
+            assert blocks and not any(b"secret diary" in block for block in blocks)
+        with anyio.fail_after(30):
+            assert await nodes[-1].retrieve(capability) == PLAINTEXT
+            chunks = [chunk async for chunk in nodes[1].retrieve_stream(capability)]
+            ciphertext = await nodes[1].retrieve(parsed.content_id)  # the content id alone: ciphertext only
+        assert chunks == [PLAINTEXT]
+        assert len(ciphertext) == len(PLAINTEXT) + 16 and b"secret diary" not in ciphertext
+
+
+async def test_a_wrong_key_or_a_bad_capability_raises_a_clear_error() -> None:
+    async with overlay("memory", content=True) as nodes:
+        capability = Capability.parse(await nodes[0].store(b"secret", encrypt=True))
+        wrong = Capability(capability.content_id, bytes(32))
+        with anyio.fail_after(30), pytest.raises(butter.DecryptionFailed, match="wrong key"):
+            await nodes[1].retrieve(str(wrong))
+        with pytest.raises(butter.InvalidCapability, match="content id"):
+            await nodes[1].retrieve("bcap1:xyz:" + "A" * 43)
+        with pytest.raises(ValueError, match="media type"):
+            await nodes[0].store(b"secret", encrypt=True, media_type="text/plain")
+
+
+async def test_a_tampered_ciphertext_is_refused() -> None:
+    """A holder that alters the ciphertext and re-stores it under the altered item's own ids serves an item the
+    capability's key does not authenticate: the reader gets DecryptionFailed, never altered plaintext."""
+    async with overlay("memory", content=True) as nodes:
+        capability = Capability.parse(await nodes[0].store(b"pay alice 10", encrypt=True))
+        ciphertext = await nodes[0].retrieve(capability.content_id)
+        tampered = bytes([ciphertext[0] ^ 1]) + ciphertext[1:]
+        forged_id = await nodes[0].store(tampered)
+        with anyio.fail_after(30), pytest.raises(butter.DecryptionFailed):
+            await nodes[1].retrieve(str(Capability(forged_id, capability.key)))
+
+
+# -- signed records -------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["memory", "tcp"])
