@@ -17,6 +17,7 @@ from ._cli_support import (
     ConfigOption,
     LogLevel,
     NodeOption,
+    address_or_exit,
     err_console,
     examples,
     fail,
@@ -97,7 +98,6 @@ def publish(
 ) -> None:
     """Point one of your names at a value."""
     from .blocks import is_block_id
-    from .cli import address_or_exit
     from .encryption import Capability, is_capability
     from .errors import InvalidCapability
 
@@ -145,7 +145,6 @@ def resolve(
 ) -> None:
     """Print the newest value of a name."""
     from .blocks import is_block_id
-    from .cli import address_or_exit
 
     target = address_or_exit(node_address)
     if not is_block_id(name):

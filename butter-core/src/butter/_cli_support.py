@@ -25,12 +25,18 @@ import typer
 if TYPE_CHECKING:  # the rest is imported when used, so that `butter --help` starts quickly
     from rich.console import Console
 
+    from .peers import PeerAddress
     from .settings import ButterSettings
 
 __all__ = [
     "EXTRA_ARGS",
     "Backend",
+    "BackendOption",
+    "ClientHostOption",
+    "ConfigOption",
     "LogLevel",
+    "NodeOption",
+    "address_or_exit",
     "console",
     "err_console",
     "examples",
@@ -119,6 +125,16 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
 
     err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def address_or_exit(text: str) -> PeerAddress:
+    """Parse ``HOST:PORT`` or exit with status 2 saying why."""
+    from .peers import PeerAddress
+
+    try:
+        return PeerAddress.parse(text)
+    except ValueError as exc:
+        fail(str(exc), 2)
 
 
 def require_module(module: str, needed_for: str, extra: str) -> None:

@@ -32,6 +32,7 @@ from ._cli_support import (
     ConfigOption,
     LogLevel,
     NodeOption,
+    address_or_exit,
     console,
     err_console,
     examples,
@@ -45,7 +46,6 @@ from ._cli_support import (
 if TYPE_CHECKING:
     from ._cli_inspect import DriverRow
     from ._node import Node
-    from .peers import PeerAddress
     from .settings import ButterSettings
 
 __all__ = ["app", "main"]
@@ -69,16 +69,6 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 COMMAND_GROUP = "butter.commands"  # entry points adding commands to `butter` (see _register_commands)
-
-
-def address_or_exit(text: str) -> PeerAddress:
-    """Parse ``HOST:PORT`` or exit with status 2 saying why."""
-    from .peers import PeerAddress
-
-    try:
-        return PeerAddress.parse(text)
-    except ValueError as exc:
-        fail(str(exc), 2)
 
 
 def _version(value: bool) -> None:
