@@ -81,7 +81,6 @@ PLUGINS = {
         "Hit",
         "LocalDigest",
         "Miss",
-        "PeerWindows",
         "Query",
         "QueryHandler",
         "QueryReply",
