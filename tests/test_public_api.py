@@ -19,6 +19,13 @@ import butter
 import butter.errors
 
 BUTTER = [
+    "RecordNotFound",
+    "DecryptionFailed",
+    "InvalidCapability",
+    "RecordExpired",
+    "RecordNameMismatch",
+    "RecordRejected",
+    "RecordSignatureInvalid",
     "BlockCorrupted",
     "BlockNotFound",
     "ButterConfigError",

@@ -28,7 +28,8 @@ async def test_request_reply_and_builtin_routes(memory_settings: MakeSettings) -
         assert ping == {"id": a.node_id, "addr": a.address.to_wire()}
         info = butter.PeerInfo.from_wire(decode_payload(await b.request(a.address, "host-quality")))
         assert info.node_id == a.node_id and info.quality.uptime > 0
-        assert a.routes == ["fetch-block", "host-quality", "known-hosts", "ping", "reverse"]  # no persistence: no store
+        assert a.routes == [  # no persistence: no store
+            "fetch-block", "get-record", "host-quality", "known-hosts", "ping", "put-record", "reverse"]
 
 
 async def test_one_budget_split_sizes_known_hosts_and_block_storage(memory_settings: MakeSettings) -> None:

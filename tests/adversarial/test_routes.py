@@ -38,7 +38,7 @@ _networks = itertools.count()
 
 # Every route the node below registers: a route added to Butter must be added here to be fuzzed.
 ROUTES = [
-    "ping", "host-quality", "known-hosts", "fetch-block", "store",  # core
+    "ping", "host-quality", "known-hosts", "fetch-block", "store", "get-record", "put-record",  # core
     "pcg-join", "pcg-leave", "pcg-heartbeat",  # persistence
     "bfs-query", "bfs-digest",  # retrieval
     "ambassador",  # discovery (the ambassador role)
@@ -58,6 +58,10 @@ MISTYPED: list[tuple[str, Any]] = [
     *(("fetch-block", bad) for bad in ({"block_id": 1}, {"block_id": CID.upper()}, {}, [CID])),
     *(("store", bad) for bad in ({"blocks": 1}, {"blocks": ["x"]}, {"blocks": [], "manifest": "m"})),
     ("ping", [1]),
+    *(("get-record", bad) for bad in ({"name": 1}, {"name": CID.upper()}, {"name": CID, "hops": 3},
+                                      {"name": CID, "hops": "1"}, {})),
+    *(("put-record", bad) for bad in ({"record": "x"}, {"record": 1}, {"record": b"\xc1"}, {},
+                                      {"record": encode_payload({"v": 1, "name": CID})})),
     *(("pcg-join", {"cid": CID, "size": 1, "members": [ENTRY], **bad}) for bad in (
         {"cid": 1}, {"size": "1"}, {"size": -1}, {"members": {"n1": ENTRY}}, {"members": [["n1", "127.0.0.1:1", 0]]},
         {"members": [["n1", ["127.0.0.1", 1], "old"]]}, {"members": [["n1", ["127.0.0.1", 1], math.nan]]},

@@ -34,14 +34,21 @@ if TYPE_CHECKING:
     from .errors import BlockNotFound as BlockNotFound
     from .errors import ButterConfigError as ButterConfigError
     from .errors import ButterError as ButterError
+    from .errors import DecryptionFailed as DecryptionFailed
     from .errors import FrameTooLarge as FrameTooLarge
     from .errors import IncompleteItem as IncompleteItem
+    from .errors import InvalidCapability as InvalidCapability
     from .errors import InvalidManifest as InvalidManifest
     from .errors import ItemNotFound as ItemNotFound
     from .errors import ItemTooLarge as ItemTooLarge
     from .errors import PeerIdentityMismatch as PeerIdentityMismatch
     from .errors import PeerUnreachable as PeerUnreachable
     from .errors import ProtocolError as ProtocolError
+    from .errors import RecordExpired as RecordExpired
+    from .errors import RecordNameMismatch as RecordNameMismatch
+    from .errors import RecordNotFound as RecordNotFound
+    from .errors import RecordRejected as RecordRejected
+    from .errors import RecordSignatureInvalid as RecordSignatureInvalid
     from .errors import RemoteError as RemoteError
     from .errors import RequestTimeout as RequestTimeout
     from .errors import RouteError as RouteError
@@ -68,6 +75,13 @@ _EXPORTS = {  # name -> the module that defines it, imported on first use (PEP 5
     "BlockNotFound": ".errors",
     "ButterConfigError": ".errors",
     "ButterError": ".errors",
+    "RecordNotFound": ".errors",
+    "RecordSignatureInvalid": ".errors",
+    "RecordRejected": ".errors",
+    "RecordNameMismatch": ".errors",
+    "RecordExpired": ".errors",
+    "InvalidCapability": ".errors",
+    "DecryptionFailed": ".errors",
     "FrameTooLarge": ".errors",
     "IncompleteItem": ".errors",
     "InvalidManifest": ".errors",
@@ -102,10 +116,12 @@ __all__ = [
     "ButterConfigError",
     "ButterError",
     "ButterSettings",
+    "DecryptionFailed",
     "FrameTooLarge",
     "HostQuality",
     "Identity",
     "IncompleteItem",
+    "InvalidCapability",
     "InvalidManifest",
     "ItemNotFound",
     "ItemTooLarge",
@@ -115,6 +131,11 @@ __all__ = [
     "PeerInfo",
     "PeerUnreachable",
     "ProtocolError",
+    "RecordExpired",
+    "RecordNameMismatch",
+    "RecordNotFound",
+    "RecordRejected",
+    "RecordSignatureInvalid",
     "RemoteError",
     "RequestTimeout",
     "RouteError",

@@ -1,4 +1,4 @@
-"""What ``butter put`` and ``butter sim`` do, apart from printing (see :mod:`butter.cli`)."""
+"""What ``butter put``, ``get`` and ``sim`` do, apart from printing (see :mod:`butter.cli`)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from typing import Any, BinaryIO
 
 import anyio
 
-from ._node import open_node
+from ._node import Node, open_node
 from .blocks import chunk
 from .errors import PeerUnreachable, ProtocolError
 from .peers import PeerAddress
 from .settings import ButterSettings
 from .wire import decode_payload, encode_payload
 
-__all__ = ["UPLOAD_BATCH", "download", "upload", "write_churn_outputs"]
+__all__ = ["UPLOAD_BATCH", "download", "upload", "wait_until_joined", "write_churn_outputs"]
 
 UPLOAD_BATCH = 1024 * 1024  # bytes of blocks per `store` request
 
@@ -71,18 +71,24 @@ async def download(
     verified; returns the bytes written. Raises :class:`~butter.errors.ItemNotFound` or a transport error."""
     written = 0
     async with open_node(settings) as client:
-        with anyio.move_on_after(join_timeout):
-            while not client.hosts.peers():  # noqa: ASYNC110 (static discovery fills it; bounded)
-                await anyio.sleep(0.05)
-        if not client.hosts.peers():
-            peers = ", ".join(map(str, settings.peers)) or "no peer configured"
-            raise PeerUnreachable(f"no answer from {peers} within {join_timeout:g} s: is a node running there?")
+        await wait_until_joined(client, join_timeout)
         async for block in client.retrieve_stream(content_id):
             sink.write(block)
             written += len(block)
             on_progress(written)
     sink.flush()
     return written
+
+
+async def wait_until_joined(client: Node, join_timeout: float) -> None:
+    """Wait until ``client`` knows a host (its settings' ``peers`` say where to join), at most
+    ``join_timeout`` seconds. Raises :class:`~butter.errors.PeerUnreachable` naming the peers otherwise."""
+    with anyio.move_on_after(join_timeout):
+        while not client.hosts.peers():  # noqa: ASYNC110 (static discovery fills it; bounded)
+            await anyio.sleep(0.05)
+    if not client.hosts.peers():
+        peers = ", ".join(map(str, client.settings.peers)) or "no peer configured"
+        raise PeerUnreachable(f"no answer from {peers} within {join_timeout:g} s: is a node running there?")
 
 
 def write_churn_outputs(rows: list[dict[str, Any]], directory: Path) -> list[Path]:

@@ -18,19 +18,25 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 if TYPE_CHECKING:  # the rest is imported when used, so that `butter --help` starts quickly
     from rich.console import Console
 
+    from .peers import PeerAddress
     from .settings import ButterSettings
 
 __all__ = [
     "EXTRA_ARGS",
     "Backend",
+    "BackendOption",
+    "ClientHostOption",
+    "ConfigOption",
     "LogLevel",
+    "NodeOption",
+    "address_or_exit",
     "console",
     "err_console",
     "examples",
@@ -87,6 +93,27 @@ class Backend(enum.StrEnum):
     trio = "trio"
 
 
+# -- options shared by several commands ---------------------------------------------------------------------
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="TOML file whose [butter] table holds settings. Default: ./butter.toml if present.",
+        dir_okay=False,
+    ),
+]
+BackendOption = Annotated[
+    Backend,
+    typer.Option("--backend", help="Async library to run on (trio: pip install 'butter-core[trio]').",
+                 case_sensitive=False),
+]
+NodeOption = Annotated[str, typer.Option("--node", "-n", metavar="HOST:PORT", help="A running node.")]
+ClientHostOption = Annotated[str, typer.Option(help="Address the short-lived client node listens on.")]
+
+
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -98,6 +125,16 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
 
     err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def address_or_exit(text: str) -> PeerAddress:
+    """Parse ``HOST:PORT`` or exit with status 2 saying why."""
+    from .peers import PeerAddress
+
+    try:
+        return PeerAddress.parse(text)
+    except ValueError as exc:
+        fail(str(exc), 2)
 
 
 def require_module(module: str, needed_for: str, extra: str) -> None:

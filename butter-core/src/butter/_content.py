@@ -1,7 +1,9 @@
 """The node's content API: store items, retrieve them, fetch single blocks.
 
 Storing cuts an item into blocks, puts them in the node's block store and hands the item to the
-persistence slot; retrieving delegates to the retrieval slot. Two core routes serve content to peers:
+persistence slot; retrieving delegates to the retrieval slot. With ``encrypt=True`` the item is encrypted
+here first and a capability is returned instead of the content id (:mod:`butter.encryption`); retrieving a
+capability decrypts what the retrieval slot returns. Two core routes serve content to peers:
 
 * ``fetch-block``, body ``{"block_id": hex}``: the block's bytes, verified on read, or error ``not-found``.
 * ``store``, body ``{"blocks": [bytes], "manifest": bytes | nil}``: upload blocks; with the manifest the
@@ -14,8 +16,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from . import codec
-from .blocks import block_id_of, chunk, load_manifest, verify
+from . import codec, encryption
+from .blocks import DEFAULT_MEDIA_TYPE, block_id_of, chunk, load_manifest, verify
 from .errors import BlockCorrupted, ButterConfigError, IncompleteItem, ProtocolError, RouteError, StoreFull
 from .peers import PeerAddress
 
@@ -38,11 +40,19 @@ class Content:
         if persistence is not None:
             node.route("store", self._serve_store)
 
-    async def store(self, data: bytes, *, media_type: str = "application/octet-stream") -> str:
+    async def store(self, data: bytes, *, media_type: str = DEFAULT_MEDIA_TYPE, encrypt: bool = False) -> str:
         """See :meth:`butter.Node.store`."""
+        if not encrypt:
+            return await self._store(bytes(data), media_type)
+        if media_type != DEFAULT_MEDIA_TYPE:
+            raise ValueError("an encrypted item has no media type: holders would read it (leave media_type out)")
+        ciphertext, key = encryption.encrypt(data)
+        return str(encryption.Capability(await self._store(ciphertext, DEFAULT_MEDIA_TYPE), key))
+
+    async def _store(self, data: bytes, media_type: str) -> str:
         persistence = self._persistence_or_fail()
         blocks = self._node.blocks
-        item = chunk(bytes(data), block_size=int(self._node.settings.store.block_size), media_type=media_type)
+        item = chunk(data, block_size=int(self._node.settings.store.block_size), media_type=media_type)
         new = {block_id: b for block_id, b in item.all_blocks.items() if not await blocks.has(block_id)}
         needed = sum(len(b) for b in new.values())
         if needed > blocks.free:
@@ -55,11 +65,20 @@ class Content:
 
     async def retrieve(self, content_id: str, *, timeout: float | None = None) -> bytes:
         """See :meth:`butter.Node.retrieve`."""
-        return await self._retrieval_or_fail().retrieve(content_id, timeout=timeout)
+        retrieval = self._retrieval_or_fail()
+        if not encryption.is_capability(content_id):
+            return await retrieval.retrieve(content_id, timeout=timeout)
+        capability = encryption.Capability.parse(content_id)
+        return encryption.decrypt(await retrieval.retrieve(capability.content_id, timeout=timeout), capability.key)
 
     def retrieve_stream(self, content_id: str, *, timeout: float | None = None) -> AsyncIterator[bytes]:
         """See :meth:`butter.Node.retrieve_stream`."""
+        if encryption.is_capability(content_id):
+            return self._retrieve_whole(content_id, timeout)
         return self._retrieval_or_fail().stream(content_id, timeout=timeout)
+
+    async def _retrieve_whole(self, capability: str, timeout: float | None) -> AsyncIterator[bytes]:
+        yield await self.retrieve(capability, timeout=timeout)
 
     async def fetch_block(self, address: PeerAddress, block_id: str, *, timeout: float | None) -> bytes:
         """See :meth:`butter.Node.fetch_block`."""

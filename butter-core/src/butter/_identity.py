@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from .errors import ButterConfigError, map_exceptions
 
-__all__ = ["KEY_FILE", "Identity", "node_id_from_public_key"]
+__all__ = ["KEY_FILE", "Identity", "node_id_from_public_key", "read_key_file", "write_key_file"]
 
 KEY_FILE = "node_key.pem"
 
@@ -61,22 +61,37 @@ class Identity:
             raise ButterConfigError(f"data_dir {directory} is not a directory (it is a file): name a directory")
         path = directory / KEY_FILE
         if path.exists():
-            with map_exceptions({(ValueError, TypeError, OSError): ButterConfigError}, f"cannot read node key {path}"):
-                key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if not isinstance(key, Ed25519PrivateKey):
-                raise ButterConfigError(f"node key {path} is not an Ed25519 private key")
-            return cls(key)
+            return cls(read_key_file(path))
         identity = cls.generate()
-        pem = identity.private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
         with map_exceptions({OSError: ButterConfigError}, f"cannot create data_dir {directory}"):
             directory.mkdir(parents=True, exist_ok=True)  # FileExistsError too: a file where a parent should be
-        with map_exceptions({OSError: ButterConfigError}, f"cannot write node key {path}"):
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # another process created it first: use theirs
-                return cls.load_or_create(directory)
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
+        if not write_key_file(path, identity.private_key):  # another process created it first: use theirs
+            return cls.load_or_create(directory)
         return identity
+
+
+def read_key_file(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 private key in PEM (PKCS #8, unencrypted) file ``path``. Raises
+    :class:`ButterConfigError` when it is missing, unreadable or another kind of key."""
+    if not path.exists():
+        raise ButterConfigError(f"key file {path} does not exist")
+    with map_exceptions({(ValueError, TypeError, OSError): ButterConfigError}, f"cannot read key file {path}"):
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ButterConfigError(f"key file {path} is not an Ed25519 private key")
+    return key
+
+
+def write_key_file(path: Path, key: Ed25519PrivateKey) -> bool:
+    """Write ``key`` to a new file ``path`` (PEM, PKCS #8, mode 0600); ``False`` when the file already exists
+    (it is left alone). Raises :class:`ButterConfigError` when it cannot be written."""
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    with map_exceptions({OSError: ButterConfigError}, f"cannot write key file {path}"):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+    return True

@@ -12,7 +12,8 @@ A node is an async context manager owning one anyio task group::
 Composition: the node builds one object per slot through the plugins' factory hooks (each gets the node
 as :class:`~butter.slots.NodeServices`, and may register routes: host management serves its own protocol),
 then registers the core routes: ``ping`` here, ``fetch-block`` and ``store`` in the content API
-(:mod:`butter._content`). Requests reach handlers through the route table (:mod:`butter._routes`).
+(:mod:`butter._content`), ``get-record`` and ``put-record`` in the naming API (:mod:`butter._naming`).
+Requests reach handlers through the route table (:mod:`butter._routes`).
 
 Start-up: start the transport (bind errors reach the caller), then host
 management, persistence (which resumes the items of a durable store) and retrieval, answering every
@@ -35,14 +36,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import pluggy
 from anyio.abc import TaskGroup, TaskStatus
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import codec
 from ._content import Content
 from ._identity import Identity
+from ._naming import DEFAULT_FANOUT, DEFAULT_RECORD_EXPIRY, Naming
 from ._plugins import PluginStack
 from ._routes import Handler, NodeStats, RouteRequest, RouteTable, check_route_name
 from .errors import ButterConfigError, ButterError
 from .peers import HostQuality, PeerAddress, PeerInfo
+from .records import RecordBook, RecordValue, SignedRecord
 from .settings import ButterSettings, budget_split, load_settings
 from .slots import Discovery, EventName, HostManager, NodeServices, Persistence, Retrieval, Transport
 from .store import BlockStore, open_store
@@ -99,6 +103,7 @@ class Node:
         self._route_table.hold()  # every request is answered ``starting`` until the services have started
         self.route("ping", self._serve_ping)
         self._content = Content(self, self.persistence, self.retrieval)
+        self._naming = Naming(self, identity.private_key)
 
     def _required(self, obj: Any, slot: str) -> Any:
         if obj is None:
@@ -177,29 +182,37 @@ class Node:
             self.stats.requests_failed += 1
             raise
 
-    async def store(self, data: bytes, *, media_type: str = "application/octet-stream") -> str:
-        """Store ``data`` (bytes) on the overlay; returns its content id (hex).
+    async def store(self, data: bytes, *, media_type: str = "application/octet-stream", encrypt: bool = False) -> str:
+        """Store ``data`` (bytes) on the overlay; returns its content id (hex), or with ``encrypt`` a capability.
 
         The data is cut into blocks (``settings.store.block_size``), put in this node's block
         store, then handed to the persistence slot, which keeps it alive (PCG recruits replicas at once).
-        Raises :class:`~butter.errors.ButterConfigError` when no persistence driver is configured and
-        :class:`~butter.errors.StoreFull` when this node has no room for it (nothing is stored then).
+        With ``encrypt=True`` the data is first encrypted here under a fresh key (ChaCha20-Poly1305, see
+        :mod:`butter.encryption`): holders only ever see ciphertext, and the return value is the capability
+        ``"bcap1:<content id>:<key>"``, the one string that reads the item back with :meth:`retrieve`.
+        Raises :class:`~butter.errors.ButterConfigError` when no persistence driver is configured,
+        :class:`~butter.errors.StoreFull` when this node has no room for it (nothing is stored then) and
+        ``ValueError`` for a ``media_type`` with ``encrypt`` (holders would read it).
         """
-        return await self._content.store(data, media_type=media_type)
+        return await self._content.store(data, media_type=media_type, encrypt=encrypt)
 
     async def retrieve(self, content_id: str, *, timeout: float | None = None) -> bytes:
         """Find and return the item ``content_id`` (hex) through the retrieval slot, verified block by block,
         within ``timeout`` seconds (``None``: the driver's default, 30 s for ``bfs``; ``math.inf``: no limit).
+        Given a capability (``"bcap1:..."``, from ``store(..., encrypt=True)``) instead, it retrieves the
+        encrypted item and returns its decrypted, authenticated plaintext.
 
-        Raises :class:`~butter.errors.ButterConfigError` when no retrieval driver is configured and
+        Raises :class:`~butter.errors.ButterConfigError` when no retrieval driver is configured,
         :class:`~butter.errors.ItemNotFound` (its fields say how far the search went) when the search fails
-        or the deadline passes.
+        or the deadline passes, :class:`~butter.errors.InvalidCapability` for a malformed capability and
+        :class:`~butter.errors.DecryptionFailed` when the item does not authenticate under its key.
         """
         return await self._content.retrieve(content_id, timeout=timeout)
 
     def retrieve_stream(self, content_id: str, *, timeout: float | None = None) -> AsyncIterator[bytes]:
         """Like :meth:`retrieve`, but yield the verified blocks in order, for large items: finding the item,
-        then each batch of blocks, takes at most ``timeout`` seconds (see :class:`~butter.slots.Retrieval`)."""
+        then each batch of blocks, takes at most ``timeout`` seconds (see :class:`~butter.slots.Retrieval`).
+        An encrypted item (a capability) is authenticated as a whole, so it comes as one chunk, at the end."""
         return self._content.retrieve_stream(content_id, timeout=timeout)
 
     async def fetch_block(self, peer: PeerLike, block_id: str, *, timeout: float | None = None) -> bytes:
@@ -209,6 +222,46 @@ class Node:
         :class:`~butter.errors.RemoteError` with code ``not-found``, or a transport error.
         """
         return await self._content.fetch_block(as_address(peer), block_id, timeout=timeout)
+
+    async def publish(
+        self,
+        label: str,
+        value: RecordValue,
+        *,
+        owner: Ed25519PrivateKey | None = None,
+        record_expiry: float = DEFAULT_RECORD_EXPIRY,
+        fanout: int = DEFAULT_FANOUT,
+        timeout: float | None = None,
+    ) -> SignedRecord:
+        """Point the name of (``owner``, ``label``) at ``value``: a content id, a capability or at most 1 KiB
+        of bytes. Returns the signed record; its ``name`` (64 hex) is what :meth:`resolve` takes.
+
+        ``owner`` is the Ed25519 key that signs (default: this node's identity key; a key file moves with its
+        user, see :func:`butter.records.load_owner_key`). The record's sequence is above every one this node
+        and up to ``fanout`` peers hold for the name (and above the clock in milliseconds); it expires
+        ``record_expiry`` seconds from now (default one day). It is kept here and pushed to those peers, each
+        request within ``timeout`` seconds (default ``settings.request_timeout``); peers that cannot be
+        reached are skipped. Raises ``ValueError`` for a label over 128 characters or a value that is not one
+        of the three kinds (see :mod:`butter.records`).
+        """
+        return await self._naming.publish(label, value, owner=owner, record_expiry=record_expiry, fanout=fanout,
+                                          timeout=timeout)
+
+    async def resolve(self, name: str, *, fanout: int = DEFAULT_FANOUT, timeout: float | None = None) -> SignedRecord:
+        """The newest valid record of ``name`` (64 hex): asks up to ``fanout`` peers at once, each within
+        ``timeout`` seconds, verifies every answer (forged, expired, older and misnamed records are refused and
+        counted in :attr:`records`), and returns the highest sequence among theirs and this node's own; peers
+        that answered an older one are sent the newest. Its ``value`` is what the name points at.
+
+        Raises :class:`~butter.errors.RecordNotFound` when neither this node nor a peer asked has a valid one,
+        and ``ValueError`` for a name that is not 64 lowercase hex characters.
+        """
+        return await self._naming.resolve(name, fanout=fanout, timeout=timeout)
+
+    @property
+    def records(self) -> RecordBook:
+        """The signed records this node keeps (the newest of each name) and the counts of those it refused."""
+        return self._naming.book
 
     def quality(self) -> HostQuality:
         """This node's host-quality record: its uptime, available storage, the sizes of its

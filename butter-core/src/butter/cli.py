@@ -21,11 +21,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ._cli_names import name_app
 from ._cli_sim import sim_app
 from ._cli_support import (
     EXTRA_ARGS,
     Backend,
+    BackendOption,
+    ClientHostOption,
+    ConfigOption,
     LogLevel,
+    NodeOption,
+    address_or_exit,
     console,
     err_console,
     examples,
@@ -39,7 +45,6 @@ from ._cli_support import (
 if TYPE_CHECKING:
     from ._cli_inspect import DriverRow
     from ._node import Node
-    from .peers import PeerAddress
     from .settings import ButterSettings
 
 __all__ = ["app", "main"]
@@ -55,40 +60,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(sim_app, name="sim")
+app.add_typer(name_app, name="name")
 
 # -- options shared by several commands ---------------------------------------------------------------------
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        metavar="FILE",
-        help="TOML file whose [butter] table holds settings. Default: ./butter.toml if present.",
-        dir_okay=False,
-    ),
-]
-BackendOption = Annotated[
-    Backend,
-    typer.Option("--backend", help="Async library to run on (trio: pip install 'butter-core[trio]').",
-                 case_sensitive=False),
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table, for scripts.")]
 
-NodeOption = Annotated[str, typer.Option("--node", "-n", metavar="HOST:PORT", help="A running node.")]
-ClientHostOption = Annotated[str, typer.Option(help="Address the short-lived client node listens on.")]
 
 COMMAND_GROUP = "butter.commands"  # entry points adding commands to `butter` (see _register_commands)
-
-
-def address_or_exit(text: str) -> PeerAddress:
-    """Parse ``HOST:PORT`` or exit with status 2 saying why."""
-    from .peers import PeerAddress
-
-    try:
-        return PeerAddress.parse(text)
-    except ValueError as exc:
-        fail(str(exc), 2)
 
 
 def _version(value: bool) -> None:
@@ -521,10 +500,14 @@ def demo(
     epilog=examples(
         "butter put notes.txt --node 127.0.0.1:9000",
         "echo hello | butter put - --node 127.0.0.1:9000 --media-type text/plain",
+        "butter put diary.txt --encrypt --node 127.0.0.1:9000",
         "",
         "The file is cut into blocks here and uploaded to the node's `store` route in batches of about 1 MiB; "
         "the node then keeps it with its persistence driver (PCG: three replicas by default). Prints the "
-        "content id. Exit status 1 if the node cannot be reached or has no room.",
+        "content id. With --encrypt the file is first encrypted here under a fresh key (ChaCha20-Poly1305): "
+        "nodes only see ciphertext, and what is printed is a capability, bcap1:<content id>:<key>, the one "
+        "string that reads it back (`butter get`): keep it secret. "
+        "Exit status 1 if the node cannot be reached or has no room.",
     ),
 )
 def put(
@@ -535,11 +518,13 @@ def put(
         "application/octet-stream"
     ),
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.", min=0.01)] = 30.0,
+    encrypt: Annotated[bool, typer.Option("--encrypt", help="Encrypt here; print a capability, not a content id.")
+                       ] = False,
     host: ClientHostOption = "127.0.0.1",
     config: ConfigOption = None,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
-    """Store a file on the overlay through a running node and print its content id."""
+    """Store a file on the overlay through a running node and print its content id (a capability with --encrypt)."""
     import sys
 
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
@@ -552,6 +537,14 @@ def put(
         data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as exc:
         fail(f"cannot read {file}: {exc}", 2)
+    key = b""
+    if encrypt:
+        from .blocks import DEFAULT_MEDIA_TYPE
+        from .encryption import encrypt as encrypt_bytes
+
+        if media_type != DEFAULT_MEDIA_TYPE:
+            fail("--media-type cannot go with --encrypt: every node would read it", 2)
+        data, key = encrypt_bytes(data)
     base = load_or_exit(config, ctx.args)
     setup_logging(LogLevel.WARNING)
     settings = probe_settings(base, host=host, timeout=timeout)
@@ -564,6 +557,10 @@ def put(
 
         content_id = run_async(upload, settings, target, data, media_type=media_type, timeout=timeout,
                                on_progress=advance, backend=backend, context=f"cannot store on {target}")
+    if encrypt:
+        from .encryption import Capability
+
+        content_id = str(Capability(content_id, key))
     typer.echo(content_id)
 
 
@@ -579,15 +576,19 @@ UPLOAD_PROGRESS_FROM = 4 * 1024 * 1024  # bytes: smaller uploads show no progres
     epilog=examples(
         "butter get 3f2a...e9 --node 127.0.0.1:9000 -o notes.txt",
         "butter get 3f2a...e9 --node 127.0.0.1:9000 > notes.txt",
+        "butter get bcap1:3f2a...e9:Qm9...x --node 127.0.0.1:9000 -o diary.txt",
         "",
         "A short-lived client node joins through --node, searches the overlay for the content id (random TTL "
         "breadth-first search, bfs driver), then fetches the blocks in parallel from the holders, each "
-        "verified against its block id, and writes them in order. Exit status 1 when the item cannot be found.",
+        "verified against its block id, and writes them in order. Given a capability (from `butter put --encrypt`) "
+        "it decrypts the item once all of it has arrived and writes nothing unless it authenticates. Exit status "
+        "1 when the item cannot be found or does not decrypt.",
     ),
 )
 def get(
     ctx: typer.Context,
-    content_id: Annotated[str, typer.Argument(metavar="CID", help="Content id printed by `butter put`.")],
+    content_id: Annotated[str, typer.Argument(
+        metavar="CID", help="Content id printed by `butter put`, or capability printed by `butter put --encrypt`.")],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write; default standard output.", dir_okay=False)
     ] = None,
@@ -597,7 +598,7 @@ def get(
     config: ConfigOption = None,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
-    """Retrieve an item by content id through a running node and write it out, verified block by block."""
+    """Retrieve an item by content id (or capability) through a running node and write it out, verified."""
     import sys
 
     from rich.progress import DownloadColumn, Progress, SpinnerColumn, TransferSpeedColumn
@@ -605,9 +606,16 @@ def get(
     from ._cli_data import download
     from ._cli_peers import probe_settings
     from .blocks import is_block_id
+    from .encryption import Capability, is_capability
+    from .errors import InvalidCapability
 
     target = address_or_exit(node_address)
-    if not is_block_id(content_id):
+    if is_capability(content_id):
+        try:
+            Capability.parse(content_id)
+        except InvalidCapability as exc:
+            fail(f"bad capability: {exc}", 2)
+    elif not is_block_id(content_id):
         fail(f"a content id is 64 lowercase hex characters, got {content_id!r}", 2)
     base = load_or_exit(config, ctx.args)
     setup_logging(LogLevel.WARNING)

@@ -18,15 +18,22 @@ __all__ = [
     "BlockNotFound",
     "ButterConfigError",
     "ButterError",
+    "DecryptionFailed",
     "ErrorMapping",
     "FrameTooLarge",
     "IncompleteItem",
+    "InvalidCapability",
     "InvalidManifest",
     "ItemNotFound",
     "ItemTooLarge",
     "PeerIdentityMismatch",
     "PeerUnreachable",
     "ProtocolError",
+    "RecordExpired",
+    "RecordNameMismatch",
+    "RecordNotFound",
+    "RecordRejected",
+    "RecordSignatureInvalid",
     "RemoteError",
     "RequestTimeout",
     "RouteError",
@@ -223,6 +230,52 @@ class ItemNotFound(ButterError):
             outcome += " before the deadline"
         return (f"item {self.content_id} {outcome}: asked {self.hosts_asked} node(s) in {self.rings} ring(s), "
                 f"reaching {self.hops} hop(s), in {self.seconds:.1f} s")
+
+
+# -- encrypted items and signed records (butter.encryption, butter.records) --------------------------------
+
+
+class InvalidCapability(ButterError, ValueError):
+    """A string is not a capability ``bcap1:<content id>:<key>`` (:mod:`butter.encryption`): wrong prefix,
+    content id or key. The message says which part is wrong."""
+
+
+class DecryptionFailed(ButterError):
+    """An encrypted item did not authenticate under the capability's key: the key is not the item's, or the
+    ciphertext was altered. Nothing of it is returned."""
+
+
+class RecordRejected(ProtocolError):
+    """A signed record (:mod:`butter.records`) failed verification; nothing of it may be used. The
+    subclasses say why; a malformed record raises plain :class:`ProtocolError` when decoded."""
+
+    code = "record-rejected"
+
+
+class RecordSignatureInvalid(RecordRejected):
+    """The record's signature does not verify under the public key it carries: it was forged or altered."""
+
+    code = "bad-signature"
+
+
+class RecordNameMismatch(RecordRejected):
+    """The record's name is not the hash of its public key and label, or it is not the name asked for."""
+
+    code = "wrong-name"
+
+
+class RecordNotFound(ButterError):
+    """No peer asked (nor this node) holds a valid, unexpired record of the name; ``name`` is it (hex)."""
+
+    def __init__(self, name: str, message: str = "") -> None:
+        super().__init__(message or f"no valid record of name {name}")
+        self.name = name
+
+
+class RecordExpired(RecordRejected):
+    """The record's expiry (``expires_at``, Unix seconds) has passed."""
+
+    code = "record-expired"
 
 
 NETWORK_ERRORS: tuple[type[Exception], ...] = (

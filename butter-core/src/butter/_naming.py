@@ -1,0 +1,163 @@
+"""The node's naming API: publish signed records and resolve names (formats: :mod:`butter.records`).
+
+Every node keeps a :class:`~butter.records.RecordBook` (the newest valid record of each name it has seen)
+and serves two core routes:
+
+* ``get-record``, body ``{"name": hex, "hops": int}``: reply ``{"record": bytes | nil}``, the newest
+  unexpired record of the name this node keeps, after asking its own peers first when ``hops`` (0 to 2,
+  default 0) is above 0.
+* ``put-record``, body ``{"record": bytes}``: offer a record; reply ``{"outcome": str}``, one of
+  :data:`~butter.records.Offer`'s (a forged, expired or older record is refused and counted, never kept).
+
+Publishing signs a record with a sequence above every one found for the name, keeps it and pushes it to up to
+``fanout`` peers that host management knows. Resolving asks up to ``fanout`` peers at once with ``hops`` 1
+(each asks up to 8 of its own peers before answering), verifies every answer, and returns the highest valid
+sequence among them and this node's own; it keeps that record, and pushes it back to each peer that
+answered an older one or none (read repair). A record therefore lives on the nodes that published, received
+or resolved it, and a resolve finds it up to two hops from any of them.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from . import codec
+from .blocks import is_block_id
+from .errors import ButterError, RecordNotFound
+from .peers import PeerAddress
+from .records import MAX_RECORD_SIZE, RecordBook, RecordValue, SignedRecord, public_key_bytes, record_name, sign_record
+
+if TYPE_CHECKING:
+    from ._routes import RouteRequest
+    from .slots import NodeServices
+
+__all__ = ["DEFAULT_FANOUT", "DEFAULT_RECORD_EXPIRY", "Naming"]
+
+DEFAULT_FANOUT = 8  # peers asked by a resolve, and pushed to by a publish
+DEFAULT_RECORD_EXPIRY = 86_400.0  # seconds a published record stays valid
+RESOLVE_HOPS = 1  # a resolve's peers each ask their own peers once: records are found up to two hops away
+MAX_HOPS = 2  # the most hops a get-record may ask for
+RECORD_BOOK_CAPACITY = 1_000  # names a node keeps records of (each record is at most 4 KiB)
+
+
+class Naming:
+    """Publish and resolve for one node, and the ``get-record`` and ``put-record`` routes, which it registers
+    on ``node`` when built."""
+
+    def __init__(self, node: NodeServices, owner: Ed25519PrivateKey) -> None:
+        self._node = node
+        self._owner = owner
+        self.book = RecordBook(RECORD_BOOK_CAPACITY)
+        node.route("get-record", self._serve_get)
+        node.route("put-record", self._serve_put)
+
+    async def publish(
+        self,
+        label: str,
+        value: RecordValue,
+        *,
+        owner: Ed25519PrivateKey | None,
+        record_expiry: float,
+        fanout: int,
+        timeout: float | None,
+    ) -> SignedRecord:
+        """See :meth:`butter.Node.publish`."""
+        key = owner if owner is not None else self._owner
+        name = record_name(public_key_bytes(key), label)
+        peers = self._sample(fanout)
+        await self._gather(name, peers, timeout, RESOLVE_HOPS)
+        now = time.time()
+        current = self.book.get(name, now=now)
+        # Above every sequence seen, and above the clock in milliseconds, so that a user moving to a machine
+        # that reaches none of the old records still publishes a newer one (as long as the clocks roughly agree).
+        sequence = max(int(now * 1000), current.sequence + 1 if current is not None else 0)
+        record = sign_record(key, label, value, sequence=sequence, expires_at=int(now + record_expiry))
+        self.book.offer(record, now=now)
+        await self._push(record, peers, timeout)
+        return record
+
+    async def resolve(self, name: str, *, fanout: int, timeout: float | None) -> SignedRecord:
+        """See :meth:`butter.Node.resolve`."""
+        if not is_block_id(name):
+            raise ValueError(f"a record name is 64 lowercase hex characters, got {name!r}")
+        found = await self._gather(name, self._sample(fanout), timeout, RESOLVE_HOPS)
+        best = self.book.get(name, now=time.time())
+        if best is None:
+            raise RecordNotFound(name, f"no valid record of name {name} on this node or the {len(found)} peer(s) "
+                                       "asked")
+        behind = [address for address, record in found.items() if record is None or best.replaces(record)]
+        await self._push(best, behind, timeout)
+        return best
+
+    # -- talking to peers ---------------------------------------------------------------------------------
+
+    def _sample(self, fanout: int, *, besides: PeerAddress | None = None) -> list[PeerAddress]:
+        addresses = [peer.address for peer in self._node.hosts.peers() if peer.address != besides]
+        return random.sample(addresses, min(fanout, len(addresses)))
+
+    async def _gather(self, name: str, peers: list[PeerAddress], timeout: float | None, hops: int) -> dict[
+            PeerAddress, SignedRecord | None]:
+        """Ask ``peers`` at once for their record of ``name``, each to ask its own peers first while ``hops``
+        is above 0; every valid answer is offered to the book (the invalid ones are counted there). Returns
+        what each peer that answered gave (``None``: no record or a refused one); peers that failed are left
+        out."""
+        answers: dict[PeerAddress, SignedRecord | None] = {}
+        body = codec.encode({"name": name, "hops": hops})
+
+        async def ask(address: PeerAddress) -> None:
+            try:
+                reply = await self._node.request(address, "get-record", body, timeout=timeout)
+                blob = codec.Fields.decode(reply, MAX_RECORD_SIZE * 2, what="get-record reply").blob(
+                    "record", max_length=MAX_RECORD_SIZE, default=None)
+                record = SignedRecord.decode(blob) if blob is not None else None
+            except ButterError:
+                return
+            if record is not None and self.book.offer(record, now=time.time(), name=name) not in (
+                    "accepted", "duplicate", "stale"):
+                record = None
+            answers[address] = record
+
+        async with anyio.create_task_group() as tg:
+            for address in peers:
+                tg.start_soon(ask, address)
+        return answers
+
+    async def _push(self, record: SignedRecord, peers: list[PeerAddress], timeout: float | None) -> None:
+        body = codec.encode({"record": record.encode()})
+
+        async def push(address: PeerAddress) -> None:
+            try:
+                await self._node.request(address, "put-record", body, timeout=timeout)
+            except ButterError:
+                pass  # a peer that cannot be reached now learns the record from a later resolve
+
+        async with anyio.create_task_group() as tg:
+            for address in peers:
+                tg.start_soon(push, address)
+
+    # -- routes ---------------------------------------------------------------------------------------------
+
+    async def _serve_get(self, request: RouteRequest) -> bytes:
+        """Body ``{"name": hex, "hops": 0 to 2 (default 0)}``; reply ``{"record": bytes | nil}``. With ``hops``
+        above 0 this node first asks up to 8 of its peers (but the caller) with ``hops - 1``, each within a
+        quarter of ``request_timeout``."""
+        fields = codec.Fields.decode(request.body, MAX_RECORD_SIZE, what="get-record body")
+        name = fields.value("name", codec.content_id)
+        hops = fields.integer("hops", low=0, high=MAX_HOPS, default=0)
+        if hops:
+            peers = self._sample(DEFAULT_FANOUT, besides=request.caller.address)
+            await self._gather(name, peers, self._node.settings.request_timeout / 4, hops - 1)
+        record = self.book.get(name, now=time.time())
+        return codec.encode({"record": record.encode() if record is not None else None})
+
+    async def _serve_put(self, request: RouteRequest) -> bytes:
+        """Body ``{"record": bytes}``; reply ``{"outcome": str}``. Error ``bad-request`` for a malformed one."""
+        fields = codec.Fields.decode(request.body, MAX_RECORD_SIZE * 2, what="put-record body")
+        record = SignedRecord.decode(fields.blob("record", max_length=MAX_RECORD_SIZE))
+        return codec.encode({"outcome": self.book.offer(record, now=time.time())})
+
