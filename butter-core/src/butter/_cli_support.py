@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the rest is imported when used, so that `butter --help` sta
 __all__ = [
     "EXTRA_ARGS",
     "Backend",
+    "LogFormat",
     "LogLevel",
     "console",
     "err_console",
@@ -82,6 +83,11 @@ class LogLevel(enum.StrEnum):
     ERROR = "ERROR"
 
 
+class LogFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
 class Backend(enum.StrEnum):
     asyncio = "asyncio"
     trio = "trio"
@@ -123,12 +129,18 @@ def load_or_exit(config: Path | None, extra_args: list[str], **overrides: Any) -
         fail(str(exc), EXIT_USAGE)
 
 
-def setup_logging(level: LogLevel | str = LogLevel.INFO) -> None:
-    """Send log records at ``level`` and above to stderr: through rich on a terminal, plain text otherwise
-    (so that piped logs are not wrapped at 80 columns). Third-party chatter stays at WARNING unless DEBUG."""
+def setup_logging(level: LogLevel | str = LogLevel.INFO, log_format: LogFormat | str = LogFormat.text) -> None:
+    """Send log records at ``level`` and above to stderr. ``text``: through rich on a terminal, plain text
+    otherwise (so that piped logs are not wrapped at 80 columns); ``json``: one JSON object per line (see
+    :class:`butter._logs.JsonFormatter`). Third-party chatter stays at WARNING unless DEBUG."""
     name = level.value if isinstance(level, LogLevel) else str(level).upper()
     handler: logging.Handler
-    if sys.stderr.isatty():
+    if LogFormat(log_format) is LogFormat.json:
+        from ._logs import JsonFormatter
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    elif sys.stderr.isatty():
         from rich.logging import RichHandler
 
         handler = RichHandler(console=err_console(), show_path=False, rich_tracebacks=True, markup=False)

@@ -26,6 +26,7 @@ from ._cli_sim import sim_app
 from ._cli_support import (
     EXTRA_ARGS,
     Backend,
+    LogFormat,
     LogLevel,
     console,
     err_console,
@@ -73,6 +74,12 @@ BackendOption = Annotated[
     Backend,
     typer.Option("--backend", help="Async library to run on (trio: pip install 'butter-core[trio]').",
                  case_sensitive=False),
+]
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option("--log-format", envvar="BUTTER_LOG_FORMAT", case_sensitive=False,
+                 help="Logs on stderr as text, or json: one object per line (time, level, logger, message, "
+                 "node_id, event, peer), for log shippers."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table, for scripts.")]
 
@@ -160,6 +167,7 @@ def node(
     log_level: Annotated[LogLevel, typer.Option(help="Least severe log level shown.", case_sensitive=False)] = (
         LogLevel.INFO
     ),
+    log_format: LogFormatOption = LogFormat.text,
     backend: BackendOption = Backend.asyncio,
     tracker: Annotated[
         str | None,
@@ -192,7 +200,7 @@ def node(
         discovery={"drivers": discovery} if discovery else None,
         plugins=_observe_options(tracker, metrics_port, stats_route),
     )
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     run_async(_run_node, settings, backend=backend)
     console().print("[green]left gracefully[/]")
 
@@ -271,6 +279,7 @@ def peers(
         str | None, typer.Option(metavar="NAME", help="Transport driver to use. Default: the configured one (tcp).")
     ] = None,
     config: ConfigOption = None,
+    log_format: LogFormatOption = LogFormat.text,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
     """Ask a running node for its known hosts and print them (id, address, uptime, storage, known hosts)."""
@@ -282,7 +291,7 @@ def peers(
 
     target = address_or_exit(address)
     base = load_or_exit(config, ctx.args, transport={"driver": transport} if transport else None)
-    setup_logging(LogLevel.WARNING)
+    setup_logging(LogLevel.WARNING, log_format)
     settings = probe_settings(base, host=host, timeout=timeout)
     report = run_async(
         query_peers, settings, target, timeout=timeout, rounds=rounds, backend=backend,
@@ -493,6 +502,7 @@ def demo(
     log_level: Annotated[LogLevel, typer.Option(help="Least severe log level shown.", case_sensitive=False)] = (
         LogLevel.WARNING
     ),
+    log_format: LogFormatOption = LogFormat.text,
     backend: BackendOption = Backend.asyncio,
     tracker: Annotated[
         str | None,
@@ -503,7 +513,7 @@ def demo(
     """Store a real corpus on a local network, kill a third of it, retrieve everything from a fresh node."""
     from ._demo import run_demo
 
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     observe = {"observe": {"tracker_url": tracker, "tracker_interval": 1.0}} if tracker else None
     result = run_async(run_demo, nodes, corpus=corpus, limit=limit, transport=transport,
                        kill_fraction=kill_fraction, seed=seed, console=console(), plugins=observe, backend=backend)
@@ -536,6 +546,7 @@ def put(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.", min=0.01)] = 30.0,
     host: ClientHostOption = "127.0.0.1",
     config: ConfigOption = None,
+    log_format: LogFormatOption = LogFormat.text,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
     """Store a file on the overlay through a running node and print its content id."""
@@ -552,7 +563,7 @@ def put(
     except OSError as exc:
         fail(f"cannot read {file}: {exc}", 2)
     base = load_or_exit(config, ctx.args)
-    setup_logging(LogLevel.WARNING)
+    setup_logging(LogLevel.WARNING, log_format)
     settings = probe_settings(base, host=host, timeout=timeout)
     with Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console(),
                   transient=True, disable=len(data) < UPLOAD_PROGRESS_FROM) as progress:
@@ -594,6 +605,7 @@ def get(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.", min=0.01)] = 10.0,
     host: ClientHostOption = "127.0.0.1",
     config: ConfigOption = None,
+    log_format: LogFormatOption = LogFormat.text,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
     """Retrieve an item by content id through a running node and write it out, verified block by block."""
@@ -609,7 +621,7 @@ def get(
     if not is_block_id(content_id):
         fail(f"a content id is 64 lowercase hex characters, got {content_id!r}", 2)
     base = load_or_exit(config, ctx.args)
-    setup_logging(LogLevel.WARNING)
+    setup_logging(LogLevel.WARNING, log_format)
     settings = probe_settings(base, host=host, timeout=timeout).model_copy(update={
         "retrieval": base.retrieval, "peers": [str(target)]})
     sink = output.open("wb") if output is not None else sys.stdout.buffer
