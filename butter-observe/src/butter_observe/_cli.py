@@ -136,13 +136,15 @@ GRAPH_EPILOG = """**Examples**
 
   butter graph --tracker postgresql://butter@localhost/butter --max-age 30 --out overlay
 
-Writes OUT.graphml (for networkx, Gephi, yEd) and OUT.html (opens offline: nodes coloured by host-quality
-class, sized by the items they keep, groups highlightable). A crawl asks each node route stats (nodes
-without it: their known-hosts samples)."""
+Writes OUT.graphml (for networkx, Gephi, yEd), OUT.dot (Graphviz: dot -Tsvg OUT.dot) and OUT.html (opens
+offline: nodes coloured by host-quality class, sized by the items they keep, groups highlightable). A crawl
+asks each node route stats (nodes without it: their known-hosts samples)."""
 
 
 def graph(
-    out: Annotated[Path, typer.Option(help="Path prefix of the files written (.graphml, .html).")] = Path("overlay"),
+    out: Annotated[Path, typer.Option(help="Path prefix of the files written (.graphml, .dot, .html).")] = (
+        Path("overlay")
+    ),
     crawl_from: Annotated[
         str | None, typer.Option("--crawl", metavar="HOST:PORT", help="Crawl the overlay from this node.")
     ] = None,
@@ -157,7 +159,7 @@ def graph(
                                         "older than the newest.", min=0)
     ] = None,
 ) -> None:
-    """Draw the overlay: GraphML plus a self-contained HTML page."""
+    """Draw the overlay: GraphML, DOT, and a self-contained HTML page."""
     import butter
 
     from ._graph import crawl, overlay_graph
@@ -218,16 +220,18 @@ def _read_tracker(url: str, max_age: float | None) -> list[Snapshot]:
 
 
 def write_graph(overlay: Any, out: Path, *, title: str) -> list[Path]:
-    """Write ``out``.graphml and ``out``.html; returns their paths."""
+    """Write ``out``.graphml, ``out``.dot and ``out``.html; returns their paths."""
     import networkx as nx
 
-    from ._html import render_html
+    from ._graph import to_dot
+    from ._html import COLOURS, render_html
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    graphml, page = out.with_name(out.name + ".graphml"), out.with_name(out.name + ".html")
+    graphml, dot, page = (out.with_name(out.name + suffix) for suffix in (".graphml", ".dot", ".html"))
     nx.write_graphml(overlay, graphml)
+    dot.write_text(to_dot(overlay, colours=COLOURS), encoding="utf-8")
     page.write_text(render_html(overlay, title=title), encoding="utf-8")
-    return [graphml, page]
+    return [graphml, dot, page]
 
 
 # -- butter tracker serve -----------------------------------------------------------------------------------
