@@ -13,7 +13,10 @@ and ``butter demo``). Metrics (all prefixed ``butter_``):
 * ``known_hosts``, ``known_by``, ``uptime_seconds``, ``available_storage_bytes``, ``items_kept``,
   ``groups{state}``, ``groups_by_replicas{replicas}``: gauges read at scrape time.
 * ``service_total{source,counter}``: every :class:`~butter.capabilities.Counters` of the node's services
-  (``source`` is the service's class: retrieval queries and hops, discovery pings, PCG heartbeats, ...).
+  (``source`` is the service's class: retrieval queries and hops, discovery pings, PCG heartbeats, the tcp
+  transport's connections accepted, refused by each cap, handshakes failed, ...); ``service_open{source,
+  counter}``, a gauge, for those named ``*_open``, which are levels rather than counts (tcp's
+  ``connections_open``).
 
 The HTTP server (:mod:`butter_observe._http`) answers ``GET /metrics`` (anything else: 404). Scrapes run on
 the node's loop, so they read the node's state without locks.
@@ -38,6 +41,7 @@ __all__ = ["NodeMetrics", "serve_metrics"]
 
 log = logging.getLogger("butter.observe.metrics")
 
+LEVEL_SUFFIX = "_open"  # a service counter so named is a level (e.g. tcp's connections_open): a gauge
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # seconds
 
 
@@ -97,10 +101,15 @@ class NodeMetrics(Collector):
         service = CounterMetricFamily(
             "butter_service", "Counters of the node's services (Counters capability).", labels=["source", "counter"]
         )
+        levels = GaugeMetricFamily(
+            "butter_service_open", "What a service has open now (its counters named *_open).",
+            labels=["source", "counter"],
+        )
         for source, counters in snapshot.counters.items():
             for counter, value in sorted(counters.items()):
-                service.add_metric([source, counter], value)
+                (levels if counter.endswith(LEVEL_SUFFIX) else service).add_metric([source, counter], value)
         yield service
+        yield levels
 
 
 async def serve_metrics(
