@@ -18,6 +18,11 @@ senders doing 64-byte round trips, requests per second and CPU per request. Rati
 off`` (for throughput below 1 is a cost; for latency and CPU above 1 is). With ``--demo``, also ``butter
 demo --nodes 10 --limit 40`` as a process with and without ``--tracker`` (wall seconds, alternating runs).
 The machine's load average is recorded: on a shared machine only same-run ratios mean anything.
+
+Because wall-clock ratios on a loaded machine swing by tens of percent, ``micro`` also times the observing
+work itself, in a loop on one node: the per-request event with and without metrics subscribed (microseconds
+per request), taking a snapshot, and writing one to SQLite (the tracker's work per interval, done in a
+worker thread).
 """
 
 from __future__ import annotations
@@ -128,6 +133,39 @@ def overhead(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     } for name in CONFIGURATIONS if name != "off"}
 
 
+async def micro(directory: Path, calls: int = 20_000, snapshots: int = 200) -> dict[str, Any]:
+    """Microseconds per ``butter_request_served`` event without and with metrics, and per snapshot taken and
+    written to SQLite."""
+    from butter_observe import open_database, take_snapshot
+
+    def settings(options: dict[str, Any]) -> ButterSettings:
+        return ButterSettings(host=LOOPBACK, port=0, transport={"driver": "tcp"}, discovery={"drivers": []},
+                              plugins={"observe": options})
+
+    def per_call(fn: Callable[[], object], count: int) -> float:
+        start = time.perf_counter()
+        for _ in range(count):
+            fn()
+        return round((time.perf_counter() - start) / count * 1e6, 2)
+
+    out: dict[str, Any] = {}
+    for name in ("off", "metrics"):
+        async with butter.open_node(settings(observe_options(name, directory / "micro.db"))) as node:
+            out[f"request_event_us_{name}"] = per_call(
+                lambda node=node: node.emit("butter_request_served", route="echo", seconds=1e-4, error_code=None),
+                calls)
+            if name == "off":
+                out["snapshot_take_us"] = per_call(lambda node=node: take_snapshot(node), snapshots)
+                snapshot = take_snapshot(node)
+    database = open_database(f"sqlite:{directory / 'micro.db'}")
+    try:
+        out["snapshot_write_sqlite_us"] = per_call(lambda: database.write(snapshot, history_expiry=3600), snapshots)
+    finally:
+        database.close()
+    out["metrics_us_per_request"] = round(out["request_event_us_metrics"] - out["request_event_us_off"], 2)
+    return out
+
+
 def run_demo(rounds: int, directory: Path) -> dict[str, Any]:
     """``butter demo --nodes 10 --limit 40`` without and with ``--tracker`` (alternating), wall seconds."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUTTER_")}
@@ -160,6 +198,7 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="butter-observe-bench-") as tmp:
         results = anyio.run(run_all, plan, Path(tmp))
+        costs = anyio.run(micro, Path(tmp))
         demo = run_demo(plan.rounds, Path(tmp)) if args.demo else None
     report = {
         "benchmark": "observe overhead (benchmarks/observe.py)",
@@ -173,6 +212,7 @@ def main() -> None:
         "tracker_interval": TRACKER_INTERVAL,
         "results": results,
         "over_off": overhead(results),
+        "micro": costs,
         "demo": demo,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +221,7 @@ def main() -> None:
         print(f"{name:>8} / off: latency p50 x{values['latency_p50']}, CPU/request "
               f"x{values['latency_cpu_per_request']}; throughput x{values['throughput']}, CPU/request "
               f"x{values['throughput_cpu_per_request']}")
+    print(f"micro (us): {costs}")
     if demo is not None:
         print(f"butter demo: tracker / off x{demo['tracker_over_off']} ({demo['median_wall_seconds']})")
     print(f"load average {report['load_average_before_after']}; written to {args.out}")
