@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -70,6 +71,15 @@ def test_sim_churn_prints_the_table_and_writes_outputs(tmp_path: Path) -> None:
     assert rows[0]["items"] == 20 and rows[0]["deaths"] > 0
     assert rows[0]["baseline_retention"] < rows[0]["retention"]
     assert (tmp_path / "churn.csv").exists() and (tmp_path / "churn.png").stat().st_size > 1000
+    with (tmp_path / "churn-timeline.csv").open() as f:
+        samples = list(csv.DictReader(f))
+    assert {s["run"] for s in samples} == {"PCG", "baseline"}
+    pcg = [s for s in samples if s["run"] == "PCG"]
+    assert [float(s["t"]) for s in pcg] == [5.0 * i for i in range(len(pcg))] and len(pcg) >= 6  # warmup to settle
+    assert float(pcg[0]["replicas_per_item"]) == 1.0 < max(float(s["replicas_per_item"]) for s in pcg)
+    assert max(float(s["maintenance_per_node_second"]) for s in pcg) > 0
+    assert all(float(s["maintenance_per_node_second"]) == 0 for s in samples if s["run"] == "baseline")
+    assert (tmp_path / "churn-timeline.png").stat().st_size > 1000
 
 
 SMALL_SIM = ["sim", "churn", "--nodes", "5", "--death-rate", "0.05", "--churn", "1", "--settle", "1", "--no-baseline"]
@@ -88,8 +98,8 @@ def test_sim_out_without_matplotlib_says_so_and_writes_the_rest(monkeypatch: pyt
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     result = runner.invoke(app, [*SMALL_SIM, "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "churn.png needs matplotlib, which is not installed (pip install 'butter-core[plot]')" in result.stderr
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["churn.csv", "churn.json"]
+    assert "PNG pictures need matplotlib, which is not installed (pip install 'butter-core[plot]')" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["churn-timeline.csv", "churn.csv", "churn.json"]
 
 
 def test_sim_with_a_missing_driver_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,7 +16,7 @@ from butter.errors import RemoteError
 from butter.testing.process import RunningProcess
 from butter_observe import GroupView, HostView, Snapshot, ask_stats, open_database
 from butter_observe._cli import write_graph
-from butter_observe._graph import crawl, overlay_graph
+from butter_observe._graph import crawl, overlay_graph, to_dot
 
 from .conftest import MakeSettings, overlay
 
@@ -81,6 +81,21 @@ def test_the_graph_from_a_tracker_database(tmp_path: Path) -> None:
     assert len({d["quality_class"] for _, d in graph.nodes(data=True)}) > 1
 
 
+def test_the_dot_file_has_every_node_and_link() -> None:
+    graph = overlay_graph(fake_overlay(5))
+    graph.add_node('odd "id"\\', seen=False)
+    text = to_dot(graph, colours={})
+    lines = text.splitlines()
+    assert lines[0] == "digraph butter {" and lines[-1] == "}"
+    nodes = [line for line in lines if line.startswith('  "') and "->" not in line]
+    edges = [line for line in lines if "->" in line]
+    assert len(nodes) == 6 and len(edges) == 5
+    assert f'  "{1:064x}" -> "{2:064x}";' in edges
+    assert '  "odd \\"id\\"\\\\" [' in text and 'style="filled,dashed"' in text
+    first = next(line for line in nodes if line.startswith(f'  "{1:064x}"'))
+    assert 'address="127.0.0.1:9000"' in first and 'seen="true"' in first and 'fillcolor="#999999"' in first
+
+
 def butter_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "butter.cli", *args], capture_output=True, text=True, timeout=60,
                           env={**node_env(), "COLUMNS": "200"})
@@ -128,6 +143,7 @@ def test_the_commands_on_real_nodes(tmp_path: Path) -> None:
                 break
         assert "3 nodes, 6 links" in tracked.stdout, tracked.stdout + tracked.stderr
         assert (tmp_path / "tracked.html").read_text().count('class="node') == 3
+        assert (tmp_path / "tracked.dot").read_text().count(" -> ") == 6
     finally:
         for process in started:
             process.stop(timeout=10)

@@ -30,7 +30,7 @@ def ring(size: int) -> list[Snapshot]:
 
 
 def test_the_overlay_page_shows_every_node_and_highlights_a_group(page: Any, tmp_path: Path) -> None:
-    _, html = write_graph(overlay_graph(ring(SIZE)), tmp_path / "overlay", title="ring")
+    _, _, html = write_graph(overlay_graph(ring(SIZE)), tmp_path / "overlay", title="ring")
     page.route("**/*", lambda route: route.abort() if not route.request.url.startswith("file:") else route.continue_())
     page.goto(html.as_uri())  # offline: any request beyond the file itself is refused
     assert page.locator("svg circle.node").count() == SIZE

@@ -91,16 +91,20 @@ async def wait_until_joined(client: Node, join_timeout: float) -> None:
         raise PeerUnreachable(f"no answer from {peers} within {join_timeout:g} s: is a node running there?")
 
 
-def write_churn_outputs(rows: list[dict[str, Any]], directory: Path) -> list[Path]:
-    """Write ``churn.json``, ``churn.csv`` and, when matplotlib is installed, ``churn.png`` (retention vs
-    death rate, PCG against the single-copy baseline) into ``directory``; returns the files written."""
+def write_churn_outputs(
+    rows: list[dict[str, Any]], series: list[dict[str, Any]], directory: Path
+) -> list[Path]:
+    """Write into ``directory``: ``churn.json`` and ``churn.csv`` (``rows``: one per death rate),
+    ``churn-timeline.csv`` (``series``: one row per sample of each run, its ``run`` and ``death_rate`` first,
+    then :attr:`~butter.testing.sim.ChurnResult.timeline`'s columns) and, when matplotlib is installed,
+    ``churn.png`` (retention vs death rate, PCG against the single-copy baseline) and ``churn-timeline.png``
+    (retention, replicas per item and maintenance messages per node per second over virtual time). Returns
+    the files written."""
     directory.mkdir(parents=True, exist_ok=True)
-    written = [directory / "churn.json", directory / "churn.csv"]
+    written = [directory / "churn.json", directory / "churn.csv", directory / "churn-timeline.csv"]
     written[0].write_text(json.dumps(rows, indent=2))
-    with written[1].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_csv(written[1], rows)
+    _write_csv(written[2], series)
     try:
         import matplotlib
 
@@ -123,4 +127,28 @@ def write_churn_outputs(rows: list[dict[str, Any]], directory: Path) -> list[Pat
     fig.savefig(directory / "churn.png", dpi=120)
     plt.close(fig)
     written.append(directory / "churn.png")
+    fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
+    runs = sorted({(sample["run"], sample["death_rate"]) for sample in series})
+    for (run, rate), style in zip(runs, ["-", "--", "-.", ":"] * len(runs), strict=False):
+        samples = [sample for sample in series if (sample["run"], sample["death_rate"]) == (run, rate)]
+        for ax, key, scale in zip(axes, ("retention", "replicas_per_item", "maintenance_per_node_second"),
+                                  (100, 1, 1), strict=True):
+            ax.plot([x["t"] for x in samples], [scale * x[key] for x in samples], style, label=f"{run} at {rate:g}/s")
+    for ax, label in zip(axes, ("items retained (%)", "replicas per item", "maintenance msgs / node / s"),
+                         strict=True):
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize="small")
+    axes[-1].set_xlabel("virtual seconds since the items were stored")
+    fig.tight_layout()
+    fig.savefig(directory / "churn-timeline.png", dpi=120)
+    plt.close(fig)
+    written.append(directory / "churn-timeline.png")
     return written
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows(rows)

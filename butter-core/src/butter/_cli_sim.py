@@ -31,7 +31,9 @@ sim_app = typer.Typer(help="Simulate many nodes in one process under a virtual c
         "virtual clock, so 30 s of churn take seconds. Each death is abrupt (no hand-off); a replacement node "
         "keeps the population constant. Each rate is also run with a single copy per item (the naive baseline: "
         "the `single` persistence driver) unless --no-baseline.",
-        "Needs trio: pip install 'butter-core[trio]'. churn.png needs matplotlib: pip install 'butter-core[plot]'.",
+        "--out also writes every run's time series (retention, replicas per item, maintenance messages per node "
+        "per second, every 5 virtual seconds) as churn-timeline.csv and churn-timeline.png.",
+        "Needs trio: pip install 'butter-core[trio]'. The PNGs need matplotlib: pip install 'butter-core[plot]'.",
     ),
 )
 def sim_churn(
@@ -49,14 +51,15 @@ def sim_churn(
     baseline: Annotated[bool, typer.Option(help="Also run the single-copy baseline.")] = True,
     out: Annotated[
         Path | None,
-        typer.Option(help="Directory for churn.json, churn.csv and (with matplotlib) churn.png.", file_okay=False),
+        typer.Option(help="Directory for churn.json, churn.csv, churn-timeline.csv and (with matplotlib) churn.png "
+                     "and churn-timeline.png.", file_okay=False),
     ] = None,
 ) -> None:
     """Run the churn experiment and print the retention table."""
     require_module("trio", "butter sim", "trio")
     if out is not None and importlib.util.find_spec("matplotlib") is None:
-        err_console().print("note: churn.png needs matplotlib, which is not installed (pip install "
-                            "'butter-core[plot]'); writing churn.json and churn.csv only", style="yellow",
+        err_console().print("note: the PNG pictures need matplotlib, which is not installed (pip install "
+                            "'butter-core[plot]'); writing the JSON and CSV files only", style="yellow",
                             markup=False, highlight=False)
 
     from dataclasses import replace
@@ -72,6 +75,7 @@ def sim_churn(
     configs = [ChurnConfig(nodes=nodes, death_rate=r, churn=churn, heartbeat=heartbeat, replicas=replicas,
                            grace=grace, settle=settle, seed=seed) for r in rates]
     rows: list[dict[str, object]] = []
+    series: list[dict[str, object]] = []  # every run's timeline
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err_console(),
                   transient=True) as progress:
         for config in configs:
@@ -87,6 +91,8 @@ def sim_churn(
                 with exit_on_errors():  # a missing driver: one line, from inside the simulation's task group
                     outcome[label] = run_churn_sync(run, show)
                 progress.remove_task(task)
+                series.extend({"run": label, "death_rate": run.death_rate, **sample}
+                              for sample in outcome[label].timeline)
             pcg = outcome["PCG"]
             rows.append({
                 "nodes": nodes, "churn": churn, "heartbeat": heartbeat, "death_rate": config.death_rate,
@@ -106,5 +112,5 @@ def sim_churn(
                       f"{row['maintenance_per_node_second']:.2f}", f"{row['wall_seconds']:.0f}")
     console().print(table)
     if out is not None:
-        for path in write_churn_outputs(rows, out):
+        for path in write_churn_outputs(rows, series, out):
             console().print(f"wrote {path}", style="dim")

@@ -34,6 +34,8 @@ __all__ = [
     "BackendOption",
     "ClientHostOption",
     "ConfigOption",
+    "LogFormat",
+    "LogFormatOption",
     "LogLevel",
     "NodeOption",
     "address_or_exit",
@@ -88,6 +90,11 @@ class LogLevel(enum.StrEnum):
     ERROR = "ERROR"
 
 
+class LogFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
 class Backend(enum.StrEnum):
     asyncio = "asyncio"
     trio = "trio"
@@ -109,6 +116,12 @@ BackendOption = Annotated[
     Backend,
     typer.Option("--backend", help="Async library to run on (trio: pip install 'butter-core[trio]').",
                  case_sensitive=False),
+]
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option("--log-format", envvar="BUTTER_LOG_FORMAT", case_sensitive=False,
+                 help="Logs on stderr as text, or json: one object per line (time, level, logger, message, "
+                 "node_id, event, peer), for log shippers."),
 ]
 NodeOption = Annotated[str, typer.Option("--node", "-n", metavar="HOST:PORT", help="A running node.")]
 ClientHostOption = Annotated[str, typer.Option(help="Address the short-lived client node listens on.")]
@@ -160,12 +173,18 @@ def load_or_exit(config: Path | None, extra_args: list[str], **overrides: Any) -
         fail(str(exc), EXIT_USAGE)
 
 
-def setup_logging(level: LogLevel | str = LogLevel.INFO) -> None:
-    """Send log records at ``level`` and above to stderr: through rich on a terminal, plain text otherwise
-    (so that piped logs are not wrapped at 80 columns). Third-party chatter stays at WARNING unless DEBUG."""
+def setup_logging(level: LogLevel | str = LogLevel.INFO, log_format: LogFormat | str = LogFormat.text) -> None:
+    """Send log records at ``level`` and above to stderr. ``text``: through rich on a terminal, plain text
+    otherwise (so that piped logs are not wrapped at 80 columns); ``json``: one JSON object per line (see
+    :class:`butter._logs.JsonFormatter`). Third-party chatter stays at WARNING unless DEBUG."""
     name = level.value if isinstance(level, LogLevel) else str(level).upper()
     handler: logging.Handler
-    if sys.stderr.isatty():
+    if LogFormat(log_format) is LogFormat.json:
+        from ._logs import JsonFormatter
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    elif sys.stderr.isatty():
         from rich.logging import RichHandler
 
         handler = RichHandler(console=err_console(), show_path=False, rich_tracebacks=True, markup=False)

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from . import codec
 from ._content import Content
 from ._identity import Identity
+from ._logs import current_node_id
 from ._naming import DEFAULT_FANOUT, DEFAULT_RECORD_EXPIRY, Naming
 from ._plugins import PluginStack
 from ._routes import Handler, NodeStats, RouteRequest, RouteTable, check_route_name
@@ -373,7 +374,8 @@ class Node:
             await self._closed.wait()
             return
         self._closing = True
-        log.info("node %s leaving%s", self.node_id[:8], "" if graceful else " (abruptly)")
+        log.info("node %s leaving%s", self.node_id[:8], "" if graceful else " (abruptly)",
+                 extra={"event": "node_leaving", "node_id": self.node_id})
         if graceful:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self.settings.shutdown_timeout):
                 self.emit("butter_node_stopping")
@@ -397,6 +399,7 @@ class Node:
         The services live in this inner task group, not in the one running the ``async with`` body, so
         closing the node never cancels the caller's own code.
         """
+        current_node_id.set(self.node_id)  # this task's context: every task of the node inherits it
         try:
             with unwrap_single_error():
                 async with anyio.create_task_group() as tg:
@@ -420,7 +423,8 @@ class Node:
             await tg.start(discovery.run)
         for fn in self._behaviours:
             tg.start_soon(self._run_behaviour, fn)
-        log.info("node %s listening on %s (%s)", self.node_id[:8], self._address, self.plugins.describe())
+        log.info("node %s listening on %s (%s)", self.node_id[:8], self._address, self.plugins.describe(),
+                 extra={"event": "node_started"})
         self.emit("butter_node_started")
         task_status.started()
 

@@ -12,15 +12,15 @@ the protocol, or ``None``::
 A consumer whose capability is missing degrades explicitly: it logs once, at start, what is off and why,
 never silently. Each capability is covered by a check in :mod:`butter.testing` for drivers that offer it.
 
-=========================  ==============================================  ===============================
+=========================  ==============================================  ====================================
 capability                 what it answers                                 offered by (in this repository)
-=========================  ==============================================  ===============================
+=========================  ==============================================  ====================================
 :class:`ItemHolders`       which peers hold an item this node keeps        persistence pcg
 :class:`KeptItems`         which items this node keeps alive               persistence pcg
 :class:`GroupStatus`       replicas, target, state of a kept item's group  persistence pcg
-:class:`Counters`          a snapshot of a service's counters              pcg, bfs, multicast, ambassador
+:class:`Counters`          a snapshot of a service's counters              pcg, bfs, multicast, ambassador, tcp
 :class:`OutgoingAdoption`  adopting a connected stream (hole punching)     transport tcp
-=========================  ==============================================  ===============================
+=========================  ==============================================  ====================================
 
 butter-core's README ("The plugin contract") says who consumes each one and what happens when it is missing.
 """

@@ -29,6 +29,8 @@ from ._cli_support import (
     BackendOption,
     ClientHostOption,
     ConfigOption,
+    LogFormat,
+    LogFormatOption,
     LogLevel,
     NodeOption,
     address_or_exit,
@@ -140,6 +142,7 @@ def node(
     log_level: Annotated[LogLevel, typer.Option(help="Least severe log level shown.", case_sensitive=False)] = (
         LogLevel.INFO
     ),
+    log_format: LogFormatOption = LogFormat.text,
     backend: BackendOption = Backend.asyncio,
     tracker: Annotated[
         str | None,
@@ -172,7 +175,7 @@ def node(
         discovery={"drivers": discovery} if discovery else None,
         plugins=_observe_options(tracker, metrics_port, stats_route),
     )
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     run_async(_run_node, settings, backend=backend)
     console().print("[green]left gracefully[/]")
 
@@ -251,6 +254,7 @@ def peers(
         str | None, typer.Option(metavar="NAME", help="Transport driver to use. Default: the configured one (tcp).")
     ] = None,
     config: ConfigOption = None,
+    log_format: LogFormatOption = LogFormat.text,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
     """Ask a running node for its known hosts and print them (id, address, uptime, storage, known hosts)."""
@@ -262,7 +266,7 @@ def peers(
 
     target = address_or_exit(address)
     base = load_or_exit(config, ctx.args, transport={"driver": transport} if transport else None)
-    setup_logging(LogLevel.WARNING)
+    setup_logging(LogLevel.WARNING, log_format)
     settings = probe_settings(base, host=host, timeout=timeout)
     report = run_async(
         query_peers, settings, target, timeout=timeout, rounds=rounds, backend=backend,
@@ -473,6 +477,7 @@ def demo(
     log_level: Annotated[LogLevel, typer.Option(help="Least severe log level shown.", case_sensitive=False)] = (
         LogLevel.WARNING
     ),
+    log_format: LogFormatOption = LogFormat.text,
     backend: BackendOption = Backend.asyncio,
     tracker: Annotated[
         str | None,
@@ -483,7 +488,7 @@ def demo(
     """Store a real corpus on a local network, kill a third of it, retrieve everything from a fresh node."""
     from ._demo import run_demo
 
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     observe = {"observe": {"tracker_url": tracker, "tracker_interval": 1.0}} if tracker else None
     result = run_async(run_demo, nodes, corpus=corpus, limit=limit, transport=transport,
                        kill_fraction=kill_fraction, seed=seed, console=console(), plugins=observe, backend=backend)
@@ -522,6 +527,7 @@ def put(
                        ] = False,
     host: ClientHostOption = "127.0.0.1",
     config: ConfigOption = None,
+    log_format: LogFormatOption = LogFormat.text,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
     """Store a file on the overlay through a running node and print its content id (a capability with --encrypt)."""
@@ -546,7 +552,7 @@ def put(
             fail("--media-type cannot go with --encrypt: every node would read it", 2)
         data, key = encrypt_bytes(data)
     base = load_or_exit(config, ctx.args)
-    setup_logging(LogLevel.WARNING)
+    setup_logging(LogLevel.WARNING, log_format)
     settings = probe_settings(base, host=host, timeout=timeout)
     with Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console(),
                   transient=True, disable=len(data) < UPLOAD_PROGRESS_FROM) as progress:
@@ -596,6 +602,7 @@ def get(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.", min=0.01)] = 10.0,
     host: ClientHostOption = "127.0.0.1",
     config: ConfigOption = None,
+    log_format: LogFormatOption = LogFormat.text,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
     """Retrieve an item by content id (or capability) through a running node and write it out, verified."""
@@ -618,7 +625,7 @@ def get(
     elif not is_block_id(content_id):
         fail(f"a content id is 64 lowercase hex characters, got {content_id!r}", 2)
     base = load_or_exit(config, ctx.args)
-    setup_logging(LogLevel.WARNING)
+    setup_logging(LogLevel.WARNING, log_format)
     settings = probe_settings(base, host=host, timeout=timeout).model_copy(update={
         "retrieval": base.retrieval, "peers": [str(target)]})
     sink = output.open("wb") if output is not None else sys.stdout.buffer

@@ -1,5 +1,5 @@
-"""``butter stats`` and ``butter graph``, added to the ``butter`` command by :func:`register` (entry point
-``butter.commands:observe``, which butter-core's CLI loads)."""
+"""``butter stats``, ``butter graph`` and ``butter tracker serve``, added to the ``butter`` command by
+:func:`register` (entry point ``butter.commands:observe``, which butter-core's CLI loads)."""
 
 from __future__ import annotations
 
@@ -29,9 +29,12 @@ def console(stderr: bool = False) -> Console:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``stats`` and ``graph`` to ``app`` (the ``butter`` command)."""
+    """Add ``stats``, ``graph`` and ``tracker serve`` to ``app`` (the ``butter`` command)."""
     app.command("stats", epilog=STATS_EPILOG)(stats)
     app.command("graph", epilog=GRAPH_EPILOG)(graph)
+    tracker_app = typer.Typer(help="The tracker's database.", no_args_is_help=True)
+    tracker_app.command("serve", epilog=SERVE_EPILOG)(tracker_serve)
+    app.add_typer(tracker_app, name="tracker")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -133,13 +136,15 @@ GRAPH_EPILOG = """**Examples**
 
   butter graph --tracker postgresql://butter@localhost/butter --max-age 30 --out overlay
 
-Writes OUT.graphml (for networkx, Gephi, yEd) and OUT.html (opens offline: nodes coloured by host-quality
-class, sized by the items they keep, groups highlightable). A crawl asks each node route stats (nodes
-without it: their known-hosts samples)."""
+Writes OUT.graphml (for networkx, Gephi, yEd), OUT.dot (Graphviz: dot -Tsvg OUT.dot) and OUT.html (opens
+offline: nodes coloured by host-quality class, sized by the items they keep, groups highlightable). A crawl
+asks each node route stats (nodes without it: their known-hosts samples)."""
 
 
 def graph(
-    out: Annotated[Path, typer.Option(help="Path prefix of the files written (.graphml, .html).")] = Path("overlay"),
+    out: Annotated[Path, typer.Option(help="Path prefix of the files written (.graphml, .dot, .html).")] = (
+        Path("overlay")
+    ),
     crawl_from: Annotated[
         str | None, typer.Option("--crawl", metavar="HOST:PORT", help="Crawl the overlay from this node.")
     ] = None,
@@ -154,7 +159,7 @@ def graph(
                                         "older than the newest.", min=0)
     ] = None,
 ) -> None:
-    """Draw the overlay: GraphML plus a self-contained HTML page."""
+    """Draw the overlay: GraphML, DOT, and a self-contained HTML page."""
     import butter
 
     from ._graph import crawl, overlay_graph
@@ -189,11 +194,21 @@ def graph(
     console().print(f"{overlay.number_of_nodes()} nodes, {overlay.number_of_edges()} links")
 
 
+def _check_tracker(url: str) -> None:
+    from ._database import check_url
+
+    try:
+        check_url(url)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    if url.startswith("sqlite:") and not Path(url.removeprefix("sqlite:")).is_file():
+        raise _fail(f"no tracker database at {url.removeprefix('sqlite:')}")
+
+
 def _read_tracker(url: str, max_age: float | None) -> list[Snapshot]:
     from ._database import open_database
 
-    if url.startswith("sqlite:") and not Path(url.removeprefix("sqlite:")).is_file():
-        raise _fail(f"no tracker database at {url.removeprefix('sqlite:')}")
+    _check_tracker(url)
     try:
         database = open_database(url)
     except Exception as exc:
@@ -205,13 +220,56 @@ def _read_tracker(url: str, max_age: float | None) -> list[Snapshot]:
 
 
 def write_graph(overlay: Any, out: Path, *, title: str) -> list[Path]:
-    """Write ``out``.graphml and ``out``.html; returns their paths."""
+    """Write ``out``.graphml, ``out``.dot and ``out``.html; returns their paths."""
     import networkx as nx
 
-    from ._html import render_html
+    from ._graph import to_dot
+    from ._html import COLOURS, render_html
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    graphml, page = out.with_name(out.name + ".graphml"), out.with_name(out.name + ".html")
+    graphml, dot, page = (out.with_name(out.name + suffix) for suffix in (".graphml", ".dot", ".html"))
     nx.write_graphml(overlay, graphml)
+    dot.write_text(to_dot(overlay, colours=COLOURS), encoding="utf-8")
     page.write_text(render_html(overlay, title=title), encoding="utf-8")
-    return [graphml, page]
+    return [graphml, dot, page]
+
+
+# -- butter tracker serve -----------------------------------------------------------------------------------
+
+SERVE_EPILOG = """**Examples**
+
+  butter tracker serve sqlite:tracker.db
+
+  butter tracker serve postgresql://butter@localhost/butter --port 8090 --expiry 60
+
+Serves on 127.0.0.1 (unless --host says otherwise) a page drawing the nodes whose last snapshot is at most
+--expiry seconds old, as `butter graph` draws them, redrawn every --refresh seconds from /overlay.json.
+Runs until Ctrl-C."""
+
+
+def tracker_serve(
+    url: Annotated[str, typer.Argument(metavar="URL", help="The tracker's database: sqlite:PATH or postgresql://...")],
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="Interface to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on; 0 picks a free one.", min=0, max=65535)] = 8090,
+    refresh: Annotated[float, typer.Option(help="Seconds between two redraws of the page.", min=0.1)] = 2.0,
+    expiry: Annotated[
+        float, typer.Option(help="Seconds after its last snapshot a node counts as gone (default: 3 tracker "
+                                 "intervals).", min=0.1)
+    ] = 30.0,
+) -> None:
+    """Serve a page showing the live overlay from the tracker's database, refreshing itself."""
+    import anyio
+
+    from ._live import serve_live
+
+    _check_tracker(url)
+
+    def listening(bound: int) -> None:
+        console().print(f"tracker view on http://{host}:{bound}/ (Ctrl-C to stop)")
+
+    try:
+        anyio.run(lambda: serve_live(url, host, port, refresh=refresh, expiry=expiry, on_listening=listening))
+    except OSError as exc:
+        raise _fail(f"cannot serve on {host}:{port}: {exc}") from None
+    except KeyboardInterrupt:
+        console(stderr=True).print("stopped")

@@ -29,7 +29,7 @@ from butter.slots import NodeServices
 from ._snapshot import HostView, Snapshot
 from ._stats import ask_stats
 
-__all__ = ["crawl", "overlay_graph", "quality_class"]
+__all__ = ["crawl", "overlay_graph", "quality_class", "to_dot"]
 
 log = logging.getLogger("butter.observe.graph")
 
@@ -65,6 +65,28 @@ def overlay_graph(snapshots: Iterable[Snapshot]) -> nx.DiGraph:
         for d in data:
             d["quality_class"] = quality_class(d["uptime"], d["storage"], d["known_hosts"], means)
     return graph
+
+
+def to_dot(graph: nx.DiGraph, *, colours: dict[str, str]) -> str:
+    """``graph`` in Graphviz's DOT language (a ``digraph``): every node with its attributes, filled with its
+    quality class's colour from ``colours`` and labelled by the first 8 characters of its id; a node only
+    named by others is dashed. Written here rather than through pydot or pygraphviz (each an extra
+    dependency) for these few lines."""
+
+    def quoted(value: object) -> str:
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+    lines = ["digraph butter {", '  node [shape=circle, style=filled, fontsize=8];']
+    for node, data in sorted(graph.nodes(data=True)):
+        attributes = {"label": node[:8], "fillcolor": colours.get(data.get("quality_class", ""), "#999999"),
+                      **data}
+        if not data.get("seen", True):
+            attributes["style"] = "filled,dashed"
+        lines.append(f"  {quoted(node)} [{', '.join(f'{key}={quoted(value)}' for key, value in attributes.items())}];")
+    lines.extend(f"  {quoted(a)} -> {quoted(b)};" for a, b in sorted(graph.edges))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 async def crawl(

@@ -13,7 +13,7 @@ import random
 
 import networkx as nx
 
-__all__ = ["render_html", "spring_layout"]
+__all__ = ["STYLE", "legend", "render_html", "render_svg", "spring_layout"]
 
 WIDTH, HEIGHT, MARGIN = 960, 720, 40  # pixels
 COLOURS = {  # the 8 diversity classes
@@ -87,8 +87,10 @@ def spring_layout(graph: nx.Graph, *, iterations: int = 120, seed: int = 1) -> d
     return {n: ((p[0] - min(xs)) / span_x, (p[1] - min(ys)) / span_y) for n, p in pos.items()}
 
 
-def render_html(graph: nx.DiGraph, *, title: str = "Butter overlay") -> str:
-    """The page for ``graph`` (as built by :func:`~butter_observe._graph.overlay_graph`)."""
+def render_svg(graph: nx.DiGraph) -> str:
+    """The picture of ``graph`` (as built by :func:`~butter_observe._graph.overlay_graph`) as an inline
+    ``<svg>`` element: a line per link, a circle (class ``node``, plus ``unseen`` for a node only named by
+    others) per node with its figures as a tooltip and its groups in ``data-groups``."""
     pos = spring_layout(graph)
 
     def xy(node: str) -> tuple[float, float]:
@@ -100,13 +102,10 @@ def render_html(graph: nx.DiGraph, *, title: str = "Butter overlay") -> str:
     for a, b in sorted(graph.edges):
         (x1, y1), (x2, y2) = xy(a), xy(b)
         parts.append(f'<line class="edge" x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}"/>')
-    groups: dict[str, int] = {}
     for node, d in sorted(graph.nodes(data=True)):
         x, y = xy(node)
         radius = 6 + 3 * math.sqrt(d.get("items", 0))
         kind = d.get("quality_class", "")
-        for cid in d.get("groups", "").split():
-            groups[cid] = groups.get(cid, 0) + 1
         tip = (f"{node}\n{d.get('address', '')}\nclass {kind}\nuptime {d.get('uptime', 0):.0f} s, "
                f"{d.get('items', 0)} items kept, {d.get('storage', 0)} bytes free\nknows {d.get('known_hosts', 0)}, "
                f"known by {d.get('known_by', 0)}" + ("" if d.get("seen") else "\n(named by others only)"))
@@ -116,12 +115,25 @@ def render_html(graph: nx.DiGraph, *, title: str = "Butter overlay") -> str:
             f'data-groups="{html.escape(d.get("groups", ""))}"><title>{html.escape(tip)}</title></circle>'
         )
     parts.append("</svg>")
+    return "".join(parts)
+
+
+def legend() -> str:
+    """The colour legend of the 8 host-quality classes, as a ``<p class="legend">``."""
+    keys = "".join(f'<span style="background:{colour}"></span>{html.escape(name)}' for name, colour in COLOURS.items())
+    return f'<p class="legend">{keys}</p>'
+
+
+def render_html(graph: nx.DiGraph, *, title: str = "Butter overlay") -> str:
+    """The page for ``graph`` (as built by :func:`~butter_observe._graph.overlay_graph`)."""
+    groups: dict[str, int] = {}
+    for _, d in graph.nodes(data=True):
+        for cid in d.get("groups", "").split():
+            groups[cid] = groups.get(cid, 0) + 1
     options = "".join(
         f'<option value="{html.escape(cid)}">{html.escape(cid[:16])}… ({count} nodes)</option>'
         for cid, count in sorted(groups.items())
     )
-    legend = "".join(f'<span style="background:{colour}"></span>{html.escape(name)}'
-                     for name, colour in COLOURS.items())
     summary = (f"{graph.number_of_nodes()} nodes, {graph.number_of_edges()} known-host links, "
                f"{len(groups)} groups")
     return (
@@ -129,6 +141,6 @@ def render_html(graph: nx.DiGraph, *, title: str = "Butter overlay") -> str:
         f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
         f'<p id="summary" data-nodes="{graph.number_of_nodes()}">{summary}</p>'
         f'<p><label>Highlight a group: <select id="group"><option value="">(none)</option>{options}</select>'
-        f'</label></p><p class="legend">{legend}</p>{"".join(parts)}'
+        f'</label></p>{legend()}{render_svg(graph)}'
         f"<script>{SCRIPT}</script></body></html>"
     )

@@ -13,11 +13,13 @@ and ``butter demo``). Metrics (all prefixed ``butter_``):
 * ``known_hosts``, ``known_by``, ``uptime_seconds``, ``available_storage_bytes``, ``items_kept``,
   ``groups{state}``, ``groups_by_replicas{replicas}``: gauges read at scrape time.
 * ``service_total{source,counter}``: every :class:`~butter.capabilities.Counters` of the node's services
-  (``source`` is the service's class: retrieval queries and hops, discovery pings, PCG heartbeats, ...).
+  (``source`` is the service's class: retrieval queries and hops, discovery pings, PCG heartbeats, the tcp
+  transport's connections accepted, refused by each cap, handshakes failed, ...); ``service_open{source,
+  counter}``, a gauge, for those named ``*_open``, which are levels rather than counts (tcp's
+  ``connections_open``).
 
-The HTTP server answers ``GET /metrics`` (anything else: 404) with one response per connection; a request
-head larger than 8 KiB or slower than 5 s is dropped. Scrapes run on the node's loop, so they read the
-node's state without locks.
+The HTTP server (:mod:`butter_observe._http`) answers ``GET /metrics`` (anything else: 404). Scrapes run on
+the node's loop, so they read the node's state without locks.
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 
-import anyio
-from anyio.abc import SocketAttribute, SocketStream
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -34,15 +34,15 @@ from prometheus_client.registry import Collector
 import butter
 from butter.slots import NodeServices
 
+from ._http import serve_http
 from ._snapshot import take_snapshot
 
 __all__ = ["NodeMetrics", "serve_metrics"]
 
 log = logging.getLogger("butter.observe.metrics")
 
+LEVEL_SUFFIX = "_open"  # a service counter so named is a level (e.g. tcp's connections_open): a gauge
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # seconds
-MAX_HEAD = 8192  # bytes of an HTTP request head
-HEAD_TIMEOUT = 5.0  # seconds to receive it
 
 
 class NodeMetrics(Collector):
@@ -101,10 +101,15 @@ class NodeMetrics(Collector):
         service = CounterMetricFamily(
             "butter_service", "Counters of the node's services (Counters capability).", labels=["source", "counter"]
         )
+        levels = GaugeMetricFamily(
+            "butter_service_open", "What a service has open now (its counters named *_open).",
+            labels=["source", "counter"],
+        )
         for source, counters in snapshot.counters.items():
             for counter, value in sorted(counters.items()):
-                service.add_metric([source, counter], value)
+                (levels if counter.endswith(LEVEL_SUFFIX) else service).add_metric([source, counter], value)
         yield service
+        yield levels
 
 
 async def serve_metrics(
@@ -113,35 +118,8 @@ async def serve_metrics(
     """Serve ``GET /metrics`` of ``registry`` on ``host:port`` (port 0: any free one) until cancelled;
     ``on_listening(port bound)`` is called once listening. Raises ``OSError`` when the port cannot be
     bound."""
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    actual = listener.extra(SocketAttribute.local_port)
-    log.info("metrics on http://%s:%d/metrics", host, actual)
-    if on_listening is not None:
-        on_listening(actual)
 
-    async def answer(stream: SocketStream) -> None:
-        async with stream:
-            head = b""
-            with anyio.move_on_after(HEAD_TIMEOUT):
-                while b"\r\n\r\n" not in head and len(head) < MAX_HEAD:
-                    try:
-                        head += await stream.receive(MAX_HEAD)
-                    except (anyio.EndOfStream, anyio.BrokenResourceError):
-                        return
-            if b"\r\n\r\n" not in head:
-                return
-            method, _, rest = head.partition(b" ")
-            path = rest.split(b" ", 1)[0].split(b"?", 1)[0]
-            if method == b"GET" and path == b"/metrics":
-                status, kind, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(registry)
-            else:
-                status, kind, body = "404 Not Found", "text/plain; charset=utf-8", b"not found: try /metrics\n"
-            response = (f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
-                        "Connection: close\r\n\r\n").encode() + body
-            try:
-                await stream.send(response)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass
+    async def metrics() -> tuple[int, str, bytes]:
+        return 200, CONTENT_TYPE_LATEST, generate_latest(registry)
 
-    async with listener:
-        await listener.serve(answer)
+    await serve_http(host, port, {"/metrics": metrics}, what="metrics", on_listening=on_listening)

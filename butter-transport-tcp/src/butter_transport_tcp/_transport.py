@@ -22,6 +22,7 @@ Model:
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener, TaskStatus
@@ -116,6 +117,12 @@ class TcpTransport:
         """Connections open now: those counted toward ``max_connections`` (working incoming, outgoing and
         connecting) plus incoming ones still in their handshake (``max_handshakes``)."""
         return self._count.open + self._admission.handshakes_open
+
+    def counters(self) -> dict[str, int]:
+        """The :class:`~butter.capabilities.Counters` capability: every :class:`TcpStats` field (counts since
+        creation), plus ``connections_open``, which is :attr:`open_connections` now (a level that goes up and
+        down, not a count: butter-observe exports it as a gauge)."""
+        return {**asdict(self.stats), "connections_open": self.open_connections}
 
     # -- identities ---------------------------------------------------------------------------------------
 

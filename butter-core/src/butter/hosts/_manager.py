@@ -160,7 +160,8 @@ class DiversityHostManager:
         elif len(self._hosts) >= self._capacity:
             return False
         self._hosts[address] = info
-        log.info("peer joined: %s (%s) [%s]", info.node_id[:8], address, decision.reason)
+        log.info("peer joined: %s (%s) [%s]", info.node_id[:8], address, decision.reason,
+                 extra={"event": "peer_joined", "peer": info.node_id})
         self.node.emit("butter_peer_discovered", peer=info)
         return True
 
@@ -274,7 +275,8 @@ class DiversityHostManager:
             expiry = float("inf") if address in self._configured else None
             self._lost.add(address, anyio.current_time(), expiry=expiry)
         if info is not None:
-            log.info("peer left: %s (%s): %s", info.node_id[:8], address, why)
+            log.info("peer left: %s (%s): %s", info.node_id[:8], address, why,
+                     extra={"event": "peer_left", "peer": info.node_id})
             self.node.emit("butter_peer_lost", peer=info)
 
 

@@ -61,7 +61,8 @@ class RandomHostManager(DiversityHostManager):
             self._remove(victim, "evicted at random to make room")
             self.node.spawn(self._release, victim)
         self._hosts[address] = info
-        log.info("peer joined: %s (%s)", info.node_id[:8], address)
+        log.info("peer joined: %s (%s)", info.node_id[:8], address,
+                 extra={"event": "peer_joined", "peer": info.node_id})
         self.node.emit("butter_peer_discovered", peer=info)
         return True
 

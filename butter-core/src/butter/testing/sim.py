@@ -41,12 +41,16 @@ from ..settings import ButterSettings
 
 __all__ = [
     "MAINTENANCE_COUNTERS",
+    "SAMPLE_INTERVAL",
     "ChurnConfig",
     "ChurnResult",
     "deterministic_scheduling",
     "run_churn",
     "run_churn_sync",
 ]
+
+SAMPLE_INTERVAL = 5.0
+"""Virtual seconds between two samples of :attr:`ChurnResult.timeline`."""
 
 MAINTENANCE_COUNTERS = ("heartbeats_sent", "joins_sent", "sheds")
 """The persistence driver's counters (:class:`~butter.capabilities.Counters`) that count maintenance messages."""
@@ -82,6 +86,13 @@ class ChurnConfig:
 
 @dataclass
 class ChurnResult:
+    """What one run measured. ``timeline`` holds a sample every :data:`SAMPLE_INTERVAL` virtual seconds from
+    the moment the items are stored to the end of ``settle``: ``t`` (seconds since then), ``alive`` (nodes),
+    ``retention`` (share of the items some live node keeps, by :class:`~butter.capabilities.KeptItems`
+    alone: the final figure also checks the manifest is held), ``replicas_per_item`` (live keepers per
+    retained item) and ``maintenance_per_node_second`` (maintenance messages sent since the previous sample,
+    per live node per second)."""
+
     config: ChurnConfig
     items: int = 0
     retained: int = 0
@@ -215,7 +226,8 @@ async def _experiment(
             data = bytes(payload_rng.getrandbits(8) for _ in range(config.item_size))
             content_ids.append(await node.store(data))
     result.items = len(content_ids)
-    await anyio.sleep(config.warmup)
+    sampler = _Sampler(population, result, content_ids)
+    await sampler.sleep(config.warmup)
     for second in range(int(config.churn)):
         now = anyio.current_time()
         for node_id, (_, _, born) in list(population.alive.items()):
@@ -225,11 +237,9 @@ async def _experiment(
                 if config.replace:
                     await population.spawn(tg)
                     result.replacements += 1
-        if second % 5 == 0:
-            result.timeline.append({"t": second, "alive": len(population.alive)})
         progress("churn", (second + 1) / config.churn)
-        await anyio.sleep(1.0)
-    await anyio.sleep(config.settle)
+        await sampler.sleep(1.0)
+    await sampler.sleep(config.settle)
     progress("measuring", 1.0)
     holders = await _holders(population, content_ids)
     result.retained = sum(1 for h in holders if h > 0)
@@ -242,6 +252,46 @@ async def _experiment(
     maintenance = population.maintenance_of_dead + sum(_maintenance(n) for n in alive)
     result.requests_per_node_second = requests / node_seconds
     result.maintenance_per_node_second = maintenance / node_seconds
+
+
+class _Sampler:
+    """Sleeps in virtual time, appending a sample to ``result.timeline`` every :data:`SAMPLE_INTERVAL`
+    seconds. A sample reads memory only (never awaits), so taking one does not change the run."""
+
+    def __init__(self, population: _Population, result: ChurnResult, content_ids: list[str]) -> None:
+        self.population, self.result, self.content_ids = population, result, content_ids
+        self.start = self.last = anyio.current_time()
+        self.sent = self._maintenance()
+        self._sample()
+
+    async def sleep(self, seconds: float) -> None:
+        end = anyio.current_time() + seconds
+        while (now := anyio.current_time()) < end:
+            due = self.last + SAMPLE_INTERVAL
+            await anyio.sleep(min(end, due) - now)
+            if anyio.current_time() >= due:
+                self._sample()
+
+    def _maintenance(self) -> int:
+        alive = (n for n, _, _ in self.population.alive.values())
+        return self.population.maintenance_of_dead + sum(_maintenance(n) for n in alive)
+
+    def _sample(self) -> None:
+        now, alive = anyio.current_time(), [n for n, _, _ in self.population.alive.values()]
+        keepers = dict.fromkeys(self.content_ids, 0)
+        for node in alive:
+            kept = node.persistence.kept_items() if isinstance(node.persistence, KeptItems) else ()
+            for content_id in keepers.keys() & set(kept):
+                keepers[content_id] += 1
+        retained = [count for count in keepers.values() if count]
+        sent, elapsed = self._maintenance(), now - self.last
+        self.result.timeline.append({
+            "t": round(now - self.start, 3), "alive": len(alive),
+            "retention": len(retained) / len(keepers) if keepers else 1.0,
+            "replicas_per_item": sum(retained) / len(retained) if retained else 0.0,
+            "maintenance_per_node_second": (sent - self.sent) / (len(alive) * elapsed) if alive and elapsed else 0.0,
+        })
+        self.last, self.sent = now, sent
 
 
 def _free_network_name(base: str) -> str:
