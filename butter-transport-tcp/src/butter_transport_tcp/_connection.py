@@ -6,7 +6,9 @@ this module only moves its bytes and runs its requests. Rules both roles keep:
 * Reading is done in chunks of ``read_chunk`` bytes, and every event the channel can produce from a chunk
   is handled before the next read, so a connection holds at most one frame (``max_frame`` bytes) plus one
   chunk.
-* Frames are written whole, by one writer task per connection, from the channel's queue. Callers queue a
+* Frames are written whole, from the channel's queue, by one task at a time: the connection's writer task,
+  or on the serving side the task that answered a request when nobody else is sending (it saves a hand-off
+  per reply; such a task is only ever cancelled together with its connection). Callers of requests queue a
   frame and go on; they are never the ones inside ``send``, so a caller that is cancelled (a request timing
   out) cannot leave half a frame on the wire. Frames queued during one event-loop tick leave in one
   ``send``, which is what makes many small requests in flight cheap. A failed ``send`` closes the connection.
@@ -120,32 +122,42 @@ class Connection(Generic[C]):
             self._drained = None
 
     async def _write_loop(self) -> None:
-        """The only task that sends on this socket, so frames never interleave and a caller that is
-        cancelled never leaves half a frame behind. Frames queued during one event-loop tick leave in one
-        ``send``."""
+        """The task that sends what is queued whenever nobody else is sending (see :meth:`_send_queued`)."""
         try:
             while True:
-                frames = self.channel.frames_to_send()
-                if not frames:
-                    self._notify_drained()
+                if self._sending or not self.channel.outbound_bytes:
+                    if not self._sending:
+                        self._notify_drained()
                     await self._wake.wait()
                     self._wake = anyio.Event()
                     continue
-                self._notify_space()
-                self._sending = True
-                # Consecutive frames are joined up to COALESCE_LIMIT bytes; a larger frame goes alone, as is.
-                batch: list[bytes] = []
-                size = 0
-                for frame in frames:
-                    if batch and size + len(frame) > COALESCE_LIMIT:
-                        await self.stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
-                        batch, size = [], 0
-                    batch.append(frame)
-                    size += len(frame)
-                await self.stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
-                self._sending = False
+                await self._send_queued()
         except NETWORK_ERRORS as exc:
             self.close(describe_network_error(exc))
+
+    async def _send_queued(self) -> None:
+        """Send every queued frame, whole; only one task at a time is inside (``_sending``), so frames never
+        interleave. Consecutive frames are joined up to COALESCE_LIMIT bytes (frames queued during one
+        event-loop tick leave in one ``send``); a larger frame goes alone, as is. Raises what ``send`` raises."""
+        self._sending = True
+        try:
+            frames = self.channel.frames_to_send()
+            self._notify_space()
+            batch: list[bytes] = []
+            size = 0
+            for frame in frames:
+                if batch and size + len(frame) > COALESCE_LIMIT:
+                    await self.stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
+                    batch, size = [], 0
+                batch.append(frame)
+                size += len(frame)
+            await self.stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
+        finally:
+            self._sending = False
+        if self.channel.outbound_bytes:
+            self.wake_writer()  # queued while this send ran
+        else:
+            self._notify_drained()
 
     async def aclose(self) -> None:
         """Close the socket at once (shielded, so it also runs while the caller is being cancelled)."""
@@ -265,11 +277,16 @@ class InboundConnection(Connection[ServerChannel]):
                 reply = Reply(request.id, error=ErrorInfo("handler-error", f"{type(exc).__name__}: {exc}"))
             await self.room()
             self.channel.send_reply(reply)
-            self.wake_writer()
             self.stats.requests_served += 1
             self.last_served = anyio.current_time()
+            if self._sending or self._wake.is_set():
+                self.wake_writer()
+            else:  # nobody is sending: send it from here, saving the hand-off to the writer task
+                await self._send_queued()
         except PeerUnreachable:
             pass  # the peer left; the connection is closed
+        except NETWORK_ERRORS as exc:
+            self.close(describe_network_error(exc))
         finally:
             self.last_active = anyio.current_time()
 
