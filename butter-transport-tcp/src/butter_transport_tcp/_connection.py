@@ -275,10 +275,11 @@ class InboundConnection(Connection[ServerChannel]):
             except Exception as exc:  # a Dispatcher must not raise; answer anyway if one does
                 log.exception("dispatcher raised for route %r", request.route)
                 reply = Reply(request.id, error=ErrorInfo("handler-error", f"{type(exc).__name__}: {exc}"))
-            await self.room()
+            if self.closed or self.channel.outbound_bytes >= OUTBOX_HIGH_WATER:
+                await self.room()
             self.channel.send_reply(reply)
             self.stats.requests_served += 1
-            self.last_served = anyio.current_time()
+            self.last_served = self.last_active = anyio.current_time()
             if self._sending or self._wake.is_set():
                 self.wake_writer()
             else:  # nobody is sending: send it from here, saving the hand-off to the writer task
@@ -287,8 +288,6 @@ class InboundConnection(Connection[ServerChannel]):
             pass  # the peer left; the connection is closed
         except NETWORK_ERRORS as exc:
             self.close(describe_network_error(exc))
-        finally:
-            self.last_active = anyio.current_time()
 
 
 class _Waiter:
@@ -341,7 +340,8 @@ class OutgoingConnection(Connection[ClientChannel]):
         """
         self._calls += 1
         try:
-            await self.room()
+            if self.closed or self.channel.outbound_bytes >= OUTBOX_HIGH_WATER:
+                await self.room()
             request_id = self.channel.send_request(route, body)
             waiter = self.waiters[request_id] = _Waiter()
             self.wake_writer()
@@ -388,8 +388,7 @@ class OutgoingConnection(Connection[ClientChannel]):
             waiter = self.waiters.get(event.id)
             if waiter is not None:
                 waiter.reply = event
-                waiter.event.set()
-                self.last_active = anyio.current_time()
+                waiter.event.set()  # its caller marks the connection active when it wakes
         elif isinstance(event, ChannelError):
             log.warning("%s reported a connection error: %s: %s", self.peer, event.error.code, event.error.message)
         else:  # A reply over our max_frame cannot be matched: its request will time out.

@@ -268,7 +268,7 @@ class TcpTransport:
             encode(Request(1, route, body), self.max_frame)  # raises FrameTooLarge (the channel checks exactly)
         try:
             with anyio.fail_after(timeout):
-                connection = await self._pool.get(address)
+                connection = self._pool.ready(address) or await self._pool.get(address)
                 reply = await connection.call(route, body)
         except TimeoutError:
             raise RequestTimeout(f"no reply from {address} to {route!r} within {timeout} s") from None
