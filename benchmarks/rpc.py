@@ -22,6 +22,10 @@ Systems:
   peer.
 * ``butter-node-asyncio`` / ``butter-node-trio``: the same through two real nodes (``butter.open_node``,
   plaintext tcp, route ``echo``), i.e. with the route table, its events and the node's dispatch.
+* ``native-asyncio`` / ``native-asyncio-tls`` (an experiment, not a product): Butter's sans-IO channel
+  (:mod:`butter.channel`: the same frames, ids and rules) driven by asyncio's own Protocol/Transport, with
+  asyncio's native TLS for ``-tls``; a task per request on the serving side, a timeout per request on the
+  calling side, no flow control or admission. What a native asyncio transport could cost.
 
 Measurements (bounded in count and in time, ``phase_limit`` seconds each):
 
@@ -75,7 +79,8 @@ Call = Callable[[bytes], Awaitable[bytes]]
 RAW = ("raw-asyncio", "raw-asyncio-tls", "raw-trio", "raw-trio-tls")
 BUTTER = ("butter-asyncio", "butter-asyncio-tls", "butter-trio", "butter-trio-tls", "butter-node-asyncio",
           "butter-node-trio")
-SYSTEMS = RAW + BUTTER
+NATIVE = ("native-asyncio", "native-asyncio-tls")  # the experiment: Butter's channel on asyncio's transports
+SYSTEMS = RAW + BUTTER + NATIVE
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,10 @@ class System:
     connect: Callable[[], Awaitable[None]] | None  # None: not measured (nodes)
     pipelines: bool = False  # offers a separate pipelined mode (raw systems)
     results: dict[str, Any] = field(default_factory=dict)
+
+
+async def wait_for(coroutine: Awaitable[None]) -> None:
+    await coroutine
 
 
 def answer(body: bytes) -> bytes:
@@ -254,18 +263,21 @@ async def run_raw_asyncio(plan: Plan, tls: bool) -> dict[str, Any]:
                 reply = answer(await reader.readexactly(length))
                 writer.write(HEADER.pack(len(reply)) + reply)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client left, or the benchmark is over
         finally:
             writer.close()
 
-    server = await asyncio.start_server(serve, LOOPBACK, 0, ssl=server_tls)
+    # limit: a StreamReader pauses reading beyond twice its limit (64 KiB by default), which would halve the
+    # 1 MiB figure; the raw baseline gets a buffer as large as a frame, as Butter's transport has.
+    server = await asyncio.start_server(serve, LOOPBACK, 0, ssl=server_tls, limit=MAX_FRAME)
     port = server.sockets[0].getsockname()[1]
     writers: list[asyncio.StreamWriter] = []
     readers: set[asyncio.Task[None]] = set()
 
     async def open_connection() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection(LOOPBACK, port, ssl=client_tls, server_hostname="" if tls else None)
+        return await asyncio.open_connection(LOOPBACK, port, ssl=client_tls, server_hostname="" if tls else None,
+                                             limit=MAX_FRAME)
 
     def direct(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Call:
         async def call(body: bytes) -> bytes:
@@ -301,7 +313,8 @@ async def run_raw_asyncio(plan: Plan, tls: bool) -> dict[str, Any]:
             waiters.append(waiter)
             writer.write(HEADER.pack(len(body)) + body)
             await writer.drain()
-            return await waiter
+            reply: bytes = await waiter
+            return reply
         return call
 
     async def senders(n: int, pipeline: bool) -> list[Call]:
@@ -328,6 +341,104 @@ async def run_raw_asyncio(plan: Plan, tls: bool) -> dict[str, Any]:
         for writer in writers:
             writer.close()
         server.close()
+
+
+# -- experiment: Butter's sans-IO channel on asyncio's own transports ----------------------------------------
+
+
+async def run_native_asyncio(plan: Plan, tls: bool) -> dict[str, Any]:
+    """Butter's channel (:mod:`butter.channel`, the same frames and rules as the tcp transport) driven by
+    asyncio's Protocol/Transport (and its native TLS for ``-tls``): a task per request on the serving side and
+    a timeout per request on the calling side, as the transport has; no flow control, no admission. What a
+    native asyncio transport could cost, not a product."""
+    from butter.channel import ClientChannel, ServerChannel
+    from butter.wire import Reply, Request
+
+    loop = asyncio.get_running_loop()
+    with tempfile.TemporaryDirectory() as directory:
+        client_tls, server_tls = tls_contexts(Path(directory)) if tls else (None, None)
+    tasks: set[asyncio.Task[None]] = set()
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.channel = ServerChannel(MAX_FRAME)
+
+        def data_received(self, data: bytes) -> None:
+            self.channel.receive_data(data)
+            while (event := self.channel.next_event()) is not None:
+                if isinstance(event, Request):
+                    task = loop.create_task(self.answer(event))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            self.flush()
+
+        async def answer(self, request: Request) -> None:
+            self.channel.send_reply(Reply(request.id, answer(request.body)))
+            self.flush()
+
+        def flush(self) -> None:
+            frames = self.channel.frames_to_send()
+            if frames:
+                self.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    class Client(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.channel = ClientChannel(MAX_FRAME)
+            self.waiters: dict[int, asyncio.Future[Any]] = {}
+
+        def data_received(self, data: bytes) -> None:
+            self.channel.receive_data(data)
+            while (event := self.channel.next_event()) is not None:
+                if isinstance(event, Reply) and (waiter := self.waiters.get(event.id)) is not None:
+                    waiter.set_result(event)
+
+        async def call(self, body: bytes) -> bytes:
+            request_id = self.channel.send_request("echo", body)
+            self.transport.write(b"".join(self.channel.frames_to_send()))
+            waiter = self.waiters[request_id] = loop.create_future()
+            try:
+                async with asyncio.timeout(TIMEOUT):
+                    reply = await waiter
+            finally:
+                del self.waiters[request_id]
+                self.channel.forget(request_id)
+            return reply.body  # type: ignore[no-any-return]
+
+    server = await loop.create_server(Server, LOOPBACK, 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    clients: list[Client] = []
+
+    async def open_client() -> Client:
+        _, client = await loop.create_connection(Client, LOOPBACK, port, ssl=client_tls,
+                                                 server_hostname="" if tls else None)
+        return client
+
+    async def senders(n: int, pipeline: bool) -> list[Call]:
+        client = await open_client()
+        clients.append(client)
+        return [client.call] * n
+
+    async def connect() -> None:
+        client = await open_client()
+        body = os.urandom(SMALL_BODY)
+        assert await client.call(body) == body
+        client.transport.abort()
+
+    async def gather(*coroutines: Awaitable[None]) -> None:
+        await asyncio.gather(*coroutines)
+
+    try:
+        first = await open_client()
+        clients.append(first)
+        return await measure(System(first.call, senders, connect), plan, gather)
+    finally:
+        for client in clients:
+            client.transport.abort()
+        server.close()
+        for task in tasks:
+            task.cancel()
 
 
 # -- raw trio ---------------------------------------------------------------------------------------------
@@ -428,7 +539,7 @@ async def run_raw_trio(plan: Plan, tls: bool) -> dict[str, Any]:
     async def gather(*coroutines: Awaitable[None]) -> None:
         async with trio.open_nursery() as inner:
             for coroutine in coroutines:
-                inner.start_soon(lambda c=coroutine: c)
+                inner.start_soon(wait_for, coroutine)
 
     streams: list[Framed] = []
     async with trio.open_nursery() as nursery:
@@ -522,7 +633,7 @@ async def run_butter(plan: Plan, factory: Callable[[], AbstractAsyncContextManag
     async def gather(*coroutines: Awaitable[None]) -> None:
         async with anyio.create_task_group() as tg:
             for coroutine in coroutines:
-                tg.start_soon(lambda c=coroutine: c)
+                tg.start_soon(wait_for, coroutine)
 
     async with factory() as system:
         return await measure(system, plan, gather)
@@ -532,10 +643,12 @@ def run_system(name: str, plan: Plan) -> dict[str, Any]:
     """Measure one system in this process."""
     if name.startswith("raw-asyncio"):
         return asyncio.run(run_raw_asyncio(plan, tls=name.endswith("-tls")))
+    if name.startswith("native-asyncio"):
+        return asyncio.run(run_native_asyncio(plan, tls=name.endswith("-tls")))
     if name.startswith("raw-trio"):
         import trio
 
-        return trio.run(run_raw_trio, plan, name.endswith("-tls"))  # type: ignore[no-any-return]
+        return trio.run(run_raw_trio, plan, name.endswith("-tls"))
     import anyio
 
     backend = "trio" if "trio" in name else "asyncio"
@@ -597,7 +710,7 @@ def compare(mine: dict[str, Any], base: dict[str, Any]) -> dict[str, float]:
 def ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Each Butter system against the raw systems of the same security (asyncio and trio)."""
     out: dict[str, dict[str, float]] = {}
-    for name in BUTTER:
+    for name in BUTTER + NATIVE:
         mine = results.get(name)
         if not mine or "failed" in mine:
             continue
@@ -679,7 +792,7 @@ def main() -> None:
     print(f"rpc benchmark, 127.0.0.1, plan {plan}, load average {load_before}", file=sys.stderr)
     results = run_all(plan, systems)
     report_ratios = ratios(results)
-    report = {
+    report: dict[str, Any] = {
         "benchmark": "rpc",
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
