@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from butter.pacing import PacingOptions
 
 __all__ = ["PcgOptions"]
 
 
-class PcgOptions(BaseModel):
+class PcgOptions(PacingOptions):
     model_config = ConfigDict(extra="forbid")
     replicas: int = Field(3, ge=1, le=64, description="target replicas r per item")
     heartbeat_interval: float = Field(2.0, gt=0, description="seconds between heartbeat rounds")

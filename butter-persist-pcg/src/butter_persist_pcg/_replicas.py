@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 
 from butter.blocks import Manifest
 from butter.errors import BlockCorrupted, ButterError, RouteError
+from butter.pacing import PeerWindows
 from butter.peers import PeerAddress
 from butter.slots import NodeServices
 from butter.store import BlockStore
@@ -101,10 +103,10 @@ class LocalReplicas:
 
 class Fetcher:
     """Blocks from other members through ``node``: ``timeout`` seconds per block and source, ``concurrency``
-    blocks at once."""
+    blocks at once per job, and each request inside its source's window (``windows``, shared by every job)."""
 
-    def __init__(self, node: NodeServices, timeout: float, concurrency: int) -> None:
-        self.node, self.timeout, self.concurrency = node, timeout, concurrency
+    def __init__(self, node: NodeServices, windows: PeerWindows, timeout: float, concurrency: int) -> None:
+        self.node, self.windows, self.timeout, self.concurrency = node, windows, timeout, concurrency
 
     async def blocks(self, block_ids: list[str], sources: list[PeerAddress]) -> dict[str, bytes]:
         """The blocks (each verified) that some source could provide; the others are left out."""
@@ -128,7 +130,8 @@ class Fetcher:
         ``fetch-failed`` when none could provide it."""
         for source in sources:
             try:
-                return await self.node.fetch_block(source, block_id, timeout=self.timeout)
+                return await self.windows.call(
+                    source, partial(self.node.fetch_block, source, block_id, timeout=self.timeout))
             except BlockCorrupted:
                 log.warning("block %s from %s failed verification; trying another member", block_id[:12], source)
             except ButterError:

@@ -14,6 +14,7 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 
 import anyio
 from anyio.abc import TaskStatus
@@ -80,11 +81,13 @@ class PcgPersistence:
         self.timeout = options.member_timeout or 2.5 * options.heartbeat_interval
         self._groups: dict[str, GroupView] = {}
         self._replicas = LocalReplicas(node.blocks)
-        self._fetcher = Fetcher(node, options.fetch_timeout, options.fetch_concurrency)
+        self._rng = random.Random(options.seed)
+        # joins and block fetches to one peer, over all groups (heartbeats are one batch per peer already)
+        self._windows = options.windows(self._rng)
+        self._fetcher = Fetcher(node, self._windows, options.fetch_timeout, options.fetch_concurrency)
         self._hits: dict[str, list[float]] = defaultdict(list)  # content id -> times it was fetched
         self._busy: set[str] = set()  # groups with a recruit, shed or repair job under way
         self._beating: set[str] = set()  # peers with a heartbeat in flight
-        self._rng = random.Random(options.seed)
         self._lost = LostMembers(options.heartbeat_interval, options.lost_expiry, self._rng)
         self._beats = anyio.CapacityLimiter(options.max_concurrency)  # heartbeats in flight
         self._jobs = anyio.CapacityLimiter(options.max_concurrency)  # recruit, shed and repair jobs under way
@@ -375,7 +378,8 @@ class PcgPersistence:
         self._counts["joins_sent"] += 1
         join = Join(view.content_id, view.size, view.entries(anyio.current_time()))
         try:
-            await self.node.request(address, ROUTE_JOIN, join.encode(), timeout=self.options.join_timeout)
+            await self._windows.call(address, partial(
+                self.node.request, address, ROUTE_JOIN, join.encode(), timeout=self.options.join_timeout))
         except PeerUnreachable:
             self.node.hosts.report_dead(address)
             return False

@@ -36,7 +36,6 @@ from ._service import ROUTE_QUERY as ROUTE_QUERY
 from ._service import BfsRetrieval as BfsRetrieval
 from ._stats import QueryStats as QueryStats
 from ._stats import RetrievalTotals as RetrievalTotals
-from ._windows import PeerWindows as PeerWindows
 
 if TYPE_CHECKING:
     from butter.slots import NodeServices
@@ -56,7 +55,6 @@ __all__ = [
     "Hit",
     "LocalDigest",
     "Miss",
-    "PeerWindows",
     "Query",
     "QueryHandler",
     "QueryReply",

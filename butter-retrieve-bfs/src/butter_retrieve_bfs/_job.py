@@ -1,6 +1,6 @@
 """One retrieval: drive the search rings (:class:`~._protocol.Search`) over the network, then fetch the
 manifest and the blocks from the holders found, retrying failed blocks on other holders, every request
-inside its peer's window (:class:`~._windows.PeerWindows`) and the whole within the retrieval's deadline."""
+inside its peer's window (:class:`~butter.pacing.PeerWindows`) and the whole within the retrieval's deadline."""
 
 from __future__ import annotations
 
@@ -24,13 +24,13 @@ from butter.errors import (
     ProtocolError,
     RemoteError,
 )
+from butter.pacing import is_overloaded
 from butter.peers import PeerAddress
 
 from ._messages import QueryReply, decode_reply
 from ._options import Ring
 from ._protocol import Ask, Search
 from ._stats import QueryStats
-from ._windows import is_overloaded
 
 if TYPE_CHECKING:
     from ._service import BfsRetrieval

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from butter.pacing import PacingOptions
+
 from ._messages import MAX_TTL
 
 __all__ = ["BfsOptions", "Ring"]
@@ -22,7 +24,7 @@ def _default_rings() -> list[Ring]:
     return [Ring(ttl=4, fraction=0.5), Ring(ttl=None, fraction=1.0)]
 
 
-class BfsOptions(BaseModel):
+class BfsOptions(PacingOptions):
     model_config = ConfigDict(extra="forbid")
     rings: list[Ring] = Field(
         default_factory=_default_rings,
@@ -47,14 +49,6 @@ class BfsOptions(BaseModel):
         30.0, gt=0, description="seconds a retrieval may take, search and fetching together, when the caller gives "
         "no timeout; a missing item is reported not found within it (stream(): finding the item, then each "
         "window of blocks)"
-    )
-    peer_window: int = Field(
-        16, ge=1, le=1024, description="requests this node keeps in flight to one peer, at most, over all its "
-        "retrievals; halved on an 'overloaded' reply or a timeout, widened by one per answer"
-    )
-    overload_retry_interval: float = Field(
-        0.5, ge=0, description="seconds before a peer that answered 'overloaded' is asked again (x1 to x1.5 at "
-        "random), doubled for each further 'overloaded' in a row, at most 16 times"
     )
     query_timeout: float = Field(3.0, gt=0, description="seconds to wait for one search reply")
     fetch_timeout: float = Field(10.0, gt=0, description="seconds to wait for one block")

@@ -31,7 +31,6 @@ from ._messages import DigestAsk, DigestReply, Query
 from ._options import BfsOptions, Ring
 from ._protocol import QueryHandler
 from ._stats import QueryStats, RetrievalTotals
-from ._windows import PeerWindows
 
 if TYPE_CHECKING:
     from butter import RouteRequest
@@ -74,7 +73,7 @@ class BfsRetrieval:
         self._digest: LocalDigest | None = None
         self._digest_built = float("-inf")
         self._pulls = anyio.CapacityLimiter(options.max_concurrency)
-        self.windows = PeerWindows(options.peer_window, retry_interval=options.overload_retry_interval, rng=self.rng)
+        self.windows = options.windows(self.rng)
         self._holders: ItemHolders | None = None  # found at start (run)
         self._kept: KeptItems | None = None
         node.route(ROUTE_QUERY, self._serve_query)

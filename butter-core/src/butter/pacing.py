@@ -1,12 +1,14 @@
-"""Per-peer windows of requests in flight: the asking side of back-pressure.
+"""Per-peer windows of requests in flight: the asking side of back-pressure, shared by every plugin that
+sends many requests to the same peers (bfs's queries and block fetches, pcg's joins and block fetches).
 
-Every request bfs sends to a peer (search queries, block fetches, digest pulls) first takes a slot in that
-peer's window, so at most ``window`` of this node's requests are in flight to one peer at once, however
-many retrievals run. The window adapts as TCP's congestion window does (additive increase, multiplicative
-decrease): an ``overloaded`` reply or a timeout halves it (never below 1), every other answer widens it by
-one, back up to ``window``. After an ``overloaded`` reply the peer is also left alone for a while:
-``retry_interval`` seconds (× 1 to 1.5 at random), doubled for each further ``overloaded`` in a row, at
-most :data:`MAX_BACKOFF_FACTOR` times that; any other answer resets it.
+Every request sent through :class:`PeerWindows` first takes a slot in its peer's window, so at most ``window``
+of the service's requests are in flight to one peer at once, however many jobs run. The window adapts as TCP's
+congestion window does (additive increase, multiplicative decrease; RFC 5681): an ``overloaded`` reply or a
+timeout halves it (never below 1), every other answer widens it by one, back up to ``window``. After an
+``overloaded`` reply the peer is also left alone for a while: ``retry_interval`` seconds (× 1 to 1.5 at
+random), doubled for each further ``overloaded`` in a row, at most :data:`MAX_BACKOFF_FACTOR` times that;
+any other answer resets it. A server answers ``overloaded`` when a connection already has its cap of requests
+being handled (see :mod:`butter.channel`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
 import anyio
+from pydantic import BaseModel, Field
 
 from butter.errors import RemoteError, RequestTimeout
 from butter.peers import PeerAddress
 
-__all__ = ["OVERLOADED", "PeerWindows", "is_overloaded"]
+__all__ = ["OVERLOADED", "PacingOptions", "PeerWindows", "is_overloaded"]
 
 OVERLOADED = "overloaded"  # the error code a transport answers when a peer has too many requests in progress
 MAX_BACKOFF_FACTOR = 16
@@ -33,6 +36,24 @@ Outcome = Literal["answered", "overloaded", "timeout", "lost"]
 def is_overloaded(exc: BaseException) -> bool:
     """Whether ``exc`` is the peer's ``overloaded`` error reply (busy now: ask later or elsewhere)."""
     return isinstance(exc, RemoteError) and exc.code == OVERLOADED
+
+
+class PacingOptions(BaseModel):
+    """The pacing options of a driver that sends through :class:`PeerWindows`: driver options models inherit
+    them, so every driver names and documents them alike (units: requests, seconds)."""
+
+    peer_window: int = Field(
+        16, ge=1, le=1024, description="requests this node keeps in flight to one peer, at most, over all the "
+        "driver's jobs; halved on an 'overloaded' reply or a timeout, widened by one per answer"
+    )
+    overload_retry_interval: float = Field(
+        0.5, ge=0, description="seconds before a peer that answered 'overloaded' is asked again (x1 to x1.5 at "
+        "random), doubled for each further 'overloaded' in a row, at most 16 times"
+    )
+
+    def windows(self, rng: random.Random) -> PeerWindows:
+        """Fresh windows with these options."""
+        return PeerWindows(self.peer_window, retry_interval=self.overload_retry_interval, rng=rng)
 
 
 class _Peer:
@@ -48,7 +69,7 @@ class _Peer:
 
 
 class PeerWindows:
-    """The windows of one node's retrieval service, one per peer it talks to (kept only while they differ
+    """The windows of one service of a node, one per peer it talks to (kept only while they differ
     from a fresh one: a peer with nothing in flight, a full window and no backoff is forgotten)."""
 
     def __init__(self, window: int, *, retry_interval: float, rng: random.Random) -> None:
