@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -50,6 +51,7 @@ limits_log = RateLimitedLog(log)  # limits hit on any connection: at most one li
 _CONNECTION_LOST: tuple[type[Exception], ...] = (PeerUnreachable, *NETWORK_ERRORS)
 OUTBOX_HIGH_WATER = 1024 * 1024  # bytes queued for a socket before writers wait
 COALESCE_LIMIT = 256 * 1024  # bytes of queued frames joined into one send
+IDLE_ANSWERERS = 2  # answering tasks an incoming connection keeps waiting for its next request
 
 C = TypeVar("C", bound=Channel)
 
@@ -169,10 +171,14 @@ class Connection(Generic[C]):
 class InboundConnection(Connection[ServerChannel]):
     """A connection a peer opened to us: requests in, replies out (a :class:`~butter.channel.ServerChannel`).
 
-    Each request runs ``dispatch`` in its own task, at most ``max_concurrent`` at once (the channel answers
-    more with ``overloaded``). Once a frame has begun, the rest of it must arrive within ``frame_timeout``
-    seconds, or the connection is cut off as a slow peer (``on_slow`` is called, then the connection
-    closes): a peer that sends a header and then trickles bytes holds a frame buffer only that long.
+    Each request runs ``dispatch`` in a task of its own while it is handled, at most ``max_concurrent`` at
+    once (the channel answers more with ``overloaded``). Answering tasks are reused: one that is done takes
+    the next request waiting, and up to ``IDLE_ANSWERERS`` wait for the next one to arrive, so a steady
+    stream of requests does not start a task each.
+
+    Once a frame has begun, the rest of it must arrive within ``frame_timeout`` seconds, or the connection is
+    cut off as a slow peer (``on_slow`` is called, then the connection closes): a peer that sends a header
+    and then trickles bytes holds a frame buffer only that long.
 
     Every request reaches ``dispatch`` with ``caller`` (a :class:`~butter.wire.Caller`): the node id the
     secure channel authenticated (``None`` in plaintext) and the socket's remote address (not authenticated).
@@ -198,6 +204,9 @@ class InboundConnection(Connection[ServerChannel]):
         self.frame_timeout = frame_timeout
         self.on_slow = on_slow
         self.last_served = 0.0  # when a request was last answered (event-loop clock; 0: never): usefulness
+        self._requests: deque[Request] = deque()  # received, not yet taken by an answering task
+        self._idle: list[anyio.Event] = []  # one per idle answering task: set to hand it work, or to stop it
+        self._reading = True
 
     async def run(self) -> None:
         """Serve the peer until it disconnects or :meth:`close` is called; never raises an ``Exception``.
@@ -218,6 +227,10 @@ class InboundConnection(Connection[ServerChannel]):
                                 pass  # the peer is done sending; answer what it asked, then stop
                             except _CONNECTION_LOST as exc:
                                 self.close(describe_network_error(exc))
+                        self._reading = False
+                        for wake in self._idle:
+                            wake.set()
+                        self._idle.clear()
                         if reading.cancelled_caught:
                             if self.on_slow is not None:
                                 self.on_slow(self)
@@ -239,7 +252,11 @@ class InboundConnection(Connection[ServerChannel]):
             while (event := channel.next_event()) is not None:
                 completed = True
                 if isinstance(event, Request):
-                    answers.start_soon(self._answer, event)
+                    self._requests.append(event)
+                    if self._idle:
+                        self._idle.pop().set()
+                    else:
+                        answers.start_soon(self._answer_requests)
                     continue
                 self._refused(event)
                 if channel.outbound_bytes >= OUTBOX_HIGH_WATER:  # a flood of bad frames: answer at its pace
@@ -267,6 +284,19 @@ class InboundConnection(Connection[ServerChannel]):
             limits_log.warning("max_frame", "refused a frame from %s: %s (max_frame)", self.peer, event.error)
         else:
             log.debug("rejected a frame from %s: %s", self.peer, event.error)
+
+    async def _answer_requests(self) -> None:
+        """Answer the requests waiting, one at a time; then wait for the next one (unless ``IDLE_ANSWERERS``
+        already wait) until the peer stops sending. Every request queued has woken or started a task that
+        checks the queue after it, so none waits while a task is free."""
+        while True:
+            while self._requests:
+                await self._answer(self._requests.popleft())
+            if not self._reading or len(self._idle) >= IDLE_ANSWERERS:
+                return
+            wake = anyio.Event()
+            self._idle.append(wake)
+            await wake.wait()
 
     async def _answer(self, request: Request) -> None:
         try:
