@@ -3,7 +3,7 @@
 Model:
 
 * ``serve`` binds a listener, then owns one task group holding every task of the transport: the accept
-  loops, per incoming connection a reader, a writer and one task per request being answered, per outgoing
+  loops, per incoming connection a reader, a writer and the tasks answering its requests, per outgoing
   connection a reader and a writer, and a sweeper that closes idle connections. Cancelling ``serve``
   closes every socket.
 * The transport is a facade over four parts: the connections themselves (:mod:`._connection`, each driving a
