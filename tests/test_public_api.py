@@ -74,7 +74,6 @@ PLUGINS = {
         "Hit",
         "LocalDigest",
         "Miss",
-        "PeerWindows",
         "Query",
         "QueryHandler",
         "QueryReply",

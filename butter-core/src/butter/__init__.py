@@ -56,7 +56,8 @@ if TYPE_CHECKING:
     from .settings import ButterSettings as ButterSettings
     from .settings import load_settings as load_settings
 
-__version__ = "0.1.0"
+__version__: str  # butter-core's installed version, read from its package metadata on first use (the
+# repository's VERSION file is the one source: every distribution's build reads it)
 
 _EXPORTS = {  # name -> the module that defines it, imported on first use (PEP 562)
     "Identity": "._identity",
@@ -134,6 +135,11 @@ __all__ = [
 if not TYPE_CHECKING:  # for type checkers every name above is imported; an unknown name stays an error
 
     def __getattr__(name: str) -> Any:
+        if name == "__version__":
+            from importlib.metadata import version
+
+            globals()[name] = value = version("butter-core")
+            return value
         module = _EXPORTS.get(name)
         if module is None:
             raise AttributeError(f"module 'butter' has no attribute {name!r}")

@@ -79,9 +79,10 @@ def installed_plugins(settings: ButterSettings) -> list[DriverRow]:
     """
     chosen = selected_drivers(settings)
     rows: list[DriverRow] = []
+    installed = entry_points()  # one scan of every distribution's metadata (a scan per group cost ~0.2 s)
     for slot, group in [*SLOT_GROUPS.items(), ("observers", OBSERVER_GROUP)]:
         found: dict[str, DriverRow] = {}
-        for ep in entry_points(group=group):
+        for ep in installed.select(group=group):
             if ep.name in found:
                 continue
             dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "?"

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import __version__
 from ._cli_sim import sim_app
 from ._cli_support import (
     EXTRA_ARGS,
@@ -94,6 +93,8 @@ def address_or_exit(text: str) -> PeerAddress:
 
 def _version(value: bool) -> None:
     if value:
+        from . import __version__
+
         typer.echo(f"butter {__version__}")
         raise typer.Exit()
 
