@@ -162,6 +162,42 @@ async def test_too_many_concurrent_requests_are_answered_overloaded() -> None:
         assert server.stats.requests_overloaded == 1
 
 
+async def test_requests_held_by_their_handlers_never_hold_up_the_next_ones() -> None:
+    # Answering tasks are reused (a few wait for the next request): after sequential requests leave idle
+    # ones behind, more requests blocked in their handler than there are idle tasks must not delay a later
+    # request, which here is the one that releases them.
+    released = anyio.Event()
+    waiting = 0
+
+    async def dispatch(request: Request) -> Reply:
+        nonlocal waiting
+        if request.route == "wait":
+            waiting += 1
+            await released.wait()
+        elif request.route == "release":
+            released.set()
+        return Reply(request.id, request.body)
+
+    with anyio.fail_after(30):
+        server, client = transport(), transport()
+        async with serving(server, dispatch) as address, serving(client):
+            for i in range(5):
+                assert await client.request(address, "echo", b"%d" % i, timeout=30) == b"%d" % i
+            answers: list[bytes] = []
+
+            async def wait() -> None:
+                answers.append(await client.request(address, "wait", b"w", timeout=30))
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(6):
+                    tg.start_soon(wait)
+                while waiting < 6:
+                    await anyio.sleep(0.01)
+                assert await client.request(address, "release", b"r", timeout=30) == b"r"
+            assert answers == [b"w"] * 6
+            assert client.stats.connections_opened == 1
+
+
 async def test_connection_cap_refuses_extra_incoming_connections() -> None:
     with anyio.fail_after(10):
         server = transport(max_connections=2)

@@ -113,7 +113,7 @@ class RouteTable:
         self._handlers: dict[str, Handler] = {}
         self._refusal: ErrorInfo | None = None  # while set, every request is answered with it
         self._in_flight = 0
-        self._idle = anyio.Event()
+        self._idle: anyio.Event | None = None  # made when someone waits for the last request to end
         self._mismatch_logged = float("-inf")  # when the last sender-mismatch warning was logged
         self._mismatches_unlogged = 0
 
@@ -146,6 +146,8 @@ class RouteTable:
         """Refuse new requests (:meth:`refuse`) and return once no request is in flight."""
         self.refuse()
         if self._in_flight:
+            if self._idle is None:
+                self._idle = anyio.Event()
             await self._idle.wait()
 
     async def dispatch(self, request: Request) -> Reply:
@@ -157,14 +159,14 @@ class RouteTable:
             self._stats.error_replies += 1
             return Reply(request.id, error=ErrorInfo("unknown-route", f"no route {request.route!r}"))
         self._in_flight += 1
-        self._idle = anyio.Event() if self._in_flight == 1 else self._idle
         started = time.perf_counter()
         try:
             reply = await self._answer(handler, request)
         finally:
             self._in_flight -= 1
-            if self._in_flight == 0:
+            if self._in_flight == 0 and self._idle is not None:
                 self._idle.set()
+                self._idle = None
         self._node.emit(
             "butter_request_served", route=request.route, seconds=time.perf_counter() - started,
             error_code=reply.error.code if reply.error is not None else None,

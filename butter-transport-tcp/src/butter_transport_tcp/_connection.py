@@ -6,7 +6,9 @@ this module only moves its bytes and runs its requests. Rules both roles keep:
 * Reading is done in chunks of ``read_chunk`` bytes, and every event the channel can produce from a chunk
   is handled before the next read, so a connection holds at most one frame (``max_frame`` bytes) plus one
   chunk.
-* Frames are written whole, by one writer task per connection, from the channel's queue. Callers queue a
+* Frames are written whole, from the channel's queue, by one task at a time: the connection's writer task,
+  or on the serving side the task that answered a request when nobody else is sending (it saves a hand-off
+  per reply; such a task is only ever cancelled together with its connection). Callers of requests queue a
   frame and go on; they are never the ones inside ``send``, so a caller that is cancelled (a request timing
   out) cannot leave half a frame on the wire. Frames queued during one event-loop tick leave in one
   ``send``, which is what makes many small requests in flight cheap. A failed ``send`` closes the connection.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -48,6 +51,7 @@ limits_log = RateLimitedLog(log)  # limits hit on any connection: at most one li
 _CONNECTION_LOST: tuple[type[Exception], ...] = (PeerUnreachable, *NETWORK_ERRORS)
 OUTBOX_HIGH_WATER = 1024 * 1024  # bytes queued for a socket before writers wait
 COALESCE_LIMIT = 256 * 1024  # bytes of queued frames joined into one send
+IDLE_ANSWERERS = 2  # answering tasks an incoming connection keeps waiting for its next request
 
 C = TypeVar("C", bound=Channel)
 
@@ -120,32 +124,42 @@ class Connection(Generic[C]):
             self._drained = None
 
     async def _write_loop(self) -> None:
-        """The only task that sends on this socket, so frames never interleave and a caller that is
-        cancelled never leaves half a frame behind. Frames queued during one event-loop tick leave in one
-        ``send``."""
+        """The task that sends what is queued whenever nobody else is sending (see :meth:`_send_queued`)."""
         try:
             while True:
-                frames = self.channel.frames_to_send()
-                if not frames:
-                    self._notify_drained()
+                if self._sending or not self.channel.outbound_bytes:
+                    if not self._sending:
+                        self._notify_drained()
                     await self._wake.wait()
                     self._wake = anyio.Event()
                     continue
-                self._notify_space()
-                self._sending = True
-                # Consecutive frames are joined up to COALESCE_LIMIT bytes; a larger frame goes alone, as is.
-                batch: list[bytes] = []
-                size = 0
-                for frame in frames:
-                    if batch and size + len(frame) > COALESCE_LIMIT:
-                        await self.stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
-                        batch, size = [], 0
-                    batch.append(frame)
-                    size += len(frame)
-                await self.stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
-                self._sending = False
+                await self._send_queued()
         except NETWORK_ERRORS as exc:
             self.close(describe_network_error(exc))
+
+    async def _send_queued(self) -> None:
+        """Send every queued frame, whole; only one task at a time is inside (``_sending``), so frames never
+        interleave. Consecutive frames are joined up to COALESCE_LIMIT bytes (frames queued during one
+        event-loop tick leave in one ``send``); a larger frame goes alone, as is. Raises what ``send`` raises."""
+        self._sending = True
+        try:
+            frames = self.channel.frames_to_send()
+            self._notify_space()
+            batch: list[bytes] = []
+            size = 0
+            for frame in frames:
+                if batch and size + len(frame) > COALESCE_LIMIT:
+                    await self.stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
+                    batch, size = [], 0
+                batch.append(frame)
+                size += len(frame)
+            await self.stream.send(batch[0] if len(batch) == 1 else b"".join(batch))
+        finally:
+            self._sending = False
+        if self.channel.outbound_bytes:
+            self.wake_writer()  # queued while this send ran
+        else:
+            self._notify_drained()
 
     async def aclose(self) -> None:
         """Close the socket at once (shielded, so it also runs while the caller is being cancelled)."""
@@ -157,10 +171,14 @@ class Connection(Generic[C]):
 class InboundConnection(Connection[ServerChannel]):
     """A connection a peer opened to us: requests in, replies out (a :class:`~butter.channel.ServerChannel`).
 
-    Each request runs ``dispatch`` in its own task, at most ``max_concurrent`` at once (the channel answers
-    more with ``overloaded``). Once a frame has begun, the rest of it must arrive within ``frame_timeout``
-    seconds, or the connection is cut off as a slow peer (``on_slow`` is called, then the connection
-    closes): a peer that sends a header and then trickles bytes holds a frame buffer only that long.
+    Each request runs ``dispatch`` in a task of its own while it is handled, at most ``max_concurrent`` at
+    once (the channel answers more with ``overloaded``). Answering tasks are reused: one that is done takes
+    the next request waiting, and up to ``IDLE_ANSWERERS`` wait for the next one to arrive, so a steady
+    stream of requests does not start a task each.
+
+    Once a frame has begun, the rest of it must arrive within ``frame_timeout`` seconds, or the connection is
+    cut off as a slow peer (``on_slow`` is called, then the connection closes): a peer that sends a header
+    and then trickles bytes holds a frame buffer only that long.
 
     Every request reaches ``dispatch`` with ``caller`` (a :class:`~butter.wire.Caller`): the node id the
     secure channel authenticated (``None`` in plaintext) and the socket's remote address (not authenticated).
@@ -186,6 +204,9 @@ class InboundConnection(Connection[ServerChannel]):
         self.frame_timeout = frame_timeout
         self.on_slow = on_slow
         self.last_served = 0.0  # when a request was last answered (event-loop clock; 0: never): usefulness
+        self._requests: deque[Request] = deque()  # received, not yet taken by an answering task
+        self._idle: list[anyio.Event] = []  # one per idle answering task: set to hand it work, or to stop it
+        self._reading = True
 
     async def run(self) -> None:
         """Serve the peer until it disconnects or :meth:`close` is called; never raises an ``Exception``.
@@ -206,6 +227,10 @@ class InboundConnection(Connection[ServerChannel]):
                                 pass  # the peer is done sending; answer what it asked, then stop
                             except _CONNECTION_LOST as exc:
                                 self.close(describe_network_error(exc))
+                        self._reading = False
+                        for wake in self._idle:
+                            wake.set()
+                        self._idle.clear()
                         if reading.cancelled_caught:
                             if self.on_slow is not None:
                                 self.on_slow(self)
@@ -227,7 +252,11 @@ class InboundConnection(Connection[ServerChannel]):
             while (event := channel.next_event()) is not None:
                 completed = True
                 if isinstance(event, Request):
-                    answers.start_soon(self._answer, event)
+                    self._requests.append(event)
+                    if self._idle:
+                        self._idle.pop().set()
+                    else:
+                        answers.start_soon(self._answer_requests)
                     continue
                 self._refused(event)
                 if channel.outbound_bytes >= OUTBOX_HIGH_WATER:  # a flood of bad frames: answer at its pace
@@ -256,6 +285,19 @@ class InboundConnection(Connection[ServerChannel]):
         else:
             log.debug("rejected a frame from %s: %s", self.peer, event.error)
 
+    async def _answer_requests(self) -> None:
+        """Answer the requests waiting, one at a time; then wait for the next one (unless ``IDLE_ANSWERERS``
+        already wait) until the peer stops sending. Every request queued has woken or started a task that
+        checks the queue after it, so none waits while a task is free."""
+        while True:
+            while self._requests:
+                await self._answer(self._requests.popleft())
+            if not self._reading or len(self._idle) >= IDLE_ANSWERERS:
+                return
+            wake = anyio.Event()
+            self._idle.append(wake)
+            await wake.wait()
+
     async def _answer(self, request: Request) -> None:
         try:
             try:
@@ -263,15 +305,19 @@ class InboundConnection(Connection[ServerChannel]):
             except Exception as exc:  # a Dispatcher must not raise; answer anyway if one does
                 log.exception("dispatcher raised for route %r", request.route)
                 reply = Reply(request.id, error=ErrorInfo("handler-error", f"{type(exc).__name__}: {exc}"))
-            await self.room()
+            if self.closed or self.channel.outbound_bytes >= OUTBOX_HIGH_WATER:
+                await self.room()
             self.channel.send_reply(reply)
-            self.wake_writer()
             self.stats.requests_served += 1
-            self.last_served = anyio.current_time()
+            self.last_served = self.last_active = anyio.current_time()
+            if self._sending or self._wake.is_set():
+                self.wake_writer()
+            else:  # nobody is sending: send it from here, saving the hand-off to the writer task
+                await self._send_queued()
         except PeerUnreachable:
             pass  # the peer left; the connection is closed
-        finally:
-            self.last_active = anyio.current_time()
+        except NETWORK_ERRORS as exc:
+            self.close(describe_network_error(exc))
 
 
 class _Waiter:
@@ -324,7 +370,8 @@ class OutgoingConnection(Connection[ClientChannel]):
         """
         self._calls += 1
         try:
-            await self.room()
+            if self.closed or self.channel.outbound_bytes >= OUTBOX_HIGH_WATER:
+                await self.room()
             request_id = self.channel.send_request(route, body)
             waiter = self.waiters[request_id] = _Waiter()
             self.wake_writer()
@@ -371,8 +418,7 @@ class OutgoingConnection(Connection[ClientChannel]):
             waiter = self.waiters.get(event.id)
             if waiter is not None:
                 waiter.reply = event
-                waiter.event.set()
-                self.last_active = anyio.current_time()
+                waiter.event.set()  # its caller marks the connection active when it wakes
         elif isinstance(event, ChannelError):
             log.warning("%s reported a connection error: %s: %s", self.peer, event.error.code, event.error.message)
         else:  # A reply over our max_frame cannot be matched: its request will time out.

@@ -111,6 +111,14 @@ class OutgoingPool:
             dial.done.set()
         self._dialing.clear()
 
+    def ready(self, address: PeerAddress) -> OutgoingConnection | None:
+        """The open connection to ``address`` (marked most recently used), or ``None``: :meth:`get` connects."""
+        connection = self.connections.get(address)
+        if connection is None or connection.closed:
+            return None
+        self.connections.move_to_end(address)
+        return connection
+
     async def get(self, address: PeerAddress) -> OutgoingConnection:
         """The open connection to ``address``, connecting first if there is none.
 
@@ -118,9 +126,8 @@ class OutgoingPool:
         :class:`~butter.errors.PeerIdentityMismatch`, :class:`~butter.errors.TransportBusy` or
         :class:`~butter.errors.RequestTimeout` (no connection within ``connect_timeout``).
         """
-        connection = self.connections.get(address)
-        if connection is not None and not connection.closed:
-            self.connections.move_to_end(address)
+        connection = self.ready(address)
+        if connection is not None:
             return connection
         dial = self._dialing.get(address)
         if dial is None:

@@ -3,7 +3,7 @@
 Model:
 
 * ``serve`` binds a listener, then owns one task group holding every task of the transport: the accept
-  loops, per incoming connection a reader, a writer and one task per request being answered, per outgoing
+  loops, per incoming connection a reader, a writer and the tasks answering its requests, per outgoing
   connection a reader and a writer, and a sweeper that closes idle connections. Cancelling ``serve``
   closes every socket.
 * The transport is a facade over four parts: the connections themselves (:mod:`._connection`, each driving a
@@ -275,7 +275,7 @@ class TcpTransport:
             encode(Request(1, route, body), self.max_frame)  # raises FrameTooLarge (the channel checks exactly)
         try:
             with anyio.fail_after(timeout):
-                connection = await self._pool.get(address)
+                connection = self._pool.ready(address) or await self._pool.get(address)
                 reply = await connection.call(route, body)
         except TimeoutError:
             raise RequestTimeout(f"no reply from {address} to {route!r} within {timeout} s") from None
