@@ -258,7 +258,10 @@ def tracker_serve(
     ] = 30.0,
 ) -> None:
     """Serve a page showing the live overlay from the tracker's database, refreshing itself."""
+    import signal
+
     import anyio
+    import anyio.abc
 
     from ._live import serve_live
 
@@ -267,9 +270,26 @@ def tracker_serve(
     def listening(bound: int) -> None:
         console().print(f"tracker view on http://{host}:{bound}/ (Ctrl-C to stop)")
 
-    try:
-        anyio.run(lambda: serve_live(url, host, port, refresh=refresh, expiry=expiry, on_listening=listening))
-    except OSError as exc:
-        raise _fail(f"cannot serve on {host}:{port}: {exc}") from None
-    except KeyboardInterrupt:
-        console(stderr=True).print("stopped")
+    failed: list[OSError] = []
+
+    async def serve(tg: anyio.abc.TaskGroup) -> None:
+        try:
+            await serve_live(url, host, port, refresh=refresh, expiry=expiry, on_listening=listening)
+        except OSError as exc:
+            failed.append(exc)
+            tg.cancel_scope.cancel()
+
+    async def until_signalled() -> None:
+        # Ctrl-C or SIGTERM cancels the server inside the loop (no KeyboardInterrupt thrown into whatever
+        # runs, a database read in a worker thread included), so the process always ends promptly.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(serve, tg)
+                async for _ in signals:
+                    tg.cancel_scope.cancel()
+                    break
+
+    anyio.run(until_signalled)
+    if failed:
+        raise _fail(f"cannot serve on {host}:{port}: {failed[0]}")
+    console(stderr=True).print("stopped")
