@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -63,6 +63,14 @@ class ChurnConfig:
     ``persistence`` is the driver every node runs (``"pcg"``, or ``"single"`` for the single-copy
     baseline); ``heartbeat`` and ``replicas`` are PCG's options (``heartbeat_interval``, ``replicas``),
     given to ``pcg`` only; ``persistence_options`` go to any driver, over those.
+
+    ``topology`` sets who meets whom at start: an adjacency mapping of the first ``nodes`` nodes (indexes
+    0 to ``nodes - 1``, in start order) to their neighbours, e.g. ``networkx.to_dict_of_lists(graph)`` of any
+    networkx graph. Node ``i`` is given the addresses of its neighbours started before it as its peers
+    (instead of ``bootstrap_peers`` random ones); host management then grows the overlay from there as it
+    would from any first contacts. Replacements during churn still join ``bootstrap_peers`` random live
+    nodes. Raises :class:`~butter.errors.ButterConfigError` (at :func:`run_churn`) for an index outside the
+    population.
     """
 
     nodes: int = 250
@@ -82,6 +90,16 @@ class ChurnConfig:
     seed: int = 1
     persistence: str = "pcg"
     persistence_options: dict[str, Any] = field(default_factory=dict)
+    topology: Mapping[int, Collection[int]] | None = None
+
+    def check(self) -> None:
+        """Raise :class:`~butter.errors.ButterConfigError` if ``topology`` names a node outside ``nodes``."""
+        if self.topology is None:
+            return
+        named = set(self.topology) | {j for neighbours in self.topology.values() for j in neighbours}
+        outside = sorted(i for i in named if not 0 <= i < self.nodes)
+        if outside:
+            raise ButterConfigError(f"topology names nodes {outside[:5]} outside the population 0..{self.nodes - 1}")
 
 
 @dataclass
@@ -122,14 +140,20 @@ class _Population:
         self.rng = random.Random(config.seed)
         self.alive: dict[str, tuple[Node, anyio.CancelScope, float]] = {}
         self.counter = 0
+        self.first: list[str] = []  # the addresses of the first ``nodes`` nodes, in start order (topology)
         self.requests_of_dead = 0
         self.maintenance_of_dead = 0
 
     def settings(self) -> tuple[ButterSettings, Identity]:
         """The next node's settings and identity, every seed in them drawn from the run's ``seed``."""
         self.counter += 1
-        peers = [str(n.address) for n, _, _ in self.rng.sample(list(self.alive.values()),
-                                                                  min(self.config.bootstrap_peers, len(self.alive)))]
+        index, topology = self.counter - 1, self.config.topology
+        if topology is not None and index < self.config.nodes:
+            neighbours = set(topology.get(index, ())) | {i for i, near in topology.items() if index in near}
+            peers = [self.first[i] for i in sorted(neighbours) if i < index]
+        else:
+            peers = [str(n.address) for n, _, _ in self.rng.sample(
+                list(self.alive.values()), min(self.config.bootstrap_peers, len(self.alive)))]
         seed = self.config.seed * 1_000_003 + self.counter
         values: dict[str, Any] = {
             "host": "127.0.0.1",
@@ -152,6 +176,8 @@ class _Population:
 
     async def spawn(self, tg: TaskGroup) -> Node:
         node: Node = await tg.start(self._life, *self.settings())
+        if len(self.first) < self.config.nodes:
+            self.first.append(str(node.address))
         return node
 
     async def _life(self, settings: ButterSettings, identity: Identity, *, task_status: TaskStatus[Node]) -> None:
@@ -195,6 +221,7 @@ async def run_churn(config: ChurnConfig, on_progress: Callable[[str, float], Non
     """Run one experiment; ``on_progress(phase, fraction)`` is called as virtual time passes."""
     from .memory import MemoryNetwork
 
+    config.check()
     wall = time.perf_counter()
     network_name = _free_network_name(f"sim-{config.seed}")
     network = MemoryNetwork.named(network_name)
