@@ -31,5 +31,5 @@ async def test_each_node_starts_knowing_its_earlier_neighbours_in_the_graph() ->
 
 
 async def test_a_topology_outside_the_population_is_refused() -> None:
-    with pytest.raises(ButterConfigError, match="outside the population 0..3"):
+    with pytest.raises(ButterConfigError, match=r"outside the population 0\.\.3"):
         await run_churn(ChurnConfig(nodes=4, topology={0: [1], 1: [7]}))
