@@ -328,8 +328,9 @@ class Admission:
 
     async def _secure_and_serve(self, stream: ByteStream, slot: Slot, serve: Serve) -> None:
         """Secure an admitted connection (unless plaintext) and check its network within
-        ``handshake_timeout``, serve it until it ends, then count it out. Never raises an ``Exception``
-        for a failed handshake."""
+        ``handshake_timeout``, serve it until it ends, then count it out and close it (whatever ended it: a
+        failed handshake, an eviction, the node closing mid-handshake). Never raises an ``Exception`` for a
+        failed handshake."""
         remote = remote_of(stream)
         stream = _Heard(stream, slot)
         try:
@@ -349,16 +350,13 @@ class Admission:
                         timeout = self.options.handshake_timeout
                         why = f"no handshake within {timeout} s" if isinstance(exc, TimeoutError) else exc
                         self.limits.warning("handshake", "secure handshake with %s failed: %s", remote or "?", why)
-                    await _close(stream)
                     return
                 if not self._start_working(slot):
-                    await _close(stream)
                     return
                 await serve(stream, node_id, remote, slot)
-            if slot.scope.cancelled_caught:  # evicted
-                await _close(stream)
         finally:
             self.release(slot)
+            await _close(stream)
 
 
 class _Heard(ByteStream):

@@ -92,7 +92,7 @@ class Identities:
 
         Raises :class:`~butter.errors.PeerIdentityMismatch` or :class:`~butter.errors.PeerUnreachable`
         (handshake failed, the peer is on another network or holds another network key, or it all took
-        longer than ``handshake_timeout``); ``stream`` is closed then.
+        longer than ``handshake_timeout``); ``stream`` is closed then, and when the handshake is cancelled.
         """
         expected = self._expected.get(address) if self.channel is not None else None
         node_id: str | None = None
@@ -107,6 +107,7 @@ class Identities:
             raise PeerUnreachable(f"no secure handshake with {address} within {self.handshake_timeout} s") from None
         except PeerIdentityMismatch as exc:
             self.stats.identity_mismatches += 1
+            await _close(stream)
             self.limits.warning(
                 "identity", "refused %s: it authenticated as node %s, but %s is expected there", address,
                 exc.actual, exc.expected,
@@ -124,6 +125,9 @@ class Identities:
             self.stats.handshakes_failed += 1
             await _close(stream)
             raise PeerUnreachable(f"cannot secure the connection to {address}: {exc}") from None
+        except BaseException:  # cancelled (the node closing mid-handshake) or unforeseen: never leak the socket
+            await _close(stream)
+            raise
         if self.pin and expected is None and node_id is not None:
             self.expect(address, node_id)
         return stream, node_id
