@@ -21,6 +21,7 @@ from ._cli_support import (
     err_console,
     examples,
     fail,
+    item_or_exit,
     load_or_exit,
     run_async,
     setup_logging,
@@ -97,21 +98,12 @@ def publish(
     backend: BackendOption = Backend.asyncio,
 ) -> None:
     """Point one of your names at a value."""
-    from .blocks import is_block_id
-    from .encryption import Capability, is_capability
-    from .errors import InvalidCapability
-
     target = address_or_exit(node_address)
     base = load_or_exit(config, ctx.args)
     owner = _owner_or_exit(owner_key, base)
     chosen: RecordValue = value.encode() if inline else value
-    if not inline and is_capability(value):
-        try:
-            Capability.parse(value)
-        except InvalidCapability as exc:
-            fail(f"bad capability: {exc}", 2)
-    elif not inline and not is_block_id(value):
-        fail(f"VALUE must be a content id (64 lowercase hex) or a capability, got {value!r}; --inline for text", 2)
+    if not inline:
+        item_or_exit(value, "VALUE", "; --inline for text")
     setup_logging(LogLevel.WARNING)
     try:
         record = run_async(_publish, _client_settings(base, host, target, timeout), label, chosen, owner,

@@ -44,6 +44,7 @@ __all__ = [
     "examples",
     "exit_on_errors",
     "fail",
+    "item_or_exit",
     "load_or_exit",
     "require_module",
     "run_async",
@@ -148,6 +149,22 @@ def address_or_exit(text: str) -> PeerAddress:
         return PeerAddress.parse(text)
     except ValueError as exc:
         fail(str(exc), 2)
+
+
+def item_or_exit(text: str, what: str, hint: str = "") -> None:
+    """Exit with status 2 unless ``text`` (named ``what`` in the message, then ``hint``) is a content id or a
+    well-formed capability (``bcap1:…``, :mod:`butter.encryption`)."""
+    from .blocks import is_block_id
+    from .encryption import Capability, is_capability
+    from .errors import InvalidCapability
+
+    if is_capability(text):
+        try:
+            Capability.parse(text)
+        except InvalidCapability as exc:
+            fail(f"bad capability: {exc}", 2)
+    elif not is_block_id(text):
+        fail(f"{what} must be a content id (64 lowercase hex) or a capability, got {text!r}{hint}", 2)
 
 
 def require_module(module: str, needed_for: str, extra: str) -> None:

@@ -39,6 +39,7 @@ from ._cli_support import (
     examples,
     exit_on_errors,
     fail,
+    item_or_exit,
     load_or_exit,
     run_async,
     setup_logging,
@@ -612,18 +613,8 @@ def get(
 
     from ._cli_data import download
     from ._cli_peers import probe_settings
-    from .blocks import is_block_id
-    from .encryption import Capability, is_capability
-    from .errors import InvalidCapability
-
     target = address_or_exit(node_address)
-    if is_capability(content_id):
-        try:
-            Capability.parse(content_id)
-        except InvalidCapability as exc:
-            fail(f"bad capability: {exc}", 2)
-    elif not is_block_id(content_id):
-        fail(f"a content id is 64 lowercase hex characters, got {content_id!r}", 2)
+    item_or_exit(content_id, "CONTENT_ID")
     base = load_or_exit(config, ctx.args)
     setup_logging(LogLevel.WARNING, log_format)
     settings = probe_settings(base, host=host, timeout=timeout).model_copy(update={
