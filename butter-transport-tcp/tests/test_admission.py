@@ -124,3 +124,29 @@ async def test_places_are_kept_for_known_hosts() -> None:
         finally:
             for stream in streams:
                 await anyio.aclose_forcefully(stream)
+
+
+async def test_a_full_handshake_budget_refuses_the_busiest_netgroup_and_admits_the_others() -> None:
+    """A flood over several /24s that fills ``max_handshakes`` gets its re-dials refused (one close each), not
+    an eviction and a new handshake each; a newcomer of another /24 still evicts one and gets in."""
+    with anyio.fail_after(30):
+        server = tcp_transport(handshake_timeout=20, max_handshakes=16, max_handshakes_per_subnet=8)
+        honest = tcp_transport()
+        held: list[SocketStream] = []
+        flood = [f"127.0.{net}.2" for net in range(1, 5)]  # four /24s, four handshakes each: the budget is full
+        try:
+            async with serving(server) as address, serving(honest):
+                for source in flood * 4:
+                    await hold(address.port, source, held)
+                while server.stats.connections_accepted < 16:
+                    await anyio.sleep(0.01)
+                for source in flood * 2:  # eight re-dials of the flood: each its own netgroup's, the busiest
+                    await hold(address.port, source, held)
+                while server.stats.handshakes_refused < 8:
+                    await anyio.sleep(0.01)
+                assert server.stats.handshakes_evicted == 0
+                assert await honest.request(address, "echo", b"in", timeout=10) == b"in"  # from 127.0.0.1
+                assert server.stats.handshakes_evicted == 1
+        finally:
+            for stream in held:
+                await anyio.aclose_forcefully(stream)

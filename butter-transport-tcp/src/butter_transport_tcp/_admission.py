@@ -5,13 +5,16 @@ Built so that nobody can lock new peers out by holding connections open:
 * A connection is first **in its handshake** (TCP accepted, secure channel and network check not done: the
   peer is unauthenticated). Those have a budget of their own, ``max_handshakes`` in total and
   ``max_handshakes_per_subnet`` per netgroup (/24 for IPv4, /48 for IPv6), outside the working caps. When
-  a budget is full the newcomer is not refused: an older handshake (of the newcomer's own netgroup, when
-  that one is full) is closed instead: a silent one (it never sent a byte, while an honest client speaks
-  at once), else one that spoke but has had ``HANDSHAKE_GRACE`` seconds; among those not from a known host
-  first, then of the netgroup holding the most handshakes, then the **oldest**. Only when every handshake
-  is young and talking (a burst of honest ones) is the newcomer closed instead. Flooders thus mostly evict
-  each other, and an honest handshake (a few milliseconds, talking from its first byte) completes long
-  before its turn comes.
+  the total budget is full, a newcomer whose netgroup already holds the most handshakes (and that is not a
+  known host) is refused: a flood spread over many netgroups then costs the node one ``accept`` and one
+  ``close`` per re-dial rather than an eviction and a new handshake each. Any other newcomer is not
+  refused: an older handshake (of the newcomer's own netgroup, when that one is full) is closed instead: a
+  silent one (it never sent a byte, while an honest client speaks at once), else one that spoke but has had
+  ``HANDSHAKE_GRACE`` seconds; among those not from a known host first, then of the netgroup holding the
+  most handshakes, then the **oldest**. Only when every handshake is young and talking (a burst of honest
+  ones) is the newcomer closed instead. An honest newcomer from a netgroup the flood does not crowd thus
+  always gets in, and its handshake (a few milliseconds, talking from its first byte) completes long
+  before its turn to be evicted comes.
 * Every incoming connection, in its handshake or working, counts toward ``max_inbound_per_ip`` (per
   address) and ``max_inbound_per_subnet`` (per netgroup); over either it is closed at once.
 * Once its handshake has passed, a connection becomes **working**: it counts toward ``max_inbound`` and,
@@ -221,6 +224,10 @@ class Admission:
                 self._refuse(ip, "max_handshakes_per_subnet", self._handshakes_per_group[group])
                 return None
         if len(self._handshakes) >= self.options.max_handshakes:
+            if not known and self._busiest(group):  # a flood mostly refuses itself, at the cost of one close
+                self.stats.handshakes_refused += 1
+                self._refuse(ip, "max_handshakes", len(self._handshakes))
+                return None
             if not self._evict_handshake(None):
                 self.stats.handshakes_refused += 1
                 self._refuse(ip, "max_handshakes", len(self._handshakes))
@@ -246,6 +253,11 @@ class Admission:
             _decrement(self._handshakes_per_group, slot.netgroup)
         _decrement(self._per_ip, slot.ip)
         _decrement(self._per_group, slot.netgroup)
+
+    def _busiest(self, group: str) -> bool:
+        """Whether ``group`` holds as many handshakes as any other netgroup (and at least one)."""
+        held = self._handshakes_per_group[group]
+        return held > 0 and held >= max(self._handshakes_per_group.values())
 
     def _refuse(self, ip: str, kind: str, count: int) -> None:
         self.limits.warning(kind, "refused a connection from %s: %d already open (%s)", ip, count, kind)

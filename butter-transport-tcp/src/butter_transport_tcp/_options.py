@@ -42,8 +42,9 @@ class TcpOptions(BaseModel):
     )
     max_handshakes: int = Field(
         128, ge=1, description="incoming connections still in their handshake (unauthenticated) at once, "
-        "outside max_inbound; when full, the oldest handshake of the busiest /24 or /48 is closed for the "
-        "newcomer (known hosts' last), so silent connections cannot lock new peers out"
+        "outside max_inbound; when full, a newcomer from the /24 or /48 holding the most handshakes is refused, "
+        "and any other has the oldest handshake of the busiest one closed for it (known hosts' last), so silent "
+        "connections cannot lock new peers out"
     )
     max_handshakes_per_subnet: int = Field(
         16, ge=1, description="handshakes at once from one /24 (IPv4) or /48 (IPv6); when reached, that "
