@@ -180,8 +180,10 @@ async def test_a_holder_killed_mid_transfer_does_not_fail_the_retrieval(memory_s
                 await victim.aclose(graceful=False)
             assert result == [data]
             stats = bfs(reader).last_query
-            assert stats is not None and stats.found and stats.dead_reported >= 1
-            assert victim.address not in {p.address for p in reader.hosts.peers()}
+            assert stats is not None and stats.found
+            # a connection lost mid-request proves nothing (a busy holder loses them too): the holder is dropped
+            # for this retrieval only; host management's own polls find it dead (a refused connection is)
+            assert stats.dead_reported == 0
 
 
 async def test_dead_hosts_met_during_a_search_are_reported(memory_settings: MakeSettings) -> None:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .errors import InvalidManifest as InvalidManifest
     from .errors import ItemNotFound as ItemNotFound
     from .errors import ItemTooLarge as ItemTooLarge
+    from .errors import PeerGone as PeerGone
     from .errors import PeerIdentityMismatch as PeerIdentityMismatch
     from .errors import PeerUnreachable as PeerUnreachable
     from .errors import ProtocolError as ProtocolError
@@ -87,6 +88,7 @@ _EXPORTS = {  # name -> the module that defines it, imported on first use (PEP 5
     "InvalidManifest": ".errors",
     "ItemNotFound": ".errors",
     "ItemTooLarge": ".errors",
+    "PeerGone": ".errors",
     "PeerIdentityMismatch": ".errors",
     "PeerUnreachable": ".errors",
     "ProtocolError": ".errors",
@@ -127,6 +129,7 @@ __all__ = [
     "ItemTooLarge",
     "Node",
     "PeerAddress",
+    "PeerGone",
     "PeerIdentityMismatch",
     "PeerInfo",
     "PeerUnreachable",

@@ -26,6 +26,7 @@ __all__ = [
     "InvalidManifest",
     "ItemNotFound",
     "ItemTooLarge",
+    "PeerGone",
     "PeerIdentityMismatch",
     "PeerUnreachable",
     "ProtocolError",
@@ -74,7 +75,15 @@ class TransportError(ButterError):
 
 
 class PeerUnreachable(TransportError):
-    """The peer could not be reached: connection refused, reset, or closed mid-request."""
+    """The peer could not be reached: connection refused, reset, closed mid-request, or its handshake failed.
+    Apart from :class:`PeerGone`, this says nothing certain about the peer: a busy peer (or a busy node)
+    fails handshakes and loses connections too, so a failure detector should wait for silence (PCG's
+    ``member_timeout``, host management's ``max_failures``) rather than forget the peer at once."""
+
+
+class PeerGone(PeerUnreachable):
+    """Nothing accepts connections at the peer's address any more (TCP: connection refused; the memory
+    transport: no listener): the peer has left, it is not merely slow. Modules may forget it at once."""
 
 
 class RequestTimeout(TransportError):

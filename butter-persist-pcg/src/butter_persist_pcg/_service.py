@@ -22,7 +22,7 @@ from anyio.abc import TaskStatus
 from butter import SENDER_MISMATCH, RouteRequest
 from butter.blocks import Manifest, load_manifest
 from butter.capabilities import ReplicaStatus
-from butter.errors import ButterError, IncompleteItem, PeerUnreachable, RouteError, StoreFull
+from butter.errors import ButterError, IncompleteItem, PeerGone, RouteError, StoreFull
 from butter.hookspecs import hookimpl
 from butter.hosts import classify
 from butter.peers import PeerAddress, PeerInfo
@@ -231,7 +231,7 @@ class PcgPersistence:
                 self._counts["heartbeats_sent"] += 1
                 reply = HeartbeatReply.decode(await self.node.request(
                     address, ROUTE_HEARTBEAT, message.encode(), timeout=self.options.heartbeat_timeout))
-        except PeerUnreachable:
+        except PeerGone:  # nothing listens there: dead to every group at once (a busy peer just expires)
             self._member_dead(node_id, address)
             return None
         except ButterError as exc:
@@ -380,7 +380,7 @@ class PcgPersistence:
         try:
             await self._windows.call(address, partial(
                 self.node.request, address, ROUTE_JOIN, join.encode(), timeout=self.options.join_timeout))
-        except PeerUnreachable:
+        except PeerGone:
             self.node.hosts.report_dead(address)
             return False
         except ButterError as exc:

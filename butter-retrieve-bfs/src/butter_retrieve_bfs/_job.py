@@ -20,6 +20,7 @@ from butter.errors import (
     ButterError,
     InvalidManifest,
     ItemNotFound,
+    PeerGone,
     PeerUnreachable,
     ProtocolError,
     RemoteError,
@@ -54,9 +55,10 @@ class Policy:
 @dataclass(frozen=True, slots=True)
 class _Failed:
     replied: bool
-    unreachable: bool
+    unreachable: bool  # not asked again by this search
     why: str
     busy: bool = False  # the peer answered "overloaded"
+    gone: bool = False  # nothing listens at the address (PeerGone): reported dead to host management
 
 
 _Outcomes = MemoryObjectSendStream[tuple[Ask, "QueryReply | _Failed"]]
@@ -176,7 +178,7 @@ class Job:
                 ask.address, ROUTE_QUERY, body, timeout=self.service.options.query_timeout))
             outcome = decode_reply(reply)
         except PeerUnreachable as exc:
-            outcome = _Failed(replied=False, unreachable=True, why=str(exc))
+            outcome = _Failed(replied=False, unreachable=True, why=str(exc), gone=isinstance(exc, PeerGone))
         except RemoteError as exc:  # an error reply: "overloaded" is asked again later
             outcome = _Failed(replied=True, unreachable=False, why=str(exc), busy=is_overloaded(exc))
         except ProtocolError as exc:  # a reply we cannot read
@@ -192,7 +194,7 @@ class Job:
         elif isinstance(outcome, _Failed):
             log.debug("query %s to %s failed: %s", self.content_id[:12], ask.address, outcome.why)
             search.on_failure(ask, replied=outcome.replied, unreachable=outcome.unreachable)
-            if outcome.unreachable:
+            if outcome.gone:
                 self._report_dead(ask.address)
         else:
             search.on_reply(ask, outcome)
@@ -238,8 +240,10 @@ class Job:
             self.stats.fetch_replies += 1
             self.stats.corrupted += 1
             log.warning("block %s from %s failed verification; trying another holder", address[:12], holder)
-        except PeerUnreachable:
+        except PeerGone:
             self._report_dead(holder)
+        except PeerUnreachable as exc:  # busy or a lost connection: bad for this retrieval only
+            log.debug("fetching block %s from %s failed: %s", address[:12], holder, exc)
         except RemoteError as exc:
             self.stats.fetch_replies += 1
             if is_overloaded(exc):

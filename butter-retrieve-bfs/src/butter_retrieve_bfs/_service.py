@@ -21,7 +21,7 @@ from anyio.abc import TaskStatus
 
 from butter.blocks import assemble, is_block_id
 from butter.capabilities import ItemHolders, KeptItems
-from butter.errors import ButterError, InvalidManifest, ItemNotFound, PeerUnreachable, ProtocolError
+from butter.errors import ButterError, InvalidManifest, ItemNotFound, PeerGone, ProtocolError
 from butter.hookspecs import hookimpl
 from butter.peers import PeerAddress, PeerInfo
 
@@ -333,7 +333,7 @@ class BfsRetrieval:
             try:
                 body = await self.windows.call(address, lambda: self.node.request(
                     address, ROUTE_DIGEST, ask, timeout=self.options.query_timeout))
-            except PeerUnreachable:
+            except PeerGone:
                 self.book.forget(address)
                 self.node.hosts.report_dead(address)
                 return

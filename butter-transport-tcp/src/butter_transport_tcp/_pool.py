@@ -25,6 +25,7 @@ from anyio.abc import ByteStream, SocketAttribute, SocketStream, TaskGroup
 
 from butter.errors import (
     CONNECT_ERRORS,
+    PeerGone,
     PeerUnreachable,
     RequestTimeout,
     TransportBusy,
@@ -167,6 +168,8 @@ class OutgoingPool:
                 limit_unacknowledged(stream)
             except TimeoutError:
                 raise RequestTimeout(f"connecting to {address} timed out after {self.connect_timeout} s") from None
+            except ConnectionRefusedError:
+                raise PeerGone(f"cannot connect to {address}: connection refused (nothing listens there)") from None
             except CONNECT_ERRORS as exc:
                 raise PeerUnreachable(f"cannot connect to {address}: {describe_network_error(exc)}") from None
             secured, node_id = await self.identities.secure_outgoing(stream, address)

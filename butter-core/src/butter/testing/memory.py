@@ -2,8 +2,9 @@
 
 Nodes on one :class:`MemoryNetwork` reach each other by :class:`~butter.peers.PeerAddress`
 ``(network name, port)``. Requests and replies keep the wire's rules: the frame limit is checked on both
-sides, an unknown address is :class:`~butter.errors.PeerUnreachable`, a node that stops while a request
-is open makes that request fail with ``PeerUnreachable``, and handlers run in the serving node's task group.
+sides, an unknown address (or a node that has stopped) is :class:`~butter.errors.PeerGone`, as a refused TCP
+connection is, a node that stops while a request is open makes that request fail with ``PeerUnreachable``,
+and handlers run in the serving node's task group.
 Optional ``latency`` (seconds, each way) and ``loss`` (probability a request is lost, so it times out) model
 links for simulation. Each request reaches the dispatcher with a :class:`~butter.wire.Caller`: the sending
 transport's ``node_id`` (the node's own id when built by the plugin; ``None`` when none was given) and its
@@ -21,7 +22,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import ButterConfigError, FrameTooLarge, PeerUnreachable, RemoteError, RequestTimeout
+from ..errors import ButterConfigError, FrameTooLarge, PeerGone, PeerUnreachable, RemoteError, RequestTimeout
 from ..hookspecs import hookimpl
 from ..peers import PeerAddress
 from ..slots import Dispatcher, NodeServices
@@ -163,13 +164,13 @@ class MemoryTransport:
                     await anyio.sleep(self.network.latency)
                 listener = self.network._listeners.get(address)
                 if listener is None or listener.task_group.cancel_scope.cancel_called:
-                    raise PeerUnreachable(f"no peer listening at {address}")
+                    raise PeerGone(f"no peer listening at {address}")
                 if self.network._lost():
                     await anyio.sleep_forever()
                 try:
                     listener.task_group.start_soon(listener.transport._answer, listener.dispatch, request, slot)
                 except RuntimeError:  # its task group is closing
-                    raise PeerUnreachable(f"peer at {address} stopped") from None
+                    raise PeerGone(f"peer at {address} stopped") from None
                 await slot.done.wait()
         except TimeoutError:
             raise RequestTimeout(f"no reply from {address} to {route!r} within {timeout} s") from None
