@@ -4,9 +4,10 @@ Every node runs with the default discovery (multicast) and no address configured
 no ``--host`` (each binds ``0.0.0.0`` and advertises its ``eth0`` address). Multicast only ever flows on the
 namespaces' own bridges. Host management refreshes every second so deaths are noticed fast.
 
-Liveness bound for a SIGKILLed node (it is removed at its first failed refresh, max_failures = 1):
-``refresh_interval × 1.2 (jitter) × max_failures + quality_timeout + 1 s margin = 1.2 + 3 + 1 = 5.2 s``.
-In these namespaces the dead port answers with a reset, so it is usually about one refresh interval.
+Liveness bound for a SIGKILLed node: its port then refuses connections, so it is removed at its first failed
+refresh (``PeerGone``, whatever ``max_failures``): ``refresh_interval × 1.2 (jitter) + quality_timeout + 1 s
+margin = 1.2 + 3 + 1 = 5.2 s``. In these namespaces the dead port answers with a reset at once, so it is
+usually about one refresh interval.
 """
 
 from __future__ import annotations

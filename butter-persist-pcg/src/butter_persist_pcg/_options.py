@@ -26,7 +26,15 @@ class PcgOptions(PacingOptions):
     join_timeout: float = Field(15.0, gt=0, description="seconds a recruit may take to fetch the item")
     max_join_attempts: int = Field(8, ge=1, description="candidates a leader invites per round and group")
     fetch_concurrency: int = Field(8, ge=1, description="blocks a recruit fetches in parallel")
-    max_concurrency: int = Field(64, ge=1, description="heartbeats in flight at once, and recruit/shed/repair jobs")
+    max_joins: int = Field(
+        8, ge=1, description="invitations this node serves at once (each fetches an item); one more is answered "
+        "'joins-full' at once, so its inviter invites another candidate instead of waiting out join_timeout"
+    )
+    max_concurrency: int = Field(64, ge=1, description="heartbeats in flight at once")
+    max_jobs: int = Field(
+        8, ge=1, description="recruit, shed and repair jobs under way at once; more groups wait their turn (each "
+        "recruit makes its invitees fetch an item: many at once overload them and time out)"
+    )
     lost_expiry: float = Field(600.0, gt=0, description="seconds a lost member keeps being probed again")
     scrub_blocks: int = Field(64, ge=0, description="blocks re-read and verified per round (rolling scrub); 0: off")
     seed: int | None = Field(None, description="random seed, for reproducible simulations")

@@ -49,6 +49,7 @@ ROUTE_JOIN = "pcg-join"
 ROUTE_LEAVE = "pcg-leave"
 ROUTE_HEARTBEAT = "pcg-heartbeat"
 NOT_A_MEMBER = "not-a-member"  # error code: an authenticated caller outside the group asked this node to leave it
+JOINS_FULL = "joins-full"  # error code: this node already serves max_joins invitations; invite another candidate
 
 
 COUNTERS = (
@@ -90,7 +91,8 @@ class PcgPersistence:
         self._beating: set[str] = set()  # peers with a heartbeat in flight
         self._lost = LostMembers(options.heartbeat_interval, options.lost_expiry, self._rng)
         self._beats = anyio.CapacityLimiter(options.max_concurrency)  # heartbeats in flight
-        self._jobs = anyio.CapacityLimiter(options.max_concurrency)  # recruit, shed and repair jobs under way
+        self._jobs = anyio.CapacityLimiter(options.max_jobs)  # recruit, shed and repair jobs under way
+        self._joins = anyio.CapacityLimiter(options.max_joins)  # invitations being served (items being fetched)
         self._counts = dict.fromkeys(COUNTERS, 0)
         node.route(ROUTE_JOIN, self._serve_join)
         node.route(ROUTE_LEAVE, self._serve_leave)
@@ -487,21 +489,30 @@ class PcgPersistence:
 
     async def _serve_join(self, request: RouteRequest) -> bytes:
         """An invitation. The inviter lists itself among the members; an authenticated caller that does not
-        is refused (``sender-mismatch``) before anything is fetched."""
+        is refused (``sender-mismatch``) before anything is fetched. With ``max_joins`` invitations already
+        being served, it is answered ``joins-full`` at once, so the inviter invites another candidate (and this
+        one again next round) rather than waiting behind them until its ``join_timeout``. (Not ``overloaded``:
+        that would make the inviter's window back off from this node, block fetches included.)"""
         join = Join.decode(request.body)
         caller = request.caller.node_id
         if caller is not None and all(node_id != caller for node_id, _, _ in join.members):
             raise RouteError(
                 SENDER_MISMATCH, f"the invitation does not list its sender, node {caller}, as a member"
             )
-        now = anyio.current_time()
         view = self._groups.get(join.content_id)
         if view is None:
-            manifest = await self._fetch_item(join)
+            try:
+                self._joins.acquire_nowait()
+            except anyio.WouldBlock:
+                raise RouteError(JOINS_FULL, f"{self.options.max_joins} invitations already being served") from None
+            try:
+                manifest = await self._fetch_item(join)
+            finally:
+                self._joins.release()
             view = self._create_group(join.content_id, manifest, join.size)
-            view.settled_at = now + 2 * self.options.heartbeat_interval
+            view.settled_at = anyio.current_time() + 2 * self.options.heartbeat_interval
             log.debug("joined group %s", join.content_id[:12])
-        view.merge(join.members, now, self.timeout)
+        view.merge(join.members, anyio.current_time(), self.timeout)
         return b""
 
     async def _fetch_item(self, join: Join) -> Manifest:

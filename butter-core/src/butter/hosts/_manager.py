@@ -5,8 +5,10 @@
 * Admission: :func:`butter.hosts.decide`. A candidate is asked for its quality record first; one that does
   not answer is not admitted (the original admitted it with an all-zero record).
 * Refresh (every ``refresh_interval`` s, with jitter): every known host is asked for its quality record;
-  one that fails ``max_failures`` times in a row is removed. These polls are what lets a host
-  count how many peers know it (``known_by``).
+  one where nothing listens any more (:class:`~butter.errors.PeerGone`: connection refused) is removed at
+  once, one that fails otherwise (a timeout, a lost connection: a busy host fails so too) only after
+  ``max_failures`` times in a row: a busy node, whose every poll times out, must not forget every peer.
+  These polls are what lets a host count how many peers know it (``known_by``).
 * Exchange (every ``exchange_interval`` s): one random known host gets this node's record and a sample of
   its list on route ``known-hosts`` and answers with a sample of its own, which is offered for admission
   (a periodic two-way gossip). A node that nobody polls (``known_by == 0``) also introduces
@@ -37,7 +39,7 @@ import anyio
 from anyio.abc import TaskStatus
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..errors import ButterError
+from ..errors import ButterError, PeerGone
 from ..hookspecs import hookimpl
 from ..peers import PeerAddress, PeerInfo
 from ..settings import budget_split
@@ -69,7 +71,10 @@ class DiversityOptions(BaseModel):
     refresh_interval: float = Field(10.0, gt=0, description="seconds between quality refreshes")
     exchange_interval: float = Field(10.0, gt=0, description="seconds between known-host exchanges")
     random_factor: float = Field(0.1, ge=0, le=1, description="probability of a random admission")
-    max_failures: int = Field(1, ge=1, description="failed refreshes in a row before a host is removed")
+    max_failures: int = Field(
+        3, ge=1, description="failed refreshes in a row before a host is removed (one where nothing listens "
+        "any more, connection refused, is removed at the first)"
+    )
     quality_timeout: float = Field(3.0, gt=0, description="seconds to wait for a quality record")
     exchange_timeout: float = Field(3.0, gt=0, description="seconds to wait for one known-hosts exchange")
     max_concurrency: int = Field(32, ge=1, description="quality requests in flight at once")
@@ -203,7 +208,14 @@ class DiversityHostManager:
         """Ask every known host for its quality record; remove the ones that keep failing."""
 
         async def one(address: PeerAddress) -> None:
-            info = await self._fetch(address, holds=True)
+            try:
+                info: PeerInfo | None = await self._quality(address, holds=True)
+            except PeerGone:
+                self._remove(address, "gone (connection refused)", lost=True)
+                return
+            except ButterError as exc:
+                log.debug("no quality record from %s: %s", address, exc)
+                info = None
             if address not in self._hosts:
                 return
             if info is None:
@@ -248,17 +260,22 @@ class DiversityHostManager:
             await action()
 
     async def _fetch(self, address: PeerAddress, *, holds: bool) -> PeerInfo | None:
-        """The host's quality record, or ``None`` if it cannot be had. ``holds`` tells the host whether
-        this node keeps it in its list, so that only real holders count toward its ``known_by``."""
+        """:meth:`_quality`, or ``None`` if the record cannot be had."""
+        try:
+            return await self._quality(address, holds=holds)
+        except ButterError as exc:
+            log.debug("no quality record from %s: %s", address, exc)
+            return None
+
+    async def _quality(self, address: PeerAddress, *, holds: bool) -> PeerInfo:
+        """The host's quality record. ``holds`` tells the host whether this node keeps it in its list, so that
+        only real holders count toward its ``known_by``. Raises :class:`~butter.errors.ButterError` when it
+        cannot be had (:class:`~butter.errors.PeerGone` when nothing listens at ``address``)."""
         hold_timeout = HOLD_TIMEOUT_REFRESHES * self.options.refresh_interval
         body = quality_body(self.node.node_id, holds=holds, hold_timeout=hold_timeout)
         async with self._limiter:
-            try:
-                reply = await self.node.request(address, "host-quality", body, timeout=self.options.quality_timeout)
-                info = read_quality_reply(reply, self.node.settings.max_frame)
-            except ButterError as exc:
-                log.debug("no quality record from %s: %s", address, exc)
-                return None
+            reply = await self.node.request(address, "host-quality", body, timeout=self.options.quality_timeout)
+            info = read_quality_reply(reply, self.node.settings.max_frame)
         return PeerInfo(info.node_id, address, info.quality, anyio.current_time())
 
     def _is_self(self, address: PeerAddress) -> bool:

@@ -35,7 +35,10 @@ class RandomOptions(BaseModel):
     capacity: int | None = Field(None, ge=1, description="hosts kept; unset: from the memory budget")
     refresh_interval: float = Field(10.0, gt=0, description="seconds between quality refreshes")
     exchange_interval: float = Field(10.0, gt=0, description="seconds between known-host exchanges")
-    max_failures: int = Field(1, ge=1, description="failed refreshes in a row before a host is removed")
+    max_failures: int = Field(
+        3, ge=1, description="failed refreshes in a row before a host is removed (one where nothing listens "
+        "any more, connection refused, is removed at the first)"
+    )
     quality_timeout: float = Field(3.0, gt=0, description="seconds to wait for a quality record")
     max_concurrency: int = Field(32, ge=1, description="quality requests in flight at once")
     reprobe_interval: float = Field(1.0, gt=0, description="seconds before a lost host is first offered again")
