@@ -315,3 +315,35 @@ async def test_the_host_protocol_belongs_to_the_driver(memory_settings: MakeSett
                 await b.request(a.address, route)
             assert info.value.code == "unknown-route"
         assert a.quality().known_by == 7  # the node reports what its host manager counts
+
+
+@pytest.mark.anyio
+async def test_a_busy_host_is_kept_until_max_failures_and_a_gone_one_is_removed_at_once(
+    memory_settings: MakeSettings,
+) -> None:
+    """A poll that times out says nothing certain (a busy host, or a busy node, fails so too): the host goes
+    after ``max_failures`` in a row. One refused outright (``PeerGone``: nothing listens) goes at once."""
+    options = {**FAST, "refresh_interval": 60.0, "quality_timeout": 0.2, "max_failures": 3}  # refreshes by hand
+    hm = {"driver": "diversity", "options": options}
+    async with butter.open_node(memory_settings(host_manager=hm)) as a:
+        async with butter.open_node(memory_settings(peers=[str(a.address)], host_manager=hm)) as busy:
+            with anyio.fail_after(10):
+                while not a.hosts.peers():
+                    await anyio.sleep(0.02)
+
+            async def too_slow(request: butter.RouteRequest) -> bytes:
+                await anyio.sleep(1.0)
+                return b""
+
+            busy.route("host-quality", too_slow)
+            for _ in range(2):
+                await a.hosts.refresh()  # type: ignore[attr-defined]
+                assert [p.node_id for p in a.hosts.peers()] == [busy.node_id]
+            await a.hosts.refresh()  # type: ignore[attr-defined]
+            assert a.hosts.peers() == []
+        async with butter.open_node(memory_settings(peers=[str(a.address)], host_manager=hm)) as gone:
+            with anyio.fail_after(10):
+                while [p.node_id for p in a.hosts.peers()] != [gone.node_id]:
+                    await anyio.sleep(0.02)
+        await a.hosts.refresh()  # type: ignore[attr-defined]
+        assert a.hosts.peers() == []

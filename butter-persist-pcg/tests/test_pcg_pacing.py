@@ -1,6 +1,7 @@
 """Pacing: recruits fetching many items from one storer at once keep at most ``peer_window`` block fetches in
 flight to it (butter.pacing, shared by every group of the node), and an ``overloaded`` answer only delays a
-replica. Real nodes on the memory transport, on asyncio and trio."""
+replica; a node runs at most ``max_jobs`` recruitments at once, and serves at most ``max_joins`` invitations.
+Real nodes on the memory transport, on asyncio and trio."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import pytest
 
 import butter
 from butter import RouteRequest
-from butter.errors import RouteError
+from butter.errors import RemoteError, RouteError
 from butter.peers import PeerAddress
 from butter.wire import decode_payload
+from butter_persist_pcg._messages import Join
 
-from .helpers import MakeSettings, network
+from .helpers import MakeSettings, network, pcg
 
 pytestmark = pytest.mark.anyio
 
@@ -60,3 +62,55 @@ async def test_recruits_keep_their_fetches_from_one_storer_within_the_window(mem
         await net.wait_for(lambda: all(len(net.holders(content_id)) == 3 for content_id in content_ids))
         assert storer.refused == 5  # answered overloaded, yet every item reached its three replicas
         assert 2 <= storer.most <= 3  # 6 groups x 8 blocks in parallel would have put up to 48 in flight
+
+
+async def test_a_node_runs_at_most_max_jobs_recruitments_at_once(memory_settings: MakeSettings) -> None:
+    """Each recruitment makes its invitees fetch an item: a node starting one per group at once (64 before
+    ``max_jobs``) kept ~1,500 item fetches in flight in ``butter demo``, and every invitation timed out."""
+    async with network(memory_settings, 4, max_jobs=2) as net:
+        serving = most = 0
+
+        def watch(node: butter.Node) -> None:
+            original = pcg(node)._serve_join
+
+            async def serve(request: RouteRequest) -> bytes:
+                nonlocal serving, most
+                serving += 1
+                most = max(most, serving)
+                try:
+                    await anyio.sleep(0.1)
+                    return await original(request)
+                finally:
+                    serving -= 1
+
+            node.route("pcg-join", serve)
+
+        for node in net.nodes[1:]:
+            watch(node)
+        content_ids = [await net.nodes[0].store(bytes([i]) * 5_000) for i in range(8)]  # 8 cold groups at once
+        await net.wait_for(lambda: all(len(net.holders(content_id)) == 3 for content_id in content_ids))
+        assert 2 <= most <= 2 * 2  # 2 jobs, each inviting the 2 replicas it lacks; 8 x 2 = 16 without the bound
+
+
+async def test_a_node_serving_max_joins_invitations_answers_joins_full(memory_settings: MakeSettings) -> None:
+    async with network(memory_settings, 2, replicas=1, max_joins=1) as net:
+        inviter, invitee = net.nodes
+        WatchedBlocks(inviter, delay=0.5)  # the first invitation holds the invitee's only join place meanwhile
+        items = [bytes([i]) * 5_000 for i in range(2)]
+        content_ids = [await inviter.store(data) for data in items]
+        entries = [(inviter.node_id, inviter.address, 0.0)]
+        outcomes: list[str] = []
+
+        async def invite(content_id: str, data: bytes) -> None:
+            join = Join(content_id, len(data) + 200, entries)
+            try:
+                await inviter.request(invitee.address, "pcg-join", join.encode(), timeout=20)
+                outcomes.append("joined")
+            except RemoteError as exc:
+                outcomes.append(exc.code)
+
+        async with anyio.create_task_group() as tg:
+            for content_id, data in zip(content_ids, items, strict=True):
+                tg.start_soon(invite, content_id, data)
+        assert sorted(outcomes) == ["joined", "joins-full"]
+        assert len(pcg(invitee).kept_items()) == 1  # the refused invitation left nothing behind
