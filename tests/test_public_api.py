@@ -40,6 +40,7 @@ BUTTER = [
     "ItemTooLarge",
     "Node",
     "PeerAddress",
+    "PeerGone",
     "PeerIdentityMismatch",
     "PeerInfo",
     "PeerUnreachable",

@@ -82,8 +82,19 @@ class PeerUnreachable(TransportError):
 
 
 class PeerGone(PeerUnreachable):
-    """Nothing accepts connections at the peer's address any more (TCP: connection refused; the memory
-    transport: no listener): the peer has left, it is not merely slow. Modules may forget it at once."""
+    """The peer known at an address is no longer there: nothing accepts connections (TCP: connection refused;
+    the memory transport: no listener), or another node answers (:class:`PeerIdentityMismatch`). It is not
+    merely slow: modules may forget it at once."""
+
+
+class PeerIdentityMismatch(PeerGone):
+    """The peer at an address authenticated as another node than the one expected there (the secure channel
+    refused the connection). ``expected`` and ``actual`` are node ids (hex)."""
+
+    def __init__(self, message: str, *, expected: str = "", actual: str = "") -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
 
 
 class RequestTimeout(TransportError):
@@ -93,16 +104,6 @@ class RequestTimeout(TransportError):
 class TransportBusy(TransportError):
     """A local resource limit was reached (e.g. the transport's ``max_connections`` with every connection
     busy): the request was not sent. Nothing is known about the peer; retry later or raise the limit."""
-
-
-class PeerIdentityMismatch(PeerUnreachable):
-    """The peer at an address authenticated as another node than the one expected there (the secure channel
-    refused the connection). ``expected`` and ``actual`` are node ids (hex)."""
-
-    def __init__(self, message: str, *, expected: str = "", actual: str = "") -> None:
-        super().__init__(message)
-        self.expected = expected
-        self.actual = actual
 
 
 class RemoteError(ButterError):
