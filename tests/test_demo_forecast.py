@@ -9,13 +9,13 @@ from butter._demo_forecast import COST, Forecast, duration, work_sample
 
 
 def forecast(slowness: float = 1.0) -> Forecast:
-    return Forecast(nodes=20, items=1000, kills=6, repair=5.0, stall=10.0, slowness=slowness)
+    return Forecast(nodes=20, items=1000, kills=6, repair=5.0, slowness=slowness)
 
 
 def test_the_estimate_is_the_work_times_the_slowness_plus_the_waits() -> None:
     quick, slow = forecast(1.0), forecast(2.0)
     waits = sum(quick.wait(phase) for phase in ("overlay", "churn", "retrieve"))
-    assert waits == 20 * 0.2 + 6 * (5.0 + 10.0) + 1.0
+    assert waits == 20 * 0.2 + 6 * 5.0 + 1.0
     assert slow.remaining() - waits == pytest.approx(2 * (quick.remaining() - waits))
     assert quick.left_of("retrieve") == pytest.approx(1.0 + 1000 * COST["retrieve"])
 

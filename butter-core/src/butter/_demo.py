@@ -133,7 +133,7 @@ async def run_demo(
     files = corpus_files(corpus or default_corpus(), limit)
     result = DemoResult(nodes)
     kills = int(nodes * kill_fraction)
-    forecast = Forecast(nodes=nodes, items=len(files), kills=kills, repair=REPAIR, stall=STALL,
+    forecast = Forecast(nodes=nodes, items=len(files), kills=kills, repair=REPAIR,
                         slowness=work_sample() / REFERENCE_SAMPLE)
     size = sum(path.stat().st_size for path in files)
     result.expected = forecast.remaining()

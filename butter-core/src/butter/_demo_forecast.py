@@ -19,13 +19,13 @@ __all__ = ["COST", "PHASES", "REFERENCE_SAMPLE", "Forecast", "duration", "work_s
 
 PHASES = ("overlay", "store", "replicate", "churn", "retrieve")
 
-# Seconds per unit at slowness 1.0: the mean, each normalized by its work_sample(), of two runs of ``butter demo``
-# (tcp, 20 nodes, 6 killed, the Python 3.11 standard library: 1,790 files, 1,744 distinct items, 31.5 MB) on a
-# 2-core machine shared with other work (169 s and 247 s; work_sample() 0.008 s and 0.021 s). "repair" is per
-# replica lost in a kill. In both runs some group stayed short after nearly every kill, so the wait after a
-# kill usually ran ``stall`` seconds past the last recovery: it is counted as a wait.
+# Seconds per unit at slowness 1.0, from a run of ``butter demo`` (tcp, 20 nodes, 6 killed, the Python 3.11
+# standard library: 1,790 files, 1,744 distinct items, 31.5 MB) on a 2-core machine shared with other work:
+# replicate 21.9 s, churn 30.2 s, retrieve 14.0 s, 68.7 s in all; work_sample() 0.0071 s. "repair" is per replica
+# lost in a kill: every group was back at 3 replicas within the repair wait after each kill, so a kill costs
+# the wait alone unless the machine is far slower.
 REFERENCE_SAMPLE = 0.01
-COST = {"store": 0.0003, "replicate": 0.0124, "repair": 0.018, "retrieve": 0.01375}
+COST = {"store": 0.0003, "replicate": 0.0177, "repair": 0.001, "retrieve": 0.0113}
 OVERLAY_PER_NODE = 0.2  # seconds: starting a node and the known-host exchanges (waiting, mostly)
 RETRIEVE_WAIT = 1.0  # seconds the reader waits before retrieving
 MIN_WORK = 0.5  # seconds of reference work a phase needs before its time says anything about the machine
@@ -48,12 +48,11 @@ def work_sample() -> float:
 
 class Forecast:
     """The demo's duration: ``nodes`` started, ``items`` stored, ``kills`` nodes killed one after another
-    (each followed by ``repair`` seconds of waiting at least, and by ``stall`` seconds without a group
-    recovering), on a machine ``slowness`` times slower than the reference (``work_sample() /
-    REFERENCE_SAMPLE``). All figures are seconds."""
+    (each followed by ``repair`` seconds of waiting at least), on a machine ``slowness`` times slower than
+    the reference (``work_sample() / REFERENCE_SAMPLE``). All figures are seconds."""
 
-    def __init__(self, *, nodes: int, items: int, kills: int, repair: float, stall: float, slowness: float) -> None:
-        self.nodes, self.items, self.kills, self.repair, self.stall = nodes, items, kills, repair, stall
+    def __init__(self, *, nodes: int, items: int, kills: int, repair: float, slowness: float) -> None:
+        self.nodes, self.items, self.kills, self.repair = nodes, items, kills, repair
         self.slowness = slowness
         self.done: dict[str, float] = {}
         self.kill_times: list[float] = []
@@ -72,7 +71,7 @@ class Forecast:
 
     def wait(self, phase: str) -> float:
         """Seconds ``phase`` spends waiting whatever the machine's speed."""
-        return {"overlay": self.nodes * OVERLAY_PER_NODE, "churn": self.kills * (self.repair + self.stall),
+        return {"overlay": self.nodes * OVERLAY_PER_NODE, "churn": self.kills * self.repair,
                 "retrieve": RETRIEVE_WAIT}.get(phase, 0.0)
 
     def left_of(self, phase: str) -> float:
