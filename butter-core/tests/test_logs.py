@@ -123,3 +123,27 @@ def test_butter_node_logs_json_lines_on_stderr(tmp_path: Path) -> None:
         entries = [json.loads(line) for line in log.read_text().splitlines()]  # every line parses
         assert entries and all(set(entry) == FIELDS for entry in entries)
         assert {e["node_id"] for e in entries if e["logger"] != "butter.cli"} - {None}
+
+
+def test_every_command_that_talks_to_a_node_takes_log_format() -> None:
+    """``--log-format`` on every command with ``--node`` (it reaches a running node) or that runs nodes."""
+    import typer
+
+    from butter.cli import app
+
+    def commands(group: Any, path: str = "butter") -> Iterator[tuple[str, Any]]:  # typer's own click
+        if hasattr(group, "list_commands"):
+            context = group.context_class(group)
+            for name in group.list_commands(context):
+                sub = group.get_command(context, name)
+                if sub is not None:
+                    yield from commands(sub, f"{path} {name}")
+        else:
+            yield path, group
+
+    talking = {path: {o for p in command.params for o in p.opts}
+               for path, command in commands(typer.main.get_command(app))}
+    talking = {path: opts for path, opts in talking.items() if "--node" in opts or path in ("butter node",
+                                                                                                "butter demo")}
+    assert {"butter name publish", "butter name resolve", "butter get", "butter node"} <= set(talking)
+    assert [path for path, opts in talking.items() if "--log-format" not in opts] == []

@@ -15,6 +15,8 @@ from ._cli_support import (
     BackendOption,
     ClientHostOption,
     ConfigOption,
+    LogFormat,
+    LogFormatOption,
     LogLevel,
     NodeOption,
     address_or_exit,
@@ -95,6 +97,7 @@ def publish(
     timeout: TimeoutOption = 10.0,
     host: ClientHostOption = "127.0.0.1",
     config: ConfigOption = None,
+    log_format: LogFormatOption = LogFormat.text,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
     """Point one of your names at a value."""
@@ -104,7 +107,7 @@ def publish(
     chosen: RecordValue = value.encode() if inline else value
     if not inline:
         item_or_exit(value, "VALUE", "; --inline for text")
-    setup_logging(LogLevel.WARNING)
+    setup_logging(LogLevel.WARNING, log_format)
     try:
         record = run_async(_publish, _client_settings(base, host, target, timeout), label, chosen, owner,
                            record_expiry, backend=backend, context=f"cannot publish through {target}")
@@ -133,6 +136,7 @@ def resolve(
     timeout: TimeoutOption = 10.0,
     host: ClientHostOption = "127.0.0.1",
     config: ConfigOption = None,
+    log_format: LogFormatOption = LogFormat.text,
     backend: BackendOption = Backend.asyncio,
 ) -> None:
     """Print the newest value of a name."""
@@ -142,7 +146,7 @@ def resolve(
     if not is_block_id(name):
         fail(f"a name is 64 lowercase hex characters, got {name!r}", 2)
     base = load_or_exit(config, ctx.args)
-    setup_logging(LogLevel.WARNING)
+    setup_logging(LogLevel.WARNING, log_format)
     record = run_async(_resolve, _client_settings(base, host, target, timeout), name, backend=backend,
                        context=f"cannot resolve {name[:16]}")
     if isinstance(record.value, bytes):
