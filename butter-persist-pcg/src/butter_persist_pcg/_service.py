@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
@@ -27,6 +28,7 @@ from butter.hookspecs import hookimpl
 from butter.hosts import classify
 from butter.peers import PeerAddress, PeerInfo
 from butter.slots import NodeServices
+from butter.tombstones import ROUTE_DELETE, delete_body
 
 from ._group import GroupView
 from ._lost import LostMember, LostMembers
@@ -49,6 +51,7 @@ ROUTE_JOIN = "pcg-join"
 ROUTE_LEAVE = "pcg-leave"
 ROUTE_HEARTBEAT = "pcg-heartbeat"
 NOT_A_MEMBER = "not-a-member"  # error code: an authenticated caller outside the group asked this node to leave it
+DELETED = "deleted"  # error code: an invitation to an item whose owner deleted it (this node keeps the tombstone)
 JOINS_FULL = "joins-full"  # error code: this node already serves max_joins invitations; invite another candidate
 
 
@@ -69,6 +72,8 @@ class PcgPersistence:
     * ``kept_items()`` (:class:`~butter.capabilities.KeptItems`): the content ids of its groups.
     * ``group_status(content_id)`` (:class:`~butter.capabilities.GroupStatus`): replicas in view, target
       (popularity included) and state, or ``None``.
+    * ``await forget(content_id)`` (:class:`~butter.capabilities.ForgetItems`): leave the item's group and
+      free its blocks that no other group uses (its owner deleted it).
     * ``counters()`` (:class:`~butter.capabilities.Counters`): ``heartbeats_sent`` (heartbeat messages, one
       per peer and round), ``joins_sent`` / ``joins_accepted`` (invitations), ``sheds`` (members asked to
       leave), ``blocks_served`` (``fetch-block`` hits on this node), ``leaves_refused`` (leaves from
@@ -171,6 +176,12 @@ class PcgPersistence:
         target = self._target(view)
         members = tuple(m.address for m in view.members.values())
         return ReplicaStatus(view.count, target, view.state(target), members)
+
+    async def forget(self, content_id: str) -> None:
+        """Leave the group of ``content_id`` and delete the blocks no other group here uses; nothing when
+        this node keeps no such group. The other members learn it from their next heartbeat (this node
+        answers that it does not hold the item) and from the tombstone the node forwards them."""
+        await self._forget(content_id)
 
     def counters(self) -> Mapping[str, int]:
         """A snapshot of the counters named in the class docstring."""
@@ -492,13 +503,21 @@ class PcgPersistence:
         is refused (``sender-mismatch``) before anything is fetched. With ``max_joins`` invitations already
         being served, it is answered ``joins-full`` at once, so the inviter invites another candidate (and this
         one again next round) rather than waiting behind them until its ``join_timeout``. (Not ``overloaded``:
-        that would make the inviter's window back off from this node, block fetches included.)"""
+        that would make the inviter's window back off from this node, block fetches included.) An item whose
+        owner deleted it (this node keeps its tombstone) is refused ``deleted``, and the tombstone is sent to
+        the inviter, so that a holder that missed the deletion drops the item rather than recruit it back."""
         join = Join.decode(request.body)
         caller = request.caller.node_id
         if caller is not None and all(node_id != caller for node_id, _, _ in join.members):
             raise RouteError(
                 SENDER_MISMATCH, f"the invitation does not list its sender, node {caller}, as a member"
             )
+        tombstone = self.node.tombstones.get(join.content_id, now=time.time())
+        if tombstone is not None:
+            inviters = [address for node_id, address, _ in join.members if node_id == caller or caller is None]
+            if inviters:
+                self.node.spawn(self._send_tombstone, inviters[0], delete_body(tombstone))
+            raise RouteError(DELETED, f"item {join.content_id} was deleted by its owner")
         view = self._groups.get(join.content_id)
         if view is None:
             try:
@@ -514,6 +533,12 @@ class PcgPersistence:
             log.debug("joined group %s", join.content_id[:12])
         view.merge(join.members, anyio.current_time(), self.timeout)
         return b""
+
+    async def _send_tombstone(self, address: PeerAddress, body: bytes) -> None:
+        try:
+            await self.node.request(address, ROUTE_DELETE, body, timeout=self.options.join_timeout)
+        except ButterError as exc:
+            log.debug("tombstone to %s failed: %s", address, exc)
 
     async def _fetch_item(self, join: Join) -> Manifest:
         sources = [address for node_id, address, _ in join.members if node_id != self.node.node_id]
