@@ -120,7 +120,7 @@ class Deletion:
         holders = self._holders(content_id)
         forget = self._node.capability(ForgetItems)
         if forget is not None:
-            await forget.forget(content_id)
+            await forget.forget_item(content_id)
         await self._node.blocks.delete(content_id)
         log.info("item %s deleted by its owner; tombstone kept until %d", content_id[:12], tombstone.expires_at,
                  extra={"event": "item_deleted"})

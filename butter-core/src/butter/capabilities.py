@@ -90,11 +90,11 @@ class GroupStatus(Protocol):
 
 @runtime_checkable
 class ForgetItems(Protocol):
-    """``await forget(content_id)``: stop keeping the item and delete its blocks that no other item kept here
+    """``await forget_item(content_id)``: stop keeping the item and delete its blocks that no other item kept here
     uses; nothing when it is not kept. The node calls it when the item's owner deleted it
     (:mod:`butter.tombstones`); without it only the manifest block is deleted."""
 
-    async def forget(self, content_id: str) -> None: ...
+    async def forget_item(self, content_id: str) -> None: ...
 
 
 @runtime_checkable

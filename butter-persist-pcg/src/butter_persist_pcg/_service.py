@@ -72,7 +72,7 @@ class PcgPersistence:
     * ``kept_items()`` (:class:`~butter.capabilities.KeptItems`): the content ids of its groups.
     * ``group_status(content_id)`` (:class:`~butter.capabilities.GroupStatus`): replicas in view, target
       (popularity included) and state, or ``None``.
-    * ``await forget(content_id)`` (:class:`~butter.capabilities.ForgetItems`): leave the item's group and
+    * ``await forget_item(content_id)`` (:class:`~butter.capabilities.ForgetItems`): leave the item's group and
       free its blocks that no other group uses (its owner deleted it).
     * ``counters()`` (:class:`~butter.capabilities.Counters`): ``heartbeats_sent`` (heartbeat messages, one
       per peer and round), ``joins_sent`` / ``joins_accepted`` (invitations), ``sheds`` (members asked to
@@ -177,7 +177,7 @@ class PcgPersistence:
         members = tuple(m.address for m in view.members.values())
         return ReplicaStatus(view.count, target, view.state(target), members)
 
-    async def forget(self, content_id: str) -> None:
+    async def forget_item(self, content_id: str) -> None:
         """Leave the group of ``content_id`` and delete the blocks no other group here uses; nothing when
         this node keeps no such group. The other members learn it from their next heartbeat (this node
         answers that it does not hold the item) and from the tombstone the node forwards them."""
