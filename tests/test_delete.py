@@ -104,6 +104,9 @@ async def test_the_owner_deletes_and_every_holder_drops_the_blocks_and_retrieval
         for reader in (kept[0], outsider):  # one with the tombstone at hand, one that must search
             with anyio.fail_after(30), pytest.raises(butter.ItemDeleted, match="deleted"):
                 await reader.retrieve(content_id)
+            with anyio.fail_after(30), pytest.raises(butter.ItemDeleted):
+                async for _ in reader.retrieve_stream(content_id):
+                    raise AssertionError("a deleted item was served")
         with pytest.raises(butter.ItemDeleted):
             await kept[0].store(DATA, owner=owner)  # nor stored again where the tombstone is kept
         with anyio.fail_after(30), pytest.raises(butter.ItemDeleted):
@@ -171,3 +174,15 @@ async def test_a_stale_copy_recruiting_the_item_back_is_told_of_the_tombstone_an
         assert refused.value.code == "deleted"
         await wait_for(dropped, "the stale copy came back", timeout=30)
         assert stale.tombstones.get(content_id, now=time.time()) is not None
+
+
+async def test_an_encrypted_item_is_deleted_by_its_capability() -> None:
+    async with overlay("memory", count=3) as nodes:
+        capability = await nodes[0].store(b"secret" * 100, encrypt=True, owner=nodes[0].identity.private_key)
+        with anyio.fail_after(30):
+            assert await nodes[1].retrieve(capability) == b"secret" * 100
+            await nodes[0].delete(capability)  # the owner key defaults to the node's identity key
+            with pytest.raises(butter.ItemDeleted):
+                await nodes[1].retrieve(capability)
+        with pytest.raises(ValueError, match="64 lowercase hex"):
+            await nodes[0].delete("not-an-id")

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import codec
-from .blocks import Manifest, load_manifest
+from . import codec, encryption
+from .blocks import Manifest, is_block_id, load_manifest
 from .capabilities import ForgetItems, ItemHolders, LocateItems
 from .errors import ButterError, ItemDeleted, ItemNotFound, TombstoneRejected
 from .peers import PeerAddress
@@ -70,6 +70,10 @@ class Deletion:
     async def delete(self, content_id: str, *, owner: Ed25519PrivateKey | None, tombstone_expiry: float,
                      timeout: float | None) -> int:
         """See :meth:`butter.Node.delete`."""
+        if encryption.is_capability(content_id):
+            content_id = encryption.Capability.parse(content_id).content_id
+        if not is_block_id(content_id):
+            raise ValueError(f"a content id is 64 lowercase hex characters, got {content_id!r:.80}")
         self.check(content_id)
         key = owner if owner is not None else self._owner
         manifest, holders = await self._find(content_id, timeout)
@@ -81,7 +85,7 @@ class Deletion:
         now = int(time.time())
         tombstone = sign_tombstone(key, content_id, deleted_at=now, expires_at=now + int(tombstone_expiry))
         holders = [*holders, *self._holders(content_id)]
-        await self.accept(tombstone, manifest)
+        await self.accept(tombstone, manifest, forward=False)  # sent to every holder just below
         outcomes = await self._send(tombstone, holders, timeout)
         return sum(outcome in ("accepted", "duplicate") for outcome in outcomes.values())
 
@@ -110,9 +114,9 @@ class Deletion:
         found = holders.holders(content_id) if holders is not None else []
         return [a for a in found if a != self._node.address]
 
-    async def accept(self, tombstone: Tombstone, manifest: Manifest | None) -> Offer:
-        """Offer ``tombstone`` to the book; when accepted, drop the item here and forward the tombstone to the
-        other holders this node knows, once (in the background)."""
+    async def accept(self, tombstone: Tombstone, manifest: Manifest | None, *, forward: bool = True) -> Offer:
+        """Offer ``tombstone`` to the book; when accepted, drop the item here and, with ``forward``, send the
+        tombstone to the other holders this node knows, once (in the background)."""
         outcome = self.book.offer(tombstone, manifest, now=time.time())
         if outcome != "accepted":
             return outcome
@@ -124,7 +128,7 @@ class Deletion:
         await self._node.blocks.delete(content_id)
         log.info("item %s deleted by its owner; tombstone kept until %d", content_id[:12], tombstone.expires_at,
                  extra={"event": "item_deleted"})
-        if holders:
+        if holders and forward:
             self._node.spawn(self._send, tombstone, holders, None)
         return outcome
 

@@ -278,18 +278,19 @@ class Node:
         tombstone_expiry: float = DEFAULT_TOMBSTONE_EXPIRY,
         timeout: float | None = None,
     ) -> int:
-        """Delete item ``content_id`` (64 hex) as its owner: sign a tombstone with ``owner`` (default: this
-        node's identity key), drop the item here and send the tombstone to every holder that this node knows
-        or retrieval's search finds (each forwards it once to the holders it knows). Holders that accept it
-        drop the item's blocks (those no other item uses), keep the tombstone ``tombstone_expiry`` seconds
-        (default 30 days) and answer retrieval with :class:`~butter.errors.ItemDeleted`. Each request takes
-        at most ``timeout`` seconds (default ``settings.request_timeout``). Returns how many holders besides
-        this node accepted it.
+        """Delete item ``content_id`` (64 hex, or a capability ``bcap1:...``: its item) as its owner: sign a
+        tombstone with ``owner`` (default: this node's identity key), drop the item here and send the
+        tombstone to every holder that this node knows or retrieval's search finds (each forwards it once to
+        the holders it knows). Holders that accept it drop the item's blocks (those no other item uses), keep
+        the tombstone ``tombstone_expiry`` seconds (default 30 days) and answer retrieval with
+        :class:`~butter.errors.ItemDeleted`. Each request takes at most ``timeout`` seconds (default
+        ``settings.request_timeout``). Returns how many holders besides this node accepted it.
 
         Raises :class:`~butter.errors.TombstoneRejected` when the item has no owner or ``owner`` is not it,
-        :class:`~butter.errors.ItemDeleted` when it is already deleted, and
-        :class:`~butter.errors.ItemNotFound` when neither this node nor the search finds its manifest. A peer
-        that ignores the protocol keeps its copy: deletion is honoured by honest holders only
+        :class:`~butter.errors.ItemDeleted` when it is already deleted,
+        :class:`~butter.errors.ItemNotFound` when neither this node nor the search finds its manifest, and
+        ``ValueError`` for a ``content_id`` that is neither a content id nor a capability. A peer that
+        ignores the protocol keeps its copy: deletion is honoured by honest holders only
         (docs/protocol/delete.md)."""
         return await self._deletion.delete(content_id, owner=owner, tombstone_expiry=tombstone_expiry,
                                            timeout=timeout)

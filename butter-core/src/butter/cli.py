@@ -668,7 +668,8 @@ def get(
 )
 def rm(
     ctx: typer.Context,
-    content_id: Annotated[str, typer.Argument(metavar="CID", help="Content id printed by `butter put --owner`.")],
+    content_id: Annotated[str, typer.Argument(
+        metavar="CID", help="Content id (or capability) printed by `butter put --owner`.")],
     owner_key: KeyOption = None,
     node_address: NodeOption = "127.0.0.1:9000",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.", min=0.01)] = 10.0,
@@ -681,11 +682,8 @@ def rm(
     from ._cli_data import remove
     from ._cli_names import owner_or_exit
     from ._cli_peers import probe_settings
-    from .blocks import is_block_id
-
     target = address_or_exit(node_address)
-    if not is_block_id(content_id):
-        fail(f"CID must be a content id (64 lowercase hex), got {content_id!r}", 2)
+    item_or_exit(content_id, "CID")
     base = load_or_exit(config, ctx.args)
     owner = owner_or_exit(owner_key, base)
     setup_logging(LogLevel.WARNING, log_format)

@@ -529,6 +529,9 @@ class PcgPersistence:
             finally:
                 self._joins.release()
             view = self._create_group(join.content_id, manifest, join.size)
+            if self.node.tombstones.get(join.content_id, now=time.time()) is not None:  # deleted while fetching
+                await self._forget(join.content_id)
+                raise RouteError(DELETED, f"item {join.content_id} was deleted by its owner")
             view.settled_at = anyio.current_time() + 2 * self.options.heartbeat_interval
             log.debug("joined group %s", join.content_id[:12])
         view.merge(join.members, anyio.current_time(), self.timeout)
