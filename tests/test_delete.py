@@ -179,10 +179,51 @@ async def test_a_stale_copy_recruiting_the_item_back_is_told_of_the_tombstone_an
 async def test_an_encrypted_item_is_deleted_by_its_capability() -> None:
     async with overlay("memory", count=3) as nodes:
         capability = await nodes[0].store(b"secret" * 100, encrypt=True, owner=nodes[0].identity.private_key)
+        content_id = capability.split(":")[1]
+        await replicated(nodes, content_id)
+
+        async def dropped() -> bool:
+            return not await holders(nodes, content_id)
+
         with anyio.fail_after(30):
             assert await nodes[1].retrieve(capability) == b"secret" * 100
             await nodes[0].delete(capability)  # the owner key defaults to the node's identity key
+            await wait_for(dropped, "holders kept the deleted item")
             with pytest.raises(butter.ItemDeleted):
                 await nodes[1].retrieve(capability)
         with pytest.raises(ValueError, match="64 lowercase hex"):
             await nodes[0].delete("not-an-id")
+
+
+async def test_a_stale_holders_heartbeat_to_a_node_keeping_the_tombstone_makes_it_drop_the_item() -> None:
+    """A lone holder that missed the deletion (replicas=1: it recruits no one, so no invitation reaches a
+    node that knows) heartbeats a former member: the tombstone comes back with the reply, and it drops the
+    item."""
+    from butter_persist_pcg._messages import GroupBeat, Heartbeat
+
+    async with overlay("memory", count=4) as nodes:
+        owner = Ed25519PrivateKey.generate()
+        content_id = await nodes[0].store(DATA, owner=owner)
+        kept = await replicated(nodes, content_id)
+        with anyio.fail_after(30):
+            await nodes[0].delete(content_id, owner=owner)
+
+        async def dropped() -> bool:
+            return not await holders(nodes, content_id)
+
+        await wait_for(dropped, "holders kept the deleted item")
+        settings = nodes[0].settings.model_copy(update={
+            "peers": [], "persistence": nodes[0].settings.persistence.model_copy(
+                update={"options": {"heartbeat_interval": 0.2, "replicas": 1}})})
+        async with butter.open_node(settings) as stale:
+            assert await stale.store(DATA, owner=owner) == content_id
+            beat = Heartbeat(stale.node_id, stale.address, False,
+                             [GroupBeat(content_id, len(DATA), 0, [(stale.node_id, stale.address, 0.0)])])
+            reply = codec.decode_map(await stale.request(kept[0].address, "pcg-heartbeat", beat.encode()))
+            assert reply == {"unknown": [content_id]}
+
+            async def stale_dropped() -> bool:
+                return not await stale.blocks.has(content_id)
+
+            await wait_for(stale_dropped, "the stale holder kept the item")
+            assert stale.tombstones.get(content_id, now=time.time()) is not None

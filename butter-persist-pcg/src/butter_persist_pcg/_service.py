@@ -6,6 +6,10 @@ Who may say what (when the transport authenticates callers, ``RouteRequest.calle
 body is taken at its word, as before): a heartbeat's ``from`` must be the caller, a join must list the
 caller (its inviter) among the members, and only a member of the group may ask this node to leave it.
 A refused message changes nothing.
+
+Deleted items (their owner's tombstone, :mod:`butter.tombstones`, kept by the node): an invitation to one is
+refused ``deleted`` and a heartbeat naming one is answered as usual; either way the tombstone is sent to the
+inviter or sender, so that a holder that missed the deletion drops its copy rather than keep or spread it.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ COUNTERS = (
     "heartbeats_sent", "joins_sent", "joins_accepted", "sheds", "blocks_served", "leaves_refused", "blocks_repaired",
     "members_recovered",
 )
+MAX_TOMBSTONES_PER_BEAT = 16  # tombstones sent back for one heartbeat naming deleted groups
 RESUME_ROUNDS = 5  # rounds a group resumed from the store waits for its old members before it recruits
 
 
@@ -101,7 +106,7 @@ class PcgPersistence:
         self._counts = dict.fromkeys(COUNTERS, 0)
         node.route(ROUTE_JOIN, self._serve_join)
         node.route(ROUTE_LEAVE, self._serve_leave)
-        node.route(ROUTE_HEARTBEAT, self._serve_heartbeat)
+        node.route(ROUTE_HEARTBEAT, self._serve_heartbeat_of_deleted)
         node.subscribe(self)  # for butter_block_served
 
     # -- Persistence protocol ---------------------------------------------------------------------------
@@ -498,6 +503,21 @@ class PcgPersistence:
             view.merge(group.members, now, self.timeout)
         return HeartbeatReply(unknown).encode()
 
+    async def _serve_heartbeat_of_deleted(self, request: RouteRequest) -> bytes:
+        """Route ``pcg-heartbeat``: :meth:`_serve_heartbeat`, after sending the sender the tombstones this node
+        keeps of groups its heartbeat names (at most ``MAX_TOMBSTONES_PER_BEAT``, in the background): a
+        holder that missed a deletion drops its copy at its next heartbeat to a member that did not. The body
+        is read here only while this node keeps a tombstone."""
+        if len(self.node.tombstones):
+            beat = Heartbeat.decode(request.body)
+            request.check_sender(beat.sender)
+            now = time.time()
+            found = (self.node.tombstones.get(group.content_id, now=now) for group in beat.groups)
+            bodies = [delete_body(t) for t in found if t is not None][:MAX_TOMBSTONES_PER_BEAT]
+            if bodies:
+                self.node.spawn(self._send_tombstones, beat.address, bodies)
+        return await self._serve_heartbeat(request)
+
     async def _serve_join(self, request: RouteRequest) -> bytes:
         """An invitation. The inviter lists itself among the members; an authenticated caller that does not
         is refused (``sender-mismatch``) before anything is fetched. With ``max_joins`` invitations already
@@ -516,7 +536,7 @@ class PcgPersistence:
         if tombstone is not None:
             inviters = [address for node_id, address, _ in join.members if node_id == caller or caller is None]
             if inviters:
-                self.node.spawn(self._send_tombstone, inviters[0], delete_body(tombstone))
+                self.node.spawn(self._send_tombstones, inviters[0], [delete_body(tombstone)])
             raise RouteError(DELETED, f"item {join.content_id} was deleted by its owner")
         view = self._groups.get(join.content_id)
         if view is None:
@@ -537,11 +557,14 @@ class PcgPersistence:
         view.merge(join.members, anyio.current_time(), self.timeout)
         return b""
 
-    async def _send_tombstone(self, address: PeerAddress, body: bytes) -> None:
-        try:
-            await self.node.request(address, ROUTE_DELETE, body, timeout=self.options.join_timeout)
-        except ButterError as exc:
-            log.debug("tombstone to %s failed: %s", address, exc)
+    async def _send_tombstones(self, address: PeerAddress, bodies: list[bytes]) -> None:
+        """Send ``delete-item`` requests (``bodies``) to ``address``, one after another."""
+        for body in bodies:
+            try:
+                await self.node.request(address, ROUTE_DELETE, body, timeout=self.options.join_timeout)
+            except ButterError as exc:
+                log.debug("tombstone to %s failed: %s", address, exc)
+                return
 
     async def _fetch_item(self, join: Join) -> Manifest:
         sources = [address for node_id, address, _ in join.members if node_id != self.node.node_id]
