@@ -227,3 +227,25 @@ async def test_a_stale_holders_heartbeat_to_a_node_keeping_the_tombstone_makes_i
 
             await wait_for(stale_dropped, "the stale holder kept the item")
             assert stale.tombstones.get(content_id, now=time.time()) is not None
+
+
+async def test_a_block_another_item_uses_is_kept_when_one_item_is_deleted() -> None:
+    shared, own_a, own_b = b"s" * 4096, b"a" * 1000, b"b" * 1000  # one 4 KiB block in common
+    async with overlay("memory", count=3) as nodes:  # three replicas on three nodes: every node holds both
+        owner = Ed25519PrivateKey.generate()
+        deleted = await nodes[0].store(shared + own_a, owner=owner)
+        kept = await nodes[0].store(shared + own_b, owner=owner)
+        await replicated(nodes, deleted)
+        await replicated(nodes, kept)
+        manifest = load_manifest(deleted, await nodes[0].blocks.get(deleted) or b"")
+        shared_id, own_id = manifest.blocks
+        with anyio.fail_after(30):
+            await nodes[1].delete(deleted, owner=owner)
+
+        async def dropped() -> bool:
+            return not any([await n.blocks.has(b) for n in nodes for b in (deleted, own_id)])
+
+        await wait_for(dropped, "holders kept blocks only the deleted item used")
+        assert all([await n.blocks.has(shared_id) for n in nodes])
+        with anyio.fail_after(30):
+            assert await nodes[2].retrieve(kept) == shared + own_b

@@ -59,6 +59,7 @@ class Deletion:
         self._node = node
         self._owner = owner
         self.book = TombstoneBook(TOMBSTONE_BOOK_CAPACITY)
+        self._said_no_forget = False  # the missing ForgetItems is logged once
         node.route(ROUTE_DELETE, self._serve_delete)
 
     def check(self, content_id: str) -> None:
@@ -125,6 +126,10 @@ class Deletion:
         forget = self._node.capability(ForgetItems)
         if forget is not None:
             await forget.forget_item(content_id)
+        elif not self._said_no_forget:
+            self._said_no_forget = True
+            log.info("no driver of this node offers ForgetItems (a persistence capability): a deleted item's "
+                     "manifest block is deleted, its data blocks stay in the store")
         await self._node.blocks.delete(content_id)
         log.info("item %s deleted by its owner; tombstone kept until %d", content_id[:12], tombstone.expires_at,
                  extra={"event": "item_deleted"})
