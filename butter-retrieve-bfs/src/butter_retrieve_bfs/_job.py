@@ -214,7 +214,7 @@ class Job:
         except ProtocolError as exc:
             log.debug("bad tombstone of %s from %s: %s", self.content_id[:12], address, exc)
             return
-        if tombstone.content_id == self.content_id:
+        if tombstone.content_id == self.content_id and tombstone.expires_at > time.time():
             self.tombstone = tombstone
 
     def _report_dead(self, address: PeerAddress) -> None:
@@ -289,10 +289,9 @@ class Job:
             manifest = load_manifest(self.content_id, data)
         except (InvalidManifest, BlockCorrupted) as exc:
             raise ItemNotFound(f"{self.content_id} names a block that is not an item manifest: {exc}") from None
-        if self.tombstone is not None and self.tombstone.public_key == manifest.owner:
-            if self.tombstone.expires_at > time.time():  # a holder that missed the deletion: do not serve it
-                raise ItemDeleted(self.content_id, self.tombstone.encode(),
-                                  f"item {self.content_id} was deleted by its owner (a holder found still has it)")
+        if self.tombstone is not None and self.tombstone.public_key == manifest.owner:  # a holder missed it
+            raise ItemDeleted(self.content_id, self.tombstone.encode(),
+                              f"item {self.content_id} was deleted by its owner (a holder found still has it)")
         missing = [a for a in dict.fromkeys(manifest.blocks) if not await self.node.blocks.has(a)]
         self.stats.blocks = len(manifest.blocks)
         self.stats.local = not self._searches and not missing
