@@ -23,7 +23,8 @@ def test_query_round_trip(qid: bytes, cid: str, ttl: int, fraction: float, hints
     assert Query.decode(query.encode()) == query
 
 
-@given(st.one_of(st.builds(Hit, address_lists), st.builds(Miss, address_lists, address_lists), st.just(Seen())))
+@given(st.one_of(st.builds(Hit, address_lists), st.builds(Miss, address_lists, address_lists),
+                 st.builds(Miss, address_lists, address_lists, st.binary(max_size=512)), st.just(Seen())))
 def test_reply_round_trip(reply: Hit | Miss | Seen) -> None:
     assert decode_reply(reply.encode()) == reply
 
@@ -91,6 +92,8 @@ def test_malformed_queries(obj: object) -> None:
     {"kind": "miss", "try": [["h", 70000]]},
     {"kind": "hit", "members": "nope"},
     {"kind": "miss", "hints": [[1, 2]]},
+    {"kind": "miss", "tombstone": "not bytes"},
+    {"kind": "miss", "tombstone": b"x" * 513},  # longer than any tombstone
     {"kind": 1},
     {},
 ])

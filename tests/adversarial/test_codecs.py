@@ -19,6 +19,7 @@ from butter.blocks import Manifest, load_manifest
 from butter.errors import ProtocolError
 from butter.peers import MAX_COUNT, MAX_STORAGE, MAX_UPTIME, HostQuality, PeerInfo
 from butter.records import SignedRecord
+from butter.tombstones import Tombstone
 from butter.wire import FrameDecoder, FrameRejected, Reply, Request, decode_payload, encode, encode_payload
 from butter_discover_multicast._messages import decode_datagram
 from butter_persist_pcg._messages import Heartbeat, HeartbeatReply, Join, decode_content_id
@@ -40,6 +41,7 @@ BODY_DECODERS: dict[str, Callable[[bytes], Any]] = {
     "bfs-digest reply": DigestReply.decode,
     "manifest": Manifest.decode,
     "signed record (get-record reply, put-record)": SignedRecord.decode,
+    "tombstone (delete-item, bfs-query miss)": Tombstone.decode,
     "ambassador service message": lambda body: MESSAGES.decode(body, MAX_MESSAGE),
     "ambassador reply": ServiceInfo.decode,
     "flood-query": FloodQuery.decode,
@@ -50,7 +52,7 @@ BODY_DECODERS: dict[str, Callable[[bytes], Any]] = {
 @fuzz_settings(1.25)
 @given(body=bodies())
 def test_body_decoders_raise_only_protocol_errors(body: bytes) -> None:
-    """Each generated body goes to every decoder (1,500 bodies x 15 decoders per run; 6,000 in CI)."""
+    """Each generated body goes to every decoder (1,500 bodies x 16 decoders per run; 6,000 in CI)."""
     for decoder in BODY_DECODERS.values():
         try:
             decoder(body)

@@ -38,7 +38,7 @@ _networks = itertools.count()
 
 # Every route the node below registers: a route added to Butter must be added here to be fuzzed.
 ROUTES = [
-    "ping", "host-quality", "known-hosts", "fetch-block", "store", "get-record", "put-record",  # core
+    "ping", "host-quality", "known-hosts", "fetch-block", "store", "get-record", "put-record", "delete-item",  # core
     "pcg-join", "pcg-leave", "pcg-heartbeat",  # persistence
     "bfs-query", "bfs-digest",  # retrieval
     "ambassador",  # discovery (the ambassador role)
@@ -62,6 +62,8 @@ MISTYPED: list[tuple[str, Any]] = [
                                       {"name": CID, "hops": "1"}, {})),
     *(("put-record", bad) for bad in ({"record": "x"}, {"record": 1}, {"record": b"\xc1"}, {},
                                       {"record": encode_payload({"v": 1, "name": CID})})),
+    *(("delete-item", bad) for bad in ({"tombstone": "x"}, {"tombstone": 1}, {"tombstone": b"\xc1"}, {},
+                                       {"tombstone": encode_payload({"v": 1, "cid": CID})})),
     *(("pcg-join", {"cid": CID, "size": 1, "members": [ENTRY], **bad}) for bad in (
         {"cid": 1}, {"size": "1"}, {"size": -1}, {"members": {"n1": ENTRY}}, {"members": [["n1", "127.0.0.1:1", 0]]},
         {"members": [["n1", ["127.0.0.1", 1], "old"]]}, {"members": [["n1", ["127.0.0.1", 1], math.nan]]},

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .errors import IncompleteItem as IncompleteItem
     from .errors import InvalidCapability as InvalidCapability
     from .errors import InvalidManifest as InvalidManifest
+    from .errors import ItemDeleted as ItemDeleted
     from .errors import ItemNotFound as ItemNotFound
     from .errors import ItemTooLarge as ItemTooLarge
     from .errors import PeerGone as PeerGone
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from .errors import RouteError as RouteError
     from .errors import StoreError as StoreError
     from .errors import StoreFull as StoreFull
+    from .errors import TombstoneRejected as TombstoneRejected
     from .errors import TransportBusy as TransportBusy
     from .errors import TransportError as TransportError
     from .hookspecs import hookimpl as hookimpl
@@ -86,6 +88,7 @@ _EXPORTS = {  # name -> the module that defines it, imported on first use (PEP 5
     "FrameTooLarge": ".errors",
     "IncompleteItem": ".errors",
     "InvalidManifest": ".errors",
+    "ItemDeleted": ".errors",
     "ItemNotFound": ".errors",
     "ItemTooLarge": ".errors",
     "PeerGone": ".errors",
@@ -97,6 +100,7 @@ _EXPORTS = {  # name -> the module that defines it, imported on first use (PEP 5
     "RouteError": ".errors",
     "StoreError": ".errors",
     "StoreFull": ".errors",
+    "TombstoneRejected": ".errors",
     "TransportBusy": ".errors",
     "TransportError": ".errors",
     "hookimpl": ".hookspecs",
@@ -125,6 +129,7 @@ __all__ = [
     "IncompleteItem",
     "InvalidCapability",
     "InvalidManifest",
+    "ItemDeleted",
     "ItemNotFound",
     "ItemTooLarge",
     "Node",
@@ -145,6 +150,7 @@ __all__ = [
     "RouteRequest",
     "StoreError",
     "StoreFull",
+    "TombstoneRejected",
     "TransportBusy",
     "TransportError",
     "hookimpl",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import anyio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ._node import Node, open_node
 from .blocks import chunk
@@ -17,7 +18,7 @@ from .peers import PeerAddress
 from .settings import ButterSettings
 from .wire import decode_payload, encode_payload
 
-__all__ = ["UPLOAD_BATCH", "download", "upload", "wait_until_joined", "write_churn_outputs"]
+__all__ = ["UPLOAD_BATCH", "download", "remove", "upload", "wait_until_joined", "write_churn_outputs"]
 
 UPLOAD_BATCH = 1024 * 1024  # bytes of blocks per `store` request
 
@@ -29,16 +30,18 @@ async def upload(
     *,
     media_type: str,
     timeout: float,
+    owner: bytes | None = None,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> str:
     """Cut ``data`` into blocks and upload them to the node at ``target`` on its built-in ``store`` route, in
-    batches of about 1 MiB, the manifest last; returns the content id the node answers.
+    batches of about 1 MiB, the manifest last; returns the content id the node answers. ``owner`` (a raw
+    32-byte Ed25519 public key) goes in the manifest: that key alone can delete the item (:func:`remove`).
 
     ``on_progress(bytes sent, total bytes)`` is called after each batch. Raises
     :class:`~butter.errors.RemoteError` (``store-full``, ``incomplete``, ``unknown-route``),
     :class:`~butter.errors.PeerUnreachable` or :class:`~butter.errors.RequestTimeout`.
     """
-    item = chunk(data, block_size=int(settings.store.block_size), media_type=media_type)
+    item = chunk(data, block_size=int(settings.store.block_size), media_type=media_type, owner=owner)
     total = item.stored_size
     sent = 0
     async with open_node(settings) as client:
@@ -78,6 +81,18 @@ async def download(
             on_progress(written)
     sink.flush()
     return written
+
+
+async def remove(settings: ButterSettings, content_id: str, owner: Ed25519PrivateKey, *,
+                 join_timeout: float = 10.0) -> int:
+    """Start a client node with ``settings`` (its ``peers`` say where to join, its retrieval driver finds the
+    holders), wait until it knows a host, then delete item ``content_id`` as ``owner`` (:meth:`Node.delete`);
+    returns how many holders accepted the tombstone. Raises :class:`~butter.errors.TombstoneRejected` (not the
+    owner's key, or an item without owner), :class:`~butter.errors.ItemDeleted`,
+    :class:`~butter.errors.ItemNotFound` or a transport error."""
+    async with open_node(settings) as client:
+        await wait_until_joined(client, join_timeout)
+        return await client.delete(content_id, owner=owner)
 
 
 async def wait_until_joined(client: Node, join_timeout: float) -> None:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .records import RecordValue, SignedRecord
     from .settings import ButterSettings
 
-__all__ = ["name_app"]
+__all__ = ["KeyOption", "name_app", "owner_or_exit"]
 
 name_app = typer.Typer(help="Publish and resolve signed mutable records (names that point at new values).",
                        no_args_is_help=True, rich_markup_mode=None)
@@ -103,7 +103,7 @@ def publish(
     """Point one of your names at a value."""
     target = address_or_exit(node_address)
     base = load_or_exit(config, ctx.args)
-    owner = _owner_or_exit(owner_key, base)
+    owner = owner_or_exit(owner_key, base)
     chosen: RecordValue = value.encode() if inline else value
     if not inline:
         item_or_exit(value, "VALUE", "; --inline for text")
@@ -164,7 +164,9 @@ def _print_version(record: SignedRecord) -> None:
     err_console().print(f"sequence {record.sequence}, expires at {record.expires_at} (Unix seconds)", style="dim")
 
 
-def _owner_or_exit(path: Path | None, settings: ButterSettings) -> Ed25519PrivateKey:
+def owner_or_exit(path: Path | None, settings: ButterSettings) -> Ed25519PrivateKey:
+    """The owner key in file ``path`` (default: the node key of ``settings.data_dir``), or exit with status 2
+    saying why (no key given, a missing or unreadable file)."""
     from ._identity import KEY_FILE
     from .errors import ButterConfigError
     from .records import load_owner_key

@@ -8,7 +8,10 @@ capability decrypts what the retrieval slot returns. Two core routes serve conte
 * ``fetch-block``, body ``{"block_id": hex}``: the block's bytes, verified on read, or error ``not-found``.
 * ``store``, body ``{"blocks": [bytes], "manifest": bytes | nil}``: upload blocks; with the manifest the
   item is complete and persistence keeps it. Served only when a persistence driver is configured (a node
-  without one answers ``unknown-route``).
+  without one answers ``unknown-route``). An item its owner deleted (this node keeps its tombstone) is
+  refused: error ``deleted``.
+
+Retrieving an item this node keeps a tombstone of raises :class:`~butter.errors.ItemDeleted` at once.
 """
 
 from __future__ import annotations
@@ -16,12 +19,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from . import codec, encryption
 from .blocks import DEFAULT_MEDIA_TYPE, block_id_of, chunk, load_manifest, verify
-from .errors import BlockCorrupted, ButterConfigError, IncompleteItem, ProtocolError, RouteError, StoreFull
+from .errors import (
+    BlockCorrupted,
+    ButterConfigError,
+    IncompleteItem,
+    ItemDeleted,
+    ProtocolError,
+    RouteError,
+    StoreFull,
+)
 from .peers import PeerAddress
+from .records import public_key_bytes
 
 if TYPE_CHECKING:
+    from ._deletion import Deletion
     from ._routes import RouteRequest
     from .slots import NodeServices, Persistence, Retrieval
 
@@ -32,27 +47,32 @@ class Content:
     """Store, retrieve and fetch-block for one node, and the ``store`` and ``fetch-block`` routes, which
     it registers on ``node`` when built."""
 
-    def __init__(self, node: NodeServices, persistence: Persistence | None, retrieval: Retrieval | None) -> None:
+    def __init__(self, node: NodeServices, persistence: Persistence | None, retrieval: Retrieval | None,
+                 deletion: Deletion) -> None:
         self._node = node
+        self._deletion = deletion
         self._persistence = persistence
         self._retrieval = retrieval
         node.route("fetch-block", self._serve_fetch_block)
         if persistence is not None:
             node.route("store", self._serve_store)
 
-    async def store(self, data: bytes, *, media_type: str = DEFAULT_MEDIA_TYPE, encrypt: bool = False) -> str:
+    async def store(self, data: bytes, *, media_type: str = DEFAULT_MEDIA_TYPE, encrypt: bool = False,
+                    owner: Ed25519PrivateKey | None = None) -> str:
         """See :meth:`butter.Node.store`."""
+        owner_key = public_key_bytes(owner) if owner is not None else None
         if not encrypt:
-            return await self._store(bytes(data), media_type)
+            return await self._store(bytes(data), media_type, owner_key)
         if media_type != DEFAULT_MEDIA_TYPE:
             raise ValueError("an encrypted item has no media type: holders would read it (leave media_type out)")
         ciphertext, key = encryption.encrypt(data)
-        return str(encryption.Capability(await self._store(ciphertext, DEFAULT_MEDIA_TYPE), key))
+        return str(encryption.Capability(await self._store(ciphertext, DEFAULT_MEDIA_TYPE, owner_key), key))
 
-    async def _store(self, data: bytes, media_type: str) -> str:
+    async def _store(self, data: bytes, media_type: str, owner: bytes | None) -> str:
         persistence = self._persistence_or_fail()
         blocks = self._node.blocks
-        item = chunk(data, block_size=int(self._node.settings.store.block_size), media_type=media_type)
+        item = chunk(data, block_size=int(self._node.settings.store.block_size), media_type=media_type, owner=owner)
+        self._deletion.check(item.content_id)
         new = {block_id: b for block_id, b in item.all_blocks.items() if not await blocks.has(block_id)}
         needed = sum(len(b) for b in new.values())
         if needed > blocks.free:
@@ -67,14 +87,17 @@ class Content:
         """See :meth:`butter.Node.retrieve`."""
         retrieval = self._retrieval_or_fail()
         if not encryption.is_capability(content_id):
+            self._deletion.check(content_id)
             return await retrieval.retrieve(content_id, timeout=timeout)
         capability = encryption.Capability.parse(content_id)
+        self._deletion.check(capability.content_id)
         return encryption.decrypt(await retrieval.retrieve(capability.content_id, timeout=timeout), capability.key)
 
     def retrieve_stream(self, content_id: str, *, timeout: float | None = None) -> AsyncIterator[bytes]:
         """See :meth:`butter.Node.retrieve_stream`."""
         if encryption.is_capability(content_id):
             return self._retrieve_whole(content_id, timeout)
+        self._deletion.check(content_id)
         return self._retrieval_or_fail().stream(content_id, timeout=timeout)
 
     async def _retrieve_whole(self, capability: str, timeout: float | None) -> AsyncIterator[bytes]:
@@ -126,10 +149,13 @@ class Content:
                 return b""
             content_id = block_id_of(manifest)
             load_manifest(content_id, manifest)
+            self._deletion.check(content_id)
             await self._node.blocks.put(content_id, manifest)
             await persistence.keep(content_id)
         except StoreFull as exc:
             raise RouteError("store-full", str(exc)) from None
+        except ItemDeleted as exc:
+            raise RouteError("deleted", str(exc)) from None
         except IncompleteItem as exc:
             raise RouteError("incomplete", str(exc)) from None
         self._node.emit("butter_item_stored", content_id=content_id)

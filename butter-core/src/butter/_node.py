@@ -12,7 +12,8 @@ A node is an async context manager owning one anyio task group::
 Composition: the node builds one object per slot through the plugins' factory hooks (each gets the node
 as :class:`~butter.slots.NodeServices`, and may register routes: host management serves its own protocol),
 then registers the core routes: ``ping`` here, ``fetch-block`` and ``store`` in the content API
-(:mod:`butter._content`), ``get-record`` and ``put-record`` in the naming API (:mod:`butter._naming`).
+(:mod:`butter._content`), ``get-record`` and ``put-record`` in the naming API (:mod:`butter._naming`),
+``delete-item`` in the delete API (:mod:`butter._deletion`).
 Requests reach handlers through the route table (:mod:`butter._routes`).
 
 Start-up: start the transport (bind errors reach the caller), then host
@@ -40,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import codec
 from ._content import Content
+from ._deletion import Deletion
 from ._identity import Identity
 from ._logs import current_node_id
 from ._naming import DEFAULT_FANOUT, DEFAULT_RECORD_EXPIRY, Naming
@@ -51,6 +53,7 @@ from .records import RecordBook, RecordValue, SignedRecord
 from .settings import ButterSettings, budget_split, load_settings
 from .slots import Discovery, EventName, HostManager, NodeServices, Persistence, Retrieval, Transport
 from .store import BlockStore, open_store
+from .tombstones import DEFAULT_TOMBSTONE_EXPIRY, TombstoneBook
 
 __all__ = ["ClientBehaviour", "Node", "NodeStats", "open_node"]
 
@@ -103,7 +106,8 @@ class Node:
         self.discoveries: list[Discovery] = list(hook.butter_discovery(node=self))
         self._route_table.hold()  # every request is answered ``starting`` until the services have started
         self.route("ping", self._serve_ping)
-        self._content = Content(self, self.persistence, self.retrieval)
+        self._deletion = Deletion(self, identity.private_key)
+        self._content = Content(self, self.persistence, self.retrieval, self._deletion)
         self._naming = Naming(self, identity.private_key)
 
     def _required(self, obj: Any, slot: str) -> Any:
@@ -183,7 +187,8 @@ class Node:
             self.stats.requests_failed += 1
             raise
 
-    async def store(self, data: bytes, *, media_type: str = "application/octet-stream", encrypt: bool = False) -> str:
+    async def store(self, data: bytes, *, media_type: str = "application/octet-stream", encrypt: bool = False,
+                    owner: Ed25519PrivateKey | None = None) -> str:
         """Store ``data`` (bytes) on the overlay; returns its content id (hex), or with ``encrypt`` a capability.
 
         The data is cut into blocks (``settings.store.block_size``), put in this node's block
@@ -191,11 +196,15 @@ class Node:
         With ``encrypt=True`` the data is first encrypted here under a fresh key (ChaCha20-Poly1305, see
         :mod:`butter.encryption`): holders only ever see ciphertext, and the return value is the capability
         ``"bcap1:<content id>:<key>"``, the one string that reads the item back with :meth:`retrieve`.
+        With ``owner`` (an Ed25519 key, e.g. ``node.identity.private_key`` or
+        :func:`butter.records.load_owner_key`'s) the manifest names its public key, and that key alone can
+        :meth:`delete` the item; without one the item cannot be deleted.
         Raises :class:`~butter.errors.ButterConfigError` when no persistence driver is configured,
-        :class:`~butter.errors.StoreFull` when this node has no room for it (nothing is stored then) and
+        :class:`~butter.errors.StoreFull` when this node has no room for it (nothing is stored then),
+        :class:`~butter.errors.ItemDeleted` when this node keeps a tombstone of the same item and
         ``ValueError`` for a ``media_type`` with ``encrypt`` (holders would read it).
         """
-        return await self._content.store(data, media_type=media_type, encrypt=encrypt)
+        return await self._content.store(data, media_type=media_type, encrypt=encrypt, owner=owner)
 
     async def retrieve(self, content_id: str, *, timeout: float | None = None) -> bytes:
         """Find and return the item ``content_id`` (hex) through the retrieval slot, verified block by block,
@@ -205,7 +214,9 @@ class Node:
 
         Raises :class:`~butter.errors.ButterConfigError` when no retrieval driver is configured,
         :class:`~butter.errors.ItemNotFound` (its fields say how far the search went) when the search fails
-        or the deadline passes, :class:`~butter.errors.InvalidCapability` for a malformed capability and
+        or the deadline passes (:class:`~butter.errors.ItemDeleted`, a subclass, when this node or a node
+        searched keeps the owner's tombstone of it and no holder served it),
+        :class:`~butter.errors.InvalidCapability` for a malformed capability and
         :class:`~butter.errors.DecryptionFailed` when the item does not authenticate under its key.
         """
         return await self._content.retrieve(content_id, timeout=timeout)
@@ -258,6 +269,37 @@ class Node:
         and ``ValueError`` for a name that is not 64 lowercase hex characters.
         """
         return await self._naming.resolve(name, fanout=fanout, timeout=timeout)
+
+    async def delete(
+        self,
+        content_id: str,
+        *,
+        owner: Ed25519PrivateKey | None = None,
+        tombstone_expiry: float = DEFAULT_TOMBSTONE_EXPIRY,
+        timeout: float | None = None,
+    ) -> int:
+        """Delete item ``content_id`` (64 hex, or a capability ``bcap1:...``: its item) as its owner: sign a
+        tombstone with ``owner`` (default: this node's identity key), drop the item here and send the
+        tombstone to every holder that this node knows or retrieval's search finds (each forwards it once to
+        the holders it knows). Holders that accept it drop the item's blocks (those no other item uses), keep
+        the tombstone ``tombstone_expiry`` seconds (default 30 days) and answer retrieval with
+        :class:`~butter.errors.ItemDeleted`. Each request takes at most ``timeout`` seconds (default
+        ``settings.request_timeout``). Returns how many holders besides this node accepted it.
+
+        Raises :class:`~butter.errors.TombstoneRejected` when the item has no owner or ``owner`` is not it,
+        :class:`~butter.errors.ItemDeleted` when it is already deleted,
+        :class:`~butter.errors.ItemNotFound` when neither this node nor the search finds its manifest, and
+        ``ValueError`` for a ``content_id`` that is neither a content id nor a capability. A peer that
+        ignores the protocol keeps its copy: deletion is honoured by honest holders only
+        (docs/protocol/delete.md)."""
+        return await self._deletion.delete(content_id, owner=owner, tombstone_expiry=tombstone_expiry,
+                                           timeout=timeout)
+
+    @property
+    def tombstones(self) -> TombstoneBook:
+        """The tombstones this node keeps (deleted items, until each expires) and the counts of those it
+        refused."""
+        return self._deletion.book
 
     @property
     def records(self) -> RecordBook:

@@ -9,7 +9,10 @@ Rules this module keeps:
 * A **manifest** is itself a block: the msgpack map ``{"v": 1, "size": bytes, "media_type": str,
   "block_size": bytes, "blocks": [addresses in order]}``. It records what the recommendation asks each
   chunk to carry (``total_parts`` is ``len(blocks)``, ``original_length`` is ``size``) once, for the whole
-  item, so that blocks can be fetched in parallel from different peers.
+  item, so that blocks can be fetched in parallel from different peers. An item stored with an owner adds
+  ``"owner": 32 bytes``, the owner's raw Ed25519 public key, after ``blocks``: the content id commits to it,
+  and only that key may delete the item (:mod:`butter.tombstones`). A manifest without it has no owner and
+  cannot be deleted.
 * An item's **content id** (:data:`ContentId`) is the address of its manifest block. It names the item and
   lets a reader check everything it receives: the manifest against the content id, each block against the
   address the manifest lists, and each block's length against ``size`` and ``block_size``.
@@ -106,8 +109,9 @@ class Block:
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """What an item is made of: ``size`` (bytes), ``media_type``, ``block_size`` (bytes) and the
-    block addresses in order (``blocks``; an address may repeat when content repeats).
+    """What an item is made of: ``size`` (bytes), ``media_type``, ``block_size`` (bytes), the
+    block addresses in order (``blocks``; an address may repeat when content repeats) and the ``owner``'s raw
+    32-byte Ed25519 public key (``None``: no owner, the item cannot be deleted).
 
     Construction checks the fields and their consistency: ``len(blocks)`` must be ``ceil(size /
     block_size)``. Raises :class:`~butter.errors.InvalidManifest` otherwise.
@@ -117,6 +121,7 @@ class Manifest:
     blocks: tuple[BlockId, ...]
     block_size: int = DEFAULT_BLOCK_SIZE
     media_type: str = DEFAULT_MEDIA_TYPE
+    owner: bytes | None = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.size) or self.size < 0:
@@ -129,6 +134,8 @@ class Manifest:
             raise InvalidManifest(f"manifest media_type must be a string of 1 to {MAX_MEDIA_TYPE_LENGTH} characters")
         if not isinstance(self.blocks, tuple):
             raise InvalidManifest("manifest blocks must be a tuple of addresses")
+        if self.owner is not None and (type(self.owner) is not bytes or len(self.owner) != 32):
+            raise InvalidManifest("manifest owner must be a 32-byte Ed25519 public key")
         for index, address in enumerate(self.blocks):
             if not is_block_id(address):
                 raise InvalidManifest(f"manifest block {index} is not 64 lowercase hex characters: {address!r:.80}")
@@ -142,7 +149,7 @@ class Manifest:
     def __repr__(self) -> str:  # a manifest may list 60,000 addresses: keep logs readable
         return (
             f"Manifest(size={self.size}, blocks=<{len(self.blocks)} addresses>, block_size={self.block_size}, "
-            f"media_type={self.media_type!r})"
+            f"media_type={self.media_type!r}, owner={self.owner.hex() if self.owner else None})"
         )
 
     def block_length(self, index: int) -> int:
@@ -152,16 +159,18 @@ class Manifest:
         return min(self.block_size, self.size - index * self.block_size)
 
     def encode(self) -> bytes:
-        """The manifest block's bytes (msgpack map, keys in a fixed order, so one manifest has one encoding)."""
-        return encode_payload(
-            {
-                "v": MANIFEST_VERSION,
-                "size": self.size,
-                "media_type": self.media_type,
-                "block_size": self.block_size,
-                "blocks": list(self.blocks),
-            }
-        )
+        """The manifest block's bytes (msgpack map, keys in a fixed order, so one manifest has one encoding;
+        ``owner`` last and only when set, so a manifest without one encodes as before it existed)."""
+        fields: dict[str, Any] = {
+            "v": MANIFEST_VERSION,
+            "size": self.size,
+            "media_type": self.media_type,
+            "block_size": self.block_size,
+            "blocks": list(self.blocks),
+        }
+        if self.owner is not None:
+            fields["owner"] = self.owner
+        return encode_payload(fields)
 
     @classmethod
     def decode(cls, data: bytes, *, max_blocks: int = DEFAULT_MAX_BLOCKS) -> Manifest:
@@ -190,7 +199,10 @@ class Manifest:
             ok = isinstance(obj[key], str) if kind == "a string" else _is_int(obj[key])
             if not ok:
                 raise InvalidManifest(f"manifest {key} must be {kind}, got {type(obj[key]).__name__}")
-        return cls(obj["size"], tuple(blocks), obj["block_size"], obj["media_type"])
+        owner = obj.get("owner")
+        if owner is not None and (not isinstance(owner, bytes) or len(owner) != 32):
+            raise InvalidManifest("manifest owner must be a 32-byte Ed25519 public key")
+        return cls(obj["size"], tuple(blocks), obj["block_size"], obj["media_type"], owner)
 
 
 def load_manifest(content_id: ContentId, data: bytes, *, max_blocks: int = DEFAULT_MAX_BLOCKS) -> Manifest:
@@ -249,12 +261,15 @@ def chunk(
     block_size: int = DEFAULT_BLOCK_SIZE,
     media_type: str = DEFAULT_MEDIA_TYPE,
     max_blocks: int = DEFAULT_MAX_BLOCKS,
+    owner: bytes | None = None,
 ) -> Item:
-    """Cut ``data`` into blocks of ``block_size`` bytes (the last shorter, no padding) and build its manifest.
+    """Cut ``data`` into blocks of ``block_size`` bytes (the last shorter, no padding) and build its manifest,
+    naming ``owner`` (a raw 32-byte Ed25519 public key; default none) when given.
 
     Empty data gives a manifest with no blocks. Raises :class:`~butter.errors.ItemTooLarge` when more than
     ``max_blocks`` blocks would be needed, and :class:`~butter.errors.InvalidManifest` for a ``block_size``
-    outside 1 byte to 1 MiB or a ``media_type`` that is empty or longer than 255 characters.
+    outside 1 byte to 1 MiB, a ``media_type`` that is empty or longer than 255 characters or an ``owner``
+    that is not 32 bytes.
     """
     if not _is_int(block_size) or not 1 <= block_size <= MAX_BLOCK_SIZE:
         raise InvalidManifest(f"block_size must be an integer from 1 to {MAX_BLOCK_SIZE} bytes, got {block_size!r}")
@@ -272,7 +287,7 @@ def chunk(
         address = block_id_of(piece)
         addresses.append(address)
         blocks.setdefault(address, piece)
-    manifest = Manifest(len(content), tuple(addresses), block_size, media_type)
+    manifest = Manifest(len(content), tuple(addresses), block_size, media_type, owner)
     manifest_block = manifest.encode()
     return Item(block_id_of(manifest_block), manifest, manifest_block, MappingProxyType(blocks))
 

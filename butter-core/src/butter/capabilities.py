@@ -18,6 +18,8 @@ capability                 what it answers                                 offer
 :class:`ItemHolders`       which peers hold an item this node keeps        persistence pcg
 :class:`KeptItems`         which items this node keeps alive               persistence pcg
 :class:`GroupStatus`       replicas, target, state of a kept item's group  persistence pcg
+:class:`ForgetItems`       dropping a kept item (its owner deleted it)     persistence pcg
+:class:`LocateItems`       which peers hold an item (a search)             retrieval bfs
 :class:`Counters`          a snapshot of a service's counters              pcg, bfs, multicast, ambassador, tcp
 :class:`OutgoingAdoption`  adopting a connected stream (hole punching)     transport tcp
 =========================  ==============================================  ====================================
@@ -35,7 +37,17 @@ from anyio.abc import ByteStream
 
 from .peers import PeerAddress
 
-__all__ = ["Counters", "GroupState", "GroupStatus", "ItemHolders", "KeptItems", "OutgoingAdoption", "ReplicaStatus"]
+__all__ = [
+    "Counters",
+    "ForgetItems",
+    "GroupState",
+    "GroupStatus",
+    "ItemHolders",
+    "KeptItems",
+    "LocateItems",
+    "OutgoingAdoption",
+    "ReplicaStatus",
+]
 
 GroupState = Literal["cold", "goldilocks", "hot"]
 """A group with fewer replicas than its target is ``cold``, more is ``hot``, as many is ``goldilocks``."""
@@ -74,6 +86,25 @@ class GroupStatus(Protocol):
     node does not keep it. For display (examples, ``butter demo``) and tests."""
 
     def group_status(self, content_id: str) -> ReplicaStatus | None: ...
+
+
+@runtime_checkable
+class ForgetItems(Protocol):
+    """``await forget_item(content_id)``: stop keeping the item and delete its blocks that no other item kept here
+    uses; nothing when it is not kept. The node calls it when the item's owner deleted it
+    (:mod:`butter.tombstones`); without it only the manifest block is deleted."""
+
+    async def forget_item(self, content_id: str) -> None: ...
+
+
+@runtime_checkable
+class LocateItems(Protocol):
+    """``await locate(content_id, timeout=seconds)``: the addresses of holders of the item that a search
+    finds (``timeout``: ``None`` for the driver's default). Raises :class:`~butter.errors.ItemNotFound`
+    (:class:`~butter.errors.ItemDeleted` when the search met only its tombstone). :meth:`butter.Node.delete`
+    uses it to reach the holders."""
+
+    async def locate(self, content_id: str, *, timeout: float | None = None) -> list[PeerAddress]: ...
 
 
 @runtime_checkable

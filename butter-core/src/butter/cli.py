@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._cli_names import name_app
+from ._cli_names import KeyOption, name_app
 from ._cli_sim import sim_app
 from ._cli_support import (
     EXTRA_ARGS,
@@ -512,8 +512,10 @@ def demo(
         "the node then keeps it with its persistence driver (PCG: three replicas by default). Prints the "
         "content id. With --encrypt the file is first encrypted here under a fresh key (ChaCha20-Poly1305): "
         "nodes only see ciphertext, and what is printed is a capability, bcap1:<content id>:<key>, the one "
-        "string that reads it back (`butter get`): keep it secret. "
-        "Exit status 1 if the node cannot be reached or has no room.",
+        "string that reads it back (`butter get`): keep it secret. With --owner the manifest names the owner "
+        "key's public half (--key FILE, default the node key of data_dir): that key alone can delete the item "
+        "with `butter rm`. "
+        "Exit status 1 if the node cannot be reached or has no room, 2 for a missing key file.",
     ),
 )
 def put(
@@ -526,6 +528,9 @@ def put(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.", min=0.01)] = 30.0,
     encrypt: Annotated[bool, typer.Option("--encrypt", help="Encrypt here; print a capability, not a content id.")
                        ] = False,
+    owner: Annotated[bool, typer.Option("--owner", help="Name the owner key in the manifest, so that it can delete "
+                                        "the item (`butter rm`).")] = False,
+    owner_key: KeyOption = None,
     host: ClientHostOption = "127.0.0.1",
     config: ConfigOption = None,
     log_format: LogFormatOption = LogFormat.text,
@@ -553,6 +558,14 @@ def put(
             fail("--media-type cannot go with --encrypt: every node would read it", 2)
         data, key = encrypt_bytes(data)
     base = load_or_exit(config, ctx.args)
+    owner_public = None
+    if owner:
+        from ._cli_names import owner_or_exit
+        from .records import public_key_bytes
+
+        owner_public = public_key_bytes(owner_or_exit(owner_key, base))
+    elif owner_key is not None:
+        fail("--key goes with --owner", 2)
     setup_logging(LogLevel.WARNING, log_format)
     settings = probe_settings(base, host=host, timeout=timeout)
     with Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err_console(),
@@ -563,7 +576,8 @@ def put(
             progress.update(task, completed=done, total=total)
 
         content_id = run_async(upload, settings, target, data, media_type=media_type, timeout=timeout,
-                               on_progress=advance, backend=backend, context=f"cannot store on {target}")
+                               owner=owner_public, on_progress=advance, backend=backend,
+                               context=f"cannot store on {target}")
     if encrypt:
         from .encryption import Capability
 
@@ -632,6 +646,52 @@ def get(
             sink.close()
     if output is not None:
         err_console().print(f"wrote {written} bytes to {output}", style="dim")
+
+
+# -- butter rm ----------------------------------------------------------------------------------------------
+
+
+@app.command(
+    "rm",
+    context_settings=EXTRA_ARGS,
+    epilog=examples(
+        "butter rm 3f2a...e9 --node 127.0.0.1:9000",
+        "butter rm 3f2a...e9 --node 127.0.0.1:9000 --key ~/.butter/me.pem",
+        "",
+        "Deletes an item stored with `butter put --owner`: a short-lived client node joins through --node, "
+        "finds the item's holders (bfs search), checks that the key (--key FILE, default the node key of "
+        "data_dir) is the owner the manifest names, and sends them a tombstone signed with it. Honest holders "
+        "drop the blocks, keep the tombstone (30 days) and answer that the item is deleted; a peer that ignores "
+        "the protocol can keep a copy. Exit status 1 when the key is not the item's owner (or the item has "
+        "none), the item is already deleted or cannot be found; 2 for a malformed CID or a missing key file.",
+    ),
+)
+def rm(
+    ctx: typer.Context,
+    content_id: Annotated[str, typer.Argument(
+        metavar="CID", help="Content id (or capability) printed by `butter put --owner`.")],
+    owner_key: KeyOption = None,
+    node_address: NodeOption = "127.0.0.1:9000",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply.", min=0.01)] = 10.0,
+    host: ClientHostOption = "127.0.0.1",
+    config: ConfigOption = None,
+    log_format: LogFormatOption = LogFormat.text,
+    backend: BackendOption = Backend.asyncio,
+) -> None:
+    """Delete an item you own from the overlay (its holders drop it and keep a signed tombstone)."""
+    from ._cli_data import remove
+    from ._cli_names import owner_or_exit
+    from ._cli_peers import probe_settings
+    target = address_or_exit(node_address)
+    item_or_exit(content_id, "CID")
+    base = load_or_exit(config, ctx.args)
+    owner = owner_or_exit(owner_key, base)
+    setup_logging(LogLevel.WARNING, log_format)
+    settings = probe_settings(base, host=host, timeout=timeout).model_copy(update={
+        "retrieval": base.retrieval, "peers": [str(target)]})
+    accepted = run_async(remove, settings, content_id, owner, backend=backend,
+                         context=f"cannot delete {content_id[:16]}")
+    typer.echo(f"deleted {content_id}: {accepted} holder(s) accepted the tombstone")
 
 
 def _register_commands() -> None:

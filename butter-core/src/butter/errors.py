@@ -24,6 +24,7 @@ __all__ = [
     "IncompleteItem",
     "InvalidCapability",
     "InvalidManifest",
+    "ItemDeleted",
     "ItemNotFound",
     "ItemTooLarge",
     "PeerGone",
@@ -40,6 +41,7 @@ __all__ = [
     "RouteError",
     "StoreError",
     "StoreFull",
+    "TombstoneRejected",
     "TransportBusy",
     "TransportError",
     "describe_network_error",
@@ -242,6 +244,16 @@ class ItemNotFound(ButterError):
                 f"reaching {self.hops} hop(s), in {self.seconds:.1f} s")
 
 
+class ItemDeleted(ItemNotFound):
+    """The item was deleted by its owner: a signed tombstone (:mod:`butter.tombstones`) says so, and no holder
+    served it. ``tombstone`` is the tombstone's encoding. An :class:`ItemNotFound`, so code that handles a
+    missing item handles a deleted one."""
+
+    def __init__(self, content_id: str, tombstone: bytes, message: str = "") -> None:
+        super().__init__(message or f"item {content_id} was deleted by its owner", content_id=content_id)
+        self.tombstone = tombstone
+
+
 # -- encrypted items and signed records (butter.encryption, butter.records) --------------------------------
 
 
@@ -286,6 +298,14 @@ class RecordExpired(RecordRejected):
     """The record's expiry (``expires_at``, Unix seconds) has passed."""
 
     code = "record-expired"
+
+
+class TombstoneRejected(ProtocolError):
+    """A tombstone (:mod:`butter.tombstones`) may not be used: its signature does not verify, its key is not
+    the owner the item's manifest names (or the item has no owner), it names another item, or it has expired.
+    The message says which. A malformed tombstone raises plain :class:`ProtocolError` when decoded."""
+
+    code = "tombstone-rejected"
 
 
 NETWORK_ERRORS: tuple[type[Exception], ...] = (

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ._routes import Handler
     from .settings import ButterSettings
     from .store import BlockStore
+    from .tombstones import TombstoneBook
 
 __all__ = [
     "Discovery",
@@ -84,6 +85,8 @@ class NodeServices(Protocol):
     Local state:
 
     * ``blocks``: the node's :class:`~butter.store.BlockStore`.
+    * ``tombstones``: the node's :class:`~butter.tombstones.TombstoneBook`: items deleted by their owner
+      (a holder refuses to replicate them again; retrieval answers that they are deleted).
     * ``hosts``: the node's :class:`HostManager` (its known hosts).
     * ``introduce(addresses)``: offer addresses to host management in the background (bounded queue).
     * ``quality()`` / ``info()``: this node's host-quality record / its :class:`~butter.peers.PeerInfo`.
@@ -123,6 +126,9 @@ class NodeServices(Protocol):
 
     @property
     def blocks(self) -> BlockStore: ...
+
+    @property
+    def tombstones(self) -> TombstoneBook: ...
 
     @property
     def hosts(self) -> HostManager: ...

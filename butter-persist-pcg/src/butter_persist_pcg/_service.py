@@ -6,12 +6,17 @@ Who may say what (when the transport authenticates callers, ``RouteRequest.calle
 body is taken at its word, as before): a heartbeat's ``from`` must be the caller, a join must list the
 caller (its inviter) among the members, and only a member of the group may ask this node to leave it.
 A refused message changes nothing.
+
+Deleted items (their owner's tombstone, :mod:`butter.tombstones`, kept by the node): an invitation to one is
+refused ``deleted`` and a heartbeat naming one is answered as usual; either way the tombstone is sent to the
+inviter or sender, so that a holder that missed the deletion drops its copy rather than keep or spread it.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
@@ -27,6 +32,7 @@ from butter.hookspecs import hookimpl
 from butter.hosts import classify
 from butter.peers import PeerAddress, PeerInfo
 from butter.slots import NodeServices
+from butter.tombstones import ROUTE_DELETE, delete_body
 
 from ._group import GroupView
 from ._lost import LostMember, LostMembers
@@ -49,6 +55,7 @@ ROUTE_JOIN = "pcg-join"
 ROUTE_LEAVE = "pcg-leave"
 ROUTE_HEARTBEAT = "pcg-heartbeat"
 NOT_A_MEMBER = "not-a-member"  # error code: an authenticated caller outside the group asked this node to leave it
+DELETED = "deleted"  # error code: an invitation to an item whose owner deleted it (this node keeps the tombstone)
 JOINS_FULL = "joins-full"  # error code: this node already serves max_joins invitations; invite another candidate
 
 
@@ -56,6 +63,7 @@ COUNTERS = (
     "heartbeats_sent", "joins_sent", "joins_accepted", "sheds", "blocks_served", "leaves_refused", "blocks_repaired",
     "members_recovered",
 )
+MAX_TOMBSTONES_PER_BEAT = 16  # tombstones sent back for one heartbeat naming deleted groups
 RESUME_ROUNDS = 5  # rounds a group resumed from the store waits for its old members before it recruits
 
 
@@ -69,6 +77,8 @@ class PcgPersistence:
     * ``kept_items()`` (:class:`~butter.capabilities.KeptItems`): the content ids of its groups.
     * ``group_status(content_id)`` (:class:`~butter.capabilities.GroupStatus`): replicas in view, target
       (popularity included) and state, or ``None``.
+    * ``await forget_item(content_id)`` (:class:`~butter.capabilities.ForgetItems`): leave the item's group and
+      free its blocks that no other group uses (its owner deleted it).
     * ``counters()`` (:class:`~butter.capabilities.Counters`): ``heartbeats_sent`` (heartbeat messages, one
       per peer and round), ``joins_sent`` / ``joins_accepted`` (invitations), ``sheds`` (members asked to
       leave), ``blocks_served`` (``fetch-block`` hits on this node), ``leaves_refused`` (leaves from
@@ -96,7 +106,7 @@ class PcgPersistence:
         self._counts = dict.fromkeys(COUNTERS, 0)
         node.route(ROUTE_JOIN, self._serve_join)
         node.route(ROUTE_LEAVE, self._serve_leave)
-        node.route(ROUTE_HEARTBEAT, self._serve_heartbeat)
+        node.route(ROUTE_HEARTBEAT, self._serve_heartbeat_of_deleted)
         node.subscribe(self)  # for butter_block_served
 
     # -- Persistence protocol ---------------------------------------------------------------------------
@@ -171,6 +181,12 @@ class PcgPersistence:
         target = self._target(view)
         members = tuple(m.address for m in view.members.values())
         return ReplicaStatus(view.count, target, view.state(target), members)
+
+    async def forget_item(self, content_id: str) -> None:
+        """Leave the group of ``content_id`` and delete the blocks no other group here uses; nothing when
+        this node keeps no such group. The other members learn it from their next heartbeat (this node
+        answers that it does not hold the item) and from the tombstone the node forwards them."""
+        await self._forget(content_id)
 
     def counters(self) -> Mapping[str, int]:
         """A snapshot of the counters named in the class docstring."""
@@ -487,18 +503,41 @@ class PcgPersistence:
             view.merge(group.members, now, self.timeout)
         return HeartbeatReply(unknown).encode()
 
+    async def _serve_heartbeat_of_deleted(self, request: RouteRequest) -> bytes:
+        """Route ``pcg-heartbeat``: :meth:`_serve_heartbeat`, after sending the sender the tombstones this node
+        keeps of groups its heartbeat names (at most ``MAX_TOMBSTONES_PER_BEAT``, in the background): a
+        holder that missed a deletion drops its copy at its next heartbeat to a member that did not. The body
+        is read here only while this node keeps a tombstone."""
+        if len(self.node.tombstones):
+            beat = Heartbeat.decode(request.body)
+            request.check_sender(beat.sender)
+            now = time.time()
+            found = (self.node.tombstones.get(group.content_id, now=now) for group in beat.groups)
+            bodies = [delete_body(t) for t in found if t is not None][:MAX_TOMBSTONES_PER_BEAT]
+            if bodies:
+                self.node.spawn(self._send_tombstones, beat.address, bodies)
+        return await self._serve_heartbeat(request)
+
     async def _serve_join(self, request: RouteRequest) -> bytes:
         """An invitation. The inviter lists itself among the members; an authenticated caller that does not
         is refused (``sender-mismatch``) before anything is fetched. With ``max_joins`` invitations already
         being served, it is answered ``joins-full`` at once, so the inviter invites another candidate (and this
         one again next round) rather than waiting behind them until its ``join_timeout``. (Not ``overloaded``:
-        that would make the inviter's window back off from this node, block fetches included.)"""
+        that would make the inviter's window back off from this node, block fetches included.) An item whose
+        owner deleted it (this node keeps its tombstone) is refused ``deleted``, and the tombstone is sent to
+        the inviter, so that a holder that missed the deletion drops the item rather than recruit it back."""
         join = Join.decode(request.body)
         caller = request.caller.node_id
         if caller is not None and all(node_id != caller for node_id, _, _ in join.members):
             raise RouteError(
                 SENDER_MISMATCH, f"the invitation does not list its sender, node {caller}, as a member"
             )
+        tombstone = self.node.tombstones.get(join.content_id, now=time.time())
+        if tombstone is not None:
+            inviters = [address for node_id, address, _ in join.members if node_id == caller or caller is None]
+            if inviters:
+                self.node.spawn(self._send_tombstones, inviters[0], [delete_body(tombstone)])
+            raise RouteError(DELETED, f"item {join.content_id} was deleted by its owner")
         view = self._groups.get(join.content_id)
         if view is None:
             try:
@@ -510,10 +549,22 @@ class PcgPersistence:
             finally:
                 self._joins.release()
             view = self._create_group(join.content_id, manifest, join.size)
+            if self.node.tombstones.get(join.content_id, now=time.time()) is not None:  # deleted while fetching
+                await self._forget(join.content_id)
+                raise RouteError(DELETED, f"item {join.content_id} was deleted by its owner")
             view.settled_at = anyio.current_time() + 2 * self.options.heartbeat_interval
             log.debug("joined group %s", join.content_id[:12])
         view.merge(join.members, anyio.current_time(), self.timeout)
         return b""
+
+    async def _send_tombstones(self, address: PeerAddress, bodies: list[bytes]) -> None:
+        """Send ``delete-item`` requests (``bodies``) to ``address``, one after another."""
+        for body in bodies:
+            try:
+                await self.node.request(address, ROUTE_DELETE, body, timeout=self.options.join_timeout)
+            except ButterError as exc:
+                log.debug("tombstone to %s failed: %s", address, exc)
+                return
 
     async def _fetch_item(self, join: Join) -> Manifest:
         sources = [address for node_id, address, _ in join.members if node_id != self.node.node_id]

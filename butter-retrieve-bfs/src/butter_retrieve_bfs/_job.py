@@ -5,6 +5,7 @@ inside its peer's window (:class:`~butter.pacing.PeerWindows`) and the whole wit
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from butter.errors import (
     BlockCorrupted,
     ButterError,
     InvalidManifest,
+    ItemDeleted,
     ItemNotFound,
     PeerGone,
     PeerUnreachable,
@@ -27,8 +29,9 @@ from butter.errors import (
 )
 from butter.pacing import is_overloaded
 from butter.peers import PeerAddress
+from butter.tombstones import Tombstone
 
-from ._messages import QueryReply, decode_reply
+from ._messages import Miss, QueryReply, decode_reply
 from ._options import Ring
 from ._protocol import Ask, Search
 from ._stats import QueryStats
@@ -86,6 +89,7 @@ class Job:
         self._searches: list[Search] = []
         self._visited: set[PeerAddress] = set()
         self._lock = anyio.Lock()
+        self.tombstone: Tombstone | None = None  # the item's tombstone, from a miss (its signature checked)
 
     # -- the deadline -------------------------------------------------------------------------------------
 
@@ -198,6 +202,20 @@ class Job:
                 self._report_dead(ask.address)
         else:
             search.on_reply(ask, outcome)
+            if isinstance(outcome, Miss) and outcome.tombstone is not None and self.tombstone is None:
+                self._note_tombstone(ask.address, outcome.tombstone)
+
+    def _note_tombstone(self, address: PeerAddress, data: bytes) -> None:
+        """Keep a tombstone a miss carried if it is of this item and its signature verifies. Whether its key
+        is the owner's only a manifest tells: the search goes on, and the tombstone ends the retrieval only
+        when no holder serves the item, or one serves a manifest naming that key as owner."""
+        try:
+            tombstone = Tombstone.decode(data).check_signature()
+        except ProtocolError as exc:
+            log.debug("bad tombstone of %s from %s: %s", self.content_id[:12], address, exc)
+            return
+        if tombstone.content_id == self.content_id and tombstone.expires_at > time.time():
+            self.tombstone = tombstone
 
     def _report_dead(self, address: PeerAddress) -> None:
         if address not in self.dead:
@@ -271,6 +289,9 @@ class Job:
             manifest = load_manifest(self.content_id, data)
         except (InvalidManifest, BlockCorrupted) as exc:
             raise ItemNotFound(f"{self.content_id} names a block that is not an item manifest: {exc}") from None
+        if self.tombstone is not None and self.tombstone.public_key == manifest.owner:  # a holder missed it
+            raise ItemDeleted(self.content_id, self.tombstone.encode(),
+                              f"item {self.content_id} was deleted by its owner (a holder found still has it)")
         missing = [a for a in dict.fromkeys(manifest.blocks) if not await self.node.blocks.has(a)]
         self.stats.blocks = len(manifest.blocks)
         self.stats.local = not self._searches and not missing
@@ -304,6 +325,10 @@ class Job:
                                 rings=len(self._searches), hops=hops, holders=len(self.holders),
                                 timed_out=self.timed_out, seconds=seconds)
 
+        if self.tombstone is not None:
+            return ItemDeleted(self.content_id, self.tombstone.encode(),
+                               f"item {self.content_id} was deleted: a node searched keeps a tombstone signed by "
+                               f"key {self.tombstone.public_key.hex()[:16]}, and no holder served it")
         notes = []
         if self._searches:
             last = self.policy.rings[len(self._searches) - 1]

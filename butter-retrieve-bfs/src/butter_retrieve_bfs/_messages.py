@@ -10,7 +10,8 @@ route          request                                                     reply
 =============  ==========================================================  =====================================
 ``bfs-query``  ``{qid: bin16, cid: hex64, ttl: int, fraction: float,``     ``{kind: "hit", members: [addr]}``,
                ``hints: bool}``                                            ``{kind: "miss", try: [addr],``
-                                                                           ``hints: [addr]}``, ``{kind: "seen"}``
+                                                                           ``hints: [addr], tombstone: bytes``
+                                                                           ``| nil}``, ``{kind: "seen"}``
 ``bfs-digest`` ``{have: bin8 | nil}``                                      ``{same: true}`` or ``{tag: bin8,``
                                                                            ``k: int, n: int, bits: bin}``
 =============  ==========================================================  =====================================
@@ -26,6 +27,7 @@ from typing import ClassVar
 from butter import codec
 from butter.codec import Choice, Fields, Record, wire
 from butter.peers import PeerAddress
+from butter.tombstones import MAX_TOMBSTONE_SIZE
 
 __all__ = [
     "MAX_ADDRESSES",
@@ -85,11 +87,14 @@ class Hit(_Message):
 
 class Miss(_Message):
     """The receiver does not hold the item. ``peers``: a random ``fraction`` of its known hosts for the
-    querier to ask next; ``hints``: known hosts whose digest says they may hold the item (ask them first)."""
+    querier to ask next; ``hints``: known hosts whose digest says they may hold the item (ask them first);
+    ``tombstone``: the encoded :class:`~butter.tombstones.Tombstone` of the item when its owner deleted it and
+    the receiver keeps the tombstone (``None`` otherwise)."""
 
     KIND: ClassVar[str] = "miss"
     peers: tuple[PeerAddress, ...] = wire("try", ADDRESSES, default=())
     hints: tuple[PeerAddress, ...] = wire("hints", ADDRESSES, default=())
+    tombstone: bytes | None = wire("tombstone", codec.blob(max_length=MAX_TOMBSTONE_SIZE), default=None)
 
 
 class Seen(_Message):

@@ -9,9 +9,11 @@ it keeps). Without one, bfs says so once in the log and works on without it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import secrets
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -27,7 +29,7 @@ from butter.peers import PeerAddress, PeerInfo
 
 from ._digest import DigestBook, LocalDigest
 from ._job import ROUTE_QUERY, Job, Policy
-from ._messages import DigestAsk, DigestReply, Query
+from ._messages import DigestAsk, DigestReply, Miss, Query
 from ._options import BfsOptions, Ring
 from ._protocol import QueryHandler
 from ._stats import QueryStats, RetrievalTotals
@@ -186,7 +188,8 @@ class BfsRetrieval:
     ) -> list[PeerAddress]:
         """Search only: the holders of ``content_id`` found by the first successful ring (this node's own
         address when it holds the item), within ``timeout`` seconds as :meth:`retrieve`. Raises
-        :class:`~butter.errors.ItemNotFound`."""
+        :class:`~butter.errors.ItemNotFound` (:class:`~butter.errors.ItemDeleted` when a node searched keeps
+        the item's tombstone). The :class:`~butter.capabilities.LocateItems` capability."""
         job = self._job(content_id, timeout, rings, parallelism, hints)
         error: BaseException | None = None
         try:
@@ -243,7 +246,8 @@ class BfsRetrieval:
 
     async def _serve_query(self, request: RouteRequest) -> bytes:
         query = Query.decode(request.body)
-        holds = await self.node.blocks.has(query.content_id)
+        tombstone = self.node.tombstones.get(query.content_id, now=time.time())
+        holds = tombstone is None and await self.node.blocks.has(query.content_id)
 
         def known() -> list[PeerAddress]:
             return [p.address for p in self.node.hosts.peers()]
@@ -256,6 +260,8 @@ class BfsRetrieval:
             known=known,
             hinted=lambda: self.book.matching(query.content_id, known()),
         )
+        if tombstone is not None and isinstance(reply, Miss):
+            reply = dataclasses.replace(reply, tombstone=tombstone.encode())
         return reply.encode()
 
     def _members(self, content_id: str) -> list[PeerAddress]:
