@@ -315,3 +315,61 @@ async def test_the_host_protocol_belongs_to_the_driver(memory_settings: MakeSett
                 await b.request(a.address, route)
             assert info.value.code == "unknown-route"
         assert a.quality().known_by == 7  # the node reports what its host manager counts
+
+
+def test_only_a_real_change_restarts_a_hosts_poll_schedule() -> None:
+    from butter.hosts._manager import _changed
+
+    base = HostQuality(uptime=100.0, available_storage=1000, known_hosts=50, known_by=40)
+    assert not _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=50, known_by=40))
+    assert not _changed(base, HostQuality(uptime=160.0, available_storage=990, known_hosts=53, known_by=37))
+    assert _changed(base, HostQuality(uptime=5.0, available_storage=1000, known_hosts=50, known_by=40))  # restart
+    assert _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=50, known_by=30))
+    assert _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=50, known_by=40,
+                                      ambassador=True))
+    few = HostQuality(uptime=100.0, known_hosts=2, known_by=1)
+    assert _changed(few, HostQuality(uptime=160.0, known_hosts=2, known_by=2))  # 0, 1 and 2 are told apart
+
+
+class Served:
+    """Counts the ``host-quality`` requests a node answered."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    @butter.hookimpl
+    def butter_request_served(self, route: str) -> None:
+        self.polls += route == "host-quality"
+
+
+def test_polls_of_an_unchanged_host_back_off_and_its_hold_lasts() -> None:
+    """On virtual time: a host whose record does not change is polled at doubling intervals up to
+    ``refresh_max_interval`` (1, 2, 4, 8, 8, ... s: about 10 polls in 64 s, not 64), stays known, and keeps
+    counting its poller in ``known_by``."""
+    from trio.testing import MockClock
+
+    from butter.testing.pytest_plugin import memory_settings_factory
+
+    async def main() -> tuple[int, int, bool]:
+        make = memory_settings_factory("backoff-virtual")
+        hm = {"driver": "diversity", "options": {"refresh_interval": 1.0, "refresh_max_interval": 8.0,
+                                                  "exchange_interval": 1.0, "seed": 1}}
+        async with butter.open_node(make(host_manager=hm)) as a, \
+                butter.open_node(make(peers=[str(a.address)], host_manager=hm)) as b:
+            served = Served()
+            a.subscribe(served)
+            with anyio.fail_after(30):
+                while b.node_id not in {p.node_id for p in a.hosts.peers()} or not b.hosts.peers():
+                    await anyio.sleep(0.1)
+            before = served.polls
+            known_by = []
+            for _ in range(64):
+                await anyio.sleep(1.0)
+                known_by.append(a.hosts.known_by())
+            return served.polls - before, min(known_by), a.node_id in {p.node_id for p in b.hosts.peers()}
+
+    polls, least_known_by, still_known = anyio.run(main, backend="trio",
+                                                   backend_options={"clock": MockClock(autojump_threshold=0)})
+    assert still_known
+    assert 6 <= polls <= 16, polls
+    assert least_known_by == 1

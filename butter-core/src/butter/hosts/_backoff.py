@@ -83,6 +83,11 @@ class Backoff(Generic[K]):
             entry.next_at = now + self._stretch(entry.interval)
         return ready
 
+    def due_at(self, key: K) -> float:
+        """When ``key`` is next due (``inf`` when it is not scheduled)."""
+        entry = self._entries.get(key)
+        return float("inf") if entry is None else entry.next_at
+
     def next_due(self) -> float:
         """When the earliest key is due (``inf`` when none is scheduled)."""
         return min((e.next_at for e in self._entries.values()), default=float("inf"))
