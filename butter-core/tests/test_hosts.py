@@ -9,7 +9,7 @@ from anyio.abc import TaskStatus
 import butter
 from butter import SENDER_MISMATCH, RemoteError
 from butter.hosts import CLASS_NAMES, Backoff, _protocol, classify, decide
-from butter.peers import HostQuality, PeerAddress, PeerInfo
+from butter.peers import HostQuality, PeerAddress, PeerInfo, kept_tag
 from butter.settings import ButterSettings
 from butter.wire import Request, decode_payload, encode_payload
 
@@ -373,3 +373,12 @@ def test_polls_of_an_unchanged_host_back_off_and_its_hold_lasts() -> None:
     assert still_known
     assert 6 <= polls <= 16, polls
     assert least_known_by == 1
+
+
+def test_the_kept_tag_travels_in_the_record_and_anything_else_reads_as_none() -> None:
+    tag = kept_tag(["bb" * 32, "aa" * 32, "aa" * 32])
+    assert tag == kept_tag(["aa" * 32, "bb" * 32]) != kept_tag(["aa" * 32]) and len(tag) == 16
+    assert HostQuality.from_wire(HostQuality(kept=tag).to_wire()).kept == tag
+    for lie in ("x" * 16, tag.upper(), tag + "0", b"\x00" * 8, 7):
+        assert HostQuality.from_wire({"kept": lie}).kept == ""
+    assert HostQuality.from_wire({}).kept == ""  # an older peer
