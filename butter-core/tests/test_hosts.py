@@ -322,9 +322,10 @@ def test_only_a_real_change_restarts_a_hosts_poll_schedule() -> None:
 
     base = HostQuality(uptime=100.0, available_storage=1000, known_hosts=50, known_by=40)
     assert not _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=50, known_by=40))
-    assert not _changed(base, HostQuality(uptime=160.0, available_storage=990, known_hosts=53, known_by=37))
+    assert not _changed(base, HostQuality(uptime=160.0, available_storage=600, known_hosts=90, known_by=25))
     assert _changed(base, HostQuality(uptime=5.0, available_storage=1000, known_hosts=50, known_by=40))  # restart
-    assert _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=50, known_by=30))
+    assert _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=50, known_by=20))  # halved
+    assert _changed(base, HostQuality(uptime=160.0, available_storage=0, known_hosts=50, known_by=40))  # full
     assert _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=50, known_by=40,
                                       ambassador=True))
     few = HostQuality(uptime=100.0, known_hosts=2, known_by=1)
@@ -343,8 +344,8 @@ class Served:
 
 
 def test_polls_of_an_unchanged_host_back_off_and_its_hold_lasts() -> None:
-    """On virtual time: a host whose record does not change is polled at doubling intervals up to
-    ``refresh_max_interval`` (1, 2, 4, 8, 8, ... s: about 10 polls in 64 s, not 64), stays known, and keeps
+    """On virtual time: a host whose record does not change is polled at fourfold intervals up to
+    ``refresh_max_interval`` (1, 4, 8, 8, ... s: about 9 polls in 64 s, not 64), stays known, and keeps
     counting its poller in ``known_by``."""
     from trio.testing import MockClock
 
@@ -382,3 +383,13 @@ def test_the_kept_tag_travels_in_the_record_and_anything_else_reads_as_none() ->
     for lie in ("x" * 16, tag.upper(), tag + "0", b"\x00" * 8, 7):
         assert HostQuality.from_wire({"kept": lie}).kept == ""
     assert HostQuality.from_wire({}).kept == ""  # an older peer
+
+
+def test_backoff_grows_by_its_factor() -> None:
+    schedule: Backoff[str] = Backoff(1.0, 16.0, expiry=float("inf"), capacity=1, rng=random.Random(3), factor=4.0)
+    schedule.add("a", now=0.0)
+    attempts = [t / 10 for t in range(0, 1000) if schedule.due(t / 10)]
+    gaps = [round(b - a, 1) for a, b in itertools.pairwise(attempts)]
+    assert 3.2 <= gaps[0] <= 4.8 and all(12.8 <= gap <= 19.2 for gap in gaps[1:])  # 1, 4, then the cap
+    with pytest.raises(ValueError):
+        Backoff(1.0, 16.0, expiry=1.0, capacity=1, factor=1.0)

@@ -6,14 +6,14 @@
   not answer is not admitted (the original admitted it with an all-zero record).
 * Refresh: every known host is asked for its quality record on its own schedule, which backs off while
   nothing changes (:class:`~butter.hosts.Backoff`): first ``refresh_interval`` seconds after it was admitted,
-  then at doubling intervals up to ``refresh_max_interval`` (default 16 × ``refresh_interval``) while its
-  record comes back about the same, and again from ``refresh_interval`` once it changed (a restart, its
-  ambassador role, or a count moved by more than 10 %: see :func:`_changed`). A host that fails
-  ``max_failures`` polls in a row is removed, so a host that died silently is dropped within about
-  ``refresh_max_interval × 1.2 × max_failures + quality_timeout`` seconds (sooner when another module
-  reports it dead). These polls are what lets a host count how many peers know it (``known_by``): each
-  poll asks to be counted for 2.5 times the interval until the next one. In a steady overlay of ``k``
-  known hosts the polls fade to about ``k / refresh_max_interval`` per second, instead of
+  then at intervals growing fourfold up to ``refresh_max_interval`` (default 16 × ``refresh_interval``: 10,
+  40, 160 s) while its record comes back about the same, and again from ``refresh_interval`` once it changed
+  much (a restart, its ambassador role, ``known_by`` between 0, 1 and more, a count doubled or halved:
+  :func:`_changed`). A host that fails ``max_failures`` polls in a row is removed, so a host that died
+  silently is dropped within about ``refresh_max_interval × 1.2 × max_failures + quality_timeout`` seconds
+  (sooner when another module reports it dead). These polls are what lets a host count how many peers know
+  it (``known_by``): each poll asks to be counted for 2.5 times the wait until the next one. In a steady
+  overlay of ``k`` known hosts the polls fade to about ``k / refresh_max_interval`` per second, instead of
   ``k / refresh_interval``.
 * Exchange (every ``exchange_interval`` s): one random known host gets this node's record and a sample of
   its list on route ``known-hosts`` and answers with a sample of its own, which is offered for admission
@@ -68,8 +68,7 @@ __all__ = ["DiversityHostManager", "DiversityHostManagerPlugin", "DiversityOptio
 log = logging.getLogger("butter.hosts")
 HOLD_TIMEOUT_REFRESHES = 2.5  # a holder asks to be counted for this many intervals until its next poll
 REFRESH_BACKOFF = 16  # refresh_max_interval, unset, is this many refresh_interval
-CHANGE_FRACTION = 0.1  # a count that moved by more than this fraction is a changed record
-SMALL_COUNT = 2  # a count at or below this that moved at all is a changed record
+REFRESH_FACTOR = 4.0  # each unchanged record stretches a host's poll interval this many times (up to the cap)
 MIN_REFRESH_WAKE = 0.1  # of refresh_interval: polls due within this are sent together
 LONELY_INTRODUCTIONS = 4  # hosts a node nobody holds introduces itself to after an exchange
 LOST_CAPACITY = 1024  # lost hosts re-probed at once; more forget the oldest
@@ -125,7 +124,8 @@ class DiversityHostManager:
             options.reprobe_interval, options.reprobe_max_interval, options.lost_expiry, LOST_CAPACITY, self._rng
         )
         self._polls: Backoff[PeerAddress] = Backoff(
-            options.refresh_interval, options.refresh_cap, float("inf"), self._capacity + 1, self._rng
+            options.refresh_interval, options.refresh_cap, float("inf"), self._capacity + 1, self._rng,
+            factor=REFRESH_FACTOR,
         )
         self._configured = {PeerAddress.parse(text) for text in node.settings.peers}
         self._routes = HostRoutes(node, self)
@@ -337,14 +337,23 @@ class DiversityHostManager:
 
 def _changed(old: HostQuality, new: HostQuality) -> bool:
     """Whether a host's record changed enough to restart its poll schedule: its uptime went back (a
-    restart), its ambassador role changed, or one of its counts (available storage, known hosts,
-    ``known_by``) moved by more than 10 %, or at all where either value is 2 or less (the diversity rules
-    tell 0, 1 and 2 apart). A count that drifts by one in a large overlay does not restart it."""
-    return new.uptime < old.uptime or new.ambassador != old.ambassador or any(
-        a != b and (min(a, b) <= SMALL_COUNT or abs(a - b) > CHANGE_FRACTION * max(a, b))
-        for a, b in ((old.available_storage, new.available_storage), (old.known_hosts, new.known_hosts),
-                     (old.known_by, new.known_by))
+    restart), its ambassador role changed, its ``known_by`` moved between 0, 1 and more (the admission and
+    eviction rules tell them apart), or one of its counts (available storage, known hosts, ``known_by``)
+    went to or from 0 or at least doubled or halved. Counts that drift, as in a growing overlay they always
+    do, do not restart it: a record is at most ``refresh_max_interval`` old anyway."""
+    return (
+        new.uptime < old.uptime
+        or new.ambassador != old.ambassador
+        or min(new.known_by, 2) != min(old.known_by, 2)
+        or any(_moved(a, b) for a, b in ((old.available_storage, new.available_storage),
+                                         (old.known_hosts, new.known_hosts), (old.known_by, new.known_by)))
     )
+
+
+def _moved(a: int, b: int) -> bool:
+    """Whether a count went to or from 0, or changed by a factor of 2 or more."""
+    low, high = sorted((a, b))
+    return (low == 0) != (high == 0) or (low > 0 and high >= 2 * low)
 
 
 class DiversityHostManagerPlugin:
