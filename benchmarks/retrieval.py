@@ -15,7 +15,8 @@ turn (the order rotated per id) on the same network. No churn. Measured per retr
 (search and block fetch apart), replies received, success (bytes equal to what was stored), latency on the
 virtual clock and on the wall clock (the latter includes simulating every other node meanwhile). Ground
 truth: the number of live nodes holding each item before the queries. Also the digest pulls per node per
-second, and on 100 nodes a further 120 s with no queries. The sparse run caps known hosts at 8 per node.
+second, and on 100 nodes a further 120 s with no queries (requests answered per route, holders per item at its end).
+The sparse run caps known hosts at 8 per node.
 Above 300 nodes the flood strategies (n requests per query) and "defaults, no hints" are skipped (--all).
 ``--host-manager random`` runs the same with the ``random`` host manager (admit while there is room, evict
 at random when full): the baseline that shows what diverse known-host lists buy retrieval.
@@ -31,6 +32,7 @@ import random
 import statistics
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from butter import Node, open_node
+from butter import Node, hookimpl, open_node
 from butter.errors import ButterError
 from butter.settings import ButterSettings
 from butter.testing.memory import MemoryNetwork
@@ -141,6 +143,17 @@ class Row:
         }
 
 
+class RouteCounter:
+    """Counts the requests every node answered, by route (event ``butter_request_served``)."""
+
+    def __init__(self) -> None:
+        self.served: Counter[str] = Counter()
+
+    @hookimpl
+    def butter_request_served(self, route: str) -> None:
+        self.served[route] += 1
+
+
 class Population:
     def __init__(self, setup: Setup, network: str) -> None:
         self.setup = setup
@@ -148,6 +161,7 @@ class Population:
         self.rng = random.Random(setup.seed)
         self.nodes: list[Node] = []
         self.counter = 0
+        self.routes = RouteCounter()
 
     def settings(self) -> ButterSettings:
         self.counter += 1
@@ -169,6 +183,7 @@ class Population:
 
     async def spawn(self, tg: TaskGroup) -> Node:
         node: Node = await tg.start(self._life, self.settings())
+        node.subscribe(self.routes)
         self.nodes.append(node)
         return node
 
@@ -282,8 +297,10 @@ async def run(setup: Setup, strategies: list[Strategy], progress: bool = True) -
         if setup.steady:
             digests = sum(bfs(n).totals.digest_requests for n in population.nodes)
             sent = sum(n.stats.requests_sent for n in population.nodes)
+            served = population.routes.served.copy()
             await anyio.sleep(setup.steady)
             node_seconds = len(population.nodes) * setup.steady
+            by_route = population.routes.served - served
             out["maintenance"]["steady"] = {
                 "seconds": setup.steady,
                 "known_hosts_mean": statistics.mean(len(n.hosts.peers()) for n in population.nodes),
@@ -291,6 +308,10 @@ async def run(setup: Setup, strategies: list[Strategy], progress: bool = True) -
                     (sum(bfs(n).totals.digest_requests for n in population.nodes) - digests) / node_seconds,
                 "all_requests_per_node_second":
                     (sum(n.stats.requests_sent for n in population.nodes) - sent) / node_seconds,
+                "idle_requests_per_node_second_by_route":
+                    {route: count / node_seconds for route, count in by_route.most_common()},
+                "holders_mean": statistics.mean([
+                    sum([await n.blocks.has(cid) for n in originals]) for cid in ids]),
             }
         out["wall_seconds"] = time.perf_counter() - wall
         tg.cancel_scope.cancel()
@@ -331,7 +352,10 @@ def print_table(result: dict[str, Any]) -> None:
         st = m["steady"]
         print(f"then {st['seconds']:.0f} s with no queries ({st['known_hosts_mean']:.0f} known hosts per node): "
               f"digest pulls {st['digest_requests_per_node_second']:.2f}, all requests "
-              f"{st['all_requests_per_node_second']:.2f} per node per second")
+              f"{st['all_requests_per_node_second']:.2f} per node per second; holders per item "
+              f"{st['holders_mean']:.2f}")
+        print("  answered per node per second, by route: " + ", ".join(
+            f"{route} {rate:.2f}" for route, rate in st["idle_requests_per_node_second_by_route"].items()))
 
 
 def plan(args: argparse.Namespace) -> list[tuple[Setup, list[Strategy]]]:

@@ -9,7 +9,7 @@ from anyio.abc import TaskStatus
 import butter
 from butter import SENDER_MISMATCH, RemoteError
 from butter.hosts import CLASS_NAMES, Backoff, _protocol, classify, decide
-from butter.peers import HostQuality, PeerAddress, PeerInfo
+from butter.peers import HostQuality, PeerAddress, PeerInfo, kept_tag
 from butter.settings import ButterSettings
 from butter.wire import Request, decode_payload, encode_payload
 
@@ -347,3 +347,81 @@ async def test_a_busy_host_is_kept_until_max_failures_and_a_gone_one_is_removed_
                     await anyio.sleep(0.02)
         await a.hosts.refresh()  # type: ignore[attr-defined]
         assert a.hosts.peers() == []
+
+
+def test_only_a_real_change_restarts_a_hosts_poll_schedule() -> None:
+    from butter.hosts._manager import _changed
+
+    base = HostQuality(uptime=100.0, available_storage=1000, known_hosts=50, known_by=40)
+    assert not _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=50, known_by=40))
+    assert not _changed(base, HostQuality(uptime=160.0, available_storage=600, known_hosts=90, known_by=25))
+    assert _changed(base, HostQuality(uptime=5.0, available_storage=1000, known_hosts=50, known_by=40))  # restart
+    assert _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=50, known_by=20))  # halved
+    assert _changed(base, HostQuality(uptime=160.0, available_storage=0, known_hosts=50, known_by=40))  # full
+    assert _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=50, known_by=40,
+                                      ambassador=True))
+    few = HostQuality(uptime=100.0, known_hosts=2, known_by=1)
+    assert _changed(few, HostQuality(uptime=160.0, known_hosts=2, known_by=2))  # 0, 1 and 2 are told apart
+
+
+class Served:
+    """Counts the ``host-quality`` requests a node answered."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    @butter.hookimpl
+    def butter_request_served(self, route: str) -> None:
+        self.polls += route == "host-quality"
+
+
+def test_polls_of_an_unchanged_host_back_off_and_its_hold_lasts() -> None:
+    """On virtual time: a host whose record does not change is polled at fourfold intervals up to
+    ``refresh_max_interval`` (1, 4, 8, 8, ... s: about 9 polls in 64 s, not 64), stays known, and keeps
+    counting its poller in ``known_by``."""
+    from trio.testing import MockClock
+
+    from butter.testing.pytest_plugin import memory_settings_factory
+
+    async def main() -> tuple[int, int, bool]:
+        make = memory_settings_factory("backoff-virtual")
+        hm = {"driver": "diversity", "options": {"refresh_interval": 1.0, "refresh_max_interval": 8.0,
+                                                  "exchange_interval": 1.0, "seed": 1}}
+        async with butter.open_node(make(host_manager=hm)) as a, \
+                butter.open_node(make(peers=[str(a.address)], host_manager=hm)) as b:
+            served = Served()
+            a.subscribe(served)
+            with anyio.fail_after(30):
+                while b.node_id not in {p.node_id for p in a.hosts.peers()} or not b.hosts.peers():
+                    await anyio.sleep(0.1)
+            before = served.polls
+            known_by = []
+            for _ in range(64):
+                await anyio.sleep(1.0)
+                known_by.append(a.hosts.known_by())
+            return served.polls - before, min(known_by), a.node_id in {p.node_id for p in b.hosts.peers()}
+
+    polls, least_known_by, still_known = anyio.run(main, backend="trio",
+                                                   backend_options={"clock": MockClock(autojump_threshold=0)})
+    assert still_known
+    assert 6 <= polls <= 16, polls
+    assert least_known_by == 1
+
+
+def test_the_kept_tag_travels_in_the_record_and_anything_else_reads_as_none() -> None:
+    tag = kept_tag(["bb" * 32, "aa" * 32, "aa" * 32])
+    assert tag == kept_tag(["aa" * 32, "bb" * 32]) != kept_tag(["aa" * 32]) and len(tag) == 16
+    assert HostQuality.from_wire(HostQuality(kept=tag).to_wire()).kept == tag
+    for lie in ("x" * 16, tag.upper(), tag + "0", b"\x00" * 8, 7):
+        assert HostQuality.from_wire({"kept": lie}).kept == ""
+    assert HostQuality.from_wire({}).kept == ""  # an older peer
+
+
+def test_backoff_grows_by_its_factor() -> None:
+    schedule: Backoff[str] = Backoff(1.0, 16.0, expiry=float("inf"), capacity=1, rng=random.Random(3), factor=4.0)
+    schedule.add("a", now=0.0)
+    attempts = [t / 10 for t in range(0, 1000) if schedule.due(t / 10)]
+    gaps = [round(b - a, 1) for a, b in itertools.pairwise(attempts)]
+    assert 3.2 <= gaps[0] <= 4.8 and all(12.8 <= gap <= 19.2 for gap in gaps[1:])  # 1, 4, then the cap
+    with pytest.raises(ValueError):
+        Backoff(1.0, 16.0, expiry=1.0, capacity=1, factor=1.0)

@@ -43,9 +43,10 @@ def test_join_round_trip(join: Join) -> None:
     assert Join.decode(join.encode()) == join
 
 
-@given(st.lists(hex64, max_size=20).map(tuple))
-def test_heartbeat_reply_and_leave_round_trip(unknown: tuple[str, ...]) -> None:
+@given(st.lists(hex64, max_size=20).map(tuple), st.lists(beats, max_size=5).map(tuple))
+def test_heartbeat_reply_and_leave_round_trip(unknown: tuple[str, ...], groups: tuple[GroupBeat, ...]) -> None:
     assert HeartbeatReply.decode(HeartbeatReply(unknown).encode()) == HeartbeatReply(unknown)
+    assert HeartbeatReply.decode(HeartbeatReply(unknown, groups).encode()) == HeartbeatReply(unknown, groups)
     for content_id in unknown:
         assert decode_content_id(content_id_body(content_id)) == content_id
 

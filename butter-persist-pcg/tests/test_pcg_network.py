@@ -84,3 +84,33 @@ async def test_store_without_room_fails_cleanly(memory_settings: MakeSettings) -
         assert node.blocks.used == 0
         content_id = await node.store(b"fits")
         assert await node.blocks.has(content_id)
+
+
+def test_one_heartbeat_per_pair_per_round_keeps_every_view_whole() -> None:
+    """On virtual time: in a settled group of three, each pair's higher node id heartbeats and the reply
+    carries the lower's view, so the lowest member sends no heartbeat while every member keeps the other two
+    in view round after round, and the group's leader (the highest id) one per other member and round."""
+    from trio.testing import MockClock
+
+    from butter.testing.pytest_plugin import memory_settings_factory
+
+    async def main() -> tuple[dict[int, int], list[int]]:
+        async with network(memory_settings_factory("pcg-pairs-virtual"), 5, seed=3) as net:
+            content_id = await net.nodes[0].store(b"pairs" * 100)
+            await net.wait_for(lambda: all(goldilocks(n, content_id) for n in net.holders(content_id))
+                               and len(net.holders(content_id)) == 3)
+            await anyio.sleep(2.0)  # settled
+            holders = sorted(net.holders(content_id), key=lambda n: n.node_id)
+            before = [pcg(n).counters()["heartbeats_sent"] for n in holders]
+            in_view = []
+            for _ in range(50):  # 10 s: 50 rounds of 0.2 s
+                await anyio.sleep(0.2)
+                statuses = [pcg(n).group_status(content_id) for n in holders]
+                in_view.append(min(s.replicas if s is not None else 0 for s in statuses))
+            sent = {rank: pcg(n).counters()["heartbeats_sent"] - before[rank] for rank, n in enumerate(holders)}
+            return sent, in_view
+
+    sent, in_view = anyio.run(main, backend="trio", backend_options={"clock": MockClock(autojump_threshold=0)})
+    assert min(in_view) == 3
+    assert sent[0] <= 2, sent  # the lowest id leaves its heartbeats to the others
+    assert 80 <= sent[2] <= 120, sent  # the leader: one to each of the two others per round

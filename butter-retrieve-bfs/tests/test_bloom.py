@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from butter.peers import PeerAddress
+from butter.peers import PeerAddress, kept_tag
 from butter_retrieve_bfs import BloomFilter, DigestBook, LocalDigest
 
 
@@ -63,3 +63,17 @@ def test_book_matches_backs_off_and_stays_within_its_budget() -> None:
     assert not book.update(two, big.reply(None), 0.0) and len(book) == 1
     book.prune({two})
     assert len(book) == 0 and book.size == 0
+
+
+def test_a_host_advertising_its_tag_is_pulled_only_when_a_newer_record_names_another() -> None:
+    book = DigestBook(max_bytes=100, interval=10.0, max_interval=40.0)
+    one = PeerAddress("h", 1)
+    digest = LocalDigest.build(ids(3), 0.01)
+    assert digest.tag == bytes.fromhex(kept_tag(ids(3)))  # what a host's record advertises
+    assert book.due(one, 0.0, digest.tag, seen_at=0.0)  # never pulled
+    book.update(one, digest.reply(None), 1.0)
+    assert not book.due(one, 1000.0, digest.tag, seen_at=999.0)  # same tag: current, whatever its age
+    other = bytes.fromhex(kept_tag(ids(4)))
+    assert not book.due(one, 1000.0, other, seen_at=0.5)  # a record older than the digest: no news
+    assert not book.due(one, 5.0, other, seen_at=4.0)  # news, but pulled less than 10 s ago
+    assert book.due(one, 12.0, other, seen_at=4.0)

@@ -91,6 +91,7 @@ def check_clamped(quality: HostQuality) -> None:
     assert isinstance(quality.known_hosts, int) and 0 <= quality.known_hosts <= MAX_COUNT
     assert isinstance(quality.known_by, int) and 0 <= quality.known_by <= MAX_COUNT
     assert isinstance(quality.ambassador, bool)
+    assert quality.kept == "" or (len(quality.kept) == 16 and set(quality.kept) <= set("0123456789abcdef"))
 
 
 def test_absurd_quality_values_are_clamped() -> None:

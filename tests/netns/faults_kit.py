@@ -1,10 +1,10 @@
 """The fault scenario on real hosts, shared by ``test_faults.py`` and ``benchmarks/faults.py``.
 
 Five ``butter node`` processes (``fault_node.py node``: TCP with TLS, multicast discovery, ``diversity`` host
-management, ``pcg`` persistence, all at their default timers but the host refresh and exchange, every 2 s)
-on one LAN, plus an observer host whose watcher (``fault_node.py watch``) asks every node four times a second
-for its known hosts and the replicas in view of each group it keeps. Faults are made with iptables and tc
-inside the node hosts' namespaces (this kernel has no ``tc netem``):
+management, ``pcg`` persistence, all at their default timers but the host refresh, every 2 s without backing
+off, and exchange, every 2 s) on one LAN, plus an observer host whose watcher (``fault_node.py watch``) asks
+every node four times a second for its known hosts and the replicas in view of each group it keeps. Faults are
+made with iptables and tc inside the node hosts' namespaces (this kernel has no ``tc netem``):
 
 * loss: ``-m statistic --mode random --probability P -j DROP`` on every node host's INPUT (the observer's
   packets are exempt, so measuring does not suffer from it);
@@ -42,7 +42,7 @@ PORT = 7000
 TARGET = 3  # pcg's default replicas
 START_TIMEOUT = 60.0
 RULE_TAG = "butter-fault"  # iptables comment on the rules this kit adds
-HOST_OPTIONS = {"refresh_interval": 2.0, "exchange_interval": 2.0}
+HOST_OPTIONS = {"refresh_interval": 2.0, "refresh_max_interval": 2.0, "exchange_interval": 2.0}
 MINORITY, MAJORITY = (0, 1), (2, 3, 4)
 LOSS = 0.10
 RATE = "8mbit"  # node 4's outgoing link

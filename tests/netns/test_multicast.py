@@ -2,7 +2,8 @@
 
 Every node runs with the default discovery (multicast) and no address configured anywhere: no ``--peer``,
 no ``--host`` (each binds ``0.0.0.0`` and advertises its ``eth0`` address). Multicast only ever flows on the
-namespaces' own bridges. Host management refreshes every second so deaths are noticed fast.
+namespaces' own bridges. Host management refreshes every second, without backing off
+(``refresh_max_interval`` = ``refresh_interval``), so deaths are noticed fast.
 
 Liveness bound for a SIGKILLed node: its port then refuses connections, so it is removed at its first failed
 refresh (``PeerGone``, whatever ``max_failures``): ``refresh_interval × 1.2 (jitter) + quality_timeout + 1 s
@@ -29,7 +30,8 @@ LIVENESS_BOUND = REFRESH * 1.2 * MAX_FAILURES + QUALITY_TIMEOUT + 1.0
 # --host_manager.driver is repeated because a partial --host_manager.options alone is refused by the settings
 FAST = (
     "--host_manager.driver", "diversity",
-    "--host_manager.options", f'{{"refresh_interval": {REFRESH}, "exchange_interval": 2.0}}',
+    "--host_manager.options",
+    f'{{"refresh_interval": {REFRESH}, "refresh_max_interval": {REFRESH}, "exchange_interval": 2.0}}',
 )
 START_TIMEOUT = 60.0  # many Python processes importing at once on a small CI machine
 

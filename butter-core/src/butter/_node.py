@@ -47,8 +47,9 @@ from ._logs import current_node_id
 from ._naming import DEFAULT_FANOUT, DEFAULT_RECORD_EXPIRY, Naming
 from ._plugins import PluginStack
 from ._routes import Handler, NodeStats, RouteRequest, RouteTable, check_route_name
+from .capabilities import KeptItems
 from .errors import ButterConfigError, ButterError
-from .peers import HostQuality, PeerAddress, PeerInfo
+from .peers import HostQuality, PeerAddress, PeerInfo, kept_tag
 from .records import RecordBook, RecordValue, SignedRecord
 from .settings import ButterSettings, budget_split, load_settings
 from .slots import Discovery, EventName, HostManager, NodeServices, Persistence, Retrieval, Transport
@@ -61,6 +62,7 @@ log = logging.getLogger("butter.node")
 
 INTRODUCTION_QUEUE = 256  # addresses waiting to be offered to host management; more are dropped
 INTRODUCTION_OFFERS = 8  # introduced addresses offered to host management at once
+KEPT_TAG_INTERVAL = 1.0  # seconds: the tag of the kept items in quality() is recomputed at most this often
 
 ClientBehaviour = Callable[["Node"], Awaitable[None]]
 PeerLike = PeerAddress | PeerInfo | str
@@ -91,6 +93,7 @@ class Node:
         self._tg: TaskGroup | None = None
         self._address: PeerAddress | None = None
         self._started_at = 0.0
+        self._kept_tag_at, self._kept_tag_value = float("-inf"), ""
         self._closing = False
         self._closed = anyio.Event()
         self._introductions_send, self._introductions = anyio.create_memory_object_stream[PeerAddress](
@@ -308,15 +311,26 @@ class Node:
 
     def quality(self) -> HostQuality:
         """This node's host-quality record: its uptime, available storage, the sizes of its
-        known-host list and of the set of peers holding it (as host management counts them), and whether
-        it is an ambassador."""
+        known-host list and of the set of peers holding it (as host management counts them), whether
+        it is an ambassador, and the tag of the items it keeps (recomputed at most once a second)."""
         return HostQuality(
             uptime=self.uptime,
             available_storage=self.available_storage(),
             known_hosts=len(self.hosts.peers()),
             known_by=self.hosts.known_by(),
             ambassador=self.ambassador,
+            kept=self._kept_tag(),
         )
+
+    def _kept_tag(self) -> str:
+        """:func:`~butter.peers.kept_tag` of the kept items (capability ``KeptItems``), ``""`` without one;
+        recomputed at most every ``KEPT_TAG_INTERVAL`` seconds."""
+        now = anyio.current_time()
+        if now - self._kept_tag_at >= KEPT_TAG_INTERVAL:
+            kept = self.capability(KeptItems)
+            self._kept_tag_value = kept_tag(kept.kept_items()) if kept is not None else ""
+            self._kept_tag_at = now
+        return self._kept_tag_value
 
     def info(self) -> PeerInfo:
         """This node as peers see it: id, address and quality."""

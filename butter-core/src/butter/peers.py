@@ -6,16 +6,27 @@ only where a peer can be reached now.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["HostQuality", "PeerAddress", "PeerInfo"]
+__all__ = ["HostQuality", "PeerAddress", "PeerInfo", "kept_tag"]
 
 # Upper bounds applied to what peers claim about themselves: a lying or buggy peer gets clamped, not trusted.
 MAX_UPTIME = 10 * 365 * 24 * 3600.0  # seconds
 MAX_STORAGE = 2**50  # bytes (1 PiB)
 MAX_COUNT = 10_000_000  # hosts
+KEPT_TAG = re.compile(r"[0-9a-f]{16}")  # a kept tag: 8 bytes, hex
+
+
+def kept_tag(content_ids: Iterable[str]) -> str:
+    """The version tag of a set of content ids (hex strings): the first 8 bytes of the SHA-256 of the sorted,
+    distinct ids joined by newlines, in hex (16 characters). Equal sets give equal tags; any change to the
+    set changes the tag (but for a 2⁻⁶⁴ chance)."""
+    return hashlib.sha256("\n".join(sorted(set(content_ids))).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -82,6 +93,10 @@ class HostQuality:
     * ``known_by``: how many distinct peers polled it during the last refresh window; 0 means no one knows
       it, and host management then admits it first (the rule that no node is left unknown).
     * ``ambassador``: whether it serves as an ambassador.
+    * ``kept``: the :func:`kept_tag` of the items it keeps alive (its persistence driver's
+      :class:`~butter.capabilities.KeptItems`), or ``""`` when it cannot tell: a peer that knows what it held
+      under a tag knows, from this record alone, whether that changed (retrieval ``bfs`` pulls a host's
+      digest again only then).
 
     Values from the network go through :meth:`from_wire`, which clamps absurd values instead of trusting them.
     """
@@ -91,6 +106,7 @@ class HostQuality:
     known_hosts: int = 0
     known_by: int = 0
     ambassador: bool = False
+    kept: str = ""
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -99,11 +115,13 @@ class HostQuality:
             "known_hosts": self.known_hosts,
             "known_by": self.known_by,
             "ambassador": self.ambassador,
+            "kept": self.kept,
         }
 
     @classmethod
     def from_wire(cls, obj: Any) -> HostQuality:
-        """Decode a record, clamping every field into its sane range. Raises ``ValueError`` if not a map."""
+        """Decode a record, clamping every field into its sane range (a ``kept`` that is no tag reads ``""``).
+        Raises ``ValueError`` if not a map."""
         if not isinstance(obj, dict):
             raise ValueError("host quality must be a map")
         return cls(
@@ -112,6 +130,7 @@ class HostQuality:
             known_hosts=_clamp(obj.get("known_hosts"), MAX_COUNT, int),
             known_by=_clamp(obj.get("known_by"), MAX_COUNT, int),
             ambassador=obj.get("ambassador") is True,
+            kept=kept if isinstance(kept := obj.get("kept"), str) and KEPT_TAG.fullmatch(kept) else "",
         )
 
 

@@ -33,7 +33,8 @@ class GroupBeat(Record):
 
 
 class Heartbeat(Record):
-    """Route ``pcg-heartbeat``: one message per peer pair per interval, for every group they share."""
+    """Route ``pcg-heartbeat``: one message per peer pair per interval, for every group they share (the
+    higher node id sends it; the reply carries the other side's view)."""
 
     sender: str = wire("from", codec.node_id)
     address: PeerAddress = wire("addr", codec.address)
@@ -42,9 +43,13 @@ class Heartbeat(Record):
 
 
 class HeartbeatReply(Record):
-    """The groups of the heartbeat that the receiver does not hold: the sender drops it from them."""
+    """The groups of the heartbeat that the receiver does not hold (``unknown``: the sender drops it from
+    them), and the receiver's own beat for each of the others (``groups``, its hits and view: the sender
+    hears from it through the reply; optional, absent from older peers' replies)."""
 
     unknown: Sequence[str] = wire("unknown", codec.sequence(codec.content_id, max_items=MAX_GROUPS_PER_BEAT))
+    groups: Sequence[GroupBeat] = wire(
+        "groups", codec.sequence(GroupBeat.read, max_items=MAX_GROUPS_PER_BEAT), default=())
 
 
 class Join(Record):

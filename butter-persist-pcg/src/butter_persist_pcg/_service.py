@@ -65,6 +65,7 @@ COUNTERS = (
 )
 MAX_TOMBSTONES_PER_BEAT = 16  # tombstones sent back for one heartbeat naming deleted groups
 RESUME_ROUNDS = 5  # rounds a group resumed from the store waits for its old members before it recruits
+PAIR_SILENCE = 1.1  # rounds a pair's lower id waits to hear the higher before it heartbeats a group itself
 
 
 class PcgPersistence:
@@ -206,7 +207,7 @@ class PcgPersistence:
                 log.debug("group %s: member %s timed out", view.content_id[:12], node_id[:8])
                 self._lost.lost(node_id, address, view.content_id, now)
         async with anyio.create_task_group() as tg:
-            for node_id, (address, beats) in self._batches(now).items():
+            for node_id, (address, beats) in self._batches(now, pairs=True).items():
                 if node_id not in self._beating:
                     self._beating.add(node_id)
                     tg.start_soon(self._heartbeat, node_id, address, beats, False)
@@ -217,16 +218,40 @@ class PcgPersistence:
             await self._scrub()
 
     def _batches(
-        self, now: float, views: Iterable[GroupView] | None = None
+        self, now: float, views: Iterable[GroupView] | None = None, *, pairs: bool = False
     ) -> dict[str, tuple[PeerAddress, list[GroupBeat]]]:
         """What to heartbeat: per peer sharing one of ``views`` (default: every group) with this node, its
-        address and those groups."""
+        address and those groups. With ``pairs`` (a round's heartbeats), one heartbeat per peer pair: a
+        request and its reply prove both ends alive and carry both views, so the higher node id sends (a group's
+        leader, the highest id, so heartbeats every member and finds a dead one at once) and the lower leaves
+        out each group where it heard from the peer within ``PAIR_SILENCE`` rounds (it sends only when the
+        higher one has not: it does not know of the lower in that group, or is gone)."""
         batches: dict[str, tuple[PeerAddress, list[GroupBeat]]] = {}
+        recent = now - PAIR_SILENCE * self.options.heartbeat_interval
         for view in self._groups.values() if views is None else views:
-            beat = GroupBeat(view.content_id, view.size, self._own_hits(view.content_id), view.entries(now))
+            beat = self._beat(view, now)
             for node_id, member in view.others().items():
+                if pairs and node_id > self.node.node_id and member.last_heard >= recent:
+                    continue
                 batches.setdefault(node_id, (member.address, []))[1].append(beat)
         return batches
+
+    def _beat(self, view: GroupView, now: float) -> GroupBeat:
+        """This node's beat for ``view``'s group: its size, this node's hits and its view."""
+        return GroupBeat(view.content_id, view.size, self._own_hits(view.content_id), view.entries(now))
+
+    def _hear(self, node_id: str, address: PeerAddress, groups: Iterable[GroupBeat], now: float) -> list[str]:
+        """Take in the beats ``node_id`` (at ``address``) sent for ``groups``: it is heard in those of them this
+        node holds, whose views are merged; returns the content ids of the groups this node does not hold."""
+        unknown = []
+        for group in groups:
+            view = self._groups.get(group.content_id)
+            if view is None:
+                unknown.append(group.content_id)
+                continue
+            view.heard(node_id, address, now, group.hits)
+            view.merge(group.members, now, self.timeout)
+        return unknown
 
     async def _scrub(self) -> None:
         """Re-read the next ``scrub_blocks`` blocks in use; a group missing one repairs it."""
@@ -257,10 +282,14 @@ class PcgPersistence:
             return None
         finally:
             self._beating.discard(node_id)
+        now = anyio.current_time()
         for content_id in reply.unknown:
             view = self._groups.get(content_id)
-            if view is not None and view.drop(node_id, anyio.current_time()):
+            if view is not None and view.drop(node_id, now):
                 log.debug("group %s: %s says it is not a member", content_id[:12], node_id[:8])
+        if not leaving:
+            asked = {b.content_id for b in beats}
+            self._hear(node_id, address, [g for g in reply.groups if g.content_id in asked], now)
         return reply
 
     def _member_dead(self, node_id: str, address: PeerAddress) -> None:
@@ -490,18 +519,15 @@ class PcgPersistence:
         beat = Heartbeat.decode(request.body)
         request.check_sender(beat.sender)
         now = anyio.current_time()
-        unknown = []
-        for group in beat.groups:
-            view = self._groups.get(group.content_id)
-            if view is None:
-                unknown.append(group.content_id)
-                continue
-            if beat.leaving:
-                view.drop(beat.sender, now)
-                continue
-            view.heard(beat.sender, beat.address, now, group.hits)
-            view.merge(group.members, now, self.timeout)
-        return HeartbeatReply(unknown).encode()
+        if beat.leaving:
+            for group in beat.groups:
+                view = self._groups.get(group.content_id)
+                if view is not None:
+                    view.drop(beat.sender, now)
+            return HeartbeatReply([g.content_id for g in beat.groups if g.content_id not in self._groups]).encode()
+        unknown = self._hear(beat.sender, beat.address, beat.groups, now)
+        mine = [self._beat(self._groups[g.content_id], now) for g in beat.groups if g.content_id in self._groups]
+        return HeartbeatReply(unknown, mine).encode()
 
     async def _serve_heartbeat_of_deleted(self, request: RouteRequest) -> bytes:
         """Route ``pcg-heartbeat``: :meth:`_serve_heartbeat`, after sending the sender the tombstones this node

@@ -4,22 +4,22 @@ peer hosts", for informed search). Pure bookkeeping, no I/O."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from butter.peers import PeerAddress
+from butter.peers import PeerAddress, kept_tag
 
 from ._bloom import BloomFilter
-from ._messages import MAX_DIGEST_BYTES, TAG_BYTES, DigestReply
+from ._messages import MAX_DIGEST_BYTES, DigestReply
 
 __all__ = ["DigestBook", "LocalDigest"]
 
 
 @dataclass(frozen=True, slots=True)
 class LocalDigest:
-    """This node's digest: a Bloom filter of the ``count`` content ids it holds, versioned by ``tag`` (the
-    first 8 bytes of the SHA-256 of the sorted ids, so equal sets give equal tags)."""
+    """This node's digest: a Bloom filter of the ``count`` content ids it holds, versioned by ``tag``
+    (:func:`butter.peers.kept_tag` of the ids, as bytes: the first 8 bytes of the SHA-256 of the sorted ids,
+    so equal sets give equal tags, and the tag a host advertises in its host-quality record)."""
 
     tag: bytes
     count: int
@@ -28,7 +28,7 @@ class LocalDigest:
     @classmethod
     def build(cls, content_ids: Iterable[str], fp_rate: float) -> LocalDigest:
         ids = sorted(set(content_ids))
-        tag = hashlib.sha256("\n".join(ids).encode()).digest()[:TAG_BYTES]
+        tag = bytes.fromhex(kept_tag(ids))
         return cls(tag, len(ids), BloomFilter.build(ids, fp_rate, max_bytes=MAX_DIGEST_BYTES))
 
     def reply(self, have: bytes | None) -> DigestReply:
@@ -52,6 +52,12 @@ class DigestBook:
     from ``interval`` up to ``max_interval`` seconds; a changed digest resets it to ``interval``. Digests
     change only when a host gains or loses an item, so in a steady network the pulls fade to one per host per
     ``max_interval``, and a digest is never staler than that.
+
+    A host that advertises the tag of what it keeps (``kept`` in its host-quality record, passed to
+    :meth:`due` as ``advertised``) is pulled only when a record newer than the digest kept for it names
+    another tag (and ``interval`` has passed since the last pull): a digest whose tag matches is current,
+    whatever its age. So in a steady network such hosts are not pulled at all, and a digest is as fresh as
+    the host's last record.
     """
 
     def __init__(self, max_bytes: int, *, interval: float = 10.0, max_interval: float = 160.0) -> None:
@@ -73,10 +79,18 @@ class DigestBook:
         entry = self._entries.get(address)
         return entry.tag if entry else None
 
-    def due(self, address: PeerAddress, now: float) -> bool:
-        """Whether the host's digest should be pulled now (never pulled, or its interval has passed)."""
+    def due(self, address: PeerAddress, now: float, advertised: bytes | None = None,
+            seen_at: float = float("inf")) -> bool:
+        """Whether the host's digest should be pulled now: never pulled; or, given the tag it ``advertised``
+        in a record of time ``seen_at``, that tag is another than the kept digest's, the record is newer than
+        the digest, and ``interval`` has passed; or else (no tag) its backoff interval has passed."""
         entry = self._entries.get(address)
-        return entry is None or now - entry.fetched_at >= 0.9 * entry.interval
+        if entry is None:
+            return True
+        if advertised is not None:
+            return (advertised != entry.tag and seen_at > entry.fetched_at
+                    and now - entry.fetched_at >= 0.9 * self.interval)
+        return now - entry.fetched_at >= 0.9 * entry.interval
 
     def update(self, address: PeerAddress, reply: DigestReply, now: float) -> bool:
         """Record ``reply`` from ``address``; returns whether a digest for it is now kept."""

@@ -321,17 +321,19 @@ class BfsRetrieval:
     async def pull_digests(self) -> None:
         """Pull the digest of every known host that is due (see :class:`DigestBook`); forget the digests of
         hosts no longer known."""
-        known = [p.address for p in self.node.hosts.peers()]
-        self.book.prune(set(known))
+        known = self.node.hosts.peers()
+        self.book.prune({p.address for p in known})
         now = anyio.current_time()
         async with anyio.create_task_group() as tg:
-            for address in known:
-                if self.book.due(address, now):
-                    tg.start_soon(self.pull_digest, address)
+            for peer in known:
+                if self.book.due(peer.address, now, advertised(peer), peer.last_seen):
+                    tg.start_soon(self.pull_digest, peer)
 
-    async def pull_digest(self, address: PeerAddress) -> None:
-        """Pull one host's digest (conditionally: an unchanged digest costs a few bytes). Never raises."""
-        if not self.book.due(address, anyio.current_time()):
+    async def pull_digest(self, peer: PeerInfo) -> None:
+        """Pull one host's digest (conditionally: an unchanged digest costs a few bytes) if it is due, given
+        the tag its record advertises (:meth:`DigestBook.due`). Never raises."""
+        address = peer.address
+        if not self.book.due(address, anyio.current_time(), advertised(peer), peer.last_seen):
             return
         async with self._pulls:
             self.totals.digest_requests += 1
@@ -361,7 +363,7 @@ class BfsRetrieval:
     def butter_peer_discovered(self, node: NodeServices, peer: PeerInfo) -> Any:
         """Pull a new host's digest at once, so it can be hinted before the next round."""
         if node is self.node and self.options.hints and not node.closing:
-            return self.pull_digest(peer.address)
+            return self.pull_digest(peer)
         return None
 
     @hookimpl
@@ -369,3 +371,7 @@ class BfsRetrieval:
         if node is self.node:
             self.book.forget(peer.address)
 
+
+def advertised(peer: PeerInfo) -> bytes | None:
+    """The tag of what ``peer`` keeps, from its host-quality record (``None`` when it advertises none)."""
+    return bytes.fromhex(peer.quality.kept) if peer.quality.kept else None

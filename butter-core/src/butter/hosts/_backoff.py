@@ -3,7 +3,8 @@
 Rules:
 
 * A key added at time *t* is first due at *t* + ``first`` seconds. Each time :meth:`Backoff.due` returns it,
-  its next attempt is pushed out by an interval that doubles, from ``first`` up to ``max_interval``, each
+  its next attempt is pushed out by an interval that doubles (or grows by another ``factor``), from ``first``
+  up to ``max_interval``, each
   stretched by a random factor in [0.8, 1.2] so that peers that lost each other together do not retry in step.
 * A key is forgotten ``expiry`` seconds after it was added (the schedule's, or the key's own given to
   :meth:`Backoff.add`; ``float("inf")``: never), or when :meth:`Backoff.discard` is called (it was reached,
@@ -38,11 +39,13 @@ class Backoff(Generic[K]):
     """The schedule described in the module docstring; ``rng`` draws the jitter (seed it for simulations)."""
 
     def __init__(
-        self, first: float, max_interval: float, expiry: float, capacity: int, rng: random.Random | None = None
+        self, first: float, max_interval: float, expiry: float, capacity: int, rng: random.Random | None = None,
+        *, factor: float = 2.0,
     ) -> None:
-        if not 0 < first <= max_interval or expiry <= 0 or capacity < 1:
-            raise ValueError("need 0 < first <= max_interval, expiry > 0 and capacity >= 1")
+        if not 0 < first <= max_interval or expiry <= 0 or capacity < 1 or factor <= 1:
+            raise ValueError("need 0 < first <= max_interval, expiry > 0, capacity >= 1 and factor > 1")
         self.first, self.max_interval, self.expiry, self.capacity = first, max_interval, expiry, capacity
+        self.factor = factor
         self._rng = rng or random.Random()
         self._entries: dict[K, _Entry] = {}
 
@@ -70,7 +73,7 @@ class Backoff(Generic[K]):
         """Make every key due at ``now`` and start its backoff over from ``first`` (something suggests they
         are back: a failed attempt is retried soon)."""
         for entry in self._entries.values():
-            entry.next_at, entry.interval = min(entry.next_at, now), self.first / 2
+            entry.next_at, entry.interval = min(entry.next_at, now), self.first / self.factor
 
     def due(self, now: float) -> list[K]:
         """The keys due at ``now``, each rescheduled one (doubled) interval later; expired keys are forgotten."""
@@ -79,9 +82,14 @@ class Backoff(Generic[K]):
         ready = [k for k, e in self._entries.items() if e.next_at <= now]
         for key in ready:
             entry = self._entries[key]
-            entry.interval = min(self.max_interval, entry.interval * 2)
+            entry.interval = min(self.max_interval, entry.interval * self.factor)
             entry.next_at = now + self._stretch(entry.interval)
         return ready
+
+    def due_at(self, key: K) -> float:
+        """When ``key`` is next due (``inf`` when it is not scheduled)."""
+        entry = self._entries.get(key)
+        return float("inf") if entry is None else entry.next_at
 
     def next_due(self) -> float:
         """When the earliest key is due (``inf`` when none is scheduled)."""

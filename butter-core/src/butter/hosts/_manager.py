@@ -4,11 +4,20 @@
   512 MiB), or the ``capacity`` option.
 * Admission: :func:`butter.hosts.decide`. A candidate is asked for its quality record first; one that does
   not answer is not admitted (the original admitted it with an all-zero record).
-* Refresh (every ``refresh_interval`` s, with jitter): every known host is asked for its quality record;
-  one where nothing listens any more (:class:`~butter.errors.PeerGone`: connection refused) is removed at
-  once, one that fails otherwise (a timeout, a lost connection: a busy host fails so too) only after
-  ``max_failures`` times in a row: a busy node, whose every poll times out, must not forget every peer.
-  These polls are what lets a host count how many peers know it (``known_by``).
+* Refresh: every known host is asked for its quality record on its own schedule, which backs off while
+  nothing changes (:class:`~butter.hosts.Backoff`): first ``refresh_interval`` seconds after it was admitted,
+  then at intervals growing fourfold up to ``refresh_max_interval`` (default 16 × ``refresh_interval``: 10,
+  40, 160 s) while its record comes back about the same, and again from ``refresh_interval`` once it changed
+  much (a restart, its ambassador role, ``known_by`` between 0, 1 and more, a count doubled or halved:
+  :func:`_changed`). A host where nothing listens any more (:class:`~butter.errors.PeerGone`: connection
+  refused) is removed at its first failed poll; one that fails otherwise (a timeout, a lost connection: a
+  busy host fails so too) after ``max_failures`` polls in a row, so a busy node, whose every poll times out,
+  does not forget every peer. A failed poll starts the host's schedule over, so a host that died silently
+  is dropped within about ``refresh_max_interval × 1.2 + (max_failures - 1) × 2 × refresh_interval +
+  quality_timeout`` seconds (sooner when another module reports it dead). These polls
+  are what lets a host count how many peers know it (``known_by``): each poll asks to be counted for 2.5
+  times the wait until the next one. In a steady overlay of ``k`` known hosts the polls fade to about
+  ``k / refresh_max_interval`` per second, instead of ``k / refresh_interval``.
 * Exchange (every ``exchange_interval`` s): one random known host gets this node's record and a sample of
   its list on route ``known-hosts`` and answers with a sample of its own, which is offered for admission
   (a periodic two-way gossip). A node that nobody polls (``known_by == 0``) also introduces
@@ -41,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import ButterError, PeerGone
 from ..hookspecs import hookimpl
-from ..peers import PeerAddress, PeerInfo
+from ..peers import HostQuality, PeerAddress, PeerInfo
 from ..settings import budget_split
 from ._backoff import Backoff
 from ._diversity import decide
@@ -60,7 +69,10 @@ if TYPE_CHECKING:
 __all__ = ["DiversityHostManager", "DiversityHostManagerPlugin", "DiversityOptions"]
 
 log = logging.getLogger("butter.hosts")
-HOLD_TIMEOUT_REFRESHES = 2.5  # a holder asks to be counted for this many refresh intervals
+HOLD_TIMEOUT_REFRESHES = 2.5  # a holder asks to be counted for this many intervals until its next poll
+REFRESH_BACKOFF = 16  # refresh_max_interval, unset, is this many refresh_interval
+REFRESH_FACTOR = 4.0  # each unchanged record stretches a host's poll interval this many times (up to the cap)
+MIN_REFRESH_WAKE = 0.1  # of refresh_interval: polls due within this are sent together
 LONELY_INTRODUCTIONS = 4  # hosts a node nobody holds introduces itself to after an exchange
 LOST_CAPACITY = 1024  # lost hosts re-probed at once; more forget the oldest
 
@@ -68,7 +80,12 @@ LOST_CAPACITY = 1024  # lost hosts re-probed at once; more forget the oldest
 class DiversityOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     capacity: int | None = Field(None, ge=1, description="hosts kept; unset: from the memory budget")
-    refresh_interval: float = Field(10.0, gt=0, description="seconds between quality refreshes")
+    refresh_interval: float = Field(
+        10.0, gt=0, description="seconds before a host's quality record is polled again after it was admitted or "
+        "its record changed")
+    refresh_max_interval: float | None = Field(
+        None, gt=0, description="seconds between polls of a host whose record keeps coming back unchanged, at "
+        "most; unset: 16 × refresh_interval")
     exchange_interval: float = Field(10.0, gt=0, description="seconds between known-host exchanges")
     random_factor: float = Field(0.1, ge=0, le=1, description="probability of a random admission")
     max_failures: int = Field(
@@ -87,7 +104,14 @@ class DiversityOptions(BaseModel):
     def _intervals(self) -> Self:
         if self.reprobe_max_interval < self.reprobe_interval:
             raise ValueError("reprobe_max_interval must be at least reprobe_interval")
+        if self.refresh_max_interval is not None and self.refresh_max_interval < self.refresh_interval:
+            raise ValueError("refresh_max_interval must be at least refresh_interval")
         return self
+
+    @property
+    def refresh_cap(self) -> float:
+        """``refresh_max_interval``, or 16 × ``refresh_interval`` when unset (seconds)."""
+        return self.refresh_max_interval or REFRESH_BACKOFF * self.refresh_interval
 
 
 class DiversityHostManager:
@@ -104,6 +128,10 @@ class DiversityHostManager:
         self._limiter = anyio.CapacityLimiter(options.max_concurrency)
         self._lost: Backoff[PeerAddress] = Backoff(
             options.reprobe_interval, options.reprobe_max_interval, options.lost_expiry, LOST_CAPACITY, self._rng
+        )
+        self._polls: Backoff[PeerAddress] = Backoff(
+            options.refresh_interval, options.refresh_cap, float("inf"), self._capacity + 1, self._rng,
+            factor=REFRESH_FACTOR,
         )
         self._configured = {PeerAddress.parse(text) for text in node.settings.peers}
         self._routes = HostRoutes(node, self)
@@ -164,11 +192,16 @@ class DiversityHostManager:
             self.node.spawn(self._release, decision.evict.address)
         elif len(self._hosts) >= self._capacity:
             return False
+        self._join(address, info, decision.reason)
+        return True
+
+    def _join(self, address: PeerAddress, info: PeerInfo, reason: str) -> None:
+        """Add ``info`` (it answered at ``address``) to the list and schedule its polls."""
         self._hosts[address] = info
-        log.info("peer joined: %s (%s) [%s]", info.node_id[:8], address, decision.reason,
+        self._polls.add(address, anyio.current_time())
+        log.info("peer joined: %s (%s) [%s]", info.node_id[:8], address, reason,
                  extra={"event": "peer_joined", "peer": info.node_id})
         self.node.emit("butter_peer_discovered", peer=info)
-        return True
 
     async def _release(self, address: PeerAddress) -> None:
         """Tell an evicted host this node no longer holds it, so its ``known_by`` drops at once."""
@@ -184,7 +217,7 @@ class DiversityHostManager:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._every, self.options.refresh_interval, self.refresh)
+            tg.start_soon(self._refresh_due)
             tg.start_soon(self._every, self.options.exchange_interval, self.exchange)
             now = anyio.current_time()
             for address in self._configured:
@@ -204,8 +237,23 @@ class DiversityHostManager:
             for address in due:
                 self.node.spawn(self.offer, address)
 
+    async def _refresh_due(self) -> None:
+        """Poll the known hosts as their schedules come due (module docstring), those due together at once."""
+        least = MIN_REFRESH_WAKE * self.options.refresh_interval
+        while True:
+            wait = self._polls.next_due() - anyio.current_time()
+            await anyio.sleep(min(max(wait, least), self.options.refresh_interval))
+            due = [address for address in self._polls.due(anyio.current_time()) if address in self._hosts]
+            await self._poll(due)
+
     async def refresh(self) -> None:
-        """Ask every known host for its quality record; remove the ones that keep failing."""
+        """Ask every known host for its quality record now, whatever its schedule; remove the ones that keep
+        failing."""
+        await self._poll(list(self._hosts))
+
+    async def _poll(self, addresses: list[PeerAddress]) -> None:
+        """Ask each of ``addresses`` for its quality record, at once; one that answers with a changed
+        record has its schedule started over; one that failed ``max_failures`` times in a row is removed."""
 
         async def one(address: PeerAddress) -> None:
             try:
@@ -216,18 +264,25 @@ class DiversityHostManager:
             except ButterError as exc:
                 log.debug("no quality record from %s: %s", address, exc)
                 info = None
-            if address not in self._hosts:
+            old = self._hosts.get(address)
+            if old is None:
                 return
             if info is None:
                 self._failures[address] = self._failures.get(address, 0) + 1
                 if self._failures[address] >= self.options.max_failures:
                     self._remove(address, "unreachable", lost=True)
+                elif self._failures[address] == 1:  # ask again soon, not after the backed-off wait
+                    self._polls.discard(address)
+                    self._polls.add(address, anyio.current_time())
                 return
             self._failures.pop(address, None)
             self._hosts[address] = info
+            if _changed(old.quality, info.quality):
+                self._polls.discard(address)
+                self._polls.add(address, anyio.current_time())
 
         async with anyio.create_task_group() as tg:
-            for address in list(self._hosts):
+            for address in addresses:
                 tg.start_soon(one, address)
 
     async def exchange(self) -> None:
@@ -269,9 +324,12 @@ class DiversityHostManager:
 
     async def _quality(self, address: PeerAddress, *, holds: bool) -> PeerInfo:
         """The host's quality record. ``holds`` tells the host whether this node keeps it in its list, so that
-        only real holders count toward its ``known_by``. Raises :class:`~butter.errors.ButterError` when it
+        only real holders count toward its ``known_by``; the hold lasts 2.5 times the wait until its next
+        scheduled poll (at least ``refresh_interval``). Raises :class:`~butter.errors.ButterError` when it
         cannot be had (:class:`~butter.errors.PeerGone` when nothing listens at ``address``)."""
-        hold_timeout = HOLD_TIMEOUT_REFRESHES * self.options.refresh_interval
+        until_next = self._polls.due_at(address) - anyio.current_time()
+        hold_timeout = HOLD_TIMEOUT_REFRESHES * min(max(until_next, self.options.refresh_interval),
+                                                    1.2 * self.options.refresh_cap)
         body = quality_body(self.node.node_id, holds=holds, hold_timeout=hold_timeout)
         async with self._limiter:
             reply = await self.node.request(address, "host-quality", body, timeout=self.options.quality_timeout)
@@ -288,6 +346,7 @@ class DiversityHostManager:
         """Drop ``address`` from the list; ``lost``: it failed (rather than being evicted), so re-probe it."""
         info = self._hosts.pop(address, None)
         self._failures.pop(address, None)
+        self._polls.discard(address)
         if lost:
             expiry = float("inf") if address in self._configured else None
             self._lost.add(address, anyio.current_time(), expiry=expiry)
@@ -295,6 +354,27 @@ class DiversityHostManager:
             log.info("peer left: %s (%s): %s", info.node_id[:8], address, why,
                      extra={"event": "peer_left", "peer": info.node_id})
             self.node.emit("butter_peer_lost", peer=info)
+
+
+def _changed(old: HostQuality, new: HostQuality) -> bool:
+    """Whether a host's record changed enough to restart its poll schedule: its uptime went back (a
+    restart), its ambassador role changed, its ``known_by`` moved between 0, 1 and more (the admission and
+    eviction rules tell them apart), or one of its counts (available storage, known hosts, ``known_by``)
+    went to or from 0 or at least doubled or halved. Counts that drift, as in a growing overlay they always
+    do, do not restart it: a record is at most ``refresh_max_interval`` old anyway."""
+    return (
+        new.uptime < old.uptime
+        or new.ambassador != old.ambassador
+        or min(new.known_by, 2) != min(old.known_by, 2)
+        or any(_moved(a, b) for a, b in ((old.available_storage, new.available_storage),
+                                         (old.known_hosts, new.known_hosts), (old.known_by, new.known_by)))
+    )
+
+
+def _moved(a: int, b: int) -> bool:
+    """Whether a count went to or from 0, or changed by a factor of 2 or more."""
+    low, high = sorted((a, b))
+    return (low == 0) != (high == 0) or (low > 0 and high >= 2 * low)
 
 
 class DiversityHostManagerPlugin:

@@ -5,7 +5,8 @@ picked uniformly at random is evicted to make room (and told so at once, so its 
 quality record is weighed: this is the naive policy the ``diversity`` driver is measured against.
 
 Everything else is ``diversity``'s: the capacity (from the memory budget, or the ``capacity`` option),
-the refresh that prunes hosts failing ``max_failures`` polls in a row, the re-probing of lost hosts, the
+the refresh that backs off while a host's record stays the same and prunes hosts failing ``max_failures``
+polls in a row, the re-probing of lost hosts, the
 periodic known-hosts exchange
 (Gnutella's ping/pong, two-way), and the protocol it serves (``host-quality`` with holds, ``known-hosts``),
 so the two kinds of node mix on one overlay.
@@ -33,7 +34,12 @@ log = logging.getLogger("butter.hosts.random")
 class RandomOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     capacity: int | None = Field(None, ge=1, description="hosts kept; unset: from the memory budget")
-    refresh_interval: float = Field(10.0, gt=0, description="seconds between quality refreshes")
+    refresh_interval: float = Field(
+        10.0, gt=0, description="seconds before a host's quality record is polled again after it was admitted or "
+        "its record changed")
+    refresh_max_interval: float | None = Field(
+        None, gt=0, description="seconds between polls of a host whose record keeps coming back unchanged, at "
+        "most; unset: 16 × refresh_interval")
     exchange_interval: float = Field(10.0, gt=0, description="seconds between known-host exchanges")
     max_failures: int = Field(
         3, ge=1, description="failed refreshes in a row before a host is removed (one where nothing listens "
@@ -63,10 +69,7 @@ class RandomHostManager(DiversityHostManager):
             victim = self._rng.choice(list(self._hosts))
             self._remove(victim, "evicted at random to make room")
             self.node.spawn(self._release, victim)
-        self._hosts[address] = info
-        log.info("peer joined: %s (%s)", info.node_id[:8], address,
-                 extra={"event": "peer_joined", "peer": info.node_id})
-        self.node.emit("butter_peer_discovered", peer=info)
+        self._join(address, info, "admitted at random")
         return True
 
 
