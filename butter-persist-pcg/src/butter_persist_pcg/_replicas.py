@@ -109,20 +109,22 @@ class Fetcher:
         self.node, self.windows, self.timeout, self.concurrency = node, windows, timeout, concurrency
 
     async def blocks(self, block_ids: list[str], sources: list[PeerAddress]) -> dict[str, bytes]:
-        """The blocks (each verified) that some source could provide; the others are left out."""
+        """The blocks (each verified) that some source could provide; the others are left out. At most
+        ``concurrency`` tasks run, each taking the next block id when done with one: a job over thousands of
+        blocks holds ``concurrency`` tasks, not one per block waiting its turn."""
         fetched: dict[str, bytes] = {}
-        limiter = anyio.CapacityLimiter(self.concurrency)
+        work = iter(block_ids)
 
-        async def one(block_id: str) -> None:
-            async with limiter:
+        async def worker() -> None:
+            for block_id in work:
                 try:
                     fetched[block_id] = await self.block(block_id, sources)
                 except RouteError:
                     pass
 
         async with anyio.create_task_group() as tg:
-            for block_id in block_ids:
-                tg.start_soon(one, block_id)
+            for _ in range(min(self.concurrency, len(block_ids))):
+                tg.start_soon(worker)
         return fetched
 
     async def block(self, block_id: str, sources: list[PeerAddress]) -> bytes:
