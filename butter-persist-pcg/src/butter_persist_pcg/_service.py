@@ -98,11 +98,13 @@ class PcgPersistence:
         self._windows = options.windows(self._rng)
         self._fetcher = Fetcher(node, self._windows, options.fetch_timeout, options.fetch_concurrency)
         self._hits: dict[str, list[float]] = defaultdict(list)  # content id -> times it was fetched
-        self._busy: set[str] = set()  # groups with a recruit, shed or repair job under way
+        self._busy: set[str] = set()  # groups with a recruit, shed or repair job queued or under way
+        # jobs waiting for one of the max_jobs slots, oldest first: a closure each, not a waiting task
+        self._queued: dict[str, tuple[GroupView, Callable[[], Awaitable[None]]]] = {}
+        self._running = 0  # jobs under way
         self._beating: set[str] = set()  # peers with a heartbeat in flight
         self._lost = LostMembers(options.heartbeat_interval, options.lost_expiry, self._rng)
         self._beats = anyio.CapacityLimiter(options.max_concurrency)  # heartbeats in flight
-        self._jobs = anyio.CapacityLimiter(options.max_jobs)  # recruit, shed and repair jobs under way
         self._joins = anyio.CapacityLimiter(options.max_joins)  # invitations being served (items being fetched)
         self._counts = dict.fromkeys(COUNTERS, 0)
         node.route(ROUTE_JOIN, self._serve_join)
@@ -346,14 +348,29 @@ class PcgPersistence:
             self._probe_lost(self.node.spawn, peer.node_id, member)
 
     def _maintain(self, view: GroupView) -> None:
-        """Start the job one group needs, in the background: recruit (cold), shed (hot for ``hot_ticks``
-        rounds) if this node leads it, repair if blocks are missing; one job per group at a time. A failure
-        is logged and the group is tried again next round: it never stops the node."""
+        """Queue the job one group needs: recruit (cold), shed (hot for ``hot_ticks`` rounds) if this node
+        leads it, repair if blocks are missing; one job per group at a time. At most ``max_jobs`` run at once,
+        the others wait in a first-in first-out queue (a closure each, so a mass death queues content ids,
+        not thousands of waiting tasks). A failure is logged and the group is tried again next round: it
+        never stops the node."""
         job = self._job(view)
         if job is None or view.content_id in self._busy:
             return
         self._busy.add(view.content_id)
-        self.node.spawn(self._run_job, view, job)
+        self._queued[view.content_id] = (view, job)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Start queued jobs, oldest first, while fewer than ``max_jobs`` run; a job whose group was
+        forgotten while it waited is dropped."""
+        while self._running < self.options.max_jobs and self._queued:
+            content_id = next(iter(self._queued))
+            view, job = self._queued.pop(content_id)
+            if content_id not in self._groups:
+                self._busy.discard(content_id)
+                continue
+            self._running += 1
+            self.node.spawn(self._run_job, view, job)
 
     def _job(self, view: GroupView) -> Callable[[], Awaitable[None]] | None:
         if view.content_id not in self._groups or view.content_id in self._busy:
@@ -377,12 +394,13 @@ class PcgPersistence:
 
     async def _run_job(self, view: GroupView, job: Callable[[], Awaitable[None]]) -> None:
         try:
-            async with self._jobs:
-                await job()
+            await job()
         except Exception:
             log.exception("group %s: maintenance failed", view.content_id[:12])
         finally:
+            self._running -= 1
             self._busy.discard(view.content_id)
+            self._dispatch()
 
     # -- recruitment and shedding -------------------------------------------------
 
