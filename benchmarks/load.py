@@ -3,7 +3,7 @@
 Run::
 
     python benchmarks/load.py [--quick] [--clients 10 100 1000] [--seconds 10] [--backend asyncio|trio]
-                              [--plaintext] [--out benchmarks/results/load.json]
+                              [--plaintext] [--out FILE]
     python benchmarks/load.py --admission [--seconds 10] [--backend asyncio|trio] [--plaintext]
 
 What it does, for each N in ``--clients`` (default 10, 100, 1,000), for ``--seconds`` each (default 10):
@@ -28,14 +28,14 @@ What it does, for each N in ``--clients`` (default 10, 100, 1,000), for ``--seco
   node's resident memory (``VmRSS`` from ``/proc``) before and after each phase and its peak (``VmHWM``);
   the node's transport counters for the phase (what the limits refused or cut off).
 
-**The admission phase** (``--admission``, results in ``benchmarks/results/load-admission.json``): the node on
-the transport's *default* options; 16 existing well-behaved connections measure ``echo`` p50 idle for 3 s;
-then a process of its own (``--silent``) holds 2,000 connections that never send a byte, from 64 source
-addresses (127.0.1.2 to 127.0.64.2, each in a /24 of its own), each re-dialled as soon as the node cuts it;
-after 5 s of ramp-up, 40 new honest peers (from 127.0.200.x, one every 0.25 s) each connect, handshake and
-ask one ``echo`` within 10 s, while the existing connections measure p50 again. Reported: the new peers'
-success rate and connect+answer p50/p95, the existing connections' p50 under the flood against idle, and the
-node's admission counters.
+**The admission phase** (``--admission``, results in ``benchmarks/results/load-admission.json``, or
+``load-admission-trio.json`` on trio): the node on the transport's *default* options; 16 existing well-behaved
+connections measure ``echo`` p50 idle for 3 s; then a process of its own (``--silent``) holds 2,000 connections that
+never send a byte, from 64 source addresses (127.0.1.2 to 127.0.64.2, each in a /24 of its own), each re-dialled as
+soon as the node cuts it; after 5 s of ramp-up, 40 new honest peers (from 127.0.200.x, one every 0.25 s) each connect,
+handshake and ask one ``echo`` within 10 s, while the existing connections measure p50 again. Reported: the new peers'
+success rate and connect+answer p50/p95, the existing connections' p50 under the flood against idle, and the node's
+admission counters.
 
 After the three phases the largest N is run again, so the node's memory after a repeated phase (against
 after its first run) shows whether it grows without bound or stays at its high-water mark.
@@ -73,7 +73,13 @@ ABUSER_IPS = {"flood": "127.0.0.250", "slowloris": "127.0.0.251", "bad_frames": 
 BODY = 256  # bytes per echo request
 REQUEST_TIMEOUT = 10.0  # seconds
 MAX_FRAME = 4 * 1024 * 1024  # the node's default, bytes
-DEFAULT_OUT = Path(__file__).parent / "results" / "load.json"
+RESULTS = Path(__file__).parent / "results"
+
+
+def default_out(stem: str, backend: str) -> Path:
+    """``results/<stem>.json`` on asyncio, ``results/<stem>-trio.json`` on trio: one backend's run never
+    overwrites the other's."""
+    return RESULTS / (f"{stem}.json" if backend == "asyncio" else f"{stem}-{backend}.json")
 NETWORK = Network("butter")  # the node's default network, no key
 SILENT_CONNECTIONS = 2000  # the admission phase's silent connections, re-dialled as soon as cut
 SILENT_HOSTS = [f"127.0.{x}.2" for x in range(1, 65)]  # 64 source addresses, each in a /24 of its own
@@ -552,7 +558,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="seconds per phase (default 10, quick 3)")
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     parser.add_argument("--plaintext", action="store_true", help="the node and clients without the secure channel")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, help="results file (default benchmarks/results/load.json, "
+                        "load-admission.json with --admission; -trio before .json on trio)")
     parser.add_argument("--admission", action="store_true", help="the admission phase only (its own results file)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--defaults", action="store_true", help=argparse.SUPPRESS)
@@ -570,7 +577,7 @@ def main() -> None:
         raise_fd_limit()
         print(f"load benchmark, admission phase, on {args.backend}: {SILENT_CONNECTIONS} silent connections from "
               f"{len(SILENT_HOSTS)} addresses", file=sys.stderr)
-        out = args.out if args.out != DEFAULT_OUT else DEFAULT_OUT.with_name("load-admission.json")
+        out = args.out or default_out("load-admission", args.backend)
         report = anyio.run(admission, args, backend=args.backend)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
@@ -604,13 +611,14 @@ def main() -> None:
                                                       repeat["node_memory_after"]["rss_kib"]],
         **results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    out = args.out or default_out("load", args.backend)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'clients':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'RSS before':>11} {'RSS after':>10}")
     for p in results["phases"]:
         print(f"{p['clients']:>8} {p['requests_per_s']:>8} {p['latency_p50_ms']:>8} {p['latency_p99_ms']:>8} "
               f"{p['errors']:>7} {p['node_memory_before']['rss_kib']:>9} K {p['node_memory_after']['rss_kib']:>8} K")
-    print(f"node peak RSS {results['node_peak_kib']} KiB; written to {args.out}")
+    print(f"node peak RSS {results['node_peak_kib']} KiB; written to {out}")
 
 
 if __name__ == "__main__":
