@@ -6,10 +6,7 @@ cannot be deleted; a stale holder recruiting the item back is told of the tombst
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager
 
 import anyio
 import pytest
@@ -18,53 +15,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import butter
 from butter import codec
 from butter.blocks import load_manifest
+from butter.testing.overlay import open_overlay, wait_for
 from butter.tombstones import ROUTE_DELETE, delete_body, sign_tombstone
 
 pytestmark = pytest.mark.anyio
 
-HOSTS = {"refresh_interval": 0.2, "exchange_interval": 0.2, "quality_timeout": 1.0}
 DATA = b"a diary page the owner will take back. " * 300  # ~12 KB: three blocks
 
 
-def transport(kind: str) -> dict[str, Any]:
-    if kind == "memory":
-        return {"driver": "memory", "options": {"network": f"delete-{uuid.uuid4().hex[:12]}"}}
-    pytest.importorskip("butter_transport_tcp", reason="butter-transport-tcp is not installed")
-    return {"driver": "tcp"}
-
-
-async def wait_for(predicate: Any, what: str, timeout: float = 30.0) -> None:
-    with anyio.move_on_after(timeout):
-        while not await predicate():
-            await anyio.sleep(0.05)
-        return
-    raise AssertionError(f"{what} within {timeout} s")
-
-
-@asynccontextmanager
-async def overlay(kind: str, count: int = 5) -> AsyncIterator[list[butter.Node]]:
+def overlay(kind: str, count: int = 5) -> AbstractAsyncContextManager[list[butter.Node]]:
     """``count`` nodes that all know each other; PCG keeps items (3 replicas), BFS retrieves them."""
-    pytest.importorskip("butter_persist_pcg", reason="butter-persist-pcg is not installed")
-    pytest.importorskip("butter_retrieve_bfs", reason="butter-retrieve-bfs is not installed")
-    chosen = transport(kind)
-    async with AsyncExitStack() as stack:
-        nodes: list[butter.Node] = []
-        for _ in range(count):
-            settings = butter.ButterSettings(
-                host="127.0.0.1", peers=[str(n.address) for n in nodes], transport=chosen,
-                discovery={"drivers": ["static"], "options": {"static": {"interval": 0.2}}},
-                host_manager={"driver": "diversity", "options": HOSTS},
-                persistence={"driver": "pcg", "options": {"heartbeat_interval": 0.2}},
-                retrieval={"driver": "bfs", "options": {"retrieve_timeout": 10.0}},
-                request_timeout=3.0,
-            )
-            nodes.append(await stack.enter_async_context(butter.open_node(settings)))
-
-        async def everyone_knows_everyone() -> bool:
-            return all(len(n.hosts.peers()) == count - 1 for n in nodes)
-
-        await wait_for(everyone_knows_everyone, "the nodes did not all find each other")
-        yield nodes
+    return open_overlay(count, transport=kind, retrieval={"driver": "bfs", "options": {"retrieve_timeout": 10.0}},
+                        request_timeout=3.0)
 
 
 async def holders(nodes: list[butter.Node], content_id: str) -> list[butter.Node]:

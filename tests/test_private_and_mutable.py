@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -25,53 +22,18 @@ import butter
 from butter import codec
 from butter.encryption import Capability
 from butter.records import SignedRecord, create_owner_key, load_owner_key, public_key_bytes, record_name, sign_record
+from butter.testing.overlay import open_overlay, wait_for
 
 pytestmark = pytest.mark.anyio
 
 CID = "3f" * 32
 PLAINTEXT = b"my secret diary, page one. " * 700  # ~19 KB: five blocks
-HOSTS = {"refresh_interval": 0.2, "exchange_interval": 0.2, "quality_timeout": 1.0}
 
 
-def transport(kind: str) -> dict[str, Any]:
-    if kind == "memory":
-        return {"driver": "memory", "options": {"network": f"issue15-{uuid.uuid4().hex[:12]}"}}
-    pytest.importorskip("butter_transport_tcp", reason="butter-transport-tcp is not installed")
-    return {"driver": "tcp"}
-
-
-async def wait_for(predicate: Any, what: str, timeout: float = 30.0) -> None:
-    with anyio.move_on_after(timeout):
-        while not await predicate():
-            await anyio.sleep(0.05)
-        return
-    raise AssertionError(f"{what} within {timeout} s")
-
-
-@asynccontextmanager
-async def overlay(kind: str, count: int = 3, *, content: bool = False) -> AsyncIterator[list[butter.Node]]:
+def overlay(kind: str, count: int = 3, *, content: bool = False) -> AbstractAsyncContextManager[list[butter.Node]]:
     """``count`` nodes that all know each other; with ``content``, PCG keeps items and BFS retrieves them."""
-    if content:
-        pytest.importorskip("butter_persist_pcg", reason="butter-persist-pcg is not installed")
-        pytest.importorskip("butter_retrieve_bfs", reason="butter-retrieve-bfs is not installed")
-    chosen = transport(kind)
-    async with AsyncExitStack() as stack:
-        nodes: list[butter.Node] = []
-        for _ in range(count):
-            settings = butter.ButterSettings(
-                host="127.0.0.1", peers=[str(n.address) for n in nodes], transport=chosen,
-                discovery={"drivers": ["static"], "options": {"static": {"interval": 0.2}}},
-                host_manager={"driver": "diversity", "options": HOSTS},
-                persistence={"driver": "pcg", "options": {"heartbeat_interval": 0.2}} if content else {"driver": ""},
-                retrieval={"driver": "bfs" if content else ""},
-            )
-            nodes.append(await stack.enter_async_context(butter.open_node(settings)))
-
-        async def everyone_knows_everyone() -> bool:
-            return all(len(n.hosts.peers()) == count - 1 for n in nodes)
-
-        await wait_for(everyone_knows_everyone, "the nodes did not all find each other")
-        yield nodes
+    drivers = ("pcg", "bfs") if content else ("", "")
+    return open_overlay(count, transport=kind, persistence=drivers[0], retrieval=drivers[1])
 
 
 # -- encrypted items ------------------------------------------------------------------------------------------
