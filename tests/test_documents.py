@@ -134,6 +134,11 @@ async def test_adversarial_forged_and_altered_revisions_pushed_by_a_peer_are_ref
         assert (await a.read_document(document_id, fanout=0)).body == b"honest"
         with pytest.raises(butter.RemoteError, match="bad-request"):
             await b.request(a.address, "put-revisions", codec.encode({"doc": document_id, "revisions": [b"\xc1"]}))
+        flood = [dataclasses.replace(honest, body=b"forged %d" % i) for i in range(100)]
+        reply = codec.Fields.decode(await b.request(a.address, "put-revisions", put_body(document_id, *flood)))
+        assert reply.submap("outcomes").raw == {"forged": 16}  # the rest of a lying message is not even checked
+        with pytest.raises(butter.RemoteError, match="bad-request"):  # more than 512 in one message
+            await b.request(a.address, "put-revisions", put_body(document_id, *[honest] * 513))
 
 
 async def test_adversarial_a_peer_answering_forged_revisions_cannot_change_what_reads() -> None:

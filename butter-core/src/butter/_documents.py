@@ -6,15 +6,19 @@ serves two core routes:
 
 * ``get-document``, body ``{"doc": hex, "heads": [hex, ...], "hops": int}``: reply ``{"revisions": [bytes,
   ...], "heads": [hex, ...], "tombstone": bytes | nil}``: the revisions this node has that a replica with
-  those ``heads`` lacks (parents first, at most ``REPLY_BYTES`` or half of ``max_frame`` of them: a reader
-  asks again with its new heads, up to ``MAX_ROUNDS`` times, while they keep coming), and this node's
-  heads; for a deleted document the genesis and the creator's tombstone. With ``hops`` (0 to 2, default 0) above 0 the
-  node first asks up to 8 of its own peers.
+  those ``heads`` lacks (parents first, at most ``MESSAGE_REVISIONS`` of them in ``REPLY_BYTES`` or half of
+  ``max_frame``: a reader asks again with its new heads, up to ``MAX_ROUNDS`` times, while they keep
+  coming), and this node's heads; for a deleted document the genesis and the creator's tombstone. With
+  ``hops`` (0 to 2, default 0) above 0 the node first asks up to 8 of its own peers.
 * ``put-revisions``, body ``{"doc": hex, "revisions": [bytes, ...], "tombstone": bytes | nil}``: offer
   revisions (parents first) and maybe a tombstone (with the genesis among the revisions when the receiver
   may not know the document); reply ``{"outcomes": {outcome: count}, "lacking": bool}``: what the receiver
   did with them (:data:`~butter.documents.Offer`), and whether it still lacks some of their ancestors (then
   the sender pushes every revision it has, once).
+
+Checking a revision costs an Ed25519 verification, so a message carries at most ``MESSAGE_REVISIONS``, the
+check yields to the event loop every ``CHECKPOINT_EVERY``, and the rest of a message is dropped after
+``MAX_FORGED`` forged or refused ones.
 
 Creating signs a genesis revision, keeps it and pushes it to up to ``fanout`` peers. Appending first reads
 (so that the new revision follows every head found), signs a revision whose parents are the heads, keeps it
@@ -33,6 +37,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import codec
@@ -68,7 +73,10 @@ REPLY_BYTES = 2 * 1024 * 1024  # bytes of revisions in one get-document reply or
 DOCUMENT_BOOK_CAPACITY = 1_000  # documents a node keeps replicas of
 ROUTE_GET = "get-document"
 ROUTE_PUT = "put-revisions"
-_REVISIONS = codec.sequence(codec.blob(max_length=MAX_REVISION_SIZE), max_items=REPLY_BYTES // 128)
+MESSAGE_REVISIONS = 512  # revisions in one message: checking each costs an Ed25519 verification (~0.1-0.2 ms)
+MAX_FORGED = 16  # forged or refused revisions after which the rest of a message is dropped (its sender lies)
+CHECKPOINT_EVERY = 32  # revisions checked between two yields to the event loop
+_REVISIONS = codec.sequence(codec.blob(max_length=MAX_REVISION_SIZE), max_items=MESSAGE_REVISIONS)
 
 
 class Documents:
@@ -193,7 +201,7 @@ class Documents:
                     tombstone = Tombstone.decode(stone) if stone is not None else None
                 except ButterError:
                     return
-                outcomes = self._take(document_id, revisions, tombstone)
+                outcomes = await self._take(document_id, revisions, tombstone)
                 answers[address] = tuple(heads)
                 state = self.book.get(document_id)
                 if state is None or all(h in state for h in heads) or not outcomes.get("accepted"):
@@ -204,14 +212,22 @@ class Documents:
                 tg.start_soon(ask, address)
         return answers
 
-    def _take(self, document_id: str, revisions: list[Revision], tombstone: Tombstone | None) -> dict[
+    async def _take(self, document_id: str, revisions: list[Revision], tombstone: Tombstone | None) -> dict[
             str, int | str]:
         """Offer ``revisions`` (parents first) and ``tombstone`` of ``document_id``: the count of each
-        revision outcome, and under ``"tombstone"`` the tombstone's outcome (``"forged"`` for another id)."""
+        revision outcome, and under ``"tombstone"`` the tombstone's outcome (``"forged"`` for another id).
+        Yields to the event loop every ``CHECKPOINT_EVERY`` revisions, and drops the rest of the message after
+        ``MAX_FORGED`` forged or refused ones."""
         counts: dict[str, int | str] = {}
-        for revision in revisions:
+        bad = 0
+        for i, revision in enumerate(revisions):
+            if i and i % CHECKPOINT_EVERY == 0:
+                await anyio.lowlevel.checkpoint()
             outcome: Offer = self.book.offer(document_id, revision)
             counts[outcome] = int(counts.get(outcome, 0)) + 1
+            bad += outcome in ("forged", "refused")
+            if bad >= MAX_FORGED:
+                break
         if tombstone is not None and tombstone.content_id != document_id:
             counts["tombstone"] = "forged"
         elif tombstone is not None:
@@ -306,16 +322,16 @@ class Documents:
         revisions = [Revision.decode(b) for b in fields.value("revisions", _REVISIONS, default=())]
         stone = fields.blob("tombstone", max_length=MAX_TOMBSTONE_SIZE, default=None)
         tombstone = Tombstone.decode(stone) if stone is not None else None
-        counts = self._take(document_id, revisions, tombstone)
+        counts = await self._take(document_id, revisions, tombstone)
         state = self.book.get(document_id)
         lacking = state.pending > 0 if state is not None else self.book.genesis(document_id) is None
         return codec.encode({"outcomes": counts, "lacking": lacking})
 
 
 def _fit(encoded: list[bytes], limit: int) -> list[bytes]:
-    """The first of ``encoded`` that fit in ``limit`` bytes."""
+    """The first of ``encoded`` that fit in ``limit`` bytes, at most ``MESSAGE_REVISIONS`` of them."""
     total, out = 0, []
-    for blob in encoded:
+    for blob in encoded[:MESSAGE_REVISIONS]:
         total += len(blob)
         if total > limit:
             break
