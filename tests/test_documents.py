@@ -234,6 +234,10 @@ async def test_an_unknown_document_is_not_found_and_a_bad_id_is_refused() -> Non
             await a.read_document("not-an-id")
         with pytest.raises(ValueError, match="16384"):
             await a.create_document(b"x" * (16 * 1024 + 1))
+        a.documents.capacity = 1
+        await a.create_document(b"the one this node has room for", fanout=0)
+        with pytest.raises(butter.RevisionRefused, match="no more documents"):
+            await a.create_document(b"one too many", fanout=0)
 
 
 async def test_get_document_with_hops_asks_the_peers_of_the_peer_first() -> None:

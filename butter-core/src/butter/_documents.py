@@ -99,7 +99,9 @@ class Documents:
         key = owner if owner is not None else self._owner
         genesis = sign_revision(key, body, document_id=None, at=int(time.time()),
                                 writers=None if writers is None else list(writers))
-        self.book.offer(genesis.id, genesis)
+        outcome = self.book.offer(genesis.id, genesis)
+        if outcome != "accepted":
+            raise RevisionRefused(f"this node keeps no more documents ({outcome}): nothing was created")
         await self._push(genesis.id, [genesis], None, self._sample(fanout), timeout)
         return genesis.id
 
@@ -115,7 +117,7 @@ class Documents:
         heads = sorted(state.heads(), key=lambda r: (r.clock, r.author, r.id), reverse=True)[:MAX_PARENTS]
         revision = sign_revision(key, body, document_id=document_id, parents=heads, at=int(time.time()))
         outcome = self.book.offer(document_id, revision)
-        if outcome != "accepted":
+        if outcome not in ("accepted", "duplicate"):  # duplicate: the same append, at once, in the same second
             raise RevisionRefused(f"document {document_id}: this replica refused the new revision ({outcome})")
         await self._push(document_id, [revision], state, self._sample(fanout), timeout)
         return revision

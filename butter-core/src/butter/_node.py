@@ -319,7 +319,8 @@ class Node:
         besides the creator's, which is always on it) restricts who may append; ``None`` lets anyone. The
         revision is kept here and pushed to up to ``fanout`` peers, each request within ``timeout`` seconds
         (default ``settings.request_timeout``). Raises ``ValueError`` for a body over 16 KiB or too many
-        writers. The format and merge rule: :mod:`butter.documents`.
+        writers, and :class:`~butter.errors.RevisionRefused` when this node's document book is full (1,000
+        documents or 64 MiB). The format and merge rule: :mod:`butter.documents`.
         """
         return await self._documents.create(body, writers=writers, owner=owner, fanout=fanout, timeout=timeout)
 
@@ -338,7 +339,8 @@ class Node:
         its ``parents`` are the heads, its ``clock`` their highest plus one); it is kept here and pushed to
         up to ``fanout`` peers.
 
-        Raises :class:`~butter.errors.RevisionRefused` when ``owner`` is not on the creator's writers list,
+        Raises :class:`~butter.errors.RevisionRefused` when ``owner`` is not on the creator's writers list
+        (or this node's document book is full),
         :class:`~butter.errors.DocumentNotFound` when neither this node nor a peer asked knows the document,
         :class:`~butter.errors.DocumentDeleted` when its creator deleted it, and ``ValueError`` for a
         malformed id or a body over 16 KiB.
