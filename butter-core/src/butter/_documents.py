@@ -13,8 +13,8 @@ serves two core routes:
 * ``put-revisions``, body ``{"doc": hex, "revisions": [bytes, ...], "tombstone": bytes | nil}``: offer
   revisions (parents first) and maybe a tombstone (with the genesis among the revisions when the receiver
   may not know the document); reply ``{"outcomes": {outcome: count}, "lacking": bool}``: what the receiver
-  did with them (:data:`~butter.documents.Offer`), and whether it still lacks some of their ancestors (then
-  the sender pushes every revision it has, once).
+  did with them (:data:`~butter.documents.Offer`), and whether it lacks some of their ancestors (some were
+  held back, or it does not know the document): the sender then pushes every revision it has, once.
 
 Checking a revision costs an Ed25519 verification, so a message carries at most ``MESSAGE_REVISIONS``, the
 check yields to the event loop every ``CHECKPOINT_EVERY``, and the rest of a message is dropped after
@@ -326,7 +326,8 @@ class Documents:
         tombstone = Tombstone.decode(stone) if stone is not None else None
         counts = await self._take(document_id, revisions, tombstone)
         state = self.book.get(document_id)
-        lacking = state.pending > 0 if state is not None else self.book.genesis(document_id) is None
+        # lacking: some of these wait for ancestors, or the document is unknown here (not deleted either)
+        lacking = bool(counts.get("pending")) if state is not None else self.book.genesis(document_id) is None
         return codec.encode({"outcomes": counts, "lacking": lacking})
 
 
