@@ -92,6 +92,23 @@ async def test_two_writers_appending_at_once_on_different_nodes_converge_to_one_
         assert again[0].history[0].body == b"first draft" and len(again[0].history) == 4
 
 
+async def test_five_nodes_each_appending_three_times_at_once_converge_after_reads() -> None:
+    async with overlay("memory", 5) as nodes:
+        document_id = await nodes[0].create_document(b"start")
+
+        async def write(node: butter.Node, n: int) -> None:
+            for i in range(3):
+                await node.append(document_id, b"node %d edit %d" % (n, i))
+
+        async with anyio.create_task_group() as tg:
+            for n, node in enumerate(nodes):
+                tg.start_soon(write, node, n)
+        for _ in range(2):
+            documents = [await node.read_document(document_id) for node in nodes]
+        assert len({(d.current.id, len(d.history), len(d.heads)) for d in documents}) == 1
+        assert len(documents[0].history) == 16
+
+
 async def test_a_revision_whose_parent_is_missing_is_held_back_and_admitted_when_the_parent_arrives() -> None:
     async with overlay() as (a, b, _):
         writer = Ed25519PrivateKey.generate()
