@@ -73,7 +73,7 @@ REPLY_BYTES = 2 * 1024 * 1024  # bytes of revisions in one get-document reply or
 DOCUMENT_BOOK_CAPACITY = 1_000  # documents a node keeps replicas of
 ROUTE_GET = "get-document"
 ROUTE_PUT = "put-revisions"
-MESSAGE_REVISIONS = 512  # revisions in one message: checking each costs an Ed25519 verification (~0.1-0.2 ms)
+MESSAGE_REVISIONS = 512  # revisions in one message: checking each costs an Ed25519 verification (~0.2 ms)
 MAX_FORGED = 16  # forged or refused revisions after which the rest of a message is dropped (its sender lies)
 CHECKPOINT_EVERY = 32  # revisions checked between two yields to the event loop
 _REVISIONS = codec.sequence(codec.blob(max_length=MAX_REVISION_SIZE), max_items=MESSAGE_REVISIONS)
