@@ -31,16 +31,15 @@ to the peers that answered. Deleting signs the creator's tombstone
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import anyio
 import anyio.lowlevel
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import codec
+from ._spread import each_peer, sample_peers
 from .blocks import is_block_id
 from .documents import (
     MAX_BODY,
@@ -102,7 +101,7 @@ class Documents:
         outcome = self.book.offer(genesis.id, genesis)
         if outcome != "accepted":
             raise RevisionRefused(f"this node keeps no more documents ({outcome}): nothing was created")
-        await self._push(genesis.id, [genesis], None, self._sample(fanout), timeout)
+        await self._push(genesis.id, [genesis], None, sample_peers(self._node, fanout), timeout)
         return genesis.id
 
     async def append(self, document_id: str, body: bytes, *, owner: Ed25519PrivateKey | None, fanout: int,
@@ -119,7 +118,7 @@ class Documents:
         outcome = self.book.offer(document_id, revision)
         if outcome not in ("accepted", "duplicate"):  # duplicate: the same append, at once, in the same second
             raise RevisionRefused(f"document {document_id}: this replica refused the new revision ({outcome})")
-        await self._push(document_id, [revision], state, self._sample(fanout), timeout)
+        await self._push(document_id, [revision], state, sample_peers(self._node, fanout), timeout)
         return revision
 
     async def read(self, document_id: str, *, fanout: int, timeout: float | None) -> Document:
@@ -137,7 +136,7 @@ class Documents:
         now = int(time.time())
         tombstone = sign_tombstone(key, document_id, deleted_at=now, expires_at=now + int(tombstone_expiry))
         self._accept_tombstone(tombstone, state.genesis)
-        outcomes = await self._push(document_id, [state.genesis], None, self._sample(fanout), timeout,
+        outcomes = await self._push(document_id, [state.genesis], None, sample_peers(self._node, fanout), timeout,
                                     tombstone=tombstone)
         return sum(o.get("tombstone") in ("accepted", "duplicate") for o in outcomes.values())
 
@@ -156,7 +155,7 @@ class Documents:
         if not is_block_id(document_id):
             raise ValueError(f"a document id is 64 lowercase hex characters, got {document_id!r:.80}")
         self.check_deleted(document_id)
-        peers = self._sample(fanout)
+        peers = sample_peers(self._node, fanout)
         answers = await self._gather(document_id, peers, timeout, READ_HOPS)
         tombstone = self._tombstones.get(document_id, now=time.time())
         genesis = self.book.genesis(document_id)
@@ -170,16 +169,14 @@ class Documents:
                                    answered=len(answers))
         mine = {r.id for r in state.heads()}
         behind = [address for address, heads in answers.items() if set(heads) != mine]
-        async with anyio.create_task_group() as tg:
-            for address in behind:
-                tg.start_soon(self._repair, state, answers[address], address, timeout)
-        return state, len(peers), len(answers)
 
-    async def _repair(self, state: DocumentState, heads: tuple[str, ...], address: PeerAddress,
-                      timeout: float | None) -> None:
-        lacking = state.lacking(heads)
-        if lacking:
-            await self._push(state.document_id, lacking, state, [address], timeout)
+        async def repair(address: PeerAddress) -> None:
+            lacking = state.lacking(answers[address])
+            if lacking:
+                await self._push(document_id, lacking, state, [address], timeout)
+
+        await each_peer(behind, repair)
+        return state, len(peers), len(answers)
 
     async def _gather(self, document_id: str, peers: list[PeerAddress], timeout: float | None, hops: int) -> dict[
             PeerAddress, tuple[str, ...]]:
@@ -187,32 +184,37 @@ class Documents:
         its own peers first while ``hops`` is above 0; every revision is offered to the book (the invalid
         ones are counted there) and a tombstone to the tombstone book. Returns the heads each peer that
         answered has; peers that failed or answered malformed bytes are left out."""
-        answers: dict[PeerAddress, tuple[str, ...]] = {}
 
-        async def ask(address: PeerAddress) -> None:
-            for _ in range(MAX_ROUNDS):  # more rounds only while a large document keeps coming
-                state = self.book.get(document_id)
-                mine = [r.id for r in state.heads()] if state is not None else []
-                body = codec.encode({"doc": document_id, "heads": mine[:MAX_HEADS], "hops": hops})
+        async def ask(address: PeerAddress) -> tuple[str, ...]:
+            heads: tuple[str, ...] = ()
+            for round_ in range(MAX_ROUNDS):  # more rounds only while a large document keeps coming
                 try:
-                    reply = await self._node.request(address, ROUTE_GET, body, timeout=timeout)
-                    fields = codec.Fields.decode(reply, REPLY_BYTES * 2, what="get-document reply")
-                    revisions = [Revision.decode(b) for b in fields.value("revisions", _REVISIONS, default=())]
-                    heads = fields.sequence("heads", codec.content_id, max_items=MAX_HEADS, default=())
-                    stone = fields.blob("tombstone", max_length=MAX_TOMBSTONE_SIZE, default=None)
-                    tombstone = Tombstone.decode(stone) if stone is not None else None
+                    revisions, heads, tombstone = await self._ask(address, document_id, hops, timeout)
                 except ButterError:
-                    return
+                    if round_ == 0:
+                        raise
+                    return heads  # what the earlier rounds said
                 outcomes = await self._take(document_id, revisions, tombstone)
-                answers[address] = tuple(heads)
                 state = self.book.get(document_id)
                 if state is None or all(h in state for h in heads) or not outcomes.get("accepted"):
-                    return
+                    break
+            return heads
 
-        async with anyio.create_task_group() as tg:
-            for address in peers:
-                tg.start_soon(ask, address)
-        return answers
+        return await each_peer(peers, ask)
+
+    async def _ask(self, address: PeerAddress, document_id: str, hops: int, timeout: float | None) -> tuple[
+            list[Revision], tuple[str, ...], Tombstone | None]:
+        """One ``get-document`` to ``address`` with this node's heads: the revisions, heads and tombstone it
+        answered. Raises :class:`~butter.errors.ButterError` (unreachable, malformed)."""
+        state = self.book.get(document_id)
+        mine = [r.id for r in state.heads()] if state is not None else []
+        body = codec.encode({"doc": document_id, "heads": mine[:MAX_HEADS], "hops": hops})
+        reply = await self._node.request(address, ROUTE_GET, body, timeout=timeout)
+        fields = codec.Fields.decode(reply, REPLY_BYTES * 2, what="get-document reply")
+        revisions = [Revision.decode(b) for b in fields.value("revisions", _REVISIONS, default=())]
+        heads = fields.sequence("heads", codec.content_id, max_items=MAX_HEADS, default=())
+        stone = fields.blob("tombstone", max_length=MAX_TOMBSTONE_SIZE, default=None)
+        return revisions, tuple(heads), Tombstone.decode(stone) if stone is not None else None
 
     async def _take(self, document_id: str, revisions: list[Revision], tombstone: Tombstone | None) -> dict[
             str, int | str]:
@@ -256,31 +258,20 @@ class Documents:
 
     # -- pushing -----------------------------------------------------------------------------------------------
 
-    def _sample(self, fanout: int, *, besides: PeerAddress | None = None) -> list[PeerAddress]:
-        addresses = [peer.address for peer in self._node.hosts.peers() if peer.address != besides]
-        return random.sample(addresses, min(fanout, len(addresses)))
-
     async def _push(self, document_id: str, revisions: list[Revision], state: DocumentState | None,
                     peers: list[PeerAddress], timeout: float | None, *, tombstone: Tombstone | None = None) -> dict[
             PeerAddress, dict[str, int | str]]:
         """Send ``revisions`` (and ``tombstone``) of ``document_id`` to each of ``peers`` at once; a peer that
         answers that it lacks ancestors gets every revision of ``state`` (once). What each answered
         (failures left out)."""
-        outcomes: dict[PeerAddress, dict[str, int | str]] = {}
 
-        async def push(address: PeerAddress) -> None:
-            try:
-                reply = await self._send(address, document_id, revisions, tombstone, timeout)
-                if reply[1] and state is not None:
-                    reply = await self._send(address, document_id, list(state.history()), None, timeout)
-                outcomes[address] = reply[0]
-            except ButterError:
-                pass  # a peer that cannot be reached now learns the revisions from a later read
+        async def push(address: PeerAddress) -> dict[str, int | str]:
+            outcomes, lacking = await self._send(address, document_id, revisions, tombstone, timeout)
+            if lacking and state is not None:
+                outcomes = (await self._send(address, document_id, list(state.history()), None, timeout))[0]
+            return outcomes
 
-        async with anyio.create_task_group() as tg:
-            for address in peers:
-                tg.start_soon(push, address)
-        return outcomes
+        return await each_peer(peers, push)  # a peer that cannot be reached learns the revisions from a later read
 
     async def _send(self, address: PeerAddress, document_id: str, revisions: list[Revision],
                     tombstone: Tombstone | None, timeout: float | None) -> tuple[dict[str, int | str], bool]:
@@ -303,7 +294,7 @@ class Documents:
         heads = fields.sequence("heads", codec.content_id, max_items=MAX_HEADS, default=())
         hops = fields.integer("hops", low=0, high=MAX_HOPS, default=0)
         if hops:
-            peers = self._sample(DEFAULT_FANOUT, besides=request.caller.address)
+            peers = sample_peers(self._node, DEFAULT_FANOUT, besides=request.caller.address)
             await self._gather(document_id, peers, self._node.settings.request_timeout / 4, hops - 1)
         tombstone = self._tombstones.get(document_id, now=time.time())
         genesis = self.book.genesis(document_id)
