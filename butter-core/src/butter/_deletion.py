@@ -22,10 +22,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import codec, encryption
+from ._spread import each_peer
 from .blocks import Manifest, is_block_id, load_manifest
 from .capabilities import ForgetItems, ItemHolders, LocateItems
 from .errors import ButterError, ItemDeleted, ItemNotFound, TombstoneRejected
@@ -140,20 +140,18 @@ class Deletion:
     async def _send(self, tombstone: Tombstone, holders: list[PeerAddress], timeout: float | None) -> dict[
             PeerAddress, str]:
         """Send ``tombstone`` to each of ``holders`` at once; what each answered (failures left out)."""
-        outcomes: dict[PeerAddress, str] = {}
         body = delete_body(tombstone)
 
-        async def send(address: PeerAddress) -> None:
+        async def send(address: PeerAddress) -> str:
             try:
                 reply = await self._node.request(address, ROUTE_DELETE, body, timeout=timeout)
-                outcomes[address] = codec.Fields.decode(reply, 1024).string("outcome", max_length=16)
+                outcome: str = codec.Fields.decode(reply, 1024).string("outcome", max_length=16)
             except ButterError as exc:
                 log.debug("tombstone of %s to %s failed: %s", tombstone.content_id[:12], address, exc)
+                raise
+            return outcome
 
-        async with anyio.create_task_group() as tg:
-            for address in dict.fromkeys(holders):
-                tg.start_soon(send, address)
-        return outcomes
+        return await each_peer(holders, send)
 
     async def _serve_delete(self, request: RouteRequest) -> bytes:
         """Body ``{"tombstone": bytes}``; reply ``{"outcome": str}``. Error ``bad-request`` for a malformed

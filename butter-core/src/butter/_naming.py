@@ -19,16 +19,15 @@ or resolved it, and a resolve finds it up to two hops from any of them.
 
 from __future__ import annotations
 
-import random
 import time
 from typing import TYPE_CHECKING
 
-import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import codec
+from ._spread import each_peer, sample_peers
 from .blocks import is_block_id
-from .errors import ButterError, RecordNotFound
+from .errors import RecordNotFound
 from .peers import PeerAddress
 from .records import MAX_RECORD_SIZE, RecordBook, RecordValue, SignedRecord, public_key_bytes, record_name, sign_record
 
@@ -69,7 +68,7 @@ class Naming:
         """See :meth:`butter.Node.publish`."""
         key = owner if owner is not None else self._owner
         name = record_name(public_key_bytes(key), label)
-        peers = self._sample(fanout)
+        peers = sample_peers(self._node, fanout)
         await self._gather(name, peers, timeout, RESOLVE_HOPS)
         now = time.time()
         current = self.book.get(name, now=now)
@@ -85,7 +84,7 @@ class Naming:
         """See :meth:`butter.Node.resolve`."""
         if not is_block_id(name):
             raise ValueError(f"a record name is 64 lowercase hex characters, got {name!r}")
-        found = await self._gather(name, self._sample(fanout), timeout, RESOLVE_HOPS)
+        found = await self._gather(name, sample_peers(self._node, fanout), timeout, RESOLVE_HOPS)
         best = self.book.get(name, now=time.time())
         if best is None:
             raise RecordNotFound(name, f"no valid record of name {name} on this node or the {len(found)} peer(s) "
@@ -96,49 +95,33 @@ class Naming:
 
     # -- talking to peers ---------------------------------------------------------------------------------
 
-    def _sample(self, fanout: int, *, besides: PeerAddress | None = None) -> list[PeerAddress]:
-        addresses = [peer.address for peer in self._node.hosts.peers() if peer.address != besides]
-        return random.sample(addresses, min(fanout, len(addresses)))
-
     async def _gather(self, name: str, peers: list[PeerAddress], timeout: float | None, hops: int) -> dict[
             PeerAddress, SignedRecord | None]:
         """Ask ``peers`` at once for their record of ``name``, each to ask its own peers first while ``hops``
         is above 0; every valid answer is offered to the book (the invalid ones are counted there). Returns
         what each peer that answered gave (``None``: no record or a refused one); peers that failed are left
         out."""
-        answers: dict[PeerAddress, SignedRecord | None] = {}
         body = codec.encode({"name": name, "hops": hops})
 
-        async def ask(address: PeerAddress) -> None:
-            try:
-                reply = await self._node.request(address, "get-record", body, timeout=timeout)
-                blob = codec.Fields.decode(reply, MAX_RECORD_SIZE * 2, what="get-record reply").blob(
-                    "record", max_length=MAX_RECORD_SIZE, default=None)
-                record = SignedRecord.decode(blob) if blob is not None else None
-            except ButterError:
-                return
+        async def ask(address: PeerAddress) -> SignedRecord | None:
+            reply = await self._node.request(address, "get-record", body, timeout=timeout)
+            blob = codec.Fields.decode(reply, MAX_RECORD_SIZE * 2, what="get-record reply").blob(
+                "record", max_length=MAX_RECORD_SIZE, default=None)
+            record = SignedRecord.decode(blob) if blob is not None else None
             if record is not None and self.book.offer(record, now=time.time(), name=name) not in (
                     "accepted", "duplicate", "stale"):
-                record = None
-            answers[address] = record
+                return None
+            return record
 
-        async with anyio.create_task_group() as tg:
-            for address in peers:
-                tg.start_soon(ask, address)
-        return answers
+        return await each_peer(peers, ask)
 
     async def _push(self, record: SignedRecord, peers: list[PeerAddress], timeout: float | None) -> None:
         body = codec.encode({"record": record.encode()})
 
-        async def push(address: PeerAddress) -> None:
-            try:
-                await self._node.request(address, "put-record", body, timeout=timeout)
-            except ButterError:
-                pass  # a peer that cannot be reached now learns the record from a later resolve
+        async def push(address: PeerAddress) -> bytes:
+            return await self._node.request(address, "put-record", body, timeout=timeout)
 
-        async with anyio.create_task_group() as tg:
-            for address in peers:
-                tg.start_soon(push, address)
+        await each_peer(peers, push)  # a peer that cannot be reached now learns the record from a later resolve
 
     # -- routes ---------------------------------------------------------------------------------------------
 
@@ -150,7 +133,7 @@ class Naming:
         name = fields.value("name", codec.content_id)
         hops = fields.integer("hops", low=0, high=MAX_HOPS, default=0)
         if hops:
-            peers = self._sample(DEFAULT_FANOUT, besides=request.caller.address)
+            peers = sample_peers(self._node, DEFAULT_FANOUT, besides=request.caller.address)
             await self._gather(name, peers, self._node.settings.request_timeout / 4, hops - 1)
         record = self.book.get(name, now=time.time())
         return codec.encode({"record": record.encode() if record is not None else None})
