@@ -114,3 +114,20 @@ def test_one_heartbeat_per_pair_per_round_keeps_every_view_whole() -> None:
     assert min(in_view) == 3
     assert sent[0] <= 2, sent  # the lowest id leaves its heartbeats to the others
     assert 80 <= sent[2] <= 120, sent  # the leader: one to each of the two others per round
+
+
+@pytest.mark.parametrize("prefer_partners", [True, False])
+async def test_a_node_puts_its_items_on_the_hosts_it_already_shares_groups_with(
+    memory_settings: MakeSettings, prefer_partners: bool
+) -> None:
+    """Copysets: with ``prefer_partners`` every item node 0 stores after its first lands on the host that
+    already keeps a replica of its first, so node 0 heartbeats one peer however many items it keeps; without
+    it, recruits are drawn at random among the seven others (all six items on one host: about 1 in 120,000)."""
+    async with network(memory_settings, 8, replicas=2, prefer_partners=prefer_partners) as net:
+        storer = net.nodes[0]
+        partners = set()
+        for i in range(7):
+            content_id = await storer.store(bytes([i]) * 2_000)
+            await net.wait_for(lambda: len(net.holders(content_id)) == 2)  # noqa: B023 (awaited at once)
+            partners |= {n.node_id for n in net.holders(content_id)} - {storer.node_id}
+        assert (len(partners) == 1) == prefer_partners, partners

@@ -24,6 +24,10 @@ class PcgOptions(PacingOptions):
     heartbeat_timeout: float = Field(5.0, gt=0, description="seconds for one heartbeat or leave request")
     fetch_timeout: float = Field(5.0, gt=0, description="seconds for one block fetched by a recruit")
     join_timeout: float = Field(15.0, gt=0, description="seconds a recruit may take to fetch the item")
+    prefer_partners: bool = Field(
+        True, description="recruit, within a diversity class, the hosts already sharing the most groups with this "
+        "node first: a node's heartbeats then stay nearly constant as it keeps more items (copysets)"
+    )
     max_join_attempts: int = Field(8, ge=1, description="candidates a leader invites per round and group")
     fetch_concurrency: int = Field(8, ge=1, description="blocks a recruit fetches in parallel")
     max_joins: int = Field(
