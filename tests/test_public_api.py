@@ -20,6 +20,9 @@ import butter.errors
 
 BUTTER = [
     "RecordNotFound",
+    "DocumentDeleted",
+    "DocumentNotFound",
+    "RevisionRefused",
     "DecryptionFailed",
     "InvalidCapability",
     "RecordExpired",

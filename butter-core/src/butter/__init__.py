@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from .errors import ButterConfigError as ButterConfigError
     from .errors import ButterError as ButterError
     from .errors import DecryptionFailed as DecryptionFailed
+    from .errors import DocumentDeleted as DocumentDeleted
+    from .errors import DocumentNotFound as DocumentNotFound
     from .errors import FrameTooLarge as FrameTooLarge
     from .errors import IncompleteItem as IncompleteItem
     from .errors import InvalidCapability as InvalidCapability
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from .errors import RecordSignatureInvalid as RecordSignatureInvalid
     from .errors import RemoteError as RemoteError
     from .errors import RequestTimeout as RequestTimeout
+    from .errors import RevisionRefused as RevisionRefused
     from .errors import RouteError as RouteError
     from .errors import StoreError as StoreError
     from .errors import StoreFull as StoreFull
@@ -85,6 +88,9 @@ _EXPORTS = {  # name -> the module that defines it, imported on first use (PEP 5
     "RecordExpired": ".errors",
     "InvalidCapability": ".errors",
     "DecryptionFailed": ".errors",
+    "DocumentDeleted": ".errors",
+    "DocumentNotFound": ".errors",
+    "RevisionRefused": ".errors",
     "FrameTooLarge": ".errors",
     "IncompleteItem": ".errors",
     "InvalidManifest": ".errors",
@@ -123,6 +129,8 @@ __all__ = [
     "ButterError",
     "ButterSettings",
     "DecryptionFailed",
+    "DocumentDeleted",
+    "DocumentNotFound",
     "FrameTooLarge",
     "HostQuality",
     "Identity",
@@ -146,6 +154,7 @@ __all__ = [
     "RecordSignatureInvalid",
     "RemoteError",
     "RequestTimeout",
+    "RevisionRefused",
     "RouteError",
     "RouteRequest",
     "StoreError",

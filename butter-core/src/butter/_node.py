@@ -13,7 +13,8 @@ Composition: the node builds one object per slot through the plugins' factory ho
 as :class:`~butter.slots.NodeServices`, and may register routes: host management serves its own protocol),
 then registers the core routes: ``ping`` here, ``fetch-block`` and ``store`` in the content API
 (:mod:`butter._content`), ``get-record`` and ``put-record`` in the naming API (:mod:`butter._naming`),
-``delete-item`` in the delete API (:mod:`butter._deletion`).
+``delete-item`` in the delete API (:mod:`butter._deletion`), ``get-document`` and ``put-revisions`` in the
+document API (:mod:`butter._documents`).
 Requests reach handlers through the route table (:mod:`butter._routes`).
 
 Start-up: start the transport (bind errors reach the caller), then host
@@ -42,12 +43,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from . import codec
 from ._content import Content
 from ._deletion import Deletion
+from ._documents import Documents
 from ._identity import Identity
 from ._logs import current_node_id
 from ._naming import DEFAULT_FANOUT, DEFAULT_RECORD_EXPIRY, Naming
 from ._plugins import PluginStack
 from ._routes import Handler, NodeStats, RouteRequest, RouteTable, check_route_name
 from .capabilities import KeptItems
+from .documents import Document, DocumentBook, Revision
 from .errors import ButterConfigError, ButterError
 from .peers import HostQuality, PeerAddress, PeerInfo, kept_tag
 from .records import RecordBook, RecordValue, SignedRecord
@@ -112,6 +115,7 @@ class Node:
         self._deletion = Deletion(self, identity.private_key)
         self._content = Content(self, self.persistence, self.retrieval, self._deletion)
         self._naming = Naming(self, identity.private_key)
+        self._documents = Documents(self, identity.private_key, self._deletion.book)
 
     def _required(self, obj: Any, slot: str) -> Any:
         if obj is None:
@@ -297,6 +301,93 @@ class Node:
         (docs/protocol/delete.md)."""
         return await self._deletion.delete(content_id, owner=owner, tombstone_expiry=tombstone_expiry,
                                            timeout=timeout)
+
+    async def create_document(
+        self,
+        body: bytes,
+        *,
+        writers: Iterable[bytes] | None = None,
+        owner: Ed25519PrivateKey | None = None,
+        fanout: int = DEFAULT_FANOUT,
+        timeout: float | None = None,
+    ) -> str:
+        """Create a multi-writer document whose first version is ``body`` (at most 16 KiB); returns its id
+        (64 hex), which :meth:`append`, :meth:`read_document` and :meth:`delete_document` take.
+
+        ``owner`` (default: this node's identity key) signs the genesis revision and is the document's
+        creator, the one key that may delete it. ``writers`` (raw 32-byte Ed25519 public keys, at most 63
+        besides the creator's, which is always on it) restricts who may append; ``None`` lets anyone. The
+        revision is kept here and pushed to up to ``fanout`` peers, each request within ``timeout`` seconds
+        (default ``settings.request_timeout``). Raises ``ValueError`` for a body over 16 KiB or too many
+        writers. The format and merge rule: :mod:`butter.documents`.
+        """
+        return await self._documents.create(body, writers=writers, owner=owner, fanout=fanout, timeout=timeout)
+
+    async def append(
+        self,
+        document_id: str,
+        body: bytes,
+        *,
+        owner: Ed25519PrivateKey | None = None,
+        fanout: int = DEFAULT_FANOUT,
+        timeout: float | None = None,
+    ) -> Revision:
+        """Add a new version ``body`` (at most 16 KiB) to document ``document_id``, signed by ``owner``
+        (default: this node's identity key); returns the revision. It first reads the document like
+        :meth:`read_document`, so the revision follows every head found (it merges concurrent versions:
+        its ``parents`` are the heads, its ``clock`` their highest plus one); it is kept here and pushed to
+        up to ``fanout`` peers.
+
+        Raises :class:`~butter.errors.RevisionRefused` when ``owner`` is not on the creator's writers list,
+        :class:`~butter.errors.DocumentNotFound` when neither this node nor a peer asked knows the document,
+        :class:`~butter.errors.DocumentDeleted` when its creator deleted it, and ``ValueError`` for a
+        malformed id or a body over 16 KiB.
+        """
+        return await self._documents.append(document_id, body, owner=owner, fanout=fanout, timeout=timeout)
+
+    async def read_document(self, document_id: str, *, fanout: int = DEFAULT_FANOUT,
+                            timeout: float | None = None) -> Document:
+        """Read document ``document_id`` (64 hex): ask up to ``fanout`` peers at once (each asks its own
+        peers once first), each within ``timeout`` seconds, merge every valid revision into this node's
+        replica (forged ones, those of writers not on the list and wrong clocks are refused and counted in
+        :attr:`documents`; those whose parents are missing are held until they arrive), send each peer what
+        it lacked, and return the merged :class:`~butter.documents.Document`: its ``body`` (the current
+        version: the head with the greatest Lamport clock, then author key, then revision id), ``heads``,
+        ``history``, and how many peers were ``asked`` and ``answered`` (few or none: it may be stale).
+
+        Raises :class:`~butter.errors.DocumentNotFound` when neither this node nor a peer asked knows it,
+        :class:`~butter.errors.DocumentDeleted` (a subclass) when its creator deleted it, and ``ValueError``
+        for an id that is not 64 lowercase hex characters.
+        """
+        return await self._documents.read(document_id, fanout=fanout, timeout=timeout)
+
+    async def delete_document(
+        self,
+        document_id: str,
+        *,
+        owner: Ed25519PrivateKey | None = None,
+        tombstone_expiry: float = DEFAULT_TOMBSTONE_EXPIRY,
+        fanout: int = DEFAULT_FANOUT,
+        timeout: float | None = None,
+    ) -> int:
+        """Delete document ``document_id`` as its creator: read it (to learn its creator), sign a tombstone
+        (:mod:`butter.tombstones`, kept ``tombstone_expiry`` seconds, default 30 days) with ``owner``
+        (default: this node's identity key), drop the document here and push the tombstone to up to
+        ``fanout`` peers; every node that accepts it drops its revisions and answers reads with
+        :class:`~butter.errors.DocumentDeleted`. Returns how many peers accepted it.
+
+        Raises :class:`~butter.errors.TombstoneRejected` when ``owner`` is not the creator,
+        :class:`~butter.errors.DocumentDeleted` when it is already deleted,
+        :class:`~butter.errors.DocumentNotFound` when it is not found, and ``ValueError`` for a malformed
+        id. A peer that ignores the protocol keeps its copy: deletion is honoured by honest nodes only.
+        """
+        return await self._documents.delete(document_id, owner=owner, tombstone_expiry=tombstone_expiry,
+                                            fanout=fanout, timeout=timeout)
+
+    @property
+    def documents(self) -> DocumentBook:
+        """The documents this node keeps replicas of, and the counts of the revisions it refused."""
+        return self._documents.book
 
     @property
     def tombstones(self) -> TombstoneBook:

@@ -19,6 +19,8 @@ __all__ = [
     "ButterConfigError",
     "ButterError",
     "DecryptionFailed",
+    "DocumentDeleted",
+    "DocumentNotFound",
     "ErrorMapping",
     "FrameTooLarge",
     "IncompleteItem",
@@ -38,6 +40,7 @@ __all__ = [
     "RecordSignatureInvalid",
     "RemoteError",
     "RequestTimeout",
+    "RevisionRefused",
     "RouteError",
     "StoreError",
     "StoreFull",
@@ -306,6 +309,41 @@ class TombstoneRejected(ProtocolError):
     The message says which. A malformed tombstone raises plain :class:`ProtocolError` when decoded."""
 
     code = "tombstone-rejected"
+
+
+# -- multi-writer documents (butter.documents) ---------------------------------------------------------------
+
+
+class DocumentNotFound(ButterError):
+    """Neither this node nor a peer asked knows the document ``document_id`` (64 hex); ``answered`` is how
+    many peers answered (0: none could be reached, so the document may well exist)."""
+
+    def __init__(self, document_id: str, message: str = "", *, answered: int = 0) -> None:
+        super().__init__(message or f"document {document_id} not found: {answered} peer(s) answered")
+        self.document_id = document_id
+        self.answered = answered
+
+
+class DocumentDeleted(DocumentNotFound):
+    """The document's creator deleted it: a signed tombstone (:mod:`butter.tombstones`) says so.
+    ``tombstone`` is its encoding. A :class:`DocumentNotFound`, so code that handles a missing document
+    handles a deleted one."""
+
+    def __init__(self, document_id: str, tombstone: bytes, message: str = "") -> None:
+        super().__init__(document_id, message or f"document {document_id} was deleted by its creator")
+        self.tombstone = tombstone
+
+
+class RevisionRefused(ProtocolError):
+    """A document revision (:mod:`butter.documents`) may not be used: its signature does not verify (forged or
+    altered), its author is not on the document's writers list, its clock is not its parents' highest plus
+    one, a non-genesis revision names no parents, or it is too large. ``reason`` says which, in words."""
+
+    code = "revision-refused"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 NETWORK_ERRORS: tuple[type[Exception], ...] = (

@@ -10,6 +10,8 @@ Sans-IO: this module encodes, signs and verifies tombstones, and keeps the valid
   list ``[v, cid, at, exp, key]`` (:meth:`Tombstone.signed_bytes`).
 * **Owner**: only the key that the item's manifest names as its ``owner`` (:class:`~butter.blocks.Manifest`;
   the content id commits to it) may delete the item. An item stored without an owner cannot be deleted.
+  A multi-writer document is deleted the same way: its id (64 hex) is the ``cid``, and its genesis
+  revision (the document id commits to it) names the owner, its creator (:mod:`butter.documents`).
 
 :meth:`Tombstone.verify` refuses, with :class:`~butter.errors.TombstoneRejected`, a tombstone for another
 item, one whose key is not the manifest's owner (or an item without one), a bad signature, or an expired
@@ -20,13 +22,12 @@ owner key is the one records use (:func:`butter.records.load_owner_key`; default
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from . import codec
-from .blocks import Manifest
 from .codec import wire
 from .errors import ProtocolError, TombstoneRejected
 from .records import public_key_bytes
@@ -37,6 +38,7 @@ __all__ = [
     "ROUTE_DELETE",
     "TOMBSTONE_VERSION",
     "Offer",
+    "Owned",
     "Tombstone",
     "TombstoneBook",
     "delete_body",
@@ -55,6 +57,15 @@ dropped the item (``accepted``), had it already (``duplicate``), refused it for 
 key than the owner's (``forged``), past its expiry (``expired``), because the item has no owner
 (``unowned``), because this node holds no manifest to check it against (``unknown``), or because the book
 holds ``capacity`` tombstones (``full``)."""
+
+
+class Owned(Protocol):
+    """What a tombstone is checked against: an item's :class:`~butter.blocks.Manifest`, or a document's
+    :class:`~butter.documents.DocumentState`; ``owner`` is the raw 32-byte Ed25519 key that may delete it
+    (``None``: nobody may)."""
+
+    @property
+    def owner(self) -> bytes | None: ...
 
 
 class Tombstone(codec.Record):
@@ -91,7 +102,7 @@ class Tombstone(codec.Record):
             ) from None
         return self
 
-    def verify(self, content_id: str, manifest: Manifest, *, now: float) -> Tombstone:
+    def verify(self, content_id: str, manifest: Owned, *, now: float) -> Tombstone:
         """Return this tombstone if it deletes item ``content_id``, whose manifest is ``manifest``, at time
         ``now`` (Unix seconds). Raises :class:`~butter.errors.TombstoneRejected` when it names another item,
         the item has no owner, its key is not the owner's, its signature does not verify, or it has expired
@@ -142,7 +153,7 @@ class TombstoneBook:
             ("accepted", "duplicate", "forged", "expired", "unowned", "unknown", "full"), 0)
         self._tombstones: dict[str, Tombstone] = {}
 
-    def offer(self, tombstone: Tombstone, manifest: Manifest | None, *, now: float) -> Offer:
+    def offer(self, tombstone: Tombstone, manifest: Owned | None, *, now: float) -> Offer:
         """Verify ``tombstone`` against the item's ``manifest`` (``None``: this node holds none) at ``now``
         (Unix seconds) and keep it; returns (and counts) the outcome. A tombstone already kept is a
         ``duplicate`` without a manifest. Never raises for a bad tombstone: it is counted."""
