@@ -22,10 +22,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import butter
 from butter.blocks import is_block_id
+from butter.documents import MAX_BODY
 from butter.records import public_key_bytes
 
 MAX_TITLE = 200  # characters
-MAX_ARTICLE = 16 * 1024  # bytes of an article's JSON: one revision body, carried inline (butter.documents)
+MAX_ARTICLE = MAX_BODY  # bytes of an article's JSON: one revision body (16 KiB)
 SHORT = 12  # hex characters of a key or revision id shown to people
 
 
@@ -93,12 +94,13 @@ class Version:
 class Page:
     """An article as a read found it: ``history`` is every revision, oldest first (the document's order:
     by Lamport clock, so parents before children), ``current`` the version every peer with the same revisions shows, and
-    ``answered`` how many peers answered the read (0: only this node's own copy was seen)."""
+    ``answered`` how many of the ``asked`` peers answered the read (0: only this node's own copy was seen)."""
 
     id: str
     current: Version
     history: tuple[Version, ...]
     creator: str  # the public key (64 hex) that wrote the first revision: the one that may delete it
+    asked: int
     answered: int
 
     @property
@@ -191,7 +193,7 @@ class Wiki:
             raise ArticleNotFound(f"document {article_id} is not a wiki article ({exc})") from None
         current = next(v for v in history if v.revision == document.current.id)
         self.seen[article_id] = current.article.title
-        return Page(article_id, current, history, document.creator.hex(), document.answered)
+        return Page(article_id, current, history, document.creator.hex(), document.asked, document.answered)
 
     async def delete(self, article_id: str) -> None:
         """Delete article ``article_id`` with this wiki's key (a tombstone pushed to the node's peers). Raises

@@ -114,9 +114,10 @@ def deleted(article_id: str) -> HTMLResponse:
 def freshness(found: Page) -> str:
     """The notice of how fresh a read is: a visible warning when no peer answered it."""
     if found.stale:
-        return ('<p id="stale" class="notice">No peer answered this read: this is the copy this node already had, '
-                "and it may be stale (edits made on other nodes may be missing). Reload to ask again.</p>")
-    return f'<p><small id="fresh">{found.answered} peer(s) answered this read.</small></p>'
+        why = "this node knows no peer" if found.asked == 0 else f"none of the {found.asked} peers asked answered"
+        return (f'<p id="stale" class="notice">This may be stale: {why}, so this is the copy this node already '
+                "had, and edits made on other nodes may be missing. Reload to ask again.</p>")
+    return f'<p><small id="fresh">{found.answered} of {found.asked} peers asked answered this read.</small></p>'
 
 
 def article_html(found: Page, version: Version, mine: bool) -> str:
