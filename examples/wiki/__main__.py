@@ -34,7 +34,7 @@ from butter.wire import decode_payload, encode_payload
 from . import web
 from .articles import SHORT, ArticleDeleted, ArticleNotFound, Page, Wiki, diff
 
-ROUTE_ARTICLES = "wiki-articles"  # reply: msgpack list of {"id": content id, "title": str}
+ROUTE_ARTICLES = "wiki-articles"  # reply: msgpack list of {"id": article id, "title": str}
 
 
 def wiki_node_settings(args: argparse.Namespace, **more: Any) -> butter.ButterSettings:
@@ -122,7 +122,7 @@ async def edit(args: argparse.Namespace) -> int:
         try:
             revision = await wiki.edit(page.id, old.title if args.title is None else args.title, body)
         except ArticleNotFound as exc:  # deleted meanwhile
-            print(f"deleted: {exc}")
+            print(why(exc))
             return 1
         except ValueError as exc:
             print(f"not saved: {exc}")
@@ -136,7 +136,11 @@ async def read(args: argparse.Namespace) -> int:
         page = await read_or_say(wiki, args.id)
         if page is None:
             return 1
-        version = page.version(args.revision) if args.revision else page.current
+        try:
+            version = page.version(args.revision) if args.revision else page.current
+        except KeyError:
+            print(f"not found: article {page.id} has no revision {args.revision} (or several start so)")
+            return 1
         print(f"# {version.article.title}\n\n{version.article.body}")
         print(f"\n(revision {version.revision} by {version.author[:SHORT]} at {version.when}"
               f"{'; no peer answered: this may be stale' if page.stale else ''})", file=sys.stderr)
@@ -162,9 +166,7 @@ async def show_diff(args: argparse.Namespace) -> int:
         if page is None:
             return 1
         try:
-            new = page.version(args.to) if args.to else page.current
-            parents = [page.version(p) for p in new.parents]
-            old = page.version(args.since) if args.since else (parents[0] if parents else None)
+            old, new = page.compare(args.to, args.since)
         except KeyError as exc:
             print(f"not found: article {page.id} has no revision {exc.args[0]} (or several start so)")
             return 1
@@ -177,7 +179,7 @@ async def delete(args: argparse.Namespace) -> int:
         try:
             await wiki.delete(args.id)
         except ArticleNotFound as exc:
-            print(f"{'deleted' if isinstance(exc, ArticleDeleted) else 'not found'}: {exc}")
+            print(why(exc))
             return 1
         except PermissionError as exc:
             print(f"refused: {exc} (give its key with --key FILE)")
@@ -191,8 +193,12 @@ async def read_or_say(wiki: Wiki, article_id: str) -> Page | None:
     try:
         return await wiki.read(article_id)
     except ArticleNotFound as exc:
-        print(f"{'deleted' if isinstance(exc, ArticleDeleted) else 'not found'}: {exc}")
+        print(why(exc))
         return None
+
+
+def why(exc: ArticleNotFound) -> str:
+    return f"{'deleted' if isinstance(exc, ArticleDeleted) else 'not found'}: {exc}"
 
 
 async def list_articles(args: argparse.Namespace) -> int:

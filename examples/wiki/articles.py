@@ -115,6 +115,15 @@ class Page:
             raise KeyError(revision)
         return found[0]
 
+    def compare(self, to: str | None = None, since: str | None = None) -> tuple[Version | None, Version]:
+        """The two versions :func:`diff` compares: ``since`` (default: the first parent of ``to``, the
+        version the edit started from; ``None`` for the first revision) and ``to`` (default: the current
+        version), each a revision id or a unique prefix. Raises ``KeyError`` naming a revision not found."""
+        new = self.version(to) if to else self.current
+        if since:
+            return self.version(since), new
+        return (self.version(new.parents[0]) if new.parents else None), new
+
 
 def diff(old: Version | None, new: Version) -> list[str]:
     """The unified diff (:func:`difflib.unified_diff`, 3 lines of context) from ``old`` (``None``: nothing,

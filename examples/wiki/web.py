@@ -280,11 +280,8 @@ it writes as <code>{short(wiki.key)}</code>.</p>""")
         found = await read(request.path_params["article_id"])
         if isinstance(found, Response):
             return found
-        to, since = request.query_params.get("to", found.current.revision), request.query_params.get("from")
         try:
-            new = found.version(to)
-            parents = [found.version(p) for p in new.parents]  # the first one is the edit's base
-            old = found.version(since) if since else (parents[0] if parents else None)
+            old, new = found.compare(request.query_params.get("to"), request.query_params.get("from"))
         except KeyError as exc:
             return not_found(f"article {found.id} has no revision {exc.args[0]}")
         return page("Changes", diff_html(found, old, new))

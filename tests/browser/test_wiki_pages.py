@@ -25,7 +25,8 @@ def content_id_of(url: str) -> str:
 
 def test_help(wiki_nodes: Any) -> None:
     result = wiki_nodes.run("--help", timeout=30)
-    assert result.returncode == 0 and "serve" in result.stdout and "write" in result.stdout, result.stdout
+    assert result.returncode == 0, result.stdout
+    assert all(command in result.stdout for command in ("serve", "write", "edit", "history", "diff", "delete"))
     result = wiki_nodes.run("serve", "--help", timeout=30)
     assert result.returncode == 0 and "--web-port" in result.stdout and "--peer" in result.stdout
 
@@ -113,6 +114,8 @@ def test_edit_history_diff_and_delete_from_the_pages_and_the_cli(wiki_nodes: Any
     assert status == 200 and '<span class="del">-two</span>' in page and "+2 &lt;b&gt;" in page, page
     status, _, page = a.get(f"/article/{article_id}/revision/{oldest}")
     assert status == 200 and 'id="old"' in page and "<p>one\ntwo</p>" in page, page
+    first = wiki_nodes.run("read", article_id, "--revision", oldest[:8], "--peer", a.address)
+    assert first.returncode == 0 and "# Plums\n\none\ntwo\n" in first.stdout, first.stdout
 
     status, _, page = b.post(f"/article/{article_id}/delete", {})  # B's key did not create it
     assert status == 403 and "only its creator" in page, page
