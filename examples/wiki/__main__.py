@@ -120,7 +120,7 @@ async def edit(args: argparse.Namespace) -> int:
         old = page.current.article
         body = args.body if args.body is not None else args.body_file.read() if args.body_file else old.body
         try:
-            revision = await wiki.edit(page.id, old.title if args.title is None else args.title, body)
+            revision, _ = await wiki.edit(page.id, old.title if args.title is None else args.title, body)
         except ArticleNotFound as exc:  # deleted meanwhile
             print(why(exc))
             return 1

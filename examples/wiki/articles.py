@@ -175,17 +175,18 @@ class Wiki:
         self.seen[article_id] = article.title
         return article_id
 
-    async def edit(self, article_id: str, title: str, body: str) -> str:
+    async def edit(self, article_id: str, title: str, body: str) -> tuple[str, tuple[str, ...]]:
         """Append a revision with the new full text to article ``article_id`` (the document layer reads it
-        first, so the revision follows the newest heads the peers know); returns the revision id. Raises
-        ``ValueError`` as :meth:`write` does, :class:`ArticleNotFound` and :class:`ArticleDeleted`."""
+        first, so the revision follows the newest heads the peers know); returns the revision id and its
+        parents' ids (the versions it replaces: one, or several it merges). Raises ``ValueError`` as
+        :meth:`write` does, :class:`ArticleNotFound` and :class:`ArticleDeleted`."""
         article = Article(title.strip(), body)
         data = article.to_bytes()
         article_id = checked_id(article_id)
         with found(article_id):
             revision = await self.node.append(article_id, data, owner=self.owner)
         self.seen[article_id] = article.title
-        return revision.id
+        return revision.id, revision.parents
 
     async def read(self, article_id: str) -> Page:
         """Find the article ``article_id``: this node's copy merged with what the peers asked hold. Raises

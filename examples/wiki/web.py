@@ -7,7 +7,8 @@
 ``GET /article/ID``  the current version, rendered: author, time, links to edit, history and (on the node
                    whose key created it) delete, and a notice when the read may be stale; 404 when it is not
                    found, 410 when its creator deleted it
-``/article/ID/edit``  form filled with the current text; ``POST`` appends a revision, redirects to the article
+``/article/ID/edit``  form filled with the current text; ``POST`` appends a revision, redirects to the article,
+                   or says (with links to their changes) that others edited it after the form was opened
 ``GET /article/ID/history``  every revision (id, author, time, title), newest first; pick two to compare
 ``GET /article/ID/revision/R``  the article as revision ``R`` (a unique prefix will do) left it
 ``GET /article/ID/diff``  ``?to=R&from=S``: unified diff from ``S`` (default: ``R``'s first parent) to ``R``
@@ -84,11 +85,13 @@ def not_found(message: str) -> HTMLResponse:
                              '<p><a class="button" href="/find">Find another article</a></p>', 404)
 
 
-def article_form(action: str, heading: str, article: Article | None, button: str) -> str:
-    """The write and edit form, filled with ``article`` (escaped) when given."""
+def article_form(action: str, heading: str, article: Article | None, button: str, base: str = "") -> str:
+    """The write and edit form, filled with ``article`` (escaped) when given; ``base``: the revision an edit
+    starts from, posted back to tell whether others edited the article meanwhile."""
     title, body = (escape(article.title), escape(article.body)) if article else ("", "")
+    hidden = f'<input type="hidden" name="base" value="{escape(base)}">' if base else ""
     return f"""<h1>{escape(heading)}</h1>
-<form method="post" action="{escape(action)}">
+<form method="post" action="{escape(action)}">{hidden}
 <p><label>Title<br><input name="title" required maxlength="{MAX_TITLE}" value="{title}"></label></p>
 <p><label>Body (Markdown)<br><textarea name="body">{body}</textarea></label></p>
 <p><button type="submit" id="{button}">{button.capitalize()}</button></p></form>"""
@@ -253,13 +256,13 @@ it writes as <code>{short(wiki.key)}</code>.</p>""")
                 return found
             title = f"Edit {found.current.article.title}"
             return page("Edit", freshness(found) + article_form(f"/article/{found.id}/edit", title,
-                                                                found.current.article, "save"))
+                                                                found.current.article, "save", found.current.revision))
         form = await posted_form(request)
         if isinstance(form, Response):
             return form
-        title, body = form.get("title", ""), form.get("body", "")
+        title, body, base = form.get("title", ""), form.get("body", ""), form.get("base", "")
         try:
-            await wiki.edit(article_id, title, body)
+            revision, parents = await wiki.edit(article_id, title, body)
         except ArticleDeleted:
             return deleted(article_id)
         except ArticleNotFound as exc:
@@ -268,7 +271,16 @@ it writes as <code>{short(wiki.key)}</code>.</p>""")
             action = f"/article/{quote(article_id, safe='')}/edit"
             form_html = article_form(action, "Edit", Article(title, body), "save")
             return page("Not saved", f"<h1>Not saved</h1><p>{escape(str(exc))}</p>{form_html}", 400)
-        return RedirectResponse(f"/article/{quote(article_id, safe='')}", status_code=303)
+        url = f"/article/{quote(article_id, safe='')}"
+        if not base or parents == (base,):
+            return RedirectResponse(url, status_code=303)
+        others = "".join(f'<li><a href="{url}/diff?from={quote(base)}&amp;to={p}">the changes up to revision '
+                         f"<code>{short(p)}</code></a></li>" for p in parents if p != base)
+        return page("Saved", f"""<h1>Saved</h1><div id="conflict" class="notice"><p>Your edit is revision
+<code>{short(revision)}</code>, but the article was edited after you opened the form (at revision
+<code>{short(base)}</code>): your text replaced theirs, which stays in the history. Check that nothing of
+theirs was lost:</p><ul>{others}</ul></div>
+<p><a class="button" href="{url}">The article</a><a class="button" href="{url}/history">History</a></p>""")
 
     async def history(request: Request) -> Response:
         found = await read(request.path_params["article_id"])

@@ -98,6 +98,9 @@ def test_edit_history_diff_and_delete_from_the_pages_and_the_cli(wiki_nodes: Any
     status, url, page = b.post(f"/article/{article_id}/edit", {"title": "Plums <3", "body": "one\n2 <b>\nthree"})
     assert status == 200 and url.endswith(f"/article/{article_id}"), page
     assert "Plums &lt;3" in page and "2 revision(s)" in page
+    status, _, form = a.get(f"/article/{article_id}/edit")  # opened on A now, saved after the next edit
+    base = re.search(r'name="base" value="([0-9a-f]{64})"', form)
+    assert status == 200 and base and "2 &lt;b&gt;" in form, form
     edited = wiki_nodes.run("edit", article_id, "--body", "one\n2 <b>\nthree\nfour", "--peer", a.address)
     assert edited.returncode == 0 and "saved revision" in edited.stdout, edited.stdout
 
@@ -116,6 +119,13 @@ def test_edit_history_diff_and_delete_from_the_pages_and_the_cli(wiki_nodes: Any
     assert status == 200 and 'id="old"' in page and "<p>one\ntwo</p>" in page, page
     first = wiki_nodes.run("read", article_id, "--revision", oldest[:8], "--peer", a.address)
     assert first.returncode == 0 and "# Plums\n\none\ntwo\n" in first.stdout, first.stdout
+
+    status, _, page = a.post(f"/article/{article_id}/edit", {"title": "Plums", "body": "mine", "base": base.group(1)})
+    assert status == 200 and 'id="conflict"' in page and f"diff?from={base.group(1)}&amp;to=" in page, page
+    base = re.search(r'name="base" value="([0-9a-f]{64})"', a.get(f"/article/{article_id}/edit")[2])
+    assert base, "no base revision in the edit form"
+    status, url, page = a.post(f"/article/{article_id}/edit", {"title": "Plums", "body": "mine!", "base": base[1]})
+    assert status == 200 and url.endswith(article_id) and "<p>mine!</p>" in page, page  # nothing unseen: no notice
 
     status, _, page = b.post(f"/article/{article_id}/delete", {})  # B's key did not create it
     assert status == 403 and "only its creator" in page, page
