@@ -93,12 +93,15 @@ class Version:
 @dataclass(frozen=True, slots=True)
 class Page:
     """An article as a read found it: ``history`` is every revision, oldest first (the document's order:
-    by Lamport clock, so parents before children), ``current`` the version every peer with the same revisions shows, and
-    ``answered`` how many of the ``asked`` peers answered the read (0: only this node's own copy was seen)."""
+    by Lamport clock, so parents before children), ``current`` the version every peer with the same
+    revisions shows (one of the ``heads``: when edits were saved at the same time on different nodes, each
+    is a head until an edit follows them all), and ``answered`` how many of the ``asked`` peers answered
+    the read (0: only this node's own copy was seen)."""
 
     id: str
     current: Version
     history: tuple[Version, ...]
+    heads: tuple[str, ...]  # ids of the versions no later revision follows: several after concurrent edits
     creator: str  # the public key (64 hex) that wrote the first revision: the one that may delete it
     asked: int
     answered: int
@@ -203,7 +206,8 @@ class Wiki:
             raise ArticleNotFound(f"document {article_id} is not a wiki article ({exc})") from None
         current = next(v for v in history if v.revision == document.current.id)
         self.seen[article_id] = current.article.title
-        return Page(article_id, current, history, document.creator.hex(), document.asked, document.answered)
+        heads = tuple(r.id for r in document.heads)
+        return Page(article_id, current, history, heads, document.creator.hex(), document.asked, document.answered)
 
     async def delete(self, article_id: str) -> None:
         """Delete article ``article_id`` with this wiki's key (a tombstone pushed to the node's peers). Raises
