@@ -225,3 +225,12 @@ async def test_get_document_with_hops_asks_the_peers_of_the_peer_first() -> None
         assert await ask(0) == [] and b.documents.get(document_id) is None
         assert await ask(1) == [b"one hop further"]  # b asked a (not the caller) first, and kept it
         assert b.documents.get(document_id) is not None
+
+
+async def test_a_document_larger_than_one_reply_is_read_in_several_rounds() -> None:
+    async with overlay("memory", 2) as (a, b):
+        document_id = await a.create_document(b"big", fanout=0)
+        for i in range(140):  # 140 x 16 KiB: more than the 2 MiB of one get-document reply
+            await a.append(document_id, bytes([i]) * (16 * 1024), fanout=0)
+        read = await b.read_document(document_id)
+        assert len(read.history) == 141 and read.body == bytes([139]) * (16 * 1024) and read.answered == 1

@@ -309,7 +309,8 @@ class Silent:
 async def test_the_host_protocol_belongs_to_the_driver(memory_settings: MakeSettings) -> None:
     async with butter.open_node(memory_settings(host_manager={"driver": ""}), plugins=(Silent(),)) as a, \
             butter.open_node(memory_settings()) as b:
-        assert a.routes == ["delete-item", "fetch-block", "get-record", "ping", "put-record"]
+        assert a.routes == ["delete-item", "fetch-block", "get-document", "get-record", "ping", "put-record",
+                            "put-revisions"]
         for route in ("host-quality", "known-hosts"):
             with pytest.raises(RemoteError) as info:
                 await b.request(a.address, route)

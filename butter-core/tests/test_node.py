@@ -29,7 +29,8 @@ async def test_request_reply_and_builtin_routes(memory_settings: MakeSettings) -
         info = butter.PeerInfo.from_wire(decode_payload(await b.request(a.address, "host-quality")))
         assert info.node_id == a.node_id and info.quality.uptime > 0
         assert a.routes == [  # no persistence: no store
-            "delete-item", "fetch-block", "get-record", "host-quality", "known-hosts", "ping", "put-record", "reverse"]
+            "delete-item", "fetch-block", "get-document", "get-record", "host-quality", "known-hosts", "ping",
+            "put-record", "put-revisions", "reverse"]
 
 
 async def test_one_budget_split_sizes_known_hosts_and_block_storage(memory_settings: MakeSettings) -> None:

@@ -25,6 +25,7 @@ KEYS = [
     "same", "t", "media_type", "block_size", "route", "body", "ok", "error", "code", "message", "q", "holder",
     "local", "port", "observed", "subnet", "peers", "reachable", "relayed", "token", "duration", "data",
     "circuit", "punch", "target", "peer", "service",
+    "doc", "parents", "clock", "author", "at", "writers", "sig", "revisions", "heads", "hops", "tombstone",
 ]
 HEX64 = st.text("0123456789abcdef", min_size=64, max_size=64)
 NUMBERS = st.one_of(

@@ -39,6 +39,7 @@ _networks = itertools.count()
 # Every route the node below registers: a route added to Butter must be added here to be fuzzed.
 ROUTES = [
     "ping", "host-quality", "known-hosts", "fetch-block", "store", "get-record", "put-record", "delete-item",  # core
+    "get-document", "put-revisions",  # core: documents
     "pcg-join", "pcg-leave", "pcg-heartbeat",  # persistence
     "bfs-query", "bfs-digest",  # retrieval
     "ambassador",  # discovery (the ambassador role)
@@ -64,6 +65,12 @@ MISTYPED: list[tuple[str, Any]] = [
                                       {"record": encode_payload({"v": 1, "name": CID})})),
     *(("delete-item", bad) for bad in ({"tombstone": "x"}, {"tombstone": 1}, {"tombstone": b"\xc1"}, {},
                                        {"tombstone": encode_payload({"v": 1, "cid": CID})})),
+    *(("get-document", bad) for bad in ({"doc": 1}, {"doc": CID.upper()}, {"doc": CID, "hops": 3},
+                                        {"doc": CID, "heads": [1]}, {"doc": CID, "heads": CID}, {})),
+    *(("put-revisions", bad) for bad in ({"doc": CID, "revisions": ["x"]}, {"doc": CID, "revisions": [b"\xc1"]},
+                                         {"doc": CID, "revisions": b"x"}, {"revisions": []},
+                                         {"doc": CID, "tombstone": b"\xc1"},
+                                         {"doc": CID, "revisions": [encode_payload({"v": 1, "clock": -1})]})),
     *(("pcg-join", {"cid": CID, "size": 1, "members": [ENTRY], **bad}) for bad in (
         {"cid": 1}, {"size": "1"}, {"size": -1}, {"members": {"n1": ENTRY}}, {"members": [["n1", "127.0.0.1:1", 0]]},
         {"members": [["n1", ["127.0.0.1", 1], "old"]]}, {"members": [["n1", ["127.0.0.1", 1], math.nan]]},

@@ -52,6 +52,7 @@ PARTS = st.lists(
         bodies().map(lambda b: len(b).to_bytes(4, "big") + b),  # a whole frame of hostile bytes
         st.builds(lambda r, b: encode(Request(1, r, b)), st.sampled_from(  # a valid request, hostile body
             ["ping", "host-quality", "known-hosts", "fetch-block", "store", "get-record", "put-record", "delete-item",
+             "get-document", "put-revisions",
              "pcg-join", "pcg-heartbeat", "pcg-leave", "bfs-query", "bfs-digest", "no-such-route"]), bodies()),
         st.binary(max_size=64),  # raw garbage, possibly a truncated header or an absurd length
     ),

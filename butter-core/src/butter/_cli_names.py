@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .records import RecordValue, SignedRecord
     from .settings import ButterSettings
 
-__all__ = ["KeyOption", "name_app", "owner_or_exit"]
+__all__ = ["KeyOption", "TimeoutOption", "client_settings", "name_app", "owner_or_exit"]
 
 name_app = typer.Typer(help="Publish and resolve signed mutable records (names that point at new values).",
                        no_args_is_help=True, rich_markup_mode=None)
@@ -109,7 +109,7 @@ def publish(
         item_or_exit(value, "VALUE", "; --inline for text")
     setup_logging(LogLevel.WARNING, log_format)
     try:
-        record = run_async(_publish, _client_settings(base, host, target, timeout), label, chosen, owner,
+        record = run_async(_publish, client_settings(base, host, target, timeout), label, chosen, owner,
                            record_expiry, backend=backend, context=f"cannot publish through {target}")
     except ValueError as exc:  # a label or an inline value too long
         fail(str(exc), 2)
@@ -147,7 +147,7 @@ def resolve(
         fail(f"a name is 64 lowercase hex characters, got {name!r}", 2)
     base = load_or_exit(config, ctx.args)
     setup_logging(LogLevel.WARNING, log_format)
-    record = run_async(_resolve, _client_settings(base, host, target, timeout), name, backend=backend,
+    record = run_async(_resolve, client_settings(base, host, target, timeout), name, backend=backend,
                        context=f"cannot resolve {name[:16]}")
     if isinstance(record.value, bytes):
         sys.stdout.buffer.write(record.value)
@@ -181,7 +181,9 @@ def owner_or_exit(path: Path | None, settings: ButterSettings) -> Ed25519Private
         fail(str(exc), 2)
 
 
-def _client_settings(base: ButterSettings, host: str, target: PeerAddress, timeout: float) -> ButterSettings:
+def client_settings(base: ButterSettings, host: str, target: PeerAddress, timeout: float) -> ButterSettings:
+    """Settings for a short-lived client node that joins ``target`` only (see
+    :func:`~butter._cli_peers.probe_settings`), each request within ``timeout`` seconds."""
     from ._cli_peers import probe_settings
 
     return probe_settings(base, host=host, timeout=timeout).model_copy(update={"peers": [str(target)]})

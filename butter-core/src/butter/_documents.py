@@ -6,8 +6,9 @@ serves two core routes:
 
 * ``get-document``, body ``{"doc": hex, "heads": [hex, ...], "hops": int}``: reply ``{"revisions": [bytes,
   ...], "heads": [hex, ...], "tombstone": bytes | nil}``: the revisions this node has that a replica with
-  those ``heads`` lacks (parents first, at most ``REPLY_BYTES`` of them), and this node's heads; for a
-  deleted document the genesis and the creator's tombstone. With ``hops`` (0 to 2, default 0) above 0 the
+  those ``heads`` lacks (parents first, at most ``REPLY_BYTES`` or half of ``max_frame`` of them: a reader
+  asks again with its new heads, up to ``MAX_ROUNDS`` times, while they keep coming), and this node's
+  heads; for a deleted document the genesis and the creator's tombstone. With ``hops`` (0 to 2, default 0) above 0 the
   node first asks up to 8 of its own peers.
 * ``put-revisions``, body ``{"doc": hex, "revisions": [bytes, ...], "tombstone": bytes | nil}``: offer
   revisions (parents first) and maybe a tombstone (with the genesis among the revisions when the receiver
@@ -36,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from . import codec
 from .blocks import is_block_id
 from .documents import (
+    MAX_BODY,
     MAX_PARENTS,
     MAX_REVISION_SIZE,
     Document,
@@ -60,6 +62,7 @@ DEFAULT_FANOUT = 8  # peers a read asks, and an append pushes to
 READ_HOPS = 1  # a read's peers each ask their own peers once: documents are found up to two hops away
 MAX_HOPS = 2  # the most hops a get-document may ask for
 MAX_HEADS = 256  # heads a get-document may name
+MAX_ROUNDS = 8  # get-document rounds a read makes with one peer while the document does not fit in one reply
 REPLY_BYTES = 2 * 1024 * 1024  # bytes of revisions in one get-document reply or put-revisions body
 DOCUMENT_BOOK_CAPACITY = 1_000  # documents a node keeps replicas of
 ROUTE_GET = "get-document"
@@ -95,6 +98,8 @@ class Documents:
                      timeout: float | None) -> Revision:
         """See :meth:`butter.Node.append`."""
         key = owner if owner is not None else self._owner
+        if len(body) > MAX_BODY:
+            raise ValueError(f"a revision's body is at most {MAX_BODY} bytes, got {len(body)}")
         state = (await self._read(document_id, fanout=fanout, timeout=timeout))[0]
         if not state.may_write(public_key_bytes(key)):
             raise RevisionRefused(f"document {document_id}: this key is not on the creator's writers list")
@@ -168,22 +173,26 @@ class Documents:
         ones are counted there) and a tombstone to the tombstone book. Returns the heads each peer that
         answered has; peers that failed or answered malformed bytes are left out."""
         answers: dict[PeerAddress, tuple[str, ...]] = {}
-        state = self.book.get(document_id)
-        mine = [r.id for r in state.heads()] if state is not None else []
-        body = codec.encode({"doc": document_id, "heads": mine[:MAX_HEADS], "hops": hops})
 
         async def ask(address: PeerAddress) -> None:
-            try:
-                reply = await self._node.request(address, ROUTE_GET, body, timeout=timeout)
-                fields = codec.Fields.decode(reply, REPLY_BYTES * 2, what="get-document reply")
-                revisions = [Revision.decode(b) for b in fields.value("revisions", _REVISIONS, default=())]
-                heads = fields.sequence("heads", codec.content_id, max_items=MAX_HEADS, default=())
-                stone = fields.blob("tombstone", max_length=MAX_TOMBSTONE_SIZE, default=None)
-                tombstone = Tombstone.decode(stone) if stone is not None else None
-            except ButterError:
-                return
-            self._take(document_id, revisions, tombstone)
-            answers[address] = tuple(heads)
+            for _ in range(MAX_ROUNDS):  # more rounds only while a large document keeps coming
+                state = self.book.get(document_id)
+                mine = [r.id for r in state.heads()] if state is not None else []
+                body = codec.encode({"doc": document_id, "heads": mine[:MAX_HEADS], "hops": hops})
+                try:
+                    reply = await self._node.request(address, ROUTE_GET, body, timeout=timeout)
+                    fields = codec.Fields.decode(reply, REPLY_BYTES * 2, what="get-document reply")
+                    revisions = [Revision.decode(b) for b in fields.value("revisions", _REVISIONS, default=())]
+                    heads = fields.sequence("heads", codec.content_id, max_items=MAX_HEADS, default=())
+                    stone = fields.blob("tombstone", max_length=MAX_TOMBSTONE_SIZE, default=None)
+                    tombstone = Tombstone.decode(stone) if stone is not None else None
+                except ButterError:
+                    return
+                outcomes = self._take(document_id, revisions, tombstone)
+                answers[address] = tuple(heads)
+                state = self.book.get(document_id)
+                if state is None or all(h in state for h in heads) or not outcomes.get("accepted"):
+                    return
 
         async with anyio.create_task_group() as tg:
             for address in peers:
@@ -218,6 +227,10 @@ class Documents:
             self.book.drop(genesis)
         return outcome
 
+    def _limit(self) -> int:
+        """Bytes of revisions in one message: ``REPLY_BYTES``, or half the frame limit when that is less."""
+        return min(REPLY_BYTES, int(self._node.settings.max_frame) // 2)
+
     # -- pushing -----------------------------------------------------------------------------------------------
 
     def _sample(self, fanout: int, *, besides: PeerAddress | None = None) -> list[PeerAddress]:
@@ -248,7 +261,7 @@ class Documents:
 
     async def _send(self, address: PeerAddress, document_id: str, revisions: list[Revision],
                     tombstone: Tombstone | None, timeout: float | None) -> tuple[dict[str, int | str], bool]:
-        body = codec.encode({"doc": document_id, "revisions": _fit([r.encode() for r in revisions]),
+        body = codec.encode({"doc": document_id, "revisions": _fit([r.encode() for r in revisions], self._limit()),
                              "tombstone": tombstone.encode() if tombstone is not None else None})
         reply = await self._node.request(address, ROUTE_PUT, body, timeout=timeout)
         fields = codec.Fields.decode(reply, 4096, what="put-revisions reply")
@@ -276,7 +289,7 @@ class Documents:
         state = self.book.get(document_id)
         if state is None:
             return codec.encode({"revisions": [], "heads": [], "tombstone": None})
-        return codec.encode({"revisions": _fit([r.encode() for r in state.lacking(heads)]),
+        return codec.encode({"revisions": _fit([r.encode() for r in state.lacking(heads)], self._limit()),
                              "heads": [r.id for r in state.heads()][:MAX_HEADS], "tombstone": None})
 
     async def _serve_put(self, request: RouteRequest) -> bytes:
@@ -294,12 +307,12 @@ class Documents:
         return codec.encode({"outcomes": counts, "lacking": lacking})
 
 
-def _fit(encoded: list[bytes]) -> list[bytes]:
-    """The first of ``encoded`` that fit in ``REPLY_BYTES``."""
+def _fit(encoded: list[bytes], limit: int) -> list[bytes]:
+    """The first of ``encoded`` that fit in ``limit`` bytes."""
     total, out = 0, []
     for blob in encoded:
         total += len(blob)
-        if total > REPLY_BYTES:
+        if total > limit:
             break
         out.append(blob)
     return out

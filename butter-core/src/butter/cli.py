@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ._cli_documents import doc_app
 from ._cli_names import KeyOption, name_app
 from ._cli_sim import sim_app
 from ._cli_support import (
@@ -64,6 +65,7 @@ app = typer.Typer(
 )
 app.add_typer(sim_app, name="sim")
 app.add_typer(name_app, name="name")
+app.add_typer(doc_app, name="doc")
 
 # -- options shared by several commands ---------------------------------------------------------------------
 

@@ -27,7 +27,8 @@ it sends nothing. The format, version 1:
 
 :meth:`Revision.check` refuses, with :class:`~butter.errors.RevisionRefused`, a revision whose shape is
 wrong (a non-genesis without parents or document, parents unsorted, a genesis with a clock or a
-non-genesis with writers) or whose signature does not verify; :meth:`DocumentState.add` also refuses one
+non-genesis with writers), whose author or a writer is a key of small order (under which signatures verify
+without a private key), or whose signature does not verify; :meth:`DocumentState.add` also refuses one
 of another document, whose author is not on the writers list, or whose clock is not its parents' highest
 plus one. Decoding a malformed revision raises :class:`~butter.errors.ProtocolError`, whatever the bytes.
 Keys are the ones records use (:func:`butter.records.load_owner_key`; default the node's identity key).
@@ -50,6 +51,7 @@ from .errors import ProtocolError, RevisionRefused
 from .records import public_key_bytes
 
 __all__ = [
+    "BOOK_BYTES",
     "DOCUMENT_VERSION",
     "MAX_BODY",
     "MAX_PARENTS",
@@ -72,7 +74,11 @@ MAX_WRITERS = 64  # keys on a writers list
 MAX_REVISION_SIZE = 20 * 1024  # bytes of an encoded revision (body, 64 parents, 64 writers fit)
 MAX_PENDING = 256  # revisions held back per document until their parents arrive
 MAX_REVISIONS = 4096  # revisions a replica keeps per document (each at most 20 KiB)
+BOOK_BYTES = 64 * 1024 * 1024  # bytes of revisions a DocumentBook keeps, all documents together
 _SIGNING_DOMAIN = b"butter document revision v1\x00"
+_P = 2**255 - 19  # the field prime of Ed25519's curve
+_Y8 = int.from_bytes(bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little")
+_SMALL_ORDER_Y = frozenset({0, 1, _P - 1, _Y8, _P - _Y8})  # the y of the 8 points of order 1, 2, 4 and 8
 
 Offer = Literal["accepted", "duplicate", "pending", "forged", "refused", "deleted", "full"]
 """What a replica did with a revision (:meth:`DocumentState.add`, :meth:`DocumentBook.offer`): kept it
@@ -132,6 +138,8 @@ class Revision(codec.Record):
             raise RevisionRefused("a genesis revision's clock is 0")
         if not self.genesis and self.writers is not None:
             raise RevisionRefused("only the genesis revision names writers")
+        if _small_order(self.author) or any(_small_order(key) for key in self.writers or ()):
+            raise RevisionRefused("a key of small order signs nothing: a signature under it proves no author")
         try:
             Ed25519PublicKey.from_public_bytes(self.author).verify(self.signature, self.signed_bytes())
         except (InvalidSignature, ValueError):
@@ -151,8 +159,8 @@ def sign_revision(
     """A revision by ``author`` with ``body`` (at most 16 KiB), following ``parents`` (none for a genesis,
     whose ``document_id`` is ``None``), written at ``at`` (Unix seconds), signed; its clock is the parents'
     highest plus one. ``writers`` (raw 32-byte keys, genesis only) limits who may add revisions; the author
-    is added to it. Raises ``ValueError`` for a body over 16 KiB, more than 64 parents or writers, or a
-    genesis with parents."""
+    is added to it. Raises ``ValueError`` for a body over 16 KiB, more than 64 parents or writers, a writer
+    key of small order, or a genesis with parents."""
     chosen = list(parents)
     clock = max((p.clock for p in chosen), default=-1) + 1
     key = public_key_bytes(author)
@@ -165,7 +173,18 @@ def sign_revision(
         raise ValueError(f"cannot sign this revision: {exc}") from None
     if unsigned.genesis == bool(chosen):
         raise ValueError("a genesis revision (document_id None) has no parents, and every other has some")
+    if any(_small_order(k) for k in listed or ()):
+        raise ValueError("a writer key of small order would let anyone write: it is refused")
     return dataclasses.replace(unsigned, signature=author.sign(unsigned.signed_bytes()))
+
+
+def _small_order(key: bytes) -> bool:
+    """Whether the raw Ed25519 public key ``key`` is one of the 8 points of small order (in any encoding). A
+    signature "by" such a key verifies for many messages with no private key at all (RFC 8032's cofactorless
+    check, as OpenSSL does it, accepts the all-zero signature under the all-zero key for one message in four),
+    so it proves nothing: such an author, or writer, is refused."""
+    y = int.from_bytes(key, "little") & ((1 << 255) - 1)
+    return y % _P in _SMALL_ORDER_Y
 
 
 def _order(revision: Revision) -> tuple[int, bytes, str]:
@@ -190,6 +209,7 @@ class DocumentState:
         self._revisions: dict[str, Revision] = {genesis.id: genesis}
         self._heads: set[str] = {genesis.id}
         self._pending: dict[str, Revision] = {}
+        self.size = len(genesis.encode())  # bytes of the revisions kept and held back
 
     @property
     def owner(self) -> bytes:
@@ -220,6 +240,7 @@ class DocumentState:
             if len(self._pending) >= self.max_pending:
                 return "full"
             self._pending[revision.id] = revision
+            self.size += len(revision.encode())
             return "pending"
         outcome = self._admit(revision)
         if outcome == "accepted":
@@ -232,6 +253,7 @@ class DocumentState:
         if len(self._revisions) >= self.max_revisions:
             return "full"
         self._revisions[revision.id] = revision
+        self.size += len(revision.encode())
         self._heads.difference_update(revision.parents)
         self._heads.add(revision.id)
         return "accepted"
@@ -243,6 +265,7 @@ class DocumentState:
             for rid, held in list(self._pending.items()):
                 if all(parent in self._revisions for parent in held.parents):
                     del self._pending[rid]
+                    self.size -= len(held.encode())
                     progress = self._admit(held) == "accepted" or progress
 
     def merge(self, other: DocumentState) -> None:
@@ -258,6 +281,10 @@ class DocumentState:
     def pending(self) -> int:
         """How many revisions are held back, waiting for their parents."""
         return len(self._pending)
+
+    def __contains__(self, revision_id: object) -> bool:
+        """Whether ``revision_id`` is admitted or held back here."""
+        return revision_id in self._revisions or revision_id in self._pending
 
     def ids(self) -> frozenset[str]:
         """The ids of the admitted revisions."""
@@ -328,13 +355,16 @@ class Document:
 class DocumentBook:
     """The documents a node keeps replicas of, and counts of what it did with each revision offered.
 
-    ``capacity`` is the number of documents kept (default 1,000); a new document beyond it is refused
-    ``full``. ``counts`` maps each :data:`Offer` outcome to how often it happened. Deleted documents are
-    dropped (:meth:`drop`); their genesis is kept so that their tombstone can be checked.
+    ``capacity`` is the number of documents kept (default 1,000) and ``max_bytes`` the bytes of their
+    revisions (default 64 MiB); a new document or revision beyond either is refused ``full``. ``counts``
+    maps each :data:`Offer` outcome to how often it happened. Deleted documents are dropped (:meth:`drop`);
+    their genesis is kept so that their tombstone can be checked.
     """
 
-    def __init__(self, capacity: int = 1_000) -> None:
+    def __init__(self, capacity: int = 1_000, max_bytes: int = BOOK_BYTES) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.size = 0  # bytes of the revisions kept and held back, all documents together
         self.counts: dict[Offer, int] = dict.fromkeys(
             ("accepted", "duplicate", "pending", "forged", "refused", "deleted", "full"), 0)
         self._documents: dict[str, DocumentState] = {}
@@ -346,8 +376,15 @@ class DocumentBook:
         if document_id in self._deleted:
             return self._count("deleted")
         state = self._documents.get(document_id)
+        if state is not None and revision.id in state:
+            return self._count("duplicate")
+        if self.size >= self.max_bytes:
+            return self._count("full")
         if state is not None:
-            return self._count(state.add(revision))
+            before = state.size
+            outcome = state.add(revision)
+            self.size += state.size - before
+            return self._count(outcome)
         if not revision.genesis or revision.id != document_id:
             return self._count("refused")
         try:
@@ -357,6 +394,7 @@ class DocumentBook:
         if len(self._documents) >= self.capacity:
             return self._count("full")
         self._documents[document_id] = state
+        self.size += state.size
         return self._count("accepted")
 
     def get(self, document_id: str) -> DocumentState | None:
@@ -371,7 +409,9 @@ class DocumentBook:
     def drop(self, genesis: Revision) -> None:
         """Forget the revisions of the document that ``genesis`` starts, deleted by its creator (the genesis
         stays, to check the tombstone against), and refuse new ones."""
-        self._documents.pop(genesis.id, None)
+        state = self._documents.pop(genesis.id, None)
+        if state is not None:
+            self.size -= state.size
         if len(self._deleted) < self.capacity:
             self._deleted[genesis.id] = genesis
 
