@@ -13,7 +13,8 @@
 ``GET /article/ID/revision/R``  the article as revision ``R`` (a unique prefix will do) left it
 ``GET /article/ID/diff``  ``?to=R&from=S``: unified diff from ``S`` (default: ``R``'s first parent) to ``R``
                    (default: the current version)
-``POST /article/ID/delete``  the creator deletes it (a signed tombstone), then redirects to the article
+``/article/ID/delete``  asks to confirm (the creator's node only); ``POST`` deletes it (a signed tombstone),
+                   then redirects to the article, which says it is deleted
 ``GET /articles``  the articles this node has seen (written or read here): titles and ids
 =================  =========================================================================================
 
@@ -62,7 +63,7 @@ STYLE = """body{font-family:sans-serif;max-width:46rem;margin:2rem auto;padding:
 header a{text-decoration:none;color:inherit}footer{margin-top:3rem;color:#777;font-size:.9rem}
 input,textarea{width:100%;font:inherit}textarea{height:16rem}code{word-break:break-all}
 .button{display:inline-block;padding:.4rem .9rem;border:1px solid #888;border-radius:4px;margin-right:.5rem}
-form.inline{display:inline}.notice{background:#fff3cd;border:1px solid #e0c060;padding:.5rem}
+.notice{background:#fff3cd;border:1px solid #e0c060;padding:.5rem}
 pre{overflow-x:auto}.add{background:#dfd}.del{background:#fdd}.hunk{color:#777}
 td{padding:0 .4rem}"""
 
@@ -135,8 +136,7 @@ def article_html(found: Page, version: Version, mine: bool) -> str:
                   "time on different nodes; every node shows the same one, this one. The others: " + ", ".join(
                       f'<a href="{base}/revision/{v.revision}">{short(v.revision)}</a> by <code>{short(v.author)}'
                       "</code>" for v in others) + ". The next edit saved follows them all.</p>") if others else ""
-    delete = (f'<form method="post" action="{base}/delete" class="inline"><button type="submit" id="delete">'
-              "Delete</button></form>") if mine else ""
+    delete = f'<a class="button" href="{base}/delete" id="delete">Delete</a>' if mine else ""
     return f"""{freshness(found)}{concurrent}{old}<h1 id="title">{escape(version.article.title)}</h1>
 <article id="body">{markdown_to_html(version.article.body)}</article>
 <p><small>revision <code id="revision">{short(version.revision)}</code>
@@ -304,6 +304,17 @@ theirs was lost:</p><ul>{others}</ul></div>
         return page("Changes", diff_html(found, old, new))
 
     async def delete(request: Request) -> Response:
+        if request.method == "GET":  # ask first: deleting cannot be undone
+            found = await read(request.path_params["article_id"])
+            if isinstance(found, Response):
+                return found
+            if found.creator != wiki.key:
+                return page("Refused", "<h1>Refused</h1><p>only its creator can delete this article</p>", 403)
+            return page("Delete", f"""<h1>Delete {escape(found.current.article.title)}?</h1>
+<p>Every node that honours the creator's signed tombstone drops the article and all {len(found.history)} of its
+revisions, and answers "deleted" from then on. This cannot be undone.</p>
+<form method="post" action="/article/{found.id}/delete"><button type="submit" id="confirm">Delete it</button>
+<a class="button" href="/article/{found.id}">Keep it</a></form>""")
         form = await posted_form(request)
         if isinstance(form, Response):
             return form
@@ -338,7 +349,7 @@ theirs was lost:</p><ul>{others}</ul></div>
             Route("/article/{article_id}/history", history),
             Route("/article/{article_id}/revision/{revision}", revision),
             Route("/article/{article_id}/diff", changes),
-            Route("/article/{article_id}/delete", delete, methods=["POST"]),
+            Route("/article/{article_id}/delete", delete, methods=["GET", "POST"]),
             Route("/articles", articles),
         ],
         exception_handlers={HTTPException: unknown_path},

@@ -81,8 +81,10 @@ def test_write_and_edit_on_a_read_on_b_delete_on_a_deleted_on_c(wiki_nodes: Any,
     assert page.inner_text("#diff .del") == "-*Ripe* ones."
     assert page.inner_text("#diff .add") == "+*Ripe* ones, picked in **June**."
 
-    page.goto(a.url + f"article/{article_id}")  # A deletes it: the page then says it is deleted
+    page.goto(a.url + f"article/{article_id}")  # A deletes it (and confirms): the page then says it is deleted
     page.click("#delete")
+    assert "This cannot be undone" in page.inner_text("main")
+    page.click("#confirm")
     page.wait_for_url(ARTICLE)
     assert "was deleted by its creator" in page.inner_text("#deleted")
 
