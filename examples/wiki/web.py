@@ -131,11 +131,11 @@ def article_html(found: Page, version: Version, mine: bool) -> str:
     old = "" if version is found.current else (
         f'<p id="old" class="notice">This is revision {short(version.revision)}, not the current one: '
         f'<a href="{base}">see the current version</a>.</p>')
-    others = [found.version(head) for head in found.heads if head != found.current.revision]
+    others = ", ".join(f'<a href="{base}/revision/{head}">{short(head)}</a> by <code>{short(other.author)}</code>'
+                       for head in found.heads if (other := found.version(head)) is not found.current)
     concurrent = (f'<p id="concurrent" class="notice">This article has {len(found.heads)} versions saved at the same '
-                  "time on different nodes; every node shows the same one, this one. The others: " + ", ".join(
-                      f'<a href="{base}/revision/{v.revision}">{short(v.revision)}</a> by <code>{short(v.author)}'
-                      "</code>" for v in others) + ". The next edit saved follows them all.</p>") if others else ""
+                  f"time on different nodes; every node shows this one. The others: {others}. The next edit saved "
+                  "follows them all.</p>") if others else ""
     delete = f'<a class="button" href="{base}/delete" id="delete">Delete</a>' if mine else ""
     return f"""{freshness(found)}{concurrent}{old}<h1 id="title">{escape(version.article.title)}</h1>
 <article id="body">{markdown_to_html(version.article.body)}</article>
