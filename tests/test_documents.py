@@ -202,6 +202,24 @@ async def test_only_the_creator_deletes_and_a_deleted_document_reads_as_deleted_
         assert reply.submap("outcomes").raw == {"deleted": 1}
 
 
+async def test_a_read_that_learns_of_the_tombstone_passes_it_on_to_the_peers_it_asked() -> None:
+    async with overlay() as (a, b, c):
+        document_id = await a.create_document(b"soon gone", fanout=0)
+        await b.read_document(document_id)
+        serve = b._documents._serve_get
+
+        @b.route("get-document")
+        async def without_hops(request: butter.RouteRequest) -> bytes:  # b answers from what it has only
+            body = {**codec.decode_map(request.body), "hops": 0}
+            return await serve(dataclasses.replace(request, body=codec.encode(body)))
+
+        await a.delete_document(document_id, fanout=0)  # only a knows
+        assert b.documents.get(document_id) is not None
+        with pytest.raises(butter.DocumentDeleted):
+            await c.read_document(document_id)  # a answers the tombstone; b a replica: c sends b the tombstone
+        assert b.documents.get(document_id) is None and b.tombstones.get(document_id, now=time.time()) is not None
+
+
 async def test_an_unknown_document_is_not_found_and_a_bad_id_is_refused() -> None:
     async with overlay("memory", 2) as (a, _):
         with pytest.raises(butter.DocumentNotFound) as raised:

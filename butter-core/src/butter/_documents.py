@@ -20,7 +20,8 @@ Creating signs a genesis revision, keeps it and pushes it to up to ``fanout`` pe
 (so that the new revision follows every head found), signs a revision whose parents are the heads, keeps it
 and pushes it. Reading asks up to ``fanout`` peers at once with ``hops`` 1, merges every valid revision
 into this node's replica, pushes what each answering peer lacks back to it (read repair), and returns the
-merged document with how many peers answered. Deleting signs the creator's tombstone
+merged document with how many peers answered; a read that learns of the creator's tombstone passes it on
+to the peers that answered. Deleting signs the creator's tombstone
 (:mod:`butter.tombstones`, kept in the node's tombstone book) and pushes it.
 """
 
@@ -147,7 +148,11 @@ class Documents:
         self.check_deleted(document_id)
         peers = self._sample(fanout)
         answers = await self._gather(document_id, peers, timeout, READ_HOPS)
-        self.check_deleted(document_id)
+        tombstone = self._tombstones.get(document_id, now=time.time())
+        genesis = self.book.genesis(document_id)
+        if tombstone is not None and genesis is not None:  # learnt now: the peers that answered learn it too
+            await self._push(document_id, [genesis], None, list(answers), timeout, tombstone=tombstone)
+            raise DocumentDeleted(document_id, tombstone.encode())
         state = self.book.get(document_id)
         if state is None:
             raise DocumentNotFound(document_id, f"document {document_id} not found on this node or the "

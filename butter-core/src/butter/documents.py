@@ -25,6 +25,11 @@ it sends nothing. The format, version 1:
   :meth:`DocumentState.history` lists the revisions by ``(clock, author, id)``, a topological order (a
   revision's clock is above its parents').
 
+Sources: the grow-only set merged by union is the G-Set of Shapiro, Preguiça, Baquero and Zawirski,
+"Conflict-free Replicated Data Types" (SSS 2011); the clock is Lamport's, "Time, Clocks, and the Ordering of
+Events in a Distributed System" (CACM 1978); revisions naming their parents by hash make a Merkle DAG, as
+in Git's commits.
+
 :meth:`Revision.check` refuses, with :class:`~butter.errors.RevisionRefused`, a revision whose shape is
 wrong (a non-genesis without parents or document, parents unsorted, a genesis with a clock or a
 non-genesis with writers), whose author or a writer is a key of small order (under which signatures verify
