@@ -15,10 +15,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import anyio
 import pytest
 
+import butter
 from butter.testing.process import RunningProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -357,3 +359,42 @@ def test_readme_dapp_and_its_test_run(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mydapp.py"],
                             cwd=tmp_path, text=True, timeout=60, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout
+
+
+# -- wiki: concurrent edits, in process on the memory transport (its pages and CLI: tests/browser) -------------
+
+
+@pytest.mark.anyio
+async def test_wiki_shows_edits_saved_at_once_on_two_nodes_until_an_edit_follows_both(
+    memory_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("hypercorn", reason="hypercorn (the wiki's web server) is not installed")
+    monkeypatch.syspath_prepend(str(ROOT))
+    from examples.wiki.articles import Article, Wiki
+    from examples.wiki.web import article_html
+
+    hosts = {"driver": "diversity", "options": {"refresh_interval": 0.2, "exchange_interval": 0.2}}
+    async with butter.open_node(memory_settings(host_manager=hosts)) as a, \
+            butter.open_node(memory_settings(host_manager=hosts, peers=[str(a.address)])) as b:
+        with anyio.fail_after(30):
+            while not (a.hosts.peers() and b.hosts.peers()):
+                await anyio.sleep(0.05)
+        on_a, on_b = Wiki(a), Wiki(b)
+        article_id = await on_a.write("Plums", "ripe")
+        assert (await on_b.read(article_id)).current.article.body == "ripe"
+        for node, text in ((a, "ripe in June"), (b, "ripe in July")):  # fanout 0: neither sees the other's
+            await node.append(article_id, Article("Plums", text).to_bytes(), fanout=0)
+
+        seen_by_a, seen_by_b = await on_a.read(article_id), await on_b.read(article_id)  # reads merge both
+        assert len(seen_by_a.heads) == len(seen_by_b.heads) == 2
+        assert seen_by_a.current == seen_by_b.current  # the same version on every node
+        other = next(head for head in seen_by_a.heads if head != seen_by_a.current.revision)
+        html = article_html(seen_by_a, seen_by_a.current, mine=True)
+        assert 'id="concurrent"' in html and f"/revision/{other}" in html and 'id="delete"' in html
+
+        revision, parents = await on_b.edit(article_id, "Plums", "ripe in summer")  # follows both heads
+        assert sorted(parents) == sorted(seen_by_a.heads)
+        merged = await on_a.read(article_id)
+        assert merged.heads == (revision,) and merged.current.article.body == "ripe in summer"
+        assert 'id="concurrent"' not in article_html(merged, merged.current, mine=True)
+        assert len(merged.history) == 4
