@@ -20,6 +20,7 @@ import butter.errors
 
 BUTTER = [
     "RecordNotFound",
+    "RecordDeleted",
     "DecryptionFailed",
     "InvalidCapability",
     "RecordExpired",

@@ -13,12 +13,24 @@ Publishing signs a record with a sequence above every one found for the name, ke
 ``fanout`` peers that host management knows. Resolving asks up to ``fanout`` peers at once with ``hops`` 1
 (each asks up to 8 of its own peers before answering), verifies every answer, and returns the highest valid
 sequence among them and this node's own; it keeps that record, and pushes it back to each peer that
-answered an older one or none (read repair). A record therefore lives on the nodes that published, received
-or resolved it, and a resolve finds it up to two hops from any of them.
+answered an older one or none (read repair).
+
+Reach: publishing also hands the record to persistence (:class:`~butter.capabilities.KeepRecords`, offered
+by pcg), which keeps the name in a group of holders that converge on its newest record through their
+heartbeats; such holders count as holders of the name for a search. A resolve therefore also searches for
+holders (:class:`~butter.capabilities.LocateItems`, offered by bfs), at the same time as it asks its peers,
+and asks up to ``fanout`` of those found with ``hops`` 0. Without either capability a record lives on the
+nodes that published, received or resolved it, and a resolve finds it up to two hops from any of them.
+
+Deleting a name (:meth:`Naming.publish` with ``deleted``) publishes its deletion record
+(:func:`~butter.records.sign_deletion`) the same way: it replaces the older records everywhere it reaches,
+holders refuse them from then on (they are ``stale``), and a resolve that finds it raises
+:class:`~butter.errors.RecordDeleted`.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from typing import TYPE_CHECKING
@@ -28,15 +40,27 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import codec
 from .blocks import is_block_id
-from .errors import ButterError, RecordNotFound
+from .capabilities import KeepRecords, LocateItems
+from .errors import ButterError, RecordDeleted, RecordNotFound
 from .peers import PeerAddress
-from .records import MAX_RECORD_SIZE, RecordBook, RecordValue, SignedRecord, public_key_bytes, record_name, sign_record
+from .records import (
+    MAX_RECORD_SIZE,
+    ROUTE_GET_RECORD,
+    RecordBook,
+    RecordValue,
+    SignedRecord,
+    public_key_bytes,
+    record_name,
+    sign_record,
+)
 
 if TYPE_CHECKING:
     from ._routes import RouteRequest
     from .slots import NodeServices
 
 __all__ = ["DEFAULT_FANOUT", "DEFAULT_RECORD_EXPIRY", "Naming"]
+
+log = logging.getLogger("butter.node")
 
 DEFAULT_FANOUT = 8  # peers asked by a resolve, and pushed to by a publish
 DEFAULT_RECORD_EXPIRY = 86_400.0  # seconds a published record stays valid
@@ -53,7 +77,8 @@ class Naming:
         self._node = node
         self._owner = owner
         self.book = RecordBook(RECORD_BOOK_CAPACITY)
-        node.route("get-record", self._serve_get)
+        self._said_no_keeper = False  # the missing KeepRecords is logged once
+        node.route(ROUTE_GET_RECORD, self._serve_get)
         node.route("put-record", self._serve_put)
 
     async def publish(
@@ -65,8 +90,10 @@ class Naming:
         record_expiry: float,
         fanout: int,
         timeout: float | None,
+        deleted: bool = False,
     ) -> SignedRecord:
-        """See :meth:`butter.Node.publish`."""
+        """See :meth:`butter.Node.publish`; with ``deleted`` (``value`` is then ``b""``),
+        :meth:`butter.Node.unpublish`."""
         key = owner if owner is not None else self._owner
         name = record_name(public_key_bytes(key), label)
         peers = self._sample(fanout)
@@ -76,8 +103,16 @@ class Naming:
         # Above every sequence seen, and above the clock in milliseconds, so that a user moving to a machine
         # that reaches none of the old records still publishes a newer one (as long as the clocks roughly agree).
         sequence = max(int(now * 1000), current.sequence + 1 if current is not None else 0)
-        record = sign_record(key, label, value, sequence=sequence, expires_at=int(now + record_expiry))
+        record = sign_record(key, label, value, sequence=sequence, expires_at=int(now + record_expiry),
+                             deleted=deleted)
         self.book.offer(record, now=now)
+        keeper = self._node.capability(KeepRecords)
+        if keeper is not None:
+            await keeper.keep_record(record)
+        elif not self._said_no_keeper:
+            self._said_no_keeper = True
+            log.info("no driver of this node offers KeepRecords (a persistence capability): published records "
+                     "live only on the nodes that receive or resolve them")
         await self._push(record, peers, timeout)
         return record
 
@@ -85,13 +120,23 @@ class Naming:
         """See :meth:`butter.Node.resolve`."""
         if not is_block_id(name):
             raise ValueError(f"a record name is 64 lowercase hex characters, got {name!r}")
-        found = await self._gather(name, self._sample(fanout), timeout, RESOLVE_HOPS)
+        found: dict[PeerAddress, SignedRecord | None] = {}
+
+        async def ask_holders() -> None:
+            holders = await self._holders(name, timeout)
+            found.update(await self._gather(name, random.sample(holders, min(fanout, len(holders))), timeout, 0))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask_holders)
+            found.update(await self._gather(name, self._sample(fanout), timeout, RESOLVE_HOPS))
         best = self.book.get(name, now=time.time())
         if best is None:
             raise RecordNotFound(name, f"no valid record of name {name} on this node or the {len(found)} peer(s) "
-                                       "asked")
+                                       "and holder(s) asked")
         behind = [address for address, record in found.items() if record is None or best.replaces(record)]
         await self._push(best, behind, timeout)
+        if best.deleted:
+            raise RecordDeleted(name, best)
         return best
 
     # -- talking to peers ---------------------------------------------------------------------------------
@@ -99,6 +144,18 @@ class Naming:
     def _sample(self, fanout: int, *, besides: PeerAddress | None = None) -> list[PeerAddress]:
         addresses = [peer.address for peer in self._node.hosts.peers() if peer.address != besides]
         return random.sample(addresses, min(fanout, len(addresses)))
+
+    async def _holders(self, name: str, timeout: float | None) -> list[PeerAddress]:
+        """The holders of ``name`` that retrieval's search finds (but this node); ``[]`` when none is found or
+        no driver offers :class:`~butter.capabilities.LocateItems`."""
+        locate = self._node.capability(LocateItems)
+        if locate is None:
+            return []
+        try:
+            found = await locate.locate(name, timeout=timeout)
+        except ButterError:
+            return []
+        return [address for address in dict.fromkeys(found) if address != self._node.address]
 
     async def _gather(self, name: str, peers: list[PeerAddress], timeout: float | None, hops: int) -> dict[
             PeerAddress, SignedRecord | None]:
@@ -111,7 +168,7 @@ class Naming:
 
         async def ask(address: PeerAddress) -> None:
             try:
-                reply = await self._node.request(address, "get-record", body, timeout=timeout)
+                reply = await self._node.request(address, ROUTE_GET_RECORD, body, timeout=timeout)
                 blob = codec.Fields.decode(reply, MAX_RECORD_SIZE * 2, what="get-record reply").blob(
                     "record", max_length=MAX_RECORD_SIZE, default=None)
                 record = SignedRecord.decode(blob) if blob is not None else None
