@@ -61,18 +61,22 @@ MISTYPED: list[tuple[str, Any]] = [
     *(("get-record", bad) for bad in ({"name": 1}, {"name": CID.upper()}, {"name": CID, "hops": 3},
                                       {"name": CID, "hops": "1"}, {})),
     *(("put-record", bad) for bad in ({"record": "x"}, {"record": 1}, {"record": b"\xc1"}, {},
-                                      {"record": encode_payload({"v": 1, "name": CID})})),
+                                      {"record": encode_payload({"v": 1, "name": CID})},
+                                      {"record": encode_payload({"v": 1, "name": CID, "del": "yes"})})),
     *(("delete-item", bad) for bad in ({"tombstone": "x"}, {"tombstone": 1}, {"tombstone": b"\xc1"}, {},
                                        {"tombstone": encode_payload({"v": 1, "cid": CID})})),
     *(("pcg-join", {"cid": CID, "size": 1, "members": [ENTRY], **bad}) for bad in (
         {"cid": 1}, {"size": "1"}, {"size": -1}, {"members": {"n1": ENTRY}}, {"members": [["n1", "127.0.0.1:1", 0]]},
         {"members": [["n1", ["127.0.0.1", 1], "old"]]}, {"members": [["n1", ["127.0.0.1", 1], math.nan]]},
         {"members": [[1, ["127.0.0.1", 1], 0]]}, {"members": None},
+        {"record": "x"}, {"record": 1}, {"record": b"\xc1"}, {"record": encode_payload({"v": 1, "name": CID})},
+        {"record": b"r" * 5000},
     )),
     *(("pcg-leave", {"cid": bad}) for bad in (1, [CID], CID.upper(), None)),
     *(("pcg-heartbeat", {**BEAT, **bad}) for bad in (
         {"from": 1}, {"addr": "127.0.0.1:1"}, {"leaving": "no"}, {"groups": {"cid": CID}}, {"groups": [CID]},
         {"groups": [{**GROUP, "hits": "2"}]}, {"groups": [{**GROUP, "members": [ENTRY[:2]]}]},
+        {"groups": [{**GROUP, "seq": "1"}]}, {"groups": [{**GROUP, "seq": -1}]}, {"groups": [{**GROUP, "seq": 1.5}]},
     )),
     *(("bfs-query", {**QUERY, **bad}) for bad in (
         {"qid": "q" * 16}, {"qid": b"q" * 15}, {"cid": 7}, {"ttl": "1"}, {"ttl": 1.0}, {"fraction": "0.5"},

@@ -19,8 +19,11 @@ Reach: publishing also hands the record to persistence (:class:`~butter.capabili
 by pcg), which keeps the name in a group of holders that converge on its newest record through their
 heartbeats; such holders count as holders of the name for a search. A resolve therefore also searches for
 holders (:class:`~butter.capabilities.LocateItems`, offered by bfs), at the same time as it asks its peers,
-and asks up to ``fanout`` of those found with ``hops`` 0. Without either capability a record lives on the
-nodes that published, received or resolved it, and a resolve finds it up to two hops from any of them.
+and asks up to ``fanout`` of those found with ``hops`` 0. Then a node that does not hold a name's group only
+caches a record of it that it received or resolved: for ``RECORD_CACHE_TTL`` seconds, after which it
+neither serves nor uses it, so a stale copy does not outlive an update or a deletion by long. Without either
+capability a record lives on the nodes that published, received or resolved it, and a resolve finds it up to
+two hops from any of them.
 
 Deleting a name (:meth:`Naming.publish` with ``deleted``) publishes its deletion record
 (:func:`~butter.records.sign_deletion`) the same way: it replaces the older records everywhere it reaches,
@@ -33,6 +36,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -40,12 +44,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import codec
 from .blocks import is_block_id
-from .capabilities import KeepRecords, LocateItems
+from .capabilities import ItemHolders, KeepRecords, LocateItems
 from .errors import ButterError, RecordDeleted, RecordNotFound
 from .peers import PeerAddress
 from .records import (
     MAX_RECORD_SIZE,
     ROUTE_GET_RECORD,
+    Offer,
     RecordBook,
     RecordValue,
     SignedRecord,
@@ -67,6 +72,7 @@ DEFAULT_RECORD_EXPIRY = 86_400.0  # seconds a published record stays valid
 RESOLVE_HOPS = 1  # a resolve's peers each ask their own peers once: records are found up to two hops away
 MAX_HOPS = 2  # the most hops a get-record may ask for
 RECORD_BOOK_CAPACITY = 1_000  # names a node keeps records of (each record is at most 4 KiB)
+RECORD_CACHE_TTL = 5.0  # seconds a node outside a name's group keeps a record of it, when persistence keeps names
 
 
 class Naming:
@@ -78,6 +84,7 @@ class Naming:
         self._owner = owner
         self.book = RecordBook(RECORD_BOOK_CAPACITY)
         self._said_no_keeper = False  # the missing KeepRecords is logged once
+        self._taken_at: dict[str, float] = {}  # name -> when its record was last taken (anyio clock, seconds)
         node.route(ROUTE_GET_RECORD, self._serve_get)
         node.route("put-record", self._serve_put)
 
@@ -96,40 +103,33 @@ class Naming:
         :meth:`butter.Node.unpublish`."""
         key = owner if owner is not None else self._owner
         name = record_name(public_key_bytes(key), label)
-        peers = self._sample(fanout)
-        await self._gather(name, peers, timeout, RESOLVE_HOPS)
+        peers, holders = await self._ask(name, fanout, timeout)
         now = time.time()
-        current = self.book.get(name, now=now)
+        current = self._get(name)
         # Above every sequence seen, and above the clock in milliseconds, so that a user moving to a machine
         # that reaches none of the old records still publishes a newer one (as long as the clocks roughly agree).
         sequence = max(int(now * 1000), current.sequence + 1 if current is not None else 0)
         record = sign_record(key, label, value, sequence=sequence, expires_at=int(now + record_expiry),
                              deleted=deleted)
-        self.book.offer(record, now=now)
+        self._offer(record)
+        took = await self._push(record, [*peers, *holders], timeout)
         keeper = self._node.capability(KeepRecords)
         if keeper is not None:
-            await keeper.keep_record(record)
+            if not took & set(holders) or not self._cache_only(name):  # no group took it, or this node's did
+                await keeper.keep_record(record)
         elif not self._said_no_keeper:
             self._said_no_keeper = True
             log.info("no driver of this node offers KeepRecords (a persistence capability): published records "
                      "live only on the nodes that receive or resolve them")
-        await self._push(record, peers, timeout)
         return record
 
     async def resolve(self, name: str, *, fanout: int, timeout: float | None) -> SignedRecord:
         """See :meth:`butter.Node.resolve`."""
         if not is_block_id(name):
             raise ValueError(f"a record name is 64 lowercase hex characters, got {name!r}")
-        found: dict[PeerAddress, SignedRecord | None] = {}
-
-        async def ask_holders() -> None:
-            holders = await self._holders(name, timeout)
-            found.update(await self._gather(name, random.sample(holders, min(fanout, len(holders))), timeout, 0))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ask_holders)
-            found.update(await self._gather(name, self._sample(fanout), timeout, RESOLVE_HOPS))
-        best = self.book.get(name, now=time.time())
+        peers, holders = await self._ask(name, fanout, timeout)
+        found = {**peers, **holders}
+        best = self._get(name)
         if best is None:
             raise RecordNotFound(name, f"no valid record of name {name} on this node or the {len(found)} peer(s) "
                                        "and holder(s) asked")
@@ -139,11 +139,54 @@ class Naming:
             raise RecordDeleted(name, best)
         return best
 
+    # -- the book -------------------------------------------------------------------------------------------
+
+    def _offer(self, record: SignedRecord, name: str | None = None) -> Offer:
+        """Offer ``record`` (as the record of ``name`` when given) to the book; remember when it was taken."""
+        outcome = self.book.offer(record, now=time.time(), name=name)
+        if outcome == "accepted":
+            self._taken_at[record.name] = anyio.current_time()
+        return outcome
+
+    def _get(self, name: str) -> SignedRecord | None:
+        """The newest record of ``name`` this node may use: unexpired and, when persistence keeps names
+        (:class:`~butter.capabilities.KeepRecords`) but not this one here, taken within ``RECORD_CACHE_TTL``
+        seconds (an older cached copy is dropped)."""
+        record = self.book.get(name, now=time.time())
+        if record is None or not self._cache_only(name):
+            return record
+        if anyio.current_time() - self._taken_at.get(name, float("-inf")) <= RECORD_CACHE_TTL:
+            return record
+        self.book.discard(name)
+        self._taken_at.pop(name, None)
+        return None
+
+    def _cache_only(self, name: str) -> bool:
+        """Whether persistence keeps names in groups and this node holds no group of ``name``."""
+        holders = self._node.capability(ItemHolders)
+        return self._node.capability(KeepRecords) is not None and holders is not None and not holders.holders(name)
+
     # -- talking to peers ---------------------------------------------------------------------------------
 
     def _sample(self, fanout: int, *, besides: PeerAddress | None = None) -> list[PeerAddress]:
         addresses = [peer.address for peer in self._node.hosts.peers() if peer.address != besides]
         return random.sample(addresses, min(fanout, len(addresses)))
+
+    async def _ask(self, name: str, fanout: int, timeout: float | None) -> tuple[
+            dict[PeerAddress, SignedRecord | None], dict[PeerAddress, SignedRecord | None]]:
+        """Ask, at the same time, up to ``fanout`` peers (``hops`` 1) and up to ``fanout`` of the holders that
+        a search finds (``hops`` 0) for their record of ``name``; every valid answer is offered to the book.
+        Returns what the peers and what the holders answered (:meth:`_gather`)."""
+        holders: dict[PeerAddress, SignedRecord | None] = {}
+
+        async def ask_holders() -> None:
+            found = await self._holders(name, timeout)
+            holders.update(await self._gather(name, random.sample(found, min(fanout, len(found))), timeout, 0))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask_holders)
+            peers = await self._gather(name, self._sample(fanout), timeout, RESOLVE_HOPS)
+        return peers, holders
 
     async def _holders(self, name: str, timeout: float | None) -> list[PeerAddress]:
         """The holders of ``name`` that retrieval's search finds (but this node); ``[]`` when none is found or
@@ -174,7 +217,7 @@ class Naming:
                 record = SignedRecord.decode(blob) if blob is not None else None
             except ButterError:
                 return
-            if record is not None and self.book.offer(record, now=time.time(), name=name) not in (
+            if record is not None and self._offer(record, name) not in (
                     "accepted", "duplicate", "stale"):
                 record = None
             answers[address] = record
@@ -184,18 +227,25 @@ class Naming:
                 tg.start_soon(ask, address)
         return answers
 
-    async def _push(self, record: SignedRecord, peers: list[PeerAddress], timeout: float | None) -> None:
+    async def _push(self, record: SignedRecord, peers: Iterable[PeerAddress], timeout: float | None) -> set[
+            PeerAddress]:
+        """Send ``record`` to ``peers`` at once; returns those that took it (``accepted`` or ``duplicate``)."""
         body = codec.encode({"record": record.encode()})
+        took: set[PeerAddress] = set()
 
         async def push(address: PeerAddress) -> None:
             try:
-                await self._node.request(address, "put-record", body, timeout=timeout)
+                reply = await self._node.request(address, "put-record", body, timeout=timeout)
+                outcome = codec.Fields.decode(reply, 1024, what="put-record reply").string("outcome", max_length=16)
             except ButterError:
-                pass  # a peer that cannot be reached now learns the record from a later resolve
+                return  # a peer that cannot be reached now learns the record from a later resolve
+            if outcome in ("accepted", "duplicate"):
+                took.add(address)
 
         async with anyio.create_task_group() as tg:
-            for address in peers:
+            for address in dict.fromkeys(peers):
                 tg.start_soon(push, address)
+        return took
 
     # -- routes ---------------------------------------------------------------------------------------------
 
@@ -209,12 +259,12 @@ class Naming:
         if hops:
             peers = self._sample(DEFAULT_FANOUT, besides=request.caller.address)
             await self._gather(name, peers, self._node.settings.request_timeout / 4, hops - 1)
-        record = self.book.get(name, now=time.time())
+        record = self._get(name)
         return codec.encode({"record": record.encode() if record is not None else None})
 
     async def _serve_put(self, request: RouteRequest) -> bytes:
         """Body ``{"record": bytes}``; reply ``{"outcome": str}``. Error ``bad-request`` for a malformed one."""
         fields = codec.Fields.decode(request.body, MAX_RECORD_SIZE * 2, what="put-record body")
         record = SignedRecord.decode(fields.blob("record", max_length=MAX_RECORD_SIZE))
-        return codec.encode({"outcome": self.book.offer(record, now=time.time())})
+        return codec.encode({"outcome": self._offer(record)})
 

@@ -274,6 +274,10 @@ class RecordBook:
         """Name -> sequence of each record kept (what a holder advertises so replicas converge)."""
         return {name: record.sequence for name, record in self._records.items()}
 
+    def discard(self, name: str) -> None:
+        """Forget the record kept for ``name``, if any (a cached copy gone stale)."""
+        self._records.pop(name, None)
+
     def prune(self, *, now: float) -> int:
         """Drop the records expired by ``now``; returns how many."""
         expired = [name for name, record in self._records.items() if record.expires_at <= now]
