@@ -4,7 +4,7 @@ and whether a deleted name is still served, on the churn simulator (virtual time
     uv run python benchmarks/records_churn.py            # P2: 250 nodes, 1/50 per s, 30 s churn, heartbeat 2 s
     uv run python benchmarks/records_churn.py --quick    # 60 nodes, fewer resolves (a smoke run)
 
-The population is the report's P2 (SPEC §9.4): ``--nodes`` real nodes (pcg persistence, bfs retrieval,
+The population is the report's persistence experiment P2: ``--nodes`` real nodes (pcg persistence, bfs retrieval,
 ``diversity`` host management) started one by one, a 10 s warm-up, then 30 s of churn in which every node
 past its 10 s grace dies with probability 1/50 each second and a fresh node replaces it; heartbeat 2 s.
 

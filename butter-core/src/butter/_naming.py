@@ -9,21 +9,20 @@ and serves two core routes:
 * ``put-record``, body ``{"record": bytes}``: offer a record; reply ``{"outcome": str}``, one of
   :data:`~butter.records.Offer`'s (a forged, expired or older record is refused and counted, never kept).
 
-Publishing signs a record with a sequence above every one found for the name, keeps it and pushes it to up to
-``fanout`` peers that host management knows. Resolving asks up to ``fanout`` peers at once with ``hops`` 1
-(each asks up to 8 of its own peers before answering), verifies every answer, and returns the highest valid
-sequence among them and this node's own; it keeps that record, and pushes it back to each peer that
-answered an older one or none (read repair).
+Publishing and resolving both ask, at the same time, up to ``fanout`` peers that host management knows
+with ``hops`` 1 (each asks up to 8 of its own peers before answering) and up to ``fanout`` of the name's
+holders that a search finds (:class:`~butter.capabilities.LocateItems`, offered by bfs) with ``hops`` 0, and
+verify every answer. Publishing then signs a record with a sequence above every one found, keeps it and
+pushes it to those peers and holders; when no holder took it, it hands it to persistence
+(:class:`~butter.capabilities.KeepRecords`, offered by pcg), which starts the name's group: holders that
+converge on its newest record through their heartbeats and count as holders of the name for a search.
+Resolving returns the highest valid sequence among the answers and this node's own; it keeps that record,
+and pushes it back to each peer or holder that answered an older one or none (read repair).
 
-Reach: publishing also hands the record to persistence (:class:`~butter.capabilities.KeepRecords`, offered
-by pcg), which keeps the name in a group of holders that converge on its newest record through their
-heartbeats; such holders count as holders of the name for a search. A resolve therefore also searches for
-holders (:class:`~butter.capabilities.LocateItems`, offered by bfs), at the same time as it asks its peers,
-and asks up to ``fanout`` of those found with ``hops`` 0. Then a node that does not hold a name's group only
-caches a record of it that it received or resolved: for ``RECORD_CACHE_TTL`` seconds, after which it
-neither serves nor uses it, so a stale copy does not outlive an update or a deletion by long. Without either
-capability a record lives on the nodes that published, received or resolved it, and a resolve finds it up to
-two hops from any of them.
+With ``KeepRecords``, a node that does not hold a name's group only caches a record of it that it received
+or resolved: for ``RECORD_CACHE_TTL`` seconds, after which it neither serves nor uses it, so a stale copy
+does not outlive an update or a deletion by long. Without ``KeepRecords`` or ``LocateItems`` a record lives on
+the nodes that published, received or resolved it, and a resolve finds it up to two hops from any of them.
 
 Deleting a name (:meth:`Naming.publish` with ``deleted``) publishes its deletion record
 (:func:`~butter.records.sign_deletion`) the same way: it replaces the older records everywhere it reaches,

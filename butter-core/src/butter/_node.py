@@ -252,11 +252,13 @@ class Node:
         of bytes. Returns the signed record; its ``name`` (64 hex) is what :meth:`resolve` takes.
 
         ``owner`` is the Ed25519 key that signs (default: this node's identity key; a key file moves with its
-        user, see :func:`butter.records.load_owner_key`). The record's sequence is above every one this node
-        and up to ``fanout`` peers hold for the name (and above the clock in milliseconds); it expires
-        ``record_expiry`` seconds from now (default one day). It is kept here and pushed to those peers, each
-        request within ``timeout`` seconds (default ``settings.request_timeout``); peers that cannot be
-        reached are skipped. Raises ``ValueError`` for a label over 128 characters or a value that is not one
+        user, see :func:`butter.records.load_owner_key`). The record's sequence is above every one this node,
+        up to ``fanout`` peers and up to ``fanout`` of the name's holders that a search finds hold for the name
+        (and above the clock in milliseconds); it expires ``record_expiry`` seconds from now (default one
+        day). It is kept here and pushed to those peers and holders, each request within ``timeout`` seconds
+        (default ``settings.request_timeout``); peers that cannot be reached are skipped. When no holder took
+        it, persistence keeps the name in a group of holders (pcg: docs/protocol/records.md). Raises
+        ``ValueError`` for a label over 128 characters or a value that is not one
         of the three kinds (see :mod:`butter.records`).
         """
         return await self._naming.publish(label, value, owner=owner, record_expiry=record_expiry, fanout=fanout,
