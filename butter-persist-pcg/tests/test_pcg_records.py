@@ -90,6 +90,8 @@ async def test_a_member_offering_a_forged_or_older_record_is_refused_and_counted
             await hostile.request(target.address, "pcg-heartbeat", beat.encode())
             await net.wait_for(lambda refused=refused: pcg(target).counters()["records_refused"] > refused)
             assert target.records.get(record.name, now=time.time()) == record
+            # the claim of membership is checked at once (heartbeaten back): the hostile node never leads the group
+            await net.wait_for(lambda: hostile.node_id not in view.members)
         assert target.records.counts["forged"] >= 1 and target.records.counts["stale"] >= 1
 
 

@@ -141,9 +141,10 @@ class Naming:
     # -- the book -------------------------------------------------------------------------------------------
 
     def _offer(self, record: SignedRecord, name: str | None = None) -> Offer:
-        """Offer ``record`` (as the record of ``name`` when given) to the book; remember when it was taken."""
+        """Offer ``record`` (as the record of ``name`` when given) to the book; remember when it was taken (or
+        given again: a cached copy that a peer or holder still answers is fresh)."""
         outcome = self.book.offer(record, now=time.time(), name=name)
-        if outcome == "accepted":
+        if outcome in ("accepted", "duplicate"):
             self._taken_at[record.name] = anyio.current_time()
         return outcome
 

@@ -297,6 +297,25 @@ class PcgPersistence:
                 self._catch_up(view.content_id, group.seq, address)
         return unknown
 
+    def _confirm(self, node_id: str, address: PeerAddress, views: list[GroupView]) -> None:
+        """A heartbeat made ``node_id`` a member of ``views`` here: heartbeat it back now for them (in the
+        background), whatever the pair rule: a node that does not hold them says so, or fails to answer, and is
+        dropped from them at once. Without this, a node that heartbeats a group's members every round claiming
+        to be in it, with a node id above theirs, would never be heartbeaten (the pair rule leaves that to the
+        higher id), and would stay in their views as the group's leader: the group would never recruit again."""
+        if node_id in self._beating:
+            return
+        self._beating.add(node_id)
+        self.node.spawn(self._confirm_member, node_id, address, views)
+
+    async def _confirm_member(self, node_id: str, address: PeerAddress, views: list[GroupView]) -> None:
+        now = anyio.current_time()
+        if await self._heartbeat(node_id, address, [self._beat(v, now) for v in views], False) is None:
+            now = anyio.current_time()
+            for view in views:
+                if view.drop(node_id, now):
+                    log.debug("group %s: %s did not confirm it is a member", view.content_id[:12], node_id[:8])
+
     def _catch_up(self, name: str, sequence: int, address: PeerAddress) -> None:
         """A member at ``address`` keeps record ``sequence`` of ``name``: pull it (in the background, one pull
         per name at a time) when this node keeps none or an older one."""
@@ -621,7 +640,11 @@ class PcgPersistence:
                 if view is not None:
                     view.drop(beat.sender, now)
             return HeartbeatReply([g.content_id for g in beat.groups if g.content_id not in self._groups]).encode()
+        held = [view for g in beat.groups if (view := self._groups.get(g.content_id)) is not None]
+        joined = [view for view in held if beat.sender not in view.members]  # new to the view: confirm below
         unknown = self._hear(beat.sender, beat.address, beat.groups, now)
+        if joined:
+            self._confirm(beat.sender, beat.address, joined)
         mine = [self._beat(self._groups[g.content_id], now) for g in beat.groups if g.content_id in self._groups]
         return HeartbeatReply(unknown, mine).encode()
 
