@@ -152,9 +152,11 @@ async def test_a_name_published_beyond_two_hops_resolves_through_its_holders(mem
         assert got == record
 
 
+@pytest.mark.parametrize("kind", ["memory", "tcp"])
 async def test_a_deleted_name_resolves_as_deleted_and_holders_refuse_its_older_records(
-        memory_settings: MakeSettings) -> None:
-    async with network(memory_settings, 5) as net:
+        kind: str, memory_settings: MakeSettings) -> None:
+    make = memory_settings if kind == "memory" else tcp_settings(secure=True)
+    async with network(make, 5) as net:
         publisher, reader = net.nodes[0], net.nodes[-1]
         record = await publisher.publish("site", b"v1", fanout=0)
         holders = await kept_by_three(net, record.name)
