@@ -271,7 +271,8 @@ class Node:
         that answered an older one are sent the newest. Its ``value`` is what the name points at.
 
         When persistence keeps names in groups and retrieval searches (pcg and bfs), the holders that the
-        search finds are asked too, at the same time, so a name published far away is found.
+        search finds are asked too, at the same time, so a name published far away is found; the search takes
+        at most ``timeout`` seconds in all (default: the retrieval driver's, bfs ``retrieve_timeout``).
 
         Raises :class:`~butter.errors.RecordNotFound` when neither this node nor a peer asked has a valid one,
         :class:`~butter.errors.RecordDeleted` (a subclass) when the newest is the owner's deletion record
