@@ -1,4 +1,4 @@
-"""``butter put --encrypt``, ``butter get CAPABILITY`` and ``butter name key|publish|resolve`` through two running
+"""``butter put --encrypt``, ``butter get CAPABILITY`` and ``butter name key|publish|rm|resolve`` through two running
 nodes on 127.0.0.1 (TCP): what is stored or published through one node is read through the other; each bad
 input has a clear message and exit status."""
 
@@ -54,6 +54,20 @@ def test_a_name_published_through_one_node_resolves_through_another(
     assert inline.exit_code == 0, inline.output
     resolved = runner.invoke(app, ["name", "resolve", inline.stdout.strip(), "--node", str(a.address)])
     assert resolved.exit_code == 0 and resolved.stdout == "gone fishing"
+
+
+def test_a_name_deleted_through_one_node_resolves_as_deleted_through_another(
+        two_nodes: tuple[BlockingPortal, butter.Node, butter.Node], tmp_path: Path) -> None:
+    _, a, b = two_nodes
+    key = str(tmp_path / "me.pem")
+    assert runner.invoke(app, ["name", "key", key]).exit_code == 0
+    published = runner.invoke(app, ["name", "publish", "gone", CID, "--key", key, "--node", str(a.address)])
+    assert published.exit_code == 0, published.output
+    removed = runner.invoke(app, ["name", "rm", "gone", "--key", key, "--node", str(a.address)])
+    assert removed.exit_code == 0, removed.output
+    assert removed.stdout.strip() == published.stdout.strip()
+    resolved = runner.invoke(app, ["name", "resolve", removed.stdout.strip(), "--node", str(b.address)])
+    assert resolved.exit_code == 1 and "deleted by its owner" in resolved.stderr, resolved.output
 
 
 def test_an_unknown_name_exits_1(two_nodes: tuple[BlockingPortal, butter.Node, butter.Node]) -> None:

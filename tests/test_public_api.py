@@ -23,6 +23,7 @@ BUTTER = [
     "DocumentDeleted",
     "DocumentNotFound",
     "RevisionRefused",
+    "RecordDeleted",
     "DecryptionFailed",
     "InvalidCapability",
     "RecordExpired",

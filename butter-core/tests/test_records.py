@@ -34,6 +34,7 @@ from butter.records import (
     newest,
     public_key_bytes,
     record_name,
+    sign_deletion,
     sign_record,
 )
 
@@ -140,6 +141,21 @@ def test_every_rejection_is_a_protocol_error_with_its_code() -> None:
 # -- order: newer versions replace older ones -----------------------------------------------------------------
 
 
+def test_a_deletion_record_is_signed_as_such_and_replaces_the_older_records_of_its_name() -> None:
+    deletion = sign_deletion(OWNER, "blog", sequence=5, expires_at=LATER)
+    assert deletion.deleted and deletion.value == b"" and deletion.name == signed().name
+    assert SignedRecord.decode(deletion.encode()) == deletion
+    assert deletion.verify(now=NOW) == deletion
+    assert deletion.replaces(signed(seq=4)) and not signed(seq=4).replaces(deletion)
+    with pytest.raises(RecordSignatureInvalid):  # the flag is signed: dropping it breaks the signature
+        dataclasses.replace(deletion, deleted=False).verify(now=NOW)
+    with pytest.raises(RecordSignatureInvalid):  # and nobody can turn a record into a deletion
+        dataclasses.replace(signed(seq=6, value=b""), deleted=True).verify(now=NOW)
+    book = RecordBook()
+    assert book.offer(deletion, now=NOW) == "accepted"
+    assert book.offer(signed(seq=4), now=NOW) == "stale"  # an older record does not come back
+
+
 def test_a_higher_sequence_replaces_a_lower_one_and_never_the_reverse() -> None:
     old, new = signed(seq=1), signed(seq=2)
     assert new.replaces(old) and not old.replaces(new) and not old.replaces(old)
@@ -233,6 +249,7 @@ FIELD_VALUES = {
     "exp": st.integers(-1, 2**64 - 1) | PLAIN,
     "key": st.binary(min_size=31, max_size=33) | PLAIN,
     "sig": st.binary(min_size=63, max_size=65) | PLAIN,
+    "del": st.booleans() | PLAIN.filter(lambda v: v is not None),  # nil is absent: the default, false
 }
 
 
@@ -254,7 +271,7 @@ def test_no_map_makes_decode_and_verify_raise_anything_but_protocol_error(fields
         record.verify(now=NOW)
 
 
-@given(st.sampled_from(["v", "name", "label", "value", "seq", "exp", "key", "sig"]), st.data())
+@given(st.sampled_from(["v", "name", "label", "value", "seq", "exp", "key", "sig", "del"]), st.data())
 def test_no_alteration_of_a_signed_record_verifies(field: str, data: st.DataObject) -> None:
     genuine = signed(seq=3).to_wire()
     altered = dict(genuine)

@@ -30,7 +30,8 @@ addresses = st.builds(PeerAddress, st.text(min_size=1, max_size=40), st.integers
 ages = st.floats(min_value=0, max_value=1e9, allow_nan=False, allow_infinity=False)
 sizes = st.integers(0, 2**63 - 1)
 members = st.lists(st.tuples(node_ids, addresses, ages), max_size=MAX_MEMBERS).map(tuple)
-beats = st.builds(GroupBeat, hex64, sizes, sizes, members)
+beats = st.builds(GroupBeat, hex64, sizes, sizes, members, st.none() | sizes)
+records = st.none() | st.binary(max_size=4096)
 
 
 @given(st.builds(Heartbeat, node_ids, addresses, st.booleans(), st.lists(beats, max_size=5).map(tuple)))
@@ -38,7 +39,7 @@ def test_heartbeat_round_trip(beat: Heartbeat) -> None:
     assert Heartbeat.decode(beat.encode()) == beat
 
 
-@given(st.builds(Join, hex64, sizes, members))
+@given(st.builds(Join, hex64, sizes, members, records))
 def test_join_round_trip(join: Join) -> None:
     assert Join.decode(join.encode()) == join
 
@@ -76,6 +77,8 @@ ENTRY = ["n1", ["m", 1], 0.5]
     {"cid": CID, "size": 1, "members": [["n1", ["m", 1], -1.0]]},
     {"cid": CID, "size": 1, "members": [["n1", ["m", 1], math.nan]]},  # would never expire
     {"cid": CID, "size": 1, "members": [["n1", ["m", 1], math.inf]]},
+    {"cid": CID, "size": 1, "members": [], "record": "r"},
+    {"cid": CID, "size": 1, "members": [], "record": b"r" * 4097},
 ])
 def test_malformed_joins(obj: object) -> None:
     with pytest.raises(ProtocolError):
@@ -93,6 +96,8 @@ BEAT = {"cid": CID, "size": 1, "hits": 0, "members": [ENTRY]}
     {"from": "n1", "addr": ["m", 1], "leaving": False, "groups": [1]},
     {"from": "n1", "addr": ["m", 1], "leaving": False, "groups": [{**BEAT, "hits": -1}]},
     {"from": "n1", "addr": ["m", 1], "leaving": False, "groups": [{**BEAT, "cid": None}]},
+    {"from": "n1", "addr": ["m", 1], "leaving": False, "groups": [{**BEAT, "seq": -1}]},
+    {"from": "n1", "addr": ["m", 1], "leaving": False, "groups": [{**BEAT, "seq": "7"}]},
 ])
 def test_malformed_heartbeats(obj: object) -> None:
     with pytest.raises(ProtocolError):

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from .errors import PeerIdentityMismatch as PeerIdentityMismatch
     from .errors import PeerUnreachable as PeerUnreachable
     from .errors import ProtocolError as ProtocolError
+    from .errors import RecordDeleted as RecordDeleted
     from .errors import RecordExpired as RecordExpired
     from .errors import RecordNameMismatch as RecordNameMismatch
     from .errors import RecordNotFound as RecordNotFound
@@ -81,6 +82,7 @@ _EXPORTS = {  # name -> the module that defines it, imported on first use (PEP 5
     "BlockNotFound": ".errors",
     "ButterConfigError": ".errors",
     "ButterError": ".errors",
+    "RecordDeleted": ".errors",
     "RecordNotFound": ".errors",
     "RecordSignatureInvalid": ".errors",
     "RecordRejected": ".errors",
@@ -147,6 +149,7 @@ __all__ = [
     "PeerInfo",
     "PeerUnreachable",
     "ProtocolError",
+    "RecordDeleted",
     "RecordExpired",
     "RecordNameMismatch",
     "RecordNotFound",

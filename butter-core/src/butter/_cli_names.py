@@ -118,6 +118,46 @@ def publish(
 
 
 @name_app.command(
+    "rm",
+    context_settings=EXTRA_ARGS,
+    epilog=examples(
+        "butter name rm blog --key me.pem --node 127.0.0.1:9000",
+        "",
+        "Deletes the name of (owner key, LABEL): signs its deletion record, with a sequence above every one the "
+        "node's peers hold, and publishes it like a value. Holders drop the name's record and refuse its older "
+        "ones until the deletion expires; `butter name resolve NAME` then says the name was deleted (exit status "
+        "1). Publishing the name again brings it back. Prints the name. Exit status 2 for a missing key file, 1 if "
+        "the node cannot be reached.",
+    ),
+)
+def rm(
+    ctx: typer.Context,
+    label: Annotated[str, typer.Argument(metavar="LABEL", help="Which of the owner's names (up to 128 chars).")],
+    owner_key: KeyOption = None,
+    tombstone_expiry: Annotated[float, typer.Option(
+        "--expiry", help="Seconds holders keep the deletion (and refuse older records).", min=1)] = 30 * 86_400.0,
+    node_address: NodeOption = "127.0.0.1:9000",
+    timeout: TimeoutOption = 10.0,
+    host: ClientHostOption = "127.0.0.1",
+    config: ConfigOption = None,
+    log_format: LogFormatOption = LogFormat.text,
+    backend: BackendOption = Backend.asyncio,
+) -> None:
+    """Delete one of your names."""
+    target = address_or_exit(node_address)
+    base = load_or_exit(config, ctx.args)
+    owner = owner_or_exit(owner_key, base)
+    setup_logging(LogLevel.WARNING, log_format)
+    try:
+        record = run_async(_unpublish, client_settings(base, host, target, timeout), label, owner, tombstone_expiry,
+                           backend=backend, context=f"cannot delete through {target}")
+    except ValueError as exc:  # a label too long
+        fail(str(exc), 2)
+    typer.echo(record.name)
+    _print_version(record)
+
+
+@name_app.command(
     "resolve",
     context_settings=EXTRA_ARGS,
     epilog=examples(
@@ -197,6 +237,16 @@ async def _publish(settings: ButterSettings, label: str, value: RecordValue, own
     async with open_node(settings) as client:
         await wait_until_joined(client, settings.request_timeout)
         return await client.publish(label, value, owner=owner, record_expiry=record_expiry)
+
+
+async def _unpublish(settings: ButterSettings, label: str, owner: Ed25519PrivateKey,
+                     tombstone_expiry: float) -> SignedRecord:
+    from ._cli_data import wait_until_joined
+    from ._node import open_node
+
+    async with open_node(settings) as client:
+        await wait_until_joined(client, settings.request_timeout)
+        return await client.unpublish(label, owner=owner, tombstone_expiry=tombstone_expiry)
 
 
 async def _resolve(settings: ButterSettings, name: str) -> SignedRecord:

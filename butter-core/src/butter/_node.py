@@ -256,11 +256,13 @@ class Node:
         of bytes. Returns the signed record; its ``name`` (64 hex) is what :meth:`resolve` takes.
 
         ``owner`` is the Ed25519 key that signs (default: this node's identity key; a key file moves with its
-        user, see :func:`butter.records.load_owner_key`). The record's sequence is above every one this node
-        and up to ``fanout`` peers hold for the name (and above the clock in milliseconds); it expires
-        ``record_expiry`` seconds from now (default one day). It is kept here and pushed to those peers, each
-        request within ``timeout`` seconds (default ``settings.request_timeout``); peers that cannot be
-        reached are skipped. Raises ``ValueError`` for a label over 128 characters or a value that is not one
+        user, see :func:`butter.records.load_owner_key`). The record's sequence is above every one this node,
+        up to ``fanout`` peers and up to ``fanout`` of the name's holders that a search finds hold for the name
+        (and above the clock in milliseconds); it expires ``record_expiry`` seconds from now (default one
+        day). It is kept here and pushed to those peers and holders, each request within ``timeout`` seconds
+        (default ``settings.request_timeout``); peers that cannot be reached are skipped. When no holder took
+        it, persistence keeps the name in a group of holders (pcg: docs/protocol/records.md). Raises
+        ``ValueError`` for a label over 128 characters or a value that is not one
         of the three kinds (see :mod:`butter.records`).
         """
         return await self._naming.publish(label, value, owner=owner, record_expiry=record_expiry, fanout=fanout,
@@ -272,10 +274,35 @@ class Node:
         counted in :attr:`records`), and returns the highest sequence among theirs and this node's own; peers
         that answered an older one are sent the newest. Its ``value`` is what the name points at.
 
+        When persistence keeps names in groups and retrieval searches (pcg and bfs), the holders that the
+        search finds are asked too, at the same time, so a name published far away is found; the search takes
+        at most ``timeout`` seconds in all (default: the retrieval driver's, bfs ``retrieve_timeout``).
+
         Raises :class:`~butter.errors.RecordNotFound` when neither this node nor a peer asked has a valid one,
-        and ``ValueError`` for a name that is not 64 lowercase hex characters.
+        :class:`~butter.errors.RecordDeleted` (a subclass) when the newest is the owner's deletion record
+        (:meth:`unpublish`), and ``ValueError`` for a name that is not 64 lowercase hex characters.
         """
         return await self._naming.resolve(name, fanout=fanout, timeout=timeout)
+
+    async def unpublish(
+        self,
+        label: str,
+        *,
+        owner: Ed25519PrivateKey | None = None,
+        tombstone_expiry: float = DEFAULT_TOMBSTONE_EXPIRY,
+        fanout: int = DEFAULT_FANOUT,
+        timeout: float | None = None,
+    ) -> SignedRecord:
+        """Delete the name of (``owner``, ``label``): publish its deletion record
+        (:func:`butter.records.sign_deletion`), signed by ``owner`` (default: this node's identity key), with a
+        sequence above every one found, kept ``tombstone_expiry`` seconds (default 30 days), the same way as
+        :meth:`publish` (kept here, handed to persistence, pushed to up to ``fanout`` peers, each request within
+        ``timeout`` seconds). Holders that take it drop the name's record and refuse its older ones until it
+        expires; :meth:`resolve` of the name then raises :class:`~butter.errors.RecordDeleted`. Returns the
+        deletion record. Raises ``ValueError`` for a label over 128 characters. Publishing the name again
+        (a higher sequence) brings it back."""
+        return await self._naming.publish(label, b"", owner=owner, record_expiry=tombstone_expiry, fanout=fanout,
+                                          timeout=timeout, deleted=True)
 
     async def delete(
         self,

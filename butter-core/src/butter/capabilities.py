@@ -19,6 +19,7 @@ capability                 what it answers                                 offer
 :class:`KeptItems`         which items this node keeps alive               persistence pcg
 :class:`GroupStatus`       replicas, target, state of a kept item's group  persistence pcg
 :class:`ForgetItems`       dropping a kept item (its owner deleted it)     persistence pcg
+:class:`KeepRecords`       keeping a signed record in a group of holders   persistence pcg
 :class:`LocateItems`       which peers hold an item (a search)             retrieval bfs
 :class:`Counters`          a snapshot of a service's counters              pcg, bfs, multicast, ambassador, tcp
 :class:`OutgoingAdoption`  adopting a connected stream (hole punching)     transport tcp
@@ -36,6 +37,7 @@ from typing import Literal, Protocol, runtime_checkable
 from anyio.abc import ByteStream
 
 from .peers import PeerAddress
+from .records import SignedRecord
 
 __all__ = [
     "Counters",
@@ -43,6 +45,7 @@ __all__ = [
     "GroupState",
     "GroupStatus",
     "ItemHolders",
+    "KeepRecords",
     "KeptItems",
     "LocateItems",
     "OutgoingAdoption",
@@ -95,6 +98,17 @@ class ForgetItems(Protocol):
     (:mod:`butter.tombstones`); without it only the manifest block is deleted."""
 
     async def forget_item(self, content_id: str) -> None: ...
+
+
+@runtime_checkable
+class KeepRecords(Protocol):
+    """``await keep_record(record)``: keep the name of ``record`` (a verified
+    :class:`~butter.records.SignedRecord`, already in the node's record book) alive among several holders,
+    which converge to the newest record of the name and count as holders of it (:class:`KeptItems`,
+    :class:`ItemHolders`, so that a search finds them). The node calls it when it publishes; without it a
+    record lives only on the nodes that published, received or resolved it."""
+
+    async def keep_record(self, record: SignedRecord) -> None: ...
 
 
 @runtime_checkable

@@ -33,6 +33,7 @@ __all__ = [
     "PeerIdentityMismatch",
     "PeerUnreachable",
     "ProtocolError",
+    "RecordDeleted",
     "RecordExpired",
     "RecordNameMismatch",
     "RecordNotFound",
@@ -295,6 +296,15 @@ class RecordNotFound(ButterError):
     def __init__(self, name: str, message: str = "") -> None:
         super().__init__(message or f"no valid record of name {name}")
         self.name = name
+
+
+class RecordDeleted(RecordNotFound):
+    """The newest valid record of the name is its owner's deletion record (:func:`butter.records.sign_deletion`):
+    the name is deleted. ``record`` is that deletion record (a :class:`~butter.records.SignedRecord`)."""
+
+    def __init__(self, name: str, record: object, message: str = "") -> None:
+        super().__init__(name, message or f"name {name} was deleted by its owner")
+        self.record = record
 
 
 class RecordExpired(RecordRejected):

@@ -7,11 +7,15 @@ Sans-IO: this module encodes, signs, verifies and orders records, and keeps the 
   the label in UTF-8, as 64 lowercase hex characters (:func:`record_name`). One owner key has any number of
   names, one per label; nobody else can make a record for them.
 * **Record**: the msgpack map ``{"v": 1, "name": hex, "label": str, "value": str | bytes, "seq": int,
-  "exp": int, "key": 32 bytes, "sig": 64 bytes}`` (:class:`SignedRecord`, at most 4 KiB encoded). ``value``
-  is a content id (64 hex), a capability (``bcap1:...``, :mod:`butter.encryption`) or inline bytes
-  (at most 1 KiB); ``seq`` is the owner's sequence number; ``exp`` the expiry in Unix seconds.
+  "exp": int, "key": 32 bytes, "sig": 64 bytes, "del": bool}`` (:class:`SignedRecord`, at most 4 KiB
+  encoded). ``value`` is a content id (64 hex), a capability (``bcap1:...``, :mod:`butter.encryption`) or
+  inline bytes (at most 1 KiB); ``seq`` is the owner's sequence number; ``exp`` the expiry in Unix seconds;
+  ``del`` (optional, default false) marks the name's **deletion record**: the owner's signed word that the
+  name is deleted (its value is empty bytes), which replaces older records like any newer one
+  (:func:`sign_deletion`).
 * **Signature**: Ed25519 (RFC 8032) by the owner over ``b"butter record v1\\x00"`` followed by the msgpack
-  list ``[v, name, label, value, seq, exp, key]`` (:meth:`SignedRecord.signed_bytes`).
+  list ``[v, name, label, value, seq, exp, key]``, with ``true`` appended for a deletion record
+  (:meth:`SignedRecord.signed_bytes`).
 * **Order** (:meth:`SignedRecord.replaces`): between two valid records of one name the higher ``seq``
   wins; on equal ``seq`` the later ``exp``, then the greater signature (bytes), so that every replica picks
   the same one.
@@ -56,6 +60,7 @@ __all__ = [
     "MAX_LABEL_LENGTH",
     "MAX_RECORD_SIZE",
     "RECORD_VERSION",
+    "ROUTE_GET_RECORD",
     "Offer",
     "RecordBook",
     "RecordValue",
@@ -65,6 +70,7 @@ __all__ = [
     "newest",
     "public_key_bytes",
     "record_name",
+    "sign_deletion",
     "sign_record",
 ]
 
@@ -72,6 +78,7 @@ RECORD_VERSION = 1
 MAX_LABEL_LENGTH = 128  # characters
 MAX_INLINE_VALUE = 1024  # bytes of an inline value
 MAX_RECORD_SIZE = 4096  # bytes of an encoded record
+ROUTE_GET_RECORD = "get-record"  # the core route answering a node's newest record of a name: ``{"name": hex}``
 _NAME_DOMAIN = b"butter record name v1\x00"
 _SIGNING_DOMAIN = b"butter record v1\x00"
 
@@ -132,11 +139,16 @@ class SignedRecord(codec.Record):
     expires_at: int = wire("exp", codec.integer())  # Unix seconds
     public_key: bytes = wire("key", codec.blob(size=32))
     signature: bytes = wire("sig", codec.blob(size=64))
+    deleted: bool = wire("del", codec.boolean, default=False)
 
     def signed_bytes(self) -> bytes:
         """What the owner signs: the domain ``b"butter record v1\\x00"``, then the msgpack list of every
-        field but the signature, in the order ``[v, name, label, value, seq, exp, key]``."""
-        fields = [self.version, self.name, self.label, self.value, self.sequence, self.expires_at, self.public_key]
+        field but the signature, in the order ``[v, name, label, value, seq, exp, key]``, with ``True``
+        appended for a deletion record (so a signature over one never verifies the other)."""
+        fields: list[object] = [self.version, self.name, self.label, self.value, self.sequence, self.expires_at,
+                                self.public_key]
+        if self.deleted:
+            fields.append(True)
         return _SIGNING_DOMAIN + codec.encode(fields)
 
     def verify(self, *, now: float, name: str | None = None) -> SignedRecord:
@@ -167,20 +179,28 @@ class SignedRecord(codec.Record):
 
 
 def sign_record(
-    owner: Ed25519PrivateKey, label: str, value: RecordValue, *, sequence: int, expires_at: int
+    owner: Ed25519PrivateKey, label: str, value: RecordValue, *, sequence: int, expires_at: int,
+    deleted: bool = False,
 ) -> SignedRecord:
     """A record of ``owner``'s name for ``label`` pointing at ``value``, with ``sequence`` (0 to 2**63 - 1)
-    and ``expires_at`` (Unix seconds), signed. Raises ``ValueError`` for a label longer than 128
-    characters, a value that is not a content id, a capability or at most 1 KiB of bytes, or a sequence or
-    expiry out of range."""
+    and ``expires_at`` (Unix seconds), signed; with ``deleted`` a deletion record (use :func:`sign_deletion`).
+    Raises ``ValueError`` for a label longer than 128 characters, a value that is not a content id, a
+    capability or at most 1 KiB of bytes, or a sequence or expiry out of range."""
     public_key = public_key_bytes(owner)
     try:  # the decoder's checks, so that every record signed here is one every peer accepts
         unsigned = SignedRecord(RECORD_VERSION, record_name(public_key, label), label, value, sequence,
-                                expires_at, public_key, bytes(64))
+                                expires_at, public_key, bytes(64), deleted)
         SignedRecord.decode(unsigned.encode())
     except (ProtocolError, UnicodeEncodeError, TypeError, OverflowError) as exc:
         raise ValueError(f"cannot sign this record: {exc}") from None
     return dataclasses.replace(unsigned, signature=owner.sign(unsigned.signed_bytes()))
+
+
+def sign_deletion(owner: Ed25519PrivateKey, label: str, *, sequence: int, expires_at: int) -> SignedRecord:
+    """The deletion record of ``owner``'s name for ``label``: ``deleted`` set, value empty bytes, with
+    ``sequence`` (above every earlier record's, so it replaces them) and ``expires_at`` (Unix seconds: holders
+    keep it, and refuse the name's older records, until then). Raises ``ValueError`` as :func:`sign_record`."""
+    return sign_record(owner, label, b"", sequence=sequence, expires_at=expires_at, deleted=True)
 
 
 def newest(records: Iterable[SignedRecord]) -> SignedRecord | None:
@@ -253,6 +273,10 @@ class RecordBook:
     def sequences(self) -> dict[str, int]:
         """Name -> sequence of each record kept (what a holder advertises so replicas converge)."""
         return {name: record.sequence for name, record in self._records.items()}
+
+    def discard(self, name: str) -> None:
+        """Forget the record kept for ``name``, if any (a cached copy gone stale)."""
+        self._records.pop(name, None)
 
     def prune(self, *, now: float) -> int:
         """Drop the records expired by ``now``; returns how many."""

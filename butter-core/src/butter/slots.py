@@ -21,6 +21,7 @@ from .wire import Reply, Request
 if TYPE_CHECKING:
     from ._identity import Identity
     from ._routes import Handler
+    from .records import RecordBook
     from .settings import ButterSettings
     from .store import BlockStore
     from .tombstones import TombstoneBook
@@ -87,6 +88,9 @@ class NodeServices(Protocol):
     * ``blocks``: the node's :class:`~butter.store.BlockStore`.
     * ``tombstones``: the node's :class:`~butter.tombstones.TombstoneBook`: items deleted by their owner
       (a holder refuses to replicate them again; retrieval answers that they are deleted).
+    * ``records``: the node's :class:`~butter.records.RecordBook`: the newest valid signed record of each name
+      it keeps (persistence keeps a published name's holders converging on it:
+      :class:`~butter.capabilities.KeepRecords`).
     * ``hosts``: the node's :class:`HostManager` (its known hosts).
     * ``introduce(addresses)``: offer addresses to host management in the background (bounded queue).
     * ``quality()`` / ``info()``: this node's host-quality record / its :class:`~butter.peers.PeerInfo`.
@@ -129,6 +133,9 @@ class NodeServices(Protocol):
 
     @property
     def tombstones(self) -> TombstoneBook: ...
+
+    @property
+    def records(self) -> RecordBook: ...
 
     @property
     def hosts(self) -> HostManager: ...

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from butter import codec
 from butter.codec import Fields, Record, wire
 from butter.peers import PeerAddress
+from butter.records import MAX_RECORD_SIZE
 
 __all__ = ["GroupBeat", "Heartbeat", "HeartbeatReply", "Join", "content_id_body", "decode_content_id"]
 
@@ -23,13 +24,15 @@ MEMBERS = codec.sequence(codec.entry(codec.node_id, codec.address, codec.number(
 
 
 class GroupBeat(Record):
-    """One group of a heartbeat: the item, its ``size`` in bytes, the sender's recent retrieval ``hits`` for
-    it and the sender's view of the ``members``."""
+    r"""One group of a heartbeat: the item, its ``size`` in bytes, the sender's recent retrieval ``hits`` for
+    it and the sender's view of the ``members``; for a group keeping a signed record (``content_id`` is then
+    the record's name), the ``seq``\ uence of the newest record of the name the sender keeps (optional)."""
 
     content_id: str = wire("cid", codec.content_id)
     size: int = wire("size", codec.integer())
     hits: int = wire("hits", codec.integer())
     members: Sequence[Entry] = wire("members", MEMBERS)
+    seq: int | None = wire("seq", codec.integer(), default=None)
 
 
 class Heartbeat(Record):
@@ -54,11 +57,14 @@ class HeartbeatReply(Record):
 
 class Join(Record):
     """Route ``pcg-join``: an invitation to replicate ``content_id`` (``size`` bytes); the recruit fetches the
-    blocks from the listed members (the inviter first) before it answers."""
+    blocks from the listed members (the inviter first) before it answers. An invitation to keep a signed
+    record carries the inviter's newest ``record`` of the name (encoded; ``content_id`` is its name) instead:
+    the recruit verifies it and fetches nothing."""
 
     content_id: str = wire("cid", codec.content_id)
     size: int = wire("size", codec.integer())
     members: Sequence[Entry] = wire("members", MEMBERS)
+    record: bytes | None = wire("record", codec.blob(max_length=MAX_RECORD_SIZE), default=None)
 
 
 def content_id_body(content_id: str) -> bytes:

@@ -10,6 +10,14 @@ A refused message changes nothing.
 Deleted items (their owner's tombstone, :mod:`butter.tombstones`, kept by the node): an invitation to one is
 refused ``deleted`` and a heartbeat naming one is answered as usual; either way the tombstone is sent to the
 inviter or sender, so that a holder that missed the deletion drops its copy rather than keep or spread it.
+
+Signed records (:mod:`butter.records`, handed over by :meth:`PcgPersistence.keep_record`): a group keyed by a
+record's name keeps the newest record of the name, in the node's record book, instead of blocks. Each
+member's beat for it carries the sequence of the record it keeps (``seq``); a member that hears a higher one
+pulls the record from that member (route ``get-record``) and offers it to its book, which verifies it: a
+forged, misnamed, expired or older record is refused and counted (``records_refused``), never kept. An
+invitation carries the inviter's record, which the recruit verifies the same way (refused: ``bad-record``).
+A group whose record has expired from the book is left.
 """
 
 from __future__ import annotations
@@ -24,13 +32,14 @@ from functools import partial
 import anyio
 from anyio.abc import TaskStatus
 
-from butter import SENDER_MISMATCH, RouteRequest
+from butter import SENDER_MISMATCH, RouteRequest, codec
 from butter.blocks import Manifest, load_manifest
 from butter.capabilities import ReplicaStatus
 from butter.errors import ButterError, IncompleteItem, PeerGone, RouteError, StoreFull
 from butter.hookspecs import hookimpl
 from butter.hosts import classify
 from butter.peers import PeerAddress, PeerInfo
+from butter.records import MAX_RECORD_SIZE, ROUTE_GET_RECORD, SignedRecord
 from butter.slots import NodeServices
 from butter.tombstones import ROUTE_DELETE, delete_body
 
@@ -56,12 +65,13 @@ ROUTE_LEAVE = "pcg-leave"
 ROUTE_HEARTBEAT = "pcg-heartbeat"
 NOT_A_MEMBER = "not-a-member"  # error code: an authenticated caller outside the group asked this node to leave it
 DELETED = "deleted"  # error code: an invitation to an item whose owner deleted it (this node keeps the tombstone)
+BAD_RECORD = "bad-record"  # error code: an invitation whose record the recruit's book refused (forged, expired...)
 JOINS_FULL = "joins-full"  # error code: this node already serves max_joins invitations; invite another candidate
 
 
 COUNTERS = (
     "heartbeats_sent", "joins_sent", "joins_accepted", "sheds", "blocks_served", "leaves_refused", "blocks_repaired",
-    "members_recovered",
+    "members_recovered", "records_pulled", "records_refused",
 )
 MAX_TOMBSTONES_PER_BEAT = 16  # tombstones sent back for one heartbeat naming deleted groups
 RESUME_ROUNDS = 5  # rounds a group resumed from the store waits for its old members before it recruits
@@ -84,7 +94,11 @@ class PcgPersistence:
       per peer and round), ``joins_sent`` / ``joins_accepted`` (invitations), ``sheds`` (members asked to
       leave), ``blocks_served`` (``fetch-block`` hits on this node), ``leaves_refused`` (leaves from
       non-members), ``blocks_repaired`` (blocks re-fetched from members after this node lost them),
-      ``members_recovered`` (lost members found again and put back in their groups).
+      ``members_recovered`` (lost members found again and put back in their groups), ``records_pulled``
+      (newer records pulled from a member), ``records_refused`` (records from members or invitations that
+      the book refused: forged, misnamed, expired or older than the one kept).
+    * ``await keep_record(record)`` (:class:`~butter.capabilities.KeepRecords`): keep the record's name in a
+      group (module docstring).
     """
 
     def __init__(self, node: NodeServices, options: PcgOptions) -> None:
@@ -107,6 +121,8 @@ class PcgPersistence:
         self._beats = anyio.CapacityLimiter(options.max_concurrency)  # heartbeats in flight
         self._joins = anyio.CapacityLimiter(options.max_joins)  # invitations being served (items being fetched)
         self._counts = dict.fromkeys(COUNTERS, 0)
+        self._record_groups: set[str] = set()  # groups that keep a signed record's name, not an item
+        self._pulling: set[str] = set()  # record names with a pull from a member in flight
         node.route(ROUTE_JOIN, self._serve_join)
         node.route(ROUTE_LEAVE, self._serve_leave)
         node.route(ROUTE_HEARTBEAT, self._serve_heartbeat_of_deleted)
@@ -167,6 +183,18 @@ class PcgPersistence:
 
     # -- capabilities (butter.capabilities), for retrieval and tools --------------------------------------
 
+    async def keep_record(self, record: SignedRecord) -> None:
+        """Keep the name of ``record`` (verified, already in the node's record book) in a group: start one,
+        whose leader recruits in the background, or, when this node keeps the name already, heartbeat its
+        members now so that they pull the newer record at once rather than next round."""
+        view = self._groups.get(record.name)
+        if view is None:
+            view = self._create_record_group(record.name, len(record.encode()))
+            log.info("keeping record %s (seq %d)", record.name[:12], record.sequence)
+            self._maintain(view)
+        else:
+            self._beat_now([view])
+
     def holders(self, content_id: str) -> list[PeerAddress]:
         """Addresses of the group members this node knows of (itself included), or [] if not a member."""
         view = self._groups.get(content_id)
@@ -204,6 +232,10 @@ class PcgPersistence:
         round's heartbeats are answered or failed. Rounds may overlap (the loop starts one every interval): a
         peer with a heartbeat still in flight is skipped, and a group has one job at a time."""
         now = anyio.current_time()
+        wall = time.time()
+        for name in [n for n in self._record_groups if self.node.records.get(n, now=wall) is None]:
+            log.info("record %s expired: leaving its group", name[:12])
+            await self._forget(name)
         for view in self._groups.values():
             for node_id, address in view.expire(now, self.timeout).items():
                 log.debug("group %s: member %s timed out", view.content_id[:12], node_id[:8])
@@ -239,8 +271,18 @@ class PcgPersistence:
         return batches
 
     def _beat(self, view: GroupView, now: float) -> GroupBeat:
-        """This node's beat for ``view``'s group: its size, this node's hits and its view."""
-        return GroupBeat(view.content_id, view.size, self._own_hits(view.content_id), view.entries(now))
+        """This node's beat for ``view``'s group: its size, this node's hits and its view (and the sequence
+        of the record it keeps, for a record's group)."""
+        return GroupBeat(view.content_id, view.size, self._own_hits(view.content_id), view.entries(now),
+                         self._sequence(view.content_id))
+
+    def _record(self, name: str) -> SignedRecord | None:
+        """The newest record this node keeps of ``name`` when it keeps ``name``'s group, else ``None``."""
+        return self.node.records.get(name, now=time.time()) if name in self._record_groups else None
+
+    def _sequence(self, name: str) -> int | None:
+        record = self._record(name)
+        return record.sequence if record is not None else None
 
     def _hear(self, node_id: str, address: PeerAddress, groups: Iterable[GroupBeat], now: float) -> list[str]:
         """Take in the beats ``node_id`` (at ``address``) sent for ``groups``: it is heard in those of them this
@@ -253,7 +295,62 @@ class PcgPersistence:
                 continue
             view.heard(node_id, address, now, group.hits)
             view.merge(group.members, now, self.timeout)
+            if group.seq is not None and view.content_id in self._record_groups:
+                self._catch_up(view.content_id, group.seq, address)
         return unknown
+
+    def _confirm(self, node_id: str, address: PeerAddress, views: list[GroupView]) -> None:
+        """A heartbeat made ``node_id`` a member of ``views`` here: heartbeat it back now for them (in the
+        background), whatever the pair rule: a node that does not hold them says so, or fails to answer, and is
+        dropped from them at once. Without this, a node that heartbeats a group's members every round claiming
+        to be in it, with a node id above theirs, would never be heartbeaten (the pair rule leaves that to the
+        higher id), and would stay in their views as the group's leader: the group would never recruit again."""
+        if node_id in self._beating:
+            return
+        self._beating.add(node_id)
+        self.node.spawn(self._confirm_member, node_id, address, views)
+
+    async def _confirm_member(self, node_id: str, address: PeerAddress, views: list[GroupView]) -> None:
+        now = anyio.current_time()
+        if await self._heartbeat(node_id, address, [self._beat(v, now) for v in views], False) is None:
+            now = anyio.current_time()
+            for view in views:
+                if view.drop(node_id, now):
+                    log.debug("group %s: %s did not confirm it is a member", view.content_id[:12], node_id[:8])
+
+    def _catch_up(self, name: str, sequence: int, address: PeerAddress) -> None:
+        """A member at ``address`` keeps record ``sequence`` of ``name``: pull it (in the background, one pull
+        per name at a time) when this node keeps none or an older one."""
+        record = self._record(name)
+        if (record is None or record.sequence < sequence) and name not in self._pulling:
+            self._pulling.add(name)
+            self.node.spawn(self._pull_record, name, address)
+
+    async def _pull_record(self, name: str, address: PeerAddress) -> None:
+        """Ask the member at ``address`` for its record of ``name`` and offer it to the book (which verifies it)."""
+        try:
+            reply = await self.node.request(address, ROUTE_GET_RECORD, codec.encode({"name": name}),
+                                            timeout=self.options.heartbeat_timeout)
+            blob = codec.Fields.decode(reply, MAX_RECORD_SIZE * 2, what="get-record reply").blob(
+                "record", max_length=MAX_RECORD_SIZE, default=None)
+            record = SignedRecord.decode(blob) if blob is not None else None
+        except ButterError as exc:
+            log.debug("record %s: pull from %s failed: %s", name[:12], address, exc)
+            return
+        finally:
+            self._pulling.discard(name)
+        if record is not None:
+            self._offer_record(record, name)
+
+    def _offer_record(self, record: SignedRecord, name: str) -> str:
+        """Offer ``record`` (from a member, as the record of ``name``) to the book; count what came of it."""
+        outcome = self.node.records.offer(record, now=time.time(), name=name)
+        if outcome == "accepted":
+            self._counts["records_pulled"] += 1
+        elif outcome != "duplicate":
+            self._counts["records_refused"] += 1
+            log.debug("record %s from a member refused: %s", name[:12], outcome)
+        return outcome
 
     async def _scrub(self) -> None:
         """Re-read the next ``scrub_blocks`` blocks in use; a group missing one repairs it."""
@@ -313,7 +410,7 @@ class PcgPersistence:
             return
         self._beating.add(node_id)
         now = anyio.current_time()
-        beats = [GroupBeat(v.content_id, v.size, self._own_hits(v.content_id), v.entries(now)) for v in views]
+        beats = [self._beat(v, now) for v in views]
         start(self._probe, node_id, member.address, beats)
 
     async def _probe(self, node_id: str, address: PeerAddress, beats: list[GroupBeat]) -> None:
@@ -449,8 +546,14 @@ class PcgPersistence:
             self._beat_now([view])
 
     async def _invite(self, view: GroupView, address: PeerAddress, node_id: str) -> bool:
+        record = None
+        if view.content_id in self._record_groups:
+            kept = self._record(view.content_id)
+            if kept is None:
+                return False
+            record = kept.encode()
         self._counts["joins_sent"] += 1
-        join = Join(view.content_id, view.size, view.entries(anyio.current_time()))
+        join = Join(view.content_id, view.size, view.entries(anyio.current_time()), record)
         try:
             await self._windows.call(address, partial(
                 self.node.request, address, ROUTE_JOIN, join.encode(), timeout=self.options.join_timeout))
@@ -497,6 +600,14 @@ class PcgPersistence:
 
     # -- local group bookkeeping ------------------------------------------------------------------------
 
+    def _create_record_group(self, name: str, size: int) -> GroupView:
+        view = self._groups.get(name)
+        if view is None:
+            view = GroupView(name, size, self.node.node_id, self.node.address, self.options.replicas)
+            self._groups[name] = view
+            self._record_groups.add(name)
+        return view
+
     def _create_group(self, content_id: str, manifest: Manifest, size: int) -> GroupView:
         view = self._groups.get(content_id)
         if view is None:
@@ -507,7 +618,11 @@ class PcgPersistence:
 
     async def _forget(self, content_id: str) -> None:
         """Leave a group and delete the blocks no other group on this node uses."""
-        if self._groups.pop(content_id, None) is not None:
+        if self._groups.pop(content_id, None) is None:
+            return
+        if content_id in self._record_groups:
+            self._record_groups.discard(content_id)
+        else:
             await self._replicas.remove(content_id)
 
     async def _adopt_stored_groups(self) -> None:
@@ -552,7 +667,11 @@ class PcgPersistence:
                 if view is not None:
                     view.drop(beat.sender, now)
             return HeartbeatReply([g.content_id for g in beat.groups if g.content_id not in self._groups]).encode()
+        held = [view for g in beat.groups if (view := self._groups.get(g.content_id)) is not None]
+        joined = [view for view in held if beat.sender not in view.members]  # new to the view: confirm below
         unknown = self._hear(beat.sender, beat.address, beat.groups, now)
+        if joined:
+            self._confirm(beat.sender, beat.address, joined)
         mine = [self._beat(self._groups[g.content_id], now) for g in beat.groups if g.content_id in self._groups]
         return HeartbeatReply(unknown, mine).encode()
 
@@ -585,6 +704,8 @@ class PcgPersistence:
             raise RouteError(
                 SENDER_MISMATCH, f"the invitation does not list its sender, node {caller}, as a member"
             )
+        if join.record is not None:
+            return self._join_record(join, join.record)
         tombstone = self.node.tombstones.get(join.content_id, now=time.time())
         if tombstone is not None:
             inviters = [address for node_id, address, _ in join.members if node_id == caller or caller is None]
@@ -607,6 +728,20 @@ class PcgPersistence:
                 raise RouteError(DELETED, f"item {join.content_id} was deleted by its owner")
             view.settled_at = anyio.current_time() + 2 * self.options.heartbeat_interval
             log.debug("joined group %s", join.content_id[:12])
+        view.merge(join.members, anyio.current_time(), self.timeout)
+        return b""
+
+    def _join_record(self, join: Join, body: bytes) -> bytes:
+        """An invitation to keep a signed record: verify the record it carries as the record of its name and
+        join the name's group; refused ``bad-record`` when the book refuses it (forged, expired, full)."""
+        outcome = self._offer_record(SignedRecord.decode(body), join.content_id)
+        if outcome not in ("accepted", "duplicate", "stale"):  # stale: this node keeps a newer one already
+            raise RouteError(BAD_RECORD, f"the invitation's record of {join.content_id} was refused: {outcome}")
+        view = self._groups.get(join.content_id)
+        if view is None:
+            view = self._create_record_group(join.content_id, join.size)
+            view.settled_at = anyio.current_time() + 2 * self.options.heartbeat_interval
+            log.debug("joined record group %s", join.content_id[:12])
         view.merge(join.members, anyio.current_time(), self.timeout)
         return b""
 

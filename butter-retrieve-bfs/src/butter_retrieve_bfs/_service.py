@@ -193,7 +193,7 @@ class BfsRetrieval:
         job = self._job(content_id, timeout, rings, parallelism, hints)
         error: BaseException | None = None
         try:
-            if await self.node.blocks.has(content_id):
+            if await self.node.blocks.has(content_id) or self._keeps(content_id):
                 job.stats.local = job.stats.found = True
                 return [self.node.address]
             with job.bounded():
@@ -247,7 +247,7 @@ class BfsRetrieval:
     async def _serve_query(self, request: RouteRequest) -> bytes:
         query = Query.decode(request.body)
         tombstone = self.node.tombstones.get(query.content_id, now=time.time())
-        holds = tombstone is None and await self.node.blocks.has(query.content_id)
+        holds = tombstone is None and (await self.node.blocks.has(query.content_id) or self._keeps(query.content_id))
 
         def known() -> list[PeerAddress]:
             return [p.address for p in self.node.hosts.peers()]
@@ -263,6 +263,17 @@ class BfsRetrieval:
         if tombstone is not None and isinstance(reply, Miss):
             reply = dataclasses.replace(reply, tombstone=tombstone.encode())
         return reply.encode()
+
+    def _keeps(self, content_id: str) -> bool:
+        """Whether persistence keeps ``content_id`` here (:class:`ItemHolders` names holders of it): a signed
+        record's name, kept by a group, has no manifest in the store but is held all the same."""
+        if self._holders is None:
+            return False
+        try:
+            return bool(self._holders.holders(content_id))
+        except Exception:  # a third-party persistence driver: its failure must not fail the query
+            log.exception("ItemHolders.holders failed")
+            return False
 
     def _members(self, content_id: str) -> list[PeerAddress]:
         """The item's other holders, as the :class:`ItemHolders` capability names them ([] without it)."""
