@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -100,3 +101,20 @@ def test_the_decoder_raises_only_protocol_errors(body: bytes) -> None:
         Tombstone.decode(body)
     except ProtocolError:
         pass
+
+
+def test_a_tombstone_under_a_key_of_small_order_is_refused_though_openssl_verifies_its_zero_signature() -> None:
+    """As for records: a manifest naming the all-zero key as owner must not let anyone delete the item with
+    the all-zero signature, which OpenSSL accepts for about one message in four."""
+    weak = bytes(32)
+    for i in range(200):
+        tombstone = Tombstone(1, f"{i:064x}", 0, 2**40, weak, bytes(64))
+        try:
+            Ed25519PublicKey.from_public_bytes(weak).verify(bytes(64), tombstone.signed_bytes())
+        except InvalidSignature:  # this message is not one of the quarter
+            continue
+        break
+    else:
+        pytest.fail("no content id in 200 whose zero signature OpenSSL accepts under the all-zero key")
+    with pytest.raises(TombstoneRejected, match="small order"):
+        tombstone.check_signature()

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -94,4 +95,31 @@ def write_key_file(path: Path, key: Ed25519PrivateKey) -> bool:
             return False
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
+    return True
+
+
+_P = 2**255 - 19  # the field prime of Ed25519's curve
+_Y8 = int.from_bytes(bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little")
+_SMALL_ORDER_Y = frozenset({0, 1, _P - 1, _Y8, _P - _Y8})  # the y of the 8 points of order 1, 2, 4 and 8
+
+
+def small_order(public_key: bytes) -> bool:
+    """Whether the raw 32-byte Ed25519 public key is one of the 8 points of small order (in any encoding). A
+    signature "by" such a key verifies for many messages with no private key at all (RFC 8032's cofactorless
+    check, as OpenSSL does it, accepts the all-zero signature under the all-zero key for about one message in
+    four), so it proves nothing."""
+    y = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
+    return y % _P in _SMALL_ORDER_Y
+
+
+def signature_valid(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """Whether ``signature`` is an Ed25519 signature (RFC 8032) of ``message`` by ``public_key`` (32 raw
+    bytes): ``False`` for a malformed key, a key of small order (:func:`small_order`) or a signature that
+    does not verify. The one signature check of records, tombstones and document revisions."""
+    if small_order(public_key):
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
     return True

@@ -47,10 +47,10 @@ import hashlib
 from collections.abc import Iterable
 from typing import Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import codec
+from ._identity import signature_valid, small_order
 from .codec import wire
 from .errors import ProtocolError, RevisionRefused
 from .records import public_key_bytes
@@ -81,9 +81,6 @@ MAX_PENDING = 256  # revisions held back per document until their parents arrive
 MAX_REVISIONS = 4096  # revisions a replica keeps per document (each at most 20 KiB)
 BOOK_BYTES = 64 * 1024 * 1024  # bytes of revisions a DocumentBook keeps, all documents together
 _SIGNING_DOMAIN = b"butter document revision v1\x00"
-_P = 2**255 - 19  # the field prime of Ed25519's curve
-_Y8 = int.from_bytes(bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little")
-_SMALL_ORDER_Y = frozenset({0, 1, _P - 1, _Y8, _P - _Y8})  # the y of the 8 points of order 1, 2, 4 and 8
 
 Offer = Literal["accepted", "duplicate", "pending", "forged", "refused", "deleted", "full"]
 """What a replica did with a revision (:meth:`DocumentState.add`, :meth:`DocumentBook.offer`): kept it
@@ -143,12 +140,10 @@ class Revision(codec.Record):
             raise RevisionRefused("a genesis revision's clock is 0")
         if not self.genesis and self.writers is not None:
             raise RevisionRefused("only the genesis revision names writers")
-        if _small_order(self.author) or any(_small_order(key) for key in self.writers or ()):
+        if small_order(self.author) or any(small_order(key) for key in self.writers or ()):
             raise RevisionRefused("a key of small order signs nothing: a signature under it proves no author")
-        try:
-            Ed25519PublicKey.from_public_bytes(self.author).verify(self.signature, self.signed_bytes())
-        except (InvalidSignature, ValueError):
-            raise RevisionRefused("the signature does not verify (forged or altered)") from None
+        if not signature_valid(self.author, self.signature, self.signed_bytes()):
+            raise RevisionRefused("the signature does not verify (forged or altered)")
         return self
 
 
@@ -178,18 +173,9 @@ def sign_revision(
         raise ValueError(f"cannot sign this revision: {exc}") from None
     if unsigned.genesis == bool(chosen):
         raise ValueError("a genesis revision (document_id None) has no parents, and every other has some")
-    if any(_small_order(k) for k in listed or ()):
+    if any(small_order(k) for k in listed or ()):
         raise ValueError("a writer key of small order would let anyone write: it is refused")
     return dataclasses.replace(unsigned, signature=author.sign(unsigned.signed_bytes()))
-
-
-def _small_order(key: bytes) -> bool:
-    """Whether the raw Ed25519 public key ``key`` is one of the 8 points of small order (in any encoding). A
-    signature "by" such a key verifies for many messages with no private key at all (RFC 8032's cofactorless
-    check, as OpenSSL does it, accepts the all-zero signature under the all-zero key for one message in four),
-    so it proves nothing: such an author, or writer, is refused."""
-    y = int.from_bytes(key, "little") & ((1 << 255) - 1)
-    return y % _P in _SMALL_ORDER_Y
 
 
 def _order(revision: Revision) -> tuple[int, bytes, str]:

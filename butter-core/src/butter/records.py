@@ -38,12 +38,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from . import codec
-from ._identity import read_key_file, write_key_file
+from ._identity import read_key_file, signature_valid, write_key_file
 from .codec import wire
 from .encryption import Capability, is_capability
 from .errors import (
@@ -160,12 +159,11 @@ class SignedRecord(codec.Record):
             raise RecordNameMismatch(f"record {self.name[:16]}: its name is not the hash of its key and label")
         if name is not None and name != self.name:
             raise RecordNameMismatch(f"asked for record {name[:16]}, got one for {self.name[:16]}")
-        try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(self.signature, self.signed_bytes())
-        except (InvalidSignature, ValueError):
+        if not signature_valid(self.public_key, self.signature, self.signed_bytes()):
             raise RecordSignatureInvalid(
-                f"record {self.name[:16]} seq {self.sequence}: the signature does not verify (forged or altered)"
-            ) from None
+                f"record {self.name[:16]} seq {self.sequence}: the signature does not verify (forged, altered, or a key "
+                "of small order)"
+            )
         if self.expires_at <= now:
             raise RecordExpired(f"record {self.name[:16]} seq {self.sequence} expired at {self.expires_at}")
         return self

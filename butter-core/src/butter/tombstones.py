@@ -24,10 +24,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import codec
+from ._identity import signature_valid
 from .codec import wire
 from .errors import ProtocolError, TombstoneRejected
 from .records import public_key_bytes
@@ -94,12 +94,10 @@ class Tombstone(codec.Record):
         """Return this tombstone if its signature verifies under its own key (whoever that is). Raises
         :class:`~butter.errors.TombstoneRejected` otherwise. A querier that no longer finds the manifest can
         check no more than this; a holder checks the owner too (:meth:`verify`)."""
-        try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(self.signature, self.signed_bytes())
-        except (InvalidSignature, ValueError):
+        if not signature_valid(self.public_key, self.signature, self.signed_bytes()):
             raise TombstoneRejected(
-                f"tombstone of item {self.content_id[:16]}: the signature does not verify (forged or altered)"
-            ) from None
+                f"tombstone of item {self.content_id[:16]}: the signature does not verify (forged, altered, or a "
+                "key of small order)")
         return self
 
     def verify(self, content_id: str, manifest: Owned, *, now: float) -> Tombstone:
