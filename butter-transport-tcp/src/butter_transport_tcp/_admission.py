@@ -47,6 +47,7 @@ from butter.peers import PeerAddress
 
 from ._eviction import Candidate, choose_eviction, netgroup
 from ._limits import ConnectionCount, RateLimitedLog
+from ._native import native, open_stream
 from ._network import Network, NetworkRefused
 from ._options import TcpOptions
 from ._secure import SecureChannel
@@ -330,6 +331,8 @@ class Admission:
                         slot.hear()
                         if self.channel is not None:
                             stream, node_id = await self.channel.secure_server(sock)
+                        elif native():  # asyncio: the cheaper stream (see _native)
+                            stream = await open_stream(sock, None, server_side=True)
                         else:
                             stream = await SocketStream.from_socket(sock)
                         await self.network.exchange(stream, server=True)

@@ -11,7 +11,8 @@ Measured with ``benchmarks/rpc.py`` (see the package README's Performance sectio
 * :func:`take_socket` takes the socket from under an anyio asyncio socket stream (a duplicate of its file
   descriptor; the anyio stream is closed, which closes only the original descriptor): a dialled connection.
   Admission hands accepted sockets over before any anyio stream is made around them.
-* :func:`open_tls` runs the handshake on that socket in the event loop and returns the stream.
+* :func:`open_stream` runs the handshake on that socket in the event loop and returns the stream (or
+  makes a plaintext one: the same stream serves plaintext connections on asyncio).
 
 Reading runs on its own: the protocol buffers what arrives and pauses the socket only once
 ``READ_HIGH_WATER`` bytes wait unread, so a receive is a deque pop, not two epoll changes. Writing has no
@@ -35,7 +36,7 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 from anyio.streams.tls import TLSAttribute
 
-__all__ = ["READ_HIGH_WATER", "NativeStream", "native", "open_tls", "take_socket"]
+__all__ = ["READ_HIGH_WATER", "NativeStream", "native", "open_stream", "take_socket"]
 
 READ_HIGH_WATER = 256 * 1024  # bytes received and not yet read before the socket's reading is paused
 
@@ -83,7 +84,8 @@ class NativeStream(ByteStream, asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wake_reader()
-        return False  # let the transport close itself
+        # Plaintext: keep the sending side open (replies to a peer that half-closed); TLS has no half-close.
+        return self._transport is not None and self._transport.get_extra_info("ssl_object") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -155,7 +157,8 @@ class NativeStream(ByteStream, asyncio.Protocol):
             raise anyio.BrokenResourceError from self._error
 
     async def send_eof(self) -> None:
-        raise NotImplementedError("TLS 1.3 streams here have no half-close")
+        if self._transport is not None and self._transport.can_write_eof():
+            self._transport.write_eof()
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -172,22 +175,26 @@ class NativeStream(ByteStream, asyncio.Protocol):
         if transport is None:
             return {}
         sock: socket.socket = transport.get_extra_info("socket")
-        tls: ssl.SSLObject = transport.get_extra_info("ssl_object")
-        return {
+        attributes: dict[Any, Callable[[], Any]] = {
             SocketAttribute.family: lambda: sock.family,
             SocketAttribute.local_address: lambda: sock.getsockname(),
             SocketAttribute.local_port: lambda: sock.getsockname()[1],
             SocketAttribute.remote_address: lambda: sock.getpeername(),
             SocketAttribute.remote_port: lambda: sock.getpeername()[1],
             SocketAttribute.raw_socket: lambda: sock,
-            TLSAttribute.ssl_object: lambda: tls,
-            TLSAttribute.server_side: lambda: tls.server_side,
-            TLSAttribute.cipher: lambda: tls.cipher(),
-            TLSAttribute.tls_version: lambda: tls.version(),
-            TLSAttribute.peer_certificate_binary: lambda: tls.getpeercert(True),
-            TLSAttribute.channel_binding_tls_unique: lambda: tls.get_channel_binding("tls-unique"),
-            TLSAttribute.standard_compatible: lambda: False,
         }
+        tls: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
+        if tls is not None:
+            attributes |= {
+                TLSAttribute.ssl_object: lambda: tls,
+                TLSAttribute.server_side: lambda: tls.server_side,
+                TLSAttribute.cipher: lambda: tls.cipher(),
+                TLSAttribute.tls_version: lambda: tls.version(),
+                TLSAttribute.peer_certificate_binary: lambda: tls.getpeercert(True),
+                TLSAttribute.channel_binding_tls_unique: lambda: tls.get_channel_binding("tls-unique"),
+                TLSAttribute.standard_compatible: lambda: False,
+            }
+        return attributes
 
 
 def native() -> bool:
@@ -200,13 +207,14 @@ def native() -> bool:
 
 
 async def take_socket(stream: ByteStream) -> socket.socket | None:
-    """The connected socket under ``stream``, taken from it to start a TLS client on, when the event loop is
-    asyncio's and ``stream`` is an anyio TCP socket stream; else ``None`` (``stream`` untouched).
+    """The connected socket under ``stream``, taken from it, when the event loop is asyncio's and ``stream``
+    is an anyio TCP socket stream; else ``None`` (``stream`` untouched).
 
     The socket is a duplicate of the stream's file descriptor (same connection, same options); the stream
-    is closed, which closes only its own descriptor (no FIN is sent). Only for the client role, before any
-    byte was sent: a TLS server sends nothing before the client's first message, so the stream cannot
-    have read anything yet (an anyio stream made by ``SocketStream.from_socket`` reads eagerly).
+    is closed, which closes only its own descriptor (no FIN is sent). Only for the dialling side, before any
+    byte was sent: a Butter server (TLS or not) sends nothing before the client's first bytes, so the
+    stream cannot have read anything yet (an anyio stream made by ``SocketStream.from_socket`` reads
+    eagerly; ``anyio.connect_tcp``'s does not).
     """
     if not isinstance(stream, SocketStream) or not native():
         return None
@@ -219,8 +227,9 @@ async def take_socket(stream: ByteStream) -> socket.socket | None:
     return taken
 
 
-async def open_tls(sock: socket.socket, context: ssl.SSLContext, *, server_side: bool) -> NativeStream:
-    """Run a TLS handshake on the connected ``sock`` with asyncio's native TLS; the stream when it completed.
+async def open_stream(sock: socket.socket, context: ssl.SSLContext | None, *, server_side: bool) -> NativeStream:
+    """A :class:`NativeStream` over the connected ``sock``: with asyncio's native TLS when ``context`` is
+    given (returned once the handshake completed), else plaintext.
 
     Raises ``OSError`` (``ssl.SSLError``, a reset, the connection closed) when the handshake fails; asyncio
     closes ``sock`` then, and when the caller is cancelled. The caller bounds the wait.
@@ -230,5 +239,5 @@ async def open_tls(sock: socket.socket, context: ssl.SSLContext, *, server_side:
     if server_side:
         await loop.connect_accepted_socket(lambda: stream, sock, ssl=context)
     else:
-        await loop.create_connection(lambda: stream, sock=sock, ssl=context, server_hostname="")
+        await loop.create_connection(lambda: stream, sock=sock, ssl=context, server_hostname="" if context else None)
     return stream

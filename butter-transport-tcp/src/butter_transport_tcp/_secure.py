@@ -49,7 +49,7 @@ from cryptography.x509.oid import NameOID
 from butter import Identity, node_id_from_public_key
 from butter.errors import NETWORK_ERRORS, PeerIdentityMismatch, PeerUnreachable, describe_network_error
 
-from ._native import native, open_tls, take_socket
+from ._native import native, open_stream, take_socket
 
 __all__ = ["ISSUER_SEED", "SecureChannel", "peer_node_id"]
 
@@ -196,10 +196,10 @@ class SecureChannel:
         try:
             if isinstance(stream, socket.socket):  # an accepted socket (server side)
                 if native():
-                    return await open_tls(stream, context, server_side=True)
+                    return await open_stream(stream, context, server_side=True)
                 stream = await SocketStream.from_socket(stream)
             elif not server and (sock := await take_socket(stream)) is not None:
-                return await open_tls(sock, context, server_side=False)
+                return await open_stream(sock, context, server_side=False)
             return await TLSStream.wrap(
                 stream,
                 server_side=server,
