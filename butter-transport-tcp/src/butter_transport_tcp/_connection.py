@@ -26,6 +26,8 @@ replies to waiting requests, and when the connection dies every waiting request 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 from collections import deque
@@ -41,6 +43,7 @@ from butter.slots import Dispatcher
 from butter.wire import Caller, ErrorInfo, FrameRejected, Reply, Request
 
 from ._limits import RateLimitedLog
+from ._native import NativeStream
 from ._stats import TcpStats
 
 __all__ = ["Connection", "InboundConnection", "OutgoingConnection"]
@@ -73,6 +76,7 @@ class Connection(Generic[C]):
         self.node_id = node_id
         self.read_chunk = read_chunk
         self.stats = stats
+        self.native = stream if isinstance(stream, NativeStream) else None  # asyncio: the fast path (_native)
         self.scope = anyio.CancelScope()
         self.closed = False
         self.reason = ""
@@ -112,6 +116,17 @@ class Connection(Generic[C]):
             if self._drained is None:
                 self._drained = anyio.Event()
             await self._drained.wait()
+
+    def _send_now(self) -> bool:
+        """On a :class:`NativeStream` with nobody sending: write what is queued at once, from the calling
+        task, without a hand-off to the writer task (a transport write is whole: it cannot be left half
+        done by a cancellation). ``False`` when that is not possible (then wake the writer)."""
+        if self.native is None or self._sending or not self.channel.outbound_bytes or not self.native.writable:
+            return False
+        frames = self.channel.frames_to_send()
+        self.native.write_now(frames[0] if len(frames) == 1 else b"".join(frames))
+        self._notify_space()
+        return True
 
     def _notify_space(self) -> None:
         if self._space is not None:
@@ -321,14 +336,21 @@ class InboundConnection(Connection[ServerChannel]):
 
 
 class _Waiter:
-    """One request waiting for its reply: set ``reply`` or ``error``, then the event."""
+    """One request waiting for its reply: set ``reply`` or ``error`` (or call :meth:`expire`), then the event
+    (an asyncio one on a :class:`NativeStream`: cheaper to make than anyio's)."""
 
-    __slots__ = ("error", "event", "reply")
+    __slots__ = ("error", "event", "expired", "reply")
 
-    def __init__(self) -> None:
-        self.event = anyio.Event()
+    def __init__(self, native: bool) -> None:
+        self.event: anyio.Event | asyncio.Event = asyncio.Event() if native else anyio.Event()
         self.reply: Reply | None = None
         self.error = ""
+        self.expired = False
+
+    def expire(self) -> None:
+        if not self.event.is_set():
+            self.expired = True
+            self.event.set()
 
 
 class OutgoingConnection(Connection[ClientChannel]):
@@ -361,45 +383,63 @@ class OutgoingConnection(Connection[ClientChannel]):
         """Requests in progress on this connection: waiting for room to be sent, or for their reply."""
         return self._calls
 
-    async def call(self, route: str, body: bytes) -> Reply:
+    async def call(self, route: str, body: bytes, timeout: float | None = None) -> Reply:
         """Send a request for ``route`` carrying ``body`` and wait for its reply.
 
         Raises :class:`~butter.errors.FrameTooLarge` (nothing sent) when the request exceeds ``max_frame``,
         :class:`PeerUnreachable` when the connection fails before the reply arrives. The caller bounds the
-        wait (``anyio.fail_after``); a reply that arrives after the caller gave up is dropped.
+        wait (``anyio.fail_after``), or on a :class:`NativeStream` may pass ``timeout`` (seconds) instead:
+        then ``TimeoutError`` is raised after that long (an event-loop timer, cheaper than a cancel scope).
+        A reply that arrives after the caller gave up is dropped.
         """
+        native = self.native is not None
+        deadline = 0.0
+        if timeout is not None:
+            assert native, "a timeout is only taken on the asyncio fast path"
+            deadline = asyncio.get_running_loop().time() + timeout
         self._calls += 1
         try:
             if self.closed or self.channel.outbound_bytes >= OUTBOX_HIGH_WATER:
-                await self.room()
+                with anyio.fail_at(deadline) if timeout is not None else contextlib.nullcontext():
+                    await self.room()
             request_id = self.channel.send_request(route, body)
-            waiter = self.waiters[request_id] = _Waiter()
-            self.wake_writer()
+            waiter = self.waiters[request_id] = _Waiter(native)
+            # Alone on the connection: send it now. Else the writer task sends every frame queued this tick
+            # in one go (many requests in flight).
+            if self._calls > 1 or not self._send_now():
+                self.wake_writer()
             self.stats.requests_sent += 1
+            timer = asyncio.get_running_loop().call_at(deadline, waiter.expire) if timeout is not None else None
             try:
                 await waiter.event.wait()
             finally:
+                if timer is not None:
+                    timer.cancel()
                 del self.waiters[request_id]
                 self.channel.forget(request_id)
         finally:
             self._calls -= 1
-            self.last_active = anyio.current_time()
+            self.last_active = asyncio.get_running_loop().time() if native else anyio.current_time()
         if waiter.reply is None:
+            if waiter.expired:
+                raise TimeoutError
             raise PeerUnreachable(f"connection to {self.peer} lost before the reply: {waiter.error}")
         return waiter.reply
 
     async def run(self) -> None:
-        """Read replies until the connection ends, then fail every waiting request with the reason."""
+        """Read replies until the connection ends, then fail every waiting request with the reason. On a
+        :class:`NativeStream` the replies are handled in the event loop's callback, as they arrive (no
+        task wakes in between); this task then only waits for the end."""
         try:
             with self.scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._write_loop)
                     try:
+                        if self.native is not None:
+                            self.native.deliver(self._delivered)
                         while True:
                             data = await self.stream.receive(self.read_chunk)
-                            self.channel.receive_data(data)
-                            while (event := self.channel.next_event()) is not None:
-                                self._on_event(event)
+                            self._on_data(data)
                     except NETWORK_ERRORS as exc:
                         self.close(describe_network_error(exc))
         except Exception:
@@ -412,6 +452,19 @@ class OutgoingConnection(Connection[ClientChannel]):
                 waiter.event.set()
             self._on_closed(self)
             await self.aclose()
+
+    def _on_data(self, data: bytes) -> None:
+        self.channel.receive_data(data)
+        while (event := self.channel.next_event()) is not None:
+            self._on_event(event)
+
+    def _delivered(self, data: bytes) -> None:
+        """:meth:`_on_data` called by the NativeStream (it must not raise into the event loop)."""
+        try:
+            self._on_data(data)
+        except Exception:
+            log.exception("connection to %s failed", self.peer)
+            self.close("internal error")
 
     def _on_event(self, event: ClientEvent) -> None:
         if isinstance(event, Reply):

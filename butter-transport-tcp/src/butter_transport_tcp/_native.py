@@ -62,6 +62,7 @@ class NativeStream(ByteStream, asyncio.Protocol):
         self._readable: asyncio.Future[None] | None = None  # a receive waiting for data
         self._writable: asyncio.Future[None] | None = None  # a send waiting for the transport to drain
         self._write_paused = False
+        self._deliver: Callable[[bytes], None] | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------
 
@@ -74,6 +75,9 @@ class NativeStream(ByteStream, asyncio.Protocol):
         transport.set_write_buffer_limits(high=1, low=0)
 
     def data_received(self, data: bytes) -> None:
+        if self._deliver is not None:
+            self._deliver(data)
+            return
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered >= READ_HIGH_WATER and not self._reading_paused and self._transport is not None:
@@ -109,6 +113,31 @@ class NativeStream(ByteStream, asyncio.Protocol):
     def _wake_writer(self) -> None:
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
+
+    # -- the fast path: no task between the socket and the connection ----------------------------------
+
+    def deliver(self, callback: Callable[[bytes], None]) -> None:
+        """Hand every chunk received from now on to ``callback``, from the event loop's callback (it must
+        not raise), instead of keeping it for :meth:`receive`, which then only waits for the end of the
+        stream (raising as usual). Chunks already received are handed over at once."""
+        self._deliver = callback
+        while self._chunks:
+            callback(self._chunks.popleft())
+        self._buffered = 0
+        if self._reading_paused and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    @property
+    def writable(self) -> bool:
+        """Whether :meth:`write_now` may be called: the transport is open and takes writes (not paused)."""
+        transport = self._transport
+        return not (transport is None or self._write_paused or self._closed or self._lost or transport.is_closing())
+
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` at once, without waiting; only when :attr:`writable` (else :meth:`send` it)."""
+        assert self._transport is not None
+        self._transport.write(data)
 
     # -- anyio ByteStream --------------------------------------------------------------------------------
 
