@@ -77,6 +77,10 @@ class Connection(Generic[C]):
         self.read_chunk = read_chunk
         self.stats = stats
         self.native = stream if isinstance(stream, NativeStream) else None  # asyncio: the fast path (_native)
+        # The event loop's clock (seconds) and events: asyncio's own on the fast path (anyio's look the
+        # backend up on every call).
+        self.now: Callable[[], float] = asyncio.get_running_loop().time if self.native else anyio.current_time
+        self.new_event: Callable[[], anyio.Event | asyncio.Event] = asyncio.Event if self.native else anyio.Event
         self.scope = anyio.CancelScope()
         self.closed = False
         self.reason = ""
@@ -220,7 +224,7 @@ class InboundConnection(Connection[ServerChannel]):
         self.on_slow = on_slow
         self.last_served = 0.0  # when a request was last answered (event-loop clock; 0: never): usefulness
         self._requests: deque[Request] = deque()  # received, not yet taken by an answering task
-        self._idle: list[anyio.Event] = []  # one per idle answering task: set to hand it work, or to stop it
+        self._idle: list[anyio.Event | asyncio.Event] = []  # one per idle answering task: set to hand it work/stop
         self._reading = True
 
     async def run(self) -> None:
@@ -261,7 +265,7 @@ class InboundConnection(Connection[ServerChannel]):
         channel = self.channel
         while True:
             data = await self.stream.receive(self.read_chunk)
-            now = self.last_active = anyio.current_time()
+            now = self.last_active = self.now()
             channel.receive_data(data)
             completed = False
             while (event := channel.next_event()) is not None:
@@ -309,7 +313,7 @@ class InboundConnection(Connection[ServerChannel]):
                 await self._answer(self._requests.popleft())
             if not self._reading or len(self._idle) >= IDLE_ANSWERERS:
                 return
-            wake = anyio.Event()
+            wake = self.new_event()
             self._idle.append(wake)
             await wake.wait()
 
@@ -324,10 +328,10 @@ class InboundConnection(Connection[ServerChannel]):
                 await self.room()
             self.channel.send_reply(reply)
             self.stats.requests_served += 1
-            self.last_served = self.last_active = anyio.current_time()
+            self.last_served = self.last_active = self.now()
             if self._sending or self._wake.is_set():
                 self.wake_writer()
-            else:  # nobody is sending: send it from here, saving the hand-off to the writer task
+            elif not self._send_now():  # nobody is sending: send it from here, saving the hand-off to the writer
                 await self._send_queued()
         except PeerUnreachable:
             pass  # the peer left; the connection is closed
@@ -336,13 +340,12 @@ class InboundConnection(Connection[ServerChannel]):
 
 
 class _Waiter:
-    """One request waiting for its reply: set ``reply`` or ``error`` (or call :meth:`expire`), then the event
-    (an asyncio one on a :class:`NativeStream`: cheaper to make than anyio's)."""
+    """One request waiting for its reply: set ``reply`` or ``error`` (or call :meth:`expire`), then ``event``."""
 
     __slots__ = ("error", "event", "expired", "reply")
 
-    def __init__(self, native: bool) -> None:
-        self.event: anyio.Event | asyncio.Event = asyncio.Event() if native else anyio.Event()
+    def __init__(self, event: anyio.Event | asyncio.Event) -> None:
+        self.event = event
         self.reply: Reply | None = None
         self.error = ""
         self.expired = False
@@ -392,18 +395,17 @@ class OutgoingConnection(Connection[ClientChannel]):
         then ``TimeoutError`` is raised after that long (an event-loop timer, cheaper than a cancel scope).
         A reply that arrives after the caller gave up is dropped.
         """
-        native = self.native is not None
         deadline = 0.0
         if timeout is not None:
-            assert native, "a timeout is only taken on the asyncio fast path"
-            deadline = asyncio.get_running_loop().time() + timeout
+            assert self.native is not None, "a timeout is only taken on the asyncio fast path"
+            deadline = self.now() + timeout
         self._calls += 1
         try:
             if self.closed or self.channel.outbound_bytes >= OUTBOX_HIGH_WATER:
                 with anyio.fail_at(deadline) if timeout is not None else contextlib.nullcontext():
                     await self.room()
             request_id = self.channel.send_request(route, body)
-            waiter = self.waiters[request_id] = _Waiter(native)
+            waiter = self.waiters[request_id] = _Waiter(self.new_event())
             # Alone on the connection: send it now. Else the writer task sends every frame queued this tick
             # in one go (many requests in flight).
             if self._calls > 1 or not self._send_now():
@@ -419,7 +421,7 @@ class OutgoingConnection(Connection[ClientChannel]):
                 self.channel.forget(request_id)
         finally:
             self._calls -= 1
-            self.last_active = asyncio.get_running_loop().time() if native else anyio.current_time()
+            self.last_active = self.now()
         if waiter.reply is None:
             if waiter.expired:
                 raise TimeoutError
