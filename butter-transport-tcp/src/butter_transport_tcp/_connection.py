@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 from collections import deque
@@ -226,6 +227,7 @@ class InboundConnection(Connection[ServerChannel]):
         self._requests: deque[Request] = deque()  # received, not yet taken by an answering task
         self._idle: list[anyio.Event | asyncio.Event] = []  # one per idle answering task: set to hand it work/stop
         self._reading = True
+        self._frame_ended = False  # the delivery callback took a whole frame since the reader task last looked
 
     async def run(self) -> None:
         """Serve the peer until it disconnects or :meth:`close` is called; never raises an ``Exception``.
@@ -262,32 +264,86 @@ class InboundConnection(Connection[ServerChannel]):
             await self.aclose()
 
     async def _read_loop(self, reading: anyio.CancelScope, answers: TaskGroup) -> None:
+        """Read and hand out requests. On a :class:`NativeStream` the chunks are handled in the event loop's
+        callback as they arrive (:meth:`_delivered`), and this task only takes over, receiving ``b""``, for
+        what needs a task: starting an answering task, a frame in progress, pacing a flood."""
         channel = self.channel
-        while True:
-            data = await self.stream.receive(self.read_chunk)
-            now = self.last_active = self.now()
+        delivered = functools.partial(self._delivered, reading)
+        try:
+            while True:
+                if self.native is not None:
+                    self.native.deliver(delivered)
+                data = await self.stream.receive(self.read_chunk)
+                now = self.last_active = self.now()
+                channel.receive_data(data)
+                completed, self._frame_ended = self._frame_ended, False
+                while True:
+                    done, flooded = self._hand_out(answers)
+                    completed |= done
+                    if not flooded:
+                        break
+                    self.wake_writer()  # a flood of bad frames: answer at its pace
+                    await self.room()
+                if channel.outbound_bytes:
+                    self.wake_writer()
+                self._frame_deadline(reading, now, completed)
+        finally:
+            if self.native is not None:
+                self.native.deliver(None)
+
+    def _delivered(self, reading: anyio.CancelScope, data: bytes) -> None:
+        """A chunk handed over by the NativeStream, in the event loop's callback (must not raise; no anyio
+        call needing a task may be made here). Requests go to idle answering tasks; whatever needs more
+        (a new answering task, a frame in progress and its deadline, a flood to pace) is left in the channel
+        for the reader task (:meth:`NativeStream.hand_off`)."""
+        try:
+            self.last_active = self.now()
+            channel = self.channel
             channel.receive_data(data)
-            completed = False
-            while (event := channel.next_event()) is not None:
-                completed = True
+            while self._idle and (event := channel.next_event()) is not None:
+                self._frame_ended = True  # for the reader task's frame deadline
                 if isinstance(event, Request):
                     self._requests.append(event)
-                    if self._idle:
-                        self._idle.pop().set()
-                    else:
-                        answers.start_soon(self._answer_requests)
+                    self._idle.pop().set()
                     continue
                 self._refused(event)
-                if channel.outbound_bytes >= OUTBOX_HIGH_WATER:  # a flood of bad frames: answer at its pace
-                    self.wake_writer()
-                    await self.room()
+                if channel.outbound_bytes >= OUTBOX_HIGH_WATER:
+                    break
             if channel.outbound_bytes:
                 self.wake_writer()
-            if channel.in_frame:
-                if completed or reading.deadline == math.inf:
-                    reading.deadline = now + self.frame_timeout
-            elif reading.deadline != math.inf:
-                reading.deadline = math.inf
+            if (channel.buffered or reading.deadline != math.inf) and self.native is not None:
+                self.native.hand_off()
+        except Exception:
+            log.exception("connection from %s failed", self.peer)
+            self.close("internal error")
+
+    def _hand_out(self, answers: TaskGroup) -> tuple[bool, bool]:
+        """Give every request the channel has decoded to an answering task, and count what it refused.
+        Returns whether a frame ended, and whether it stopped early because the outbox is full (refused
+        frames are answered at once): the caller waits for room, then calls again."""
+        channel = self.channel
+        completed = False
+        while (event := channel.next_event()) is not None:
+            completed = True
+            if isinstance(event, Request):
+                self._requests.append(event)
+                if self._idle:
+                    self._idle.pop().set()
+                else:
+                    answers.start_soon(self._answer_requests)
+                continue
+            self._refused(event)
+            if channel.outbound_bytes >= OUTBOX_HIGH_WATER:
+                return completed, True
+        return completed, False
+
+    def _frame_deadline(self, reading: anyio.CancelScope, now: float, completed: bool) -> None:
+        """Set the reading scope's deadline: ``frame_timeout`` after a frame began, infinite between frames."""
+        if self.channel.in_frame:
+            if completed or reading.deadline == math.inf:
+                reading.deadline = now + self.frame_timeout
+        elif reading.deadline != math.inf:
+            reading.deadline = math.inf
 
     def _refused(self, event: FrameRejected | Overloaded) -> None:
         """Count and log what the channel refused (it has queued the answer already)."""

@@ -63,6 +63,7 @@ class NativeStream(ByteStream, asyncio.Protocol):
         self._writable: asyncio.Future[None] | None = None  # a send waiting for the transport to drain
         self._write_paused = False
         self._deliver: Callable[[bytes], None] | None = None
+        self._handed_off = False  # receive() returns b"" once: see hand_off()
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------
 
@@ -116,17 +117,26 @@ class NativeStream(ByteStream, asyncio.Protocol):
 
     # -- the fast path: no task between the socket and the connection ----------------------------------
 
-    def deliver(self, callback: Callable[[bytes], None]) -> None:
+    def deliver(self, callback: Callable[[bytes], None] | None) -> None:
         """Hand every chunk received from now on to ``callback``, from the event loop's callback (it must
         not raise), instead of keeping it for :meth:`receive`, which then only waits for the end of the
-        stream (raising as usual). Chunks already received are handed over at once."""
+        stream (raising as usual) or a :meth:`hand_off`. Chunks already received are handed over at once.
+        ``None``: keep chunks for :meth:`receive` again."""
         self._deliver = callback
-        while self._chunks:
-            callback(self._chunks.popleft())
-        self._buffered = 0
-        if self._reading_paused and self._transport is not None:
+        while self._chunks and self._deliver is not None:
+            chunk = self._chunks.popleft()
+            self._buffered -= len(chunk)
+            self._deliver(chunk)
+        if self._reading_paused and self._buffered < READ_HIGH_WATER and self._transport is not None:
             self._reading_paused = False
             self._transport.resume_reading()
+
+    def hand_off(self) -> None:
+        """Called by the delivery callback when the rest needs a task (it must wait): stop delivering, and
+        make the task's :meth:`receive` return ``b""`` at once (chunks are kept for it again)."""
+        self._deliver = None
+        self._handed_off = True
+        self._wake_reader()
 
     @property
     def writable(self) -> bool:
@@ -145,12 +155,15 @@ class NativeStream(ByteStream, asyncio.Protocol):
         if not self._chunks:
             if self._closed:
                 raise anyio.ClosedResourceError
-            if not self._eof:
+            if not self._eof and not self._handed_off:
                 self._readable = asyncio.get_running_loop().create_future()
                 try:
                     await self._readable
                 finally:
                     self._readable = None
+            if self._handed_off:
+                self._handed_off = False
+                return b""
             if not self._chunks:
                 if self._closed:
                     raise anyio.ClosedResourceError
