@@ -36,9 +36,10 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 from anyio.streams.tls import TLSAttribute
 
-__all__ = ["READ_HIGH_WATER", "NativeStream", "native", "open_stream", "take_socket"]
+__all__ = ["READ_HIGH_WATER", "TLS_READ_BUFFER", "NativeStream", "native", "open_stream", "take_socket"]
 
 READ_HIGH_WATER = 256 * 1024  # bytes received and not yet read before the socket's reading is paused
+TLS_READ_BUFFER = 16 * 1024  # bytes: asyncio's TLS layer reads the socket this much at a time (see below)
 
 
 class NativeStream(ByteStream, asyncio.Protocol):
@@ -279,7 +280,27 @@ async def open_stream(sock: socket.socket, context: ssl.SSLContext | None, *, se
     loop = asyncio.get_running_loop()
     stream = NativeStream()
     if server_side:
-        await loop.connect_accepted_socket(lambda: stream, sock, ssl=context)
+        transport, _ = await loop.connect_accepted_socket(lambda: stream, sock, ssl=context)
     else:
-        await loop.create_connection(lambda: stream, sock=sock, ssl=context, server_hostname="" if context else None)
+        transport, _ = await loop.create_connection(
+            lambda: stream, sock=sock, ssl=context, server_hostname="" if context else None
+        )
+    _shrink_tls_buffer(transport)
     return stream
+
+
+def _shrink_tls_buffer(transport: asyncio.BaseTransport) -> None:
+    """Give asyncio's TLS layer a ``TLS_READ_BUFFER``-byte read buffer instead of its 256 KiB one.
+
+    CPython 3.11-3.13's ``SSLProtocol`` allocates (and zero-fills, so it is resident) a 256 KiB buffer per
+    connection for reads from the socket, which costs a node with many connections 256 KiB each where
+    anyio's ``TLSStream`` held a few KiB. This reaches into asyncio's private ``SSLProtocol`` attributes
+    (checked, and skipped when they are absent): the buffer's size is the protocol's ``max_size``.
+    """
+    protocol = getattr(transport, "_ssl_protocol", None)
+    buffer = getattr(protocol, "_ssl_buffer", None)
+    if protocol is None or not isinstance(buffer, bytearray) or len(buffer) <= TLS_READ_BUFFER:
+        return
+    protocol.max_size = TLS_READ_BUFFER
+    protocol._ssl_buffer = bytearray(TLS_READ_BUFFER)
+    protocol._ssl_buffer_view = memoryview(protocol._ssl_buffer)
