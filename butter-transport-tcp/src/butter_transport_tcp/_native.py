@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
+from asyncio.sslproto import SSLProtocol
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -36,10 +38,11 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 from anyio.streams.tls import TLSAttribute
 
-__all__ = ["READ_HIGH_WATER", "TLS_READ_BUFFER", "NativeStream", "native", "open_stream", "take_socket"]
+__all__ = ["READ_HIGH_WATER", "NativeStream", "native", "open_stream", "take_socket"]
 
 READ_HIGH_WATER = 256 * 1024  # bytes received and not yet read before the socket's reading is paused
-TLS_READ_BUFFER = 16 * 1024  # bytes: asyncio's TLS layer reads the socket this much at a time (see below)
+TLS_SOCKET_READ = 256 * 1024  # bytes: asyncio's TLS layer reads the socket this much at a time (_SSLProtocol)
+TLS_READ_CHUNK = 16 * 1024  # bytes of plaintext it takes from OpenSSL at a time (one TLS record at most)
 
 
 class NativeStream(ByteStream, asyncio.Protocol):
@@ -274,33 +277,48 @@ async def open_stream(sock: socket.socket, context: ssl.SSLContext | None, *, se
     """A :class:`NativeStream` over the connected ``sock``: with asyncio's native TLS when ``context`` is
     given (returned once the handshake completed), else plaintext.
 
-    Raises ``OSError`` (``ssl.SSLError``, a reset, the connection closed) when the handshake fails; asyncio
-    closes ``sock`` then, and when the caller is cancelled. The caller bounds the wait.
+    Raises ``OSError`` (``ssl.SSLError``, a reset, the connection closed) when the handshake fails; ``sock``
+    is closed then, and when the caller is cancelled. The caller bounds the wait.
     """
     loop = asyncio.get_running_loop()
     stream = NativeStream()
+    protocol: asyncio.BaseProtocol = stream
+    handshake: asyncio.Future[None] | None = None
+    if context is not None:  # what loop.create_connection(ssl=...) does, with a smaller read buffer
+        handshake = loop.create_future()
+        protocol = _SSLProtocol(loop, stream, context, handshake, server_side=server_side)
     if server_side:
-        transport, _ = await loop.connect_accepted_socket(lambda: stream, sock, ssl=context)
+        transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
     else:
-        transport, _ = await loop.create_connection(
-            lambda: stream, sock=sock, ssl=context, server_hostname="" if context else None
-        )
-    _shrink_tls_buffer(transport)
+        transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
+    if handshake is not None:
+        try:
+            await handshake
+        except BaseException:
+            transport.abort()
+            raise
     return stream
 
 
-def _shrink_tls_buffer(transport: asyncio.BaseTransport) -> None:
-    """Give asyncio's TLS layer a ``TLS_READ_BUFFER``-byte read buffer instead of its 256 KiB one.
+class _SSLProtocol(SSLProtocol):
+    """asyncio's TLS protocol, reading the socket into one buffer shared by the connections of a thread.
 
-    CPython 3.11-3.13's ``SSLProtocol`` allocates (and zero-fills, so it is resident) a 256 KiB buffer per
-    connection for reads from the socket, which costs a node with many connections 256 KiB each where
-    anyio's ``TLSStream`` held a few KiB. This reaches into asyncio's private ``SSLProtocol`` attributes
-    (checked, and skipped when they are absent): the buffer's size is the protocol's ``max_size``.
+    asyncio's own allocates (and zero-fills, so it is resident) a 256 KiB read buffer per connection: a
+    node with many connections paid 256 KiB each where anyio's ``TLSStream`` held a few KiB. A buffered
+    protocol's buffer is only used between ``get_buffer`` and ``buffer_updated``, in one call of the event
+    loop (the bytes are copied into the TLS layer at once), so one buffer per thread serves them all.
+    ``max_size`` (bytes) is also how much plaintext the protocol takes from OpenSSL at a time.
     """
-    protocol = getattr(transport, "_ssl_protocol", None)
-    buffer = getattr(protocol, "_ssl_buffer", None)
-    if protocol is None or not isinstance(buffer, bytearray) or len(buffer) <= TLS_READ_BUFFER:
-        return
-    protocol.max_size = TLS_READ_BUFFER
-    protocol._ssl_buffer = bytearray(TLS_READ_BUFFER)
-    protocol._ssl_buffer_view = memoryview(protocol._ssl_buffer)
+
+    max_size = TLS_READ_CHUNK
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        shared = getattr(_thread, "buffer", None)
+        if shared is None:
+            shared = _thread.buffer = memoryview(bytearray(TLS_SOCKET_READ))
+        self._ssl_buffer = shared.obj  # names of asyncio's SSLProtocol (3.11-3.13): read by get_buffer and
+        self._ssl_buffer_view = shared  # buffer_updated; were they renamed, each connection keeps its own
+
+
+_thread = threading.local()  # .buffer: the thread's socket read buffer for _SSLProtocol
