@@ -81,7 +81,7 @@ class Connection(Generic[C]):
         # The event loop's clock (seconds) and events: asyncio's own on the fast path (anyio's look the
         # backend up on every call).
         self.now: Callable[[], float] = asyncio.get_running_loop().time if self.native else anyio.current_time
-        self.new_event: Callable[[], anyio.Event | asyncio.Event] = asyncio.Event if self.native else anyio.Event
+        self.new_event: Callable[[], anyio.Event | _Flag] = _Flag if self.native else anyio.Event
         self.scope = anyio.CancelScope()
         self.closed = False
         self.reason = ""
@@ -225,7 +225,7 @@ class InboundConnection(Connection[ServerChannel]):
         self.on_slow = on_slow
         self.last_served = 0.0  # when a request was last answered (event-loop clock; 0: never): usefulness
         self._requests: deque[Request] = deque()  # received, not yet taken by an answering task
-        self._idle: list[anyio.Event | asyncio.Event] = []  # one per idle answering task: set to hand it work/stop
+        self._idle: list[anyio.Event | _Flag] = []  # one per idle answering task: set to hand it work/stop
         self._reading = True
         self._frame_ended = False  # the delivery callback took a whole frame since the reader task last looked
 
@@ -395,12 +395,33 @@ class InboundConnection(Connection[ServerChannel]):
             self.close(describe_network_error(exc))
 
 
+class _Flag:
+    """A one-shot event over an asyncio future: what the asyncio fast path waits on (cheaper to make, set
+    and wait for than ``asyncio.Event``, let alone ``anyio.Event``). A waiter that is cancelled leaves it
+    set."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def set(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._future.done()
+
+    def wait(self) -> asyncio.Future[None]:
+        return self._future
+
+
 class _Waiter:
     """One request waiting for its reply: set ``reply`` or ``error`` (or call :meth:`expire`), then ``event``."""
 
     __slots__ = ("error", "event", "expired", "reply")
 
-    def __init__(self, event: anyio.Event | asyncio.Event) -> None:
+    def __init__(self, event: anyio.Event | _Flag) -> None:
         self.event = event
         self.reply: Reply | None = None
         self.error = ""
