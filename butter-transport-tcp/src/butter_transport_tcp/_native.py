@@ -21,6 +21,12 @@ the transport to drain (what the kernel did not take at once waits in the socket
 pauses the TLS layer over 64 KiB), so "sent" means "handed to the socket" nearly as on anyio's streams.
 Closing aborts the transport (no ``close_notify``: connections end with a forceful close, as with
 ``TLSStream(standard_compatible=False)``).
+
+The fast path of the connections (``_connection``): :meth:`NativeStream.deliver` hands each chunk to a
+callback as it arrives (no task wakes between the socket and the channel) until the callback calls
+:meth:`NativeStream.hand_off` for what needs a task, and :meth:`NativeStream.write_now` writes without
+waiting. asyncio's TLS layer reads the socket into one ``TLS_SOCKET_READ``-byte buffer per thread
+(:class:`_SSLProtocol`), not 256 KiB per connection.
 """
 
 from __future__ import annotations
@@ -46,8 +52,8 @@ TLS_READ_CHUNK = 16 * 1024  # bytes of plaintext it takes from OpenSSL at a time
 
 
 class NativeStream(ByteStream, asyncio.Protocol):
-    """An anyio byte stream over an asyncio transport (here: one of asyncio's TLS transports); it is the
-    transport's protocol too. Made by :func:`open_tls`.
+    """An anyio byte stream over an asyncio transport (TLS or plaintext); it is the transport's protocol
+    too. Made by :func:`open_stream`.
 
     ``receive`` raises :class:`anyio.EndOfStream` once the peer has closed its side (and everything before
     was read), :class:`anyio.BrokenResourceError` when the connection failed, and
