@@ -6,6 +6,8 @@ server that was refused, or which bytes crossed the wire.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -230,3 +232,27 @@ async def test_a_raw_secure_client_speaks_frames_over_the_channel() -> None:
             async with stream:
                 await stream.send(encode(Request(5, "echo", b"over tls")))
                 assert await read_events(stream, 1) == [Reply(5, b"over tls")]  # type: ignore[arg-type]
+
+
+async def test_large_requests_on_many_connections_at_once_arrive_intact() -> None:
+    """Several peers send 1 MiB requests to one node at the same time, over TLS: every reply is its own
+    request's bytes (on asyncio the TLS layer of every connection reads the socket into one shared
+    buffer, so interleaved reads must not mix connections)."""
+    with anyio.fail_after(60):
+        server = tcp_transport(max_frame=4 * 1024 * 1024)
+        clients = [tcp_transport(max_frame=4 * 1024 * 1024) for _ in range(4)]
+        async with serving(server) as address:
+            async with contextlib.AsyncExitStack() as stack:
+                for client in clients:
+                    await stack.enter_async_context(serving(client))
+                replies: dict[int, bool] = {}
+
+                async def send(index: int, body: bytes) -> None:
+                    for _ in range(3):
+                        assert await clients[index].request(address, "echo", body, timeout=30) == body
+                    replies[index] = True
+
+                async with anyio.create_task_group() as tg:
+                    for index in range(len(clients)):
+                        tg.start_soon(send, index, os.urandom(1024 * 1024))
+                assert len(replies) == len(clients)

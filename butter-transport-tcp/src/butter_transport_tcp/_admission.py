@@ -35,19 +35,19 @@ import logging
 import os
 import socket
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream, TaskGroup
 
 from butter.errors import PeerUnreachable, describe_network_error
-from butter.net import accept
 from butter.peers import PeerAddress
 
 from ._eviction import Candidate, choose_eviction, netgroup
 from ._limits import ConnectionCount, RateLimitedLog
+from ._native import native, open_stream
 from ._network import Network, NetworkRefused
 from ._options import TcpOptions
 from ._secure import SecureChannel
@@ -80,15 +80,16 @@ class Slot:
     working: bool = False
     released: bool = False
     heard: bool = False  # the peer has sent a byte
-    fd: int = -1  # the socket's file descriptor (-1: unknown)
+    sock: socket.socket | None = None  # the socket, to peek at (its fileno() is -1 once it was closed)
     latency: float = 0.0
     connection: InboundConnection | None = None
 
     def spoke(self) -> bool:
         """Whether the peer has sent a byte: read by the handshake already, or waiting in the socket."""
-        if not self.heard and self.fd >= 0:
+        fd = self.sock.fileno() if self.sock is not None and not self.heard else -1
+        if fd >= 0:
             try:
-                peek = socket.socket(fileno=self.fd)  # not ours: detached below, never closed here
+                peek = socket.socket(fileno=fd)  # not ours: detached below, never closed here
             except OSError:
                 return False
             try:
@@ -103,6 +104,10 @@ class Slot:
         active = self.connection.last_served if self.connection is not None else 0.0
         return Candidate(self.netgroup, self.started, self.latency, self.known, active)
 
+    def hear(self) -> None:
+        """The peer has sent its first bytes."""
+        self.heard = True
+
     def close(self, reason: str) -> None:
         if self.connection is not None:
             self.connection.close(reason)
@@ -113,17 +118,6 @@ Serve = Callable[[ByteStream, str | None, PeerAddress | None, Slot], Awaitable[N
 """Serves one admitted, secured stream until it ends: ``serve(stream, node_id, remote, slot)``, where
 ``node_id`` is the authenticated peer (``None`` in plaintext), ``remote`` the socket's remote address and
 ``slot`` its admission record (the server sets ``slot.connection``)."""
-
-
-def remote_of(stream: ByteStream) -> PeerAddress | None:
-    """The remote address of a socket stream, or ``None`` when it has none (or it already left)."""
-    try:
-        remote = stream.extra(SocketAttribute.remote_address)
-    except (OSError, anyio.TypedAttributeLookupError):
-        return None
-    if not isinstance(remote, tuple) or not remote[0]:
-        return None
-    return PeerAddress(str(remote[0]), int(remote[1]))
 
 
 class Admission:
@@ -170,41 +164,39 @@ class Admission:
         return len(self._handshakes)
 
     async def accept_loop(self, listener: SocketListener, tg: TaskGroup, serve: Serve) -> None:
-        """Accept connections on ``listener`` until it closes; after each one, drain the backlog without
-        waiting. Each admitted connection is secured and served by ``serve`` in a task of ``tg``."""
-        raw = listener.extra(SocketAttribute.raw_socket)
-        batch = 0 if raw.getblocking() else ACCEPT_BATCH  # never block the event loop in accept()
+        """Accept connections on ``listener`` until it closes: wait until it is readable, then take up to
+        ``ACCEPT_BATCH`` connections from the backlog without waiting (accepting without blocking has no
+        race with a cancelled accept: no connection is lost when the node closes). Each admitted connection
+        is secured and served by ``serve`` in a task of ``tg``."""
+        raw: socket.socket = listener.extra(SocketAttribute.raw_socket)
+        batch = 1 if raw.getblocking() else ACCEPT_BATCH  # never block the event loop in accept()
         while True:
+            if raw.fileno() < 0:
+                return
             try:
-                stream = await accept(listener)  # no connection lost to a cancelled accept (butter.net)
+                await anyio.wait_readable(raw)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return
-            except OSError as exc:  # EMFILE, ENOBUFS, ECONNABORTED...: keep serving the connections we have
-                self.limits.warning(
-                    "accept", "accept() failed: %s; retrying in %s s", describe_network_error(exc), ACCEPT_BACKOFF
-                )
-                await anyio.sleep(ACCEPT_BACKOFF)
-                continue
-            remote = remote_of(stream)
-            slot = self.admit(remote.host if remote is not None else "?", _fileno(stream))
-            if slot is not None:
-                tg.start_soon(self._secure_and_serve, stream, slot, serve)
-            else:
-                with anyio.CancelScope(shield=True):
-                    await anyio.aclose_forcefully(stream)
             for _ in range(batch):
                 try:
                     sock, address = raw.accept()
-                except OSError:  # BlockingIOError: the backlog is empty (or a transient accept error)
+                except BlockingIOError:  # the backlog is empty
                     break
-                slot = self.admit(str(address[0]) if isinstance(address, tuple) else "?", sock.fileno())
+                except OSError as exc:  # EMFILE, ENOBUFS, ECONNABORTED...: keep serving the connections we have
+                    self.limits.warning(
+                        "accept", "accept() failed: %s; retrying in %s s", describe_network_error(exc),
+                        ACCEPT_BACKOFF,
+                    )
+                    await anyio.sleep(ACCEPT_BACKOFF)
+                    break
+                slot = self.admit(str(address[0]) if isinstance(address, tuple) else "?", sock)
                 if slot is not None:
-                    tg.start_soon(self._serve_socket, sock, slot, serve)
+                    tg.start_soon(self._secure_and_serve, sock, slot, serve)
                 else:
                     sock.close()
 
-    def admit(self, ip: str, fd: int = -1) -> Slot | None:
-        """Take a new connection from ``ip`` (its file descriptor ``fd``, if known) into its handshake: its
+    def admit(self, ip: str, sock: socket.socket | None = None) -> Slot | None:
+        """Take a new connection from ``ip`` (its socket ``sock``, if known) into its handshake: its
         :class:`Slot` (counted in until
         :meth:`release`), or ``None`` (refused: counted, logged, rate-limited; the caller closes it). A full
         handshake budget evicts an older handshake rather than refusing the newcomer."""
@@ -232,7 +224,7 @@ class Admission:
                 self.stats.handshakes_refused += 1
                 self._refuse(ip, "max_handshakes", len(self._handshakes))
                 return None
-        slot = Slot(ip, group, known, anyio.current_time(), fd=fd)
+        slot = Slot(ip, group, known, anyio.current_time(), sock=sock)
         self._handshakes[slot] = None
         self._handshakes_per_group[group] += 1
         self._per_ip[ip] += 1
@@ -321,37 +313,28 @@ class Admission:
         self.limits.warning("inbound_evicted", "closed the connection from %s to make room (max_inbound)", victim.ip)
         return True
 
-    async def _serve_socket(self, sock: socket.socket, slot: Slot, serve: Serve) -> None:
-        """:meth:`_secure_and_serve` for a socket taken from the backlog directly (admitted already)."""
-        try:
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            stream = await SocketStream.from_socket(sock)
-        except (OSError, ValueError) as exc:  # the peer already left
-            sock.close()
-            self.release(slot)
-            log.debug("dropped an accepted connection from %s: %s", slot.ip, exc)
-            return
-        except BaseException:
-            sock.close()
-            self.release(slot)
-            raise
-        await self._secure_and_serve(stream, slot, serve)
-
-    async def _secure_and_serve(self, stream: ByteStream, slot: Slot, serve: Serve) -> None:
-        """Secure an admitted connection (unless plaintext) and check its network within
-        ``handshake_timeout``, serve it until it ends, then count it out and close it (whatever ended it: a
-        failed handshake, an eviction, the node closing mid-handshake). Never raises an ``Exception`` for a
-        failed handshake."""
-        remote = remote_of(stream)
-        stream = _Heard(stream, slot)
+    async def _secure_and_serve(self, sock: socket.socket, slot: Slot, serve: Serve) -> None:
+        """Wait for an admitted connection's first bytes, secure it (unless plaintext) and check its network
+        within ``handshake_timeout``, serve it until it ends, then count it out and close it (whatever ended
+        it: a failed handshake, an eviction, the node closing mid-handshake). Never raises an ``Exception``
+        for a failed handshake."""
+        stream: ByteStream | None = None
         try:
             node_id: str | None = None
             with slot.scope:
                 try:
                     with anyio.fail_after(self.options.handshake_timeout):
+                        sock.setblocking(False)
+                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        remote = _peer_name(sock)
+                        await anyio.wait_readable(sock)  # an honest client speaks at once
+                        slot.hear()
                         if self.channel is not None:
-                            stream, node_id = await self.channel.secure_server(stream)
+                            stream, node_id = await self.channel.secure_server(sock)
+                        elif native():  # asyncio: the cheaper stream (see _native)
+                            stream = await open_stream(sock, None, server_side=True)
+                        else:
+                            stream = await SocketStream.from_socket(sock)
                         await self.network.exchange(stream, server=True)
                 except (TimeoutError, PeerUnreachable) as exc:
                     if isinstance(exc, NetworkRefused):
@@ -363,45 +346,29 @@ class Admission:
                         why = f"no handshake within {timeout} s" if isinstance(exc, TimeoutError) else exc
                         self.limits.warning("handshake", "secure handshake with %s failed: %s", remote or "?", why)
                     return
+                except (OSError, ValueError) as exc:  # the peer left before its handshake began
+                    log.debug("dropped an accepted connection from %s: %s", slot.ip, exc)
+                    return
                 if not self._start_working(slot):
                     return
                 await serve(stream, node_id, remote, slot)
         finally:
             self.release(slot)
-            await _close(stream)
+            if stream is not None:
+                await _close(stream)
+            else:
+                sock.close()  # never wrapped, or secure_server closed it already (closing twice is harmless)
 
 
-class _Heard(ByteStream):
-    """``stream`` that marks ``slot.heard`` when the first bytes arrive (then only passes calls through)."""
-
-    def __init__(self, stream: ByteStream, slot: Slot) -> None:
-        self.stream = stream
-        self.slot = slot
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        data = await self.stream.receive(max_bytes)
-        self.slot.heard = True
-        return data
-
-    async def send(self, item: bytes) -> None:
-        await self.stream.send(item)
-
-    async def send_eof(self) -> None:
-        await self.stream.send_eof()
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return self.stream.extra_attributes
-
-
-def _fileno(stream: ByteStream) -> int:
+def _peer_name(sock: socket.socket) -> PeerAddress | None:
+    """The remote address of a connected socket, or ``None`` when it has none (or it already left)."""
     try:
-        return int(stream.extra(SocketAttribute.raw_socket).fileno())
-    except (anyio.TypedAttributeLookupError, OSError):
-        return -1
+        remote = sock.getpeername()
+    except OSError:
+        return None
+    if not isinstance(remote, tuple) or not remote[0]:
+        return None
+    return PeerAddress(str(remote[0]), int(remote[1]))
 
 
 def _decrement(counter: Counter[str], key: str) -> None:

@@ -26,6 +26,9 @@ replies to waiting requests, and when the connection dies every waiting request 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import math
 from collections import deque
@@ -41,6 +44,7 @@ from butter.slots import Dispatcher
 from butter.wire import Caller, ErrorInfo, FrameRejected, Reply, Request
 
 from ._limits import RateLimitedLog
+from ._native import NativeStream
 from ._stats import TcpStats
 
 __all__ = ["Connection", "InboundConnection", "OutgoingConnection"]
@@ -73,6 +77,11 @@ class Connection(Generic[C]):
         self.node_id = node_id
         self.read_chunk = read_chunk
         self.stats = stats
+        self.native = stream if isinstance(stream, NativeStream) else None  # asyncio: the fast path (_native)
+        # The event loop's clock (seconds) and events: asyncio's own on the fast path (anyio's look the
+        # backend up on every call).
+        self.now: Callable[[], float] = asyncio.get_running_loop().time if self.native else anyio.current_time
+        self.new_event: Callable[[], anyio.Event | _Flag] = _Flag if self.native else anyio.Event
         self.scope = anyio.CancelScope()
         self.closed = False
         self.reason = ""
@@ -112,6 +121,17 @@ class Connection(Generic[C]):
             if self._drained is None:
                 self._drained = anyio.Event()
             await self._drained.wait()
+
+    def _send_now(self) -> bool:
+        """On a :class:`NativeStream` with nobody sending: write what is queued at once, from the calling
+        task, without a hand-off to the writer task (a transport write is whole: it cannot be left half
+        done by a cancellation). ``False`` when that is not possible (then wake the writer)."""
+        if self.native is None or self._sending or not self.channel.outbound_bytes or not self.native.writable:
+            return False
+        frames = self.channel.frames_to_send()
+        self.native.write_now(frames[0] if len(frames) == 1 else b"".join(frames))
+        self._notify_space()
+        return True
 
     def _notify_space(self) -> None:
         if self._space is not None:
@@ -205,8 +225,9 @@ class InboundConnection(Connection[ServerChannel]):
         self.on_slow = on_slow
         self.last_served = 0.0  # when a request was last answered (event-loop clock; 0: never): usefulness
         self._requests: deque[Request] = deque()  # received, not yet taken by an answering task
-        self._idle: list[anyio.Event] = []  # one per idle answering task: set to hand it work, or to stop it
+        self._idle: list[anyio.Event | _Flag] = []  # one per idle answering task: set to hand it work/stop
         self._reading = True
+        self._frame_ended = False  # the delivery callback took a whole frame since the reader task last looked
 
     async def run(self) -> None:
         """Serve the peer until it disconnects or :meth:`close` is called; never raises an ``Exception``.
@@ -243,32 +264,86 @@ class InboundConnection(Connection[ServerChannel]):
             await self.aclose()
 
     async def _read_loop(self, reading: anyio.CancelScope, answers: TaskGroup) -> None:
+        """Read and hand out requests. On a :class:`NativeStream` the chunks are handled in the event loop's
+        callback as they arrive (:meth:`_delivered`), and this task only takes over, receiving ``b""``, for
+        what needs a task: starting an answering task, a frame in progress, pacing a flood."""
         channel = self.channel
-        while True:
-            data = await self.stream.receive(self.read_chunk)
-            now = self.last_active = anyio.current_time()
+        delivered = functools.partial(self._delivered, reading)
+        try:
+            while True:
+                if self.native is not None:
+                    self.native.deliver(delivered)
+                data = await self.stream.receive(self.read_chunk)
+                now = self.last_active = self.now()
+                channel.receive_data(data)
+                completed, self._frame_ended = self._frame_ended, False
+                while True:
+                    done, flooded = self._hand_out(answers)
+                    completed |= done
+                    if not flooded:
+                        break
+                    self.wake_writer()  # a flood of bad frames: answer at its pace
+                    await self.room()
+                if channel.outbound_bytes:
+                    self.wake_writer()
+                self._frame_deadline(reading, now, completed)
+        finally:
+            if self.native is not None:
+                self.native.deliver(None)
+
+    def _delivered(self, reading: anyio.CancelScope, data: bytes) -> None:
+        """A chunk handed over by the NativeStream, in the event loop's callback (must not raise; no anyio
+        call needing a task may be made here). Requests go to idle answering tasks; whatever needs more
+        (a new answering task, a frame in progress and its deadline, a flood to pace) is left in the channel
+        for the reader task (:meth:`NativeStream.hand_off`)."""
+        try:
+            self.last_active = self.now()
+            channel = self.channel
             channel.receive_data(data)
-            completed = False
-            while (event := channel.next_event()) is not None:
-                completed = True
+            while self._idle and (event := channel.next_event()) is not None:
+                self._frame_ended = True  # for the reader task's frame deadline
                 if isinstance(event, Request):
                     self._requests.append(event)
-                    if self._idle:
-                        self._idle.pop().set()
-                    else:
-                        answers.start_soon(self._answer_requests)
+                    self._idle.pop().set()
                     continue
                 self._refused(event)
-                if channel.outbound_bytes >= OUTBOX_HIGH_WATER:  # a flood of bad frames: answer at its pace
-                    self.wake_writer()
-                    await self.room()
+                if channel.outbound_bytes >= OUTBOX_HIGH_WATER:
+                    break
             if channel.outbound_bytes:
                 self.wake_writer()
-            if channel.in_frame:
-                if completed or reading.deadline == math.inf:
-                    reading.deadline = now + self.frame_timeout
-            elif reading.deadline != math.inf:
-                reading.deadline = math.inf
+            if (channel.buffered or reading.deadline != math.inf) and self.native is not None:
+                self.native.hand_off()
+        except Exception:
+            log.exception("connection from %s failed", self.peer)
+            self.close("internal error")
+
+    def _hand_out(self, answers: TaskGroup) -> tuple[bool, bool]:
+        """Give every request the channel has decoded to an answering task, and count what it refused.
+        Returns whether a frame ended, and whether it stopped early because the outbox is full (refused
+        frames are answered at once): the caller waits for room, then calls again."""
+        channel = self.channel
+        completed = False
+        while (event := channel.next_event()) is not None:
+            completed = True
+            if isinstance(event, Request):
+                self._requests.append(event)
+                if self._idle:
+                    self._idle.pop().set()
+                else:
+                    answers.start_soon(self._answer_requests)
+                continue
+            self._refused(event)
+            if channel.outbound_bytes >= OUTBOX_HIGH_WATER:
+                return completed, True
+        return completed, False
+
+    def _frame_deadline(self, reading: anyio.CancelScope, now: float, completed: bool) -> None:
+        """Set the reading scope's deadline: ``frame_timeout`` after a frame began, infinite between frames."""
+        if self.channel.in_frame:
+            if completed or reading.deadline == math.inf:
+                reading.deadline = now + self.frame_timeout
+        elif reading.deadline != math.inf:
+            reading.deadline = math.inf
 
     def _refused(self, event: FrameRejected | Overloaded) -> None:
         """Count and log what the channel refused (it has queued the answer already)."""
@@ -294,7 +369,7 @@ class InboundConnection(Connection[ServerChannel]):
                 await self._answer(self._requests.popleft())
             if not self._reading or len(self._idle) >= IDLE_ANSWERERS:
                 return
-            wake = anyio.Event()
+            wake = self.new_event()
             self._idle.append(wake)
             await wake.wait()
 
@@ -309,10 +384,10 @@ class InboundConnection(Connection[ServerChannel]):
                 await self.room()
             self.channel.send_reply(reply)
             self.stats.requests_served += 1
-            self.last_served = self.last_active = anyio.current_time()
+            self.last_served = self.last_active = self.now()
             if self._sending or self._wake.is_set():
                 self.wake_writer()
-            else:  # nobody is sending: send it from here, saving the hand-off to the writer task
+            elif not self._send_now():  # nobody is sending: send it from here, saving the hand-off to the writer
                 await self._send_queued()
         except PeerUnreachable:
             pass  # the peer left; the connection is closed
@@ -320,15 +395,42 @@ class InboundConnection(Connection[ServerChannel]):
             self.close(describe_network_error(exc))
 
 
-class _Waiter:
-    """One request waiting for its reply: set ``reply`` or ``error``, then the event."""
+class _Flag:
+    """A one-shot event over an asyncio future: what the asyncio fast path waits on (cheaper to make, set
+    and wait for than ``asyncio.Event``, let alone ``anyio.Event``). A waiter that is cancelled leaves it
+    set."""
 
-    __slots__ = ("error", "event", "reply")
+    __slots__ = ("_future",)
 
     def __init__(self) -> None:
-        self.event = anyio.Event()
+        self._future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def set(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._future.done()
+
+    def wait(self) -> asyncio.Future[None]:
+        return self._future
+
+
+class _Waiter:
+    """One request waiting for its reply: set ``reply`` or ``error`` (or call :meth:`expire`), then ``event``."""
+
+    __slots__ = ("error", "event", "expired", "reply")
+
+    def __init__(self, event: anyio.Event | _Flag) -> None:
+        self.event = event
         self.reply: Reply | None = None
         self.error = ""
+        self.expired = False
+
+    def expire(self) -> None:
+        if not self.event.is_set():
+            self.expired = True
+            self.event.set()
 
 
 class OutgoingConnection(Connection[ClientChannel]):
@@ -361,45 +463,62 @@ class OutgoingConnection(Connection[ClientChannel]):
         """Requests in progress on this connection: waiting for room to be sent, or for their reply."""
         return self._calls
 
-    async def call(self, route: str, body: bytes) -> Reply:
+    async def call(self, route: str, body: bytes, timeout: float | None = None) -> Reply:
         """Send a request for ``route`` carrying ``body`` and wait for its reply.
 
         Raises :class:`~butter.errors.FrameTooLarge` (nothing sent) when the request exceeds ``max_frame``,
         :class:`PeerUnreachable` when the connection fails before the reply arrives. The caller bounds the
-        wait (``anyio.fail_after``); a reply that arrives after the caller gave up is dropped.
+        wait (``anyio.fail_after``), or on a :class:`NativeStream` may pass ``timeout`` (seconds) instead:
+        then ``TimeoutError`` is raised after that long (an event-loop timer, cheaper than a cancel scope).
+        A reply that arrives after the caller gave up is dropped.
         """
+        deadline = 0.0
+        if timeout is not None:
+            assert self.native is not None, "a timeout is only taken on the asyncio fast path"
+            deadline = self.now() + timeout
         self._calls += 1
         try:
             if self.closed or self.channel.outbound_bytes >= OUTBOX_HIGH_WATER:
-                await self.room()
+                with anyio.fail_at(deadline) if timeout is not None else contextlib.nullcontext():
+                    await self.room()
             request_id = self.channel.send_request(route, body)
-            waiter = self.waiters[request_id] = _Waiter()
-            self.wake_writer()
+            waiter = self.waiters[request_id] = _Waiter(self.new_event())
+            # Alone on the connection: send it now. Else the writer task sends every frame queued this tick
+            # in one go (many requests in flight).
+            if self._calls > 1 or not self._send_now():
+                self.wake_writer()
             self.stats.requests_sent += 1
+            timer = asyncio.get_running_loop().call_at(deadline, waiter.expire) if timeout is not None else None
             try:
                 await waiter.event.wait()
             finally:
+                if timer is not None:
+                    timer.cancel()
                 del self.waiters[request_id]
                 self.channel.forget(request_id)
         finally:
             self._calls -= 1
-            self.last_active = anyio.current_time()
+            self.last_active = self.now()
         if waiter.reply is None:
+            if waiter.expired:
+                raise TimeoutError
             raise PeerUnreachable(f"connection to {self.peer} lost before the reply: {waiter.error}")
         return waiter.reply
 
     async def run(self) -> None:
-        """Read replies until the connection ends, then fail every waiting request with the reason."""
+        """Read replies until the connection ends, then fail every waiting request with the reason. On a
+        :class:`NativeStream` the replies are handled in the event loop's callback, as they arrive (no
+        task wakes in between); this task then only waits for the end."""
         try:
             with self.scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._write_loop)
                     try:
+                        if self.native is not None:
+                            self.native.deliver(self._delivered)
                         while True:
                             data = await self.stream.receive(self.read_chunk)
-                            self.channel.receive_data(data)
-                            while (event := self.channel.next_event()) is not None:
-                                self._on_event(event)
+                            self._on_data(data)
                     except NETWORK_ERRORS as exc:
                         self.close(describe_network_error(exc))
         except Exception:
@@ -412,6 +531,19 @@ class OutgoingConnection(Connection[ClientChannel]):
                 waiter.event.set()
             self._on_closed(self)
             await self.aclose()
+
+    def _on_data(self, data: bytes) -> None:
+        self.channel.receive_data(data)
+        while (event := self.channel.next_event()) is not None:
+            self._on_event(event)
+
+    def _delivered(self, data: bytes) -> None:
+        """:meth:`_on_data` called by the NativeStream (it must not raise into the event loop)."""
+        try:
+            self._on_data(data)
+        except Exception:
+            log.exception("connection to %s failed", self.peer)
+            self.close("internal error")
 
     def _on_event(self, event: ClientEvent) -> None:
         if isinstance(event, Reply):

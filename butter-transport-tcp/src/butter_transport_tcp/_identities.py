@@ -17,6 +17,7 @@ from butter.errors import PeerIdentityMismatch, PeerUnreachable
 from butter.peers import PeerAddress
 
 from ._limits import RateLimitedLog
+from ._native import open_stream, take_socket
 from ._network import Network, NetworkRefused
 from ._secure import SecureChannel
 from ._stats import TcpStats
@@ -100,6 +101,8 @@ class Identities:
             with anyio.fail_after(self.handshake_timeout):
                 if self.channel is not None:
                     stream, node_id = await self.channel.secure_client(stream, expected)
+                elif (sock := await take_socket(stream)) is not None:  # asyncio: the cheaper stream
+                    stream = await open_stream(sock, None, server_side=False)
                 await self.network.exchange(stream, server=False)
         except TimeoutError:
             self.stats.handshakes_failed += 1

@@ -71,16 +71,22 @@ class Network:
         mismatch) or :class:`~butter.errors.PeerUnreachable` (the connection failed); the caller closes
         ``stream`` and bounds the wait."""
         binding = _binding(stream)
+        unsent: Exception | None = None
         try:
-            await stream.send(self.hello(server=server, binding=binding))
+            try:
+                await stream.send(self.hello(server=server, binding=binding))
+            except NETWORK_ERRORS as exc:  # the peer may have checked our hello and left: its own says why
+                unsent = exc
             received = b""
             while len(received) < HELLO_SIZE:
                 received += await stream.receive(HELLO_SIZE - len(received))
         except anyio.EndOfStream:
             raise NetworkRefused("it closed the connection during the network check") from None
         except NETWORK_ERRORS as exc:
-            raise PeerUnreachable(f"network check failed: {describe_network_error(exc)}") from None
+            raise PeerUnreachable(f"network check failed: {describe_network_error(unsent or exc)}") from None
         self.check(received, server=server, binding=binding)
+        if unsent is not None:
+            raise PeerUnreachable(f"network check failed: {describe_network_error(unsent)}")
 
     def _mac(self, network: bytes, *, server: bool, binding: bytes) -> bytes:
         role = b"server" if server else b"client"

@@ -2,8 +2,9 @@
 
 One step, applied to any connected byte stream (dialled, accepted, or adopted from a hole punch):
 :meth:`SecureChannel.secure_client` / :meth:`SecureChannel.secure_server` run the TLS handshake over it
-and return the encrypted stream with the peer's node id. The TLS itself is Python's :mod:`ssl`
-(OpenSSL) through anyio's :class:`~anyio.streams.tls.TLSStream`; nothing here is home-made cryptography.
+and return the encrypted stream with the peer's node id. The TLS itself is Python's :mod:`ssl` (OpenSSL):
+on asyncio the event loop's own TLS (:mod:`._native`), on trio anyio's :class:`~anyio.streams.tls.TLSStream`;
+nothing here is home-made cryptography.
 
 How identities are carried (the approach of the libp2p TLS spec, simplified):
 
@@ -32,12 +33,13 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import socket
 import ssl
 import tempfile
 from pathlib import Path
 
 import anyio
-from anyio.abc import ByteStream
+from anyio.abc import ByteStream, SocketStream
 from anyio.streams.tls import TLSAttribute, TLSStream
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -46,6 +48,8 @@ from cryptography.x509.oid import NameOID
 
 from butter import Identity, node_id_from_public_key
 from butter.errors import NETWORK_ERRORS, PeerIdentityMismatch, PeerUnreachable, describe_network_error
+
+from ._native import native, open_stream, take_socket
 
 __all__ = ["ISSUER_SEED", "SecureChannel", "peer_node_id"]
 
@@ -136,6 +140,12 @@ def _context(identity: Identity, *, server: bool) -> ssl.SSLContext:
 class SecureChannel:
     """TLS 1.3 contexts for one node ``identity``; secures streams in either role.
 
+    On asyncio, an accepted socket (server) or an anyio socket stream (client) is secured with asyncio's
+    native TLS (the returned stream is a :class:`~butter_transport_tcp._native.NativeStream`); any other
+    stream, and everything on trio, through anyio's :class:`~anyio.streams.tls.TLSStream`. Either way the
+    result is an anyio byte stream with :class:`~anyio.streams.tls.TLSAttribute` and
+    :class:`~anyio.abc.SocketAttribute` extras.
+
     Building one costs a certificate signature and two contexts (about a millisecond); reuse it for every
     connection. Neither method applies a timeout: the caller bounds the handshake (``anyio.fail_after``).
     """
@@ -146,7 +156,7 @@ class SecureChannel:
         self._client = _context(identity, server=False)
         self._server = _context(identity, server=True)
 
-    async def secure_client(self, stream: ByteStream, expected: str | None = None) -> tuple[TLSStream, str]:
+    async def secure_client(self, stream: ByteStream, expected: str | None = None) -> tuple[ByteStream, str]:
         """Run the client side of the handshake over ``stream``; return the TLS stream and the peer's id.
 
         Raises :class:`~butter.errors.PeerIdentityMismatch` when ``expected`` (a node id) is given and the
@@ -165,9 +175,11 @@ class SecureChannel:
             raise
         return tls, peer
 
-    async def secure_server(self, stream: ByteStream) -> tuple[TLSStream, str]:
+    async def secure_server(self, stream: ByteStream | socket.socket) -> tuple[ByteStream, str]:
         """Run the server side of the handshake over ``stream``; return the TLS stream and the peer's id.
 
+        ``stream`` is a connected byte stream, or an accepted socket not yet wrapped in one (on asyncio
+        secured with the event loop's native TLS; a stream would already have read what the client sent).
         Raises :class:`~butter.errors.PeerUnreachable` when the handshake fails or the client presents
         no usable identity. ``stream`` is closed on failure.
         """
@@ -179,17 +191,27 @@ class SecureChannel:
             raise
         return tls, peer
 
-    async def _handshake(self, stream: ByteStream, *, server: bool) -> TLSStream:
+    async def _handshake(self, stream: ByteStream | socket.socket, *, server: bool) -> ByteStream:
+        context = self._server if server else self._client
         try:
+            if isinstance(stream, socket.socket):  # an accepted socket (server side)
+                if native():
+                    return await open_stream(stream, context, server_side=True)
+                stream = await SocketStream.from_socket(stream)
+            elif not server and (sock := await take_socket(stream)) is not None:
+                return await open_stream(sock, context, server_side=False)
             return await TLSStream.wrap(
                 stream,
                 server_side=server,
                 hostname=None,
-                ssl_context=self._server if server else self._client,
+                ssl_context=context,
                 standard_compatible=False,  # no close_notify wait: connections end with a forceful close
             )
         except BaseException as exc:
-            await _close(stream)
+            if isinstance(stream, socket.socket):
+                stream.close()
+            else:
+                await _close(stream)
             if isinstance(exc, NETWORK_ERRORS):
                 raise PeerUnreachable(f"TLS handshake failed: {describe_network_error(exc)}") from None
             raise

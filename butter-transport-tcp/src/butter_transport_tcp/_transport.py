@@ -274,9 +274,13 @@ class TcpTransport:
         if len(body) + 4 * len(route) + ENVELOPE_ROOM > self.max_frame:  # near the limit: refuse before connecting
             encode(Request(1, route, body), self.max_frame)  # raises FrameTooLarge (the channel checks exactly)
         try:
-            with anyio.fail_after(timeout):
-                connection = self._pool.ready(address) or await self._pool.get(address)
-                reply = await connection.call(route, body)
+            connection = self._pool.ready(address)
+            if connection is not None and connection.native is not None:  # asyncio: a timer, no cancel scope
+                reply = await connection.call(route, body, timeout)
+            else:
+                with anyio.fail_after(timeout):
+                    connection = connection or await self._pool.get(address)
+                    reply = await connection.call(route, body)
         except TimeoutError:
             raise RequestTimeout(f"no reply from {address} to {route!r} within {timeout} s") from None
         if reply.error is not None:
