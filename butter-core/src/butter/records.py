@@ -161,8 +161,8 @@ class SignedRecord(codec.Record):
             raise RecordNameMismatch(f"asked for record {name[:16]}, got one for {self.name[:16]}")
         if not signature_valid(self.public_key, self.signature, self.signed_bytes()):
             raise RecordSignatureInvalid(
-                f"record {self.name[:16]} seq {self.sequence}: the signature does not verify (forged, altered, or a key "
-                "of small order)"
+                f"record {self.name[:16]} seq {self.sequence}: the signature does not verify (forged, altered, or "
+                "a key of small order)"
             )
         if self.expires_at <= now:
             raise RecordExpired(f"record {self.name[:16]} seq {self.sequence} expired at {self.expires_at}")
