@@ -1,0 +1,88 @@
+"""PCG maintenance cost as items per node grow, with and without recruiting partners first (copysets).
+
+    uv run python benchmarks/maintenance.py                       # 100 nodes; 1, 10 and 100 items per node
+    uv run python benchmarks/maintenance.py --nodes 250 --items 1 10
+    uv run python benchmarks/maintenance.py --jobs 2              # runs in parallel processes
+
+Each run is the report's P2 churn on the simulator (``butter.testing.sim``: real nodes on the memory transport
+under a virtual clock; death probability 1/50 per node per second for 30 s, heartbeat 2 s, r = 3, grace and
+warm-up 10 s, settle 30 s, replacements keep the population constant), with ``--items`` items of 100 bytes
+stored per initial node, once with pcg's ``prefer_partners`` on (the default) and once off.
+
+Reported per run: retention (ground truth: a live node keeps the item and its manifest), replicas per
+retained item, and PCG maintenance messages (heartbeats, joins, sheds) per live node per second: over the
+whole run (the initial replication's joins included), and **steady**: the mean of the samples taken after the
+churn ended (the settle phase), what a node pays to keep what it holds. Seeded: the same arguments give the
+same figures under any load; only wall and CPU seconds vary.
+
+Writes benchmarks/results/maintenance.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from butter.testing.sim import ChurnConfig, run_churn_sync
+
+OUT = Path(__file__).parent / "results" / "maintenance.json"
+
+
+def one(nodes: int, items: int, partners: bool, seed: int) -> dict[str, Any]:
+    config = ChurnConfig(nodes=nodes, items_per_node=items, death_rate=1 / 50, churn=30.0, heartbeat=2.0,
+                         seed=seed, persistence_options={"prefer_partners": partners})
+    cpu = time.process_time()
+    result = run_churn_sync(config)
+    settled = config.warmup + config.churn + 5  # timeline t counts from the store: warm-up, churn, then settle
+    steady = [s["maintenance_per_node_second"] for s in result.timeline if s["t"] > settled]
+    return {
+        "nodes": nodes, "items_per_node": items, "prefer_partners": partners, "seed": seed,
+        "retention": result.retention,
+        "replicas_per_item": round(result.replicas_per_item, 3),
+        "maintenance_per_node_second": round(result.maintenance_per_node_second, 3),
+        "steady_maintenance_per_node_second": round(statistics.mean(steady), 3) if steady else None,
+        "requests_per_node_second": round(result.requests_per_node_second, 3),
+        "deaths": result.deaths,
+        "wall_seconds": round(result.wall_seconds, 1),
+        "cpu_seconds": round(time.process_time() - cpu, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=100, help="initial nodes (default 100)")
+    parser.add_argument("--items", type=int, nargs="+", default=[1, 10, 100], help="items per node (default 1 10 100)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    plan = [(args.nodes, items, partners, args.seed) for items in args.items for partners in (True, False)]
+    load_before = os.getloadavg()
+    with ProcessPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(one, *zip(*plan, strict=True)))
+    report = {
+        "benchmark": "maintenance", "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(), "cpus": os.cpu_count(),
+        "load_average_before": load_before, "load_average_after": os.getloadavg(), "runs": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{'items':>6} {'partners':>9} {'retention':>10} {'replicas':>9} {'maint/node/s':>13} {'steady':>7} "
+          f"{'CPU s':>7}")
+    for r in rows:
+        print(f"{r['items_per_node']:>6} {r['prefer_partners']!s:>9} {r['retention']:>10.4f} "
+              f"{r['replicas_per_item']:>9.3f} {r['maintenance_per_node_second']:>13.2f} "
+              f"{r['steady_maintenance_per_node_second']!s:>7} {r['cpu_seconds']:>7.1f}")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
