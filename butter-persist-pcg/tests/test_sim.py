@@ -29,3 +29,18 @@ def test_same_seed_same_outcome() -> None:
     config = replace(SMALL, nodes=15, churn=10.0, settle=10.0)
     first, second = run_churn_sync(config), run_churn_sync(config)
     assert (first.deaths, first.retained) == (second.deaths, second.retained)
+
+
+def test_items_whose_storers_die_are_still_found_and_replicas_return_to_target_after_a_burst() -> None:
+    """Retrievals while churn runs (each as an item's storer dies), then every item retrieved once and two
+    virtual minutes with no churn: the groups are at r = 3 (the back-to-target rule)."""
+    from dataclasses import replace
+
+    config = replace(SMALL, nodes=20, churn=10.0, settle=10.0, queries=4, retrieve_all=True, linger=120.0)
+    result = run_churn_sync(config)
+    during, burst = result.churn_queries, result.popularity
+    assert during.started == 4 and during.found + during.abandoned >= 3
+    assert during.requests_per_query > 0  # each storer is dead: the item came from elsewhere
+    assert burst.started == result.items and burst.success >= result.retention - 0.001
+    assert 2.5 <= result.replicas_per_item <= 3.5
+    assert result.virtual_seconds >= config.warmup + config.churn + config.settle + config.linger

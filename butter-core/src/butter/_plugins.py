@@ -9,7 +9,9 @@ group, loaded too, each with its options from ``settings.plugins[<entry-point na
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +37,17 @@ log = logging.getLogger(__name__)
 
 
 def driver_class(group: str, name: str) -> type:
-    """The class entry point ``name`` of ``group`` names, imported (not instantiated).
+    """The class entry point ``name`` of ``group`` names, imported (not instantiated); looked up once per
+    ``sys.path`` (every node start asks for each of its drivers).
 
     Raises :class:`ButterConfigError` when it is not installed (one line: the distribution to install for
     Butter's own drivers, a "did you mean" for a near miss, the installed drivers) or fails to import.
     """
+    return _driver_class(group, name, tuple(sys.path))
+
+
+@functools.lru_cache(maxsize=64)
+def _driver_class(group: str, name: str, path: tuple[str, ...]) -> type:
     if name not in installed_drivers(group):  # checked here, so stevedore never logs its own warning
         raise ButterConfigError(missing_driver_message(group, name))
 

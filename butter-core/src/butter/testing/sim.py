@@ -36,14 +36,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from .._identity import Identity
 from .._node import Node, open_node, unwrap_single_error
 from ..capabilities import Counters, KeptItems
-from ..errors import ButterConfigError
+from ..errors import ButterConfigError, ButterError
 from ..settings import ButterSettings
 
 __all__ = [
     "MAINTENANCE_COUNTERS",
+    "RETRIEVAL_BATCH",
+    "RETRIEVAL_COUNTERS",
     "SAMPLE_INTERVAL",
     "ChurnConfig",
     "ChurnResult",
+    "Retrievals",
     "deterministic_scheduling",
     "run_churn",
     "run_churn_sync",
@@ -54,6 +57,12 @@ SAMPLE_INTERVAL = 5.0
 
 MAINTENANCE_COUNTERS = ("heartbeats_sent", "joins_sent", "sheds")
 """The persistence driver's counters (:class:`~butter.capabilities.Counters`) that count maintenance messages."""
+
+RETRIEVAL_COUNTERS = ("search_requests", "fetch_requests")
+"""The retrieval driver's counters (:class:`~butter.capabilities.Counters`) that count a retrieval's requests."""
+
+RETRIEVAL_BATCH = 50
+"""Retrievals of ``retrieve_all`` run at once (each on its own node)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,13 @@ class ChurnConfig:
     would from any first contacts. Replacements during churn still join ``bootstrap_peers`` random live
     nodes. Raises :class:`~butter.errors.ButterConfigError` (at :func:`run_churn`) for an index outside the
     population.
+
+    Retrieval (through each node's retrieval driver, ``bfs`` by default): ``queries`` is how many items are
+    retrieved while churn runs: when a node that stored an item dies, a random live node retrieves that item
+    at once, until ``queries`` retrievals have been started. ``retrieve_all``: after ``settle``, every item
+    is retrieved once, each by a random live node (up to :data:`RETRIEVAL_BATCH` at a time, on distinct
+    nodes), as a burst of popularity would. ``linger`` is virtual seconds more, with no churn, before the
+    final measurement (an hour shows whether groups shed back to their target once popularity fades).
     """
 
     nodes: int = 250
@@ -91,6 +107,9 @@ class ChurnConfig:
     persistence: str = "pcg"
     persistence_options: dict[str, Any] = field(default_factory=dict)
     topology: Mapping[int, Collection[int]] | None = None
+    queries: int = 0
+    retrieve_all: bool = False
+    linger: float = 0.0
 
     def check(self) -> None:
         """Raise :class:`~butter.errors.ButterConfigError` if ``topology`` names a node outside ``nodes``."""
@@ -103,13 +122,39 @@ class ChurnConfig:
 
 
 @dataclass
+class Retrievals:
+    """Retrievals made during a run. ``started``; ``found`` (the bytes stored came back); ``abandoned``
+    (the querying node died before the answer: counted in neither); ``requests`` (the retrieval driver's
+    :data:`RETRIEVAL_COUNTERS` over the finished ones)."""
+
+    started: int = 0
+    found: int = 0
+    abandoned: int = 0
+    requests: int = 0
+
+    @property
+    def success(self) -> float:
+        """Share of the finished retrievals that found the item (1.0 when none finished)."""
+        finished = self.started - self.abandoned
+        return self.found / finished if finished else 1.0
+
+    @property
+    def requests_per_query(self) -> float:
+        finished = self.started - self.abandoned
+        return self.requests / finished if finished else 0.0
+
+
+@dataclass
 class ChurnResult:
     """What one run measured. ``timeline`` holds a sample every :data:`SAMPLE_INTERVAL` virtual seconds from
     the moment the items are stored to the end of ``settle``: ``t`` (seconds since then), ``alive`` (nodes),
     ``retention`` (share of the items some live node keeps, by :class:`~butter.capabilities.KeptItems`
     alone: the final figure also checks the manifest is held), ``replicas_per_item`` (live keepers per
     retained item) and ``maintenance_per_node_second`` (maintenance messages sent since the previous sample,
-    per live node per second)."""
+    per live node per second).
+
+    ``churn_queries`` are the retrievals made while churn ran (``config.queries``), ``popularity`` those of
+    ``retrieve_all``; ``replicas_per_item`` is measured at the very end (after ``linger``)."""
 
     config: ChurnConfig
     items: int = 0
@@ -121,6 +166,8 @@ class ChurnResult:
     requests_per_node_second: float = 0.0
     virtual_seconds: float = 0.0
     wall_seconds: float = 0.0
+    churn_queries: Retrievals = field(default_factory=Retrievals)
+    popularity: Retrievals = field(default_factory=Retrievals)
     timeline: list[dict[str, float]] = field(default_factory=list)
 
     @property
@@ -130,6 +177,9 @@ class ChurnResult:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["retention"] = self.retention
+        for name in ("churn_queries", "popularity"):
+            retrievals: Retrievals = getattr(self, name)
+            out[name].update(success=retrievals.success, requests_per_query=retrievals.requests_per_query)
         return out
 
 
@@ -143,6 +193,9 @@ class _Population:
         self.first: list[str] = []  # the addresses of the first ``nodes`` nodes, in start order (topology)
         self.requests_of_dead = 0
         self.maintenance_of_dead = 0
+        self.items: dict[str, bytes] = {}  # content id -> the bytes stored
+        self.querying: set[str] = set()  # nodes retrieving now (one retrieval per node at a time)
+        self.query_rng = random.Random(config.seed + 1)  # apart from ``rng``: queries change no death
 
     def settings(self) -> tuple[ButterSettings, Identity]:
         """The next node's settings and identity, every seed in them drawn from the run's ``seed``."""
@@ -191,12 +244,43 @@ class _Population:
                 task_status.started(node)
                 await anyio.sleep_forever()
 
+    async def retrieve(self, content_id: str, tally: Retrievals) -> None:
+        """Retrieve ``content_id`` from a random live node not retrieving already, and count the outcome
+        in ``tally``; a node that dies meanwhile makes it ``abandoned``."""
+        idle = [node_id for node_id in self.alive if node_id not in self.querying]
+        if not idle:
+            return
+        node_id = self.query_rng.choice(idle)
+        node = self.alive[node_id][0]
+        self.querying.add(node_id)
+        tally.started += 1
+        before = _retrieval_requests(node)
+        try:
+            found = await node.retrieve(content_id) == self.items[content_id]
+        except ButterError:
+            found = False
+        finally:
+            self.querying.discard(node_id)
+        if node_id not in self.alive:
+            tally.abandoned += 1
+            return
+        tally.found += found
+        tally.requests += _retrieval_requests(node) - before
+
     async def kill(self, node_id: str) -> None:
         node, scope, _ = self.alive.pop(node_id)
         self.requests_of_dead += node.stats.requests_sent
         self.maintenance_of_dead += _maintenance(node)
         await node.aclose(graceful=False)
         scope.cancel()
+
+
+def _retrieval_requests(node: Node) -> int:
+    """Requests ``node``'s retrieval driver sent for its retrievals (its :data:`RETRIEVAL_COUNTERS`)."""
+    if not isinstance(node.retrieval, Counters):
+        return 0
+    counters = node.retrieval.counters()
+    return sum(counters.get(name, 0) for name in RETRIEVAL_COUNTERS)
 
 
 def _maintenance(node: Node) -> int:
@@ -247,26 +331,40 @@ async def _experiment(
         await population.spawn(tg)
         progress("starting", (i + 1) / config.nodes)
     content_ids: list[str] = []
+    stored: dict[str, list[str]] = {}  # node id -> the content ids it stored
     payload_rng = random.Random(config.seed)
     for node, _, _ in list(population.alive.values()):
         for _ in range(config.items_per_node):
             data = bytes(payload_rng.getrandbits(8) for _ in range(config.item_size))
             content_ids.append(await node.store(data))
+            stored.setdefault(node.node_id, []).append(content_ids[-1])
+            population.items[content_ids[-1]] = data
     result.items = len(content_ids)
     sampler = _Sampler(population, result, content_ids)
     await sampler.sleep(config.warmup)
-    for second in range(int(config.churn)):
-        now = anyio.current_time()
-        for node_id, (_, _, born) in list(population.alive.items()):
-            if now - born >= config.grace and population.rng.random() < config.death_rate:
-                await population.kill(node_id)
-                result.deaths += 1
-                if config.replace:
-                    await population.spawn(tg)
-                    result.replacements += 1
-        progress("churn", (second + 1) / config.churn)
-        await sampler.sleep(1.0)
+    async with anyio.create_task_group() as queries:  # exits once the retrievals started during churn end
+        for second in range(int(config.churn)):
+            now = anyio.current_time()
+            for node_id, (_, _, born) in list(population.alive.items()):
+                if now - born >= config.grace and population.rng.random() < config.death_rate:
+                    await population.kill(node_id)
+                    result.deaths += 1
+                    for content_id in stored.get(node_id, ()):
+                        if result.churn_queries.started < config.queries:
+                            queries.start_soon(population.retrieve, content_id, result.churn_queries)
+                    if config.replace:
+                        await population.spawn(tg)
+                        result.replacements += 1
+            progress("churn", (second + 1) / config.churn)
+            await sampler.sleep(1.0)
     await sampler.sleep(config.settle)
+    if config.retrieve_all:
+        for first in range(0, len(content_ids), RETRIEVAL_BATCH):
+            async with anyio.create_task_group() as batch:
+                for content_id in content_ids[first:first + RETRIEVAL_BATCH]:
+                    batch.start_soon(population.retrieve, content_id, result.popularity)
+            progress("retrieving", min(1.0, (first + RETRIEVAL_BATCH) / len(content_ids)))
+    await sampler.sleep(config.linger)
     progress("measuring", 1.0)
     holders = await _holders(population, content_ids)
     result.retained = sum(1 for h in holders if h > 0)
