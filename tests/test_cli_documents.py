@@ -5,31 +5,17 @@ has a clear message and exit status."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 from typer.testing import CliRunner
 
 import butter
 from butter.cli import app
-from butter.settings import ButterSettings
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def two_nodes() -> Iterator[tuple[BlockingPortal, butter.Node, butter.Node]]:
-    pytest.importorskip("butter_transport_tcp", reason="butter-transport-tcp is not installed")
-    settings = ButterSettings(host="127.0.0.1", discovery={"drivers": []}, persistence={"driver": ""},
-                              retrieval={"driver": ""},
-                              host_manager={"options": {"refresh_interval": 1.0, "exchange_interval": 0.3}})
-    with start_blocking_portal() as portal, \
-            portal.wrap_async_context_manager(butter.open_node(settings)) as a, \
-            portal.wrap_async_context_manager(butter.open_node(
-                settings.model_copy(update={"peers": [str(a.address)]}))) as b:
-        yield portal, a, b
+TWO_NODES_SETTINGS = {"persistence": {"driver": ""}, "retrieval": {"driver": ""}}  # see conftest.two_nodes
 
 
 def doc(*args: str, stdin: str | None = None) -> tuple[int, str, str]:

@@ -5,32 +5,18 @@ input has a clear message and exit status."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 from typer.testing import CliRunner
 
 import butter
 from butter.cli import app
 from butter.encryption import Capability
-from butter.settings import ButterSettings
 
 runner = CliRunner()
 CID = "3f" * 32
-
-
-@pytest.fixture(scope="module")
-def two_nodes() -> Iterator[tuple[BlockingPortal, butter.Node, butter.Node]]:
-    pytest.importorskip("butter_retrieve_bfs", reason="butter-retrieve-bfs is not installed")
-    settings = ButterSettings(host="127.0.0.1", discovery={"drivers": []}, persistence={"options": {
-        "heartbeat_interval": 0.3}}, host_manager={"options": {"refresh_interval": 1.0, "exchange_interval": 0.3}})
-    with start_blocking_portal() as portal, \
-            portal.wrap_async_context_manager(butter.open_node(settings)) as a, \
-            portal.wrap_async_context_manager(butter.open_node(
-                settings.model_copy(update={"peers": [str(a.address)]}))) as b:
-        yield portal, a, b
 
 
 def test_a_name_published_through_one_node_resolves_through_another(
