@@ -23,6 +23,7 @@ import butter
 from butter import codec
 from butter.documents import Revision, sign_revision
 from butter.records import public_key_bytes
+from butter.testing.overlay import wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -34,14 +35,6 @@ def transport(kind: str) -> dict[str, Any]:
         return {"driver": "memory", "options": {"network": f"documents-{uuid.uuid4().hex[:12]}"}}
     pytest.importorskip("butter_transport_tcp", reason="butter-transport-tcp is not installed")
     return {"driver": "tcp"}
-
-
-async def wait_for(predicate: Any, what: str, timeout: float = 30.0) -> None:
-    with anyio.move_on_after(timeout):
-        while not await predicate():
-            await anyio.sleep(0.05)
-        return
-    raise AssertionError(f"{what} within {timeout} s")
 
 
 @asynccontextmanager
@@ -62,7 +55,7 @@ async def overlay(kind: str = "memory", count: int = 3) -> AsyncIterator[list[bu
         async def everyone_knows_everyone() -> bool:
             return all(len(n.hosts.peers()) == count - 1 for n in nodes)
 
-        await wait_for(everyone_knows_everyone, "the nodes did not all find each other")
+        await wait_for(everyone_knows_everyone, "every node knows the others")
         yield nodes
 
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 import butter
 from butter.settings import ButterSettings
+from butter.testing.overlay import wait_for
 from butter_observe import ObservePlugin
 
 MakeSettings = Callable[..., ButterSettings]
@@ -35,11 +35,6 @@ def observer(node: butter.Node) -> ObservePlugin:
     assert isinstance(plugin, ObservePlugin)
     return plugin
 
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 15) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.05)
 
 
 @asynccontextmanager
@@ -57,7 +52,7 @@ async def overlay(make: MakeSettings, size: int, observe: dict[str, Any], *, pcg
                 plugins={"observe": observe},
             )
             nodes.append(await stack.enter_async_context(butter.open_node(settings)))
-        await wait_for(lambda: all(len(n.hosts.peers()) >= size - 1 for n in nodes))
+        await wait_for(lambda: all(len(n.hosts.peers()) >= size - 1 for n in nodes), "every node knows the others")
         yield nodes
 
 

@@ -11,9 +11,10 @@ import pytest
 
 import butter
 from butter.errors import ButterConfigError
+from butter.testing.overlay import wait_for
 from butter_observe import SCHEMA_VERSION, Snapshot, Tracker, open_database
 
-from .conftest import MakeSettings, Postgres, observer, overlay, wait_for
+from .conftest import MakeSettings, Postgres, observer, overlay
 
 pytestmark = pytest.mark.anyio
 
@@ -78,7 +79,7 @@ async def test_the_node_keeps_serving_while_the_database_is_dead(
     async with overlay(memory_settings, 2, {"tracker_url": url, **FAST}, pcg=False) as (a, b):
         tracker = observer(a).tracker
         assert tracker is not None
-        await wait_for(lambda: tracker.stats.written >= 2)
+        await wait_for(lambda: tracker.stats.written >= 2, "two snapshots written")
         await anyio.to_thread.run_sync(postgres.stop)
         try:
             failures = tracker.stats.failures
@@ -86,11 +87,11 @@ async def test_the_node_keeps_serving_while_the_database_is_dead(
                 with anyio.fail_after(2):
                     await b.request(a.address, "ping")
                 await anyio.sleep(0.1)
-            await wait_for(lambda: tracker.stats.failures > failures)
+            await wait_for(lambda: tracker.stats.failures > failures, "a failed write counted")
             written = tracker.stats.written
         finally:
             await anyio.to_thread.run_sync(postgres.start)
-        await wait_for(lambda: tracker.stats.written > written, timeout=30)  # reconnected after the backoff
+        await wait_for(lambda: tracker.stats.written > written, "a write after the restart and the backoff")
         assert tracker.stats.connects >= 2
 
 
@@ -119,7 +120,7 @@ async def test_a_stuck_database_costs_drops_not_memory(memory_settings: MakeSett
         tracker = Tracker(node, "stuck:", interval=0.02, queue=4, write_timeout=60, connect=lambda url: stuck)
         async with anyio.create_task_group() as tg:
             tg.start_soon(tracker.run)
-            await wait_for(lambda: tracker.stats.dropped >= 5)
+            await wait_for(lambda: tracker.stats.dropped >= 5, "five snapshots dropped")
             assert len(tracker._queue) == 4
             with anyio.fail_after(2):
                 await node.request(node.address, "ping")

@@ -20,6 +20,7 @@ import pytest
 import butter
 from butter.capabilities import OutgoingAdoption
 from butter.errors import PeerUnreachable
+from butter.testing.overlay import wait_for
 from butter_wider_ambassador import AmbassadorClient, AmbassadorDiscovery, AmbassadorService
 
 pytestmark = pytest.mark.anyio
@@ -59,11 +60,6 @@ def client(node: butter.Node) -> AmbassadorClient:
     return result
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.05)
-
 
 def knows(node: butter.Node, other: butter.Node) -> bool:
     return other.node_id in {p.node_id for p in node.hosts.peers()}
@@ -96,13 +92,13 @@ async def test_publish_tells_the_observed_address_and_introduces_other_subnets(w
     assert amb.quality().ambassador is True
     a = await world.client("127.0.0.2", amb)
     b = await world.client("127.0.0.3", amb)
-    await wait_for(lambda: knows(a, b) and knows(b, a))
+    await wait_for(lambda: knows(a, b) and knows(b, a), "a and b know each other")
     assert client(a).observed is not None and client(a).observed.host == "127.0.0.2"  # type: ignore[union-attr]
     assert client(a).reachable == a.address and client(b).reachable == b.address
     assert {e.node_id for e in service(amb).index.entries(anyio.current_time())} == {a.node_id, b.node_id}
     assert not client(a).relayed  # reachable nodes take no reservation
     # the configured ambassador entered known hosts with its flag, so it spreads by the ordinary exchange
-    await wait_for(lambda: any(p.quality.ambassador for p in a.hosts.peers()))
+    await wait_for(lambda: any(p.quality.ambassador for p in a.hosts.peers()), "a knows an ambassador")
 
 
 async def test_a_client_finds_the_ambassador_through_a_neighbour(world: World) -> None:
@@ -111,7 +107,7 @@ async def test_a_client_finds_the_ambassador_through_a_neighbour(world: World) -
     # c names no ambassador, only a as a static peer: it learns of the ambassador from a's known hosts
     options = {"interval": 0.5, "upnp": False, "exchange_timeout": 2.0}
     c = await world.stack.enter_async_context(butter.open_node(settings("127.0.0.4", options, (str(a.address),))))
-    await wait_for(lambda: c.node_id in service(amb).index)
+    await wait_for(lambda: c.node_id in service(amb).index, "the ambassador indexes c")
     assert amb.address in client(c).ambassadors()
     assert c.capability(OutgoingAdoption) is not None  # tcp can adopt a punched connection: punching is on
 
@@ -125,11 +121,11 @@ async def test_an_unreachable_node_is_relayed_and_reached_through_the_relay(worl
     async def reverse(request: butter.RouteRequest) -> bytes:
         return request.body[::-1]
 
-    await wait_for(lambda: bool(client(hidden).relayed))
+    await wait_for(lambda: bool(client(hidden).relayed), "the hidden node holds a relayed address")
     assert client(hidden).reachable is None
     [relayed] = client(hidden).relayed.values()
     assert relayed.host == "127.0.0.1" and relayed.port != amb.address.port
-    await wait_for(lambda: knows(other, hidden))
+    await wait_for(lambda: knows(other, hidden), "the other node knows the hidden one")
     [entry] = [p for p in other.hosts.peers() if p.node_id == hidden.node_id]
     assert entry.address == relayed  # known by its relayed address
     assert await other.request(relayed, "reverse", b"olleh") == b"hello"
@@ -145,11 +141,11 @@ async def test_a_circuit_over_its_byte_limit_is_closed(world: World) -> None:
     async def blob(request: butter.RouteRequest) -> bytes:
         return b"x" * 64 * 1024
 
-    await wait_for(lambda: bool(client(hidden).relayed))
+    await wait_for(lambda: bool(client(hidden).relayed), "the hidden node holds a relayed address")
     [relayed] = client(hidden).relayed.values()
     with pytest.raises(PeerUnreachable):
         await other.request(relayed, "blob", b"", timeout=5)
-    await wait_for(lambda: service(amb).stats.circuits_closed_bytes >= 1)
+    await wait_for(lambda: service(amb).stats.circuits_closed_bytes >= 1, "a circuit closed over its bytes")
     assert await other.request(relayed, "host-quality", b"", timeout=5)  # a new circuit serves small requests
 
 
@@ -157,18 +153,18 @@ async def test_a_circuit_over_its_duration_is_closed(world: World) -> None:
     amb = await world.ambassador(circuit_expiry=0.5)
     hidden = await world.client("127.0.0.2", amb, source_host="127.0.0.5")
     other = await world.stack.enter_async_context(butter.open_node(settings("127.0.0.3", {"upnp": False})))
-    await wait_for(lambda: bool(client(hidden).relayed))
+    await wait_for(lambda: bool(client(hidden).relayed), "the hidden node holds a relayed address")
     [relayed] = client(hidden).relayed.values()
     assert await other.request(relayed, "host-quality", b"", timeout=5)
-    await wait_for(lambda: service(amb).stats.circuits_closed_duration >= 1, timeout=5)
+    await wait_for(lambda: service(amb).stats.circuits_closed_duration >= 1, "a circuit closed over its duration")
 
 
 async def test_reservations_beyond_the_limit_are_refused(world: World) -> None:
     amb = await world.ambassador(max_reservations=1)
     first = await world.client("127.0.0.2", amb, source_host="127.0.0.5")
-    await wait_for(lambda: bool(client(first).relayed))
+    await wait_for(lambda: bool(client(first).relayed), "the first client holds a relayed address")
     second = await world.client("127.0.0.3", amb, source_host="127.0.0.6")
-    await wait_for(lambda: service(amb).stats.reservations_refused >= 1)
+    await wait_for(lambda: service(amb).stats.reservations_refused >= 1, "a reservation refused")
     assert not client(second).relayed
 
 
@@ -180,7 +176,7 @@ async def test_without_outgoing_adoption_hole_punching_is_off_and_said_once(
     caplog.set_level(logging.INFO, logger="butter.discovery.ambassador")
     options = {"ambassador": {"upnp": False, "interval": 0.1}}
     async with butter.open_node(memory_settings(discovery={"drivers": ["ambassador"], "options": options})) as node:
-        await wait_for(lambda: client(node).stats.rounds >= 3)
+        await wait_for(lambda: client(node).stats.rounds >= 3, "three ambassador rounds")
         assert ambassador_of(node).counters()["rounds"] >= 3 and ambassador_of(node).counters()["punches"] == 0
     said = [r for r in caplog.records if "hole punching is off" in r.getMessage()]
     assert len(said) == 1 and said[0].levelno == logging.INFO
