@@ -3,7 +3,8 @@
 One step, applied to any connected byte stream (dialled, accepted, or adopted from a hole punch):
 :meth:`SecureChannel.secure_client` / :meth:`SecureChannel.secure_server` run the TLS handshake over it
 and return the encrypted stream with the peer's node id. The TLS itself is Python's :mod:`ssl` (OpenSSL):
-on asyncio the event loop's own TLS (:mod:`._native`), on trio anyio's :class:`~anyio.streams.tls.TLSStream`;
+on asyncio the event loop's own TLS (:mod:`._native`), on trio anyio's :class:`~anyio.streams.tls.TLSStream`
+(over :mod:`._trio`'s socket stream);
 nothing here is home-made cryptography.
 
 How identities are carried (the approach of the libp2p TLS spec, simplified):
@@ -39,7 +40,7 @@ import tempfile
 from pathlib import Path
 
 import anyio
-from anyio.abc import ByteStream, SocketStream
+from anyio.abc import ByteStream
 from anyio.streams.tls import TLSAttribute, TLSStream
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -49,7 +50,7 @@ from cryptography.x509.oid import NameOID
 from butter import Identity, node_id_from_public_key
 from butter.errors import NETWORK_ERRORS, PeerIdentityMismatch, PeerUnreachable, describe_network_error
 
-from ._native import native, open_stream, take_socket
+from ._native import open_stream, take_socket
 
 __all__ = ["ISSUER_SEED", "SecureChannel", "peer_node_id"]
 
@@ -141,8 +142,9 @@ class SecureChannel:
     """TLS 1.3 contexts for one node ``identity``; secures streams in either role.
 
     On asyncio, an accepted socket (server) or an anyio socket stream (client) is secured with asyncio's
-    native TLS (the returned stream is a :class:`~butter_transport_tcp._native.NativeStream`); any other
-    stream, and everything on trio, through anyio's :class:`~anyio.streams.tls.TLSStream`. Either way the
+    native TLS (the returned stream is a :class:`~butter_transport_tcp._native.NativeStream`), on trio
+    through anyio's :class:`~anyio.streams.tls.TLSStream` over a socket stream of :mod:`._trio`; any other
+    stream through anyio's ``TLSStream`` over that stream. Either way the
     result is an anyio byte stream with :class:`~anyio.streams.tls.TLSAttribute` and
     :class:`~anyio.abc.SocketAttribute` extras.
 
@@ -195,10 +197,8 @@ class SecureChannel:
         context = self._server if server else self._client
         try:
             if isinstance(stream, socket.socket):  # an accepted socket (server side)
-                if native():
-                    return await open_stream(stream, context, server_side=True)
-                stream = await SocketStream.from_socket(stream)
-            elif not server and (sock := await take_socket(stream)) is not None:
+                return await open_stream(stream, context, server_side=True)
+            if not server and (sock := await take_socket(stream)) is not None:
                 return await open_stream(sock, context, server_side=False)
             return await TLSStream.wrap(
                 stream,

@@ -1,0 +1,172 @@
+"""trio's fast path: a byte stream straight on the socket, without anyio's stream wrapper or trio's checkpoints.
+
+On trio, anyio's socket stream goes through trio's socket methods: every ``recv`` and ``send`` that succeeds
+at once still yields to the scheduler (trio makes every I/O call a checkpoint), and anyio adds a resource
+guard and a backend look-up around each. :class:`TrioStream` is an anyio ``ByteStream`` that calls the
+non-blocking socket itself and waits (``trio.lowlevel.wait_readable`` / ``wait_writable``) only when the
+kernel has nothing to give or no room to take, so a request costs fewer trips through trio's scheduler
+(measured with ``benchmarks/rpc.py``: see the package README's Performance section). It yields every
+``FAIR_READS`` reads that did not wait, so a peer flooding the socket cannot starve the other tasks, and
+cancellation is seen there and at every wait.
+
+:meth:`TrioStream.write_now` writes what the kernel takes at once, without waiting, as
+``NativeStream.write_now`` does on asyncio; what it did not take is kept and goes first on the next
+:meth:`~TrioStream.send` (:attr:`TrioStream.unsent`), so a frame is never interleaved with another.
+TLS on trio stays anyio's :class:`~anyio.streams.tls.TLSStream`, over a :class:`TrioStream`.
+
+This module imports trio: it is loaded only when the event loop is trio's (trio is an optional dependency).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import trio
+from anyio.abc import ByteStream, SocketAttribute
+from anyio.streams.tls import TLSStream
+
+from ._native import DirectStream
+
+__all__ = ["FAIR_READS", "TrioStream", "open_stream"]
+
+FAIR_READS = 16  # reads that found data at once before the reader yields to the other tasks anyway
+
+
+class TrioStream(DirectStream):
+    """An anyio byte stream over a connected TCP socket (made non-blocking), for trio's event loop.
+
+    ``receive`` raises :class:`anyio.EndOfStream` once the peer has closed its side,
+    :class:`anyio.BrokenResourceError` when the connection failed, and :class:`anyio.ClosedResourceError`
+    after :meth:`aclose`; ``send`` raises the last two.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._unsent: memoryview | None = None  # what write_now could not write at once
+        self._error: OSError | None = None  # write_now failed: the next send raises
+        self._closed = False
+        self._reads = 0  # reads since the last wait or yield
+
+    @property
+    def writable(self) -> bool:
+        """Whether :meth:`write_now` may be called: open, and nothing left unsent."""
+        return not (self._closed or self._unsent is not None or self._error is not None)
+
+    @property
+    def unsent(self) -> int:
+        """Bytes :meth:`write_now` left for the next :meth:`send` (0 when all went)."""
+        return 0 if self._unsent is None else len(self._unsent)
+
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` without waiting; only when :attr:`writable`. What the kernel did not take at once
+        (:attr:`unsent`), or a failure, is left for the next :meth:`send`, which the caller must make."""
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._error = exc
+            return
+        if sent < len(data):
+            self._unsent = memoryview(data)[sent:]
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                data = self._sock.recv(max_bytes)
+            except BlockingIOError:
+                self._reads = 0
+                await self._wait(trio.lowlevel.wait_readable)
+                continue
+            except OSError as exc:
+                raise self._failed(exc) from exc
+            if not data:
+                raise anyio.EndOfStream
+            self._reads += 1
+            if self._reads >= FAIR_READS:
+                self._reads = 0
+                await trio.lowlevel.checkpoint()
+            return data
+
+    async def send(self, item: bytes) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self._error is not None:
+            raise anyio.BrokenResourceError from self._error
+        if self._unsent is not None:
+            unsent, self._unsent = self._unsent, None
+            await self._send_all(unsent)
+        if item:
+            await self._send_all(memoryview(item))
+
+    async def _send_all(self, view: memoryview) -> None:
+        while view:
+            try:
+                sent = self._sock.send(view)
+            except BlockingIOError:
+                await self._wait(trio.lowlevel.wait_writable)
+                continue
+            except OSError as exc:
+                raise self._failed(exc) from exc
+            view = view[sent:]
+
+    async def _wait(self, wait: Callable[[socket.socket], Any]) -> None:
+        try:
+            await wait(self._sock)
+        except trio.ClosedResourceError:
+            raise anyio.ClosedResourceError from None
+        except trio.BusyResourceError:
+            raise anyio.BusyResourceError("waiting on") from None
+
+    def _failed(self, exc: OSError) -> Exception:
+        return anyio.ClosedResourceError() if self._closed else anyio.BrokenResourceError()
+
+    async def send_eof(self) -> None:
+        self._sock.shutdown(socket.SHUT_WR)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            trio.lowlevel.notify_closing(self._sock)  # wakes a task waiting on it (ClosedResourceError)
+            self._sock.close()
+        await trio.lowlevel.checkpoint()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        sock = self._sock
+        return {
+            SocketAttribute.family: lambda: sock.family,
+            SocketAttribute.local_address: lambda: sock.getsockname(),
+            SocketAttribute.local_port: lambda: sock.getsockname()[1],
+            SocketAttribute.remote_address: lambda: sock.getpeername(),
+            SocketAttribute.remote_port: lambda: sock.getpeername()[1],
+            SocketAttribute.raw_socket: lambda: sock,
+        }
+
+
+async def open_stream(sock: socket.socket, context: ssl.SSLContext | None, *, server_side: bool) -> ByteStream:
+    """A :class:`TrioStream` over the connected ``sock``, or with ``context`` anyio's
+    :class:`~anyio.streams.tls.TLSStream` over one (returned once the handshake completed).
+
+    Raises what the handshake raises (``ssl.SSLError``, :class:`anyio.BrokenResourceError`, ...); ``sock``
+    is closed then, and when the caller is cancelled. The caller bounds the wait.
+    """
+    stream = TrioStream(sock)
+    if context is None:
+        return stream
+    try:
+        return await TLSStream.wrap(
+            stream, server_side=server_side, hostname=None, ssl_context=context,
+            standard_compatible=False,  # no close_notify wait: connections end with a forceful close
+        )
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
+        raise
