@@ -33,7 +33,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio
 from anyio.abc import ByteStream, TaskGroup
@@ -46,6 +46,9 @@ from butter.wire import Caller, ErrorInfo, FrameRejected, Reply, Request
 from ._limits import RateLimitedLog
 from ._native import DirectStream, NativeStream, native
 from ._stats import TcpStats
+
+if TYPE_CHECKING:
+    from ._trio import Timers
 
 __all__ = ["Connection", "InboundConnection", "OutgoingConnection"]
 
@@ -95,14 +98,14 @@ class Connection(Generic[C]):
         self.now: Callable[[], float] = anyio.current_time
         self.new_event: Callable[[], _Event] = anyio.Event
         self._event: Callable[[], _Event] = anyio.Event  # for the writer's events (anyio's on asyncio)
-        self.deadline_scope: Callable[..., Any] | None = None  # trio: trio.CancelScope, for call(timeout=)
         if self.native is not None:
             self.now, self.new_event = asyncio.get_running_loop().time, _Flag
         elif not native():  # trio (an optional dependency: imported only when running)
             import trio
 
-            self.now, self.new_event = trio.current_time, trio.Event
-            self._event, self.deadline_scope = trio.Event, trio.CancelScope
+            from ._trio import Flag
+
+            self.now, self.new_event, self._event = trio.current_time, Flag, trio.Event
         self.scope = anyio.CancelScope()
         self.closed = False
         self.reason = ""
@@ -416,8 +419,8 @@ class InboundConnection(Connection[ServerChannel]):
             self.channel.send_reply(reply)
             self.stats.requests_served += 1
             self.last_served = self.last_active = self.now()
-            if self._sending or self._wake.is_set():
-                self.wake_writer()
+            if self._sending or self._wake.is_set() or (self.channel.active and self.native is None):
+                self.wake_writer()  # (on trio, while other requests are being answered: one send for all)
             elif not self._send_now():  # nobody is sending: send it from here, saving the hand-off to the writer
                 await self._send_queued()
         except PeerUnreachable:
@@ -445,6 +448,12 @@ class _Flag:
 
     def wait(self) -> asyncio.Future[None]:
         return self._future
+
+
+class _Timer(Protocol):
+    """A timer that can be cancelled: ``asyncio.TimerHandle`` or :class:`~._trio.Timer`."""
+
+    def cancel(self) -> None: ...
 
 
 class _Waiter:
@@ -488,11 +497,22 @@ class OutgoingConnection(Connection[ClientChannel]):
         self._calls = 0  # calls in progress, including those waiting for room to send
         self.released = False  # set by the pool once this connection no longer counts toward max_connections
         self._on_closed = on_closed
+        # How call() times out when given a timeout: asyncio's loop.call_at on the fast path, on trio one
+        # timer task for the connection (_trio.Timers); else the caller bounds the wait itself.
+        self._timers: Timers | None = None
+        self._call_at: Callable[[float, Callable[[], None]], _Timer] | None = None
+        if self.native is not None:
+            self._call_at = asyncio.get_running_loop().call_at
+        elif not native():
+            from ._trio import Timers
+
+            self._timers = Timers()
+            self._call_at = self._timers.call_at
 
     @property
     def timed(self) -> bool:
         """Whether :meth:`call` takes a ``timeout`` (asyncio's fast path, and trio)."""
-        return self.native is not None or self.deadline_scope is not None
+        return self._call_at is not None
 
     @property
     def pending(self) -> int:
@@ -505,18 +525,13 @@ class OutgoingConnection(Connection[ClientChannel]):
         Raises :class:`~butter.errors.FrameTooLarge` (nothing sent) when the request exceeds ``max_frame``,
         :class:`PeerUnreachable` when the connection fails before the reply arrives. The caller bounds the
         wait (``anyio.fail_after``), or when :attr:`timed` may pass ``timeout`` (seconds) instead: then
-        ``TimeoutError`` is raised after that long (on a :class:`NativeStream` an event-loop timer, on trio
-        a trio cancel scope: both cheaper than anyio's). A reply that arrives after the caller gave up is
-        dropped.
+        ``TimeoutError`` is raised after that long (a timer: asyncio's, or the connection's timer task on
+        trio; cheaper than a cancel scope). A reply that arrives after the caller gave up is dropped.
         """
-        if timeout is not None and self.deadline_scope is not None:  # trio
-            with self.deadline_scope(deadline=self.now() + timeout) as scope:
-                return await self.call(route, body)
-            assert scope.cancelled_caught
-            raise TimeoutError
         deadline = 0.0
+        call_at = self._call_at if timeout is not None else None
         if timeout is not None:
-            assert self.native is not None, "a timeout is only taken on the fast paths (see timed)"
+            assert call_at is not None, "a timeout is only taken when the connection is timed"
             deadline = self.now() + timeout
         self._calls += 1
         try:
@@ -530,7 +545,7 @@ class OutgoingConnection(Connection[ClientChannel]):
             if self._calls > 1 or not self._send_now():
                 self.wake_writer()
             self.stats.requests_sent += 1
-            timer = asyncio.get_running_loop().call_at(deadline, waiter.expire) if timeout is not None else None
+            timer = call_at(deadline, waiter.expire) if call_at is not None else None
             try:
                 await waiter.event.wait()
             finally:
@@ -555,6 +570,8 @@ class OutgoingConnection(Connection[ClientChannel]):
             with self.scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._write_loop)
+                    if self._timers is not None:
+                        tg.start_soon(self._timers.run)
                     try:
                         if self.native is not None:
                             self.native.deliver(self._delivered)

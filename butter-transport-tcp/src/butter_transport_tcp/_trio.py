@@ -19,6 +19,9 @@ This module imports trio: it is loaded only when the event loop is trio's (trio 
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 import socket
 import ssl
 from collections.abc import Callable, Mapping
@@ -31,7 +34,7 @@ from anyio.streams.tls import TLSStream
 
 from ._native import DirectStream
 
-__all__ = ["FAIR_READS", "TrioStream", "open_stream"]
+__all__ = ["FAIR_READS", "Flag", "Timers", "TrioStream", "open_stream"]
 
 FAIR_READS = 16  # reads that found data at once before the reader yields to the other tasks anyway
 
@@ -51,6 +54,7 @@ class TrioStream(DirectStream):
         self._error: OSError | None = None  # write_now failed: the next send raises
         self._closed = False
         self._reads = 0  # reads since the last wait or yield
+        self._drained = False  # the last read took less than asked: wait before reading again
 
     @property
     def writable(self) -> bool:
@@ -79,16 +83,20 @@ class TrioStream(DirectStream):
         while True:
             if self._closed:
                 raise anyio.ClosedResourceError
+            if self._drained:  # the kernel had no more: wait for more (saves a read that finds nothing)
+                self._drained = False
+                self._reads = 0
+                await self._wait(trio.lowlevel.wait_readable)
             try:
                 data = self._sock.recv(max_bytes)
             except BlockingIOError:
-                self._reads = 0
-                await self._wait(trio.lowlevel.wait_readable)
+                self._drained = True
                 continue
             except OSError as exc:
                 raise self._failed(exc) from exc
             if not data:
                 raise anyio.EndOfStream
+            self._drained = len(data) < max_bytes
             self._reads += 1
             if self._reads >= FAIR_READS:
                 self._reads = 0
@@ -149,6 +157,98 @@ class TrioStream(DirectStream):
             SocketAttribute.remote_port: lambda: sock.getpeername()[1],
             SocketAttribute.raw_socket: lambda: sock,
         }
+
+
+class Flag:
+    """A one-shot event that one task at most waits for, on trio's low-level scheduling (cheaper to make,
+    set and wait for than ``trio.Event``): what a request waits for its reply on, and an idle answering
+    task for its next request. ``wait`` returns at once, without a checkpoint, once it is set; a waiter
+    that is cancelled leaves it unset."""
+
+    __slots__ = ("_set", "_task")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._task: trio.lowlevel.Task | None = None
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            if self._task is not None:
+                task, self._task = self._task, None
+                trio.lowlevel.reschedule(task)
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        assert self._task is None, "a Flag has one waiter at most"
+        self._task = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+class Timer:
+    """A callback due at a deadline (see :class:`Timers`); :meth:`cancel` drops it."""
+
+    __slots__ = ("_timers", "callback")
+
+    def __init__(self, timers: Timers, callback: Callable[[], None]) -> None:
+        self._timers = timers
+        self.callback: Callable[[], None] | None = callback
+
+    def cancel(self) -> None:
+        if self.callback is not None:
+            self.callback = None
+            self._timers.live -= 1
+
+
+class Timers:
+    """Callbacks run at deadlines (trio's clock, seconds) by one task, :meth:`run`: what asyncio's
+    ``loop.call_at`` gives, for the timeouts of requests, instead of a trio cancel scope per request
+    (entering and leaving one was about 7 % of the CPU of a round trip). The task wakes only when the
+    earliest deadline passes or comes nearer. Cancelled timers are dropped when they reach the top, or all
+    at once when they outnumber the live ones (so memory follows the requests in flight, not the rate)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._order = itertools.count()
+        self._sleep: trio.CancelScope | None = None  # the task's sleep until the earliest deadline
+        self.live = 0  # timers neither run nor cancelled
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> Timer:
+        """Call ``callback`` (it must not raise) at ``deadline`` unless the returned timer is cancelled."""
+        timer = Timer(self, callback)
+        heap = self._heap
+        if len(heap) > 64 and len(heap) > 2 * self.live:
+            heap[:] = [entry for entry in heap if entry[2].callback is not None]
+            heapq.heapify(heap)
+        heapq.heappush(heap, (deadline, next(self._order), timer))
+        self.live += 1
+        if self._sleep is not None and deadline < self._sleep.deadline:
+            self._sleep.deadline = deadline
+        return timer
+
+    async def run(self) -> None:
+        """Run the callbacks as they fall due, until cancelled."""
+        heap = self._heap
+        while True:
+            now = trio.current_time()
+            while heap and (heap[0][2].callback is None or heap[0][0] <= now):
+                timer = heapq.heappop(heap)[2]
+                callback = timer.callback
+                if callback is not None:
+                    timer.cancel()
+                    callback()
+            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as self._sleep:
+                await trio.sleep_forever()
+            self._sleep = None
 
 
 async def open_stream(sock: socket.socket, context: ssl.SSLContext | None, *, server_side: bool) -> ByteStream:
