@@ -302,8 +302,8 @@ async def take_socket(stream: ByteStream) -> socket.socket | None:
 async def open_stream(sock: socket.socket, context: ssl.SSLContext | None, *, server_side: bool) -> ByteStream:
     """The fast stream of the running event loop over the connected ``sock``: on asyncio a
     :class:`NativeStream`, with asyncio's native TLS when ``context`` is given (returned once the handshake
-    completed), else plaintext; on trio a ``TrioStream`` (:mod:`._trio`), under anyio's ``TLSStream`` when
-    ``context`` is given.
+    completed), else plaintext; on trio a ``TrioStream`` (:mod:`._trio`), or a ``TrioTLSStream`` over one
+    when ``context`` is given.
 
     Raises ``OSError`` (``ssl.SSLError``, a reset, the connection closed; on trio also anyio's stream
     errors) when the handshake fails; ``sock`` is closed then, and when the caller is cancelled. The caller

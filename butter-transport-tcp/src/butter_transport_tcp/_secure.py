@@ -3,8 +3,8 @@
 One step, applied to any connected byte stream (dialled, accepted, or adopted from a hole punch):
 :meth:`SecureChannel.secure_client` / :meth:`SecureChannel.secure_server` run the TLS handshake over it
 and return the encrypted stream with the peer's node id. The TLS itself is Python's :mod:`ssl` (OpenSSL):
-on asyncio the event loop's own TLS (:mod:`._native`), on trio anyio's :class:`~anyio.streams.tls.TLSStream`
-(over :mod:`._trio`'s socket stream);
+on asyncio the event loop's own TLS (:mod:`._native`), on trio :mod:`._trio`'s (memory buffers, as anyio's
+:class:`~anyio.streams.tls.TLSStream`), on any other stream anyio's ``TLSStream``;
 nothing here is home-made cryptography.
 
 How identities are carried (the approach of the libp2p TLS spec, simplified):
@@ -143,8 +143,8 @@ class SecureChannel:
 
     On asyncio, an accepted socket (server) or an anyio socket stream (client) is secured with asyncio's
     native TLS (the returned stream is a :class:`~butter_transport_tcp._native.NativeStream`), on trio
-    through anyio's :class:`~anyio.streams.tls.TLSStream` over a socket stream of :mod:`._trio`; any other
-    stream through anyio's ``TLSStream`` over that stream. Either way the
+    with :mod:`._trio`'s ``TrioTLSStream``; any other stream (an adopted one) through anyio's
+    :class:`~anyio.streams.tls.TLSStream`. Either way the
     result is an anyio byte stream with :class:`~anyio.streams.tls.TLSAttribute` and
     :class:`~anyio.abc.SocketAttribute` extras.
 
@@ -180,8 +180,9 @@ class SecureChannel:
     async def secure_server(self, stream: ByteStream | socket.socket) -> tuple[ByteStream, str]:
         """Run the server side of the handshake over ``stream``; return the TLS stream and the peer's id.
 
-        ``stream`` is a connected byte stream, or an accepted socket not yet wrapped in one (on asyncio
-        secured with the event loop's native TLS; a stream would already have read what the client sent).
+        ``stream`` is a connected byte stream, or an accepted socket not yet wrapped in one (secured with
+        the event loop's own stream, ``_native.open_stream``; a stream would already have read what the
+        client sent).
         Raises :class:`~butter.errors.PeerUnreachable` when the handshake fails or the client presents
         no usable identity. ``stream`` is closed on failure.
         """

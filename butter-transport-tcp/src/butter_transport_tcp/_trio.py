@@ -12,7 +12,11 @@ cancellation is seen there and at every wait.
 :meth:`TrioStream.write_now` writes what the kernel takes at once, without waiting, as
 ``NativeStream.write_now`` does on asyncio; what it did not take is kept and goes first on the next
 :meth:`~TrioStream.send` (:attr:`TrioStream.unsent`), so a frame is never interleaved with another.
-TLS on trio stays anyio's :class:`~anyio.streams.tls.TLSStream`, over a :class:`TrioStream`.
+TLS on trio is :class:`TrioTLSStream`: Python's :mod:`ssl` over memory buffers, as anyio's ``TLSStream``,
+on a :class:`TrioStream`, with a ``write_now`` of its own.
+
+The connections' other trio primitives are here too: :class:`Flag` (a one-waiter event) and
+:class:`Timers` (request timeouts without a cancel scope each).
 
 This module imports trio: it is loaded only when the event loop is trio's (trio is an optional dependency).
 """
@@ -30,13 +34,14 @@ from typing import Any
 import anyio
 import trio
 from anyio.abc import ByteStream, SocketAttribute
-from anyio.streams.tls import TLSStream
+from anyio.streams.tls import TLSAttribute
 
 from ._native import DirectStream
 
-__all__ = ["FAIR_READS", "Flag", "Timers", "TrioStream", "open_stream"]
+__all__ = ["FAIR_READS", "Flag", "Timers", "TrioStream", "TrioTLSStream", "open_stream"]
 
 FAIR_READS = 16  # reads that found data at once before the reader yields to the other tasks anyway
+TLS_SOCKET_READ = 64 * 1024  # bytes of TLS records read from the socket at a time
 
 
 class TrioStream(DirectStream):
@@ -251,22 +256,116 @@ class Timers:
             self._sleep = None
 
 
-async def open_stream(sock: socket.socket, context: ssl.SSLContext | None, *, server_side: bool) -> ByteStream:
-    """A :class:`TrioStream` over the connected ``sock``, or with ``context`` anyio's
-    :class:`~anyio.streams.tls.TLSStream` over one (returned once the handshake completed).
+class TrioTLSStream(DirectStream):
+    """TLS over a :class:`TrioStream`: Python's :mod:`ssl` (OpenSSL) through memory buffers
+    (``SSLContext.wrap_bio``), as anyio's :class:`~anyio.streams.tls.TLSStream` does, with fewer steps per
+    record: a read asks the socket only when OpenSSL holds nothing more, and :meth:`write_now` encrypts and
+    writes without waiting. Made by :func:`open_stream` (which runs the handshake). No ``close_notify`` is
+    sent or awaited (connections end with a forceful close, as ``TLSStream(standard_compatible=False)``);
+    TLS 1.3 has no half-close, so :meth:`send_eof` does nothing. Raises as :class:`TrioStream` does; a bad
+    record is :class:`anyio.BrokenResourceError`, the peer closing without ``close_notify``
+    :class:`anyio.EndOfStream` (as ``TLSStream(standard_compatible=False)``).
+    """
 
-    Raises what the handshake raises (``ssl.SSLError``, :class:`anyio.BrokenResourceError`, ...); ``sock``
-    is closed then, and when the caller is cancelled. The caller bounds the wait.
+    def __init__(self, raw: TrioStream, ssl_object: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO):
+        self._raw = raw
+        self._ssl = ssl_object
+        self._in = incoming
+        self._out = outgoing
+
+    async def handshake(self) -> None:
+        """Run the TLS handshake. Raises ``ssl.SSLError`` or the socket's errors."""
+        while True:
+            try:
+                self._ssl.do_handshake()
+            except ssl.SSLWantReadError:
+                await self._flush()
+                self._in.write(await self._raw.receive(TLS_SOCKET_READ))
+                continue
+            await self._flush()
+            return
+
+    async def _flush(self) -> None:
+        if self._out.pending:
+            await self._raw.send(self._out.read())
+
+    @property
+    def writable(self) -> bool:
+        return self._raw.writable
+
+    @property
+    def unsent(self) -> int:
+        return self._raw.unsent
+
+    def write_now(self, data: bytes) -> None:
+        self._ssl.write(data)  # into a memory buffer: whole
+        self._raw.write_now(self._out.read())
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        while True:
+            if not (self._in.pending or self._ssl.pending()):  # OpenSSL holds nothing: read the socket
+                try:
+                    self._in.write(await self._raw.receive(TLS_SOCKET_READ))
+                except anyio.EndOfStream:
+                    self._in.write_eof()
+            try:
+                data = self._ssl.read(max_bytes)
+            except ssl.SSLWantReadError:
+                continue  # an incomplete record, or one carrying no data
+            except ssl.SSLZeroReturnError:
+                raise anyio.EndOfStream from None
+            except ssl.SSLError as exc:
+                if isinstance(exc, ssl.SSLEOFError) or "UNEXPECTED_EOF_WHILE_READING" in (exc.strerror or ""):
+                    raise anyio.EndOfStream from None  # the peer closed without close_notify: as TLSStream does
+                raise anyio.BrokenResourceError from exc  # a bad record
+            if self._out.pending:  # TLS sent something of its own (a key update)
+                await self._flush()
+            if not data:
+                raise anyio.EndOfStream
+            return data
+
+    async def send(self, item: bytes) -> None:
+        if item:
+            self._ssl.write(item)
+        await self._raw.send(self._out.read() if self._out.pending else b"")
+
+    async def send_eof(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        await self._raw.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        tls = self._ssl
+        return {
+            **self._raw.extra_attributes,
+            TLSAttribute.ssl_object: lambda: tls,
+            TLSAttribute.server_side: lambda: tls.server_side,
+            TLSAttribute.cipher: lambda: tls.cipher(),
+            TLSAttribute.tls_version: lambda: tls.version(),
+            TLSAttribute.peer_certificate_binary: lambda: tls.getpeercert(True),
+            TLSAttribute.channel_binding_tls_unique: lambda: tls.get_channel_binding("tls-unique"),
+            TLSAttribute.standard_compatible: lambda: False,
+        }
+
+
+async def open_stream(sock: socket.socket, context: ssl.SSLContext | None, *, server_side: bool) -> ByteStream:
+    """A :class:`TrioStream` over the connected ``sock``, or with ``context`` a :class:`TrioTLSStream` over
+    one (returned once the handshake completed).
+
+    Raises what the handshake raises (``ssl.SSLError``, :class:`anyio.EndOfStream`, ...); ``sock`` is
+    closed then, and when the caller is cancelled. The caller bounds the wait.
     """
     stream = TrioStream(sock)
     if context is None:
         return stream
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = TrioTLSStream(stream, context.wrap_bio(incoming, outgoing, server_side=server_side), incoming, outgoing)
     try:
-        return await TLSStream.wrap(
-            stream, server_side=server_side, hostname=None, ssl_context=context,
-            standard_compatible=False,  # no close_notify wait: connections end with a forceful close
-        )
+        await tls.handshake()
     except BaseException:
         with anyio.CancelScope(shield=True):
             await stream.aclose()
         raise
+    return tls
