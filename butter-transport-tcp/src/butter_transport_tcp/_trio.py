@@ -56,7 +56,7 @@ class TrioStream(DirectStream):
         sock.setblocking(False)
         self._sock = sock
         self._unsent: memoryview | None = None  # what write_now could not write at once
-        self._error: OSError | None = None  # write_now failed: the next send raises
+        self._error: Exception | None = None  # write_now failed: the next send raises
         self._closed = False
         self._reads = 0  # reads since the last wait or yield
         self._drained = False  # the last read took less than asked: wait before reading again
@@ -79,10 +79,16 @@ class TrioStream(DirectStream):
         except BlockingIOError:
             sent = 0
         except OSError as exc:
-            self._error = exc
+            self.write_failed(exc, data)
             return
         if sent < len(data):
             self._unsent = memoryview(data)[sent:]
+
+    def write_failed(self, exc: Exception, data: bytes) -> None:
+        """A :meth:`write_now` of ``data`` failed with ``exc``: keep it as unsent, so the writer task is
+        woken and its :meth:`send` raises :class:`anyio.BrokenResourceError` (the connection closes)."""
+        self._error = exc
+        self._unsent = memoryview(data)
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         while True:
@@ -105,7 +111,7 @@ class TrioStream(DirectStream):
             self._reads += 1
             if self._reads >= FAIR_READS:
                 self._reads = 0
-                await trio.lowlevel.checkpoint()
+                await trio.lowlevel.cancel_shielded_checkpoint()  # (a cancellation must not lose data)
             return data
 
     async def send(self, item: bytes) -> None:
@@ -298,12 +304,17 @@ class TrioTLSStream(DirectStream):
         return self._raw.unsent
 
     def write_now(self, data: bytes) -> None:
-        self._ssl.write(data)  # into a memory buffer: whole
+        try:
+            self._ssl.write(data)  # into a memory buffer: whole
+        except ssl.SSLError as exc:
+            self._raw.write_failed(exc, data)
+            return
         self._raw.write_now(self._out.read())
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        starved = not (self._in.pending or self._ssl.pending())  # OpenSSL holds nothing: read the socket
         while True:
-            if not (self._in.pending or self._ssl.pending()):  # OpenSSL holds nothing: read the socket
+            if starved:
                 try:
                     self._in.write(await self._raw.receive(TLS_SOCKET_READ))
                 except anyio.EndOfStream:
@@ -311,15 +322,16 @@ class TrioTLSStream(DirectStream):
             try:
                 data = self._ssl.read(max_bytes)
             except ssl.SSLWantReadError:
-                continue  # an incomplete record, or one carrying no data
+                starved = True  # an incomplete record, or one carrying no data
+                continue
             except ssl.SSLZeroReturnError:
                 raise anyio.EndOfStream from None
             except ssl.SSLError as exc:
                 if isinstance(exc, ssl.SSLEOFError) or "UNEXPECTED_EOF_WHILE_READING" in (exc.strerror or ""):
                     raise anyio.EndOfStream from None  # the peer closed without close_notify: as TLSStream does
                 raise anyio.BrokenResourceError from exc  # a bad record
-            if self._out.pending:  # TLS sent something of its own (a key update)
-                await self._flush()
+            # What TLS answers by itself while reading (a key update) stays in the outgoing buffer and
+            # leaves, in order, with the next write: the reader never sends (the writer may be sending).
             if not data:
                 raise anyio.EndOfStream
             return data
