@@ -161,10 +161,9 @@ class Connection(Generic[C]):
         if direct is None or self._sending or not self.channel.outbound_bytes or not direct.writable:
             return False
         frames = self.channel.frames_to_send()
-        direct.write_now(frames[0] if len(frames) == 1 else b"".join(frames))
+        if not direct.write_now(frames[0] if len(frames) == 1 else b"".join(frames)):
+            self.wake_writer()  # trio: the kernel did not take it all, or the write failed
         self._notify_space()
-        if not direct.writable:  # trio: the kernel did not take it all, or the write failed
-            self.wake_writer()
         return True
 
     def _notify_space(self) -> None:

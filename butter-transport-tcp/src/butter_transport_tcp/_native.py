@@ -67,8 +67,9 @@ class DirectStream(ByteStream):
         return 0
 
     @abstractmethod
-    def write_now(self, data: bytes) -> None:
-        """Write ``data`` without waiting; only when :attr:`writable`."""
+    def write_now(self, data: bytes) -> bool:
+        """Write ``data`` without waiting; only when :attr:`writable`. ``False`` when some of it (or a
+        failure) is left for the next ``send``, which the caller must then have made."""
 
 
 class NativeStream(DirectStream, asyncio.Protocol):
@@ -174,10 +175,12 @@ class NativeStream(DirectStream, asyncio.Protocol):
         transport = self._transport
         return not (transport is None or self._write_paused or self._closed or self._lost or transport.is_closing())
 
-    def write_now(self, data: bytes) -> None:
-        """Write ``data`` at once, without waiting; only when :attr:`writable` (else :meth:`send` it)."""
+    def write_now(self, data: bytes) -> bool:
+        """Write ``data`` at once, without waiting; only when :attr:`writable` (else :meth:`send` it).
+        Always whole (the transport buffers what the socket does not take): ``True``."""
         assert self._transport is not None
         self._transport.write(data)
+        return True
 
     # -- anyio ByteStream --------------------------------------------------------------------------------
 

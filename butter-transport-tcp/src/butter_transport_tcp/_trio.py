@@ -71,18 +71,21 @@ class TrioStream(DirectStream):
         """Bytes :meth:`write_now` left for the next :meth:`send` (0 when all went)."""
         return 0 if self._unsent is None else len(self._unsent)
 
-    def write_now(self, data: bytes) -> None:
-        """Write ``data`` without waiting; only when :attr:`writable`. What the kernel did not take at once
-        (:attr:`unsent`), or a failure, is left for the next :meth:`send`, which the caller must make."""
+    def write_now(self, data: bytes) -> bool:
+        """Write ``data`` without waiting; only when :attr:`writable`. ``False`` when what the kernel did
+        not take at once (:attr:`unsent`), or a failure, is left for the next :meth:`send`, which the
+        caller must then make."""
         try:
             sent = self._sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
             self.write_failed(exc, data)
-            return
+            return False
         if sent < len(data):
             self._unsent = memoryview(data)[sent:]
+            return False
+        return True
 
     def write_failed(self, exc: Exception, data: bytes) -> None:
         """A :meth:`write_now` of ``data`` failed with ``exc``: keep it as unsent, so the writer task is
@@ -303,13 +306,13 @@ class TrioTLSStream(DirectStream):
     def unsent(self) -> int:
         return self._raw.unsent
 
-    def write_now(self, data: bytes) -> None:
+    def write_now(self, data: bytes) -> bool:
         try:
             self._ssl.write(data)  # into a memory buffer: whole
         except ssl.SSLError as exc:
             self._raw.write_failed(exc, data)
-            return
-        self._raw.write_now(self._out.read())
+            return False
+        return self._raw.write_now(self._out.read())
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         starved = not (self._in.pending or self._ssl.pending())  # OpenSSL holds nothing: read the socket
