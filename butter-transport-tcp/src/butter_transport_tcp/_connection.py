@@ -64,7 +64,7 @@ C = TypeVar("C", bound=Channel)
 
 
 class _Event(Protocol):
-    """A one-shot event: ``anyio.Event``, ``trio.Event`` or :class:`_Flag`."""
+    """A one-shot event: ``anyio.Event``, ``trio.Event``, :class:`_Flag` (asyncio) or ``_trio.Flag``."""
 
     def set(self) -> Any: ...
 
@@ -93,11 +93,11 @@ class Connection(Generic[C]):
         self.native = stream if isinstance(stream, NativeStream) else None  # asyncio: the fast path (_native)
         # A stream that writes without waiting (write_now): a NativeStream, or on trio a TrioStream (_trio).
         self.direct = stream if isinstance(stream, DirectStream) else None
-        # The event loop's clock (seconds), events and, on trio, cancel scopes: the event loop's own on the
-        # fast paths (anyio's look the backend up on every call).
+        # The event loop's clock (seconds) and events: the event loop's own on asyncio's fast path and on
+        # trio (anyio's look the backend up on every call).
         self.now: Callable[[], float] = anyio.current_time
         self.new_event: Callable[[], _Event] = anyio.Event
-        self._event: Callable[[], _Event] = anyio.Event  # for the writer's events (anyio's on asyncio)
+        self._event: Callable[[], _Event] = anyio.Event  # the writer's events (more than one task may wait)
         if self.native is not None:
             self.now, self.new_event = asyncio.get_running_loop().time, _Flag
         elif not native():  # trio (an optional dependency: imported only when running)
@@ -195,7 +195,7 @@ class Connection(Generic[C]):
         interleave. Consecutive frames are joined up to COALESCE_LIMIT bytes (frames queued during one
         event-loop tick leave in one ``send``); a larger frame goes alone, as is. Raises what ``send`` raises."""
         self._sending = True
-        try:  # (no frame queued: only what a write_now left, which send() writes first)
+        try:  # (with no frame queued, send(b"") writes what a write_now left: it goes first anyway)
             frames = self.channel.frames_to_send()
             self._notify_space()
             batch: list[bytes] = []
@@ -419,7 +419,7 @@ class InboundConnection(Connection[ServerChannel]):
             self.stats.requests_served += 1
             self.last_served = self.last_active = self.now()
             if self._sending or self._wake.is_set() or (self.channel.active and self.native is None):
-                self.wake_writer()  # (on trio, while other requests are being answered: one send for all)
+                self.wake_writer()  # (off asyncio's fast path, while others are being answered: one send for all)
             elif not self._send_now():  # nobody is sending: send it from here, saving the hand-off to the writer
                 await self._send_queued()
         except PeerUnreachable:

@@ -107,7 +107,7 @@ class TrioStream(DirectStream):
                 self._drained = True
                 continue
             except OSError as exc:
-                raise self._failed(exc) from exc
+                raise self._failed() from exc
             if not data:
                 raise anyio.EndOfStream
             self._drained = len(data) < max_bytes
@@ -136,7 +136,7 @@ class TrioStream(DirectStream):
                 await self._wait(trio.lowlevel.wait_writable)
                 continue
             except OSError as exc:
-                raise self._failed(exc) from exc
+                raise self._failed() from exc
             view = view[sent:]
 
     async def _wait(self, wait: Callable[[socket.socket], Any]) -> None:
@@ -147,7 +147,7 @@ class TrioStream(DirectStream):
         except trio.BusyResourceError:
             raise anyio.BusyResourceError("waiting on") from None
 
-    def _failed(self, exc: OSError) -> Exception:
+    def _failed(self) -> Exception:
         return anyio.ClosedResourceError() if self._closed else anyio.BrokenResourceError()
 
     async def send_eof(self) -> None:
