@@ -196,6 +196,29 @@ async def test_timeout_shorter_than_connect_timeout_wins() -> None:
             assert client.stats.connections_opened == 1
 
 
+async def test_timeouts_on_an_open_connection_fire_each_at_its_own_deadline() -> None:
+    # On an open connection the timeout is a timer (asyncio's, or the connection's timer task on trio):
+    # a shorter timeout set after a longer one must still fire first, and the connection keeps serving.
+    with anyio.fail_after(20):
+        server, client = transport(), transport()
+        async with serving(server) as address, serving(client):
+            assert await client.request(address, "echo", b"open", timeout=5) == b"open"
+            fired: list[float] = []
+
+            async def slow(timeout: float) -> None:
+                with pytest.raises(RequestTimeout):
+                    await client.request(address, "slow", b"10", timeout=timeout)
+                fired.append(timeout)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(slow, 3.0)
+                await anyio.sleep(0.05)
+                tg.start_soon(slow, 0.2)
+            assert fired == [0.2, 3.0]
+            assert await client.request(address, "echo", b"ok", timeout=5) == b"ok"
+            assert client.stats.connections_opened == 1
+
+
 async def test_a_peer_that_never_reads_holds_back_writers_with_bounded_memory() -> None:
     from butter_transport_tcp._connection import OUTBOX_HIGH_WATER
 

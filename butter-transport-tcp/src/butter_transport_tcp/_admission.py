@@ -40,14 +40,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream, TaskGroup
+from anyio.abc import ByteStream, SocketAttribute, SocketListener, TaskGroup
 
 from butter.errors import PeerUnreachable, describe_network_error
 from butter.peers import PeerAddress
 
 from ._eviction import Candidate, choose_eviction, netgroup
 from ._limits import ConnectionCount, RateLimitedLog
-from ._native import native, open_stream
+from ._native import open_stream
 from ._network import Network, NetworkRefused
 from ._options import TcpOptions
 from ._secure import SecureChannel
@@ -331,10 +331,8 @@ class Admission:
                         slot.hear()
                         if self.channel is not None:
                             stream, node_id = await self.channel.secure_server(sock)
-                        elif native():  # asyncio: the cheaper stream (see _native)
+                        else:  # the event loop's cheaper stream (_native on asyncio, _trio on trio)
                             stream = await open_stream(sock, None, server_side=True)
-                        else:
-                            stream = await SocketStream.from_socket(sock)
                         await self.network.exchange(stream, server=True)
                 except (TimeoutError, PeerUnreachable) as exc:
                     if isinstance(exc, NetworkRefused):

@@ -32,8 +32,8 @@ import functools
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio
 from anyio.abc import ByteStream, TaskGroup
@@ -44,8 +44,11 @@ from butter.slots import Dispatcher
 from butter.wire import Caller, ErrorInfo, FrameRejected, Reply, Request
 
 from ._limits import RateLimitedLog
-from ._native import NativeStream
+from ._native import DirectStream, NativeStream, native
 from ._stats import TcpStats
+
+if TYPE_CHECKING:
+    from ._trio import Timers
 
 __all__ = ["Connection", "InboundConnection", "OutgoingConnection"]
 
@@ -58,6 +61,16 @@ COALESCE_LIMIT = 256 * 1024  # bytes of queued frames joined into one send
 IDLE_ANSWERERS = 2  # answering tasks an incoming connection keeps waiting for its next request
 
 C = TypeVar("C", bound=Channel)
+
+
+class _Event(Protocol):
+    """A one-shot event: ``anyio.Event``, ``trio.Event``, :class:`_Flag` (asyncio) or ``_trio.Flag``."""
+
+    def set(self) -> Any: ...
+
+    def is_set(self) -> bool: ...
+
+    def wait(self) -> Awaitable[Any]: ...
 
 
 class Connection(Generic[C]):
@@ -78,19 +91,30 @@ class Connection(Generic[C]):
         self.read_chunk = read_chunk
         self.stats = stats
         self.native = stream if isinstance(stream, NativeStream) else None  # asyncio: the fast path (_native)
-        # The event loop's clock (seconds) and events: asyncio's own on the fast path (anyio's look the
-        # backend up on every call).
-        self.now: Callable[[], float] = asyncio.get_running_loop().time if self.native else anyio.current_time
-        self.new_event: Callable[[], anyio.Event | _Flag] = _Flag if self.native else anyio.Event
+        # A stream that writes without waiting (write_now): a NativeStream, or on trio a TrioStream (_trio).
+        self.direct = stream if isinstance(stream, DirectStream) else None
+        # The event loop's clock (seconds) and events: the event loop's own on asyncio's fast path and on
+        # trio (anyio's look the backend up on every call).
+        self.now: Callable[[], float] = anyio.current_time
+        self.new_event: Callable[[], _Event] = anyio.Event
+        self._event: Callable[[], _Event] = anyio.Event  # the writer's events (more than one task may wait)
+        if self.native is not None:
+            self.now, self.new_event = asyncio.get_running_loop().time, _Flag
+        elif not native():  # trio (an optional dependency: imported only when running)
+            import trio
+
+            from ._trio import Flag
+
+            self.now, self.new_event, self._event = trio.current_time, Flag, trio.Event
         self.scope = anyio.CancelScope()
         self.closed = False
         self.reason = ""
-        self.last_active = anyio.current_time()  # seconds, on the event loop's clock
+        self.last_active = self.now()  # seconds, on the event loop's clock
         self._sending = False  # the writer task is inside send()
-        # Events are made only when someone waits on them (anyio.Event() is not free on the hot path).
-        self._wake = anyio.Event()  # set when the channel has queued a frame
-        self._space: anyio.Event | None = None  # set when the writer takes the queue (for writers held back)
-        self._drained: anyio.Event | None = None  # set when the queue is empty and nothing is being sent
+        # Events are made only when someone waits on them (an event is not free on the hot path).
+        self._wake: _Event = self._event()  # set when the channel has queued a frame
+        self._space: _Event | None = None  # set when the writer takes the queue (for writers held back)
+        self._drained: _Event | None = None  # set when the queue is empty and nothing is being sent
 
     def close(self, reason: str) -> None:
         """End the connection: stop its tasks, then the socket is closed. Safe to call repeatedly."""
@@ -106,7 +130,7 @@ class Connection(Generic[C]):
         write). Raises :class:`PeerUnreachable` when the connection is closed."""
         while self.channel.outbound_bytes >= OUTBOX_HIGH_WATER and not self.closed:
             if self._space is None:
-                self._space = anyio.Event()
+                self._space = self._event()
             await self._space.wait()
         if self.closed:
             raise PeerUnreachable(f"connection to {self.peer} is closed ({self.reason})")
@@ -117,19 +141,28 @@ class Connection(Generic[C]):
 
     async def flush(self) -> None:
         """Wait until every queued frame has been handed to the socket (or the connection closed)."""
-        while (self.channel.outbound_bytes or self._sending) and not self.closed:
+        while (self._backlog or self._sending) and not self.closed:
             if self._drained is None:
-                self._drained = anyio.Event()
+                self._drained = self._event()
             await self._drained.wait()
 
+    @property
+    def _backlog(self) -> int:
+        """Bytes waiting to be sent: queued in the channel, or left by a ``write_now`` (a TrioStream's)."""
+        unsent = self.direct.unsent if self.direct is not None else 0
+        return self.channel.outbound_bytes + unsent
+
     def _send_now(self) -> bool:
-        """On a :class:`NativeStream` with nobody sending: write what is queued at once, from the calling
-        task, without a hand-off to the writer task (a transport write is whole: it cannot be left half
-        done by a cancellation). ``False`` when that is not possible (then wake the writer)."""
-        if self.native is None or self._sending or not self.channel.outbound_bytes or not self.native.writable:
+        """On a :attr:`direct` stream with nobody sending: write what is queued at once, from the calling
+        task, without a hand-off to the writer task (a write without waiting cannot be left half done by a
+        cancellation: on trio what the kernel did not take is left to the writer task, which is woken).
+        ``False`` when that is not possible (then wake the writer)."""
+        direct = self.direct
+        if direct is None or self._sending or not self.channel.outbound_bytes or not direct.writable:
             return False
         frames = self.channel.frames_to_send()
-        self.native.write_now(frames[0] if len(frames) == 1 else b"".join(frames))
+        if not direct.write_now(frames[0] if len(frames) == 1 else b"".join(frames)):
+            self.wake_writer()  # trio: the kernel did not take it all, or the write failed
         self._notify_space()
         return True
 
@@ -147,11 +180,11 @@ class Connection(Generic[C]):
         """The task that sends what is queued whenever nobody else is sending (see :meth:`_send_queued`)."""
         try:
             while True:
-                if self._sending or not self.channel.outbound_bytes:
+                if self._sending or not self._backlog:
                     if not self._sending:
                         self._notify_drained()
                     await self._wake.wait()
-                    self._wake = anyio.Event()
+                    self._wake = self._event()
                     continue
                 await self._send_queued()
         except NETWORK_ERRORS as exc:
@@ -162,7 +195,7 @@ class Connection(Generic[C]):
         interleave. Consecutive frames are joined up to COALESCE_LIMIT bytes (frames queued during one
         event-loop tick leave in one ``send``); a larger frame goes alone, as is. Raises what ``send`` raises."""
         self._sending = True
-        try:
+        try:  # (with no frame queued, send(b"") writes what a write_now left: it goes first anyway)
             frames = self.channel.frames_to_send()
             self._notify_space()
             batch: list[bytes] = []
@@ -225,7 +258,7 @@ class InboundConnection(Connection[ServerChannel]):
         self.on_slow = on_slow
         self.last_served = 0.0  # when a request was last answered (event-loop clock; 0: never): usefulness
         self._requests: deque[Request] = deque()  # received, not yet taken by an answering task
-        self._idle: list[anyio.Event | _Flag] = []  # one per idle answering task: set to hand it work/stop
+        self._idle: list[_Event] = []  # one per idle answering task: set to hand it work/stop
         self._reading = True
         self._frame_ended = False  # the delivery callback took a whole frame since the reader task last looked
 
@@ -385,8 +418,8 @@ class InboundConnection(Connection[ServerChannel]):
             self.channel.send_reply(reply)
             self.stats.requests_served += 1
             self.last_served = self.last_active = self.now()
-            if self._sending or self._wake.is_set():
-                self.wake_writer()
+            if self._sending or self._wake.is_set() or (self.channel.active and self.native is None):
+                self.wake_writer()  # (off asyncio's fast path, while others are being answered: one send for all)
             elif not self._send_now():  # nobody is sending: send it from here, saving the hand-off to the writer
                 await self._send_queued()
         except PeerUnreachable:
@@ -416,12 +449,18 @@ class _Flag:
         return self._future
 
 
+class _Timer(Protocol):
+    """A timer that can be cancelled: ``asyncio.TimerHandle`` or :class:`~._trio.Timer`."""
+
+    def cancel(self) -> None: ...
+
+
 class _Waiter:
     """One request waiting for its reply: set ``reply`` or ``error`` (or call :meth:`expire`), then ``event``."""
 
     __slots__ = ("error", "event", "expired", "reply")
 
-    def __init__(self, event: anyio.Event | _Flag) -> None:
+    def __init__(self, event: _Event) -> None:
         self.event = event
         self.reply: Reply | None = None
         self.error = ""
@@ -457,6 +496,22 @@ class OutgoingConnection(Connection[ClientChannel]):
         self._calls = 0  # calls in progress, including those waiting for room to send
         self.released = False  # set by the pool once this connection no longer counts toward max_connections
         self._on_closed = on_closed
+        # How call() times out when given a timeout: asyncio's loop.call_at on the fast path, on trio one
+        # timer task for the connection (_trio.Timers); else the caller bounds the wait itself.
+        self._timers: Timers | None = None
+        self._call_at: Callable[[float, Callable[[], None]], _Timer] | None = None
+        if self.native is not None:
+            self._call_at = asyncio.get_running_loop().call_at
+        elif not native():
+            from ._trio import Timers
+
+            self._timers = Timers()
+            self._call_at = self._timers.call_at
+
+    @property
+    def timed(self) -> bool:
+        """Whether :meth:`call` takes a ``timeout`` (asyncio's fast path, and trio)."""
+        return self._call_at is not None
 
     @property
     def pending(self) -> int:
@@ -468,13 +523,14 @@ class OutgoingConnection(Connection[ClientChannel]):
 
         Raises :class:`~butter.errors.FrameTooLarge` (nothing sent) when the request exceeds ``max_frame``,
         :class:`PeerUnreachable` when the connection fails before the reply arrives. The caller bounds the
-        wait (``anyio.fail_after``), or on a :class:`NativeStream` may pass ``timeout`` (seconds) instead:
-        then ``TimeoutError`` is raised after that long (an event-loop timer, cheaper than a cancel scope).
-        A reply that arrives after the caller gave up is dropped.
+        wait (``anyio.fail_after``), or when :attr:`timed` may pass ``timeout`` (seconds) instead: then
+        ``TimeoutError`` is raised after that long (a timer: asyncio's, or the connection's timer task on
+        trio; cheaper than a cancel scope). A reply that arrives after the caller gave up is dropped.
         """
         deadline = 0.0
+        call_at = self._call_at if timeout is not None else None
         if timeout is not None:
-            assert self.native is not None, "a timeout is only taken on the asyncio fast path"
+            assert call_at is not None, "a timeout is only taken when the connection is timed"
             deadline = self.now() + timeout
         self._calls += 1
         try:
@@ -488,7 +544,7 @@ class OutgoingConnection(Connection[ClientChannel]):
             if self._calls > 1 or not self._send_now():
                 self.wake_writer()
             self.stats.requests_sent += 1
-            timer = asyncio.get_running_loop().call_at(deadline, waiter.expire) if timeout is not None else None
+            timer = call_at(deadline, waiter.expire) if call_at is not None else None
             try:
                 await waiter.event.wait()
             finally:
@@ -513,6 +569,8 @@ class OutgoingConnection(Connection[ClientChannel]):
             with self.scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._write_loop)
+                    if self._timers is not None:
+                        tg.start_soon(self._timers.run)
                     try:
                         if self.native is not None:
                             self.native.deliver(self._delivered)

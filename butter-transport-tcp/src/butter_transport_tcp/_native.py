@@ -35,6 +35,7 @@ import asyncio
 import socket
 import ssl
 import threading
+from abc import abstractmethod
 from asyncio.sslproto import SSLProtocol
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -44,14 +45,34 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 from anyio.streams.tls import TLSAttribute
 
-__all__ = ["READ_HIGH_WATER", "NativeStream", "native", "open_stream", "take_socket"]
+__all__ = ["READ_HIGH_WATER", "DirectStream", "NativeStream", "native", "open_stream", "take_socket"]
 
 READ_HIGH_WATER = 256 * 1024  # bytes received and not yet read before the socket's reading is paused
 TLS_SOCKET_READ = 256 * 1024  # bytes: asyncio's TLS layer reads the socket this much at a time (_SSLProtocol)
 TLS_READ_CHUNK = 16 * 1024  # bytes of plaintext it takes from OpenSSL at a time (one TLS record at most)
 
 
-class NativeStream(ByteStream, asyncio.Protocol):
+class DirectStream(ByteStream):
+    """A byte stream that can also write without waiting: :class:`NativeStream` (asyncio) and trio's
+    ``TrioStream`` (:mod:`._trio`). The connections write from the calling task through it (``_connection``)."""
+
+    @property
+    @abstractmethod
+    def writable(self) -> bool:
+        """Whether :meth:`write_now` may be called now."""
+
+    @property
+    def unsent(self) -> int:
+        """Bytes a :meth:`write_now` left for the next ``send`` (the stream keeps them; 0: none)."""
+        return 0
+
+    @abstractmethod
+    def write_now(self, data: bytes) -> bool:
+        """Write ``data`` without waiting; only when :attr:`writable`. ``False`` when some of it (or a
+        failure) is left for the next ``send``, which the caller must then have made."""
+
+
+class NativeStream(DirectStream, asyncio.Protocol):
     """An anyio byte stream over an asyncio transport (TLS or plaintext); it is the transport's protocol
     too. Made by :func:`open_stream`.
 
@@ -154,10 +175,12 @@ class NativeStream(ByteStream, asyncio.Protocol):
         transport = self._transport
         return not (transport is None or self._write_paused or self._closed or self._lost or transport.is_closing())
 
-    def write_now(self, data: bytes) -> None:
-        """Write ``data`` at once, without waiting; only when :attr:`writable` (else :meth:`send` it)."""
+    def write_now(self, data: bytes) -> bool:
+        """Write ``data`` at once, without waiting; only when :attr:`writable` (else :meth:`send` it).
+        Always whole (the transport buffers what the socket does not take): ``True``."""
         assert self._transport is not None
         self._transport.write(data)
+        return True
 
     # -- anyio ByteStream --------------------------------------------------------------------------------
 
@@ -259,8 +282,8 @@ def native() -> bool:
 
 
 async def take_socket(stream: ByteStream) -> socket.socket | None:
-    """The connected socket under ``stream``, taken from it, when the event loop is asyncio's and ``stream``
-    is an anyio TCP socket stream; else ``None`` (``stream`` untouched).
+    """The connected socket under ``stream``, taken from it, when ``stream`` is an anyio TCP socket stream
+    (on either event loop); else ``None`` (``stream`` untouched).
 
     The socket is a duplicate of the stream's file descriptor (same connection, same options); the stream
     is closed, which closes only its own descriptor (no FIN is sent). Only for the dialling side, before any
@@ -268,7 +291,7 @@ async def take_socket(stream: ByteStream) -> socket.socket | None:
     stream cannot have read anything yet (an anyio stream made by ``SocketStream.from_socket`` reads
     eagerly; ``anyio.connect_tcp``'s does not).
     """
-    if not isinstance(stream, SocketStream) or not native():
+    if not isinstance(stream, SocketStream):
         return None
     sock: socket.socket = stream.extra(SocketAttribute.raw_socket)
     if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
@@ -279,13 +302,20 @@ async def take_socket(stream: ByteStream) -> socket.socket | None:
     return taken
 
 
-async def open_stream(sock: socket.socket, context: ssl.SSLContext | None, *, server_side: bool) -> NativeStream:
-    """A :class:`NativeStream` over the connected ``sock``: with asyncio's native TLS when ``context`` is
-    given (returned once the handshake completed), else plaintext.
+async def open_stream(sock: socket.socket, context: ssl.SSLContext | None, *, server_side: bool) -> ByteStream:
+    """The fast stream of the running event loop over the connected ``sock``: on asyncio a
+    :class:`NativeStream`, with asyncio's native TLS when ``context`` is given (returned once the handshake
+    completed), else plaintext; on trio a ``TrioStream`` (:mod:`._trio`), or a ``TrioTLSStream`` over one
+    when ``context`` is given.
 
-    Raises ``OSError`` (``ssl.SSLError``, a reset, the connection closed) when the handshake fails; ``sock``
-    is closed then, and when the caller is cancelled. The caller bounds the wait.
+    Raises ``OSError`` (``ssl.SSLError``, a reset, the connection closed; on trio also anyio's stream
+    errors) when the handshake fails; ``sock`` is closed then, and when the caller is cancelled. The caller
+    bounds the wait.
     """
+    if not native():
+        from ._trio import open_stream as open_trio_stream  # trio is optional: imported only when running
+
+        return await open_trio_stream(sock, context, server_side=server_side)
     loop = asyncio.get_running_loop()
     stream = NativeStream()
     protocol: asyncio.BaseProtocol = stream

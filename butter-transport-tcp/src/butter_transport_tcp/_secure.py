@@ -3,7 +3,8 @@
 One step, applied to any connected byte stream (dialled, accepted, or adopted from a hole punch):
 :meth:`SecureChannel.secure_client` / :meth:`SecureChannel.secure_server` run the TLS handshake over it
 and return the encrypted stream with the peer's node id. The TLS itself is Python's :mod:`ssl` (OpenSSL):
-on asyncio the event loop's own TLS (:mod:`._native`), on trio anyio's :class:`~anyio.streams.tls.TLSStream`;
+on asyncio the event loop's own TLS (:mod:`._native`), on trio :mod:`._trio`'s (memory buffers, as anyio's
+:class:`~anyio.streams.tls.TLSStream`), on any other stream anyio's ``TLSStream``;
 nothing here is home-made cryptography.
 
 How identities are carried (the approach of the libp2p TLS spec, simplified):
@@ -39,7 +40,7 @@ import tempfile
 from pathlib import Path
 
 import anyio
-from anyio.abc import ByteStream, SocketStream
+from anyio.abc import ByteStream
 from anyio.streams.tls import TLSAttribute, TLSStream
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -49,7 +50,7 @@ from cryptography.x509.oid import NameOID
 from butter import Identity, node_id_from_public_key
 from butter.errors import NETWORK_ERRORS, PeerIdentityMismatch, PeerUnreachable, describe_network_error
 
-from ._native import native, open_stream, take_socket
+from ._native import open_stream, take_socket
 
 __all__ = ["ISSUER_SEED", "SecureChannel", "peer_node_id"]
 
@@ -141,8 +142,9 @@ class SecureChannel:
     """TLS 1.3 contexts for one node ``identity``; secures streams in either role.
 
     On asyncio, an accepted socket (server) or an anyio socket stream (client) is secured with asyncio's
-    native TLS (the returned stream is a :class:`~butter_transport_tcp._native.NativeStream`); any other
-    stream, and everything on trio, through anyio's :class:`~anyio.streams.tls.TLSStream`. Either way the
+    native TLS (the returned stream is a :class:`~butter_transport_tcp._native.NativeStream`), on trio
+    with :mod:`._trio`'s ``TrioTLSStream``; any other stream (an adopted one) through anyio's
+    :class:`~anyio.streams.tls.TLSStream`. Either way the
     result is an anyio byte stream with :class:`~anyio.streams.tls.TLSAttribute` and
     :class:`~anyio.abc.SocketAttribute` extras.
 
@@ -178,8 +180,9 @@ class SecureChannel:
     async def secure_server(self, stream: ByteStream | socket.socket) -> tuple[ByteStream, str]:
         """Run the server side of the handshake over ``stream``; return the TLS stream and the peer's id.
 
-        ``stream`` is a connected byte stream, or an accepted socket not yet wrapped in one (on asyncio
-        secured with the event loop's native TLS; a stream would already have read what the client sent).
+        ``stream`` is a connected byte stream, or an accepted socket not yet wrapped in one (secured with
+        the event loop's own stream, ``_native.open_stream``; a stream would already have read what the
+        client sent).
         Raises :class:`~butter.errors.PeerUnreachable` when the handshake fails or the client presents
         no usable identity. ``stream`` is closed on failure.
         """
@@ -195,10 +198,8 @@ class SecureChannel:
         context = self._server if server else self._client
         try:
             if isinstance(stream, socket.socket):  # an accepted socket (server side)
-                if native():
-                    return await open_stream(stream, context, server_side=True)
-                stream = await SocketStream.from_socket(stream)
-            elif not server and (sock := await take_socket(stream)) is not None:
+                return await open_stream(stream, context, server_side=True)
+            if not server and (sock := await take_socket(stream)) is not None:
                 return await open_stream(sock, context, server_side=False)
             return await TLSStream.wrap(
                 stream,

@@ -275,7 +275,7 @@ class TcpTransport:
             encode(Request(1, route, body), self.max_frame)  # raises FrameTooLarge (the channel checks exactly)
         try:
             connection = self._pool.ready(address)
-            if connection is not None and connection.native is not None:  # asyncio: a timer, no cancel scope
+            if connection is not None and connection.timed:  # a timer (asyncio's, or the connection's on trio)
                 reply = await connection.call(route, body, timeout)
             else:
                 with anyio.fail_after(timeout):
