@@ -97,6 +97,7 @@ class Node:
         self._address: PeerAddress | None = None
         self._started_at = 0.0
         self._kept_tag_at, self._kept_tag_value = float("-inf"), ""
+        self._capabilities: dict[type, list[Any]] = {}  # capability class -> slot objects (slots never change)
         self._closing = False
         self._closed = anyio.Event()
         self._introductions_send, self._introductions = anyio.create_memory_object_stream[PeerAddress](
@@ -513,9 +514,13 @@ class Node:
 
     def capabilities(self, cls: type[C]) -> list[C]:
         """Every one of this node's slot objects implementing capability ``cls``, in :meth:`capability`'s
-        order (for instance each service's :class:`~butter.capabilities.Counters`)."""
-        candidates: list[object] = [self.persistence, self.retrieval, self.transport, self.hosts, *self.discoveries]
-        return [candidate for candidate in candidates if candidate is not None and isinstance(candidate, cls)]
+        order (for instance each service's :class:`~butter.capabilities.Counters`). Found once per ``cls``
+        (an ``isinstance`` check against a runtime protocol is slow, and the slot objects never change)."""
+        found = self._capabilities.get(cls)
+        if found is None:
+            candidates = [self.persistence, self.retrieval, self.transport, self.hosts, *self.discoveries]
+            found = self._capabilities[cls] = [c for c in candidates if c is not None and isinstance(c, cls)]
+        return list(found)
 
     def available_storage(self) -> int:
         """Bytes of items this node can still accept: the persistence driver's figure, 0 without one."""

@@ -25,11 +25,15 @@
 * Hosts found dead by other modules are removed through :meth:`DiversityHostManager.report_dead`.
 * Lost hosts are re-probed: a host removed as unreachable or reported dead (not one evicted for diversity)
   is offered again after ``reprobe_interval`` seconds, then at doubling intervals up to
-  ``reprobe_max_interval``, for ``lost_expiry`` seconds (:class:`~butter.hosts.Backoff`; at most
-  ``LOST_CAPACITY`` hosts). A lost host that answers again suggests the links are back (a partition
-  healed): every other lost host is then probed at once. So the overlay reconnects within about
-  ``reprobe_max_interval`` seconds of the links coming back, even when each side still knows enough peers
-  that discovery stays quiet. The
+  ``reprobe_max_interval`` (1, 2, 4, 8, 16, 30 s by default), for ``lost_expiry`` seconds
+  (:class:`~butter.hosts.Backoff`; at most ``LOST_CAPACITY`` hosts). A lost host that answers again suggests
+  the links are back (a partition healed): every other lost host is then probed at once. So the overlay
+  reconnects at the first re-probe of any lost host after the links come back (each host on its own
+  jittered schedule: the more hosts were lost, the sooner one of them is tried; at the latest
+  ``reprobe_max_interval`` × 1.2 seconds), even when each side still knows enough peers that discovery
+  stays quiet. Most lost hosts are dead for good (churn): the cap, rather than the old 4 s, keeps their
+  re-probes from costing a known host's polls many times over (a 250-node churn simulation sent 24,354 of
+  its 57,807 quality requests to dead addresses with a 4 s cap). The
   node's configured peers (setting ``peers``) are re-probed the same way for as long as they are not
   known, without expiry: from the start, and whenever they are lost.
 
@@ -96,7 +100,8 @@ class DiversityOptions(BaseModel):
     exchange_timeout: float = Field(3.0, gt=0, description="seconds to wait for one known-hosts exchange")
     max_concurrency: int = Field(32, ge=1, description="quality requests in flight at once")
     reprobe_interval: float = Field(1.0, gt=0, description="seconds before a lost host is first offered again")
-    reprobe_max_interval: float = Field(4.0, gt=0, description="the longest wait between two re-probes of a lost host")
+    reprobe_max_interval: float = Field(
+        30.0, gt=0, description="the longest wait between two re-probes of a lost host (seconds)")
     lost_expiry: float = Field(600.0, gt=0, description="seconds a lost host keeps being re-probed")
     seed: int | None = Field(None, description="random seed, for reproducible simulations")
 
