@@ -32,7 +32,7 @@ import inspect
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -624,13 +624,22 @@ class Node:
     async def _offer_introductions(self) -> None:
         """Offer introduced addresses to host management, up to ``INTRODUCTION_OFFERS`` at once: an address
         that does not answer (a private address of another LAN, a dead peer) costs a connect timeout, and
-        must not hold up the offers queued behind it."""
+        must not hold up the offers queued behind it. The addresses queued together (an exchange brings up
+        to 17) are checked against one copy of the known-host list, not one copy each."""
         offers = anyio.Semaphore(INTRODUCTION_OFFERS)
         async with self._introductions, anyio.create_task_group() as tg:
             async for address in self._introductions:
-                if self.hosts.capacity and address not in {p.address for p in self.hosts.peers()}:
-                    await offers.acquire()
-                    tg.start_soon(self._offer_one, address, offers)
+                batch = [address]
+                with suppress(anyio.WouldBlock, anyio.EndOfStream):
+                    while len(batch) < INTRODUCTION_QUEUE:
+                        batch.append(self._introductions.receive_nowait())
+                if not self.hosts.capacity:
+                    continue
+                known = {p.address for p in self.hosts.peers()}
+                for candidate in dict.fromkeys(batch):
+                    if candidate not in known:
+                        await offers.acquire()
+                        tg.start_soon(self._offer_one, candidate, offers)
 
     async def _offer_one(self, address: PeerAddress, offers: anyio.Semaphore) -> None:
         try:
