@@ -475,8 +475,11 @@ class Node:
         """Call event hook ``event`` (e.g. ``"butter_peer_lost"``, see :mod:`butter.hookspecs`) on every
         subscriber and observer plugin, and await any awaitable results in the node's task group. An
         observer's exception is logged, never raised."""
+        hook = getattr(self.plugins.hook, event)
+        if not hook.get_hookimpls():  # nobody listens (every served request emits one: skip pluggy's call)
+            return
         try:
-            results = getattr(self.plugins.hook, event)(node=self, **kwargs)
+            results = hook(node=self, **kwargs)
         except Exception:
             log.exception("event hook %s failed", event)
             return

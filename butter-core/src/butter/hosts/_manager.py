@@ -76,7 +76,7 @@ log = logging.getLogger("butter.hosts")
 HOLD_TIMEOUT_REFRESHES = 2.5  # a holder asks to be counted for this many intervals until its next poll
 REFRESH_BACKOFF = 16  # refresh_max_interval, unset, is this many refresh_interval
 REFRESH_FACTOR = 4.0  # each unchanged record stretches a host's poll interval this many times (up to the cap)
-MIN_REFRESH_WAKE = 0.1  # of refresh_interval: polls due within this are sent together
+MIN_REFRESH_WAKE = 0.1  # of refresh_interval (reprobe_interval): polls (re-probes) due within this go together
 LONELY_INTRODUCTIONS = 4  # hosts a node nobody holds introduces itself to after an exchange
 LOST_CAPACITY = 1024  # lost hosts re-probed at once; more forget the oldest
 
@@ -232,10 +232,11 @@ class DiversityHostManager:
 
     async def _reprobe_lost(self) -> None:
         """Offer lost hosts again as their backoff comes due (module docstring), each in its own task: a host
-        that does not answer holds up no other."""
+        that does not answer holds up no other; those due within a tenth of ``reprobe_interval`` together."""
+        least = MIN_REFRESH_WAKE * self.options.reprobe_interval
         while True:
             wait = self._lost.next_due() - anyio.current_time()
-            await anyio.sleep(min(max(wait, 0.0), self.options.reprobe_interval))
+            await anyio.sleep(min(max(wait, least), self.options.reprobe_interval))
             due = self._lost.due(anyio.current_time())
             if due:
                 log.debug("re-probing %d lost hosts", len(due))
