@@ -32,8 +32,8 @@
   jittered schedule: the more hosts were lost, the sooner one of them is tried; at the latest
   ``reprobe_max_interval`` × 1.2 seconds), even when each side still knows enough peers that discovery
   stays quiet. Most lost hosts are dead for good (churn): the cap, rather than the old 4 s, keeps their
-  re-probes from costing a known host's polls many times over (a 250-node churn simulation sent 24,354 of
-  its 57,807 quality requests to dead addresses with a 4 s cap). The
+  re-probes from costing more than the polls of the live hosts (a 250-node P2 churn simulation sent 32,572
+  of its 94,187 quality requests to dead addresses with a 4 s cap, 18,040 of 79,578 with 30 s). The
   node's configured peers (setting ``peers``) are re-probed the same way for as long as they are not
   known, without expiry: from the start, and whenever they are lost.
 
