@@ -122,7 +122,7 @@ class Backoff(Generic[K]):
 
     def _push(self, key: K, entry: _Entry) -> None:
         heapq.heappush(self._attempts, (entry.next_at, next(self._order), key, entry))
-        if len(self._attempts) + len(self._expiries) > 4 * len(self._entries) + 64:
+        if len(self._attempts) + len(self._expiries) > 3 * len(self._entries) + 64:
             self._compact()
 
     def _compact(self) -> None:
