@@ -32,7 +32,7 @@ import inspect
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -97,6 +97,7 @@ class Node:
         self._address: PeerAddress | None = None
         self._started_at = 0.0
         self._kept_tag_at, self._kept_tag_value = float("-inf"), ""
+        self._capabilities: dict[type, list[Any]] = {}  # capability class -> slot objects (slots never change)
         self._closing = False
         self._closed = anyio.Event()
         self._introductions_send, self._introductions = anyio.create_memory_object_stream[PeerAddress](
@@ -474,8 +475,11 @@ class Node:
         """Call event hook ``event`` (e.g. ``"butter_peer_lost"``, see :mod:`butter.hookspecs`) on every
         subscriber and observer plugin, and await any awaitable results in the node's task group. An
         observer's exception is logged, never raised."""
+        hook = getattr(self.plugins.hook, event)
+        if not hook.get_hookimpls():  # nobody listens (every served request emits one: skip pluggy's call)
+            return
         try:
-            results = getattr(self.plugins.hook, event)(node=self, **kwargs)
+            results = hook(node=self, **kwargs)
         except Exception:
             log.exception("event hook %s failed", event)
             return
@@ -513,9 +517,13 @@ class Node:
 
     def capabilities(self, cls: type[C]) -> list[C]:
         """Every one of this node's slot objects implementing capability ``cls``, in :meth:`capability`'s
-        order (for instance each service's :class:`~butter.capabilities.Counters`)."""
-        candidates: list[object] = [self.persistence, self.retrieval, self.transport, self.hosts, *self.discoveries]
-        return [candidate for candidate in candidates if candidate is not None and isinstance(candidate, cls)]
+        order (for instance each service's :class:`~butter.capabilities.Counters`). Found once per ``cls``
+        (an ``isinstance`` check against a runtime protocol is slow, and the slot objects never change)."""
+        found = self._capabilities.get(cls)
+        if found is None:
+            candidates = [self.persistence, self.retrieval, self.transport, self.hosts, *self.discoveries]
+            found = self._capabilities[cls] = [c for c in candidates if c is not None and isinstance(c, cls)]
+        return list(found)
 
     def available_storage(self) -> int:
         """Bytes of items this node can still accept: the persistence driver's figure, 0 without one."""
@@ -619,13 +627,22 @@ class Node:
     async def _offer_introductions(self) -> None:
         """Offer introduced addresses to host management, up to ``INTRODUCTION_OFFERS`` at once: an address
         that does not answer (a private address of another LAN, a dead peer) costs a connect timeout, and
-        must not hold up the offers queued behind it."""
+        must not hold up the offers queued behind it. The addresses queued together (an exchange brings up
+        to 17) are checked against one copy of the known-host list, not one copy each."""
         offers = anyio.Semaphore(INTRODUCTION_OFFERS)
         async with self._introductions, anyio.create_task_group() as tg:
             async for address in self._introductions:
-                if self.hosts.capacity and address not in {p.address for p in self.hosts.peers()}:
-                    await offers.acquire()
-                    tg.start_soon(self._offer_one, address, offers)
+                batch = [address]
+                with suppress(anyio.WouldBlock, anyio.EndOfStream):
+                    while len(batch) < INTRODUCTION_QUEUE:
+                        batch.append(self._introductions.receive_nowait())
+                if not self.hosts.capacity:
+                    continue
+                known = {p.address for p in self.hosts.peers()}
+                for candidate in dict.fromkeys(batch):
+                    if candidate not in known:
+                        await offers.acquire()
+                        tg.start_soon(self._offer_one, candidate, offers)
 
     async def _offer_one(self, address: PeerAddress, offers: anyio.Semaphore) -> None:
         try:

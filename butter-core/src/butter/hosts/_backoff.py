@@ -17,6 +17,8 @@ Times are seconds on any monotonic clock the caller likes (the drivers use ``any
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ K = TypeVar("K", bound=Hashable)
 JITTER = 0.2
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Entry:
     expires_at: float
     next_at: float
@@ -36,7 +38,11 @@ class _Entry:
 
 
 class Backoff(Generic[K]):
-    """The schedule described in the module docstring; ``rng`` draws the jitter (seed it for simulations)."""
+    """The schedule described in the module docstring; ``rng`` draws the jitter (seed it for simulations).
+
+    Two heaps (next attempt, expiry) keep :meth:`due` and :meth:`next_due` at O(log n) a key that is due or
+    expires, however many keys wait (a host manager polls hundreds of known hosts on one such schedule);
+    a heap item whose key was discarded or rescheduled since is skipped when it comes up."""
 
     def __init__(
         self, first: float, max_interval: float, expiry: float, capacity: int, rng: random.Random | None = None,
@@ -48,6 +54,9 @@ class Backoff(Generic[K]):
         self.factor = factor
         self._rng = rng or random.Random()
         self._entries: dict[K, _Entry] = {}
+        self._attempts: list[tuple[float, int, K, _Entry]] = []  # (next_at, tie-break, key, entry) heap
+        self._expiries: list[tuple[float, int, K, _Entry]] = []  # (expires_at, tie-break, key, entry) heap
+        self._order = itertools.count()
 
     def __contains__(self, key: object) -> bool:
         return key in self._entries
@@ -63,7 +72,10 @@ class Backoff(Generic[K]):
         if len(self._entries) >= self.capacity:
             del self._entries[next(iter(self._entries))]
         lifetime = self.expiry if expiry is None else expiry
-        self._entries[key] = _Entry(now + lifetime, now + self._stretch(self.first), self.first)
+        entry = self._entries[key] = _Entry(now + lifetime, now + self._stretch(self.first), self.first)
+        self._push(key, entry)
+        if entry.expires_at != float("inf"):
+            heapq.heappush(self._expiries, (entry.expires_at, next(self._order), key, entry))
 
     def discard(self, key: K) -> None:
         """Forget ``key``; absent: no-op."""
@@ -74,16 +86,24 @@ class Backoff(Generic[K]):
         are back: a failed attempt is retried soon)."""
         for entry in self._entries.values():
             entry.next_at, entry.interval = min(entry.next_at, now), self.first / self.factor
+        self._attempts = [(e.next_at, next(self._order), k, e) for k, e in self._entries.items()]
+        heapq.heapify(self._attempts)
 
     def due(self, now: float) -> list[K]:
         """The keys due at ``now``, each rescheduled one (doubled) interval later; expired keys are forgotten."""
-        for key in [k for k, e in self._entries.items() if now >= e.expires_at]:
-            del self._entries[key]
-        ready = [k for k, e in self._entries.items() if e.next_at <= now]
-        for key in ready:
-            entry = self._entries[key]
+        while self._expiries and self._expiries[0][0] <= now:
+            _, _, key, entry = heapq.heappop(self._expiries)
+            if self._entries.get(key) is entry:
+                del self._entries[key]
+        ready: list[K] = []
+        while self._attempts and self._attempts[0][0] <= now:
+            at, _, key, entry = heapq.heappop(self._attempts)
+            if self._entries.get(key) is not entry or entry.next_at != at:
+                continue  # discarded, or rescheduled since
+            ready.append(key)
             entry.interval = min(self.max_interval, entry.interval * self.factor)
             entry.next_at = now + self._stretch(entry.interval)
+            self._push(key, entry)
         return ready
 
     def due_at(self, key: K) -> float:
@@ -93,7 +113,26 @@ class Backoff(Generic[K]):
 
     def next_due(self) -> float:
         """When the earliest key is due (``inf`` when none is scheduled)."""
-        return min((e.next_at for e in self._entries.values()), default=float("inf"))
+        while self._attempts:
+            at, _, key, entry = self._attempts[0]
+            if self._entries.get(key) is entry and entry.next_at == at:
+                return at
+            heapq.heappop(self._attempts)
+        return float("inf")
+
+    def _push(self, key: K, entry: _Entry) -> None:
+        heapq.heappush(self._attempts, (entry.next_at, next(self._order), key, entry))
+        if len(self._attempts) + len(self._expiries) > 3 * len(self._entries) + 64:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the heap items of keys discarded or rescheduled since (they would otherwise wait, the
+        expiries up to ``expiry`` seconds, for their turn to be skipped)."""
+        live = self._entries
+        self._attempts = [i for i in self._attempts if live.get(i[2]) is i[3] and i[3].next_at == i[0]]
+        self._expiries = [i for i in self._expiries if live.get(i[2]) is i[3]]
+        heapq.heapify(self._attempts)
+        heapq.heapify(self._expiries)
 
     def _stretch(self, interval: float) -> float:
         return interval * self._rng.uniform(1 - JITTER, 1 + JITTER)

@@ -25,11 +25,15 @@
 * Hosts found dead by other modules are removed through :meth:`DiversityHostManager.report_dead`.
 * Lost hosts are re-probed: a host removed as unreachable or reported dead (not one evicted for diversity)
   is offered again after ``reprobe_interval`` seconds, then at doubling intervals up to
-  ``reprobe_max_interval``, for ``lost_expiry`` seconds (:class:`~butter.hosts.Backoff`; at most
-  ``LOST_CAPACITY`` hosts). A lost host that answers again suggests the links are back (a partition
-  healed): every other lost host is then probed at once. So the overlay reconnects within about
-  ``reprobe_max_interval`` seconds of the links coming back, even when each side still knows enough peers
-  that discovery stays quiet. The
+  ``reprobe_max_interval`` (1, 2, 4, 8, 16, 30 s by default), for ``lost_expiry`` seconds
+  (:class:`~butter.hosts.Backoff`; at most ``LOST_CAPACITY`` hosts). A lost host that answers again suggests
+  the links are back (a partition healed): every other lost host is then probed at once. So the overlay
+  reconnects at the first re-probe of any lost host after the links come back (each host on its own
+  jittered schedule: the more hosts were lost, the sooner one of them is tried; at the latest
+  ``reprobe_max_interval`` × 1.2 seconds), even when each side still knows enough peers that discovery
+  stays quiet. Most lost hosts are dead for good (churn): the cap, rather than the old 4 s, keeps their
+  re-probes from costing more than the polls of the live hosts (a 250-node P2 churn simulation sent 32,572
+  of its 94,187 quality requests to dead addresses with a 4 s cap, 18,040 of 79,578 with 30 s). The
   node's configured peers (setting ``peers``) are re-probed the same way for as long as they are not
   known, without expiry: from the start, and whenever they are lost.
 
@@ -72,7 +76,7 @@ log = logging.getLogger("butter.hosts")
 HOLD_TIMEOUT_REFRESHES = 2.5  # a holder asks to be counted for this many intervals until its next poll
 REFRESH_BACKOFF = 16  # refresh_max_interval, unset, is this many refresh_interval
 REFRESH_FACTOR = 4.0  # each unchanged record stretches a host's poll interval this many times (up to the cap)
-MIN_REFRESH_WAKE = 0.1  # of refresh_interval: polls due within this are sent together
+MIN_REFRESH_WAKE = 0.1  # of refresh_interval (reprobe_interval): polls (re-probes) due within this go together
 LONELY_INTRODUCTIONS = 4  # hosts a node nobody holds introduces itself to after an exchange
 LOST_CAPACITY = 1024  # lost hosts re-probed at once; more forget the oldest
 
@@ -96,7 +100,8 @@ class DiversityOptions(BaseModel):
     exchange_timeout: float = Field(3.0, gt=0, description="seconds to wait for one known-hosts exchange")
     max_concurrency: int = Field(32, ge=1, description="quality requests in flight at once")
     reprobe_interval: float = Field(1.0, gt=0, description="seconds before a lost host is first offered again")
-    reprobe_max_interval: float = Field(4.0, gt=0, description="the longest wait between two re-probes of a lost host")
+    reprobe_max_interval: float = Field(
+        30.0, gt=0, description="the longest wait between two re-probes of a lost host (seconds)")
     lost_expiry: float = Field(600.0, gt=0, description="seconds a lost host keeps being re-probed")
     seed: int | None = Field(None, description="random seed, for reproducible simulations")
 
@@ -227,10 +232,11 @@ class DiversityHostManager:
 
     async def _reprobe_lost(self) -> None:
         """Offer lost hosts again as their backoff comes due (module docstring), each in its own task: a host
-        that does not answer holds up no other."""
+        that does not answer holds up no other; those due within a tenth of ``reprobe_interval`` together."""
+        least = MIN_REFRESH_WAKE * self.options.reprobe_interval
         while True:
             wait = self._lost.next_due() - anyio.current_time()
-            await anyio.sleep(min(max(wait, 0.0), self.options.reprobe_interval))
+            await anyio.sleep(min(max(wait, least), self.options.reprobe_interval))
             due = self._lost.due(anyio.current_time())
             if due:
                 log.debug("re-probing %d lost hosts", len(due))

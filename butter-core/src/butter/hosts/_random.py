@@ -48,7 +48,8 @@ class RandomOptions(BaseModel):
     quality_timeout: float = Field(3.0, gt=0, description="seconds to wait for a quality record")
     max_concurrency: int = Field(32, ge=1, description="quality requests in flight at once")
     reprobe_interval: float = Field(1.0, gt=0, description="seconds before a lost host is first offered again")
-    reprobe_max_interval: float = Field(4.0, gt=0, description="the longest wait between two re-probes of a lost host")
+    reprobe_max_interval: float = Field(
+        30.0, gt=0, description="the longest wait between two re-probes of a lost host (seconds)")
     lost_expiry: float = Field(600.0, gt=0, description="seconds a lost host keeps being re-probed")
     seed: int | None = Field(None, description="random seed, for reproducible simulations")
 

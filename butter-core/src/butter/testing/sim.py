@@ -22,6 +22,7 @@ joins and sheds; ``single`` sends none).
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -37,13 +38,14 @@ from .._identity import Identity
 from .._node import Node, open_node, unwrap_single_error
 from ..capabilities import Counters, KeptItems
 from ..errors import ButterConfigError, ButterError
-from ..settings import ButterSettings
+from ..settings import ButterSettings, HostManagerSettings
 
 __all__ = [
     "MAINTENANCE_COUNTERS",
     "RETRIEVAL_BATCH",
     "RETRIEVAL_COUNTERS",
     "SAMPLE_INTERVAL",
+    "SIM_GC_THRESHOLD",
     "ChurnConfig",
     "ChurnResult",
     "Retrievals",
@@ -63,6 +65,9 @@ RETRIEVAL_COUNTERS = ("search_requests", "fetch_requests")
 
 RETRIEVAL_BATCH = 50
 """Retrievals of ``retrieve_all`` run at once (each on its own node)."""
+
+SIM_GC_THRESHOLD = (100_000, 50, 1000)
+"""The garbage collector's thresholds (:func:`gc.set_threshold`) while :func:`run_churn_sync` runs."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,7 @@ class _Population:
         self.items: dict[str, bytes] = {}  # content id -> the bytes stored
         self.querying: set[str] = set()  # nodes retrieving now (one retrieval per node at a time)
         self.query_rng = random.Random(config.seed + 1)  # apart from ``rng``: queries change no death
+        self.template: ButterSettings | None = None  # what every node's settings share (settings())
 
     def settings(self) -> tuple[ButterSettings, Identity]:
         """The next node's settings and identity, every seed in them drawn from the run's ``seed``."""
@@ -208,20 +214,24 @@ class _Population:
             peers = [str(n.address) for n, _, _ in self.rng.sample(
                 list(self.alive.values()), min(self.config.bootstrap_peers, len(self.alive)))]
         seed = self.config.seed * 1_000_003 + self.counter
-        values: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "peers": peers,
-            "transport": {"driver": "memory", "options": {"network": self.network}},
-            "discovery": {"drivers": ["static"], "options": {"static": {"interval": 1.0}}},
-            "host_manager": {"driver": "diversity", "options": {"seed": seed}},
-            "persistence": {"driver": self.config.persistence, "options": self._persistence_options(seed)},
+        if self.template is None:  # read the environment (BUTTER_*) and validate once, not once per node
+            self.template = ButterSettings(
+                host="127.0.0.1",
+                transport={"driver": "memory", "options": {"network": self.network}},
+                discovery={"drivers": ["static"], "options": {"static": {"interval": 1.0}}},
+                persistence={"driver": self.config.persistence, "options": self._persistence_options(seed)},
+            )
+        template = self.template
+        update: dict[str, Any] = {
+            "peers": peers,  # live nodes' own addresses: valid
+            "host_manager": HostManagerSettings(driver="diversity", options={"seed": seed}),
+            "persistence": template.persistence.model_copy(update={"options": self._persistence_options(seed)}),
         }
-        settings = ButterSettings(**values)  # the retrieval driver is the environment's (BUTTER_*), bfs by default
-        if settings.retrieval.driver == "bfs":
-            retrieval = {"driver": "bfs", "options": {**settings.retrieval.options, "seed": seed}}
-            settings = ButterSettings(**values, retrieval=retrieval)
+        if template.retrieval.driver == "bfs":  # the retrieval driver is the environment's, bfs by default
+            update["retrieval"] = template.retrieval.model_copy(
+                update={"options": {**template.retrieval.options, "seed": seed}})
         key = Ed25519PrivateKey.from_private_bytes(random.Random(seed).randbytes(32))
-        return settings, Identity(key)
+        return template.model_copy(update=update), Identity(key)
 
     def _persistence_options(self, seed: int) -> dict[str, Any]:
         pcg = {"replicas": self.config.replicas, "heartbeat_interval": self.config.heartbeat, "seed": seed}
@@ -459,11 +469,27 @@ def deterministic_scheduling(seed: int) -> Iterator[None]:
         _run._r.setstate(state)
 
 
+@contextmanager
+def _collect_rarely() -> Iterator[None]:
+    """Run the block with the garbage collector's thresholds at :data:`SIM_GC_THRESHOLD`, then restore them.
+
+    A simulation allocates millions of short-lived objects (requests, tasks, cancel scopes) on a heap of
+    thousands of nodes; at Python's default (700, 10, 10) the collector walks that heap again and again.
+    Only the simulation's own process-wide run (:func:`run_churn_sync`) sets this, never the library."""
+    old = gc.get_threshold()
+    gc.set_threshold(*SIM_GC_THRESHOLD)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
 def run_churn_sync(config: ChurnConfig, on_progress: Callable[[str, float], None] | None = None) -> ChurnResult:
     """Run :func:`run_churn` on trio under a virtual clock (``MockClock(autojump_threshold=0)``) with
-    deterministic scheduling (:func:`deterministic_scheduling`): the same ``config`` gives the same result."""
+    deterministic scheduling (:func:`deterministic_scheduling`): the same ``config`` gives the same result.
+    The garbage collector runs less often meanwhile (:data:`SIM_GC_THRESHOLD`), restored after."""
     from trio.testing import MockClock
 
-    with deterministic_scheduling(config.seed):
+    with deterministic_scheduling(config.seed), _collect_rarely():
         return anyio.run(run_churn, config, on_progress, backend="trio",
                          backend_options={"clock": MockClock(autojump_threshold=0)})
