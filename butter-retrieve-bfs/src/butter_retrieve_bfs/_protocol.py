@@ -255,7 +255,7 @@ class Search:
         if isinstance(reply, Hit):
             self.hits += 1
             for address in (ask.address, *reply.members):
-                if address not in self._skip and address not in self.holders:
+                if address not in self._skip and address not in self.dead and address not in self.holders:
                     self.holders.append(address)
         elif isinstance(reply, Miss):
             for address in reply.hints:
