@@ -10,8 +10,9 @@ at 250, 1,000 and 10,000 nodes, each run in its own process, with its cost: wall
 The setting is the persistence benchmark's P2 (grace 10 s, warm-up 10 s, settle 30 s, one 100-byte item per
 initial node, r = 3, replacements keep the population constant). ``--queries N``: while churn runs, each
 time a node that stored an item dies a random live node retrieves that item (bfs, default options), up to
-N retrievals: success and requests per retrieval. ``--hour``: after settle, every item is retrieved once by
-a random live node, then an hour (virtual) passes before replicas per item are counted (PCG's
+N retrievals: success (over all, and over the items some live node still kept when the retrieval started)
+and requests per retrieval (over all, per found and per missed one). ``--hour``: after settle, every item is
+retrieved once by a random live node, then an hour (virtual) passes before replicas per item are counted (PCG's
 back-to-target rule should bring every group to r = 3).
 
 The machine may be shared: the load average (1 minute) before and after each run is recorded beside its
@@ -118,8 +119,12 @@ def main() -> None:
         for name in ("churn_queries", "popularity"):
             q = r.get(name)
             if q and q["started"]:
-                line += (f"; {name} {q['started']}: success {q['success']:.3f}, "
+                line += (f"; {name} {q['started']}: success {q['success']:.3f} "
+                         f"({q.get('success_live', q['success']):.3f} of {q.get('live', '?')} still kept), "
                          f"{q['requests_per_query']:.1f} requests each")
+                if "requests_per_found" in q:
+                    line += (f" ({q['requests_per_found']:.1f} per found, "
+                             f"{q['requests_per_missed']:.1f} per missed of {q['missed']})")
         print(line, flush=True)
         save(runs, args.out)
     print(f"written to {args.out}")

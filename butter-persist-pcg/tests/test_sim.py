@@ -41,6 +41,23 @@ def test_items_whose_storers_die_are_still_found_and_replicas_return_to_target_a
     during, burst = result.churn_queries, result.popularity
     assert during.started == 4 and during.found + during.abandoned >= 3
     assert during.requests_per_query > 0  # each storer is dead: the item came from elsewhere
+    assert during.live == during.finished  # every group outlived its storer: each item was still kept
+    assert during.live_found == during.found and during.requests_found + during.requests_missed == during.requests
     assert burst.started == result.items and burst.success >= result.retention - 0.001
     assert 2.5 <= result.replicas_per_item <= 3.5
     assert result.virtual_seconds >= config.warmup + config.churn + config.settle + config.linger
+
+
+def test_retrievals_of_lost_items_are_counted_apart() -> None:
+    """With a single copy per item, each item whose storer dies is lost: its retrieval misses, and the
+    counters say the item was kept nowhere (``live`` 0), so the search is not blamed (``success_live`` 1)."""
+    from dataclasses import replace
+
+    config = replace(SMALL, nodes=20, churn=10.0, settle=10.0, queries=4, persistence="single")
+    during = run_churn_sync(config).churn_queries
+    assert during.started == 4 and during.finished >= 3
+    assert during.found == 0 and during.missed == during.finished
+    assert during.live == during.live_found == 0 and during.success_live == 1.0 and during.success == 0.0
+    assert during.requests_missed == during.requests > 0 and during.requests_found == 0
+    assert during.requests_per_missed == during.requests / during.missed
+

@@ -12,7 +12,7 @@ import pytest
 import butter
 from butter import RouteRequest
 from butter.blocks import chunk
-from butter.capabilities import Counters
+from butter.capabilities import Counters, ItemHolders
 from butter.errors import ButterConfigError, ItemNotFound, PeerGone
 from butter.peers import PeerAddress
 from butter.wire import decode_payload
@@ -269,3 +269,22 @@ async def test_counters_are_a_capability(memory_settings: MakeSettings) -> None:
         assert isinstance(bfs(net.nodes[0]), Counters)
         assert all(type(v) is int and v >= 0 for v in snapshot.values())
         assert {"retrievals", "digest_requests", "queries_handled", "queries_duplicates"} <= set(snapshot)
+
+
+async def test_a_one_block_item_comes_whole_from_the_holder_that_answered(memory_settings: MakeSettings) -> None:
+    """Churn: a holder has just died and its group still names it. Every reader fetches the manifest and the
+    block from the holder whose hit answered (known live), never from the dead member: 2 fetches each."""
+    with anyio.fail_after(30):
+        async with clique(memory_settings, 7) as net:
+            content_id = await net.nodes[0].store(b"one block")
+            await net.replicated(content_id)
+            dead = net.holders(content_id)[0]
+            await dead.aclose(graceful=False)
+            survivors = net.holders(content_id)
+            named = [n.capability(ItemHolders) for n in survivors]
+            assert all(h is not None and dead.address in h.holders(content_id) for h in named)
+            readers = [n for n in net.nodes if not n.closing and n not in survivors]
+            for reader in readers:
+                assert await reader.retrieve(content_id) == b"one block"
+                stats = bfs(reader).last_query
+                assert stats is not None and stats.found and stats.fetch_requests == stats.fetch_replies == 2

@@ -177,3 +177,28 @@ def test_no_ttl_limit_is_sent_as_the_maximum(ttl: int | None) -> None:
     search = Search(CID, query_id=b"x" * 16, ttl=ttl, fraction=1.0, known=[addr(1)], rng=random.Random(0))
     ask = search.next_ask()
     assert ask is not None and ask.query.ttl == 63
+
+
+def test_within_a_hop_the_node_most_replies_named_is_asked_first() -> None:
+    """The querier 0 knows 1..4; each of them knows 5 (the holder, the one all four name), and a host of its
+    own (6..9). After hop 1 the holder is asked first of hop 2, whatever the seed: 4 + 1 requests."""
+    links = {0: [1, 2, 3, 4], 5: [], **{i: [5, i + 5] for i in range(1, 5)}, **{i: [] for i in range(6, 10)}}
+    for seed in range(20):
+        overlay = Overlay(links, holders=[5], seed=seed)
+        search = overlay.search(0, ttl=3, seed=seed)
+        assert search.holders == [addr(5)] and search.requests == 5, seed
+
+
+def test_an_address_named_again_moves_up_but_is_asked_once() -> None:
+    search = Search(CID, query_id=b"q" * 16, ttl=3, fraction=1.0, known=[addr(1), addr(2)], rng=random.Random(0))
+    first, second = search.next_ask(2), search.next_ask(2)
+    assert first is not None and second is not None
+    search.on_reply(first, Miss((addr(3), addr(4))))
+    search.on_reply(second, Miss((addr(4),)))
+    asks = [search.next_ask(1)]
+    assert asks[0] is not None and asks[0].address == addr(4) and asks[0].depth == 2  # named twice
+    search.on_reply(asks[0], Miss())
+    third = search.next_ask(1)
+    assert third is not None and third.address == addr(3) and search.next_ask(1) is None
+    search.on_reply(third, Miss())
+    assert search.exhausted and search.requests == 4

@@ -235,14 +235,14 @@ class Job:
             return local
         while True:
             generation = self.generation
-            candidates = [h for h in self.holders if h not in self.bad]
+            candidates = [h for h in self.holders if h not in self.bad and h not in self.dead]
             if not candidates:
                 if not await self.find_more(generation):
                     raise self.not_found(address)
                 continue
             start = index % len(candidates)
             for holder in candidates[start:] + candidates[:start]:
-                if holder in self.bad:
+                if holder in self.bad or holder in self.dead:
                     continue
                 data = await self._fetch_from(holder, address)
                 if data is not None:

@@ -12,8 +12,11 @@ Rules these classes keep (iterative model, random BFS, digest hints; in prose: d
 * **Duplicate suppression, twice.** The querier asks an address at most once per search (its visited set),
   and a node handles a query id at most once: a repeat within ``seen_expiry`` seconds is answered
   :class:`~._messages.Seen` and counted, never handled again (a bounded cache of ``seen_capacity`` ids).
-* **Order.** Hinted addresses first (their digest says they may hold the item), then by hop, then at
-  random: breadth-first, with ties broken at random so the work spreads over the overlay.
+* **Order.** Hinted addresses first (their digest says they may hold the item), then by hop, then by how
+  many replies of this search named the address (more first), then at random: breadth-first; within a hop,
+  the nodes most others know first. A node many know is long-lived and well connected: it knows more hosts
+  and holds more of their digests, so its miss is the likelier to hint a holder (high-degree seeking,
+  Adamic, Lukose, Puniyani & Huberman, "Search in power-law networks", Phys. Rev. E 64, 2001).
 * **Busy is not a failure.** A node that answers ``overloaded`` is asked again later, behind the addresses
   of its hop not asked yet (so the search goes elsewhere first), as often as it takes: the driver's per-peer
   backoff spaces the asks, and the retrieval's deadline ends them.
@@ -182,10 +185,12 @@ class Search:
         self.hinted_in_flight = 0
         self._skip = set(skip)
         self.visited: set[PeerAddress] = set()  # addresses asked (read-only for callers)
-        self._queued: dict[PeerAddress, tuple[int, int]] = {}  # best (class, depth) queued per address
+        self._queued: dict[PeerAddress, tuple[int, int, int]] = {}  # best (class, depth, -named) per address
+        self._named: dict[PeerAddress, int] = {}  # replies of this search that named the address
         self._retries: dict[PeerAddress, int] = {}  # "overloaded" answers per address
         self._retry: set[PeerAddress] = set()  # visited addresses queued to be asked again
-        self._heap: list[tuple[int, int, int, float, int, PeerAddress]] = []  # class, depth, retries, random, n
+        # class, depth, retries, -named, random, n, address
+        self._heap: list[tuple[int, int, int, int, float, int, PeerAddress]] = []
         self._counter = 0
         hosts = [a for a in dict.fromkeys(known) if a not in self._skip]
         for address in rng.sample(hosts, math.ceil(fraction * len(hosts))):
@@ -200,33 +205,37 @@ class Search:
 
     @property
     def queued(self) -> int:
-        return len({entry[5] for entry in self._heap if entry[5] not in self.visited or entry[5] in self._retry})
+        return len({entry[-1] for entry in self._heap if entry[-1] not in self.visited or entry[-1] in self._retry})
 
     @property
     def exhausted(self) -> bool:
         """Nothing left to ask and nothing in flight: this ring is over."""
         return self.in_flight == 0 and self._peek() is None
 
-    def _discover(self, address: PeerAddress, depth: int, *, hinted: bool) -> None:
+    def _discover(self, address: PeerAddress, depth: int, *, hinted: bool, named: bool = False) -> None:
+        """Queue ``address`` (``named``: a reply named it, which counts toward its rank within its hop); an
+        address queued already moves up when its rank improves."""
         if depth > self.ttl or address in self.visited or address in self._skip:
             return
-        rank = (0 if hinted else 1, depth)
+        if named:
+            self._named[address] = self._named.get(address, 0) + 1
+        rank = (0 if hinted else 1, depth, -self._named.get(address, 0))
         best = self._queued.get(address)
         if best is not None and best <= rank:
             return
-        if not hinted and len(self._queued) >= self.max_frontier:
+        if best is None and not hinted and len(self._queued) >= self.max_frontier:
             self.dropped += 1
             return
         self._queue(address, rank)
 
-    def _queue(self, address: PeerAddress, rank: tuple[int, int]) -> None:
+    def _queue(self, address: PeerAddress, rank: tuple[int, int, int]) -> None:
         self._queued[address] = rank
         self._counter += 1
         retries = self._retries.get(address, 0)
-        heapq.heappush(self._heap, (rank[0], rank[1], retries, self.rng.random(), self._counter, address))
+        heapq.heappush(self._heap, (rank[0], rank[1], retries, rank[2], self.rng.random(), self._counter, address))
 
-    def _peek(self) -> tuple[int, int, int, float, int, PeerAddress] | None:
-        while self._heap and self._heap[0][5] in self.visited and self._heap[0][5] not in self._retry:
+    def _peek(self) -> tuple[int, int, int, int, float, int, PeerAddress] | None:
+        while self._heap and self._heap[0][-1] in self.visited and self._heap[0][-1] not in self._retry:
             heapq.heappop(self._heap)
         return self._heap[0] if self._heap else None
 
@@ -237,7 +246,7 @@ class Search:
         per search for one round trip when the hint was wrong."""
         if self.hinted_in_flight or self.in_flight >= parallelism or self._peek() is None:
             return None
-        klass, depth, _, _, _, address = heapq.heappop(self._heap)
+        klass, depth, _, _, _, _, address = heapq.heappop(self._heap)
         self.visited.add(address)
         self._retry.discard(address)
         self._queued.pop(address, None)
@@ -255,13 +264,13 @@ class Search:
         if isinstance(reply, Hit):
             self.hits += 1
             for address in (ask.address, *reply.members):
-                if address not in self._skip and address not in self.holders:
+                if address not in self._skip and address not in self.dead and address not in self.holders:
                     self.holders.append(address)
         elif isinstance(reply, Miss):
             for address in reply.hints:
-                self._discover(address, ask.depth + 1, hinted=True)
+                self._discover(address, ask.depth + 1, hinted=True, named=True)
             for address in reply.peers:
-                self._discover(address, ask.depth + 1, hinted=False)
+                self._discover(address, ask.depth + 1, hinted=False, named=address not in reply.hints)
         elif isinstance(reply, Seen):
             self.duplicates += 1
 
@@ -273,7 +282,7 @@ class Search:
         self._landed(ask)
         self.replies += 1
         self._retry.add(ask.address)
-        self._queue(ask.address, (1 if not ask.hinted else 0, ask.depth))
+        self._queue(ask.address, (1 if not ask.hinted else 0, ask.depth, -self._named.get(ask.address, 0)))
 
     def on_failure(self, ask: Ask, *, replied: bool, unreachable: bool) -> None:
         """``ask`` failed: with an error reply (``replied``), or none at all; ``unreachable`` marks the

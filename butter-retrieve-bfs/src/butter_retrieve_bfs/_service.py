@@ -129,7 +129,10 @@ class BfsRetrieval:
 
     async def _fetch_item(self, job: Job) -> bytes:
         manifest, missing = await job.manifest()
-        fetched = await job.many(missing, 1, self.options.fetch_concurrency) if missing else {}
+        # block i from holder i mod h, counting from 0 like stream(): holder 0 is the one whose hit answered
+        # (known live), so a one-block item is fetched whole from it, not from a member it named that may
+        # have died since its group last heard from it
+        fetched = await job.many(missing, 0, self.options.fetch_concurrency) if missing else {}
         blocks = {**fetched}
         for address in dict.fromkeys(manifest.blocks):
             if address not in blocks:

@@ -128,25 +128,67 @@ class ChurnConfig:
 
 @dataclass
 class Retrievals:
-    """Retrievals made during a run. ``started``; ``found`` (the bytes stored came back); ``abandoned``
-    (the querying node died before the answer: counted in neither); ``requests`` (the retrieval driver's
-    :data:`RETRIEVAL_COUNTERS` over the finished ones)."""
+    """Retrievals made during a run.
+
+    ``started``; ``abandoned`` (the querying node died before the answer: counted nowhere else); of the
+    finished ones, ``found`` (the bytes stored came back) and the rest missed; ``requests`` (the retrieval
+    driver's :data:`RETRIEVAL_COUNTERS` over the finished ones), split into ``requests_found`` and
+    ``requests_missed``. Ground truth, as retention reads it: ``live`` finished retrievals whose item some
+    live node kept (:class:`~butter.capabilities.KeptItems`) when the retrieval started, ``live_found`` of
+    them found. A retrieval of an item the churn had already lost cannot succeed: :attr:`success_live` is
+    the share that counts a search's quality, :attr:`success` the share a user sees."""
 
     started: int = 0
     found: int = 0
     abandoned: int = 0
     requests: int = 0
+    requests_found: int = 0
+    requests_missed: int = 0
+    live: int = 0
+    live_found: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.started - self.abandoned
+
+    @property
+    def missed(self) -> int:
+        """Finished retrievals that did not return the item."""
+        return self.finished - self.found
 
     @property
     def success(self) -> float:
         """Share of the finished retrievals that found the item (1.0 when none finished)."""
-        finished = self.started - self.abandoned
-        return self.found / finished if finished else 1.0
+        return self.found / self.finished if self.finished else 1.0
+
+    @property
+    def success_live(self) -> float:
+        """Share of the finished retrievals of items still kept somewhere that found them (1.0 when none)."""
+        return self.live_found / self.live if self.live else 1.0
 
     @property
     def requests_per_query(self) -> float:
-        finished = self.started - self.abandoned
-        return self.requests / finished if finished else 0.0
+        return self.requests / self.finished if self.finished else 0.0
+
+    @property
+    def requests_per_found(self) -> float:
+        return self.requests_found / self.found if self.found else 0.0
+
+    @property
+    def requests_per_missed(self) -> float:
+        return self.requests_missed / self.missed if self.missed else 0.0
+
+    def add(self, *, found: bool, live: bool, requests: int) -> None:
+        """Count one finished retrieval: whether it ``found`` the item, whether the item was ``live`` (kept by
+        a live node) when it started, and the ``requests`` it sent."""
+        self.found += found
+        self.live += live
+        self.live_found += live and found
+        self.requests += requests
+        if found:
+            self.requests_found += requests
+        else:
+            self.requests_missed += requests
 
 
 @dataclass
@@ -184,7 +226,11 @@ class ChurnResult:
         out["retention"] = self.retention
         for name in ("churn_queries", "popularity"):
             retrievals: Retrievals = getattr(self, name)
-            out[name].update(success=retrievals.success, requests_per_query=retrievals.requests_per_query)
+            out[name].update(
+                missed=retrievals.missed, success=retrievals.success, success_live=retrievals.success_live,
+                requests_per_query=retrievals.requests_per_query, requests_per_found=retrievals.requests_per_found,
+                requests_per_missed=retrievals.requests_per_missed,
+            )
         return out
 
 
@@ -264,6 +310,7 @@ class _Population:
         node = self.alive[node_id][0]
         self.querying.add(node_id)
         tally.started += 1
+        live = self.kept_anywhere(content_id)
         before = _retrieval_requests(node)
         try:
             found = await node.retrieve(content_id) == self.items[content_id]
@@ -274,8 +321,13 @@ class _Population:
         if node_id not in self.alive:
             tally.abandoned += 1
             return
-        tally.found += found
-        tally.requests += _retrieval_requests(node) - before
+        tally.add(found=found, live=live, requests=_retrieval_requests(node) - before)
+
+    def kept_anywhere(self, content_id: str) -> bool:
+        """Whether some live node keeps ``content_id`` (:class:`~butter.capabilities.KeptItems`); reads memory
+        only, so asking does not change the run."""
+        return any(isinstance(node.persistence, KeptItems) and content_id in node.persistence.kept_items()
+                   for node, _, _ in self.alive.values())
 
     async def kill(self, node_id: str) -> None:
         node, scope, _ = self.alive.pop(node_id)
