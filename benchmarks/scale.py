@@ -1,8 +1,10 @@
 """Many real TCP nodes in one process: how fast items reach their replicas, and how many survive a mass kill,
 with the TLS channel against plaintext in the same run.
 
-    uv run python benchmarks/scale.py                      # 100 nodes, 200 items, 30% killed; TLS then plaintext
+    uv run python benchmarks/scale.py                      # 100 nodes, 200 items, 30% killed; TLS then plaintext,
+                                                           # each with Python's default GC, then with GC_THRESHOLD
     uv run python benchmarks/scale.py --nodes 50 --items 100 --secure   # one setting only
+    uv run python benchmarks/scale.py --secure --gc-threshold           # one setting, the benchmark's GC thresholds
 
 Setup, per setting, in a process of its own (so one setting's memory and connections never weigh on the other):
 ``--nodes`` nodes on 127.0.0.1 with the default stack (tcp, diversity, pcg with r = 3 and a 2 s heartbeat, bfs; the
@@ -15,7 +17,17 @@ stored at once, each on a random node. Measured on the loop clock:
 * a third of the nodes (``--kill``, default 0.3) is killed at once, abruptly (no hand-off), none of them the
   reader; ``repaired_s``: from the kill to every surviving item back at 3 live holders, at most 60 s;
 * ``retrieved``: a fresh node retrieves every item (16 at a time, 30 s each) and compares byte for byte;
-* CPU seconds of the process, its peak RSS, the load average at the end.
+* CPU seconds of the process, its peak RSS, the load average at the start and at the end;
+* ``timer_late_s``: how late a 50 ms timer of the benchmark's own fires (median, 99th percentile, max, seconds)
+  while the nodes start (``start``: the handshakes of 100 nodes dialling each other, bounded by the transport's
+  ``max_handshakes``) and from the stores to 3 replicas (``replicate``): whether the event loop keeps its timers
+  (heartbeats, timeouts) on time.
+
+``gc_threshold`` (``--gc-threshold``; the full run does each setting with and without it): the process's cyclic
+GC thresholds set to :data:`GC_THRESHOLD`. 100 nodes in one process hold about 1.5 million GC-tracked objects
+(their connections' tasks, cancel scopes, events), and with the default thresholds a full collection runs every
+1-5 s and takes 0.1-3 s, all of it stalling every node. This is the benchmark's choice for its own process;
+the library never sets process GC.
 
 Every packet stays on 127.0.0.1; every phase is bounded in time. Writes ``benchmarks/results/scale.json``.
 """
@@ -23,6 +35,7 @@ Every packet stays on 127.0.0.1; every phase is bounded in time. Writes ``benchm
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -46,6 +59,7 @@ from butter.settings import ButterSettings
 OUT = Path(__file__).parent / "results" / "scale.json"
 BOUND = 60.0  # seconds each wait may take at most
 REPLICAS = 3
+GC_THRESHOLD = (100_000, 50, 1000)  # with --gc-threshold: young collections every 100,000 allocations, not 700
 
 
 # Every node here dials from 127.0.0.1: the transport's per-address admission caps (64 connections from one IP,
@@ -90,16 +104,51 @@ async def wait_for_replicas(network: list[Node], content_ids: list[str]) -> tupl
     return None, sum(counts.values()) / len(counts)
 
 
+class TimerLateness:
+    """How late a 50 ms sleep of the benchmark's own wakes up, in seconds, per phase."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            start = anyio.current_time()
+            await anyio.sleep(0.05)
+            self.samples.append(anyio.current_time() - start - 0.05)
+
+    def take(self) -> list[float]:
+        """Median, 99th percentile and max of the samples since the last take (seconds), and forget them."""
+        ordered, self.samples = sorted(self.samples), []
+        if not ordered:
+            return []
+        return [round(x, 3) for x in (ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99)], ordered[-1])]
+
+
 async def one_setting(nodes: int, items: int, kill: float, secure: bool, seed: int) -> dict[str, Any]:
+    async with anyio.create_task_group() as tg:
+        lateness = TimerLateness()
+        tg.start_soon(lateness.run)
+        result = await measure(nodes, items, kill, secure, seed, lateness)
+        tg.cancel_scope.cancel()
+    return result
+
+
+async def measure(
+    nodes: int, items: int, kill: float, secure: bool, seed: int, lateness: TimerLateness
+) -> dict[str, Any]:
     rng = random.Random(seed)
     cpu_start = time.process_time()
-    result: dict[str, Any] = {"secure": secure, "nodes": nodes, "items": items}
+    result: dict[str, Any] = {"secure": secure, "nodes": nodes, "items": items, "gc_threshold": gc.get_threshold(),
+                              "load_average_start": os.getloadavg()}
+    timer_late: dict[str, list[float]] = {}
+    result["timer_late_s"] = timer_late
     async with AsyncExitStack() as stack:
         network: list[Node] = []
         for _ in range(nodes):
             earlier = [str(network[0].address)] if network else []
             earlier += [str(n.address) for n in rng.sample(network[1:], min(3, max(len(network) - 1, 0)))]
             network.append(await stack.enter_async_context(open_node(settings(earlier, secure))))
+        timer_late["start"] = lateness.take()
         started = anyio.current_time()
         with anyio.move_on_after(BOUND):
             while not all(len(n.hosts.peers()) >= min(8, nodes - 1) for n in network):  # noqa: ASYNC110
@@ -115,7 +164,9 @@ async def one_setting(nodes: int, items: int, kill: float, secure: bool, seed: i
         async with anyio.create_task_group() as tg:
             for payload, node in data.items():
                 tg.start_soon(store, payload, node)
+        lateness.take()
         seconds, mean = await wait_for_replicas(network, list(stored))
+        timer_late["replicate"] = lateness.take()
         result["replicated_s"] = round(seconds, 2) if seconds is not None else None
         result["replicas_per_item_then"] = round(mean, 2)
 
@@ -176,15 +227,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--secure", action="store_true", help="run only the TLS setting, in this process")
     parser.add_argument("--plaintext", action="store_true", help="run only the plaintext setting, in this process")
+    parser.add_argument("--gc-threshold", action="store_true", help=f"set the process's GC thresholds: {GC_THRESHOLD}")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
+    if args.gc_threshold:
+        gc.set_threshold(*GC_THRESHOLD)
     if args.secure or args.plaintext:
         result = anyio.run(one_setting, args.nodes, args.items, args.kill, args.secure, args.seed)
         print(json.dumps(result))
         return
     runs = []
-    for flag in ("--secure", "--plaintext"):
-        command = [sys.executable, __file__, flag, "--nodes", str(args.nodes), "--items", str(args.items),
+    for flags in (["--secure"], ["--plaintext"], ["--secure", "--gc-threshold"], ["--plaintext", "--gc-threshold"]):
+        command = [sys.executable, __file__, *flags, "--nodes", str(args.nodes), "--items", str(args.items),
                    "--kill", str(args.kill), "--seed", str(args.seed)]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         runs.append(json.loads(output.strip().splitlines()[-1]))

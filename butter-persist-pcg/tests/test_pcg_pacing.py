@@ -114,3 +114,32 @@ async def test_a_node_serving_max_joins_invitations_answers_joins_full(memory_se
                 tg.start_soon(invite, content_id, data)
         assert sorted(outcomes) == ["joined", "joins-full"]
         assert len(pcg(invitee).kept_items()) == 1  # the refused invitation left nothing behind
+
+
+async def test_a_refused_invitation_is_replaced_at_once_while_another_is_still_served(
+    memory_settings: MakeSettings,
+) -> None:
+    """A cold group keeps as many invitations in flight as replicas are missing: one refused (``joins-full``)
+    is replaced by the next candidate at once, not after the group's other invitations are answered (which
+    put a second join-time on 3-replica time for every item with a refusal in ``benchmarks/scale.py``)."""
+    async with network(memory_settings, 4, join_timeout=60.0) as net:
+        storer, held, refuser, acceptor = net.nodes
+        gate = anyio.Event()
+        serve_held = pcg(held)._serve_join
+
+        async def hold(request: RouteRequest) -> bytes:
+            await gate.wait()  # this invitation is still being served until the test lets it go
+            return await serve_held(request)
+
+        async def refuse(request: RouteRequest) -> bytes:
+            raise RouteError("joins-full", "8 invitations already being served")
+
+        held.route("pcg-join", hold)
+        refuser.route("pcg-join", refuse)
+        # 6 items: each item's first two invitations go to two of the three candidates at random, so with
+        # invitations sent in waves some item would invite the acceptor only after the held one is answered
+        content_ids = [await storer.store(bytes([i]) * 5_000) for i in range(6)]
+        await net.wait_for(lambda: all(acceptor in net.holders(content_id) for content_id in content_ids))
+        assert not any(held in net.holders(content_id) for content_id in content_ids)
+        gate.set()
+        await net.wait_for(lambda: all(len(net.holders(content_id)) == 3 for content_id in content_ids))

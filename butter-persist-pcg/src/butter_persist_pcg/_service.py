@@ -529,20 +529,27 @@ class PcgPersistence:
         return pool
 
     async def _recruit(self, view: GroupView, wanted: int) -> None:
-        """Invite up to ``max_join_attempts`` candidates, ``wanted`` at a time (a candidate that does not
-        answer holds up only its own invitation), until ``wanted`` have joined."""
-        candidates = self._candidates(view)[: self.options.max_join_attempts]
-        joined: list[bool] = []
+        """Invite up to ``max_join_attempts`` candidates, keeping ``wanted`` invitations in flight until
+        ``wanted`` have joined: each of ``wanted`` workers invites the next candidate as soon as its last one
+        refused or failed, so a refusal (``joins-full``, ``store-full``) or a silent candidate holds up only its
+        own invitation, never the group's other ones. Then heartbeats the group at once, so recruits invited
+        together learn of each other."""
+        candidates = iter(self._candidates(view)[: self.options.max_join_attempts])
+        joined = 0
 
-        async def invite(candidate: PeerInfo) -> None:
-            joined.append(await self._invite(view, candidate.address, candidate.node_id))
+        async def worker() -> None:
+            nonlocal joined
+            for candidate in candidates:
+                if view.content_id not in self._groups:
+                    return
+                if await self._invite(view, candidate.address, candidate.node_id):
+                    joined += 1
+                    return
 
-        while wanted > sum(joined) and candidates and view.content_id in self._groups:
-            wave, candidates = candidates[: wanted - sum(joined)], candidates[wanted - sum(joined) :]
-            async with anyio.create_task_group() as tg:
-                for candidate in wave:
-                    tg.start_soon(invite, candidate)
-        if any(joined) and view.content_id in self._groups:
+        async with anyio.create_task_group() as tg:
+            for _ in range(wanted):
+                tg.start_soon(worker)
+        if joined and view.content_id in self._groups:
             self._beat_now([view])
 
     async def _invite(self, view: GroupView, address: PeerAddress, node_id: str) -> bool:
