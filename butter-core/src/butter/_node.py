@@ -97,7 +97,6 @@ class Node:
         self._address: PeerAddress | None = None
         self._started_at = 0.0
         self._kept_tag_at, self._kept_tag_value = float("-inf"), ""
-        self._capabilities: dict[type, list[Any]] = {}  # capability class -> slot objects (slots never change)
         self._closing = False
         self._closed = anyio.Event()
         self._introductions_send, self._introductions = anyio.create_memory_object_stream[PeerAddress](
@@ -111,6 +110,7 @@ class Node:
         self.persistence: Persistence | None = hook.butter_persistence(node=self)
         self.retrieval: Retrieval | None = hook.butter_retrieval(node=self)
         self.discoveries: list[Discovery] = list(hook.butter_discovery(node=self))
+        self._capabilities: dict[type, list[Any]] = {}  # capability class -> slot objects (cached once all exist)
         self._route_table.hold()  # every request is answered ``starting`` until the services have started
         self.route("ping", self._serve_ping)
         self._deletion = Deletion(self, identity.private_key)

@@ -45,11 +45,39 @@ import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
 from anyio.streams.tls import TLSAttribute
 
-__all__ = ["READ_HIGH_WATER", "DirectStream", "NativeStream", "native", "open_stream", "take_socket"]
+__all__ = [
+    "READ_HIGH_WATER", "DirectStream", "NativeStream", "native", "open_stream", "socket_attributes", "take_socket",
+    "tls_attributes",
+]
 
 READ_HIGH_WATER = 256 * 1024  # bytes received and not yet read before the socket's reading is paused
 TLS_SOCKET_READ = 256 * 1024  # bytes: asyncio's TLS layer reads the socket this much at a time (_SSLProtocol)
 TLS_READ_CHUNK = 16 * 1024  # bytes of plaintext it takes from OpenSSL at a time (one TLS record at most)
+
+
+def socket_attributes(sock: socket.socket) -> dict[Any, Callable[[], Any]]:
+    """anyio's ``SocketAttribute`` values of a connected ``sock`` (for a stream's ``extra_attributes``)."""
+    return {
+        SocketAttribute.family: lambda: sock.family,
+        SocketAttribute.local_address: lambda: sock.getsockname(),
+        SocketAttribute.local_port: lambda: sock.getsockname()[1],
+        SocketAttribute.remote_address: lambda: sock.getpeername(),
+        SocketAttribute.remote_port: lambda: sock.getpeername()[1],
+        SocketAttribute.raw_socket: lambda: sock,
+    }
+
+
+def tls_attributes(tls: ssl.SSLObject) -> dict[Any, Callable[[], Any]]:
+    """anyio's ``TLSAttribute`` values of an established ``tls`` session, as anyio's ``TLSStream`` gives them."""
+    return {
+        TLSAttribute.ssl_object: lambda: tls,
+        TLSAttribute.server_side: lambda: tls.server_side,
+        TLSAttribute.cipher: lambda: tls.cipher(),
+        TLSAttribute.tls_version: lambda: tls.version(),
+        TLSAttribute.peer_certificate_binary: lambda: tls.getpeercert(True),
+        TLSAttribute.channel_binding_tls_unique: lambda: tls.get_channel_binding("tls-unique"),
+        TLSAttribute.standard_compatible: lambda: False,
+    }
 
 
 class DirectStream(ByteStream):
@@ -250,26 +278,8 @@ class NativeStream(DirectStream, asyncio.Protocol):
         if transport is None:
             return {}
         sock: socket.socket = transport.get_extra_info("socket")
-        attributes: dict[Any, Callable[[], Any]] = {
-            SocketAttribute.family: lambda: sock.family,
-            SocketAttribute.local_address: lambda: sock.getsockname(),
-            SocketAttribute.local_port: lambda: sock.getsockname()[1],
-            SocketAttribute.remote_address: lambda: sock.getpeername(),
-            SocketAttribute.remote_port: lambda: sock.getpeername()[1],
-            SocketAttribute.raw_socket: lambda: sock,
-        }
         tls: ssl.SSLObject | None = transport.get_extra_info("ssl_object")
-        if tls is not None:
-            attributes |= {
-                TLSAttribute.ssl_object: lambda: tls,
-                TLSAttribute.server_side: lambda: tls.server_side,
-                TLSAttribute.cipher: lambda: tls.cipher(),
-                TLSAttribute.tls_version: lambda: tls.version(),
-                TLSAttribute.peer_certificate_binary: lambda: tls.getpeercert(True),
-                TLSAttribute.channel_binding_tls_unique: lambda: tls.get_channel_binding("tls-unique"),
-                TLSAttribute.standard_compatible: lambda: False,
-            }
-        return attributes
+        return socket_attributes(sock) | ({} if tls is None else tls_attributes(tls))
 
 
 def native() -> bool:

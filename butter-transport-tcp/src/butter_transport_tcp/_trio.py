@@ -33,10 +33,9 @@ from typing import Any
 
 import anyio
 import trio
-from anyio.abc import ByteStream, SocketAttribute
-from anyio.streams.tls import TLSAttribute
+from anyio.abc import ByteStream
 
-from ._native import DirectStream
+from ._native import DirectStream, socket_attributes, tls_attributes
 
 __all__ = ["FAIR_READS", "Flag", "Timers", "TrioStream", "TrioTLSStream", "open_stream"]
 
@@ -162,15 +161,7 @@ class TrioStream(DirectStream):
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        sock = self._sock
-        return {
-            SocketAttribute.family: lambda: sock.family,
-            SocketAttribute.local_address: lambda: sock.getsockname(),
-            SocketAttribute.local_port: lambda: sock.getsockname()[1],
-            SocketAttribute.remote_address: lambda: sock.getpeername(),
-            SocketAttribute.remote_port: lambda: sock.getpeername()[1],
-            SocketAttribute.raw_socket: lambda: sock,
-        }
+        return socket_attributes(self._sock)
 
 
 class Flag:
@@ -352,17 +343,7 @@ class TrioTLSStream(DirectStream):
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        tls = self._ssl
-        return {
-            **self._raw.extra_attributes,
-            TLSAttribute.ssl_object: lambda: tls,
-            TLSAttribute.server_side: lambda: tls.server_side,
-            TLSAttribute.cipher: lambda: tls.cipher(),
-            TLSAttribute.tls_version: lambda: tls.version(),
-            TLSAttribute.peer_certificate_binary: lambda: tls.getpeercert(True),
-            TLSAttribute.channel_binding_tls_unique: lambda: tls.get_channel_binding("tls-unique"),
-            TLSAttribute.standard_compatible: lambda: False,
-        }
+        return {**self._raw.extra_attributes, **tls_attributes(self._ssl)}
 
 
 async def open_stream(sock: socket.socket, context: ssl.SSLContext | None, *, server_side: bool) -> ByteStream:

@@ -326,8 +326,7 @@ class _Population:
     def kept_anywhere(self, content_id: str) -> bool:
         """Whether some live node keeps ``content_id`` (:class:`~butter.capabilities.KeptItems`); reads memory
         only, so asking does not change the run."""
-        return any(isinstance(node.persistence, KeptItems) and content_id in node.persistence.kept_items()
-                   for node, _, _ in self.alive.values())
+        return any(content_id in _kept(node) for node, _, _ in self.alive.values())
 
     async def kill(self, node_id: str) -> None:
         node, scope, _ = self.alive.pop(node_id)
@@ -353,12 +352,16 @@ def _maintenance(node: Node) -> int:
     return sum(counters.get(name, 0) for name in MAINTENANCE_COUNTERS)
 
 
+def _kept(node: Node) -> Collection[str]:
+    """The items ``node``'s persistence driver keeps (:class:`~butter.capabilities.KeptItems`; none without it)."""
+    return node.persistence.kept_items() if isinstance(node.persistence, KeptItems) else ()
+
+
 async def _holders(population: _Population, content_ids: list[str]) -> list[int]:
     """For each item, the live nodes that keep it (KeptItems) and hold its manifest."""
     counts = dict.fromkeys(content_ids, 0)
     for node, _, _ in population.alive.values():
-        kept = node.persistence.kept_items() if isinstance(node.persistence, KeptItems) else ()
-        for content_id in counts.keys() & set(kept):
+        for content_id in counts.keys() & set(_kept(node)):
             counts[content_id] += await node.blocks.has(content_id)
     return [counts[content_id] for content_id in content_ids]
 
@@ -467,8 +470,7 @@ class _Sampler:
         now, alive = anyio.current_time(), [n for n, _, _ in self.population.alive.values()]
         keepers = dict.fromkeys(self.content_ids, 0)
         for node in alive:
-            kept = node.persistence.kept_items() if isinstance(node.persistence, KeptItems) else ()
-            for content_id in keepers.keys() & set(kept):
+            for content_id in keepers.keys() & set(_kept(node)):
                 keepers[content_id] += 1
         retained = [count for count in keepers.values() if count]
         sent, elapsed = self._maintenance(), now - self.last
