@@ -13,7 +13,7 @@ from butter._routes import NodeStats, RouteTable
 from butter.blocks import block_id_of, chunk
 from butter.errors import ProtocolError
 from butter.settings import ButterSettings
-from butter.wire import Caller, Request, decode_payload, encode_payload
+from butter.wire import Caller, Reply, Request, decode_payload, encode_payload
 
 pytestmark = pytest.mark.anyio
 MakeSettings = Callable[..., ButterSettings]
@@ -88,6 +88,76 @@ async def test_each_answered_request_is_reported_to_observers() -> None:
     assert [(event, kw["route"], kw["error_code"]) for event, kw in node.emitted] == [
         ("butter_request_served", "fine", None), ("butter_request_served", "refuse", "no-way")]
     assert all(kw["seconds"] >= 0 for _, kw in node.emitted)
+
+
+def test_plain_handlers_are_answered_now_and_async_ones_left_to_dispatch() -> None:
+    node = Events()
+    stats = NodeStats()
+    table = RouteTable(cast(Any, node), stats)
+
+    def plain(request: RouteRequest) -> bytes:
+        return request.body[::-1]
+
+    def plain_refusing(request: RouteRequest) -> bytes:
+        raise RouteError("no-way", "refused")
+
+    async def waiting(request: RouteRequest) -> bytes:
+        return b"later"
+
+    def returns_a_coroutine(request: RouteRequest) -> Any:  # a plain function wrapping an async one
+        return waiting(request)
+
+    for name, handler in (("plain", plain), ("plain-refusing", plain_refusing), ("waiting", waiting),
+                          ("wrapped", returns_a_coroutine)):
+        table.add(name, handler)
+    assert table.answer_now(Request(1, "plain", b"abc")) == Reply(1, b"cba")
+    refused = table.answer_now(Request(2, "plain-refusing", b""))
+    assert refused is not None and refused.error is not None and refused.error.code == "no-way"
+    unknown = table.answer_now(Request(3, "nosuch", b""))
+    assert unknown is not None and unknown.error is not None and unknown.error.code == "unknown-route"
+    assert table.answer_now(Request(4, "waiting", b"")) is None
+    assert table.answer_now(Request(5, "wrapped", b"")) is None  # its coroutine closed unstarted
+    assert table.answer_now(Request(6, "wrapped", b"")) is None  # and from now on left to dispatch
+    assert (stats.requests_served, stats.error_replies) == (1, 2)
+    assert [kw["route"] for _, kw in node.emitted] == ["plain", "plain-refusing"]
+
+
+async def test_dispatch_answers_plain_and_wrapped_handlers_too() -> None:
+    table = RouteTable(cast(Any, Events()), NodeStats())
+
+    async def waiting(request: RouteRequest) -> bytes:
+        await anyio.sleep(0.01)
+        return b"later"
+
+    table.add("plain", lambda request: b"now")
+    table.add("wrapped", lambda request: waiting(request))
+    assert (await table.dispatch(Request(1, "plain", b""))).body == b"now"
+    assert (await table.dispatch(Request(2, "wrapped", b""))).body == b"later"
+
+
+async def test_plain_routes_over_the_memory_transport_answer_like_async_ones(memory_settings: MakeSettings) -> None:
+    async with butter.open_node(memory_settings()) as a, butter.open_node(memory_settings()) as b:
+        seen: list[Caller] = []
+
+        @a.route("plain")
+        def plain(request: RouteRequest) -> bytes:
+            seen.append(request.caller)
+            return request.body.upper()
+
+        @a.route("plain-explodes")
+        def explodes(request: RouteRequest) -> bytes:
+            raise ValueError("kaboom")
+
+        assert await b.request(a.address, "plain", b"hi") == b"HI"
+        assert seen[0].node_id == b.node_id
+        with pytest.raises(RemoteError) as caught:
+            await b.request(a.address, "plain-explodes")
+        assert caught.value.code == "handler-error"
+        with anyio.CancelScope() as scope:  # a request answered on the spot is still a checkpoint
+            scope.cancel()
+            await b.request(a.address, "plain", b"x")
+        assert scope.cancelled_caught
+        assert len(seen) == 2  # answered, though the last sender was gone before the reply
 
 
 async def test_a_leaving_table_answers_shutting_down_after_the_open_requests() -> None:

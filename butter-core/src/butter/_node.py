@@ -149,7 +149,9 @@ class Node:
         return self._tg
 
     def route(self, name: str, handler: Handler | None = None) -> Any:
-        """Register ``handler`` (``async (RouteRequest) -> bytes``) for route ``name``; usable as a decorator.
+        """Register ``handler`` (``async (RouteRequest) -> bytes``, or a plain ``(RouteRequest) -> bytes`` for
+        one that does no I/O: answered without a task of its own where the transport can) for route ``name``;
+        usable as a decorator.
 
         Registering a name again replaces the handler. Raises ``ValueError`` for a name that is
         empty or longer than 128 characters.
@@ -594,7 +596,7 @@ class Node:
                 await self.blocks.aclose()
 
     async def _start_services(self, tg: TaskGroup, task_status: TaskStatus[None]) -> None:
-        self._address = await tg.start(self.transport.serve, self._route_table.dispatch)
+        self._address = await tg.start(self.transport.serve, self._route_table)
         self._started_at = anyio.current_time()
         await tg.start(self.hosts.run)
         if self.persistence is not None:
@@ -654,7 +656,7 @@ class Node:
 
     # -- built-in routes --------------------------------------------------------------------------------
 
-    async def _serve_ping(self, request: RouteRequest) -> bytes:
+    def _serve_ping(self, request: RouteRequest) -> bytes:
         """Body: empty, or a map (its fields are ignored); reply ``{"id": node id, "addr": [host, port]}``."""
         if request.body:
             codec.decode_map(request.body, self.settings.max_frame, what="ping body")

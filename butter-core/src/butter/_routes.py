@@ -9,10 +9,15 @@ reported to the node's observers as event ``butter_request_served`` (route, seco
 observation point for per-route metrics. A route nobody registered is answered ``unknown-route``; while the
 node starts, every request ``starting`` (retry shortly), and once it leaves, ``shutting-down``. It counts
 requests in flight, so a graceful exit can wait for them (:meth:`RouteTable.drain`).
+
+A handler is an ``async`` function, or a plain function when it does no I/O (a heartbeat, a quality
+record): a plain handler cannot wait for anything, so a transport may answer it where the request arrives,
+without a task of its own (:meth:`RouteTable.answer_now`, the in-process ``memory`` transport's fast path).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -82,7 +87,9 @@ class RouteRequest:
             )
 
 
-Handler = Callable[[RouteRequest], Awaitable[bytes]]
+Handler = Callable[[RouteRequest], Awaitable[bytes]] | Callable[[RouteRequest], bytes]
+"""A route handler: ``async (RouteRequest) -> bytes``, or ``(RouteRequest) -> bytes`` for one that does no
+I/O (answered at once where the transport can: :meth:`RouteTable.answer_now`)."""
 
 
 @dataclass(slots=True)
@@ -111,6 +118,7 @@ class RouteTable:
         self._node = node
         self._stats = stats
         self._handlers: dict[str, Handler] = {}
+        self._plain: set[str] = set()  # routes whose handler is a plain function: answer_now answers them
         self._refusal: ErrorInfo | None = None  # while set, every request is answered with it
         self._in_flight = 0
         self._idle: anyio.Event | None = None  # made when someone waits for the last request to end
@@ -122,6 +130,10 @@ class RouteTable:
         handler. Raises ``ValueError`` for a name that is empty or longer than 128 characters."""
         check_route_name(name)
         self._handlers[name] = handler
+        if inspect.iscoroutinefunction(handler):
+            self._plain.discard(name)
+        else:
+            self._plain.add(name)
         return handler
 
     @property
@@ -152,47 +164,85 @@ class RouteTable:
 
     async def dispatch(self, request: Request) -> Reply:
         """Answer ``request`` (see the module docstring). Never raises."""
-        if self._refusal is not None:
-            return Reply(request.id, error=self._refusal)
-        handler = self._handlers.get(request.route)
-        if handler is None:
-            self._stats.error_replies += 1
-            return Reply(request.id, error=ErrorInfo("unknown-route", f"no route {request.route!r}"))
+        early = self._refused(request)
+        if early is not None:
+            return early
+        handler = self._handlers[request.route]
         self._in_flight += 1
         started = time.perf_counter()
         try:
-            reply = await self._answer(handler, request)
+            try:
+                body = handler(RouteRequest(self._node, request.route, request.body, request.caller or UNKNOWN_CALLER))
+                if inspect.isawaitable(body):
+                    body = await body
+                reply = self._reply(request, body)
+            except Exception as exc:
+                reply = self._error_reply(request, exc)
         finally:
             self._in_flight -= 1
             if self._in_flight == 0 and self._idle is not None:
                 self._idle.set()
                 self._idle = None
+        self._served(request, reply, started)
+        return reply
+
+    __call__ = dispatch  # a RouteTable is the node's Dispatcher (and an ImmediateDispatcher: answer_now)
+
+    def answer_now(self, request: Request) -> Reply | None:
+        """Answer ``request`` here and now when that needs no waiting: a refusal, an unknown route, or a route
+        whose handler is a plain function (see the module docstring); ``None`` for a route whose handler is
+        ``async`` (call :meth:`dispatch`). What a transport may call before spawning a task for the request;
+        the reply and its report to observers are :meth:`dispatch`'s. Never raises."""
+        early = self._refused(request)
+        if early is not None or request.route not in self._plain:
+            return early
+        started = time.perf_counter()
+        try:
+            body = self._handlers[request.route](
+                RouteRequest(self._node, request.route, request.body, request.caller or UNKNOWN_CALLER))
+            if inspect.iscoroutine(body):  # a plain function returning a coroutine: dispatch() awaits it
+                body.close()  # never started: nothing of it ran
+                self._plain.discard(request.route)
+                return None
+            reply = self._reply(request, body)
+        except Exception as exc:
+            reply = self._error_reply(request, exc)
+        self._served(request, reply, started)
+        return reply
+
+    def _refused(self, request: Request) -> Reply | None:
+        """The reply to a request answered without its handler: the node is starting or leaving, or nobody
+        serves its route; ``None`` when the handler is to answer."""
+        if self._refusal is not None:
+            return Reply(request.id, error=self._refusal)
+        if request.route not in self._handlers:
+            self._stats.error_replies += 1
+            return Reply(request.id, error=ErrorInfo("unknown-route", f"no route {request.route!r}"))
+        return None
+
+    def _reply(self, request: Request, body: object) -> Reply:
+        if not isinstance(body, bytes | bytearray | memoryview):
+            raise TypeError(f"handler returned {type(body).__name__}, not bytes")
+        self._stats.requests_served += 1
+        return Reply(request.id, bytes(body))
+
+    def _error_reply(self, request: Request, exc: Exception) -> Reply:
+        """The error reply for what a handler raised (see the module docstring)."""
+        self._stats.error_replies += 1
+        if isinstance(exc, RouteError):
+            if exc.code == SENDER_MISMATCH:
+                self._sender_mismatch(request.route, request.caller or UNKNOWN_CALLER, exc)
+            return Reply(request.id, error=ErrorInfo(exc.code, exc.message))
+        if isinstance(exc, ProtocolError):
+            return Reply(request.id, error=ErrorInfo("bad-request", str(exc)))
+        log.error("handler for route %r raised", request.route, exc_info=exc)
+        return Reply(request.id, error=ErrorInfo("handler-error", f"{type(exc).__name__}: {exc}"))
+
+    def _served(self, request: Request, reply: Reply, started: float) -> None:
         self._node.emit(
             "butter_request_served", route=request.route, seconds=time.perf_counter() - started,
             error_code=reply.error.code if reply.error is not None else None,
         )
-        return reply
-
-    async def _answer(self, handler: Handler, request: Request) -> Reply:
-        caller = request.caller or UNKNOWN_CALLER
-        try:
-            body = await handler(RouteRequest(self._node, request.route, request.body, caller))
-            if not isinstance(body, bytes | bytearray | memoryview):
-                raise TypeError(f"handler returned {type(body).__name__}, not bytes")
-            self._stats.requests_served += 1
-            return Reply(request.id, bytes(body))
-        except RouteError as exc:
-            self._stats.error_replies += 1
-            if exc.code == SENDER_MISMATCH:
-                self._sender_mismatch(request.route, caller, exc)
-            return Reply(request.id, error=ErrorInfo(exc.code, exc.message))
-        except ProtocolError as exc:
-            self._stats.error_replies += 1
-            return Reply(request.id, error=ErrorInfo("bad-request", str(exc)))
-        except Exception as exc:
-            self._stats.error_replies += 1
-            log.exception("handler for route %r raised", request.route)
-            return Reply(request.id, error=ErrorInfo("handler-error", f"{type(exc).__name__}: {exc}"))
 
     def _sender_mismatch(self, route: str, caller: Caller, exc: RouteError) -> None:
         """Count a refused sender mismatch; warn at most every ``MISMATCH_LOG_INTERVAL`` seconds."""

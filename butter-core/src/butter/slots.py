@@ -31,6 +31,7 @@ __all__ = [
     "Dispatcher",
     "EventName",
     "HostManager",
+    "ImmediateDispatcher",
     "NodeServices",
     "Persistence",
     "Retrieval",
@@ -56,6 +57,17 @@ Dispatcher = Callable[[Request], Awaitable[Reply]]
 The transport sets the request's :attr:`~butter.wire.Request.caller` to a :class:`~butter.wire.Caller`
 saying who sent it (the authenticated node id, or ``None``, and the remote address), or leaves it ``None``
 when it knows nothing; the node hands both to route handlers (:class:`~butter.RouteRequest`)."""
+
+
+@runtime_checkable
+class ImmediateDispatcher(Protocol):
+    """A :data:`Dispatcher` that can answer some requests on the spot: the node's route table, whose routes
+    with a plain-function handler (no I/O) need no task of their own. A transport may try
+    :meth:`answer_now` before spawning one; ``None`` means: call the dispatcher."""
+
+    async def __call__(self, request: Request) -> Reply: ...
+
+    def answer_now(self, request: Request) -> Reply | None: ...
 
 
 class NodeServices(Protocol):

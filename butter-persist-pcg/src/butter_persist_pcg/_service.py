@@ -661,7 +661,7 @@ class PcgPersistence:
 
     # -- routes -----------------------------------------------------------------------------------------
 
-    async def _serve_heartbeat(self, request: RouteRequest) -> bytes:
+    def _serve_heartbeat(self, request: RouteRequest) -> bytes:
         """A member's heartbeat. An authenticated caller must be the ``from`` it names, or the heartbeat is
         refused (``sender-mismatch``) before any view changes: no one can speak, or leave, for another
         member."""
@@ -682,7 +682,7 @@ class PcgPersistence:
         mine = [self._beat(self._groups[g.content_id], now) for g in beat.groups if g.content_id in self._groups]
         return HeartbeatReply(unknown, mine).encode()
 
-    async def _serve_heartbeat_of_deleted(self, request: RouteRequest) -> bytes:
+    def _serve_heartbeat_of_deleted(self, request: RouteRequest) -> bytes:
         """Route ``pcg-heartbeat``: :meth:`_serve_heartbeat`, after sending the sender the tombstones this node
         keeps of groups its heartbeat names (at most ``MAX_TOMBSTONES_PER_BEAT``, in the background): a
         holder that missed a deletion drops its copy at its next heartbeat to a member that did not. The body
@@ -695,7 +695,7 @@ class PcgPersistence:
             bodies = [delete_body(t) for t in found if t is not None][:MAX_TOMBSTONES_PER_BEAT]
             if bodies:
                 self.node.spawn(self._send_tombstones, beat.address, bodies)
-        return await self._serve_heartbeat(request)
+        return self._serve_heartbeat(request)
 
     async def _serve_join(self, request: RouteRequest) -> bytes:
         """An invitation. The inviter lists itself among the members; an authenticated caller that does not

@@ -56,7 +56,7 @@ class HostRoutes:
             self._pruned = now
         return len(self._holds)
 
-    async def _serve_quality(self, request: RouteRequest) -> bytes:
+    def _serve_quality(self, request: RouteRequest) -> bytes:
         if request.body:
             fields = codec.Fields.decode(request.body, self._node.settings.max_frame, what="host-quality body")
             holder = fields.value("id", codec.node_id, default=None)
@@ -70,7 +70,7 @@ class HostRoutes:
                     self._holds[holder] = anyio.current_time() + min(hold_timeout, MAX_HOLD_TIMEOUT)
         return codec.encode(self._node.info().to_wire())
 
-    async def _serve_known_hosts(self, request: RouteRequest) -> bytes:
+    def _serve_known_hosts(self, request: RouteRequest) -> bytes:
         if request.body:
             fields = codec.Fields.decode(request.body, self._node.settings.max_frame, what="known-hosts body")
             sender = fields.value("from", codec.peer_info, default=None)

@@ -20,12 +20,13 @@ from typing import ClassVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.lowlevel import checkpoint
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ButterConfigError, FrameTooLarge, PeerGone, PeerUnreachable, RemoteError, RequestTimeout
 from ..hookspecs import hookimpl
 from ..peers import PeerAddress
-from ..slots import Dispatcher, NodeServices
+from ..slots import Dispatcher, ImmediateDispatcher, NodeServices
 from ..wire import Caller, ErrorInfo, Reply, Request, encode
 
 __all__ = ["MemoryNetwork", "MemoryTransport", "MemoryTransportPlugin"]
@@ -45,11 +46,12 @@ class _ReplySlot:
 class _Listener:
     """A serving transport as the network sees it: where to spawn handlers for its requests."""
 
-    __slots__ = ("dispatch", "task_group", "transport")
+    __slots__ = ("answer_now", "dispatch", "task_group", "transport")
 
     def __init__(self, transport: MemoryTransport, dispatch: Dispatcher, task_group: TaskGroup) -> None:
         self.transport = transport
         self.dispatch = dispatch
+        self.answer_now = dispatch.answer_now if isinstance(dispatch, ImmediateDispatcher) else None
         self.task_group = task_group
 
 
@@ -105,6 +107,22 @@ def _upper_bound(reply: Reply) -> int:
     return 4 * (len(reply.error.code) + len(reply.error.message)) + 64
 
 
+def _frame_checked(reply: Reply, request: Request, max_frame: int) -> Reply:
+    """``reply``, or the ``frame-too-large`` error reply that takes its place when it does not fit."""
+    try:
+        encode(reply, max_frame)
+    except FrameTooLarge as exc:
+        return Reply(request.id, error=ErrorInfo(exc.code, str(exc)))
+    return reply
+
+
+def _body(reply: Reply) -> bytes:
+    """The body of ``reply``; raises RemoteError for an error reply."""
+    if reply.error is not None:
+        raise RemoteError(reply.error.code, reply.error.message)
+    return reply.body
+
+
 class MemoryTransport:
     """A :class:`~butter.slots.Transport` on a :class:`MemoryNetwork`.
 
@@ -155,10 +173,7 @@ class MemoryTransport:
             finally:
                 self._slots.release()
             if _upper_bound(reply) > self.max_frame:
-                try:
-                    encode(reply, self.max_frame)
-                except FrameTooLarge as exc:
-                    reply = Reply(request.id, error=ErrorInfo(exc.code, str(exc)))
+                reply = _frame_checked(reply, request, self.max_frame)
             if self.network.latency:
                 await anyio.sleep(self.network.latency)
             slot.reply = reply
@@ -173,14 +188,17 @@ class MemoryTransport:
         request = Request(next(self._ids), route, body, self._caller)
         if len(body) + len(route) + 64 > self.max_frame:
             encode(request, self.max_frame)  # raises FrameTooLarge before anything is sent
+        if not self.network.latency:
+            reply = self._answer_now(address, request)
+            if reply is not None:
+                await checkpoint()  # a request is a checkpoint, even one answered on the spot
+                return _body(reply)
         slot = _ReplySlot()
         try:
             with anyio.fail_after(timeout):
                 if self.network.latency:
                     await anyio.sleep(self.network.latency)
-                listener = self.network._listeners.get(address)
-                if listener is None or listener.task_group.cancel_scope.cancel_called:
-                    raise PeerGone(f"no peer listening at {address}")
+                listener = self._listener(address)
                 if self.network._lost():
                     await anyio.sleep_forever()
                 try:
@@ -192,9 +210,28 @@ class MemoryTransport:
             raise RequestTimeout(f"no reply from {address} to {route!r} within {timeout} s") from None
         if slot.reply is None:
             raise PeerUnreachable(f"peer at {address} {slot.error}")
-        if slot.reply.error is not None:
-            raise RemoteError(slot.reply.error.code, slot.reply.error.message)
-        return slot.reply.body
+        return _body(slot.reply)
+
+    def _listener(self, address: PeerAddress) -> _Listener:
+        """The live listener at ``address``; raises PeerGone when there is none."""
+        listener = self.network._listeners.get(address)
+        if listener is None or listener.task_group.cancel_scope.cancel_called:
+            raise PeerGone(f"no peer listening at {address}")
+        return listener
+
+    def _answer_now(self, address: PeerAddress, request: Request) -> Reply | None:
+        """The reply, when the listener at ``address`` can give it on the spot (its route table's
+        :meth:`~butter.slots.ImmediateDispatcher.answer_now`, with a free inbox slot and the request not
+        lost); ``None``: spawn a handler. Raises PeerGone as :meth:`_listener`. On a lossy network every
+        request takes the spawning path, which draws the loss."""
+        listener = self._listener(address)
+        served = listener.transport
+        if listener.answer_now is None or served._slots.value == 0 or self.network.loss:
+            return None
+        reply = listener.answer_now(request)
+        if reply is not None and _upper_bound(reply) > served.max_frame:
+            reply = _frame_checked(reply, request, served.max_frame)
+        return reply
 
 
 class MemoryTransportPlugin:
