@@ -45,6 +45,10 @@ class Overlay:
             hinted=[addr(j) for j in self.digests.get(me, ())],
             hints=hints, rng=random.Random(seed), skip=[addr(me)],
         )
+        return self.drive(search, parallelism)
+
+    def drive(self, search: Search, parallelism: int = 1) -> Search:
+        """Ask until ``search`` has a holder or is exhausted; returns it."""
         while not search.holders:
             batch = []
             while (ask := search.next_ask(parallelism)) is not None:

@@ -43,11 +43,12 @@ async def test_the_ttl_bounds_the_search_and_a_wider_ring_finds_it(memory_settin
             with pytest.raises(ItemNotFound, match=r"asked 3 node\(s\) in 1 ring\(s\), reaching 3 hop\(s\).*TTL 3"):
                 await querier.retrieve(content_id, rings=[Ring(ttl=3, fraction=1.0)])
             assert querier.last_query is not None and querier.last_query.max_depth == 3
-            # the expanding ring: TTL 3 fails, then the unlimited ring finds it
+            # the expanding ring: TTL 3 fails, then the unlimited ring finds it, going on from the horizon (node 3,
+            # asked again with hops to spare, then 4 and 5) rather than asking nodes 1 and 2 again
             found = await querier.retrieve(content_id, rings=[Ring(ttl=3, fraction=1.0), Ring(ttl=None, fraction=1.0)])
             assert found == b"beyond the horizon"
             assert querier.last_query is not None and querier.last_query.rings == 2
-            assert querier.last_query.search_requests == 3 + 5
+            assert querier.last_query.search_requests == 3 + 3 and querier.last_query.nodes_asked == 5
 
 
 async def test_no_node_handles_a_query_twice(memory_settings: MakeSettings) -> None:

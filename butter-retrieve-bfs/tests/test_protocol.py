@@ -202,3 +202,41 @@ def test_an_address_named_again_moves_up_but_is_asked_once() -> None:
     assert third is not None and third.address == addr(3) and search.next_ask(1) is None
     search.on_reply(third, Miss())
     assert search.exhausted and search.requests == 4
+
+
+def test_a_wider_ring_goes_on_from_the_horizon_instead_of_starting_over() -> None:
+    """0 - 1 - ... - 5, the holder at 5: TTL 3 asks 1, 2, 3 (3 on the horizon names nobody); the next ring asks
+    3 again, with hops to spare, then 4 and 5: 3 + 3 requests, where starting over cost 3 + 5."""
+    overlay = Overlay(line(6), holders=[5])
+    search = overlay.search(0, ttl=3)
+    assert search.exhausted and not search.holders and search.requests == 3
+    search.widen(query_id=b"w" * 16, ttl=None, fraction=1.0, known=[addr(1)])
+    overlay.drive(search)
+    assert search.holders == [addr(5)]
+    assert search.requests == 6 and search.asked == 5
+    assert [h.stats.handled for h in overlay.handlers.values()] == [0, 1, 1, 2, 1, 1]
+
+
+
+def test_a_wider_ring_asks_again_only_the_nodes_it_needs_horizon_first() -> None:
+    """Ring 1 (TTL 2, fraction 0.5): node 1 names 2, 3 and 5; 2 is on the horizon, 3 times out, 5 is dead.
+    Ring 2 (TTL 3, fraction 1) asks, in order: 4 (the querier's host not asked yet, hop 1), 2 (the horizon,
+    now with a hop to spare), then 1 (asked with the smaller fraction) and 3 (no answer): never 5."""
+    search = Search(CID, query_id=b"q" * 16, ttl=2, fraction=0.5, known=[addr(1)], rng=random.Random(0))
+    first = search.next_ask()
+    assert first is not None and first.address == addr(1)
+    search.on_reply(first, Miss((addr(2), addr(3), addr(5))))
+    while (ask := search.next_ask()) is not None:
+        if ask.address == addr(2):
+            search.on_reply(ask, Miss())
+        else:
+            search.on_failure(ask, replied=False, unreachable=ask.address == addr(5))
+    assert search.exhausted and search.requests == 4
+    search.widen(query_id=b"w" * 16, ttl=3, fraction=1.0, known=[addr(1), addr(4)])
+    order = []
+    while (ask := search.next_ask()) is not None:
+        assert ask.query.query_id == b"w" * 16 and ask.query.fraction == 1.0 and ask.query.ttl == 3 - ask.depth
+        order.append((ask.address.port, ask.depth))
+        search.on_reply(ask, Miss())
+    assert order == [(4, 1), (2, 2), (1, 1), (3, 2)]
+    assert search.exhausted and search.requests == 8 and search.asked == 5

@@ -86,8 +86,8 @@ class Job:
         self.dead: set[PeerAddress] = set()
         self.generation = 0  # bumped whenever new holders arrive
         self._rings = iter(policy.rings)
-        self._searches: list[Search] = []
-        self._visited: set[PeerAddress] = set()
+        self._search: Search | None = None  # every ring continues it
+        self._ring = 0  # rings started
         self._lock = anyio.Lock()
         self.tombstone: Tombstone | None = None  # the item's tombstone, from a miss (its signature checked)
 
@@ -119,12 +119,12 @@ class Job:
                 return True
             known = set(self.holders)
             while True:
-                search = self._searches[-1] if self._searches else None
+                search = self._search
                 if search is None or search.exhausted:
                     ring = next(self._rings, None)
                     if ring is None:
                         return False
-                    search = self._new_search(ring)
+                    search = self._next_ring(ring)
                 await self._drive(search, lambda s: any(h not in known for h in s.holders))
                 fresh = [h for h in search.holders if h not in known and h not in self.holders]
                 if fresh:
@@ -132,25 +132,25 @@ class Job:
                     self.generation += 1
                     return True
 
-    def _new_search(self, ring: Ring) -> Search:
+    def _next_ring(self, ring: Ring) -> Search:
+        """Start the search with its first ring, or widen it to the next (:meth:`Search.widen`)."""
         known = [p.address for p in self.node.hosts.peers()]
         hinted = self.service.book.matching(self.content_id, known) if self.policy.hints else []
-        search = Search(
-            self.content_id,
-            query_id=self.service.new_query_id(),
-            ttl=ring.ttl,
-            fraction=ring.fraction,
-            known=known,
-            hinted=hinted,
-            hints=self.policy.hints,
-            rng=self.service.rng,
-            skip=[self.node.address, *self.dead, *self.bad, *self.holders],
-            max_frontier=self.service.options.max_frontier,
-        )
-        self._searches.append(search)
-        self.stats.rings = len(self._searches)
+        skip = [self.node.address, *self.dead, *self.bad, *self.holders]
+        query_id = self.service.new_query_id()
+        if self._search is None:
+            self._search = Search(
+                self.content_id, query_id=query_id, ttl=ring.ttl, fraction=ring.fraction, known=known,
+                hinted=hinted, hints=self.policy.hints, rng=self.service.rng, skip=skip,
+                max_frontier=self.service.options.max_frontier,
+            )
+        else:
+            self._search.widen(query_id=query_id, ttl=ring.ttl, fraction=ring.fraction, known=known, hinted=hinted,
+                               skip=skip)
+        self._ring += 1
+        self.stats.rings = self._ring
         self.stats.ttl = ring.ttl
-        return search
+        return self._search
 
     async def _drive(self, search: Search, should_stop: Callable[[Search], bool]) -> None:
         """Send the search's asks, at most ``parallelism`` at once, until ``should_stop(search)`` or exhaustion."""
@@ -168,7 +168,6 @@ class Job:
                     tg.cancel_scope.cancel()
         finally:  # the deadline may cancel the search: what it asked still counts
             search.abandon()
-            self._visited |= search.visited
 
     def _fill(self, search: Search, tg: TaskGroup, send: _Outcomes) -> None:
         while (ask := search.next_ask(self.policy.parallelism)) is not None:
@@ -294,7 +293,7 @@ class Job:
                               f"item {self.content_id} was deleted by its owner (a holder found still has it)")
         missing = [a for a in dict.fromkeys(manifest.blocks) if not await self.node.blocks.has(a)]
         self.stats.blocks = len(manifest.blocks)
-        self.stats.local = not self._searches and not missing
+        self.stats.local = self._search is None and not missing
         return manifest, missing
 
     async def many(self, addresses: Sequence[BlockId], first_index: int, concurrency: int) -> dict[str, bytes]:
@@ -318,11 +317,11 @@ class Job:
         """The error that ends this retrieval, its fields saying how far the search went; ``block``: the
         block no holder could supply."""
         seconds = anyio.current_time() - self.started
-        hops = max((s.max_depth for s in self._searches), default=0)
+        search = self._search
 
         def error(message: str = "") -> ItemNotFound:
-            return ItemNotFound(message, content_id=self.content_id, hosts_asked=len(self._visited),
-                                rings=len(self._searches), hops=hops, holders=len(self.holders),
+            return ItemNotFound(message, content_id=self.content_id, hosts_asked=search.asked if search else 0,
+                                rings=self._ring, hops=search.max_depth if search else 0, holders=len(self.holders),
                                 timed_out=self.timed_out, seconds=seconds)
 
         if self.tombstone is not None:
@@ -330,8 +329,8 @@ class Job:
                                f"item {self.content_id} was deleted: a node searched keeps a tombstone signed by "
                                f"key {self.tombstone.public_key.hex()[:16]}, and no holder served it")
         notes = []
-        if self._searches:
-            last = self.policy.rings[len(self._searches) - 1]
+        if self._ring:
+            last = self.policy.rings[self._ring - 1]
             notes.append(f"last ring: TTL {'no limit' if last.ttl is None else last.ttl}, fraction {last.fraction:g}")
         if self.timed_out:
             notes.append(f"deadline {self.timeout:g} s")
@@ -341,11 +340,12 @@ class Job:
 
     def finish(self, error: BaseException | None = None) -> QueryStats:
         stats = self.stats
-        stats.search_requests = sum(s.requests for s in self._searches)
-        stats.search_replies = sum(s.replies for s in self._searches)
-        stats.duplicates = sum(s.duplicates for s in self._searches)
-        stats.nodes_asked = len(self._visited)
-        stats.max_depth = max((s.max_depth for s in self._searches), default=0)
+        if self._search is not None:
+            stats.search_requests = self._search.requests
+            stats.search_replies = self._search.replies
+            stats.duplicates = self._search.duplicates
+            stats.nodes_asked = self._search.asked
+            stats.max_depth = self._search.max_depth
         stats.holders = len(self.holders)
         stats.timed_out = self.timed_out
         stats.seconds = anyio.current_time() - self.started

@@ -17,6 +17,9 @@ Rules these classes keep (iterative model, random BFS, digest hints; in prose: d
   the nodes most others know first. A node many know is long-lived and well connected: it knows more hosts
   and holds more of their digests, so its miss is the likelier to hint a holder (high-degree seeking,
   Adamic, Lukose, Puniyani & Huberman, "Search in power-law networks", Phys. Rev. E 64, 2001).
+* **Rings continue.** A wider ring (:meth:`Search.widen`) goes on from the earlier ring's frontier with a
+  fresh query id, asking again only the nodes that must say more: those on the old horizon in hop order,
+  those asked with a smaller fraction or that gave no answer after every node not asked yet.
 * **Busy is not a failure.** A node that answers ``overloaded`` is asked again later, behind the addresses
   of its hop not asked yet (so the search goes elsewhere first), as often as it takes: the driver's per-peer
   backoff spaces the asks, and the retrieval's deadline ends them.
@@ -139,7 +142,7 @@ class Ask:
 
 
 class Search:
-    """One ring of an iterative breadth-first search for ``content_id``.
+    """An iterative breadth-first search for ``content_id``: its first ring, then each wider one (:meth:`widen`).
 
     ``known`` are the querier's known hosts (hop 1; a random ``fraction`` of them is asked) and ``hinted``
     those of them whose digest matches (all asked, first). ``ttl`` is the hop limit (``None``: no limit, sent
@@ -148,7 +151,7 @@ class Search:
 
     Drive it: ``ask = search.next_ask(parallelism)`` (``None``: nothing to start now), send it, then feed the outcome
     with :meth:`on_reply` or :meth:`on_failure`; stop when the caller has the holders it wants or
-    :attr:`exhausted` is true.
+    :attr:`exhausted` is true (then :meth:`widen` it, or give up).
     """
 
     def __init__(
@@ -192,12 +195,58 @@ class Search:
         # class, depth, retries, -named, random, n, address
         self._heap: list[tuple[int, int, int, int, float, int, PeerAddress]] = []
         self._counter = 0
+        self._asked: dict[PeerAddress, Ask] = {}  # the last ask sent to each address
+        self._missed: set[PeerAddress] = set()  # addresses whose last query was answered with a miss
+        self._first_hop(known, hinted)
+
+    def _first_hop(self, known: Sequence[PeerAddress], hinted: Sequence[PeerAddress]) -> None:
+        """Queue ``⌈fraction × known⌉`` of the querier's hosts (those asked already count toward it) and every
+        hinted one."""
         hosts = [a for a in dict.fromkeys(known) if a not in self._skip]
-        for address in rng.sample(hosts, math.ceil(fraction * len(hosts))):
+        fresh = [a for a in hosts if a not in self.visited]
+        wanted = math.ceil(self.fraction * len(hosts)) - (len(hosts) - len(fresh))
+        for address in self.rng.sample(fresh, max(0, min(wanted, len(fresh)))):
             self._discover(address, 1, hinted=False)
         for address in hinted:
             self._discover(address, 1, hinted=True)
 
+    def widen(
+        self,
+        *,
+        query_id: bytes,
+        ttl: int | None,
+        fraction: float,
+        known: Sequence[PeerAddress],
+        hinted: Sequence[PeerAddress] = (),
+        skip: Sequence[PeerAddress] = (),
+    ) -> None:
+        """Go on as the next, wider ring (``ttl`` and ``fraction`` at least this ring's; a fresh ``query_id``,
+        since every node asked has handled the old one): continue from this ring's frontier instead of
+        starting over (Lv, Cao, Cohen, Li & Shenker, "Search and replication in unstructured peer-to-peer
+        networks", ICS 2002, restart the whole flood with a larger TTL; an iterative querier keeps what it
+        learnt). Nodes asked already are asked again only when the wider ring needs them to say more: first
+        those on the old horizon (they returned no addresses), in hop order with the rest of the querier's
+        hosts (``known``, sampled to the new ``fraction``) and ``hinted``; after everything else, those asked
+        with a smaller fraction and those that gave no answer (a timeout, an error, ``seen``). Hosts found
+        dead, holders and ``skip`` are never asked again. Call it only when :attr:`exhausted`."""
+        self.query_id = query_id
+        self.ttl = MAX_TTL if ttl is None else max(0, min(ttl, MAX_TTL))
+        self.fraction = fraction
+        self._skip.update(skip)
+        for address, ask in self._asked.items():
+            if address in self._skip or address in self.dead or address in self.holders:
+                continue
+            if address not in self._missed:
+                klass = 2  # no answer to use
+            elif ask.query.ttl == 0 and ask.depth < self.ttl:
+                klass = 1  # on the old horizon
+            elif ask.query.ttl > 0 and fraction > ask.query.fraction:
+                klass = 2  # named a smaller sample of its hosts
+            else:
+                continue
+            self._retry.add(address)
+            self._queue(address, (klass, ask.depth, -self._named.get(address, 0)))
+        self._first_hop(known, hinted)
     @property
     def asked(self) -> int:
         """Distinct nodes asked so far."""
@@ -209,7 +258,7 @@ class Search:
 
     @property
     def exhausted(self) -> bool:
-        """Nothing left to ask and nothing in flight: this ring is over."""
+        """Nothing left to ask and nothing in flight: the current ring is over."""
         return self.in_flight == 0 and self._peek() is None
 
     def _discover(self, address: PeerAddress, depth: int, *, hinted: bool, named: bool = False) -> None:
@@ -255,7 +304,9 @@ class Search:
         self.requests += 1
         self.max_depth = max(self.max_depth, depth)
         query = Query(self.query_id, self.content_id, self.ttl - depth, self.fraction, self.hints)
-        return Ask(address, query, depth, klass == 0)
+        ask = self._asked[address] = Ask(address, query, depth, klass == 0)
+        self._missed.discard(address)
+        return ask
 
     def on_reply(self, ask: Ask, reply: QueryReply) -> None:
         """Feed the answer to ``ask``."""
@@ -267,6 +318,7 @@ class Search:
                 if address not in self._skip and address not in self.dead and address not in self.holders:
                     self.holders.append(address)
         elif isinstance(reply, Miss):
+            self._missed.add(ask.address)
             for address in reply.hints:
                 self._discover(address, ask.depth + 1, hinted=True, named=True)
             for address in reply.peers:
