@@ -164,16 +164,15 @@ class RouteTable:
 
     async def dispatch(self, request: Request) -> Reply:
         """Answer ``request`` (see the module docstring). Never raises."""
-        early = self._refused(request)
+        early = self.answer_now(request)
         if early is not None:
             return early
-        handler = self._handlers[request.route]
         self._in_flight += 1
         started = time.perf_counter()
         try:
             try:
-                body = handler(RouteRequest(self._node, request.route, request.body, request.caller or UNKNOWN_CALLER))
-                if inspect.isawaitable(body):
+                body = self._handlers[request.route](self._route_request(request))
+                if inspect.isawaitable(body):  # (a plain function may return a coroutine: see answer_now)
                     body = await body
                 reply = self._reply(request, body)
             except Exception as exc:
@@ -198,8 +197,7 @@ class RouteTable:
             return early
         started = time.perf_counter()
         try:
-            body = self._handlers[request.route](
-                RouteRequest(self._node, request.route, request.body, request.caller or UNKNOWN_CALLER))
+            body = self._handlers[request.route](self._route_request(request))
             if inspect.iscoroutine(body):  # a plain function returning a coroutine: dispatch() awaits it
                 body.close()  # never started: nothing of it ran
                 self._plain.discard(request.route)
@@ -209,6 +207,9 @@ class RouteTable:
             reply = self._error_reply(request, exc)
         self._served(request, reply, started)
         return reply
+
+    def _route_request(self, request: Request) -> RouteRequest:
+        return RouteRequest(self._node, request.route, request.body, request.caller or UNKNOWN_CALLER)
 
     def _refused(self, request: Request) -> Reply | None:
         """The reply to a request answered without its handler: the node is starting or leaving, or nobody
