@@ -16,8 +16,10 @@ retrieved once by a random live node, then an hour (virtual) passes before repli
 back-to-target rule should bring every group to r = 3).
 
 The machine may be shared: the load average (1 minute) before and after each run is recorded beside its
-timings. CPU time is the child process's own (user + system). Each run replaces the earlier run with the
-same key (nodes, seed, queries, hour, label) in benchmarks/results/sim-scale.json; a table is printed.
+timings. CPU time is the child process's own (user + system). Each run's own process writes its result as
+soon as it ends, replacing the earlier run with the same key (nodes, seed, queries, hour, label) in
+benchmarks/results/sim-scale.json (a 10,000-node run takes about an hour: its result is kept even if the
+parent is gone by then); a line per run is printed.
 """
 
 from __future__ import annotations
@@ -79,8 +81,10 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run(spec: dict[str, Any]) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=True,
+def run(spec: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Run ``spec`` in a child process, which writes its result to ``path`` itself (so a long run survives
+    the loss of this process), and return that result."""
+    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec), "--out", str(path)], check=True,
                           stdout=subprocess.PIPE, text=True)
     return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -105,12 +109,14 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(json.loads(args.child))))
+        result = child(json.loads(args.child))
+        save([result], args.out)
+        print(json.dumps(result))
         return
     runs = []
     for nodes in args.nodes:
         spec = {"nodes": nodes, "seed": args.seed, "queries": args.queries, "hour": args.hour, "label": args.label}
-        runs.append(run(spec))
+        runs.append(run(spec, args.out))
         r = runs[-1]
         line = (f"{nodes:>6} nodes seed {args.seed}: retention {r['retention']:.3f}, "
                 f"replicas {r['replicas_per_item']:.2f}, wall {r['wall_seconds']:.0f} s, CPU {r['cpu_seconds']:.0f} s, "
@@ -126,7 +132,6 @@ def main() -> None:
                     line += (f" ({q['requests_per_found']:.1f} per found, "
                              f"{q['requests_per_missed']:.1f} per missed of {q['missed']})")
         print(line, flush=True)
-        save(runs, args.out)
     print(f"written to {args.out}")
 
 
