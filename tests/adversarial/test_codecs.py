@@ -54,7 +54,7 @@ BODY_DECODERS: dict[str, Callable[[bytes], Any]] = {
 @fuzz_settings(1.25)
 @given(body=bodies())
 def test_body_decoders_raise_only_protocol_errors(body: bytes) -> None:
-    """Each generated body goes to every decoder (1,500 bodies x 17 decoders per run; 6,000 in CI)."""
+    """Each generated body goes to every decoder (1,500 bodies x 17 decoders per run; 3,000 in CI)."""
     for decoder in BODY_DECODERS.values():
         try:
             decoder(body)
