@@ -19,7 +19,9 @@ The machine may be shared: the load average (1 minute) before and after each run
 timings. CPU time is the child process's own (user + system). Each run's own process writes its result as
 soon as it ends, replacing the earlier run with the same key (nodes, seed, queries, hour, label) in
 benchmarks/results/sim-scale.json (a 10,000-node run takes about an hour: its result is kept even if the
-parent is gone by then); a line per run is printed.
+parent is gone by then); a line per run is printed. Each run also records its requests per node per second by
+route (``requests_by_route``) and the known-host lists' mean and largest size every 5 virtual seconds
+(``known_hosts``: ``[t, mean, max]``): what grows with the population shows there.
 """
 
 from __future__ import annotations
@@ -78,6 +80,10 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     for name in ("churn_queries", "popularity"):
         if hasattr(result, name):  # an older simulator (--label before) has neither
             out[name] = result.to_json()[name]
+    if hasattr(result, "requests_by_route"):  # nor these
+        out["requests_by_route"] = result.requests_by_route
+        out["known_hosts"] = [[sample["t"], sample["known_hosts"], sample["known_hosts_max"]]
+                              for sample in result.timeline]
     return out
 
 

@@ -61,3 +61,17 @@ def test_retrievals_of_lost_items_are_counted_apart() -> None:
     assert during.requests_missed == during.requests > 0 and during.requests_found == 0
     assert during.requests_per_missed == during.requests / during.missed
 
+
+
+def test_requests_are_counted_by_route_and_known_hosts_are_sampled() -> None:
+    """What a run sends, split by route, adds up to the requests every node counted (the network counts only
+    requests of a serving transport, so at most those); the timeline follows the known-host lists."""
+    from dataclasses import replace
+
+    result = run_churn_sync(replace(SMALL, nodes=15, churn=10.0, settle=10.0))
+    by_route = result.requests_by_route
+    assert {"host-quality", "known-hosts", "pcg-heartbeat", "pcg-join"} <= set(by_route)
+    assert 0.9 * result.requests_per_node_second <= sum(by_route.values()) <= result.requests_per_node_second
+    last = result.timeline[-1]
+    assert 1 <= last["known_hosts"] <= last["known_hosts_max"] <= 14
+    assert all(sample["requests_per_node_second"] > 0 for sample in result.timeline[1:])

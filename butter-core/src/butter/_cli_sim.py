@@ -31,8 +31,9 @@ sim_app = typer.Typer(help="Simulate many nodes in one process under a virtual c
         "virtual clock, so 30 s of churn take seconds. Each death is abrupt (no hand-off); a replacement node "
         "keeps the population constant. Each rate is also run with a single copy per item (the naive baseline: "
         "the `single` persistence driver) unless --no-baseline.",
-        "--out also writes every run's time series (retention, replicas per item, maintenance messages per node "
-        "per second, every 5 virtual seconds) as churn-timeline.csv and churn-timeline.png.",
+        "--out also writes every run's time series (retention, replicas per item, maintenance messages and all "
+        "requests per node per second, known-host list size, every 5 virtual seconds) as churn-timeline.csv and "
+        "churn-timeline.png.",
         "Needs trio: pip install 'butter-core[trio]'. The PNGs need matplotlib: pip install 'butter-core[plot]'.",
     ),
 )

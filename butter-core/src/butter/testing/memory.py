@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import random
 import weakref
+from collections import Counter
 from typing import ClassVar
 
 import anyio
@@ -59,7 +60,8 @@ class MemoryNetwork:
     """A set of in-process listeners. Get a shared one by name with :meth:`named`.
 
     ``latency`` is seconds added each way; ``loss`` the probability (0 to 1) that a request is dropped;
-    ``seed`` makes the loss deterministic.
+    ``seed`` makes the loss deterministic. ``requests`` counts the requests sent on the network by route
+    (every call of :meth:`MemoryTransport.request` once it is serving, answered or not), for simulations.
     """
 
     _named: ClassVar[weakref.WeakValueDictionary[str, MemoryNetwork]] = weakref.WeakValueDictionary()
@@ -71,6 +73,7 @@ class MemoryNetwork:
         self._random = random.Random(seed)
         self._listeners: dict[PeerAddress, _Listener] = {}
         self._ports = itertools.count(1)
+        self.requests: Counter[str] = Counter()
 
     @classmethod
     def named(cls, name: str) -> MemoryNetwork:
@@ -185,6 +188,7 @@ class MemoryTransport:
     async def request(self, address: PeerAddress, route: str, body: bytes, *, timeout: float) -> bytes:
         if not self._serving:
             raise PeerUnreachable("transport is not serving (the node is not started or has stopped)")
+        self.network.requests[route] += 1
         request = Request(next(self._ids), route, body, self._caller)
         if len(body) + len(route) + 64 > self.max_frame:
             encode(request, self.max_frame)  # raises FrameTooLarge before anything is sent

@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -198,7 +199,13 @@ class ChurnResult:
     ``retention`` (share of the items some live node keeps, by :class:`~butter.capabilities.KeptItems`
     alone: the final figure also checks the manifest is held), ``replicas_per_item`` (live keepers per
     retained item) and ``maintenance_per_node_second`` (maintenance messages sent since the previous sample,
+    per live node per second), ``known_hosts`` and ``known_hosts_max`` (mean and largest known-host list over
+    the live nodes) and ``requests_per_node_second`` (requests sent since the previous sample, every route,
     per live node per second).
+
+    ``requests_by_route`` is the requests sent over the whole run by route (counted by the memory network,
+    :attr:`~butter.testing.memory.MemoryNetwork.requests`, so requests of nodes that died count too), per node
+    per second as ``requests_per_node_second`` counts them: what grows with the population shows here.
 
     ``churn_queries`` are the retrievals made while churn ran (``config.queries``), ``popularity`` those of
     ``retrieve_all``; ``replicas_per_item`` is measured at the very end (after ``linger``)."""
@@ -211,6 +218,7 @@ class ChurnResult:
     replicas_per_item: float = 0.0
     maintenance_per_node_second: float = 0.0
     requests_per_node_second: float = 0.0
+    requests_by_route: dict[str, float] = field(default_factory=dict)
     virtual_seconds: float = 0.0
     wall_seconds: float = 0.0
     churn_queries: Retrievals = field(default_factory=Retrievals)
@@ -282,6 +290,12 @@ class _Population:
     def _persistence_options(self, seed: int) -> dict[str, Any]:
         pcg = {"replicas": self.config.replicas, "heartbeat_interval": self.config.heartbeat, "seed": seed}
         return {**(pcg if self.config.persistence == "pcg" else {}), **self.config.persistence_options}
+
+    def requests(self) -> Counter[str]:
+        """Requests sent on the run's network so far, by route (its ``MemoryNetwork.requests``)."""
+        from .memory import MemoryNetwork
+
+        return MemoryNetwork.named(self.network).requests
 
     async def spawn(self, tg: TaskGroup) -> Node:
         node: Node = await tg.start(self._life, *self.settings())
@@ -376,6 +390,7 @@ async def run_churn(config: ChurnConfig, on_progress: Callable[[str, float], Non
     network = MemoryNetwork.named(network_name)
     network.latency, network.loss = config.latency, config.loss
     network._random.seed(config.seed)
+    network.requests.clear()  # a network kept from an earlier run under this name starts counting afresh
     population = _Population(config, network_name)
     result = ChurnResult(config)
     with unwrap_single_error():
@@ -441,6 +456,8 @@ async def _experiment(
     requests = population.requests_of_dead + sum(n.stats.requests_sent for n in alive)
     maintenance = population.maintenance_of_dead + sum(_maintenance(n) for n in alive)
     result.requests_per_node_second = requests / node_seconds
+    by_route = sorted(population.requests().items())
+    result.requests_by_route = {route: count / node_seconds for route, count in by_route}
     result.maintenance_per_node_second = maintenance / node_seconds
 
 
@@ -452,6 +469,7 @@ class _Sampler:
         self.population, self.result, self.content_ids = population, result, content_ids
         self.start = self.last = anyio.current_time()
         self.sent = self._maintenance()
+        self.requests = self._requests()
         self._sample()
 
     async def sleep(self, seconds: float) -> None:
@@ -466,6 +484,9 @@ class _Sampler:
         alive = (n for n, _, _ in self.population.alive.values())
         return self.population.maintenance_of_dead + sum(_maintenance(n) for n in alive)
 
+    def _requests(self) -> int:
+        return sum(self.population.requests().values())
+
     def _sample(self) -> None:
         now, alive = anyio.current_time(), [n for n, _, _ in self.population.alive.values()]
         keepers = dict.fromkeys(self.content_ids, 0)
@@ -473,14 +494,18 @@ class _Sampler:
             for content_id in keepers.keys() & set(_kept(node)):
                 keepers[content_id] += 1
         retained = [count for count in keepers.values() if count]
-        sent, elapsed = self._maintenance(), now - self.last
+        sent, requests, elapsed = self._maintenance(), self._requests(), now - self.last
+        known = [len(node.hosts.peers()) for node in alive]
+        node_seconds = len(alive) * elapsed
         self.result.timeline.append({
             "t": round(now - self.start, 3), "alive": len(alive),
             "retention": len(retained) / len(keepers) if keepers else 1.0,
             "replicas_per_item": sum(retained) / len(retained) if retained else 0.0,
-            "maintenance_per_node_second": (sent - self.sent) / (len(alive) * elapsed) if alive and elapsed else 0.0,
+            "maintenance_per_node_second": (sent - self.sent) / node_seconds if node_seconds else 0.0,
+            "known_hosts": sum(known) / len(known) if known else 0.0, "known_hosts_max": max(known, default=0),
+            "requests_per_node_second": (requests - self.requests) / node_seconds if node_seconds else 0.0,
         })
-        self.last, self.sent = now, sent
+        self.last, self.sent, self.requests = now, sent, requests
 
 
 def _free_network_name(base: str) -> str:
