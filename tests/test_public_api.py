@@ -75,6 +75,7 @@ PLUGINS = {
     "butter_persist_pcg": ["GroupView", "PcgOptions", "PcgPersistence", "PcgPersistencePlugin"],
     "butter_retrieve_bfs": [
         "ROUTE_DIGEST",
+        "ROUTE_DIGEST_PUSH",
         "ROUTE_QUERY",
         "Ask",
         "BfsOptions",
@@ -83,6 +84,7 @@ PLUGINS = {
         "BloomFilter",
         "DigestAsk",
         "DigestBook",
+        "DigestKept",
         "DigestReply",
         "HandlerStats",
         "Hit",

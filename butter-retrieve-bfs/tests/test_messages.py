@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from butter.errors import ProtocolError
 from butter.peers import PeerAddress
 from butter.wire import encode_payload
-from butter_retrieve_bfs import DigestAsk, DigestReply, Hit, Miss, Query, Seen, decode_reply
+from butter_retrieve_bfs import DigestAsk, DigestKept, DigestReply, Hit, Miss, Query, Seen, decode_reply
 
 hex64 = st.text("0123456789abcdef", min_size=64, max_size=64)
 addresses = st.builds(PeerAddress, st.text(min_size=1, max_size=20), st.integers(0, 65535))
@@ -36,18 +36,22 @@ def test_digest_round_trip(tag: bytes, k: int, n: int, bits: bytes) -> None:
     assert DigestReply.decode(DigestReply(same=True).encode()).same
     assert DigestAsk.decode(DigestAsk(tag).encode()) == DigestAsk(tag)
     assert DigestAsk.decode(DigestAsk().encode()) == DigestAsk()
+    asker = PeerAddress("127.0.0.1", 9000)
+    assert DigestAsk.decode(DigestAsk(tag, asker).encode()) == DigestAsk(tag, asker)
+    assert DigestKept.decode(DigestKept(kept=True).encode()).kept
 
 
 @given(st.binary(max_size=200))
 def test_garbage_never_raises_anything_but_protocol_error(body: bytes) -> None:
-    for decode in (Query.decode, decode_reply, DigestAsk.decode, DigestReply.decode):
+    for decode in (Query.decode, decode_reply, DigestAsk.decode, DigestReply.decode, DigestKept.decode):
         try:
             decode(body)
         except ProtocolError:
             pass
 
 
-KEYS = ["qid", "cid", "ttl", "fraction", "hints", "kind", "try", "members", "tag", "k", "n", "bits", "have", "same"]
+KEYS = ["qid", "cid", "ttl", "fraction", "hints", "kind", "try", "members", "tag", "k", "n", "bits", "have", "same",
+        "from", "kept"]
 VALUES = st.one_of(st.none(), st.integers(-(2**63), 2**64 - 1), st.floats(), st.text(max_size=5),
                    st.binary(max_size=20), st.lists(st.integers(-10, 10), max_size=3), st.booleans())
 
@@ -55,7 +59,7 @@ VALUES = st.one_of(st.none(), st.integers(-(2**63), 2**64 - 1), st.floats(), st.
 @given(st.dictionaries(st.sampled_from(KEYS), VALUES))
 def test_wrong_shapes_raise_protocol_error(obj: dict[str, object]) -> None:
     body = encode_payload(obj)
-    for decode in (Query.decode, decode_reply, DigestAsk.decode, DigestReply.decode):
+    for decode in (Query.decode, decode_reply, DigestAsk.decode, DigestReply.decode, DigestKept.decode):
         try:
             decode(body)
         except ProtocolError:

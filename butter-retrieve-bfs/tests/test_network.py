@@ -129,6 +129,24 @@ async def test_digests_point_straight_at_a_holder(memory_settings: MakeSettings)
             assert bfs(reader).totals.digest_requests > 0
 
 
+async def test_a_node_that_gains_an_item_pushes_its_digest_to_its_hosts(memory_settings: MakeSettings) -> None:
+    """Churn: a new replica must be hinted before its hosts would pull its digest again. Here they never would
+    (an hour between pulls): the holder pushes its changed digest to every known host within a second or so."""
+    with anyio.fail_after(30):
+        slow = {"digest_interval": 3600.0, "digest_max_interval": 3600.0}
+        async with clique(memory_settings, 4, retrieval=slow, pcg={"replicas": 1}) as net:
+            holder, others = net.nodes[0], net.nodes[1:]
+            # every host pulled the holder's (empty) digest when it admitted it
+            await net.wait_for(lambda: all(bfs(n).book.tag(holder.address) is not None for n in others))
+            content_id = await holder.store(b"a new replica")
+            await net.wait_for(lambda: all(bfs(n).book.matching(content_id, [holder.address]) for n in others))
+            assert bfs(holder).totals.digest_pushes >= len(others)
+            reader = others[0]
+            assert await reader.retrieve(content_id) == b"a new replica"
+            stats = bfs(reader).last_query
+            assert stats is not None and stats.search_requests == 1
+
+
 async def test_a_holder_serving_corrupted_blocks_is_bypassed(memory_settings: MakeSettings) -> None:
     with anyio.fail_after(20):
         async with clique(memory_settings, 5) as net:

@@ -24,7 +24,7 @@ from butter.tombstones import Tombstone
 from butter.wire import FrameDecoder, FrameRejected, Reply, Request, decode_payload, encode, encode_payload
 from butter_discover_multicast._messages import decode_datagram
 from butter_persist_pcg._messages import Heartbeat, HeartbeatReply, Join, decode_content_id
-from butter_retrieve_bfs._messages import DigestAsk, DigestReply, Query, decode_reply
+from butter_retrieve_bfs._messages import DigestAsk, DigestKept, DigestReply, Query, decode_reply
 from butter_retrieve_flood._messages import FloodAnswer, FloodQuery
 from butter_wider_ambassador._messages import MAX_MESSAGE, MESSAGES, ServiceInfo
 
@@ -40,6 +40,8 @@ BODY_DECODERS: dict[str, Callable[[bytes], Any]] = {
     "bfs-query reply": decode_reply,
     "bfs-digest": DigestAsk.decode,
     "bfs-digest reply": DigestReply.decode,
+    "bfs-digest-push (a digest)": DigestReply.decode,
+    "bfs-digest-push reply": DigestKept.decode,
     "manifest": Manifest.decode,
     "signed record (get-record reply, put-record)": SignedRecord.decode,
     "tombstone (delete-item, bfs-query miss)": Tombstone.decode,

@@ -41,7 +41,7 @@ ROUTES = [
     "ping", "host-quality", "known-hosts", "fetch-block", "store", "get-record", "put-record", "delete-item",  # core
     "get-document", "put-revisions",  # core: documents
     "pcg-join", "pcg-leave", "pcg-heartbeat",  # persistence
-    "bfs-query", "bfs-digest",  # retrieval
+    "bfs-query", "bfs-digest", "bfs-digest-push",  # retrieval
     "ambassador",  # discovery (the ambassador role)
 ]
 
@@ -91,6 +91,11 @@ MISTYPED: list[tuple[str, Any]] = [
     )),
     *(("bfs-digest", {"have": bad}) for bad in ("12345678", 1, [b"x" * 8], b"x" * 9)),
     ("bfs-digest", []),
+    *(("bfs-digest", {"from": bad}) for bad in ("127.0.0.1:1", [1, "x"], 5)),
+    *(("bfs-digest-push", bad) for bad in (
+        {"same": True}, {"tag": b"x" * 7, "k": 1, "n": 1, "bits": b"x"},
+        {"tag": b"x" * 8, "k": 0, "n": 1, "bits": b"x"}, {"tag": b"x" * 8, "k": 1, "n": 1, "bits": b""}, [1],
+    )),
     ("ambassador", {"service": "x"}),  # reads no body: any is answered
     ("ambassador", [1]),
 ]

@@ -53,7 +53,8 @@ PARTS = st.lists(
         st.builds(lambda r, b: encode(Request(1, r, b)), st.sampled_from(  # a valid request, hostile body
             ["ping", "host-quality", "known-hosts", "fetch-block", "store", "get-record", "put-record", "delete-item",
              "get-document", "put-revisions",
-             "pcg-join", "pcg-heartbeat", "pcg-leave", "bfs-query", "bfs-digest", "no-such-route"]), bodies()),
+             "pcg-join", "pcg-heartbeat", "pcg-leave", "bfs-query", "bfs-digest", "bfs-digest-push",
+             "no-such-route"]), bodies()),
         st.binary(max_size=64),  # raw garbage, possibly a truncated header or an absurd length
     ),
     max_size=6,

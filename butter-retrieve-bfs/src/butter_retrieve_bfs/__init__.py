@@ -18,6 +18,7 @@ from ._bloom import BloomFilter as BloomFilter
 from ._digest import DigestBook as DigestBook
 from ._digest import LocalDigest as LocalDigest
 from ._messages import DigestAsk as DigestAsk
+from ._messages import DigestKept as DigestKept
 from ._messages import DigestReply as DigestReply
 from ._messages import Hit as Hit
 from ._messages import Miss as Miss
@@ -32,6 +33,7 @@ from ._protocol import HandlerStats as HandlerStats
 from ._protocol import QueryHandler as QueryHandler
 from ._protocol import Search as Search
 from ._service import ROUTE_DIGEST as ROUTE_DIGEST
+from ._service import ROUTE_DIGEST_PUSH as ROUTE_DIGEST_PUSH
 from ._service import ROUTE_QUERY as ROUTE_QUERY
 from ._service import BfsRetrieval as BfsRetrieval
 from ._stats import QueryStats as QueryStats
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ROUTE_DIGEST",
+    "ROUTE_DIGEST_PUSH",
     "ROUTE_QUERY",
     "Ask",
     "BfsOptions",
@@ -50,6 +53,7 @@ __all__ = [
     "BloomFilter",
     "DigestAsk",
     "DigestBook",
+    "DigestKept",
     "DigestReply",
     "HandlerStats",
     "Hit",

@@ -12,8 +12,10 @@ route          request                                                     reply
                ``hints: bool}``                                            ``{kind: "miss", try: [addr],``
                                                                            ``hints: [addr], tombstone: bytes``
                                                                            ``| nil}``, ``{kind: "seen"}``
-``bfs-digest`` ``{have: bin8 | nil}``                                      ``{same: true}`` or ``{tag: bin8,``
+``bfs-digest`` ``{have: bin8 | nil, from: addr | nil}``                    ``{same: true}`` or ``{tag: bin8,``
                                                                            ``k: int, n: int, bits: bin}``
+``bfs-digest`` ``{tag: bin8, k: int, n: int, bits: bin}``: the sender's    ``{kept: bool}``: whether the receiver
+``-push``      digest, sent when what it keeps changed                     knows the sender and kept the digest
 =============  ==========================================================  =====================================
 
 Addresses are ``[host, port]``.
@@ -35,6 +37,7 @@ __all__ = [
     "MAX_TTL",
     "QID_BYTES",
     "DigestAsk",
+    "DigestKept",
     "DigestReply",
     "Hit",
     "Miss",
@@ -113,15 +116,25 @@ def decode_reply(body: bytes) -> QueryReply:
 
 
 class DigestAsk(_Message):
-    """Route ``bfs-digest``: send me your digest, unless its tag is still ``have``."""
+    """Route ``bfs-digest``: send me your digest, unless its tag is still ``have``; and push it to me at
+    ``asker`` (my listening address) when it changes (route ``bfs-digest-push``)."""
 
     have: bytes | None = wire("have", codec.blob(size=TAG_BYTES), default=None)
+    asker: PeerAddress | None = wire("from", codec.address, default=None)
+
+
+class DigestKept(_Message):
+    """The reply to route ``bfs-digest-push``: whether the receiver kept the pushed digest (it does only when
+    it knows the sender as a host and uses digests)."""
+
+    kept: bool = wire("kept", codec.boolean, default=False)
 
 
 @dataclass(frozen=True, slots=True)
 class DigestReply:
     """A node's digest: a Bloom filter (``bits``, ``hashes`` hash functions) of the ``count`` content ids it
-    holds, and its version ``tag``; or ``same=True`` (no filter) when the asker's copy is current."""
+    holds, and its version ``tag``; or ``same=True`` (no filter) when the asker's copy is current. Also the
+    body of route ``bfs-digest-push`` (never ``same`` there)."""
 
     tag: bytes = b""
     hashes: int = 0

@@ -14,6 +14,7 @@ import logging
 import random
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from butter.peers import PeerAddress, PeerInfo
 
 from ._digest import DigestBook, LocalDigest
 from ._job import ROUTE_QUERY, Job, Policy
-from ._messages import DigestAsk, DigestReply, Miss, Query
+from ._messages import DigestAsk, DigestKept, DigestReply, Miss, Query
 from ._options import BfsOptions, Ring
 from ._protocol import QueryHandler
 from ._stats import QueryStats, RetrievalTotals
@@ -38,12 +39,14 @@ if TYPE_CHECKING:
     from butter import RouteRequest
     from butter.slots import NodeServices
 
-__all__ = ["ROUTE_DIGEST", "ROUTE_QUERY", "BfsRetrieval"]
+__all__ = ["ROUTE_DIGEST", "ROUTE_DIGEST_PUSH", "ROUTE_QUERY", "BfsRetrieval"]
 
 log = logging.getLogger("butter.bfs")
 
 ROUTE_DIGEST = "bfs-digest"
-DIGEST_REBUILD = 1.0  # seconds: this node's own digest is rebuilt at most this often
+ROUTE_DIGEST_PUSH = "bfs-digest-push"
+DIGEST_REBUILD = 1.0  # seconds: this node's own digest is rebuilt (and pushed when it changed) at most this often
+MAX_SUBSCRIBERS = 1024  # nodes this node's digest is pushed to, at most (the most recent pullers)
 
 
 class BfsRetrieval:
@@ -74,28 +77,43 @@ class BfsRetrieval:
         self.totals = RetrievalTotals()
         self._digest: LocalDigest | None = None
         self._digest_built = float("-inf")
+        self._pushed: bytes | None = None  # the tag of the digest last pushed to the subscribers
+        # who pulled this node's digest (authenticated node id -> the address it listens on), oldest first
+        self._subscribers: OrderedDict[str, PeerAddress] = OrderedDict()
         self._pulls = anyio.CapacityLimiter(options.max_concurrency)
         self.windows = options.windows(self.rng)
         self._holders: ItemHolders | None = None  # found at start (run)
         self._kept: KeptItems | None = None
         node.route(ROUTE_QUERY, self._serve_query)
         node.route(ROUTE_DIGEST, self._serve_digest)
+        node.route(ROUTE_DIGEST_PUSH, self._serve_digest_push)
         node.subscribe(self)  # peer discovered / lost
 
     # -- Retrieval protocol -------------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Pull the digests of known hosts as they fall due (checked every ``digest_interval`` seconds ± 20 %),
-        when hints are on. First find the capabilities bfs uses, logging once what is off without them."""
+        """When hints are on: pull the digests of known hosts as they fall due (checked every
+        ``digest_interval`` seconds ± 20 %), and push this node's digest to those that pulled it when what it
+        keeps changed (checked every :data:`DIGEST_REBUILD` seconds). First find the capabilities bfs uses, logging once
+        what is off without them."""
         self._find_capabilities()
+        self._pushed = (await self.local_digest()).tag  # what a new node's hosts pull when they admit it
         task_status.started()
         if not self.options.hints:
             return
-        interval = self.options.digest_interval
-        await anyio.sleep(self.rng.uniform(0, interval))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._push_loop)
+            interval = self.options.digest_interval
+            await anyio.sleep(self.rng.uniform(0, interval))
+            while True:
+                await self.pull_digests()
+                await anyio.sleep(interval * self.rng.uniform(0.8, 1.2))
+
+    async def _push_loop(self) -> None:
+        await anyio.sleep(self.rng.uniform(0, DIGEST_REBUILD))
         while True:
-            await self.pull_digests()
-            await anyio.sleep(interval * self.rng.uniform(0.8, 1.2))
+            await self.push_digest()
+            await anyio.sleep(DIGEST_REBUILD)
 
     async def retrieve(
         self,
@@ -308,8 +326,30 @@ class BfsRetrieval:
         answered = {f"queries_{name}": value for name, value in asdict(self.handler.stats).items()}
         return {**totals, **answered}
 
+    def _serve_digest_push(self, request: RouteRequest) -> bytes:
+        """Keep a known host's pushed digest (the sender is found among the known hosts by the node id the
+        transport authenticated; an unauthenticated or unknown sender's digest is not kept, and the reply
+        ``kept: false`` ends the sender's pushes here)."""
+        reply = DigestReply.decode(request.body)
+        if reply.same:
+            raise ProtocolError("a pushed digest must carry its filter")
+        sender = request.caller.node_id
+        address = None
+        if sender is not None and self.options.hints:
+            address = next((p.address for p in self.node.hosts.peers() if p.node_id == sender), None)
+        kept = address is not None and self.book.update(address, reply, anyio.current_time())
+        return DigestKept(kept=kept).encode()
+
     async def _serve_digest(self, request: RouteRequest) -> bytes:
+        """Answer with this node's digest; an asker that names its address and whose node id the transport
+        authenticated is subscribed: the digest is pushed to it when it changes."""
         ask = DigestAsk.decode(request.body)
+        sender = request.caller.node_id
+        if ask.asker is not None and sender is not None and ask.asker != self.node.address:
+            self._subscribers[sender] = ask.asker
+            self._subscribers.move_to_end(sender)
+            while len(self._subscribers) > MAX_SUBSCRIBERS:
+                self._subscribers.popitem(last=False)
         digest = await self.local_digest()
         return digest.reply(ask.have).encode()
 
@@ -326,6 +366,36 @@ class BfsRetrieval:
             if self._digest is None or digest.tag != self._digest.tag:
                 self._digest = digest
         return self._digest
+
+    async def push_digest(self) -> None:
+        """Push this node's digest, when it changed since the last push, to every subscriber: the nodes that
+        pulled it (they know this node and use digests), one ``bfs-digest-push`` each, in parallel, at most
+        ``max_concurrency`` at a time. So a node that has just gained an item (a new replica) is hinted at
+        once rather than after each of them next polls its host-quality record and pulls again. A subscriber
+        that answers ``kept: false`` (it no longer knows this node) or is gone is dropped. Never raises."""
+        digest = await self.local_digest()
+        if digest.tag == self._pushed:
+            return
+        self._pushed = digest.tag
+        body = digest.reply(None).encode()
+        async with anyio.create_task_group() as tg:
+            for node_id, address in list(self._subscribers.items()):
+                tg.start_soon(self._push_to, node_id, address, body)
+
+    async def _push_to(self, node_id: str, address: PeerAddress, body: bytes) -> None:
+        async with self._pulls:
+            self.totals.digest_pushes += 1
+            try:
+                reply = await self.windows.call(address, lambda: self.node.request(
+                    address, ROUTE_DIGEST_PUSH, body, timeout=self.options.query_timeout))
+                kept = DigestKept.decode(reply).kept
+            except PeerGone:
+                kept = False
+            except ButterError as exc:
+                log.debug("digest not pushed to %s: %s", address, exc)
+                return
+        if not kept and self._subscribers.get(node_id) == address:
+            del self._subscribers[node_id]
 
     async def _held_ids(self) -> list[str]:
         if self._kept is not None:
@@ -351,7 +421,7 @@ class BfsRetrieval:
             return
         async with self._pulls:
             self.totals.digest_requests += 1
-            ask = DigestAsk(self.book.tag(address)).encode()
+            ask = DigestAsk(self.book.tag(address), self.node.address).encode()
             try:
                 body = await self.windows.call(address, lambda: self.node.request(
                     address, ROUTE_DIGEST, ask, timeout=self.options.query_timeout))

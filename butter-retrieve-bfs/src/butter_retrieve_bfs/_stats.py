@@ -86,6 +86,7 @@ class RetrievalTotals:
     digest_requests: int = 0
     digest_replies: int = 0
     digest_bytes: int = 0
+    digest_pushes: int = 0  # this node's digest pushed to a known host (route bfs-digest-push)
     per_query: list[int] = field(default_factory=list, repr=False)  # requests of the last 1,000 retrievals
 
     def add(self, stats: QueryStats) -> None:
