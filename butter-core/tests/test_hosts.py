@@ -357,7 +357,10 @@ def test_only_a_real_change_restarts_a_hosts_poll_schedule() -> None:
     assert not _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=50, known_by=40))
     assert not _changed(base, HostQuality(uptime=160.0, available_storage=600, known_hosts=90, known_by=25))
     assert _changed(base, HostQuality(uptime=5.0, available_storage=1000, known_hosts=50, known_by=40))  # restart
-    assert _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=50, known_by=20))  # halved
+    # counts that drift, even twofold, do not (a growing overlay moves them all the time)
+    assert not _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=110, known_by=20))
+    assert _changed(base, HostQuality(uptime=160.0, available_storage=400, known_hosts=50, known_by=40))  # halved
+    assert _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=0, known_by=40))
     assert _changed(base, HostQuality(uptime=160.0, available_storage=0, known_hosts=50, known_by=40))  # full
     assert _changed(base, HostQuality(uptime=160.0, available_storage=1000, known_hosts=50, known_by=40,
                                       ambassador=True))
@@ -426,3 +429,72 @@ def test_backoff_grows_by_its_factor() -> None:
     assert 3.2 <= gaps[0] <= 4.8 and all(12.8 <= gap <= 19.2 for gap in gaps[1:])  # 1, 4, then the cap
     with pytest.raises(ValueError):
         Backoff(1.0, 16.0, expiry=1.0, capacity=1, factor=1.0)
+
+
+def test_backoff_can_start_further_along() -> None:
+    schedule: Backoff[str] = Backoff(1.0, 16.0, expiry=float("inf"), capacity=3, rng=random.Random(4), factor=4.0)
+    schedule.add("later", now=0.0, first=4.0)  # as if already due once at 1 s
+    schedule.add("short", now=0.0, first=0.1)  # never sooner than ``first``
+    schedule.add("long", now=0.0, first=100.0)  # never later than the cap
+    assert 3.2 <= schedule.due_at("later") <= 4.8 and 0.8 <= schedule.due_at("short") <= 1.2
+    assert 12.8 <= schedule.due_at("long") <= 19.2
+    attempts = [t / 10 for t in range(0, 400) if "later" in schedule.due(t / 10)]
+    assert 12.8 <= attempts[1] - attempts[0] <= 19.2  # then on from there: the cap
+
+
+def _virtual(main: Callable[[], object]) -> object:
+    from trio.testing import MockClock
+
+    return anyio.run(main, backend="trio", backend_options={"clock": MockClock(autojump_threshold=0)})  # type: ignore[arg-type]
+
+
+def test_the_probe_that_admits_a_host_holds_it_and_counts_as_its_first_poll() -> None:
+    """On virtual time: right after ``offer`` the admitted host counts its new holder (``known_by`` 1), and
+    its first poll comes at 4 × ``refresh_interval``, not after ``refresh_interval``."""
+    from butter.testing.pytest_plugin import memory_settings_factory
+
+    async def main() -> tuple[int, int, int]:
+        make = memory_settings_factory("held-probe")
+        hm = {"driver": "diversity", "options": {"refresh_interval": 1.0, "refresh_max_interval": 16.0,
+                                                  "exchange_interval": 3600.0, "seed": 2}}
+        async with butter.open_node(make(host_manager=hm)) as a, butter.open_node(make(host_manager=hm)) as b:
+            served = Served()
+            a.subscribe(served)
+            assert await b.hosts.offer(a.address)
+            known_by, probes = a.hosts.known_by(), served.polls
+            await anyio.sleep(3.0)
+            early = served.polls - probes
+            await anyio.sleep(2.5)
+            return known_by, early, served.polls - probes
+
+    known_by, early, by_five = _virtual(main)  # type: ignore[misc]
+    assert known_by == 1
+    assert early == 0  # the old schedule polled at about 1 s
+    assert by_five == 1
+
+
+def test_a_host_where_nothing_listens_is_reprobed_only_after_reprobe_max_interval() -> None:
+    """On virtual time: a host that refused the connection (its process is gone) is not re-probed at 1, 2,
+    4 ... s but first after ``reprobe_max_interval`` (30 s): a node restarted at its address 2 s later is
+    admitted again only then."""
+    from butter.testing.pytest_plugin import memory_settings_factory
+
+    async def main() -> tuple[bool, bool]:
+        make = memory_settings_factory("refused-reprobe")
+        hm = {"driver": "diversity", "options": {"refresh_interval": 1.0, "exchange_interval": 3600.0,
+                                                  "reprobe_interval": 1.0, "reprobe_max_interval": 30.0, "seed": 3}}
+        async with butter.open_node(make(host_manager=hm)) as a:
+            async with butter.open_node(make(host_manager=hm)) as b:
+                assert await a.hosts.offer(b.address)
+                port = b.address.port
+            await a.hosts.refresh()  # connection refused: removed, lost
+            assert a.hosts.peers() == []
+            await anyio.sleep(2.0)
+            async with butter.open_node(make(host_manager=hm, port=port)) as reborn:
+                await anyio.sleep(10.0)
+                early = bool(a.hosts.peers())  # the old 1, 2, 4, 8 s re-probes found it by now
+                await anyio.sleep(30.0)
+                return early, reborn.node_id in {p.node_id for p in a.hosts.peers()}
+
+    early, back = _virtual(main)  # type: ignore[misc]
+    assert not early and back

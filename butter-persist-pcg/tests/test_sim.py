@@ -68,10 +68,12 @@ def test_requests_are_counted_by_route_and_known_hosts_are_sampled() -> None:
     requests of a serving transport, so at most those); the timeline follows the known-host lists."""
     from dataclasses import replace
 
-    result = run_churn_sync(replace(SMALL, nodes=15, churn=10.0, settle=10.0))
+    config = replace(SMALL, nodes=15, churn=10.0, settle=10.0)
+    result = run_churn_sync(config)
     by_route = result.requests_by_route
     assert {"host-quality", "known-hosts", "pcg-heartbeat", "pcg-join"} <= set(by_route)
     assert 0.9 * result.requests_per_node_second <= sum(by_route.values()) <= result.requests_per_node_second
     last = result.timeline[-1]
-    assert 1 <= last["known_hosts"] <= last["known_hosts_max"] <= 14
+    # a list may still hold a host that died since its last poll, never one that never lived
+    assert 1 <= last["known_hosts"] <= last["known_hosts_max"] <= config.nodes - 1 + result.deaths
     assert all(sample["requests_per_node_second"] > 0 for sample in result.timeline[1:])

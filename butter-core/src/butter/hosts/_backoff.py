@@ -64,15 +64,17 @@ class Backoff(Generic[K]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, key: K, now: float, *, expiry: float | None = None) -> None:
-        """Schedule ``key``, first due in ``first`` seconds and forgotten after ``expiry`` seconds (default:
+    def add(self, key: K, now: float, *, expiry: float | None = None, first: float | None = None) -> None:
+        """Schedule ``key``, first due in ``first`` seconds (default: the schedule's; a longer one is as if
+        the key had already come due at the shorter intervals) and forgotten after ``expiry`` seconds (default:
         the schedule's); a key already scheduled keeps its schedule."""
         if key in self._entries:
             return
         if len(self._entries) >= self.capacity:
             del self._entries[next(iter(self._entries))]
         lifetime = self.expiry if expiry is None else expiry
-        entry = self._entries[key] = _Entry(now + lifetime, now + self._stretch(self.first), self.first)
+        wait = self.first if first is None else min(max(first, self.first), self.max_interval)
+        entry = self._entries[key] = _Entry(now + lifetime, now + self._stretch(wait), wait)
         self._push(key, entry)
         if entry.expires_at != float("inf"):
             heapq.heappush(self._expiries, (entry.expires_at, next(self._order), key, entry))

@@ -35,8 +35,8 @@ class RandomOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     capacity: int | None = Field(None, ge=1, description="hosts kept; unset: from the memory budget")
     refresh_interval: float = Field(
-        10.0, gt=0, description="seconds before a host's quality record is polled again after it was admitted or "
-        "its record changed")
+        10.0, gt=0, description="seconds before a host's quality record is polled again after its record changed "
+        "(4 × this after a probe that admitted it)")
     refresh_max_interval: float | None = Field(
         None, gt=0, description="seconds between polls of a host whose record keeps coming back unchanged, at "
         "most; unset: 16 × refresh_interval")
@@ -61,16 +61,16 @@ class RandomHostManager(DiversityHostManager):
     def __init__(self, node: NodeServices, options: RandomOptions) -> None:
         super().__init__(node, DiversityOptions(**options.model_dump()))
 
-    async def _admit(self, address: PeerAddress, info: PeerInfo) -> bool:
-        """Admit ``info`` (it answered at ``address``), evicting a random host when full; returns whether it
-        is now known."""
+    async def _admit(self, address: PeerAddress, info: PeerInfo, *, held: bool) -> bool:
+        """Admit ``info`` (it answered at ``address``; ``held``: to a probe that held it), evicting a random
+        host when full; returns whether it is now known."""
         if any(h.node_id == info.node_id for h in self._hosts.values()):
             return False  # a known node at another address
         if len(self._hosts) >= self._capacity:
             victim = self._rng.choice(list(self._hosts))
             self._remove(victim, "evicted at random to make room")
             self.node.spawn(self._release, victim)
-        self._join(address, info, "admitted at random")
+        self._join(address, info, "admitted at random", held=held)
         return True
 
 
