@@ -473,7 +473,7 @@ class Lab:
         """
         result = via.exec(
             sys.executable, str(PROBE), "--host", via.ip, "--timeout", str(timeout), *addresses,
-            timeout=timeout * 4 + 20,
+            timeout=timeout * 4 + 60,  # a fresh interpreter importing butter: slow on a loaded machine
         )
         return json.loads(result.stdout)  # type: ignore[no-any-return]
 
@@ -481,7 +481,7 @@ class Lab:
         """``butter peers ADDRESS --json`` run in ``via``'s namespace (the CLI's view of one node)."""
         result = via.exec(
             *butter_command(), "peers", address, "--json", "--host", via.ip, "--timeout", str(timeout),
-            timeout=timeout * 10 + 20,
+            timeout=timeout * 10 + 60,
         )
         return json.loads(result.stdout)  # type: ignore[no-any-return]
 
