@@ -430,4 +430,3 @@ class DiversityHostManagerPlugin:
     @hookimpl
     def butter_host_manager(self, node: NodeServices) -> DiversityHostManager:
         return DiversityHostManager(node, self.options)
-
