@@ -53,7 +53,7 @@ from butter import codec
 from butter.errors import ButterError
 from butter.records import SignedRecord, public_key_bytes, record_name
 from butter.testing.memory import MemoryNetwork
-from butter.testing.sim import ChurnConfig, _free_network_name, _Population, deterministic_scheduling
+from butter.testing.sim import ChurnConfig, Population, deterministic_scheduling, free_network_name
 from butter_persist_pcg._messages import GroupBeat, Heartbeat
 
 OUT = Path(__file__).parent / "results" / "records-churn.json"
@@ -65,7 +65,7 @@ EVIL = b"forged value"
 @dataclasses.dataclass
 class Run:
     config: ChurnConfig
-    population: _Population
+    population: Population
     names: dict[str, tuple[Ed25519PrivateKey, str]]  # name -> owner key, label
     hostile: set[str] = dataclasses.field(default_factory=set)
     genuine: set[bytes] = dataclasses.field(default_factory=set)  # signatures of records the owners signed
@@ -178,9 +178,9 @@ async def attack(run: Run, node: butter.Node, published: dict[str, SignedRecord]
 
 
 async def experiment(config: ChurnConfig, names: int, resolvers: int, hostile: int) -> dict[str, Any]:
-    network_name = _free_network_name(f"records-{config.seed}")
+    network_name = free_network_name(f"records-{config.seed}")
     MemoryNetwork.named(network_name)._random.seed(config.seed)
-    population = _Population(config, network_name)
+    population = Population(config, network_name)
     rng = random.Random(config.seed)
     keys = [Ed25519PrivateKey.from_private_bytes(rng.randbytes(32)) for _ in range(names)]
     run = Run(config, population, {record_name(public_key_bytes(k), f"name-{i}"): (k, f"name-{i}")

@@ -8,7 +8,7 @@ import networkx
 import pytest
 
 from butter.errors import ButterConfigError
-from butter.testing.sim import ChurnConfig, _Population, run_churn
+from butter.testing.sim import ChurnConfig, Population, run_churn
 
 pytestmark = pytest.mark.anyio
 
@@ -17,7 +17,7 @@ async def test_each_node_starts_knowing_its_earlier_neighbours_in_the_graph() ->
     graph = networkx.cycle_graph(6)
     graph.add_edge(0, 3)
     config = ChurnConfig(nodes=6, topology=networkx.to_dict_of_lists(graph), seed=3)
-    population = _Population(config, "sim-topology-test")
+    population = Population(config, "sim-topology-test")
     seen: list[list[str]] = []
     async with anyio.create_task_group() as tg:
         for _ in range(config.nodes):

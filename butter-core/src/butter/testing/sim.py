@@ -49,8 +49,10 @@ __all__ = [
     "SIM_GC_THRESHOLD",
     "ChurnConfig",
     "ChurnResult",
+    "Population",
     "Retrievals",
     "deterministic_scheduling",
+    "free_network_name",
     "run_churn",
     "run_churn_sync",
 ]
@@ -242,7 +244,16 @@ class ChurnResult:
         return out
 
 
-class _Population:
+class Population:
+    """The live nodes of one experiment on the memory network named ``network``, for drivers built beside
+    :func:`run_churn` (e.g. a benchmark with its own workload).
+
+    ``alive`` maps node id to ``(node, its cancel scope, virtual birth time)``; ``rng`` (seeded from
+    ``config.seed``) draws deaths and bootstrap peers, so one seed gives one run. :meth:`spawn` starts the
+    next node in a task group (settings from :meth:`settings`), :meth:`kill` stops one abruptly (no
+    hand-off), counting its requests and maintenance messages in ``requests_of_dead`` and
+    ``maintenance_of_dead``."""
+
     def __init__(self, config: ChurnConfig, network: str) -> None:
         self.config = config
         self.network = network
@@ -371,7 +382,7 @@ def _kept(node: Node) -> Collection[str]:
     return node.persistence.kept_items() if isinstance(node.persistence, KeptItems) else ()
 
 
-async def _holders(population: _Population, content_ids: list[str]) -> list[int]:
+async def _holders(population: Population, content_ids: list[str]) -> list[int]:
     """For each item, the live nodes that keep it (KeptItems) and hold its manifest."""
     counts = dict.fromkeys(content_ids, 0)
     for node, _, _ in population.alive.values():
@@ -386,12 +397,12 @@ async def run_churn(config: ChurnConfig, on_progress: Callable[[str, float], Non
 
     config.check()
     wall = time.perf_counter()
-    network_name = _free_network_name(f"sim-{config.seed}")
+    network_name = free_network_name(f"sim-{config.seed}")
     network = MemoryNetwork.named(network_name)
     network.latency, network.loss = config.latency, config.loss
     network._random.seed(config.seed)
     network.requests.clear()  # a network kept from an earlier run under this name starts counting afresh
-    population = _Population(config, network_name)
+    population = Population(config, network_name)
     result = ChurnResult(config)
     with unwrap_single_error():
         async with anyio.create_task_group() as tg:
@@ -402,7 +413,7 @@ async def run_churn(config: ChurnConfig, on_progress: Callable[[str, float], Non
 
 
 async def _experiment(
-    population: _Population, result: ChurnResult, tg: TaskGroup, progress: Callable[[str, float], None]
+    population: Population, result: ChurnResult, tg: TaskGroup, progress: Callable[[str, float], None]
 ) -> None:
     """Start the nodes in ``tg``, store, churn, settle, then measure into ``result``."""
     config = population.config
@@ -465,7 +476,7 @@ class _Sampler:
     """Sleeps in virtual time, appending a sample to ``result.timeline`` every :data:`SAMPLE_INTERVAL`
     seconds. A sample reads memory only (never awaits), so taking one does not change the run."""
 
-    def __init__(self, population: _Population, result: ChurnResult, content_ids: list[str]) -> None:
+    def __init__(self, population: Population, result: ChurnResult, content_ids: list[str]) -> None:
         self.population, self.result, self.content_ids = population, result, content_ids
         self.start = self.last = anyio.current_time()
         self.sent = self._maintenance()
@@ -508,7 +519,7 @@ class _Sampler:
         self.last, self.sent, self.requests = now, sent, requests
 
 
-def _free_network_name(base: str) -> str:
+def free_network_name(base: str) -> str:
     """``base``, or ``base-2``, ``base-3``, ... when a run in progress uses it. The name is part of every
     address, and addresses are hashed into sets: a name that differed between runs (an object id, a
     counter) would change set orders, and with them the run."""
