@@ -345,3 +345,31 @@ def test_changes_within_the_push_interval_go_as_one_push() -> None:
     pushes, pulls, current = anyio.run(main, backend="trio", backend_options={"clock": MockClock(autojump_threshold=0)})
     assert current and pulls == 0
     assert pushes == 2 * 3, pushes
+
+
+def test_a_new_replica_pushes_its_digest_to_the_subscribers_outside_its_group() -> None:
+    """On virtual time: the two nodes a group recruits push their new digest to the other subscribers, not to
+    the member that recruited them (it answers for the item itself and knows its group)."""
+    from trio.testing import MockClock
+
+    from butter.testing.pytest_plugin import memory_settings_factory
+
+    async def main() -> tuple[bool, bool]:
+        slow = {"digest_interval": 3600.0, "digest_max_interval": 3600.0}
+        async with clique(memory_settings_factory("push-group"), 5, retrieval=slow) as net:
+            storer = net.nodes[0]
+            await net.wait_for(lambda: all(bfs(n).book.tag(m.address) is not None
+                                           for n in net.nodes for m in net.nodes if m is not n))
+            content_id = await storer.store(b"a group of three")
+            await net.replicated(content_id)
+            recruits = [n for n in net.holders(content_id) if n is not storer]
+            outside = [n for n in net.nodes if n not in net.holders(content_id)]
+            await net.wait_for(lambda: all(bfs(n).book.matching(content_id, [r.address])
+                                           for n in outside for r in recruits))
+            await anyio.sleep(5.0)  # every push has landed
+            return (bool(bfs(storer).book.matching(content_id, [r.address for r in recruits])),
+                    all(bfs(n).book.tag(storer.address) == bfs(outside[0]).book.tag(storer.address) for n in outside))
+
+    storer_told, outside_current = anyio.run(main, backend="trio",
+                                             backend_options={"clock": MockClock(autojump_threshold=0)})
+    assert outside_current and not storer_told
