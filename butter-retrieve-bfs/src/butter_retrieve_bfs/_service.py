@@ -375,8 +375,8 @@ class BfsRetrieval:
         their group): one ``bfs-digest-push`` each, in parallel, at most ``max_concurrency`` at a time. So a
         node that has just gained an item (a new replica) is hinted at once rather than after each of them next
         polls its host-quality record and pulls again, and the changes of one interval go as one push. A
-        subscriber that answers
-        ``kept: false`` (it no longer keeps this node's digest) or is gone is dropped. Never raises."""
+        subscriber that answers ``kept: false`` (it no longer keeps this node's digest) or is gone is dropped.
+        Never raises."""
         now = anyio.current_time()
         if now - self._pushed_at < self.options.digest_push_interval:
             return
