@@ -77,3 +77,24 @@ def test_a_host_advertising_its_tag_is_pulled_only_when_a_newer_record_names_ano
     assert not book.due(one, 1000.0, other, seen_at=0.5)  # a record older than the digest: no news
     assert not book.due(one, 5.0, other, seen_at=4.0)  # news, but pulled less than 10 s ago
     assert book.due(one, 12.0, other, seen_at=4.0)
+
+
+def test_a_host_that_pushes_is_found_by_node_id_and_its_pushes_replace_the_pulls() -> None:
+    """A host that pushed its digest here is subscribed to: a newer record naming another tag does not make it
+    due at once (its next push brings the change), only once ``max_interval`` has passed (a dropped
+    subscription). A host that never pushed is pulled as before."""
+    book = DigestBook(max_bytes=1000, interval=10.0, max_interval=160.0)
+    pusher, puller = PeerAddress("h", 1), PeerAddress("h", 2)
+    first, second = LocalDigest.build(ids(3), 0.01), LocalDigest.build(ids(4), 0.01)
+    book.update(pusher, first.reply(None), 0.0, node_id="aa")
+    book.update(puller, first.reply(None), 0.0, node_id="bb")
+    assert book.address_of("aa") == pusher and book.address_of("bb") == puller and book.address_of("cc") is None
+    assert book.update(pusher, second.reply(None), 5.0, pushed=True)
+    assert book.tag(pusher) == second.tag and book.address_of("aa") == pusher
+    third = LocalDigest.build(ids(5), 0.01)  # the pusher's next change, advertised before its push arrives
+    assert book.due(puller, 20.0, third.tag, seen_at=19.0)
+    assert not book.due(pusher, 20.0, third.tag, seen_at=19.0)
+    assert not book.due(pusher, 140.0, third.tag, seen_at=139.0)
+    assert book.due(pusher, 170.0, third.tag, seen_at=169.0)  # no push for max_interval: pulled after all
+    book.forget(pusher)
+    assert book.address_of("aa") is None and book.address_of("bb") == puller

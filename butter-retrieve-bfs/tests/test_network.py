@@ -314,3 +314,62 @@ async def test_a_one_block_item_comes_whole_from_the_holder_that_answered(memory
                 assert stats.fetch_requests == stats.fetch_replies == 2
                 remote += 1
             assert remote >= len(readers) - 1
+
+
+def test_changes_within_the_push_interval_go_as_one_push() -> None:
+    """On virtual time: a holder whose kept set changes three times pushes its digest twice to each subscriber:
+    at once for the first change, then the next two (2 s apart) together ``digest_push_interval`` (5 s) after
+    the first push; every subscriber ends with the last digest without pulling it again."""
+    from trio.testing import MockClock
+
+    from butter.testing.pytest_plugin import memory_settings_factory
+
+    async def main() -> tuple[int, int, bool]:
+        slow = {"digest_interval": 3600.0, "digest_max_interval": 3600.0, "digest_push_interval": 5.0}
+        async with clique(memory_settings_factory("push-coalesce"), 4, retrieval=slow, pcg={"replicas": 1}) as net:
+            holder, others = net.nodes[0], net.nodes[1:]
+            await net.wait_for(lambda: all(bfs(n).book.tag(holder.address) is not None for n in others))
+            pushes, pulls = bfs(holder).totals.digest_pushes, sum(bfs(n).totals.digest_requests for n in others)
+            first = await holder.store(b"first")  # pushed at once
+            await net.wait_for(lambda: all(bfs(n).book.matching(first, [holder.address]) for n in others))
+            await holder.store(b"second")  # these two go as one push, 5 s after the first
+            await anyio.sleep(2.0)
+            third = await holder.store(b"third")
+            await net.wait_for(lambda: all(bfs(n).book.matching(third, [holder.address]) for n in others))
+            await anyio.sleep(10.0)  # nothing more to push
+            tag = (await bfs(holder).local_digest()).tag
+            current = all(bfs(n).book.tag(holder.address) == tag for n in others)
+            return (bfs(holder).totals.digest_pushes - pushes,
+                    sum(bfs(n).totals.digest_requests for n in others) - pulls, current)
+
+    pushes, pulls, current = anyio.run(main, backend="trio", backend_options={"clock": MockClock(autojump_threshold=0)})
+    assert current and pulls == 0
+    assert pushes == 2 * 3, pushes
+
+
+def test_a_new_replica_pushes_its_digest_to_the_subscribers_outside_its_group() -> None:
+    """On virtual time: the two nodes a group recruits push their new digest to the other subscribers, not to
+    the member that recruited them (it answers for the item itself and knows its group)."""
+    from trio.testing import MockClock
+
+    from butter.testing.pytest_plugin import memory_settings_factory
+
+    async def main() -> tuple[bool, bool]:
+        slow = {"digest_interval": 3600.0, "digest_max_interval": 3600.0}
+        async with clique(memory_settings_factory("push-group"), 5, retrieval=slow) as net:
+            storer = net.nodes[0]
+            await net.wait_for(lambda: all(bfs(n).book.tag(m.address) is not None
+                                           for n in net.nodes for m in net.nodes if m is not n))
+            content_id = await storer.store(b"a group of three")
+            await net.replicated(content_id)
+            recruits = [n for n in net.holders(content_id) if n is not storer]
+            outside = [n for n in net.nodes if n not in net.holders(content_id)]
+            await net.wait_for(lambda: all(bfs(n).book.matching(content_id, [r.address])
+                                           for n in outside for r in recruits))
+            await anyio.sleep(5.0)  # every push has landed
+            return (bool(bfs(storer).book.matching(content_id, [r.address for r in recruits])),
+                    all(bfs(n).book.tag(storer.address) == bfs(outside[0]).book.tag(storer.address) for n in outside))
+
+    storer_told, outside_current = anyio.run(main, backend="trio",
+                                             backend_options={"clock": MockClock(autojump_threshold=0)})
+    assert outside_current and not storer_told

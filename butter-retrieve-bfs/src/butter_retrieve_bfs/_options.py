@@ -40,6 +40,10 @@ class BfsOptions(PacingOptions):
     digest_max_interval: float = Field(
         160.0, gt=0, description="seconds between pulls of a digest that keeps coming back unchanged, at most"
     )
+    digest_push_interval: float = Field(
+        5.0, ge=0, description="seconds between two pushes of this node's digest to its subscribers, at least: the "
+        "changes of one interval go as one push"
+    )
     digest_memory: int = Field(16 * 1024 * 1024, ge=0, description="bytes of peers' digests kept, at most")
     digest_fp_rate: float = Field(0.01, gt=0, lt=1, description="false-positive rate this node's digest is sized for")
     max_hints: int = Field(8, ge=0, le=1024, description="digest-matching hosts named in one miss reply")

@@ -77,9 +77,11 @@ class BfsRetrieval:
         self.totals = RetrievalTotals()
         self._digest: LocalDigest | None = None
         self._digest_built = float("-inf")
-        self._pushed: bytes | None = None  # the tag of the digest last pushed to the subscribers
-        # who pulled this node's digest (authenticated node id -> the address it listens on), oldest first
-        self._subscribers: OrderedDict[str, PeerAddress] = OrderedDict()
+        self._pushed: LocalDigest | None = None  # the digest last pushed to the subscribers
+        self._pushed_at = float("-inf")  # when (the node's clock)
+        # who pulled this node's digest (authenticated node id -> the address it listens on and the tag of the
+        # digest it was last sent), oldest first
+        self._subscribers: OrderedDict[str, tuple[PeerAddress, bytes]] = OrderedDict()
         self._pulls = anyio.CapacityLimiter(options.max_concurrency)
         self.windows = options.windows(self.rng)
         self._holders: ItemHolders | None = None  # found at start (run)
@@ -97,7 +99,7 @@ class BfsRetrieval:
         keeps changed (checked every :data:`DIGEST_REBUILD` seconds). First find the capabilities bfs uses, logging once
         what is off without them."""
         self._find_capabilities()
-        self._pushed = (await self.local_digest()).tag  # what a new node's hosts pull when they admit it
+        self._pushed = await self.local_digest()  # what a new node's hosts pull when they admit it
         task_status.started()
         if not self.options.hints:
             return
@@ -327,17 +329,15 @@ class BfsRetrieval:
         return {**totals, **answered}
 
     def _serve_digest_push(self, request: RouteRequest) -> bytes:
-        """Keep a known host's pushed digest (the sender is found among the known hosts by the node id the
-        transport authenticated; an unauthenticated or unknown sender's digest is not kept, and the reply
-        ``kept: false`` ends the sender's pushes here)."""
+        """Keep a pushed digest from a host whose digest this node keeps (found in the digest book by the node
+        id the transport authenticated; the book holds only known hosts' digests). An unauthenticated or
+        unknown sender's digest is not kept, and the reply ``kept: false`` ends the sender's pushes here."""
         reply = DigestReply.decode(request.body)
         if reply.same:
             raise ProtocolError("a pushed digest must carry its filter")
         sender = request.caller.node_id
-        address = None
-        if sender is not None and self.options.hints:
-            address = next((p.address for p in self.node.hosts.peers() if p.node_id == sender), None)
-        kept = address is not None and self.book.update(address, reply, anyio.current_time())
+        address = self.book.address_of(sender) if sender is not None and self.options.hints else None
+        kept = address is not None and self.book.update(address, reply, anyio.current_time(), pushed=True)
         return DigestKept(kept=kept).encode()
 
     async def _serve_digest(self, request: RouteRequest) -> bytes:
@@ -345,12 +345,12 @@ class BfsRetrieval:
         authenticated is subscribed: the digest is pushed to it when it changes."""
         ask = DigestAsk.decode(request.body)
         sender = request.caller.node_id
+        digest = await self.local_digest()
         if ask.asker is not None and sender is not None and ask.asker != self.node.address:
-            self._subscribers[sender] = ask.asker
+            self._subscribers[sender] = (ask.asker, digest.tag)
             self._subscribers.move_to_end(sender)
             while len(self._subscribers) > MAX_SUBSCRIBERS:
                 self._subscribers.popitem(last=False)
-        digest = await self.local_digest()
         return digest.reply(ask.have).encode()
 
     # -- digests ------------------------------------------------------------------------------------------
@@ -368,19 +368,41 @@ class BfsRetrieval:
         return self._digest
 
     async def push_digest(self) -> None:
-        """Push this node's digest, when it changed since the last push, to every subscriber: the nodes that
-        pulled it (they know this node and use digests), one ``bfs-digest-push`` each, in parallel, at most
-        ``max_concurrency`` at a time. So a node that has just gained an item (a new replica) is hinted at
-        once rather than after each of them next polls its host-quality record and pulls again. A subscriber
-        that answers ``kept: false`` (it no longer knows this node) or is gone is dropped. Never raises."""
-        digest = await self.local_digest()
-        if digest.tag == self._pushed:
+        """Push this node's digest, when it changed since the last push and the last push is at least
+        ``digest_push_interval`` seconds old, to every subscriber (the nodes that pulled it: they know this
+        node and use digests) but those that pulled it since it changed and those that are members of every
+        group whose item it gained or lost (they answer a query for it themselves, and learn of this node from
+        their group): one ``bfs-digest-push`` each, in parallel, at most ``max_concurrency`` at a time. So a
+        node that has just gained an item (a new replica) is hinted at once rather than after each of them next
+        polls its host-quality record and pulls again, and the changes of one interval go as one push. A
+        subscriber that answers ``kept: false`` (it no longer keeps this node's digest) or is gone is dropped.
+        Never raises."""
+        now = anyio.current_time()
+        if now - self._pushed_at < self.options.digest_push_interval:
             return
-        self._pushed = digest.tag
+        digest = await self.local_digest()
+        last = self._pushed
+        if last is not None and digest.tag == last.tag:
+            return
+        self._pushed, self._pushed_at = digest, now
+        members = self._members_of_all(digest.ids ^ last.ids if last is not None else digest.ids)
         body = digest.reply(None).encode()
         async with anyio.create_task_group() as tg:
-            for node_id, address in list(self._subscribers.items()):
-                tg.start_soon(self._push_to, node_id, address, body)
+            for node_id, (address, tag) in list(self._subscribers.items()):
+                if tag != digest.tag and address not in members:
+                    self._subscribers[node_id] = (address, digest.tag)
+                    tg.start_soon(self._push_to, node_id, address, body)
+
+    def _members_of_all(self, content_ids: set[str] | frozenset[str]) -> set[PeerAddress]:
+        """The nodes this node knows as members of the group of every item in ``content_ids`` (none when one
+        of them has no group here: an item it lost)."""
+        members: set[PeerAddress] | None = None
+        for content_id in content_ids:
+            named = set(self._members(content_id))
+            members = named if members is None else members & named
+            if not members:
+                return set()
+        return members or set()
 
     async def _push_to(self, node_id: str, address: PeerAddress, body: bytes) -> None:
         async with self._pulls:
@@ -394,7 +416,7 @@ class BfsRetrieval:
             except ButterError as exc:
                 log.debug("digest not pushed to %s: %s", address, exc)
                 return
-        if not kept and self._subscribers.get(node_id) == address:
+        if not kept and self._subscribers.get(node_id, (None,))[0] == address:
             del self._subscribers[node_id]
 
     async def _held_ids(self) -> list[str]:
@@ -439,7 +461,7 @@ class BfsRetrieval:
         except ProtocolError as exc:
             log.debug("bad digest from %s: %s", address, exc)
             return
-        self.book.update(address, reply, anyio.current_time())
+        self.book.update(address, reply, anyio.current_time(), node_id=peer.node_id)
 
     # -- event hooks --------------------------------------------------------------------------------------
 
