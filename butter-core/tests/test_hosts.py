@@ -1,5 +1,7 @@
+import contextlib
 import itertools
 import random
+from collections import Counter
 from collections.abc import Callable
 
 import anyio
@@ -9,6 +11,7 @@ from anyio.abc import TaskStatus
 import butter
 from butter import SENDER_MISMATCH, RemoteError
 from butter.hosts import CLASS_NAMES, Backoff, _protocol, classify, decide
+from butter.hosts._sweep import Sweep
 from butter.peers import HostQuality, PeerAddress, PeerInfo, kept_tag
 from butter.settings import ButterSettings
 from butter.wire import Request, decode_payload, encode_payload
@@ -442,6 +445,28 @@ def test_backoff_can_start_further_along() -> None:
     assert 12.8 <= attempts[1] - attempts[0] <= 19.2  # then on from there: the cap
 
 
+def test_sweep_visits_every_key_once_a_round_within_its_rate() -> None:
+    """A short list is visited every ``interval`` (± 20 %); a long one in rounds of ``len / rate``, never more
+    than ``rate`` visits per second (one slot of credit after a lull)."""
+    short: Sweep[int] = Sweep(10.0, rate=1.0, rng=random.Random(5))
+    for key in range(3):
+        short.add(key, now=0.0)
+    visits = [(t / 10, key) for t in range(0, 400) for key in short.due(t / 10)]
+    assert all(3 <= [k for _, k in visits].count(key) <= 5 for key in range(3))  # 40 s in rounds of 8 to 12 s
+    assert all(8.0 <= t <= 12.0 for t, _ in visits[:3])
+    long: Sweep[int] = Sweep(10.0, rate=2.0, rng=random.Random(6))
+    for key in range(100):
+        long.add(key, now=0.0, wait=0.0)  # all due at once
+    assert long.round() == 50.0
+    per_second = Counter(int(t / 10) for t in range(0, 2000) for _ in long.due(t / 10))
+    assert max(per_second.values()) <= 3 and sum(per_second.values()) <= 2 * 200 + 2
+    assert sum(per_second.values()) >= 100 * 3  # about 200 s / 50 s = 4 rounds, each key in every one
+    long.discard(7)
+    assert 7 not in long and len(long) == 99 and long.due_at(7) == float("inf")
+    with pytest.raises(ValueError):
+        Sweep(10.0, rate=0.0)
+
+
 def _virtual(main: Callable[[], object]) -> object:
     from trio.testing import MockClock
 
@@ -524,3 +549,101 @@ def test_a_node_knowing_few_hosts_introduces_itself_to_the_answer_of_its_exchang
     known_by, admitted_x = _virtual(main)  # type: ignore[misc]
     assert known_by == 1
     assert len(admitted_x) == 2
+
+
+def _passive_options(**extra: float) -> dict[str, object]:
+    return {"driver": "diversity", "options": {"refresh_interval": 1.0, "refresh_max_interval": 4.0,
+                                               "exchange_interval": 3600.0, "active_size": 2,
+                                               "passive_interval": 20.0, **extra}}
+
+
+def test_passive_hosts_are_polled_on_a_budget_and_stay_held() -> None:
+    """On virtual time: a node knowing 12 hosts with an active view of 2 polls those 2 on the refresh schedule
+    (every 4 s once backed off) and the 10 passive ones once per round (max(20 s, 10 / 0.2 per s) = 50 s,
+    ± 20 %): about 50 + 20 polls in 100 s, where polling all 12 on the refresh schedule took about 300. Every
+    host stays known, and keeps counting its poller in ``known_by`` between its rare polls."""
+    from butter.testing.pytest_plugin import memory_settings_factory
+
+    async def main() -> tuple[int, list[int], int, int]:
+        make = memory_settings_factory("passive-budget")
+        quiet = {"driver": "diversity", "options": {"exchange_interval": 3600.0}}
+        async with contextlib.AsyncExitStack() as stack:
+            a = await stack.enter_async_context(butter.open_node(make(
+                host_manager=_passive_options(passive_rate=0.2, seed=6))))
+            hosts = [await stack.enter_async_context(butter.open_node(make(host_manager=quiet))) for _ in range(12)]
+            served = []
+            for host in hosts:
+                served.append(Served())
+                host.subscribe(served[-1])
+                assert await a.hosts.offer(host.address)
+            least_known_by = [1] * len(hosts)
+            for _ in range(100):
+                await anyio.sleep(1.0)
+                least_known_by = [min(k, h.hosts.known_by()) for k, h in zip(least_known_by, hosts, strict=True)]
+            passive_polls = min(sorted(s.polls for s in served)[:10])
+            return sum(s.polls for s in served), least_known_by, passive_polls, len(a.hosts.peers())
+
+    polls, least_known_by, passive_polls, known = _virtual(main)  # type: ignore[misc]
+    assert known == 12
+    assert least_known_by == [1] * 12
+    assert passive_polls >= 2  # the admission probe and at least one poll in 100 s: still checked
+    assert 12 + 50 <= polls <= 12 + 90, polls
+
+
+def test_a_dead_passive_host_goes_at_its_slow_poll_and_a_lost_active_one_is_replaced() -> None:
+    """On virtual time, active view 2 of 5 hosts: an active host that dies is removed at its next poll and a
+    passive host takes its place in the active view (polled on the refresh schedule from then on); a passive
+    host that dies is removed at its slow poll, within a round (20 s ± 20 %)."""
+    from butter.testing.pytest_plugin import memory_settings_factory
+
+    async def main() -> tuple[int, int, bool, bool]:
+        make = memory_settings_factory("passive-prune")
+        quiet = {"driver": "diversity", "options": {"exchange_interval": 3600.0}}
+        async with contextlib.AsyncExitStack() as outer:
+            a = await outer.enter_async_context(butter.open_node(make(host_manager=_passive_options(seed=7))))
+            hosts = {}
+            for _ in range(5):
+                host = await outer.enter_async_context(butter.open_node(make(host_manager=quiet)))
+                hosts[host.address] = host
+                assert await a.hosts.offer(host.address)
+            manager = a.hosts
+            active = [address for address in hosts if address in manager._polls]  # type: ignore[attr-defined]
+            passive = [address for address in hosts if address in manager._passive]  # type: ignore[attr-defined]
+            await hosts[active[0]].aclose(graceful=False)  # dies without a word, as under churn
+            await hosts[passive[0]].aclose(graceful=False)
+            await anyio.sleep(6.0)  # the active host's next poll (4 s ± 20 %)
+            known = {p.address for p in a.hosts.peers()}
+            active_after = sum(address in manager._polls for address in known)  # type: ignore[attr-defined]
+            active_gone, passive_kept = active[0] not in known, passive[0] in known
+            await anyio.sleep(20.0)  # the passive host's slow poll (20 s ± 20 % after its admission)
+            return len(a.hosts.peers()), active_after, active_gone, passive_kept
+
+    known, active_after, active_gone, passive_kept = _virtual(main)  # type: ignore[misc]
+    assert active_gone and passive_kept
+    assert active_after == 2
+    assert known == 3
+
+
+def test_an_address_reported_dead_that_was_never_known_is_not_reprobed() -> None:
+    """On virtual time: other modules report the dead members and search answers they met, mostly
+    addresses host management never knew; those are not lost hosts, so nothing is re-probed (the old driver
+    probed each at 1, 2, 4 ... s). A known host reported dead still is, and is admitted again once it answers."""
+    from butter.testing.pytest_plugin import memory_settings_factory
+
+    async def main() -> tuple[int, bool]:
+        make = memory_settings_factory("unknown-dead")
+        hm = {"driver": "diversity", "options": {"exchange_interval": 3600.0, "seed": 8}}
+        async with butter.open_node(make(host_manager=hm)) as a, butter.open_node(make(host_manager=hm)) as b, \
+                butter.open_node(make(host_manager=hm)) as c:
+            served = Served()
+            b.subscribe(served)
+            a.hosts.report_dead(b.address)  # never known to a
+            assert await a.hosts.offer(c.address)
+            a.hosts.report_dead(c.address)  # known: lost, and re-probed
+            assert a.hosts.peers() == []
+            await anyio.sleep(10.0)
+            return served.polls, c.node_id in {p.node_id for p in a.hosts.peers()}
+
+    probes_of_b, c_back = _virtual(main)  # type: ignore[misc]
+    assert probes_of_b == 0
+    assert c_back

@@ -6,7 +6,7 @@
   not answer is not admitted (the original admitted it with an all-zero record). While the list has room
   the candidate will be admitted, so that probe already holds it (see ``known_by`` below) and counts as
   its first poll.
-* Refresh: every known host is asked for its quality record on its own schedule, which backs off while
+* Refresh: every active known host (below) is asked for its quality record on its own schedule, which backs off while
   nothing changes (:class:`~butter.hosts.Backoff`): at intervals growing fourfold from ``refresh_interval``
   up to ``refresh_max_interval`` (default 16 × ``refresh_interval``: 10, 40, 160 s) while its record comes
   back about the same, starting at 40 s for a host whose admission probe held it (10 s otherwise), and
@@ -19,8 +19,23 @@
   is dropped within about ``refresh_max_interval × 1.2 + (max_failures - 1) × 2 × refresh_interval +
   quality_timeout`` seconds (sooner when another module reports it dead). These polls
   are what lets a host count how many peers know it (``known_by``): each poll asks to be counted for 2.5
-  times the wait until the next one. In a steady overlay of ``k`` known hosts the polls fade to about
-  ``k / refresh_max_interval`` per second, instead of ``k / refresh_interval``.
+  times the wait until the next one (at most an hour, the protocol's cap). In a steady overlay the polls
+  of the ``a`` active hosts fade to about ``a / refresh_max_interval`` per second, instead of
+  ``a / refresh_interval``.
+* Active and passive views (after HyParView: Leitão, Pereira and Rodrigues, DSN 2007): at most
+  ``active_size`` (32) known hosts are active, polled on the refresh schedule above; the others are passive:
+  kept, exchanged, sampled and used by retrieval and persistence alike, but polled on a budget
+  (:class:`~butter.hosts._sweep.Sweep`), each once per round of ``max(passive_interval, p / passive_rate)``
+  seconds for ``p`` passive hosts (600 s; longer above 300 passive hosts at the default 0.5 polls per
+  second), whatever its record says. An admitted host joins the active view while it has room, the passive
+  one after; an active host that leaves (dead, evicted) is replaced by a random passive one, polled
+  ``refresh_interval`` seconds later (it may have died since its last poll). A passive host that died goes at
+  its slow poll (a failed one is asked again after ``refresh_interval``, then 4 × that, as an active host
+  would be), or sooner when a search, persistence or an exchange finds it gone. So a node's steady polls cost
+  at most ``active_size / refresh_max_interval + passive_rate`` per second (0.2 + 0.5), however long its
+  list: before, every known host was polled on the refresh schedule, ``k / refresh_max_interval`` per second
+  for ``k`` hosts (56 per second for a full list of 8,947). A longer list keeps costing memory and exchange
+  samples only, and keeps making searches cheaper.
 * Exchange (every ``exchange_interval`` s): one random known host gets this node's record and a sample of
   its list on route ``known-hosts`` and answers with a sample of its own, which is offered for admission
   (a periodic two-way gossip). A node that nobody polls (``known_by == 0``), or that knows fewer than
@@ -30,10 +45,12 @@
   held, every newcomer had ``known_by == 0`` for about ``refresh_interval`` and so did this anyway; without
   it, a 1,000-node P2 churn simulation's lists were 89 hosts long at the end instead of 121, and a
   retrieval cost 24.8 requests instead of 17.1.)
-* Hosts found dead by other modules are removed through :meth:`DiversityHostManager.report_dead`.
-* Lost hosts are re-probed: a host removed as unreachable or reported dead (not one evicted for diversity)
-  is offered again after ``reprobe_interval`` seconds, then at doubling intervals up to
-  ``reprobe_max_interval`` (1, 2, 4, 8, 16, 30 s by default), for ``lost_expiry`` seconds
+* Hosts found dead by other modules are removed through :meth:`DiversityHostManager.report_dead`, and so
+  is a known host that refuses a known-hosts exchange (nothing listens there any more).
+* Lost hosts are re-probed: a known host removed as unreachable or reported dead (not one evicted for
+  diversity, nor an address reported dead that was never known) is offered again after
+  ``reprobe_interval`` seconds, then at doubling intervals up to ``reprobe_max_interval`` (1, 2, 4, 8, 16,
+  30 s by default), for ``lost_expiry`` seconds
   (:class:`~butter.hosts.Backoff`; at most ``LOST_CAPACITY`` hosts). A host removed because nothing
   listens there any more (connection refused) is first offered again after ``reprobe_max_interval``: its
   process is gone, and under churn almost always for good (the quick re-probes are for links that time
@@ -71,12 +88,14 @@ from ._backoff import Backoff
 from ._diversity import decide
 from ._protocol import (
     EXCHANGE_SAMPLE,
+    MAX_HOLD_TIMEOUT,
     HostRoutes,
     exchange_body,
     quality_body,
     read_exchange_reply,
     read_quality_reply,
 )
+from ._sweep import JITTER, Sweep
 
 if TYPE_CHECKING:
     from ..slots import NodeServices
@@ -93,7 +112,20 @@ FEW_HOSTS = 32  # a node knowing fewer hosts than this (and than its capacity) i
 LOST_CAPACITY = 1024  # lost hosts re-probed at once; more forget the oldest
 
 
-class DiversityOptions(BaseModel):
+class ViewOptions(BaseModel):
+    """The options of the active and passive views (module docstring), shared by the drivers built on this one."""
+
+    active_size: int = Field(
+        32, ge=1, description="known hosts polled on the refresh schedule (the active view); the others are "
+        "passive: kept, exchanged and used alike, but polled far less often")
+    passive_interval: float = Field(
+        600.0, gt=0, description="seconds between two polls of a passive host, at least")
+    passive_rate: float = Field(
+        0.5, gt=0, description="polls of passive hosts per second, at most (a longer list is polled in longer "
+        "rounds)")
+
+
+class DiversityOptions(ViewOptions):
     model_config = ConfigDict(extra="forbid")
     capacity: int | None = Field(None, ge=1, description="hosts kept; unset: from the memory budget")
     refresh_interval: float = Field(
@@ -149,7 +181,8 @@ class DiversityHostManager:
         self._polls: Backoff[PeerAddress] = Backoff(
             options.refresh_interval, options.refresh_cap, float("inf"), self._capacity + 1, self._rng,
             factor=REFRESH_FACTOR,
-        )
+        )  # the active view: every key is an active host
+        self._passive: Sweep[PeerAddress] = Sweep(options.passive_interval, options.passive_rate, self._rng)
         self._configured = {PeerAddress.parse(text) for text in node.settings.peers}
         self._routes = HostRoutes(node, self)
 
@@ -198,9 +231,12 @@ class DiversityHostManager:
 
     @property
     def _held_first_poll(self) -> float:
-        """Seconds from a holding admission probe to the host's first poll: the probe counts as the
-        first poll, so the schedule starts one step further (``refresh_interval`` × 4)."""
-        return self.options.refresh_interval * REFRESH_FACTOR
+        """Seconds from a holding admission probe to the host's first poll, at most: the probe counts as the
+        first poll, so an active host's schedule starts one step further (``refresh_interval`` × 4); a
+        host joining the passive view is next polled about a passive round later (:meth:`Sweep.round`)."""
+        if len(self._polls) < self.options.active_size:
+            return self.options.refresh_interval * REFRESH_FACTOR
+        return self._passive.round()
 
     async def _admit(self, address: PeerAddress, info: PeerInfo, *, held: bool) -> bool:
         """Admit ``info`` (it answered at ``address``; ``held``: to a probe that held it) if the diversity rules
@@ -230,7 +266,11 @@ class DiversityHostManager:
         """Add ``info`` (it answered at ``address``) to the list and schedule its polls (``held``: its probe
         held it, so the first poll comes one step later)."""
         self._hosts[address] = info
-        self._polls.add(address, anyio.current_time(), first=self._held_first_poll if held else None)
+        now = anyio.current_time()
+        if len(self._polls) < self.options.active_size:
+            self._polls.add(address, now, first=self.options.refresh_interval * REFRESH_FACTOR if held else None)
+        else:  # passive: polled a round from now, or soon if its probe did not hold it
+            self._passive.add(address, now, None if held else self.options.refresh_interval)
         log.info("peer joined: %s (%s) [%s]", info.node_id[:8], address, reason,
                  extra={"event": "peer_joined", "peer": info.node_id})
         self.node.emit("butter_peer_discovered", peer=info)
@@ -244,8 +284,12 @@ class DiversityHostManager:
         return self._routes.known_by()
 
     def report_dead(self, address: PeerAddress) -> None:
-        """Remove ``address`` at once; another module found it unreachable. It is re-probed (module docstring)."""
-        self._remove(address, "reported dead", lost=True)
+        """Remove ``address`` at once; another module found it unreachable. It is re-probed (module docstring);
+        an address this node did not know is not: it was never lost (other modules report the group members
+        and search answers they found dead; a 250-node P2 churn simulation reported 2,660 such addresses in
+        70 s, and re-probing them admitted none)."""
+        if address in self._hosts:
+            self._remove(address, "reported dead", lost=True)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
@@ -274,9 +318,10 @@ class DiversityHostManager:
         """Poll the known hosts as their schedules come due (module docstring), those due together at once."""
         least = MIN_REFRESH_WAKE * self.options.refresh_interval
         while True:
-            wait = self._polls.next_due() - anyio.current_time()
+            wait = min(self._polls.next_due(), self._passive.next_due()) - anyio.current_time()
             await anyio.sleep(min(max(wait, least), self.options.refresh_interval))
-            due = [address for address in self._polls.due(anyio.current_time()) if address in self._hosts]
+            now = anyio.current_time()
+            due = [address for address in self._polls.due(now) + self._passive.due(now) if address in self._hosts]
             await self._poll(due)
 
     async def refresh(self) -> None:
@@ -301,16 +346,19 @@ class DiversityHostManager:
             if old is None:
                 return
             if info is None:
-                self._failures[address] = self._failures.get(address, 0) + 1
-                if self._failures[address] >= self.options.max_failures:
+                failures = self._failures[address] = self._failures.get(address, 0) + 1
+                if failures >= self.options.max_failures:
                     self._remove(address, "unreachable", lost=True)
-                elif self._failures[address] == 1:  # ask again soon, not after the backed-off wait
+                elif address in self._passive:  # ask again soon, as an active host would be
+                    wait = self.options.refresh_interval * REFRESH_FACTOR ** (failures - 1)
+                    self._passive.add(address, anyio.current_time(), wait)
+                elif failures == 1:  # ask again soon, not after the backed-off wait
                     self._polls.discard(address)
                     self._polls.add(address, anyio.current_time())
                 return
             self._failures.pop(address, None)
             self._hosts[address] = info
-            if _changed(old.quality, info.quality):
+            if address in self._polls and _changed(old.quality, info.quality):
                 self._polls.discard(address)
                 self._polls.add(address, anyio.current_time())
 
@@ -339,6 +387,10 @@ class DiversityHostManager:
         try:
             reply = await self.node.request(address, "known-hosts", body, timeout=self.options.exchange_timeout)
             return read_exchange_reply(reply, self.node.settings.max_frame)
+        except PeerGone:
+            if address in self._hosts:  # nothing listens there any more, as a refused poll would find
+                self._remove(address, "gone (connection refused)", lost=True, refused=True)
+            return None
         except ButterError as exc:
             log.debug("known-hosts exchange with %s failed: %s", address, exc)
             return None
@@ -363,9 +415,11 @@ class DiversityHostManager:
         :class:`~butter.errors.ButterError` when it cannot be had (:class:`~butter.errors.PeerGone` when
         nothing listens at ``address``)."""
         if until_next is None:
-            until_next = self._polls.due_at(address) - anyio.current_time()
-        hold_timeout = HOLD_TIMEOUT_REFRESHES * min(max(until_next, self.options.refresh_interval),
-                                                    1.2 * self.options.refresh_cap)
+            due_at = min(self._polls.due_at(address), self._passive.due_at(address))
+            until_next = due_at - anyio.current_time()
+        longest = (1 + JITTER) * max(self.options.refresh_cap, self._passive.round())
+        until_next = min(max(until_next, self.options.refresh_interval), longest)
+        hold_timeout = min(HOLD_TIMEOUT_REFRESHES * until_next, MAX_HOLD_TIMEOUT)
         body = quality_body(self.node.node_id, holds=holds, hold_timeout=hold_timeout)
         async with self._limiter:
             reply = await self.node.request(address, "host-quality", body, timeout=self.options.quality_timeout)
@@ -378,13 +432,27 @@ class DiversityHostManager:
         except RuntimeError:
             return False
 
+    def _promote(self) -> None:
+        """Move a random passive host, if any, into the active view, which has lost a host: it is polled
+        ``refresh_interval`` seconds from now (it may have died since its last passive poll), then on the
+        active schedule."""
+        passive = [address for address in self._hosts if address in self._passive]
+        if passive and len(self._polls) < self.options.active_size:
+            address = self._rng.choice(passive)
+            self._passive.discard(address)
+            self._polls.add(address, anyio.current_time())
+
     def _remove(self, address: PeerAddress, why: str, *, lost: bool = False, refused: bool = False) -> None:
         """Drop ``address`` from the list; ``lost``: it failed (rather than being evicted), so re-probe it;
         ``refused``: nothing listens there any more, so its re-probes start at ``reprobe_max_interval``
         (a configured peer's start at ``reprobe_interval`` all the same)."""
         info = self._hosts.pop(address, None)
         self._failures.pop(address, None)
+        active = address in self._polls
         self._polls.discard(address)
+        self._passive.discard(address)
+        if active:
+            self._promote()
         if lost:
             configured = address in self._configured
             slow = refused and not configured

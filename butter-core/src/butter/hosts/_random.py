@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from ..hookspecs import hookimpl
 from ..peers import PeerAddress, PeerInfo
-from ._manager import DiversityHostManager, DiversityOptions
+from ._manager import DiversityHostManager, DiversityOptions, ViewOptions
 
 if TYPE_CHECKING:
     from ..slots import NodeServices
@@ -31,7 +31,7 @@ __all__ = ["RandomHostManager", "RandomHostManagerPlugin", "RandomOptions"]
 log = logging.getLogger("butter.hosts.random")
 
 
-class RandomOptions(BaseModel):
+class RandomOptions(ViewOptions):
     model_config = ConfigDict(extra="forbid")
     capacity: int | None = Field(None, ge=1, description="hosts kept; unset: from the memory budget")
     refresh_interval: float = Field(
