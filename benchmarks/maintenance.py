@@ -3,6 +3,7 @@
     uv run python benchmarks/maintenance.py                       # 100 nodes; 1, 10 and 100 items per node
     uv run python benchmarks/maintenance.py --nodes 250 --items 1 10
     uv run python benchmarks/maintenance.py --jobs 2              # runs in parallel processes
+    uv run python benchmarks/maintenance.py --partners on         # only prefer_partners on: half the time
 
 Each run is the report's P2 churn on the simulator (``butter.testing.sim``: real nodes on the memory transport
 under a virtual clock; death probability 1/50 per node per second for 30 s, heartbeat 2 s, r = 3, grace and
@@ -12,7 +13,8 @@ stored per initial node, once with pcg's ``prefer_partners`` on (the default) an
 Reported per run: retention (ground truth: a live node keeps the item and its manifest), replicas per
 retained item, and PCG maintenance messages (heartbeats, joins, sheds) per live node per second: over the
 whole run (the initial replication's joins included), and **steady**: the mean of the samples taken after the
-churn ended (the settle phase), what a node pays to keep what it holds. Seeded: the same arguments give the
+churn ended (the settle phase), what a node pays to keep what it holds; and requests per live node per second by route
+(``requests_by_route``: ``fetch-block`` shows the data that joins move). Seeded: the same arguments give the
 same figures under any load; only wall and CPU seconds vary.
 
 Writes benchmarks/results/maintenance.json and prints a table.
@@ -50,6 +52,7 @@ def one(nodes: int, items: int, partners: bool, seed: int) -> dict[str, Any]:
         "maintenance_per_node_second": round(result.maintenance_per_node_second, 3),
         "steady_maintenance_per_node_second": round(statistics.mean(steady), 3) if steady else None,
         "requests_per_node_second": round(result.requests_per_node_second, 3),
+        "requests_by_route": {route: round(rate, 3) for route, rate in result.requests_by_route.items()},
         "deaths": result.deaths,
         "wall_seconds": round(result.wall_seconds, 1),
         "cpu_seconds": round(time.process_time() - cpu, 1),
@@ -61,10 +64,13 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=100, help="initial nodes (default 100)")
     parser.add_argument("--items", type=int, nargs="+", default=[1, 10, 100], help="items per node (default 1 10 100)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--partners", choices=("both", "on", "off"), default="both",
+                        help="runs with prefer_partners on, off or both (default)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    plan = [(args.nodes, items, partners, args.seed) for items in args.items for partners in (True, False)]
+    settings = {"both": (True, False), "on": (True,), "off": (False,)}[args.partners]
+    plan = [(args.nodes, items, partners, args.seed) for items in args.items for partners in settings]
     load_before = os.getloadavg()
     with ProcessPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(one, *zip(*plan, strict=True)))
