@@ -22,7 +22,7 @@ __all__ = [
 MAX_GROUPS_PER_BEAT = 100_000
 MAX_MEMBERS = 64
 MAX_INVITATIONS = 64  # invitations in one pcg-join
-MAX_JOIN_BYTES = 1024 * 1024  # encoded invitations in one pcg-join (64 at their largest fit 4 times over)
+MAX_JOIN_BYTES = 1024 * 1024  # encoded invitations in one pcg-join (a quarter of the 4 MiB frame)
 MAX_MESSAGE = 256  # characters of a refusal's message
 
 Entry = tuple[str, PeerAddress, float]  # node id, address, age in seconds
