@@ -3,6 +3,8 @@
     uv run python benchmarks/maintenance.py                       # 100 nodes; 1, 10 and 100 items per node
     uv run python benchmarks/maintenance.py --nodes 250 --items 1 10
     uv run python benchmarks/maintenance.py --jobs 2              # runs in parallel processes
+    uv run python benchmarks/maintenance.py --partners on         # only prefer_partners on: half the time
+    uv run python benchmarks/maintenance.py --option max_jobs=32  # a pcg option for every run
 
 Each run is the report's P2 churn on the simulator (``butter.testing.sim``: real nodes on the memory transport
 under a virtual clock; death probability 1/50 per node per second for 30 s, heartbeat 2 s, r = 3, grace and
@@ -12,7 +14,8 @@ stored per initial node, once with pcg's ``prefer_partners`` on (the default) an
 Reported per run: retention (ground truth: a live node keeps the item and its manifest), replicas per
 retained item, and PCG maintenance messages (heartbeats, joins, sheds) per live node per second: over the
 whole run (the initial replication's joins included), and **steady**: the mean of the samples taken after the
-churn ended (the settle phase), what a node pays to keep what it holds. Seeded: the same arguments give the
+churn ended (the settle phase), what a node pays to keep what it holds; and requests per live node per second by route
+(``requests_by_route``: ``fetch-block`` shows the data that joins move). Seeded: the same arguments give the
 same figures under any load; only wall and CPU seconds vary.
 
 Writes benchmarks/results/maintenance.json and prints a table.
@@ -36,20 +39,22 @@ from butter.testing.sim import ChurnConfig, run_churn_sync
 OUT = Path(__file__).parent / "results" / "maintenance.json"
 
 
-def one(nodes: int, items: int, partners: bool, seed: int) -> dict[str, Any]:
+def one(nodes: int, items: int, partners: bool, seed: int, options: dict[str, Any]) -> dict[str, Any]:
     config = ChurnConfig(nodes=nodes, items_per_node=items, death_rate=1 / 50, churn=30.0, heartbeat=2.0,
-                         seed=seed, persistence_options={"prefer_partners": partners})
+                         seed=seed, persistence_options={**options, "prefer_partners": partners})
     cpu = time.process_time()
     result = run_churn_sync(config)
     settled = config.warmup + config.churn + 5  # timeline t counts from the store: warm-up, churn, then settle
     steady = [s["maintenance_per_node_second"] for s in result.timeline if s["t"] > settled]
     return {
         "nodes": nodes, "items_per_node": items, "prefer_partners": partners, "seed": seed,
+        **({"pcg_options": options} if options else {}),
         "retention": result.retention,
         "replicas_per_item": round(result.replicas_per_item, 3),
         "maintenance_per_node_second": round(result.maintenance_per_node_second, 3),
         "steady_maintenance_per_node_second": round(statistics.mean(steady), 3) if steady else None,
         "requests_per_node_second": round(result.requests_per_node_second, 3),
+        "requests_by_route": {route: round(rate, 3) for route, rate in result.requests_by_route.items()},
         "deaths": result.deaths,
         "wall_seconds": round(result.wall_seconds, 1),
         "cpu_seconds": round(time.process_time() - cpu, 1),
@@ -61,10 +66,16 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=100, help="initial nodes (default 100)")
     parser.add_argument("--items", type=int, nargs="+", default=[1, 10, 100], help="items per node (default 1 10 100)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--partners", choices=("both", "on", "off"), default="both",
+                        help="runs with prefer_partners on, off or both (default)")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a pcg option for every run (JSON value), e.g. max_jobs=32; repeatable")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    plan = [(args.nodes, items, partners, args.seed) for items in args.items for partners in (True, False)]
+    settings = {"both": (True, False), "on": (True,), "off": (False,)}[args.partners]
+    options = {name: json.loads(value) for name, value in (o.split("=", 1) for o in args.option)}
+    plan = [(args.nodes, items, partners, args.seed, options) for items in args.items for partners in settings]
     load_before = os.getloadavg()
     with ProcessPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(one, *zip(*plan, strict=True)))

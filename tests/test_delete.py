@@ -17,6 +17,7 @@ from butter import codec
 from butter.blocks import load_manifest
 from butter.testing.overlay import open_overlay, wait_for
 from butter.tombstones import ROUTE_DELETE, delete_body, sign_tombstone
+from butter_persist_pcg._messages import JoinReply
 
 pytestmark = pytest.mark.anyio
 
@@ -129,11 +130,10 @@ async def test_a_stale_copy_recruiting_the_item_back_is_told_of_the_tombstone_an
         stale = next(n for n in nodes if n not in kept)
         assert stale.tombstones.get(content_id, now=time.time()) is None
         assert await stale.store(DATA, owner=owner) == content_id
-        with pytest.raises(butter.RemoteError, match="deleted") as refused:
-            join = codec.encode({"cid": content_id, "size": len(DATA),
-                                 "members": [[stale.node_id, stale.address.to_wire(), 0.0]]})
-            await stale.request(kept[0].address, "pcg-join", join)
-        assert refused.value.code == "deleted"
+        join = codec.encode({"items": [{"cid": content_id, "size": len(DATA),
+                                        "members": [[stale.node_id, stale.address.to_wire(), 0.0]]}]})
+        reply = JoinReply.decode(await stale.request(kept[0].address, "pcg-join", join))
+        assert [(r.content_id, r.code) for r in reply.refused] == [(content_id, "deleted")]
         await wait_for(dropped, "the stale copy came back", timeout=30)
         assert stale.tombstones.get(content_id, now=time.time()) is not None
 

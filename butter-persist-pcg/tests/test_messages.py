@@ -12,11 +12,15 @@ from butter.errors import ProtocolError
 from butter.peers import PeerAddress
 from butter.wire import encode_payload
 from butter_persist_pcg._messages import (
+    MAX_INVITATIONS,
     MAX_MEMBERS,
     GroupBeat,
     Heartbeat,
     HeartbeatReply,
+    Invitation,
     Join,
+    JoinReply,
+    Refusal,
     content_id_body,
     decode_content_id,
 )
@@ -39,9 +43,18 @@ def test_heartbeat_round_trip(beat: Heartbeat) -> None:
     assert Heartbeat.decode(beat.encode()) == beat
 
 
-@given(st.builds(Join, hex64, sizes, members, records))
-def test_join_round_trip(join: Join) -> None:
-    assert Join.decode(join.encode()) == join
+invitations = st.builds(Invitation, hex64, sizes, members, records)
+refusals = st.builds(Refusal, hex64, st.text(min_size=1, max_size=64), st.text(max_size=256))
+
+
+@given(st.lists(invitations, max_size=4).map(tuple))
+def test_join_round_trip(items: tuple[Invitation, ...]) -> None:
+    assert Join.decode(Join(items).encode()) == Join(items)
+
+
+@given(st.lists(hex64, max_size=20).map(tuple), st.lists(refusals, max_size=5).map(tuple))
+def test_join_reply_round_trip(joined: tuple[str, ...], refused: tuple[Refusal, ...]) -> None:
+    assert JoinReply.decode(JoinReply(joined, refused).encode()) == JoinReply(joined, refused)
 
 
 @given(st.lists(hex64, max_size=20).map(tuple), st.lists(beats, max_size=5).map(tuple))
@@ -54,8 +67,10 @@ def test_heartbeat_reply_and_leave_round_trip(unknown: tuple[str, ...], groups: 
 
 def test_lists_built_by_the_service_encode_like_tuples() -> None:
     entries = [("n1", HERE, 0.0), ("n2", PeerAddress("m", 2), 1.5)]
-    assert Join(CID, 10, entries).encode() == Join(CID, 10, tuple(entries)).encode()
-    assert Join.decode(Join(CID, 10, entries).encode()).members == tuple(entries)
+    invitation = Invitation(CID, 10, entries)
+    assert invitation.encode() == Invitation(CID, 10, tuple(entries)).encode()
+    assert Join([invitation]).encode() == Join((invitation,)).encode()
+    assert Join.decode(Join([invitation]).encode()).invitations[0].members == tuple(entries)
 
 
 ENTRY = ["n1", ["m", 1], 0.5]
@@ -63,26 +78,43 @@ ENTRY = ["n1", ["m", 1], 0.5]
 
 @pytest.mark.parametrize("obj", [
     [1, 2],
-    {"cid": CID.upper(), "size": 1, "members": []},
-    {"cid": CID, "size": -1, "members": []},
-    {"cid": CID, "size": True, "members": []},
-    {"cid": CID, "size": "10", "members": []},
-    {"cid": CID, "size": 1},
-    {"cid": CID, "size": 1, "members": {"n1": ENTRY}},
-    {"cid": CID, "size": 1, "members": [ENTRY] * (MAX_MEMBERS + 1)},
-    {"cid": CID, "size": 1, "members": [["n1", ["m", 1]]]},
-    {"cid": CID, "size": 1, "members": [["", ["m", 1], 0]]},
-    {"cid": CID, "size": 1, "members": [["n1", ["m", 70000], 0]]},
-    {"cid": CID, "size": 1, "members": [["n1", ["m", 1], "old"]]},
-    {"cid": CID, "size": 1, "members": [["n1", ["m", 1], -1.0]]},
-    {"cid": CID, "size": 1, "members": [["n1", ["m", 1], math.nan]]},  # would never expire
-    {"cid": CID, "size": 1, "members": [["n1", ["m", 1], math.inf]]},
-    {"cid": CID, "size": 1, "members": [], "record": "r"},
-    {"cid": CID, "size": 1, "members": [], "record": b"r" * 4097},
+    {},
+    {"items": {"cid": CID, "size": 1, "members": []}},
+    {"items": [1]},
+    {"items": [{"cid": CID, "size": 1, "members": []}] * (MAX_INVITATIONS + 1)},
+    {"items": [{"cid": CID.upper(), "size": 1, "members": []}]},
+    {"items": [{"cid": CID, "size": -1, "members": []}]},
+    {"items": [{"cid": CID, "size": True, "members": []}]},
+    {"items": [{"cid": CID, "size": "10", "members": []}]},
+    {"items": [{"cid": CID, "size": 1}]},
+    {"items": [{"cid": CID, "size": 1, "members": {"n1": ENTRY}}]},
+    {"items": [{"cid": CID, "size": 1, "members": [ENTRY] * (MAX_MEMBERS + 1)}]},
+    {"items": [{"cid": CID, "size": 1, "members": [["n1", ["m", 1]]]}]},
+    {"items": [{"cid": CID, "size": 1, "members": [["", ["m", 1], 0]]}]},
+    {"items": [{"cid": CID, "size": 1, "members": [["n1", ["m", 70000], 0]]}]},
+    {"items": [{"cid": CID, "size": 1, "members": [["n1", ["m", 1], "old"]]}]},
+    {"items": [{"cid": CID, "size": 1, "members": [["n1", ["m", 1], -1.0]]}]},
+    {"items": [{"cid": CID, "size": 1, "members": [["n1", ["m", 1], math.nan]]}]},  # would never expire
+    {"items": [{"cid": CID, "size": 1, "members": [["n1", ["m", 1], math.inf]]}]},
+    {"items": [{"cid": CID, "size": 1, "members": [], "record": "r"}]},
+    {"items": [{"cid": CID, "size": 1, "members": [], "record": b"r" * 4097}]},
 ])
 def test_malformed_joins(obj: object) -> None:
     with pytest.raises(ProtocolError):
         Join.decode(encode_payload(obj))
+
+
+@pytest.mark.parametrize("obj", [
+    {"joined": [CID]},
+    {"joined": [CID.upper()], "refused": []},
+    {"joined": [], "refused": [{"cid": CID, "code": "", "message": ""}]},
+    {"joined": [], "refused": [{"cid": CID, "code": "joins-full"}]},
+    {"joined": [], "refused": [{"cid": CID, "code": "joins-full", "message": "m" * 257}]},
+    {"joined": [CID] * (MAX_INVITATIONS + 1), "refused": []},
+])
+def test_malformed_join_replies(obj: object) -> None:
+    with pytest.raises(ProtocolError):
+        JoinReply.decode(encode_payload(obj))
 
 
 BEAT = {"cid": CID, "size": 1, "hits": 0, "members": [ENTRY]}

@@ -16,7 +16,7 @@ import pytest
 
 import butter
 from butter.errors import RemoteError
-from butter_persist_pcg._messages import GroupBeat, Heartbeat, Join, content_id_body
+from butter_persist_pcg._messages import GroupBeat, Heartbeat, Invitation, Join, JoinReply, content_id_body
 from butter_persist_pcg._service import ROUTE_HEARTBEAT, ROUTE_JOIN, ROUTE_LEAVE
 
 from .helpers import Network, goldilocks, network, pcg, tcp_settings
@@ -93,10 +93,14 @@ async def test_an_invitation_must_come_from_a_listed_member() -> None:
         entries = pcg(inviter)._groups[content_id].entries(anyio.current_time())
         others = [e for e in entries if e[0] != inviter.node_id]
         size = pcg(inviter)._groups[content_id].size
+        listed, unlisted = Invitation(content_id, size, entries), Invitation(content_id, size, others)
         with pytest.raises(RemoteError, match="sender-mismatch"):
-            await inviter.request(outsider.address, ROUTE_JOIN, Join(content_id, size, others).encode(), timeout=5)
+            await inviter.request(outsider.address, ROUTE_JOIN, Join([unlisted]).encode(), timeout=5)
+        with pytest.raises(RemoteError, match="sender-mismatch"):  # one invitation without it refuses them all
+            await inviter.request(outsider.address, ROUTE_JOIN, Join([listed, unlisted]).encode(), timeout=5)
         assert content_id not in pcg(outsider).kept_items() and not await outsider.blocks.has(content_id)
-        await inviter.request(outsider.address, ROUTE_JOIN, Join(content_id, size, entries).encode(), timeout=10)
+        reply = await inviter.request(outsider.address, ROUTE_JOIN, Join([listed]).encode(), timeout=10)
+        assert JoinReply.decode(reply) == JoinReply((content_id,), ())
         assert content_id in pcg(outsider).kept_items()
 
 

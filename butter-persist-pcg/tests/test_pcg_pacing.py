@@ -1,6 +1,7 @@
 """Pacing: recruits fetching many items from one storer at once keep at most ``peer_window`` block fetches in
 flight to it (butter.pacing, shared by every group of the node), and an ``overloaded`` answer only delays a
-replica; a node runs at most ``max_jobs`` recruitments at once, and serves at most ``max_joins`` invitations.
+replica; a node runs at most ``max_jobs`` recruitments at once, and serves at most ``max_joins`` invitations;
+invitations to one peer travel together.
 Real nodes on the memory transport, on asyncio and trio."""
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import pytest
 
 import butter
 from butter import RouteRequest
-from butter.errors import RemoteError, RouteError
+from butter.errors import RouteError
 from butter.peers import PeerAddress
 from butter.wire import decode_payload
-from butter_persist_pcg._messages import Join
+from butter_persist_pcg._messages import Invitation, Join, JoinReply
 
 from .helpers import MakeSettings, network, pcg
 
@@ -75,13 +76,14 @@ async def test_a_node_runs_at_most_max_jobs_recruitments_at_once(memory_settings
 
             async def serve(request: RouteRequest) -> bytes:
                 nonlocal serving, most
-                serving += 1
+                invitations = len(Join.decode(request.body).invitations)
+                serving += invitations
                 most = max(most, serving)
                 try:
                     await anyio.sleep(0.1)
                     return await original(request)
                 finally:
-                    serving -= 1
+                    serving -= invitations
 
             node.route("pcg-join", serve)
 
@@ -96,24 +98,54 @@ async def test_a_node_serving_max_joins_invitations_answers_joins_full(memory_se
     async with network(memory_settings, 2, replicas=1, max_joins=1) as net:
         inviter, invitee = net.nodes
         WatchedBlocks(inviter, delay=0.5)  # the first invitation holds the invitee's only join place meanwhile
-        items = [bytes([i]) * 5_000 for i in range(2)]
+        items = [bytes([i]) * 5_000 for i in range(3)]
         content_ids = [await inviter.store(data) for data in items]
         entries = [(inviter.node_id, inviter.address, 0.0)]
-        outcomes: list[str] = []
+        replies: list[JoinReply] = []
 
-        async def invite(content_id: str, data: bytes) -> None:
-            join = Join(content_id, len(data) + 200, entries)
-            try:
-                await inviter.request(invitee.address, "pcg-join", join.encode(), timeout=20)
-                outcomes.append("joined")
-            except RemoteError as exc:
-                outcomes.append(exc.code)
+        async def invite(*invitations: Invitation) -> None:
+            body = await inviter.request(invitee.address, "pcg-join", Join(invitations).encode(), timeout=20)
+            replies.append(JoinReply.decode(body))
 
+        first, second, third = (Invitation(c, len(d) + 200, entries) for c, d in zip(content_ids, items, strict=True))
         async with anyio.create_task_group() as tg:
-            for content_id, data in zip(content_ids, items, strict=True):
-                tg.start_soon(invite, content_id, data)
-        assert sorted(outcomes) == ["joined", "joins-full"]
-        assert len(pcg(invitee).kept_items()) == 1  # the refused invitation left nothing behind
+            tg.start_soon(invite, first)
+            await anyio.sleep(0.1)
+            tg.start_soon(invite, second)  # while the first is served: refused
+        await invite(second, third)  # one request, one place: the first of them joins, the second is refused
+        answers = [([*r.joined], [(x.content_id, x.code) for x in r.refused]) for r in replies]
+        assert answers == [
+            ([], [(content_ids[1], "joins-full")]), ([content_ids[0]], []),
+            ([content_ids[1]], [(content_ids[2], "joins-full")]),
+        ]
+        assert not await invitee.blocks.has(content_ids[2])  # the refused one left nothing behind
+
+
+async def test_invitations_to_one_peer_travel_together(memory_settings: MakeSettings) -> None:
+    """While one ``pcg-join`` to a peer is in flight, the other invitations for it wait and go together in the
+    next request (one request per item before: a node holding thousands of replicas that died cost thousands
+    of joins)."""
+    async with network(memory_settings, 2, replicas=2, join_timeout=60.0) as net:
+        storer, invitee = net.nodes
+        gate = anyio.Event()
+        carried: list[int] = []
+        serve_join = pcg(invitee)._serve_join
+
+        async def hold(request: RouteRequest) -> bytes:
+            carried.append(len(Join.decode(request.body).invitations))
+            await gate.wait()  # the first request is in flight until every item is stored
+            return await serve_join(request)
+
+        invitee.route("pcg-join", hold)
+        content_ids = [await storer.store(b"first" * 1_000)]
+        await net.wait_for(lambda: carried == [1])
+        content_ids += [await storer.store(bytes([i]) * 5_000) for i in range(5)]
+        await net.wait_for(lambda: pcg(storer).counters()["invitations_sent"] == 6)
+        gate.set()
+        await net.wait_for(lambda: all(len(net.holders(content_id)) == 2 for content_id in content_ids))
+        assert carried[:2] == [1, 5]  # (later ones: a member dropped on a loaded machine and invited again)
+        counters = pcg(storer).counters()
+        assert counters["joins_sent"] == len(carried) and counters["invitations_sent"] == sum(carried)
 
 
 async def test_a_refused_invitation_is_replaced_at_once_while_another_is_still_served(

@@ -16,7 +16,7 @@ import pytest
 import butter
 from butter import codec
 from butter.records import SignedRecord, sign_record
-from butter_persist_pcg._messages import GroupBeat, Heartbeat
+from butter_persist_pcg._messages import GroupBeat, Heartbeat, JoinReply
 
 from .helpers import FAST_HOSTS, MakeSettings, Network, network, pcg, tcp_settings
 
@@ -106,11 +106,10 @@ async def test_a_recruit_refuses_an_invitation_carrying_a_forged_record(memory_s
         assert a.records.offer(forged, now=time.time()) == "forged"  # the book never takes it
         refused = pcg(b).counters()["records_refused"]
         async with AsyncExitStack():
-            body = codec.encode({"cid": other.name, "size": view.size, "members": [[a.node_id, [a.address.host,
-                                a.address.port], 0.0]], "record": forged.encode()})
-            with pytest.raises(butter.RemoteError) as info:
-                await a.request(b.address, "pcg-join", body)
-        assert info.value.code == "bad-record"
+            body = codec.encode({"items": [{"cid": other.name, "size": view.size, "members": [[a.node_id, [
+                a.address.host, a.address.port], 0.0]], "record": forged.encode()}]})
+            reply = JoinReply.decode(await a.request(b.address, "pcg-join", body))
+        assert reply.joined == () and [(r.content_id, r.code) for r in reply.refused] == [(other.name, "bad-record")]
         assert pcg(b).counters()["records_refused"] == refused + 1
 
 

@@ -72,7 +72,8 @@ MISTYPED: list[tuple[str, Any]] = [
                                          {"doc": CID, "revisions": b"x"}, {"revisions": []},
                                          {"doc": CID, "tombstone": b"\xc1"},
                                          {"doc": CID, "revisions": [encode_payload({"v": 1, "clock": -1})]})),
-    *(("pcg-join", {"cid": CID, "size": 1, "members": [ENTRY], **bad}) for bad in (
+    ("pcg-join", {"items": 1}), ("pcg-join", {"items": [CID]}), ("pcg-join", {"cid": CID, "size": 1, "members": []}),
+    *(("pcg-join", {"items": [{"cid": CID, "size": 1, "members": [ENTRY], **bad}]}) for bad in (
         {"cid": 1}, {"size": "1"}, {"size": -1}, {"members": {"n1": ENTRY}}, {"members": [["n1", "127.0.0.1:1", 0]]},
         {"members": [["n1", ["127.0.0.1", 1], "old"]]}, {"members": [["n1", ["127.0.0.1", 1], math.nan]]},
         {"members": [[1, ["127.0.0.1", 1], 0]]}, {"members": None},

@@ -14,10 +14,16 @@ from butter.codec import Fields, Record, wire
 from butter.peers import PeerAddress
 from butter.records import MAX_RECORD_SIZE
 
-__all__ = ["GroupBeat", "Heartbeat", "HeartbeatReply", "Join", "content_id_body", "decode_content_id"]
+__all__ = [
+    "MAX_INVITATIONS", "MAX_JOIN_BYTES", "GroupBeat", "Heartbeat", "HeartbeatReply", "Invitation", "Join",
+    "JoinReply", "Refusal", "content_id_body", "decode_content_id",
+]
 
 MAX_GROUPS_PER_BEAT = 100_000
 MAX_MEMBERS = 64
+MAX_INVITATIONS = 64  # invitations in one pcg-join
+MAX_JOIN_BYTES = 1024 * 1024  # encoded invitations in one pcg-join (a quarter of the 4 MiB frame)
+MAX_MESSAGE = 256  # characters of a refusal's message
 
 Entry = tuple[str, PeerAddress, float]  # node id, address, age in seconds
 MEMBERS = codec.sequence(codec.entry(codec.node_id, codec.address, codec.number(0.0)), max_items=MAX_MEMBERS)
@@ -55,16 +61,42 @@ class HeartbeatReply(Record):
         "groups", codec.sequence(GroupBeat.read, max_items=MAX_GROUPS_PER_BEAT), default=())
 
 
-class Join(Record):
-    """Route ``pcg-join``: an invitation to replicate ``content_id`` (``size`` bytes); the recruit fetches the
-    blocks from the listed members (the inviter first) before it answers. An invitation to keep a signed
-    record carries the inviter's newest ``record`` of the name (encoded; ``content_id`` is its name) instead:
-    the recruit verifies it and fetches nothing."""
+class Invitation(Record):
+    """One item of a ``pcg-join``: an invitation to replicate ``content_id`` (``size`` bytes); the recruit
+    fetches the blocks from the listed members (the inviter first). An invitation to keep a signed record
+    carries the inviter's newest ``record`` of the name (encoded; ``content_id`` is its name) instead: the
+    recruit verifies it and fetches nothing."""
 
     content_id: str = wire("cid", codec.content_id)
     size: int = wire("size", codec.integer())
     members: Sequence[Entry] = wire("members", MEMBERS)
     record: bytes | None = wire("record", codec.blob(max_length=MAX_RECORD_SIZE), default=None)
+
+
+class Join(Record):
+    """Route ``pcg-join``: the invitations an inviter has for one peer (at most ``MAX_INVITATIONS``, whose
+    encoded sizes add up to at most ``MAX_JOIN_BYTES``), each answered on its own in :class:`JoinReply`."""
+
+    invitations: Sequence[Invitation] = wire(
+        "items", codec.sequence(Invitation.read, max_items=MAX_INVITATIONS))
+
+
+class Refusal(Record):
+    """An invitation refused: its ``content_id``, the error ``code`` (``joins-full``, ``store-full``,
+    ``fetch-failed``, ``deleted``, ``bad-record``) and a ``message`` for people."""
+
+    content_id: str = wire("cid", codec.content_id)
+    code: str = wire("code", codec.string(min_length=1, max_length=codec.MAX_KIND_LENGTH))
+    message: str = wire("message", codec.string(max_length=MAX_MESSAGE))
+
+
+class JoinReply(Record):
+    """The answer to a ``pcg-join``, once the recruit holds every item it accepted: the content ids it
+    ``joined`` (it is a member of their groups) and the ``refused`` ones; an invitation in neither list was
+    not answered (the inviter counts it as failed)."""
+
+    joined: Sequence[str] = wire("joined", codec.sequence(codec.content_id, max_items=MAX_INVITATIONS))
+    refused: Sequence[Refusal] = wire("refused", codec.sequence(Refusal.read, max_items=MAX_INVITATIONS))
 
 
 def content_id_body(content_id: str) -> bytes:

@@ -23,7 +23,8 @@ class PcgOptions(PacingOptions):
     popularity_window: float = Field(60.0, gt=0, description="seconds over which hits are counted")
     heartbeat_timeout: float = Field(5.0, gt=0, description="seconds for one heartbeat or leave request")
     fetch_timeout: float = Field(5.0, gt=0, description="seconds for one block fetched by a recruit")
-    join_timeout: float = Field(15.0, gt=0, description="seconds a recruit may take to fetch the item")
+    join_timeout: float = Field(
+        15.0, gt=0, description="seconds a pcg-join request may take (the recruit fetches its items, in parallel)")
     prefer_partners: bool = Field(
         True, description="recruit, within a diversity class, the hosts already sharing the most groups with this "
         "node first: a node's heartbeats then stay nearly constant as it keeps more items (copysets)"
@@ -32,7 +33,8 @@ class PcgOptions(PacingOptions):
     fetch_concurrency: int = Field(8, ge=1, description="blocks a recruit fetches in parallel")
     max_joins: int = Field(
         8, ge=1, description="invitations this node serves at once (each fetches an item); one more is answered "
-        "'joins-full' at once, so its inviter invites another candidate instead of waiting out join_timeout"
+        "'joins-full' at once, so its inviter invites another candidate instead of waiting out join_timeout; also "
+        "the most invitations it puts in one pcg-join request"
     )
     max_concurrency: int = Field(64, ge=1, description="heartbeats in flight at once")
     max_jobs: int = Field(

@@ -26,7 +26,7 @@ import logging
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 
 import anyio
@@ -44,12 +44,18 @@ from butter.slots import NodeServices
 from butter.tombstones import ROUTE_DELETE, delete_body
 
 from ._group import GroupView
+from ._invitations import Invitations
 from ._lost import LostMember, LostMembers
 from ._messages import (
+    MAX_JOIN_BYTES,
+    MAX_MESSAGE,
     GroupBeat,
     Heartbeat,
     HeartbeatReply,
+    Invitation,
     Join,
+    JoinReply,
+    Refusal,
     content_id_body,
     decode_content_id,
 )
@@ -70,8 +76,8 @@ JOINS_FULL = "joins-full"  # error code: this node already serves max_joins invi
 
 
 COUNTERS = (
-    "heartbeats_sent", "joins_sent", "joins_accepted", "sheds", "blocks_served", "leaves_refused", "blocks_repaired",
-    "members_recovered", "records_pulled", "records_refused",
+    "heartbeats_sent", "joins_sent", "invitations_sent", "invitations_accepted", "sheds", "blocks_served",
+    "leaves_refused", "blocks_repaired", "members_recovered", "records_pulled", "records_refused",
 )
 MAX_TOMBSTONES_PER_BEAT = 16  # tombstones sent back for one heartbeat naming deleted groups
 RESUME_ROUNDS = 5  # rounds a group resumed from the store waits for its old members before it recruits
@@ -91,7 +97,8 @@ class PcgPersistence:
     * ``await forget_item(content_id)`` (:class:`~butter.capabilities.ForgetItems`): leave the item's group and
       free its blocks that no other group uses (its owner deleted it).
     * ``counters()`` (:class:`~butter.capabilities.Counters`): ``heartbeats_sent`` (heartbeat messages, one
-      per peer and round), ``joins_sent`` / ``joins_accepted`` (invitations), ``sheds`` (members asked to
+      per peer and round), ``joins_sent`` (``pcg-join`` requests, each carrying up to ``max_joins``
+      invitations to one peer), ``invitations_sent`` / ``invitations_accepted`` (items), ``sheds`` (members asked to
       leave), ``blocks_served`` (``fetch-block`` hits on this node), ``leaves_refused`` (leaves from
       non-members), ``blocks_repaired`` (blocks re-fetched from members after this node lost them),
       ``members_recovered`` (lost members found again and put back in their groups), ``records_pulled``
@@ -119,7 +126,9 @@ class PcgPersistence:
         self._beating: set[str] = set()  # peers with a heartbeat in flight
         self._lost = LostMembers(options.heartbeat_interval, options.lost_expiry, self._rng)
         self._beats = anyio.CapacityLimiter(options.max_concurrency)  # heartbeats in flight
-        self._joins = anyio.CapacityLimiter(options.max_joins)  # invitations being served (items being fetched)
+        self._serving = 0  # invitations being served (items being fetched), at most max_joins
+        # invitations to one peer travel together, at most max_joins (what a peer like this one serves at once)
+        self._invitations = Invitations(self._send_join, options.max_joins, MAX_JOIN_BYTES)
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._record_groups: set[str] = set()  # groups that keep a signed record's name, not an item
         self._pulling: set[str] = set()  # record names with a pull from a member in flight
@@ -559,11 +568,10 @@ class PcgPersistence:
             if kept is None:
                 return False
             record = kept.encode()
-        self._counts["joins_sent"] += 1
-        join = Join(view.content_id, view.size, view.entries(anyio.current_time()), record)
+        self._counts["invitations_sent"] += 1
+        invitation = Invitation(view.content_id, view.size, view.entries(anyio.current_time()), record)
         try:
-            await self._windows.call(address, partial(
-                self.node.request, address, ROUTE_JOIN, join.encode(), timeout=self.options.join_timeout))
+            await self._invitations.invite(address, invitation)
         except PeerGone:
             self.node.hosts.report_dead(address)
             return False
@@ -571,9 +579,17 @@ class PcgPersistence:
             log.debug("group %s: %s refused to join: %s", view.content_id[:12], node_id[:8], exc)
             return False
         view.heard(node_id, address, anyio.current_time())
-        self._counts["joins_accepted"] += 1
+        self._counts["invitations_accepted"] += 1
         log.debug("group %s: recruited %s (%d members)", view.content_id[:12], node_id[:8], view.count)
         return True
+
+    async def _send_join(self, address: PeerAddress, invitations: Sequence[Invitation]) -> JoinReply:
+        """One ``pcg-join`` request carrying ``invitations`` (for :class:`Invitations`), inside the peer's
+        window; ``join_timeout`` bounds it (the recruit fetches the items in parallel)."""
+        self._counts["joins_sent"] += 1
+        reply = await self._windows.call(address, partial(
+            self.node.request, address, ROUTE_JOIN, Join(invitations).encode(), timeout=self.options.join_timeout))
+        return JoinReply.decode(reply)
 
     async def _shed(self, view: GroupView, target: int) -> None:
         for node_id in view.shed_candidates(target):
@@ -698,59 +714,93 @@ class PcgPersistence:
         return self._serve_heartbeat(request)
 
     async def _serve_join(self, request: RouteRequest) -> bytes:
-        """An invitation. The inviter lists itself among the members; an authenticated caller that does not
-        is refused (``sender-mismatch``) before anything is fetched. With ``max_joins`` invitations already
-        being served, it is answered ``joins-full`` at once, so the inviter invites another candidate (and this
-        one again next round) rather than waiting behind them until its ``join_timeout``. (Not ``overloaded``:
-        that would make the inviter's window back off from this node, block fetches included.) An item whose
-        owner deleted it (this node keeps its tombstone) is refused ``deleted``, and the tombstone is sent to
-        the inviter, so that a holder that missed the deletion drops the item rather than recruit it back."""
+        """Invitations, each answered on its own (:class:`JoinReply`) once every accepted item is held. Each
+        invitation lists its inviter among the members; when an authenticated caller is missing from one, the
+        whole request is refused (``sender-mismatch``) before anything is fetched. An item to fetch takes one
+        of ``max_joins`` places; one finding them all taken is refused ``joins-full`` at once, so its inviter
+        invites another candidate (and this one again next round) rather than waiting behind the others
+        until its ``join_timeout``. (Not ``overloaded``: that would make the inviter's window back off from
+        this node, block fetches included.) An item whose owner deleted it (this node keeps its tombstone) is
+        refused ``deleted``, and the tombstone is sent to the inviter, so that a holder that missed the
+        deletion drops the item rather than recruit it back. The accepted items are fetched in parallel."""
         join = Join.decode(request.body)
         caller = request.caller.node_id
-        if caller is not None and all(node_id != caller for node_id, _, _ in join.members):
-            raise RouteError(
-                SENDER_MISMATCH, f"the invitation does not list its sender, node {caller}, as a member"
-            )
-        if join.record is not None:
-            return self._join_record(join, join.record)
-        tombstone = self.node.tombstones.get(join.content_id, now=time.time())
-        if tombstone is not None:
-            inviters = [address for node_id, address, _ in join.members if node_id == caller or caller is None]
-            if inviters:
-                self.node.spawn(self._send_tombstones, inviters[0], [delete_body(tombstone)])
-            raise RouteError(DELETED, f"item {join.content_id} was deleted by its owner")
-        view = self._groups.get(join.content_id)
-        if view is None:
+        for invitation in join.invitations:
+            if caller is not None and all(node_id != caller for node_id, _, _ in invitation.members):
+                raise RouteError(
+                    SENDER_MISMATCH, f"the invitation to {invitation.content_id} does not list its sender, node "
+                    f"{caller}, as a member")
+        invitations = list({i.content_id: i for i in reversed(join.invitations)}.values())[::-1]  # first of each
+        joined: list[str] = []
+        refused: list[Refusal] = []
+        tombstones: list[bytes] = []
+        fetching: list[Invitation] = []
+        now = time.time()
+        for invitation in invitations:
             try:
-                self._joins.acquire_nowait()
-            except anyio.WouldBlock:
-                raise RouteError(JOINS_FULL, f"{self.options.max_joins} invitations already being served") from None
-            try:
-                manifest = await self._fetch_item(join)
-            finally:
-                self._joins.release()
-            view = self._create_group(join.content_id, manifest, join.size)
-            if self.node.tombstones.get(join.content_id, now=time.time()) is not None:  # deleted while fetching
-                await self._forget(join.content_id)
-                raise RouteError(DELETED, f"item {join.content_id} was deleted by its owner")
-            view.settled_at = anyio.current_time() + 2 * self.options.heartbeat_interval
-            log.debug("joined group %s", join.content_id[:12])
-        view.merge(join.members, anyio.current_time(), self.timeout)
-        return b""
+                if invitation.record is not None:
+                    self._join_record(invitation, invitation.record)
+                elif (tombstone := self.node.tombstones.get(invitation.content_id, now=now)) is not None:
+                    tombstones.append(delete_body(tombstone))
+                    raise RouteError(DELETED, f"item {invitation.content_id} was deleted by its owner")
+                elif invitation.content_id not in self._groups:
+                    if self._serving >= self.options.max_joins:
+                        raise RouteError(JOINS_FULL, f"{self.options.max_joins} invitations already being served")
+                    self._serving += 1
+                    fetching.append(invitation)
+                    continue
+                else:
+                    self._groups[invitation.content_id].merge(invitation.members, anyio.current_time(), self.timeout)
+                joined.append(invitation.content_id)
+            except RouteError as exc:
+                refused.append(Refusal(invitation.content_id, exc.code, exc.message[:MAX_MESSAGE]))
+        if tombstones:  # to the inviter: the caller, or the first member listed (an inviter lists itself first)
+            inviter = next((a for node_id, a, _ in invitations[0].members if caller in (None, node_id)), None)
+            if inviter is not None:
+                self.node.spawn(self._send_tombstones, inviter, tombstones[:MAX_TOMBSTONES_PER_BEAT])
+        if fetching:
+            async with anyio.create_task_group() as tg:
+                for invitation in fetching:
+                    tg.start_soon(self._join_item, invitation, joined, refused)
+        return JoinReply(joined, refused).encode()
 
-    def _join_record(self, join: Join, body: bytes) -> bytes:
+    async def _join_item(self, invitation: Invitation, joined: list[str], refused: list[Refusal]) -> None:
+        """Fetch the item of ``invitation`` (it holds one of the ``max_joins`` places) and join its group;
+        appends its content id to ``joined`` or its refusal to ``refused``."""
+        content_id = invitation.content_id
+        try:
+            try:
+                manifest = await self._fetch_item(invitation)
+            finally:
+                self._serving -= 1
+            view = self._create_group(content_id, manifest, invitation.size)
+            if self.node.tombstones.get(content_id, now=time.time()) is not None:  # deleted while fetching
+                await self._forget(content_id)
+                raise RouteError(DELETED, f"item {content_id} was deleted by its owner")
+        except RouteError as exc:
+            refused.append(Refusal(content_id, exc.code, exc.message[:MAX_MESSAGE]))
+            return
+        except ButterError as exc:
+            refused.append(Refusal(content_id, "fetch-failed", str(exc)[:MAX_MESSAGE]))
+            return
+        view.settled_at = anyio.current_time() + 2 * self.options.heartbeat_interval
+        view.merge(invitation.members, anyio.current_time(), self.timeout)
+        log.debug("joined group %s", content_id[:12])
+        joined.append(content_id)
+
+    def _join_record(self, invitation: Invitation, body: bytes) -> None:
         """An invitation to keep a signed record: verify the record it carries as the record of its name and
         join the name's group; refused ``bad-record`` when the book refuses it (forged, expired, full)."""
-        outcome = self._offer_record(SignedRecord.decode(body), join.content_id)
+        name = invitation.content_id
+        outcome = self._offer_record(SignedRecord.decode(body), name)
         if outcome not in ("accepted", "duplicate", "stale"):  # stale: this node keeps a newer one already
-            raise RouteError(BAD_RECORD, f"the invitation's record of {join.content_id} was refused: {outcome}")
-        view = self._groups.get(join.content_id)
+            raise RouteError(BAD_RECORD, f"the invitation's record of {name} was refused: {outcome}")
+        view = self._groups.get(name)
         if view is None:
-            view = self._create_record_group(join.content_id, join.size)
+            view = self._create_record_group(name, invitation.size)
             view.settled_at = anyio.current_time() + 2 * self.options.heartbeat_interval
-            log.debug("joined record group %s", join.content_id[:12])
-        view.merge(join.members, anyio.current_time(), self.timeout)
-        return b""
+            log.debug("joined record group %s", name[:12])
+        view.merge(invitation.members, anyio.current_time(), self.timeout)
 
     async def _send_tombstones(self, address: PeerAddress, bodies: list[bytes]) -> None:
         """Send ``delete-item`` requests (``bodies``) to ``address``, one after another."""
@@ -761,11 +811,11 @@ class PcgPersistence:
                 log.debug("tombstone to %s failed: %s", address, exc)
                 return
 
-    async def _fetch_item(self, join: Join) -> Manifest:
-        sources = [address for node_id, address, _ in join.members if node_id != self.node.node_id]
-        if join.size > self.node.blocks.free:
-            raise RouteError("store-full", f"{join.size} bytes asked, {self.node.blocks.free} free")
-        manifest_block = await self._fetcher.block(join.content_id, sources)
+    async def _fetch_item(self, invitation: Invitation) -> Manifest:
+        sources = [address for node_id, address, _ in invitation.members if node_id != self.node.node_id]
+        if invitation.size > self.node.blocks.free:
+            raise RouteError("store-full", f"{invitation.size} bytes asked, {self.node.blocks.free} free")
+        manifest_block = await self._fetcher.block(invitation.content_id, sources)
         manifest = Manifest.decode(manifest_block)
         missing = [a for a in dict.fromkeys(manifest.blocks) if not await self.node.blocks.has(a)]
         fetched = await self._fetcher.blocks(missing, sources)
@@ -775,7 +825,7 @@ class PcgPersistence:
         try:
             for address, data in fetched.items():
                 await self.node.blocks.put(address, data)
-            await self.node.blocks.put(join.content_id, manifest_block)
+            await self.node.blocks.put(invitation.content_id, manifest_block)
         except StoreFull as exc:
             raise RouteError("store-full", str(exc)) from None
         return manifest
