@@ -234,9 +234,14 @@ class DiversityHostManager:
         """Seconds from a holding admission probe to the host's first poll, at most: the probe counts as the
         first poll, so an active host's schedule starts one step further (``refresh_interval`` × 4); a
         host joining the passive view is next polled about a passive round later (:meth:`Sweep.round`)."""
-        if len(self._polls) < self.options.active_size:
+        if self._active_has_room:
             return self.options.refresh_interval * REFRESH_FACTOR
         return self._passive.round()
+
+    @property
+    def _active_has_room(self) -> bool:
+        """Whether the active view holds fewer than ``active_size`` hosts (a host added now would be active)."""
+        return len(self._polls) < self.options.active_size
 
     async def _admit(self, address: PeerAddress, info: PeerInfo, *, held: bool) -> bool:
         """Admit ``info`` (it answered at ``address``; ``held``: to a probe that held it) if the diversity rules
@@ -267,8 +272,8 @@ class DiversityHostManager:
         held it, so the first poll comes one step later)."""
         self._hosts[address] = info
         now = anyio.current_time()
-        if len(self._polls) < self.options.active_size:
-            self._polls.add(address, now, first=self.options.refresh_interval * REFRESH_FACTOR if held else None)
+        if self._active_has_room:
+            self._polls.add(address, now, first=self._held_first_poll if held else None)
         else:  # passive: polled a round from now, or soon if its probe did not hold it
             self._passive.add(address, now, None if held else self.options.refresh_interval)
         log.info("peer joined: %s (%s) [%s]", info.node_id[:8], address, reason,
@@ -437,7 +442,7 @@ class DiversityHostManager:
         ``refresh_interval`` seconds from now (it may have died since its last passive poll), then on the
         active schedule."""
         passive = [address for address in self._hosts if address in self._passive]
-        if passive and len(self._polls) < self.options.active_size:
+        if passive and self._active_has_room:
             address = self._rng.choice(passive)
             self._passive.discard(address)
             self._polls.add(address, anyio.current_time())
