@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import anyio
@@ -127,6 +128,43 @@ async def test_a_stuck_database_costs_drops_not_memory(memory_settings: MakeSett
             tg.cancel_scope.cancel()
         stuck.release = True
         assert tracker.stats.written == 0 and tracker.stats.taken >= 9
+
+
+class Slow:
+    """A database whose first write runs until ``proceed`` is set; it notes a close that comes while a write
+    runs (on a sqlite3 connection that can crash the interpreter)."""
+
+    def __init__(self) -> None:
+        self.writing = threading.Event()
+        self.proceed = threading.Event()
+        self.closed = threading.Event()
+        self.closed_while_writing = False
+
+    def write(self, snapshot: Snapshot, *, history_expiry: float) -> None:
+        self.writing.set()
+        self.proceed.wait(timeout=60)
+        self.writing.clear()
+
+    def latest(self, *, max_age: float | None = None) -> list[Snapshot]:
+        return []
+
+    def close(self) -> None:
+        self.closed_while_writing |= self.writing.is_set()
+        self.closed.set()
+
+
+async def test_an_abandoned_write_closes_its_connection_only_when_it_returns(memory_settings: MakeSettings) -> None:
+    async with butter.open_node(memory_settings()) as node:
+        slow = Slow()
+        tracker = Tracker(node, "slow:", interval=0.05, write_timeout=0.2, connect=lambda url: slow)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tracker.run)
+            await wait_for(lambda: tracker.stats.failures >= 1, "the slow write timed out")
+            assert slow.writing.is_set() and not slow.closed.is_set()  # still running: not closed under it
+            tg.cancel_scope.cancel()
+        slow.proceed.set()
+        await wait_for(slow.closed.is_set, "closed once the write returned")
+        assert not slow.closed_while_writing
 
 
 async def test_a_bad_url_is_refused_at_start(memory_settings: MakeSettings) -> None:

@@ -6,12 +6,17 @@ each database call in a worker thread bounded by ``write_timeout`` seconds. A fa
 closes the connection and retries with exponential backoff (1 s doubling to 60 s, jittered); the snapshot
 that failed stays first in the queue. Drops and failures are logged at most once per interval, as one
 warning with the counts since the last.
+
+A database call that outlives its ``write_timeout``, or the node's stop, is abandoned in its thread (it cannot
+be interrupted). The connection is then closed by whichever side is last to use it (:class:`_Connection`):
+closing a sqlite3 connection while another thread runs a statement on it can crash the interpreter.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -47,6 +52,45 @@ class TrackerStats:
         return asdict(self)
 
 
+class _Connection:
+    """A connected :class:`Database` used by one worker thread at a time (:meth:`call`, in the thread) and closed
+    from the event loop (:meth:`close`, which never waits): if a call is still running (abandoned by a
+    timeout or a cancellation), the calling thread closes the connection when the call returns."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._lock = threading.Lock()  # held while a call runs, and while closing
+        self._closing = False
+        self._closed = False
+
+    def call(self, function: Callable[[Database], None]) -> None:
+        """Run ``function(database)`` (blocking; in a worker thread). Raises what it raises, or
+        ``RuntimeError`` when the connection is being closed."""
+        try:
+            with self._lock:
+                if self._closing:
+                    raise RuntimeError("the tracker's database connection is closed")
+                function(self.database)
+        finally:
+            self._close_if_asked()
+
+    def close(self) -> None:
+        """Close now if no call runs, else once it returns (then in its thread)."""
+        self._closing = True
+        self._close_if_asked()
+
+    def _close_if_asked(self) -> None:
+        if self._closing and self._lock.acquire(blocking=False):
+            try:
+                if not self._closed:
+                    self._closed = True
+                    self.database.close()
+            except Exception as exc:
+                log.debug("tracker: closing the database connection: %s: %s", type(exc).__name__, exc)
+            finally:
+                self._lock.release()
+
+
 class Tracker:
     """Writes ``node``'s snapshots to the database at ``url`` (see the module docstring); :meth:`run` until
     cancelled. ``connect`` opens the database (blocking; tests substitute it)."""
@@ -71,7 +115,7 @@ class Tracker:
         self._connect = connect
         self._queue: deque[Snapshot] = deque(maxlen=queue)
         self._wakeup = anyio.Event()
-        self._database: Database | None = None
+        self._database: _Connection | None = None
         self._reported = TrackerStats()  # the counts at the last warning
 
     async def run(self) -> None:
@@ -118,23 +162,21 @@ class Tracker:
     async def _write(self, snapshot: Snapshot) -> None:
         with anyio.fail_after(self.write_timeout):
             if self._database is None:
-                self._database = await anyio.to_thread.run_sync(self._connect, self.url, abandon_on_cancel=True)
+                database = await anyio.to_thread.run_sync(self._connect, self.url, abandon_on_cancel=True)
+                self._database = _Connection(database)
                 self.stats.connects += 1
                 log.info("tracker: node %s writes to %s", self.node.node_id[:8], self.url)
-            database = self._database
+            connection = self._database
 
-            def write() -> None:
+            def write(database: Database) -> None:
                 database.write(snapshot, history_expiry=self.history_expiry)
 
-            await anyio.to_thread.run_sync(write, abandon_on_cancel=True)
+            await anyio.to_thread.run_sync(connection.call, write, abandon_on_cancel=True)
 
     def _close(self) -> None:
-        database, self._database = self._database, None
-        if database is not None:
-            try:
-                database.close()
-            except Exception as exc:
-                log.debug("tracker: closing %s: %s", self.url, exc)
+        connection, self._database = self._database, None
+        if connection is not None:
+            connection.close()
 
     def _report(self) -> None:
         """Warn once per interval when snapshots were dropped or writes failed since the last warning."""
