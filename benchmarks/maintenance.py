@@ -5,6 +5,7 @@
     uv run python benchmarks/maintenance.py --jobs 2              # runs in parallel processes
     uv run python benchmarks/maintenance.py --partners on         # only prefer_partners on: half the time
     uv run python benchmarks/maintenance.py --option max_jobs=32  # a pcg option for every run
+    uv run python benchmarks/maintenance.py --items 1000 --partners on --append --progress  # add a row
 
 Each run is the report's P2 churn on the simulator (``butter.testing.sim``: real nodes on the memory transport
 under a virtual clock; death probability 1/50 per node per second for 30 s, heartbeat 2 s, r = 3, grace and
@@ -16,9 +17,12 @@ retained item, and PCG maintenance messages (heartbeats, joins, sheds) per live 
 whole run (the initial replication's joins included), and **steady**: the mean of the samples taken after the
 churn ended (the settle phase), what a node pays to keep what it holds; and requests per live node per second by route
 (``requests_by_route``: ``fetch-block`` shows the data that joins move). Seeded: the same arguments give the
-same figures under any load; only wall and CPU seconds vary.
+same figures under any load; only wall and CPU seconds vary. Each run also records the load average before
+and after it and the peak resident memory of its process (``peak_rss_mb``: the largest so far, as runs in one
+process follow each other).
 
-Writes benchmarks/results/maintenance.json and prints a table.
+Writes benchmarks/results/maintenance.json (with ``--append``, adds the runs to those already in it, keeping
+its other fields) and prints a table.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
@@ -39,11 +45,17 @@ from butter.testing.sim import ChurnConfig, run_churn_sync
 OUT = Path(__file__).parent / "results" / "maintenance.json"
 
 
-def one(nodes: int, items: int, partners: bool, seed: int, options: dict[str, Any]) -> dict[str, Any]:
+def one(nodes: int, items: int, partners: bool, seed: int, options: dict[str, Any], progress: bool) -> dict[str, Any]:
     config = ChurnConfig(nodes=nodes, items_per_node=items, death_rate=1 / 50, churn=30.0, heartbeat=2.0,
                          seed=seed, persistence_options={**options, "prefer_partners": partners})
     cpu = time.process_time()
-    result = run_churn_sync(config)
+    load_before = os.getloadavg()
+
+    def report(phase: str, fraction: float) -> None:
+        print(f"{nodes}x{items} {phase} {fraction:.0%} (CPU {time.process_time() - cpu:.0f} s)", file=sys.stderr,
+              flush=True)
+
+    result = run_churn_sync(config, report if progress else None)
     settled = config.warmup + config.churn + 5  # timeline t counts from the store: warm-up, churn, then settle
     steady = [s["maintenance_per_node_second"] for s in result.timeline if s["t"] > settled]
     return {
@@ -58,6 +70,8 @@ def one(nodes: int, items: int, partners: bool, seed: int, options: dict[str, An
         "deaths": result.deaths,
         "wall_seconds": round(result.wall_seconds, 1),
         "cpu_seconds": round(time.process_time() - cpu, 1),
+        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
 
@@ -72,10 +86,14 @@ def main() -> None:
                         help="a pcg option for every run (JSON value), e.g. max_jobs=32; repeatable")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--append", action="store_true",
+                        help="add the runs to those already in --out (its other fields kept) instead of replacing it")
+    parser.add_argument("--progress", action="store_true", help="print each run's phases to stderr")
     args = parser.parse_args()
     settings = {"both": (True, False), "on": (True,), "off": (False,)}[args.partners]
     options = {name: json.loads(value) for name, value in (o.split("=", 1) for o in args.option)}
-    plan = [(args.nodes, items, partners, args.seed, options) for items in args.items for partners in settings]
+    plan = [(args.nodes, items, partners, args.seed, options, args.progress)
+            for items in args.items for partners in settings]
     load_before = os.getloadavg()
     with ProcessPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(one, *zip(*plan, strict=True)))
@@ -84,6 +102,10 @@ def main() -> None:
         "python": platform.python_version(), "cpus": os.cpu_count(),
         "load_average_before": load_before, "load_average_after": os.getloadavg(), "runs": rows,
     }
+    if args.append and args.out.exists():
+        report = json.loads(args.out.read_text())
+        report["runs"] = [*report.get("runs", []), *rows]
+        report["appended"] = datetime.now(UTC).isoformat(timespec="seconds")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'items':>6} {'partners':>9} {'retention':>10} {'replicas':>9} {'maint/node/s':>13} {'steady':>7} "

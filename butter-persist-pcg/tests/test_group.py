@@ -75,3 +75,22 @@ def test_lost_members_are_probed_on_a_backoff_for_their_groups_until_found() -> 
     assert lost.get("x") is None and lost.due(100.0) == {} and len(lost) == 0
     lost.lost("y", PeerAddress("m", 9), "cid1", now=0.0)
     assert lost.due(31.0) == {} and len(lost) == 0  # forgotten after the expiry
+
+
+def test_partners_tally_counts_every_member_of_the_attached_views() -> None:
+    partners: dict[str, int] = {}
+    a, b = view("m5"), GroupView("cd" * 32, 100, "m5", HERE, 3)
+    a.heard("x", PeerAddress("m", 7), now=0.0)
+    a.attach(partners)
+    b.attach(partners)
+    b.merge([("x", PeerAddress("m", 7), 0.0), ("y", PeerAddress("m", 8), 0.0)], now=1.0, timeout=5.0)
+    b.heard("z", PeerAddress("m", 9), now=1.0)
+    assert partners == {"m5": 2, "x": 2, "y": 1, "z": 1}
+    b.drop("y", now=2.0)
+    assert b.expire(now=6.5, timeout=5.0) == {"x": PeerAddress("m", 7), "z": PeerAddress("m", 9)}
+    assert partners == {"m5": 2, "x": 1}  # a node counted nowhere leaves the tally
+    b.detach()
+    b.heard("w", PeerAddress("m", 10), now=7.0)  # a detached view (a forgotten group) counts nothing
+    assert partners == {"m5": 1, "x": 1}
+    a.drop("x", now=8.0)
+    assert partners == {"m5": 1}

@@ -22,6 +22,10 @@ Rules this class keeps:
   candidates are functions of the view alone, so once the members' views agree (a round or two of gossip
   after two groups of the same item merge, or after the target falls as popularity fades) the group is back
   at its target within ``hot_ticks`` + 1 rounds, whatever caused the excess.
+* ``partners`` (optional): a tally, shared by all the views of one node, of the groups each node id is a
+  member of (:meth:`GroupView.attach` counts this view's members in it, every change to the view updates it,
+  :meth:`GroupView.detach` takes them out again), so that recruiting can rank candidates by the groups they
+  share with the node without a scan over every group (`prefer_partners`).
 * ``missing``: blocks of the item this member lacks (found corrupted or gone from its store); it repairs
   them from the other members and does not recruit meanwhile (a recruit could not fetch them from it).
 """
@@ -58,9 +62,45 @@ class GroupView:
     departed: dict[str, float] = field(default_factory=dict)  # node id -> when it was dropped
     settled_at: float = float("-inf")  # before this time the member does not act as leader
     missing: set[str] = field(default_factory=set)  # block ids of the item this member lacks, to repair
+    partners: dict[str, int] | None = None  # node id -> groups it is a member of, over the node's views (attach)
 
     def __post_init__(self) -> None:
         self.members.setdefault(self.self_id, Member(self.self_address, float("inf")))
+
+    def attach(self, partners: dict[str, int]) -> None:
+        """Count this view's members in ``partners`` (node id -> groups it is a member of) and keep them counted
+        there as the view changes, until :meth:`detach`."""
+        self.detach()
+        self.partners = partners
+        for node_id in self.members:
+            partners[node_id] = partners.get(node_id, 0) + 1
+
+    def detach(self) -> None:
+        """Take this view's members out of its ``partners`` tally (a node id counted nowhere leaves it)."""
+        partners, self.partners = self.partners, None
+        if partners is not None:
+            for node_id in self.members:
+                self._uncount(partners, node_id)
+
+    @staticmethod
+    def _uncount(partners: dict[str, int], node_id: str) -> None:
+        left = partners[node_id] - 1
+        if left:
+            partners[node_id] = left
+        else:
+            del partners[node_id]
+
+    def _add(self, node_id: str, member: Member) -> None:
+        self.members[node_id] = member
+        if self.partners is not None:
+            self.partners[node_id] = self.partners.get(node_id, 0) + 1
+
+    def _remove(self, node_id: str) -> bool:
+        if self.members.pop(node_id, None) is None:
+            return False
+        if self.partners is not None:
+            self._uncount(self.partners, node_id)
+        return True
 
     @property
     def count(self) -> int:
@@ -74,7 +114,7 @@ class GroupView:
         self.departed.pop(node_id, None)
         member = self.members.get(node_id)
         if member is None:
-            self.members[node_id] = Member(address, now, hits or 0)
+            self._add(node_id, Member(address, now, hits or 0))
             return True
         member.address, member.last_heard = address, max(member.last_heard, now)
         if hits is not None:
@@ -92,7 +132,7 @@ class GroupView:
                 continue
             member = self.members.get(node_id)
             if member is None:
-                self.members[node_id] = Member(address, heard_at)
+                self._add(node_id, Member(address, heard_at))
                 added.append(node_id)
             elif heard_at > member.last_heard:
                 member.last_heard = heard_at
@@ -103,14 +143,15 @@ class GroupView:
         if node_id == self.self_id:
             return False
         self.departed[node_id] = now
-        return self.members.pop(node_id, None) is not None
+        return self._remove(node_id)
 
     def expire(self, now: float, timeout: float) -> dict[str, PeerAddress]:
         """Drop members not heard for ``timeout`` seconds; returns their ids and addresses."""
-        gone = {i: m.address for i, m in self.others().items() if now - m.last_heard > timeout}
+        gone = {i: m.address for i, m in self.members.items() if now - m.last_heard > timeout and i != self.self_id}
         for node_id in gone:
-            del self.members[node_id]
-        self.departed = {i: t for i, t in self.departed.items() if now - t <= timeout}
+            self._remove(node_id)
+        if self.departed:
+            self.departed = {i: t for i, t in self.departed.items() if now - t <= timeout}
         return gone
 
     def entries(self, now: float) -> list[tuple[str, PeerAddress, float]]:
@@ -119,7 +160,7 @@ class GroupView:
                 for i, m in self.members.items()]
 
     def target(self, own_hits: int, popularity_hits: int, max_replicas: int) -> int:
-        hits = own_hits + sum(m.hits for m in self.others().values())
+        hits = own_hits + sum(m.hits for i, m in self.members.items() if i != self.self_id)
         return min(max_replicas, self.replicas + hits // popularity_hits) if popularity_hits else self.replicas
 
     def state(self, target: int) -> GroupState:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 
@@ -113,6 +113,7 @@ class PcgPersistence:
         self.options = options
         self.timeout = options.member_timeout or 2.5 * options.heartbeat_interval
         self._groups: dict[str, GroupView] = {}
+        self._partners: dict[str, int] = {}  # node id -> groups here it is a member of (GroupView.attach)
         self._replicas = LocalReplicas(node.blocks)
         self._rng = random.Random(options.seed)
         # joins and block fetches to one peer, over all groups (heartbeats are one batch per peer already)
@@ -271,11 +272,14 @@ class PcgPersistence:
         higher one has not: it does not know of the lower in that group, or is gone)."""
         batches: dict[str, tuple[PeerAddress, list[GroupBeat]]] = {}
         recent = now - PAIR_SILENCE * self.options.heartbeat_interval
+        self_id = self.node.node_id
         for view in self._groups.values() if views is None else views:
-            beat = self._beat(view, now)
-            for node_id, member in view.others().items():
-                if pairs and node_id > self.node.node_id and member.last_heard >= recent:
+            beat = None  # built for the first peer that gets it: the pair rule leaves out many groups
+            for node_id, member in view.members.items():
+                if node_id == self_id or (pairs and node_id > self_id and member.last_heard >= recent):
                     continue
+                if beat is None:
+                    beat = self._beat(view, now)
                 batches.setdefault(node_id, (member.address, []))[1].append(beat)
         return batches
 
@@ -530,11 +534,9 @@ class PcgPersistence:
         means = (sum(q.uptime for q in qualities) / n, sum(q.available_storage for q in qualities) / n,
                  sum(q.known_hosts for q in qualities) / n)
         member_classes = {classify(p.quality, means) for p in self.node.hosts.peers() if p.node_id in view.members}
-        shared: Counter[str] = Counter()
-        if self.options.prefer_partners:
-            shared.update(node_id for other in self._groups.values() for node_id in other.members)
+        shared = self._partners if self.options.prefer_partners else {}
         self._rng.shuffle(pool)
-        pool.sort(key=lambda p: (classify(p.quality, means) in member_classes, -shared[p.node_id]))
+        pool.sort(key=lambda p: (classify(p.quality, means) in member_classes, -shared.get(p.node_id, 0)))
         return pool
 
     async def _recruit(self, view: GroupView, wanted: int) -> None:
@@ -627,6 +629,7 @@ class PcgPersistence:
         view = self._groups.get(name)
         if view is None:
             view = GroupView(name, size, self.node.node_id, self.node.address, self.options.replicas)
+            view.attach(self._partners)
             self._groups[name] = view
             self._record_groups.add(name)
         return view
@@ -635,14 +638,17 @@ class PcgPersistence:
         view = self._groups.get(content_id)
         if view is None:
             view = GroupView(content_id, size, self.node.node_id, self.node.address, self.options.replicas)
+            view.attach(self._partners)
             self._groups[content_id] = view
             self._replicas.add(content_id, manifest)
         return view
 
     async def _forget(self, content_id: str) -> None:
         """Leave a group and delete the blocks no other group on this node uses."""
-        if self._groups.pop(content_id, None) is None:
+        view = self._groups.pop(content_id, None)
+        if view is None:
             return
+        view.detach()
         if content_id in self._record_groups:
             self._record_groups.discard(content_id)
         else:
