@@ -23,6 +23,11 @@ stored at once, each on a random node. Measured on the loop clock:
   ``max_handshakes``) and from the stores to 3 replicas (``replicate``): whether the event loop keeps its timers
   (heartbeats, timeouts) on time.
 
+* ``gc``: what the cyclic garbage collector cost, per phase (``start``, ``overlay_store``, ``replicate``,
+  ``kill_repair_retrieve``) and per generation (0, 1, 2): collections run, seconds inside them (wall clock, so
+  inflated when the machine is loaded), objects collected (cyclic garbage freed), and objects tracked at the
+  phase's end (:class:`GcCost`).
+
 ``gc_threshold`` (``--gc-threshold``; the full run does each setting with and without it): the process's cyclic
 GC thresholds set to :data:`GC_THRESHOLD`. 100 nodes in one process hold about 1.5 million GC-tracked objects
 (their connections' tasks, cancel scopes, events), and with the default thresholds a full collection runs every
@@ -104,6 +109,47 @@ async def wait_for_replicas(network: list[Node], content_ids: list[str]) -> tupl
     return None, sum(counts.values()) / len(counts)
 
 
+class GcCost:
+    """What the cyclic garbage collector costs the process, per generation (0, 1, 2), from ``gc.callbacks``.
+
+    Per phase (:meth:`take`): ``collections``, how many ran; ``seconds``, wall seconds inside them (every node stands
+    still meanwhile); ``collected``, unreachable objects found, i.e. cyclic garbage freed; ``tracked``, objects the
+    collector tracks at the end of the phase.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        self._started = 0.0
+
+    def _reset(self) -> None:
+        self.collections = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.collected = [0, 0, 0]
+
+    def __enter__(self) -> GcCost:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.collections[generation] += 1
+        self.seconds[generation] += time.perf_counter() - self._started
+        self.collected[generation] += info["collected"]
+
+    def take(self) -> dict[str, Any]:
+        """The figures since the last take, and forget them."""
+        taken = {"collections": self.collections, "seconds": [round(s, 2) for s in self.seconds],
+                 "collected": self.collected, "tracked": len(gc.get_objects())}
+        self._reset()
+        return taken
+
+
 class TimerLateness:
     """How late a 50 ms sleep of the benchmark's own wakes up, in seconds, per phase."""
 
@@ -128,13 +174,14 @@ async def one_setting(nodes: int, items: int, kill: float, secure: bool, seed: i
     async with anyio.create_task_group() as tg:
         lateness = TimerLateness()
         tg.start_soon(lateness.run)
-        result = await measure(nodes, items, kill, secure, seed, lateness)
+        with GcCost() as gc_cost:
+            result = await measure(nodes, items, kill, secure, seed, lateness, gc_cost)
         tg.cancel_scope.cancel()
     return result
 
 
 async def measure(
-    nodes: int, items: int, kill: float, secure: bool, seed: int, lateness: TimerLateness
+    nodes: int, items: int, kill: float, secure: bool, seed: int, lateness: TimerLateness, gc_cost: GcCost
 ) -> dict[str, Any]:
     rng = random.Random(seed)
     cpu_start = time.process_time()
@@ -142,6 +189,8 @@ async def measure(
                               "load_average_start": os.getloadavg()}
     timer_late: dict[str, list[float]] = {}
     result["timer_late_s"] = timer_late
+    gc_phases: dict[str, dict[str, Any]] = {}
+    result["gc"] = gc_phases
     async with AsyncExitStack() as stack:
         network: list[Node] = []
         for _ in range(nodes):
@@ -149,6 +198,7 @@ async def measure(
             earlier += [str(n.address) for n in rng.sample(network[1:], min(3, max(len(network) - 1, 0)))]
             network.append(await stack.enter_async_context(open_node(settings(earlier, secure))))
         timer_late["start"] = lateness.take()
+        gc_phases["start"] = gc_cost.take()
         started = anyio.current_time()
         with anyio.move_on_after(BOUND):
             while not all(len(n.hosts.peers()) >= min(8, nodes - 1) for n in network):  # noqa: ASYNC110
@@ -165,8 +215,10 @@ async def measure(
             for payload, node in data.items():
                 tg.start_soon(store, payload, node)
         lateness.take()
+        gc_phases["overlay_store"] = gc_cost.take()
         seconds, mean = await wait_for_replicas(network, list(stored))
         timer_late["replicate"] = lateness.take()
+        gc_phases["replicate"] = gc_cost.take()
         result["replicated_s"] = round(seconds, 2) if seconds is not None else None
         result["replicas_per_item_then"] = round(mean, 2)
 
@@ -213,6 +265,7 @@ async def measure(
         with anyio.CancelScope(shield=True):
             for node in [*network, reader]:
                 await node.aclose(graceful=False)
+        gc_phases["kill_repair_retrieve"] = gc_cost.take()
     result["cpu_s"] = round(time.process_time() - cpu_start, 1)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     result["load_average_end"] = os.getloadavg()

@@ -148,7 +148,10 @@ class OutgoingPool:
             connection = await self._open(address)
             dial.connection = connection
         except TransportError as exc:
-            dial.error = exc
+            # Kept without its traceback and context: they hold this frame, which holds ``dial``, a cycle
+            # that kept every failed dial's exceptions and frames alive until a full (generation 2) collection.
+            exc.__context__ = None
+            dial.error = exc.with_traceback(None)
             return
         finally:
             if self._dialing.get(address) is dial:
