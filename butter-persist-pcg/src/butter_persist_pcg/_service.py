@@ -625,21 +625,24 @@ class PcgPersistence:
 
     # -- local group bookkeeping ------------------------------------------------------------------------
 
+    def _new_group(self, content_id: str, size: int) -> GroupView:
+        """A view of a group this node now holds, counted in the partner tally until :meth:`_forget`."""
+        view = self._groups[content_id] = GroupView(
+            content_id, size, self.node.node_id, self.node.address, self.options.replicas)
+        view.attach(self._partners)
+        return view
+
     def _create_record_group(self, name: str, size: int) -> GroupView:
         view = self._groups.get(name)
         if view is None:
-            view = GroupView(name, size, self.node.node_id, self.node.address, self.options.replicas)
-            view.attach(self._partners)
-            self._groups[name] = view
+            view = self._new_group(name, size)
             self._record_groups.add(name)
         return view
 
     def _create_group(self, content_id: str, manifest: Manifest, size: int) -> GroupView:
         view = self._groups.get(content_id)
         if view is None:
-            view = GroupView(content_id, size, self.node.node_id, self.node.address, self.options.replicas)
-            view.attach(self._partners)
-            self._groups[content_id] = view
+            view = self._new_group(content_id, size)
             self._replicas.add(content_id, manifest)
         return view
 
